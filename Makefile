@@ -1,0 +1,52 @@
+# `make run` starts the product (the operator against your cluster, or one relay locally);
+# `make test` installs what the tests need and runs them. Both work on a fresh Debian machine.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TOOLS := .tools/bin
+DEB_PACKAGES := postfix libsasl2-modules openssl ca-certificates procps iproute2
+EXAMPLE ?= examples/mailrelay.yaml
+
+.PHONY: run test lint unit bench system-deps tools docs clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+# Debian packages for the real-Postfix tests, installed when running as root.
+system-deps:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then echo "missing Debian packages:$$missing (run make as root to install them)"; exit 0; fi; \
+	echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing
+
+tools: $(VENV)/.installed
+	$(PY) tests/tools/fetch_kube_tools.py $(TOOLS)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check operator tests bench
+
+test: $(VENV)/.installed system-deps tools lint
+	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(PY) -m pytest
+
+unit: $(VENV)/.installed
+	$(PY) -m pytest -m "not postfix"
+
+# With a kubeconfig (KUBECONFIG or ~/.kube/config): run the operator. Without: run one relay locally.
+run: $(VENV)/.installed
+	@if [ -n "$$KUBECONFIG" ] || [ -f "$$HOME/.kube/config" ]; then \
+		$(VENV)/bin/mailrelay-operator run; \
+	else \
+		$(MAKE) --no-print-directory system-deps && $(VENV)/bin/mailrelay-operator local -f $(EXAMPLE); \
+	fi
+
+bench: $(VENV)/.installed system-deps
+	$(PY) bench/run.py
+
+docs: $(VENV)/.installed
+	$(PY) -m mailrelay.docs > docs/api-reference.md
+
+clean:
+	rm -rf $(VENV) .tools .pytest_cache .ruff_cache

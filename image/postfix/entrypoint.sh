@@ -1,0 +1,72 @@
+#!/bin/sh
+# Start Postfix in the foreground from the files the operator rendered into the ConfigMap.
+# Every path can be moved with an environment variable, so the tests and local mode run this
+# very script on a host against a temporary directory.
+set -eu
+
+CONFIG_SOURCE=${MAILRELAY_CONFIG_SOURCE:-/etc/mailrelay/config}
+SECRET_DIR=${MAILRELAY_SECRET_DIR:-/etc/mailrelay/secret}
+CONFIG_DIR=${POSTFIX_CONFIG_DIR:-/run/mailrelay/postfix}
+QUEUE_DIR=${POSTFIX_QUEUE_DIR:-/var/spool/postfix}
+DATA_DIR=${POSTFIX_DATA_DIR:-/var/lib/postfix}
+LISTEN=${MAILRELAY_LISTEN:-}    # host:port for the SMTP listener; empty keeps port 25 on all interfaces
+MAILLOG=${MAILRELAY_MAILLOG:-}  # a log file instead of stdout
+
+die() {
+    echo "mailrelay: $*" >&2
+    exit 1
+}
+
+[ -f "$CONFIG_SOURCE/main.cf" ] || die "no main.cf in $CONFIG_SOURCE: is the ConfigMap mounted?"
+[ -f "$CONFIG_SOURCE/master.cf" ] || die "no master.cf in $CONFIG_SOURCE: is the ConfigMap mounted?"
+
+umask 022
+mkdir -p "$CONFIG_DIR" "$QUEUE_DIR" "$DATA_DIR"
+chown "$(postconf -c "$CONFIG_SOURCE" -h mail_owner)" "$DATA_DIR"
+rm -f "$CONFIG_DIR"/*
+for file in "$CONFIG_SOURCE"/*; do
+    [ -f "$file" ] && cp "$file" "$CONFIG_DIR/"
+done
+
+postconf -c "$CONFIG_DIR" -e "queue_directory=$QUEUE_DIR" "data_directory=$DATA_DIR"
+if [ -n "$MAILLOG" ]; then
+    postconf -c "$CONFIG_DIR" -e "maillog_file=$MAILLOG" "maillog_file_prefixes=$(dirname "$MAILLOG")"
+fi
+if [ -n "$LISTEN" ]; then
+    postconf -c "$CONFIG_DIR" -MX smtp/inet
+    postconf -c "$CONFIG_DIR" -M "$LISTEN/inet=$LISTEN inet n - n - - smtpd"
+fi
+
+# The smarthost password map is built here, from the mounted Secret, readable by root only.
+# printf is a shell builtin: the password shows up in no argument list, variable export or log.
+if [ -n "$(postconf -c "$CONFIG_DIR" -h smtp_sasl_password_maps)" ]; then
+    [ -r "$SECRET_DIR/username" ] && [ -r "$SECRET_DIR/password" ] \
+        || die "the relay Secret must have the keys username and password (looked in $SECRET_DIR)"
+    username=$(cat "$SECRET_DIR/username")
+    password=$(cat "$SECRET_DIR/password")
+    case "$username" in *:* | *"
+"*) die "the relay Secret's username must not contain ':' or a line break" ;; esac
+    case "$password" in *"
+"*) die "the relay Secret's password must not contain a line break" ;; esac
+    umask 077
+    printf '%s %s:%s\n' "$(postconf -c "$CONFIG_DIR" -h relayhost)" "$username" "$password" \
+        >"$CONFIG_DIR/sasl_passwd"
+    unset username password
+    umask 022
+fi
+
+# Postfix only warns about a broken map line and then skips it; for a relay that rewrites senders
+# a skipped line means wrong mail, so any warning from the checks below stops the start.
+problems=$(
+    {
+        postfix -c "$CONFIG_DIR" check 2>&1 || echo "postfix check failed"
+        for map in $(postconf -c "$CONFIG_DIR" -xh sender_canonical_maps | tr ',' ' '); do
+            postmap -c "$CONFIG_DIR" -q probe@mailrelay.invalid "$map" 2>&1 >/dev/null || true
+        done
+    } | grep -E 'warning|fatal|error|failed' || true
+)
+[ -z "$problems" ] || die "the configuration is not usable:
+$problems"
+
+echo "mailrelay: starting Postfix $(postconf -c "$CONFIG_DIR" -dh mail_version) for $(postconf -c "$CONFIG_DIR" -h myorigin)"
+exec postfix -c "$CONFIG_DIR" start-fg

@@ -1,0 +1,5 @@
+import sys
+
+from mailrelay.cli import main
+
+sys.exit(main())

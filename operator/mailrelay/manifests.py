@@ -1,0 +1,44 @@
+"""Reading MailRelay documents and writing manifests as YAML streams."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mailrelay.spec import MailRelay, SpecError, parse
+
+
+def load_documents(source: str) -> list[Any]:
+    """All YAML documents of a file, or of stdin when `source` is '-'; empty documents are skipped."""
+    text = sys.stdin.read() if source == "-" else Path(source).read_text()
+    try:
+        return [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    except yaml.YAMLError as exc:
+        raise SpecError([f"{source}: not valid YAML: {exc}".replace("\n", " ")]) from exc
+
+
+def load_relays(source: str) -> list[MailRelay]:
+    """Parse every MailRelay in `source`; raise one SpecError listing all problems of all documents."""
+    relays: list[MailRelay] = []
+    problems: list[str] = []
+    documents = load_documents(source)
+    if not documents:
+        raise SpecError([f"{source}: no MailRelay document found"])
+    for index, doc in enumerate(documents):
+        name = doc.get("metadata", {}).get("name") if isinstance(doc, dict) else None
+        label = f"{source}: {name or f'document {index + 1}'}"
+        try:
+            relays.append(parse(doc))
+        except SpecError as exc:
+            problems += [f"{label}: {p}" for p in exc.problems]
+    if problems:
+        raise SpecError(problems)
+    return relays
+
+
+def dump(objects: Iterable[dict[str, Any]]) -> str:
+    return yaml.safe_dump_all(list(objects), sort_keys=False, default_flow_style=False)

@@ -1,0 +1,172 @@
+"""Pure functions from a validated MailRelay to the ConfigMap, Deployment and Service it owns.
+
+No I/O and no clock: the same relay always renders the same bytes, which is what lets the
+controller compare live objects with these and write only when something really differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from mailrelay import postfix
+from mailrelay.spec import API_VERSION, KIND, MailRelay
+
+FIELD_MANAGER = "mailrelay-operator"
+MANAGED_BY = "mailrelay-operator"
+CONFIG_HASH_ANNOTATION = "mailrelay.dev/config-hash"
+CONTAINER = "postfix"
+SMTP_PORT_NAME = "smtp"
+
+# Paths inside the relay image; image/postfix/entrypoint.sh uses the same defaults.
+CONFIG_MOUNT = "/etc/mailrelay/config"
+SECRET_MOUNT = "/etc/mailrelay/secret"
+RUNTIME_DIR = "/run/mailrelay"
+POSTFIX_CONFIG_DIR = f"{RUNTIME_DIR}/postfix"
+QUEUE_DIR = "/var/spool/postfix"
+DATA_DIR = "/var/lib/postfix"
+PROBE = "/usr/local/bin/mailrelay-probe"
+DRAIN = "/usr/local/bin/mailrelay-drain"
+TERMINATION_GRACE_SECONDS = 60
+DRAIN_SECONDS = 50  # leaves the kubelet time to stop Postfix after the drain gave up
+
+DEFAULT_RESOURCES = {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "256Mi"}}
+# Postfix's master runs as root to bind port 25 and hand work to unprivileged children.
+CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "NET_BIND_SERVICE", "SETGID", "SETUID"]
+
+
+def child_names(relay: MailRelay) -> dict[str, str]:
+    """Kind → name of each object the relay owns."""
+    return {"ConfigMap": f"mailrelay-{relay.name}", "Deployment": f"mailrelay-{relay.name}",
+            "Service": relay.spec.service.name}
+
+
+def selector_labels(relay: MailRelay) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "mailrelay", "app.kubernetes.io/instance": relay.name}
+
+
+def labels(relay: MailRelay) -> dict[str, str]:
+    return {**selector_labels(relay), "app.kubernetes.io/component": "smtp-relay",
+            "app.kubernetes.io/managed-by": MANAGED_BY}
+
+
+def owner_reference(relay: MailRelay) -> dict[str, Any]:
+    return {"apiVersion": API_VERSION, "kind": KIND, "name": relay.name, "uid": relay.uid,
+            "controller": True, "blockOwnerDeletion": True}
+
+
+def _metadata(relay: MailRelay, name: str) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": relay.namespace, "labels": labels(relay)}
+    if relay.uid:
+        meta["ownerReferences"] = [owner_reference(relay)]
+    return meta
+
+
+def config_map(relay: MailRelay) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": _metadata(relay, child_names(relay)["ConfigMap"]),
+            "data": postfix.config_files(relay.spec)}
+
+
+def config_hash(relay: MailRelay, secret_version: str = "") -> str:
+    """Digest of everything that needs a Postfix restart: the files and the relay Secret.
+
+    `secret_version` is a digest of the Secret's data (the caller reads it), so rotating the
+    password rolls the pods. Replicas, resources and scheduling are left out on purpose.
+    """
+    secret = relay.spec.relay.auth_secret if relay.spec.relay else None
+    payload = {"files": postfix.config_files(relay.spec), "secret": secret, "secretVersion": secret_version}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _probe(mode: str, period: int, failures: int) -> dict[str, Any]:
+    return {"exec": {"command": [PROBE, mode]}, "periodSeconds": period, "timeoutSeconds": 10,
+            "failureThreshold": failures}
+
+
+def deployment(relay: MailRelay, secret_version: str = "") -> dict[str, Any]:
+    spec = relay.spec
+    volumes: list[dict[str, Any]] = [
+        {"name": "config", "configMap": {"name": child_names(relay)["ConfigMap"]}},
+        {"name": "runtime", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
+        {"name": "queue", "emptyDir": {}},
+        {"name": "data", "emptyDir": {}},
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
+        {"name": "runtime", "mountPath": RUNTIME_DIR},
+        {"name": "queue", "mountPath": QUEUE_DIR},
+        {"name": "data", "mountPath": DATA_DIR},
+    ]
+    if spec.relay and spec.relay.auth_secret:
+        volumes.append({"name": "relay-auth", "secret": {"secretName": spec.relay.auth_secret,
+                                                         "defaultMode": 0o400}})
+        mounts.append({"name": "relay-auth", "mountPath": SECRET_MOUNT, "readOnly": True})
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": spec.image,
+        "imagePullPolicy": "IfNotPresent",
+        "env": [{"name": "MAIL_FROM_FQDN", "value": spec.mail_from_fqdn},
+                {"name": "MAILRELAY_DRAIN_SECONDS", "value": str(DRAIN_SECONDS)}],
+        "ports": [{"name": SMTP_PORT_NAME, "containerPort": postfix.SMTP_PORT, "protocol": "TCP"}],
+        "volumeMounts": mounts,
+        "readinessProbe": _probe("ready", 10, 3),
+        "livenessProbe": _probe("live", 20, 3),
+        "lifecycle": {"preStop": {"exec": {"command": [DRAIN]}}},
+        "resources": spec.resources or DEFAULT_RESOURCES,
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"], "add": CAPABILITIES},
+        },
+    }
+    pod_spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if spec.node_selector:
+        pod_spec["nodeSelector"] = dict(spec.node_selector)
+    if spec.tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in spec.tolerations]
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": _metadata(relay, child_names(relay)["Deployment"]),
+        "spec": {
+            "replicas": spec.replicas,
+            "selector": {"matchLabels": selector_labels(relay)},
+            # Never fewer ready relays than wanted during a rollout: new pod first, then drain the old.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": {
+                "metadata": {"labels": labels(relay),
+                             "annotations": {CONFIG_HASH_ANNOTATION: config_hash(relay, secret_version)}},
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def service(relay: MailRelay) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": _metadata(relay, child_names(relay)["Service"]),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(relay),
+            "ports": [{"name": SMTP_PORT_NAME, "port": relay.spec.service.port,
+                       "targetPort": SMTP_PORT_NAME, "protocol": "TCP"}],
+        },
+    }
+
+
+def render(relay: MailRelay, secret_version: str = "") -> list[dict[str, Any]]:
+    """The three children, in the order they should be applied (config before its users)."""
+    return [config_map(relay), deployment(relay, secret_version), service(relay)]
+
+
+def endpoint(relay: MailRelay) -> str:
+    return f"{relay.spec.service.name}.{relay.namespace}.svc:{relay.spec.service.port}"

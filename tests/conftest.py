@@ -1,0 +1,84 @@
+"""Shared fixtures: paths, sample relays, and the real-Postfix harness."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from mailrelay.spec import MailRelay, parse
+
+ROOT = Path(__file__).resolve().parents[1]
+CRD_PATH = ROOT / "crds" / "mailrelay.dev_mailrelays.yaml"
+
+
+def relay_object(spec: dict[str, Any], name: str = "relay", namespace: str = "apps",
+                 uid: str | None = "6b0c1a4e-1d2f-4c1e-9a57-3f0e7a1b2c3d") -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": namespace, "generation": 1}
+    if uid:
+        meta["uid"] = uid
+    return {"apiVersion": "mailrelay.dev/v1alpha1", "kind": "MailRelay", "metadata": meta, "spec": spec}
+
+
+def make_relay(spec: dict[str, Any], **kwargs: Any) -> MailRelay:
+    return parse(relay_object(spec, **kwargs))
+
+
+@pytest.fixture(scope="session")
+def crd() -> dict[str, Any]:
+    return yaml.safe_load(CRD_PATH.read_text())
+
+
+@pytest.fixture
+def postfix_ready() -> None:
+    """Real Postfix is required for the mail path; in CI its absence is a failure, not a skip."""
+    from mailrelay.local import postfix_problem
+
+    problem = postfix_problem()
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(f"the mail-path tests need Postfix: {problem}")
+        pytest.skip(problem)
+
+
+@pytest.fixture
+def start_postfix(postfix_ready: None) -> Iterator[Callable[..., Any]]:
+    """Start private Postfix instances from rendered relays; all are stopped at teardown.
+
+    Not under pytest's tmp_path: that is private to root, and Postfix's daemons run as `postfix`.
+    """
+    from mailrelay.local import LocalPostfix
+    from smtp_sink import free_port
+
+    started: list[LocalPostfix] = []
+    base = Path(tempfile.mkdtemp(prefix="mailrelay-test-"))
+    base.chmod(0o755)
+
+    def start(relay: MailRelay, *, secret: dict[str, str] | None = None,
+              extra_files: dict[str, str] | None = None, run: bool = True) -> LocalPostfix:
+        instance = LocalPostfix(relay, base / f"postfix{len(started)}", port=free_port(),
+                                secret=secret, extra_files=extra_files)
+        started.append(instance)
+        if run:
+            instance.start()
+        return instance
+
+    yield start
+    for instance in started:
+        instance.stop()
+    if not os.environ.get("MAILRELAY_KEEP_TEST_DIRS"):
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def sinks() -> Iterator[list[Any]]:
+    """Register sinks here to have them stopped at teardown."""
+    created: list[Any] = []
+    yield created
+    for sink in created:
+        sink.stop()

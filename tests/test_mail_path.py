@@ -1,0 +1,295 @@
+"""The product's core promise, on a real Postfix started from the rendered files via the entrypoint.
+
+Clients send from 127.0.0.5, inside allowedNetworks but not the loopback address Postfix always
+trusts, so they are treated exactly like pods; the aiosmtpd sink stands in for the smarthost.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import smtplib
+import subprocess
+import time
+import uuid
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import make_relay
+from mailrelay.local import LocalPostfix
+from smtp_sink import Sink
+
+pytestmark = pytest.mark.postfix
+
+POD = "127.0.0.5"
+OUTSIDER = "127.0.0.9"
+FQDN = "mail.example.com"
+
+
+def relay_spec(sink: Sink, **extra: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {"mailFromFQDN": FQDN, "allowedNetworks": ["127.0.0.4/30"],
+                            "relay": {"host": "127.0.0.1", "port": sink.port, "tls": "None"}}
+    relay = extra.pop("relay", None)
+    if relay:
+        spec["relay"].update(relay)
+    spec.update(extra)
+    return spec
+
+
+def message(sender_header: str | None, body: str = "hello from a pod\n", **headers: str) -> EmailMessage:
+    msg = EmailMessage()
+    if sender_header is not None:
+        msg["From"] = sender_header
+    msg["To"] = "ops@example.org"
+    msg["Subject"] = "test"
+    msg["Message-ID"] = f"<{uuid.uuid4()}@test>"
+    for name, value in headers.items():
+        msg[name] = value
+    msg.set_content(body)
+    return msg
+
+
+def send(instance: LocalPostfix, envelope_from: str, msg: EmailMessage, *, source: str = POD,
+         to: str = "ops@example.org") -> None:
+    with smtplib.SMTP(instance.listen, instance.port, source_address=(source, 0), timeout=30) as smtp:
+        smtp.send_message(msg, from_addr=envelope_from, to_addrs=[to])
+
+
+@pytest.fixture
+def sink(sinks: list[Sink]) -> Sink:
+    created = Sink().start()
+    sinks.append(created)
+    return created
+
+
+@pytest.mark.parametrize(("envelope", "header", "want_envelope", "want_header"), [
+    ("root@6ba2d5764050", "root@6ba2d5764050", f"root@{FQDN}", f"root@{FQDN}"),
+    ("root", "root", f"root@{FQDN}", f"root@{FQDN}"),
+    ("app@pod-7f9c.default.svc.cluster.local", '"App" <app@pod-7f9c.default.svc.cluster.local>',
+     f"app@{FQDN}", f'"App" <app@{FQDN}>'),
+    (f"billing@{FQDN}", f"billing@{FQDN}", f"billing@{FQDN}", f"billing@{FQDN}"),
+    ("ROOT@POD-1.CLUSTER.LOCAL", "ROOT@POD-1.CLUSTER.LOCAL", f"ROOT@{FQDN}", f"ROOT@{FQDN}"),
+    ("noreply@corp.example.org", "noreply@corp.example.org", "noreply@corp.example.org",
+     "noreply@corp.example.org"),
+    ("jobs@eu.corp.example.org", "jobs@eu.corp.example.org", "jobs@eu.corp.example.org",
+     "jobs@eu.corp.example.org"),
+    ("x@notcorp.example.org", "x@notcorp.example.org", f"x@{FQDN}", f"x@{FQDN}"),
+    ("cron+alerts@6ba2d5764050", "cron+alerts@6ba2d5764050", f"alerts-cron@{FQDN}", f"alerts-cron@{FQDN}"),
+])
+def test_senders_are_rewritten_in_envelope_and_headers(start_postfix: Any, sink: Sink, envelope: str,
+                                                       header: str, want_envelope: str, want_header: str) -> None:
+    relay = make_relay(relay_spec(sink, rewrite={
+        "keepDomains": ["corp.example.org"],
+        "rules": [{"pattern": r"([^+@]+)\+alerts@.*", "replacement": f"alerts-$1@{FQDN}"}],
+    }))
+    instance = start_postfix(relay)
+    body = "line one\nline two with unicode: \u00e9\n.leading dot\n"
+    send(instance, envelope, message(header, body, Sender=header))
+    [got] = sink.wait_for(1)
+    assert got.mail_from == want_envelope
+    assert got.header("From") == want_header
+    assert got.header("Sender") == want_header
+    assert got.message.get_content().replace("\r\n", "\n") == body  # SMTP carries CRLF line ends
+    assert got.rcpt_tos == ["ops@example.org"]
+
+
+def test_header_without_from_gets_one_at_the_fqdn(start_postfix: Any, sink: Sink) -> None:
+    instance = start_postfix(make_relay(relay_spec(sink)))
+    send(instance, "worker@6ba2d5764050", message(None))
+    [got] = sink.wait_for(1)
+    assert got.mail_from == f"worker@{FQDN}"
+    assert got.header("From") == f"worker@{FQDN}"
+
+
+def test_rule_result_outside_kept_domains_is_still_rewritten(start_postfix: Any, sink: Sink) -> None:
+    """A rule cannot make mail leave from a domain the relay's owner did not list."""
+    relay = make_relay(relay_spec(sink, rewrite={
+        "rules": [{"pattern": "(.*)@db-.*", "replacement": "$1@elsewhere.example.net"}]}))
+    instance = start_postfix(relay)
+    send(instance, "backup@db-0", message("backup@db-0"))
+    [got] = sink.wait_for(1)
+    assert got.mail_from == f"backup@{FQDN}"
+
+
+def test_smarthost_login_uses_the_secret(start_postfix: Any, sinks: list[Sink]) -> None:
+    sink = Sink(credentials=("relay-user", "s3cret pass")).start()
+    sinks.append(sink)
+    relay = make_relay(relay_spec(sink, relay={"authSecretRef": {"name": "smarthost"}}))
+    instance = start_postfix(relay, secret={"username": "relay-user\n", "password": "s3cret pass"})
+    send(instance, "root@pod", message("root@pod"))
+    [got] = sink.wait_for(1)
+    assert got.auth == ("relay-user", "s3cret pass")
+    assert got.mail_from == f"root@{FQDN}"
+    # The password went into the root-only map and nowhere else that is readable.
+    sasl = instance.config_dir / "sasl_passwd"
+    assert oct(sasl.stat().st_mode & 0o777) == "0o600"
+    assert "s3cret pass" not in instance.log()
+    assert all("s3cret" not in p.read_text() for p in instance.config_dir.iterdir() if p.name != "sasl_passwd")
+
+
+def test_wrong_password_keeps_mail_queued_with_a_clear_log(start_postfix: Any, sinks: list[Sink]) -> None:
+    sink = Sink(credentials=("relay-user", "right")).start()
+    sinks.append(sink)
+    relay = make_relay(relay_spec(sink, relay={"authSecretRef": {"name": "smarthost"}}))
+    instance = start_postfix(relay, secret={"username": "relay-user", "password": "wrong"})
+    send(instance, "root@pod", message("root@pod"))
+    deadline = time.monotonic() + 30
+    while "authentication failed" not in instance.log() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "SASL authentication failed" in instance.log()
+    assert sink.auth_attempts and sink.auth_attempts[-1] == ("relay-user", "wrong")
+    assert sink.received == []
+    assert instance.queued() == 1
+
+
+def test_missing_secret_keys_stop_the_start(start_postfix: Any, sink: Sink) -> None:
+    relay = make_relay(relay_spec(sink, relay={"authSecretRef": {"name": "smarthost"}}))
+    instance = start_postfix(relay, secret={"username": "only-user"}, run=False)
+    with pytest.raises(Exception, match="did not start"):
+        instance.start()
+    assert "must have the keys username and password" in instance.output.read_text()
+
+
+def test_encrypt_never_sends_in_plain_text(start_postfix: Any, sink: Sink) -> None:
+    """tls: Encrypt against a server without STARTTLS: the mail waits, it is not sent in the clear."""
+    instance = start_postfix(make_relay(relay_spec(sink, relay={"tls": "Encrypt"})))
+    send(instance, "root@pod", message("root@pod"))
+    deadline = time.monotonic() + 30
+    while "TLS is required" not in instance.log() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "TLS is required, but was not offered" in instance.log()
+    assert sink.received == []
+    assert instance.queued() == 1
+
+
+def test_encrypt_delivers_over_starttls_with_login(start_postfix: Any, sinks: list[Sink], tmp_path: Path) -> None:
+    import ssl
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=smarthost.test"], check=True, capture_output=True)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    sink = Sink(credentials=("u", "p"), tls_context=context).start()
+    sinks.append(sink)
+    relay = make_relay(relay_spec(sink, relay={"tls": "Encrypt", "authSecretRef": {"name": "s"}}))
+    instance = start_postfix(relay, secret={"username": "u", "password": "p"})
+    send(instance, "root@pod", message("root@pod"))
+    [got] = sink.wait_for(1)
+    assert got.auth == ("u", "p")
+    assert "TLS connection established to 127.0.0.1" in instance.log()
+
+
+def test_closed_relay_refuses_clients_outside_allowed_networks(start_postfix: Any, sink: Sink) -> None:
+    instance = start_postfix(make_relay(relay_spec(sink)))
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+        send(instance, "spam@outside.example", message("spam@outside.example"), source=OUTSIDER)
+    code, text = refused.value.recipients["ops@example.org"]
+    assert code == 554 and b"Client host rejected: Access denied" in text
+    send(instance, "root@pod", message("root@pod"), source=POD)  # an allowed client still gets through
+    [got] = sink.wait_for(1)
+    time.sleep(1)  # a leaked refused message would have arrived by now too
+    assert [r.mail_from for r in sink.received] == [got.mail_from] == [f"root@{FQDN}"]
+    assert instance.queued() == 0
+
+
+def test_message_over_the_size_limit_is_refused_at_smtp_time(start_postfix: Any, sink: Sink) -> None:
+    instance = start_postfix(make_relay(relay_spec(sink, messageSizeLimitBytes=20000)))
+    with pytest.raises(smtplib.SMTPSenderRefused) as refused:
+        send(instance, "root@pod", message("root@pod", body="x" * 30000 + "\n"))
+    assert refused.value.smtp_code == 552
+    send(instance, "root@pod", message("root@pod", body="small\n"))
+    assert len(sink.wait_for(1)) == 1
+
+
+def test_no_mail_lost_while_the_smarthost_is_down(start_postfix: Any, sinks: list[Sink]) -> None:
+    sink = Sink()  # not started: the smarthost is down
+    sinks.append(sink)
+    instance = start_postfix(make_relay(relay_spec(sink)))
+    ids = []
+    for _ in range(5):
+        msg = message("root@pod")
+        ids.append(msg["Message-ID"])
+        send(instance, "root@pod", msg)
+    deadline = time.monotonic() + 30
+    while "Connection refused" not in instance.log() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert instance.queued() == 5
+    sink.start()
+    assert instance.postfix("flush").returncode == 0
+    sink.wait_for(5)
+    time.sleep(1)  # duplicates would show up now
+    assert sorted(r.message["Message-ID"] for r in sink.received) == sorted(ids)
+    assert instance.queued() == 0
+
+
+def test_prestop_drain_delivers_queued_mail_before_returning(start_postfix: Any, sinks: list[Sink]) -> None:
+    sink = Sink()
+    sinks.append(sink)
+    instance = start_postfix(make_relay(relay_spec(sink)))
+    send(instance, "root@pod", message("root@pod"))
+    deadline = time.monotonic() + 30
+    while "Connection refused" not in instance.log() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert instance.queued() == 1
+    sink.start()
+    result = instance.run_script("drain.sh")
+    assert result.returncode == 0, result.stderr
+    assert "queue empty" in result.stdout
+    assert len(sink.received) == 1  # delivered before the hook returned
+    assert instance.queued() == 0
+
+
+def test_drain_gives_up_at_its_deadline_and_says_so(start_postfix: Any, sinks: list[Sink]) -> None:
+    sink = Sink()  # stays down
+    sinks.append(sink)
+    instance = start_postfix(make_relay(relay_spec(sink)))
+    send(instance, "root@pod", message("root@pod"))
+    result = instance.run_script("drain.sh", env={"MAILRELAY_DRAIN_SECONDS": "2"})
+    assert result.returncode == 0
+    assert "1 message(s) still queued after 2s" in result.stdout
+
+
+def _postfix_pids(instance: LocalPostfix) -> list[int]:
+    master = int((instance.queue_dir / "pid" / "master.pid").read_text().split()[0])
+    children = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout.split()
+    return [master, *map(int, children)]
+
+
+def test_probes_follow_the_health_of_postfix(start_postfix: Any, sink: Sink) -> None:
+    instance = start_postfix(make_relay(relay_spec(sink)))
+    env = {"MAILRELAY_PROBE_TIMEOUT": "2"}
+    for mode in ("live", "ready"):
+        result = instance.run_script("probe.sh", mode, env=env)
+        assert result.returncode == 0, result.stderr
+    pids = _postfix_pids(instance)
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        for mode in ("live", "ready"):
+            hung = instance.run_script("probe.sh", mode, env=env)
+            assert hung.returncode != 0
+            assert "did not answer" in hung.stderr
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    assert instance.run_script("probe.sh", "live", env=env).returncode == 0
+    instance.postfix("stop")
+    deadline = time.monotonic() + 10
+    while instance.postfix("status").returncode == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for mode in ("live", "ready"):
+        stopped = instance.run_script("probe.sh", mode, env=env)
+        assert stopped.returncode != 0
+        assert "master is not running" in stopped.stderr
+
+
+def test_corrupt_map_makes_the_entrypoint_fail_with_postfix_reason(start_postfix: Any, sink: Sink) -> None:
+    relay = make_relay(relay_spec(sink))
+    instance = start_postfix(relay, run=False, extra_files={"sender_canonical": "/unbalanced(/ x\n"})
+    run = instance.run_script("entrypoint.sh", timeout=60)
+    assert run.returncode != 0
+    assert "configuration is not usable" in run.stderr
+    assert "Unmatched ( or \\(" in run.stderr

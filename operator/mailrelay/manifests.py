@@ -40,5 +40,17 @@ def load_relays(source: str) -> list[MailRelay]:
     return relays
 
 
+class _Dumper(yaml.SafeDumper):
+    """Writes multi-line strings (the Postfix files) as literal blocks, so they read like the files."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
 def dump(objects: Iterable[dict[str, Any]]) -> str:
-    return yaml.safe_dump_all(list(objects), sort_keys=False, default_flow_style=False)
+    return yaml.dump_all(list(objects), Dumper=_Dumper, sort_keys=False, default_flow_style=False)

@@ -37,7 +37,7 @@ _LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
 HOSTNAME_RE = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
 DNS1035_RE = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 DNS1123_SUBDOMAIN_RE = HOSTNAME_RE
-_BAD_CHARS = re.compile(r"[\x00-\x20\x7f]")
+_BAD_CHARS = re.compile(r"[^\x21-\x7e]")  # anything but printable ASCII without the space
 
 
 class SpecError(ValueError):
@@ -213,7 +213,7 @@ def _parse_spec(check: _Checker, raw: Any) -> MailRelaySpec | None:
     replicas = check.integer("spec.replicas", spec.get("replicas", 1), 0, MAX_REPLICAS)
     image = check.string("spec.image", spec.get("image", DEFAULT_POSTFIX_IMAGE))
     if image is not None and (not image or _BAD_CHARS.search(image)):
-        check.fail("spec.image", "must be a non-empty image reference without spaces or control characters")
+        check.fail("spec.image", "must be a non-empty image reference of printable ASCII without spaces")
     resources = _parse_resources(check, spec.get("resources", {}))
     node_selector = _parse_node_selector(check, spec.get("nodeSelector", {}))
     tolerations = _parse_tolerations(check, spec.get("tolerations", []))
@@ -270,7 +270,7 @@ def _parse_rule(check: _Checker, path: str, raw: Any) -> RewriteRule | None:
         check.fail(f"{path}.pattern", "must not be empty")
         ok = False
     elif _BAD_CHARS.search(pattern):
-        check.fail(f"{path}.pattern", "must not contain spaces, newlines or control characters "
+        check.fail(f"{path}.pattern", "must be printable ASCII without spaces, newlines or control characters "
                    "(use [[:space:]] to match white space)")
         ok = False
     else:
@@ -282,7 +282,7 @@ def _parse_rule(check: _Checker, path: str, raw: Any) -> RewriteRule | None:
         check.fail(f"{path}.replacement", "must not be empty")
         return None
     if _BAD_CHARS.search(replacement):
-        check.fail(f"{path}.replacement", "must not contain spaces, newlines or control characters")
+        check.fail(f"{path}.replacement", "must be printable ASCII without spaces, newlines or control characters")
         return None
     stripped = _REPLACEMENT_REF.sub("", replacement)
     if "$" in stripped:
@@ -352,6 +352,9 @@ def _parse_networks(check: _Checker, raw: Any) -> tuple[str, ...] | None:
         path = f"spec.allowedNetworks[{i}]"
         text = check.string(path, item)
         if text is None:
+            continue
+        if "/" not in text:
+            check.fail(path, f"{text!r} needs a prefix length, e.g. 10.0.0.0/8 or {text}/32")
             continue
         try:
             network = ipaddress.ip_network(text, strict=True)

@@ -1,0 +1,152 @@
+"""The CRD: valid for every Kubernetes version we support, and enforcing the same rules as `spec`."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import kubernetes_validate.utils as kv
+import pytest
+import yaml
+from conftest import ROOT, relay_object
+from crd_schema import check
+from test_render import FULL, K8S_VERSIONS
+
+from mailrelay import spec as spec_module
+from mailrelay.spec import SpecError, parse
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_crd_is_a_valid_kubernetes_object(crd: dict[str, Any], version: str) -> None:
+    kv.validate(crd, version, strict=True)
+
+
+def test_crd_names_and_columns(crd: dict[str, Any]) -> None:
+    assert crd["metadata"]["name"] == "mailrelays.mailrelay.dev"
+    names = crd["spec"]["names"]
+    assert (names["kind"], names["plural"], names["shortNames"]) == ("MailRelay", "mailrelays", ["mr"])
+    [version] = crd["spec"]["versions"]
+    assert version["name"] == "v1alpha1" and version["subresources"] == {"status": {}}
+    columns = [c["name"] for c in version["additionalPrinterColumns"] if not c.get("priority")]
+    assert columns == ["FQDN", "Ready", "Replicas", "Age"]
+
+
+def _spec_schema(crd: dict[str, Any]) -> dict[str, Any]:
+    return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+
+
+def test_crd_defaults_are_the_operator_defaults(crd: dict[str, Any]) -> None:
+    schema = _spec_schema(crd)
+    assert tuple(schema["allowedNetworks"]["default"]) == spec_module.DEFAULT_NETWORKS
+    assert schema["messageSizeLimitBytes"]["default"] == spec_module.DEFAULT_MESSAGE_SIZE_LIMIT
+    assert schema["messageSizeLimitBytes"]["minimum"] == spec_module.MIN_MESSAGE_SIZE_LIMIT
+    assert schema["replicas"]["default"] == 1 and schema["replicas"]["maximum"] == spec_module.MAX_REPLICAS
+    assert schema["relay"]["properties"]["port"]["default"] == spec_module.Relay.port
+    assert schema["relay"]["properties"]["tls"]["default"] == spec_module.Relay.tls
+    assert tuple(schema["relay"]["properties"]["tls"]["enum"]) == spec_module.TLS_LEVELS
+    assert schema["service"]["properties"]["name"]["default"] == spec_module.ServiceSpec.name
+    assert schema["service"]["properties"]["port"]["default"] == spec_module.ServiceSpec.port
+    assert schema["rewrite"]["properties"]["rules"]["maxItems"] == spec_module.MAX_RULES
+
+
+def example_relays() -> list[dict[str, Any]]:
+    docs = []
+    for path in sorted((ROOT / "examples").glob("*.yaml")):
+        docs += [d for d in yaml.safe_load_all(path.read_text()) if d and d.get("kind") == "MailRelay"]
+    return docs
+
+
+GOOD = [relay_object(FULL), relay_object({"mailFromFQDN": "a.example"}),
+        relay_object({"mailFromFQDN": "a.example", "relay": {"host": "smtp.example.net", "port": 465,
+                                                             "tls": "Wrapper"}}),
+        relay_object({"mailFromFQDN": "a.example", "rewrite": {"rules": [
+            {"pattern": "a\\/b\\\\", "replacement": "$$1@a.example"}]}})]
+
+
+@pytest.mark.parametrize("obj", GOOD + example_relays(), ids=lambda o: o["metadata"]["name"] + str(id(o))[-4:])
+def test_good_samples_pass_the_crd_and_the_operator(crd: dict[str, Any], obj: dict[str, Any]) -> None:
+    assert check(crd, obj) == []
+    parse(obj)
+
+
+def _with(**changes: Any) -> dict[str, Any]:
+    obj = relay_object({"mailFromFQDN": "apps.example.com"})
+    for dotted, value in changes.items():
+        target = obj
+        *parents, last = dotted.split("__")
+        for key in parents:
+            target = target.setdefault(key, {})
+        target[last] = value
+    return obj
+
+
+# (id, object, what the CRD says). Each is also refused by `spec.parse`: the two agree.
+BAD: list[tuple[str, dict[str, Any], str]] = [
+    ("no fqdn", relay_object({}), "'mailFromFQDN' is a required property"),
+    ("fqdn single label", _with(spec__mailFromFQDN="localhost"), "does not match"),
+    ("fqdn with space", _with(spec__mailFromFQDN="a b.example"), "does not match"),
+    ("long name", _with(metadata__name="r" * 51), "metadata.name must be at most 50 characters"),
+    ("wrapper on 587", _with(spec__relay={"host": "smtp.example.net", "tls": "Wrapper"}),
+     "tls Wrapper (SMTPS) needs port 465"),
+    ("wrapper without port defaults to 587", _with(spec__relay={"host": "h.example", "tls": "Wrapper", "port": 25}),
+     "tls Wrapper (SMTPS) needs port 465"),
+    ("unknown tls", _with(spec__relay={"host": "h.example", "tls": "Starttls"}), "is not one of"),
+    ("keepDomain with at-sign", _with(spec__rewrite={"keepDomains": ["me@x.example"]}),
+     "every keepDomains entry must be a host name"),
+    ("keepDomain with double dot", _with(spec__rewrite={"keepDomains": ["x..example"]}),
+     "every keepDomains entry must be a host name"),
+    ("rule with unescaped slash", _with(spec__rewrite={"rules": [{"pattern": "a/b", "replacement": "x@a.example"}]}),
+     "pattern must write a literal '/' as '\\/'"),
+    ("rule with lone backslash", _with(spec__rewrite={"rules": [{"pattern": "ab\\", "replacement": "x@a.example"}]}),
+     "must not end with a lone backslash"),
+    ("rule with newline", _with(spec__rewrite={"rules": [{"pattern": "a\nb", "replacement": "x@a.example"}]}),
+     "does not match '^[!-~]+$'"),
+    ("replacement with space", _with(spec__rewrite={"rules": [{"pattern": "a", "replacement": "x @a.example"}]}),
+     "does not match '^[!-~]+$'"),
+    ("rule without replacement", _with(spec__rewrite={"rules": [{"pattern": "a"}]}),
+     "'replacement' is a required property"),
+    ("open relay", _with(spec__allowedNetworks=["0.0.0.0/0"]), "would make an open relay"),
+    ("open relay v6", _with(spec__allowedNetworks=["::/0"]), "would make an open relay"),
+    ("no networks", _with(spec__allowedNetworks=[]), "should be non-empty"),
+    ("network not CIDR", _with(spec__allowedNetworks=["10.0.0.0"]), "does not match"),
+    ("size too small", _with(spec__messageSizeLimitBytes=100), "is less than the minimum of 1024"),
+    ("replicas negative", _with(spec__replicas=-1), "is less than the minimum of 0"),
+    ("service name", _with(spec__service={"name": "Mail"}), "does not match"),
+    ("relay without host", _with(spec__relay={"port": 25}), "'host' is a required property"),
+]
+
+
+@pytest.mark.parametrize(("obj", "message"), [(o, m) for _, o, m in BAD], ids=[i for i, _, _ in BAD])
+def test_bad_samples_are_refused_by_the_crd_and_the_operator(crd: dict[str, Any], obj: dict[str, Any],
+                                                             message: str) -> None:
+    errors = check(crd, obj)
+    assert any(message in e for e in errors), errors
+    with pytest.raises(SpecError):
+        parse(obj)
+
+
+def test_every_cel_rule_is_exercised(crd: dict[str, Any]) -> None:
+    """A rule no sample can trip is a rule nobody knows works."""
+    messages = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            messages.update(r["message"] for r in node.get("x-kubernetes-validations", []))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(crd)
+    tripped = {m for _, obj, _ in BAD for e in check(crd, obj) for m in messages if m in e}
+    assert messages and tripped == messages
+
+
+def test_a_cel_rule_sees_defaults(crd: dict[str, Any]) -> None:
+    """tls Wrapper with no port: the port defaults to 587, so the rule must refuse it."""
+    obj = _with(spec__relay={"host": "smtp.example.net", "tls": "Wrapper"})
+    assert check(crd, obj) == ["spec.relay: tls Wrapper (SMTPS) needs port 465"]
+    fixed = copy.deepcopy(obj)
+    fixed["spec"]["relay"]["port"] = 465
+    assert check(crd, fixed) == []

@@ -1,0 +1,245 @@
+"""Rendering: the three manifests, checked against the upstream Kubernetes schemas, and the files."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kubernetes_validate.utils as kv
+import pytest
+from conftest import ROOT, make_relay
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mailrelay import postfix
+from mailrelay.manifests import load_relays
+from mailrelay.render import CONFIG_HASH_ANNOTATION, config_hash, render
+from mailrelay.spec import SpecError, parse
+
+FULL = {
+    "mailFromFQDN": "apps.example.com",
+    "rewrite": {"keepDomains": ["corp.example.org"],
+                "rules": [{"pattern": "([^@]+)@db-[0-9]+", "replacement": "db-$1@apps.example.com"}]},
+    "relay": {"host": "smtp.example.net", "port": 465, "tls": "Wrapper", "authSecretRef": {"name": "smarthost"}},
+    "allowedNetworks": ["10.42.0.0/16", "fd00:10::/64"],
+    "messageSizeLimitBytes": 5_000_000,
+    "replicas": 2,
+    "resources": {"requests": {"cpu": "20m"}, "limits": {"memory": "128Mi"}},
+    "nodeSelector": {"kubernetes.io/os": "linux"},
+    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "mail", "effect": "NoSchedule"}],
+    "service": {"name": "smtp", "port": 587},
+}
+
+K8S_VERSIONS = sorted({v for v in kv.all_versions() if tuple(map(int, v.split(".")[:2])) >= (1, 29)},
+                      key=lambda v: tuple(map(int, v.split("."))))
+
+
+def sample_relays() -> list[Any]:
+    relays = [make_relay(FULL), make_relay({"mailFromFQDN": "a.example"})]
+    for path in sorted((ROOT / "examples").glob("*.yaml")):
+        docs = [d for d in __import__("yaml").safe_load_all(path.read_text()) if d and d.get("kind") == "MailRelay"]
+        relays += [parse(d) for d in docs]
+    return relays
+
+
+def test_versions_cover_1_29_to_the_newest_known() -> None:
+    assert K8S_VERSIONS[0].startswith("1.29") and K8S_VERSIONS[-1] == kv.latest_version()
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_every_manifest_validates_against_kubernetes_schemas(version: str) -> None:
+    for relay in sample_relays():
+        for manifest in render(relay, secret_version="abc"):
+            kv.validate(manifest, version, strict=True)
+
+
+def test_kubernetes_validate_catches_a_broken_manifest() -> None:
+    deployment = render(make_relay(FULL))[1]
+    deployment["spec"]["replicas"] = "two"
+    with pytest.raises(kv.ValidationError):
+        kv.validate(deployment, K8S_VERSIONS[-1], strict=True)
+
+
+def test_children_are_owned_labelled_and_wired_together() -> None:
+    relay = make_relay(FULL)
+    config_map, deployment, service = render(relay)
+    for obj in (config_map, deployment, service):
+        [owner] = obj["metadata"]["ownerReferences"]
+        assert owner == {"apiVersion": "mailrelay.dev/v1alpha1", "kind": "MailRelay", "name": "relay",
+                         "uid": relay.uid, "controller": True, "blockOwnerDeletion": True}
+        assert obj["metadata"]["namespace"] == "apps"
+        assert obj["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "mailrelay-operator"
+    assert service["metadata"]["name"] == "smtp"
+    assert service["spec"]["ports"] == [{"name": "smtp", "port": 587, "targetPort": "smtp", "protocol": "TCP"}]
+    pod = deployment["spec"]["template"]
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert set(service["spec"]["selector"].items()) <= set(pod["metadata"]["labels"].items())
+    assert pod["spec"]["volumes"][0]["configMap"]["name"] == config_map["metadata"]["name"]
+    [container] = pod["spec"]["containers"]
+    assert {"name": "MAIL_FROM_FQDN", "value": "apps.example.com"} in container["env"]
+    assert container["livenessProbe"]["exec"]["command"][-1] == "live"
+    assert container["readinessProbe"]["exec"]["command"][-1] == "ready"
+    assert container["lifecycle"]["preStop"]["exec"]["command"] == ["/usr/local/bin/mailrelay-drain"]
+    assert {"name": "relay-auth", "secret": {"secretName": "smarthost", "defaultMode": 0o400}} in pod["spec"]["volumes"]
+    assert deployment["spec"]["replicas"] == 2
+    assert pod["spec"]["tolerations"] == FULL["tolerations"]
+    # No secret material anywhere in what is rendered.
+    assert "password" not in str(render(relay)).lower().replace("smtp_sasl_password_maps", "")
+
+
+def test_rendering_without_uid_has_no_owner_reference() -> None:
+    relay = make_relay({"mailFromFQDN": "a.example"}, uid=None)
+    assert all("ownerReferences" not in obj["metadata"] for obj in render(relay))
+
+
+def test_rendering_is_deterministic() -> None:
+    assert render(make_relay(FULL), "v1") == render(make_relay(FULL), "v1")
+
+
+def test_main_cf_has_the_relay_settings() -> None:
+    main = postfix.main_cf(make_relay(FULL).spec)
+    params = dict(line.split(" = ", 1) if " = " in line else (line.rstrip(" ="), "")
+                  for line in main.splitlines() if not line.startswith("#"))
+    assert params["relayhost"] == "[smtp.example.net]:465"
+    assert params["smtp_tls_security_level"] == "encrypt"
+    assert params["smtp_tls_wrappermode"] == "yes"
+    assert params["smtp_sasl_password_maps"] == "texthash:${config_directory}/sasl_passwd"
+    assert params["mynetworks"] == "127.0.0.1/32 [::1]/128 10.42.0.0/16 [fd00:10::]/64"
+    assert params["sender_canonical_maps"] == "regexp:${config_directory}/sender_canonical"
+    assert params["local_header_rewrite_clients"] == "permit_mynetworks"
+    assert params["message_size_limit"] == "5000000"
+    assert params["mydestination"] == ""
+
+
+@pytest.mark.parametrize(("tls", "port", "level", "wrapper"), [
+    ("None", 25, "none", "no"), ("May", 587, "may", "no"), ("Encrypt", 587, "encrypt", "no"),
+    ("Wrapper", 465, "encrypt", "yes")])
+def test_tls_levels_map_to_postfix(tls: str, port: int, level: str, wrapper: str) -> None:
+    main = postfix.main_cf(make_relay({"mailFromFQDN": "a.example",
+                                       "relay": {"host": "h.example", "port": port, "tls": tls}}).spec)
+    assert f"smtp_tls_security_level = {level}\n" in main
+    assert f"smtp_tls_wrappermode = {wrapper}\n" in main
+
+
+def test_sender_map_order_rules_then_kept_then_default() -> None:
+    lines = [ln for ln in postfix.sender_canonical(make_relay(FULL).spec).splitlines() if not ln.startswith("#")]
+    assert lines == [
+        "/^(([^@]+)@db-[0-9]+)$/ db-${2}@apps.example.com",
+        r"/^(.*@(.+\.)?apps\.example\.com)$/ ${1}",
+        r"/^(.*@(.+\.)?corp\.example\.org)$/ ${1}",
+        "/^(.*)@[^@]*$/ ${1}@apps.example.com",
+        "/^([^@]+)$/ ${1}@apps.example.com",
+    ]
+
+
+def test_direct_delivery_without_relay() -> None:
+    main = postfix.main_cf(make_relay({"mailFromFQDN": "a.example"}).spec)
+    assert "relayhost =\n" in main and "smtp_sasl" not in main
+
+
+def _hash(spec: dict[str, Any], secret_version: str = "") -> str:
+    return config_hash(make_relay(spec), secret_version)
+
+
+@pytest.mark.parametrize("change", [
+    {"mailFromFQDN": "other.example.com"},
+    {"rewrite": {"keepDomains": ["corp.example.org", "x.example"], "rules": FULL["rewrite"]["rules"]}},
+    {"rewrite": {"keepDomains": ["corp.example.org"], "rules": []}},
+    {"allowedNetworks": ["10.42.0.0/16"]},
+    {"relay": {**FULL["relay"], "authSecretRef": {"name": "other"}}},
+    {"relay": {**FULL["relay"], "host": "smtp2.example.net"}},
+    {"messageSizeLimitBytes": 6_000_000},
+])
+def test_config_hash_changes_when_something_that_matters_changes(change: dict[str, Any]) -> None:
+    assert _hash({**FULL, **change}) != _hash(FULL)
+
+
+@pytest.mark.parametrize("change", [
+    {"replicas": 5}, {"resources": {}}, {"nodeSelector": {}}, {"tolerations": []}, {"service": {"name": "mail"}},
+    {"image": "registry.local/postfix:2"},
+])
+def test_config_hash_ignores_what_does_not_need_a_restart(change: dict[str, Any]) -> None:
+    assert _hash({**FULL, **change}) == _hash(FULL)
+
+
+def test_config_hash_follows_the_secret_content_and_lands_on_the_pod() -> None:
+    assert _hash(FULL, "v1") != _hash(FULL, "v2")
+    deployment = render(make_relay(FULL), "v1")[1]
+    assert deployment["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION] == _hash(FULL, "v1")
+
+
+# Property: no string a user can put in a spec adds a line to main.cf or a map. Either the spec is
+# refused, or every file has exactly as many lines as its structure dictates. Each field is fuzzed
+# in turn, the others valid, with a mix of valid and hostile values so both branches are exercised.
+_hostile = st.text(alphabet=st.characters(codec="utf-8"), max_size=40) | st.sampled_from(
+    ["a.example\nrelayhost = evil", "x/ y\n/z", "a\rb", "a\x00b", "$(reboot)", "a.example ", "\u2028", "a\\/b\n"])
+_host = st.from_regex(r"\A[a-z0-9]{1,10}(\.[a-z0-9]{1,10}){1,3}\Z")
+_FIELDS: dict[str, tuple[Any, Any]] = {
+    "fqdn": (lambda s, v: s.update(mailFromFQDN=v), _host),
+    "keep": (lambda s, v: s["rewrite"].update(keepDomains=[v]), _host),
+    "pattern": (lambda s, v: s["rewrite"]["rules"][0].update(pattern=v),
+                st.from_regex(r"\A[a-z(). *+\\/|\[\]^$-]{1,12}\Z")),
+    "replacement": (lambda s, v: s["rewrite"]["rules"][0].update(replacement=v),
+                    st.from_regex(r"\A[a-z$@.{}1-]{1,12}\Z")),
+    "host": (lambda s, v: s["relay"].update(host=v), _host),
+    "network": (lambda s, v: s.update(allowedNetworks=[v]), st.ip_addresses().map(lambda a: f"{a}/{a.max_prefixlen}")),
+    "secret": (lambda s, v: s["relay"]["authSecretRef"].update(name=v), _host),
+    "image": (lambda s, v: s.update(image=v), st.from_regex(r"\A[a-z0-9./:@-]{1,30}\Z")),
+}
+
+
+def _baseline() -> dict[str, Any]:
+    return {"mailFromFQDN": "a.example", "rewrite": {"keepDomains": ["b.example"], "rules": [
+        {"pattern": "(x)", "replacement": "y@a.example"}]}, "relay": {"host": "h.example", "authSecretRef": {
+            "name": "s"}}, "allowedNetworks": ["10.0.0.0/8"]}
+
+
+_BASELINE_FILES = postfix.config_files(make_relay(_baseline()).spec)
+_seen_valid: dict[str, int] = {}
+
+
+@pytest.mark.parametrize("field", sorted(_FIELDS))
+def test_no_string_field_can_add_a_line(field: str) -> None:
+    setter, valid = _FIELDS[field]
+
+    @settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+    @given(value=valid | _hostile)
+    def check(value: str) -> None:
+        spec = _baseline()
+        setter(spec, value)
+        try:
+            relay = make_relay(spec)
+        except SpecError:
+            return
+        _seen_valid[field] = _seen_valid.get(field, 0) + 1
+        for name, text in postfix.config_files(relay.spec).items():
+            assert len(text.splitlines()) == len(_BASELINE_FILES[name].splitlines()), (name, value)
+            assert not any(ch in text for ch in "\r\x00\x0b\x0c\x85\u2028\u2029"), (name, value)
+
+    check()
+    assert _seen_valid.get(field, 0) > 10, f"too few valid {field} values were generated to mean anything"
+
+
+def test_cli_render_prints_three_manifests_and_validate_rejects_bad_input(tmp_path: Any, capsys: Any) -> None:
+    from mailrelay.cli import main
+
+    assert main(["render", "-f", str(ROOT / "examples" / "mailrelay.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert [d["kind"] for d in __import__("yaml").safe_load_all(out)] == ["ConfigMap", "Deployment", "Service"]
+    assert "main.cf: |" in out  # files stay readable in the YAML
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: mailrelay.dev/v1alpha1\nkind: MailRelay\nmetadata: {name: r}\n"
+                   "spec: {mailFromFQDN: nodot, replicas: -1}\n")
+    for command in ("render", "validate"):
+        with pytest.raises(SystemExit) as exited:
+            main([command, "-f", str(bad)])
+        assert exited.value.code == 2
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert captured.err.splitlines() == [
+            f"{bad}: r: spec.mailFromFQDN: 'nodot' must be a fully qualified domain name with at least one dot",
+            f"{bad}: r: spec.replicas: must be from 0 to 100, got -1"]
+
+
+def test_load_relays_reads_every_document() -> None:
+    relays = load_relays(str(ROOT / "examples" / "mailrelay.yaml"))
+    assert [r.name for r in relays] == ["relay"]

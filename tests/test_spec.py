@@ -1,0 +1,165 @@
+"""Parsing a MailRelay: defaults, normalisation, and a clear error naming the field for each fault."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from conftest import relay_object
+
+from mailrelay.spec import DEFAULT_NETWORKS, Relay, RewriteRule, SpecError, parse, parse_spec
+from mailrelay.version import DEFAULT_POSTFIX_IMAGE
+
+VALID = {"mailFromFQDN": "apps.example.com"}
+
+
+def test_defaults_fill_everything_but_the_fqdn() -> None:
+    relay = parse(relay_object(VALID))
+    spec = relay.spec
+    assert (relay.name, relay.namespace, relay.generation) == ("relay", "apps", 1)
+    assert spec.mail_from_fqdn == "apps.example.com"
+    assert spec.allowed_networks == DEFAULT_NETWORKS
+    assert spec.message_size_limit == 10_240_000
+    assert spec.replicas == 1
+    assert spec.image == DEFAULT_POSTFIX_IMAGE
+    assert spec.relay is None
+    assert (spec.service.name, spec.service.port) == ("mail", 25)
+    assert spec.keep_domains == () and spec.rules == ()
+
+
+def test_full_spec_is_parsed_and_normalised() -> None:
+    spec = parse_spec({
+        "mailFromFQDN": "Apps.Example.COM",
+        "rewrite": {"keepDomains": ["Corp.Example.org"],
+                    "rules": [{"pattern": "(.*)@legacy-host", "replacement": "$1-legacy@apps.example.com"}]},
+        "relay": {"host": "SMTP.example.net", "authSecretRef": {"name": "smarthost"}},
+        "allowedNetworks": ["10.42.0.0/16", "fd00::/8"],
+        "messageSizeLimitBytes": 2048, "replicas": 0, "image": "registry.local/postfix:1",
+        "resources": {"requests": {"cpu": "50m", "memory": 67108864}},
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"key": "mail", "operator": "Exists", "effect": "NoSchedule"}],
+        "service": {"name": "smtp", "port": 2525},
+    })
+    assert spec.mail_from_fqdn == "apps.example.com"
+    assert spec.keep_domains == ("corp.example.org",)
+    assert spec.rules == (RewriteRule("(.*)@legacy-host", "$1-legacy@apps.example.com"),)
+    assert spec.relay == Relay(host="smtp.example.net", port=587, tls="Encrypt", auth_secret="smarthost")
+    assert spec.allowed_networks == ("10.42.0.0/16", "fd00::/8")
+    assert spec.resources == {"requests": {"cpu": "50m", "memory": "67108864"}}
+    assert spec.replicas == 0
+    assert (spec.service.name, spec.service.port) == ("smtp", 2525)
+
+
+def test_wrapper_on_465_and_ipv6_smarthost_are_fine() -> None:
+    relay = parse_spec({"mailFromFQDN": "a.example", "relay": {"host": "2001:DB8::1", "port": 465, "tls": "Wrapper"}})
+    assert relay.relay == Relay(host="2001:db8::1", port=465, tls="Wrapper")
+
+
+def with_spec(**changes: Any) -> dict[str, Any]:
+    spec = copy.deepcopy(VALID)
+    spec.update(changes)
+    return spec
+
+
+INVALID: list[tuple[str, dict[str, Any] | None, str]] = [
+    ("missing fqdn", {}, "spec.mailFromFQDN: is required"),
+    ("fqdn not a string", with_spec(mailFromFQDN=42), "spec.mailFromFQDN: must be a string, got an integer"),
+    ("fqdn without dot", with_spec(mailFromFQDN="localhost"), "must be a fully qualified domain name"),
+    ("fqdn with underscore", with_spec(mailFromFQDN="my_app.example.com"), "is not a valid host name"),
+    ("fqdn too long", with_spec(mailFromFQDN=("a" * 60 + ".") * 5 + "com"), "must be at most 253 characters"),
+    ("fqdn with newline", with_spec(mailFromFQDN="a.example.com\nrelayhost = evil"), "is not a valid host name"),
+    ("fqdn label starts with dash", with_spec(mailFromFQDN="-a.example.com"), "is not a valid host name"),
+    ("empty fqdn", with_spec(mailFromFQDN=""), "spec.mailFromFQDN: must not be empty"),
+    ("spec not an object", None, "spec: must be an object, got null"),
+    ("unknown field", with_spec(mailFromFqdn="x.example"), "spec.mailFromFqdn: unknown field"),
+    ("keepDomains not a list", with_spec(rewrite={"keepDomains": "a.example"}),
+     "spec.rewrite.keepDomains: must be a list, got a string"),
+    ("keepDomain with at-sign", with_spec(rewrite={"keepDomains": ["user@a.example"]}),
+     "spec.rewrite.keepDomains[0]: 'user@a.example' is not a valid host name"),
+    ("duplicate keepDomain", with_spec(rewrite={"keepDomains": ["a.example", "A.example"]}),
+     "spec.rewrite.keepDomains[1]: duplicate entry 'a.example'"),
+    ("rule without replacement", with_spec(rewrite={"rules": [{"pattern": "x"}]}),
+     "spec.rewrite.rules[0].replacement: is required"),
+    ("rule pattern does not compile", with_spec(rewrite={"rules": [{"pattern": "(a", "replacement": "b@c.d"}]}),
+     "spec.rewrite.rules[0].pattern: is not a valid POSIX extended regular expression"),
+    ("rule pattern breaks out of the delimiters", with_spec(rewrite={"rules": [
+        {"pattern": "a/ x@evil.example\n/b", "replacement": "b@c.d"}]}),
+     "spec.rewrite.rules[0].pattern: must be printable ASCII without spaces, newlines"),
+    ("rule pattern with unescaped slash", with_spec(rewrite={"rules": [{"pattern": "a/b", "replacement": "b@c.d"}]}),
+     "contains an unescaped '/' at position 1"),
+    ("rule pattern ends in backslash", with_spec(rewrite={"rules": [{"pattern": "ab\\", "replacement": "b@c.d"}]}),
+     "must not end with a lone backslash"),
+    ("rule pattern is Python, not POSIX", with_spec(rewrite={"rules": [{"pattern": "(?:a)", "replacement": "b@c.d"}]}),
+     "is not a valid POSIX extended regular expression"),
+    ("replacement with newline", with_spec(rewrite={"rules": [{"pattern": "a", "replacement": "b@c.d\nx"}]}),
+     "spec.rewrite.rules[0].replacement: must be printable ASCII without spaces, newlines"),
+    ("replacement refers to a missing group", with_spec(rewrite={"rules": [{"pattern": "(a)", "replacement": "$2@c.d"}]}),
+     "refers to group $2 but the pattern has 1"),
+    ("replacement with a stray dollar", with_spec(rewrite={"rules": [{"pattern": "a", "replacement": "$x@c.d"}]}),
+     "a '$' must start a group reference"),
+    ("relay without host", with_spec(relay={"port": 587}), "spec.relay.host: is required when relay is set"),
+    ("relay port out of range", with_spec(relay={"host": "smtp.example.net", "port": 70000}),
+     "spec.relay.port: must be from 1 to 65535, got 70000"),
+    ("relay port a string", with_spec(relay={"host": "smtp.example.net", "port": "587"}),
+     "spec.relay.port: must be an integer, got a string"),
+    ("relay port a boolean", with_spec(relay={"host": "smtp.example.net", "port": True}),
+     "spec.relay.port: must be an integer, got a boolean"),
+    ("unknown tls level", with_spec(relay={"host": "smtp.example.net", "tls": "STARTTLS"}),
+     "spec.relay.tls: must be one of None, May, Encrypt, Wrapper, got 'STARTTLS'"),
+    ("wrapper without 465", with_spec(relay={"host": "smtp.example.net", "tls": "Wrapper"}),
+     "spec.relay.tls: Wrapper (SMTPS) needs port 465, got port 587"),
+    ("bad secret name", with_spec(relay={"host": "smtp.example.net", "authSecretRef": {"name": "My_Secret"}}),
+     "spec.relay.authSecretRef.name: 'My_Secret' is not a valid Secret name"),
+    ("relay host with space", with_spec(relay={"host": "smtp example"}), "spec.relay.host: 'smtp example' is not"),
+    ("network not a CIDR", with_spec(allowedNetworks=["10.0.0.0/33"]),
+     "spec.allowedNetworks[0]: '10.0.0.0/33' is not a CIDR network"),
+    ("network without prefix", with_spec(allowedNetworks=["10.1.2.3"]), "'10.1.2.3' needs a prefix length"),
+    ("network with host bits", with_spec(allowedNetworks=["10.1.2.3/8"]), "has host bits set"),
+    ("open relay v4", with_spec(allowedNetworks=["0.0.0.0/0"]), "would make an open relay"),
+    ("open relay v6", with_spec(allowedNetworks=["::/0"]), "would make an open relay"),
+    ("no networks", with_spec(allowedNetworks=[]), "must list at least one network"),
+    ("duplicate network", with_spec(allowedNetworks=["10.0.0.0/8", "10.0.0.0/8"]), "duplicate network '10.0.0.0/8'"),
+    ("size too small", with_spec(messageSizeLimitBytes=10), "spec.messageSizeLimitBytes: must be from 1024"),
+    ("negative replicas", with_spec(replicas=-1), "spec.replicas: must be from 0 to 100, got -1"),
+    ("image with space", with_spec(image="postfix latest"), "spec.image: must be a non-empty image reference"),
+    ("bad quantity", with_spec(resources={"limits": {"memory": "lots"}}),
+     "spec.resources.limits.memory: 'lots' is not a Kubernetes quantity"),
+    ("unknown resources key", with_spec(resources={"limit": {}}), "spec.resources.limit: unknown field"),
+    ("node selector value not a string", with_spec(nodeSelector={"zone": 1}), "spec.nodeSelector.zone: must be a string"),
+    ("bad toleration operator", with_spec(tolerations=[{"operator": "In"}]),
+     "spec.tolerations[0].operator: must be Equal or Exists"),
+    ("service name not DNS-1035", with_spec(service={"name": "1mail"}), "spec.service.name: '1mail' is not a DNS-1035"),
+    ("service port zero", with_spec(service={"port": 0}), "spec.service.port: must be from 1 to 65535, got 0"),
+]
+
+
+@pytest.mark.parametrize(("spec", "message"), [(s, m) for _, s, m in INVALID], ids=[i for i, _, _ in INVALID])
+def test_invalid_spec_names_the_field_and_the_fault(spec: dict[str, Any] | None, message: str) -> None:
+    with pytest.raises(SpecError) as error:
+        parse(relay_object(spec))  # type: ignore[arg-type]
+    assert any(message in problem for problem in error.value.problems), error.value.problems
+
+
+def test_there_are_at_least_25_invalid_cases() -> None:
+    assert len(INVALID) >= 25
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    with pytest.raises(SpecError) as error:
+        parse(relay_object({"mailFromFQDN": "nodot", "replicas": -1, "service": {"port": 0}}))
+    assert [p.split(":")[0] for p in error.value.problems] == [
+        "spec.mailFromFQDN", "spec.replicas", "spec.service.port"]
+
+
+@pytest.mark.parametrize(("obj_change", "message"), [
+    ({"kind": "Deployment"}, "apiVersion/kind: must be mailrelay.dev/v1alpha1 MailRelay"),
+    ({"metadata": {"name": "Relay"}}, "metadata.name: must be a DNS-1035 label"),
+    ({"metadata": {"name": "r" * 51}}, "of at most 50 characters"),
+])
+def test_invalid_object_metadata(obj_change: dict[str, Any], message: str) -> None:
+    obj = relay_object(VALID)
+    obj.update(obj_change)
+    with pytest.raises(SpecError) as error:
+        parse(obj)
+    assert any(message in p for p in error.value.problems), error.value.problems

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from mailrelay.spec import MailRelay, parse
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,6 +54,7 @@ def start_postfix(postfix_ready: None) -> Iterator[Callable[..., Any]]:
     Not under pytest's tmp_path: that is private to root, and Postfix's daemons run as `postfix`.
     """
     from mailrelay.local import LocalPostfix
+
     from smtp_sink import free_port
 
     started: list[LocalPostfix] = []

@@ -8,12 +8,13 @@ from typing import Any
 import kubernetes_validate.utils as kv
 import pytest
 import yaml
-from conftest import ROOT, relay_object
-from crd_schema import check
-from test_render import FULL, K8S_VERSIONS
 
 from mailrelay import spec as spec_module
 from mailrelay.spec import SpecError, parse
+
+from conftest import ROOT, relay_object
+from crd_schema import check
+from test_render import FULL, K8S_VERSIONS
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import make_relay
+
 from mailrelay.local import LocalPostfix
+
+from conftest import make_relay
 from smtp_sink import Sink
 
 pytestmark = pytest.mark.postfix

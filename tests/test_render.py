@@ -6,7 +6,6 @@ from typing import Any
 
 import kubernetes_validate.utils as kv
 import pytest
-from conftest import ROOT, make_relay
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -14,6 +13,8 @@ from mailrelay import postfix
 from mailrelay.manifests import load_relays
 from mailrelay.render import CONFIG_HASH_ANNOTATION, config_hash, render
 from mailrelay.spec import SpecError, parse
+
+from conftest import ROOT, make_relay
 
 FULL = {
     "mailFromFQDN": "apps.example.com",

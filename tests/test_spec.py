@@ -6,10 +6,11 @@ import copy
 from typing import Any
 
 import pytest
-from conftest import relay_object
 
 from mailrelay.spec import DEFAULT_NETWORKS, Relay, RewriteRule, SpecError, parse, parse_spec
 from mailrelay.version import DEFAULT_POSTFIX_IMAGE
+
+from conftest import relay_object
 
 VALID = {"mailFromFQDN": "apps.example.com"}
 
@@ -94,7 +95,8 @@ INVALID: list[tuple[str, dict[str, Any] | None, str]] = [
      "is not a valid POSIX extended regular expression"),
     ("replacement with newline", with_spec(rewrite={"rules": [{"pattern": "a", "replacement": "b@c.d\nx"}]}),
      "spec.rewrite.rules[0].replacement: must be printable ASCII without spaces, newlines"),
-    ("replacement refers to a missing group", with_spec(rewrite={"rules": [{"pattern": "(a)", "replacement": "$2@c.d"}]}),
+    ("replacement refers to a missing group",
+     with_spec(rewrite={"rules": [{"pattern": "(a)", "replacement": "$2@c.d"}]}),
      "refers to group $2 but the pattern has 1"),
     ("replacement with a stray dollar", with_spec(rewrite={"rules": [{"pattern": "a", "replacement": "$x@c.d"}]}),
      "a '$' must start a group reference"),
@@ -126,7 +128,8 @@ INVALID: list[tuple[str, dict[str, Any] | None, str]] = [
     ("bad quantity", with_spec(resources={"limits": {"memory": "lots"}}),
      "spec.resources.limits.memory: 'lots' is not a Kubernetes quantity"),
     ("unknown resources key", with_spec(resources={"limit": {}}), "spec.resources.limit: unknown field"),
-    ("node selector value not a string", with_spec(nodeSelector={"zone": 1}), "spec.nodeSelector.zone: must be a string"),
+    ("node selector value not a string", with_spec(nodeSelector={"zone": 1}),
+     "spec.nodeSelector.zone: must be a string"),
     ("bad toleration operator", with_spec(tolerations=[{"operator": "In"}]),
      "spec.tolerations[0].operator: must be Equal or Exists"),
     ("service name not DNS-1035", with_spec(service={"name": "1mail"}), "spec.service.name: '1mail' is not a DNS-1035"),

@@ -66,11 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-n", "--namespace", action="append", default=[],
                      help="watch this namespace (repeatable); all namespaces when omitted")
     run.add_argument("--liveness-port", type=int, default=8080, help="serve /healthz here (0 turns it off)")
-    run.add_argument("--peering", default="mailrelay-operator",
-                     help="kopf peering name; replicas with the same name elect one active operator")
-    run.add_argument("--standalone", dest="peering", action="store_const", const=None,
-                     help="no peering: for a single replica without peering RBAC")
-    run.add_argument("--standby", action="store_true", help="start as standby until a peer is gone")
+    run.add_argument("--peering", default=None, metavar="NAME",
+                     help="kopf peering object shared by replicas: one is active, the others stand by "
+                          "(needs kopf's peering CRDs); without it the operator runs standalone")
+    run.add_argument("--standby", action="store_true", help="with --peering: lower priority, so this "
+                     "replica waits while another one is active")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     run.set_defaults(func=cmd_run)
 

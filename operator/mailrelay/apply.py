@@ -1,0 +1,121 @@
+"""Bring a relay's children to the rendered state, writing only what differs and never what is not ours.
+
+Writes are server-side apply with force: the operator is the only rightful manager of the fields it
+renders, and force takes them back from a hand edit. An object is ours only when it carries our
+controller owner reference; anything else with a child's name is left untouched and reported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from kubernetes.utils.quantity import parse_quantity
+
+APPLIED_HASH_ANNOTATION = "mailrelay.dev/applied-hash"
+
+Action = Literal["created", "updated", "unchanged", "conflict"]
+
+
+class ObjectApi(Protocol):
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]: ...
+
+
+@dataclass
+class ChildResult:
+    kind: str
+    name: str
+    action: Action
+    live: dict[str, Any] | None = None
+    owner: str = ""  # for a conflict: who owns the object instead
+
+
+@dataclass
+class ApplyResult:
+    children: list[ChildResult] = field(default_factory=list)
+
+    @property
+    def conflicts(self) -> list[ChildResult]:
+        return [c for c in self.children if c.action == "conflict"]
+
+    @property
+    def writes(self) -> list[ChildResult]:
+        return [c for c in self.children if c.action in ("created", "updated")]
+
+    def live(self, kind: str) -> dict[str, Any] | None:
+        return next((c.live for c in self.children if c.kind == kind), None)
+
+
+def with_applied_hash(obj: dict[str, Any]) -> dict[str, Any]:
+    """Stamp the object with a digest of itself, so a removed field is noticed as a change too."""
+    digest = hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+    meta = {**obj["metadata"], "annotations": {**obj["metadata"].get("annotations", {}),
+                                               APPLIED_HASH_ANNOTATION: digest}}
+    return {**obj, "metadata": meta}
+
+
+def owned_by(obj: dict[str, Any], uid: str) -> bool:
+    return any(ref.get("controller") and ref.get("uid") == uid
+               for ref in obj.get("metadata", {}).get("ownerReferences") or [])
+
+
+def describe_owner(obj: dict[str, Any]) -> str:
+    refs = [r for r in obj.get("metadata", {}).get("ownerReferences") or [] if r.get("controller")]
+    return f"{refs[0].get('kind')}/{refs[0].get('name')}" if refs else "no controller"
+
+
+def contains(desired: Any, live: Any, key: str = "") -> bool:
+    """True when every field of `desired` is in `live` with the same value (the server may add more).
+
+    Lists must match item by item: an extra container or port added by hand is drift. Resource
+    quantities compare by value, as the API server rewrites e.g. 67108864 into 64Mi.
+    """
+    if isinstance(desired, dict):
+        return isinstance(live, dict) and all(k in live and contains(v, live[k], k) for k, v in desired.items())
+    if isinstance(desired, list):
+        return (isinstance(live, list) and len(desired) == len(live)
+                and all(contains(d, v, key) for d, v in zip(desired, live, strict=True)))
+    if desired == live:
+        return True
+    if key in ("cpu", "memory", "ephemeral-storage", "sizeLimit") and isinstance(live, str | int):
+        try:
+            return bool(parse_quantity(desired) == parse_quantity(live))
+        except ValueError:
+            return False
+    return False
+
+
+def needs_apply(desired: dict[str, Any], live: dict[str, Any]) -> bool:
+    annotations = live.get("metadata", {}).get("annotations") or {}
+    stamped = desired["metadata"]["annotations"][APPLIED_HASH_ANNOTATION]
+    return annotations.get(APPLIED_HASH_ANNOTATION) != stamped or not contains(desired, live)
+
+
+def apply_children(api: ObjectApi, uid: str, desired: list[dict[str, Any]]) -> ApplyResult:
+    """Apply each child in order; conflicts are reported, not written, and do not stop the others.
+
+    A Deployment is not applied while the ConfigMap it mounts is someone else's: its pods would
+    start on a foreign configuration.
+    """
+    result = ApplyResult()
+    for obj in desired:
+        obj = with_applied_hash(obj)
+        kind, meta = obj["kind"], obj["metadata"]
+        live = api.get(kind, meta["namespace"], meta["name"])
+        if live is not None and not owned_by(live, uid):
+            result.children.append(ChildResult(kind, meta["name"], "conflict", live, describe_owner(live)))
+            continue
+        if kind == "Deployment" and any(c.kind == "ConfigMap" for c in result.conflicts):
+            result.children.append(ChildResult(kind, meta["name"], "unchanged", live))
+            continue
+        if live is None:
+            result.children.append(ChildResult(kind, meta["name"], "created", api.apply(obj)))
+        elif needs_apply(obj, live):
+            result.children.append(ChildResult(kind, meta["name"], "updated", api.apply(obj)))
+        else:
+            result.children.append(ChildResult(kind, meta["name"], "unchanged", live))
+    return result

@@ -1,0 +1,164 @@
+"""The kopf shell: which events start a reconcile pass, and how the operator process is configured.
+
+Triggers: the relay's create/update/resume (with kopf's retries), any event of a child we own (so a
+deleted or edited child is restored within seconds and Deployment readiness reaches the status at
+once), and a periodic resync of every relay that catches what no event announces (a Secret rotated
+or created, a foreign Service removed). The resync is one operator-wide loop rather than a kopf timer
+per relay, because kopf puts a finalizer on objects with timers. Every trigger runs the same
+`reconcile` on a freshly read relay; no `on.delete` and no finalizer: children carry a controller
+owner reference and the garbage collector removes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import os
+import threading
+from collections import defaultdict
+from typing import Any
+
+import kopf
+
+from mailrelay.kube import Api, ApiError
+from mailrelay.reconcile import Outcome, reconcile
+from mailrelay.render import MANAGED_BY
+from mailrelay.spec import GROUP, KIND, PLURAL, VERSION
+
+log = logging.getLogger("mailrelay")
+
+ANNOTATION_PREFIX = GROUP
+RESYNC_SECONDS = float(os.environ.get("MAILRELAY_RESYNC_SECONDS", "60"))
+RETRY_SECONDS = float(os.environ.get("MAILRELAY_RETRY_SECONDS", "10"))
+CHILD_LABELS = {"app.kubernetes.io/managed-by": MANAGED_BY}
+CHILD_RESOURCES = (("", "v1", "configmaps"), ("apps", "v1", "deployments"), ("", "v1", "services"))
+
+_api: Api | None = None
+_namespaces: list[str] = []
+_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+_locks_guard = threading.Lock()
+
+
+def api() -> Api:
+    global _api
+    if _api is None:
+        _api = Api.from_environment()
+    return _api
+
+
+def _lock(uid: str) -> threading.Lock:
+    with _locks_guard:
+        return _locks[uid]
+
+
+def run_pass(body: dict[str, Any], trigger: str) -> Outcome:
+    """Reconcile one relay, one pass at a time per relay, and post what a user should know."""
+    with _lock(body["metadata"]["uid"]):
+        outcome = reconcile(api(), body)
+    for kind, reason, message in outcome.events:
+        kopf.event(body, type=kind, reason=reason, message=message)  # type: ignore[arg-type]
+    if outcome.children and outcome.children.writes or outcome.status_written:
+        log.info("reconciled %s/%s (%s): %s; %s", body["metadata"]["namespace"], body["metadata"]["name"],
+                 trigger, outcome.assessment.reason,
+                 ", ".join(f"{c.action} {c.kind}/{c.name}" for c in outcome.children.children)
+                 if outcome.children else "no children")
+    return outcome
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration")
+    settings.persistence.finalizer = f"{GROUP}/kopf-finalizer"  # unused: no handler needs one
+    settings.posting.level = logging.CRITICAL  # only the events we post on purpose, no log echoes
+    settings.execution.max_workers = int(os.environ.get("MAILRELAY_WORKERS", "16"))
+    settings.networking.error_backoffs = [1, 2, 5, 10, 30]
+    settings.watching.server_timeout = int(os.environ.get("MAILRELAY_WATCH_TIMEOUT", "300"))
+    settings.watching.client_timeout = settings.watching.server_timeout + 30
+    api()
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL)
+def on_relay(body: kopf.Body, reason: str, **_: Any) -> None:
+    try:
+        outcome = run_pass(copy.deepcopy(dict(body)), str(reason))
+    except ApiError as exc:
+        raise kopf.TemporaryError(str(exc), delay=RETRY_SECONDS) from exc
+    if outcome.retry:
+        raise kopf.TemporaryError(outcome.assessment.message, delay=RETRY_SECONDS)
+
+
+def resync_all() -> int:
+    """Reconcile every watched relay once; returns how many were looked at."""
+    count = 0
+    for namespace, name in api().list_relays(_namespaces):
+        body = api().get("MailRelay", namespace, name)
+        if body is None:
+            continue
+        count += 1
+        try:
+            run_pass(body, "resync")
+        except ApiError as exc:
+            log.warning("resync of %s/%s failed: %s", namespace, name, exc)
+    return count
+
+
+async def _resync_loop() -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(RESYNC_SECONDS)
+        try:
+            await loop.run_in_executor(None, resync_all)
+        except ApiError as exc:
+            log.warning("resync could not list relays: %s", exc)
+
+
+@kopf.on.startup()
+async def start_resync(memo: kopf.Memo, **_: Any) -> None:
+    memo["resync"] = asyncio.create_task(_resync_loop())
+
+
+@kopf.on.cleanup()
+async def stop_resync(memo: kopf.Memo, **_: Any) -> None:
+    task = memo.get("resync")
+    if task is not None:
+        task.cancel()
+
+
+def _owner(body: kopf.Body) -> dict[str, Any] | None:
+    refs = body.get("metadata", {}).get("ownerReferences") or []
+    return next((r for r in refs if r.get("controller") and r.get("kind") == KIND
+                 and r.get("apiVersion", "").startswith(f"{GROUP}/")), None)
+
+
+def on_child(body: kopf.Body, namespace: str, **_: Any) -> None:
+    owner = _owner(body)
+    if owner is None:
+        return
+    try:
+        relay = api().get("MailRelay", namespace, owner["name"])
+        if relay is not None and relay["metadata"].get("uid") == owner.get("uid"):
+            run_pass(relay, f"{body.get('kind', 'child')} event")
+    except ApiError as exc:
+        log.warning("reconcile of %s/%s after a child event failed: %s", namespace, owner["name"], exc)
+
+
+for _group, _version, _plural in CHILD_RESOURCES:
+    kopf.on.event(_group, _version, _plural, labels=CHILD_LABELS, id=f"child-{_plural}")(on_child)
+
+
+def run(*, namespaces: list[str], liveness_port: int, peering: str | None, standby: bool,
+        verbose: bool) -> int:
+    """`mailrelay-operator run`: the operator process."""
+    _namespaces[:] = namespaces
+    kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if os.environ.get(
+        "MAILRELAY_LOG_FORMAT", "json") == "json" else kopf.LogFormat.PLAIN, log_refkey="object")
+    liveness = f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None
+    asyncio.run(kopf.operator(
+        clusterwide=not namespaces, namespaces=namespaces, standalone=peering is None, peering_name=peering,
+        priority=0 if standby else 100, liveness_endpoint=liveness))
+    return 0

@@ -1,0 +1,152 @@
+"""The few Kubernetes API calls the operator makes, as plain JSON, with retries for transient faults.
+
+The official client's ApiClient is used for transport and auth only (raw JSON in and out): the
+operator compares live objects with rendered dicts, and typed models would only get in the way.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import kubernetes
+import urllib3
+from kubernetes.client.exceptions import ApiException
+
+from mailrelay.render import FIELD_MANAGER
+from mailrelay.spec import GROUP, PLURAL, VERSION
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Kind → (API prefix, plural) for everything the operator reads or writes.
+RESOURCES: dict[str, tuple[str, str]] = {
+    "ConfigMap": ("/api/v1", "configmaps"),
+    "Service": ("/api/v1", "services"),
+    "Secret": ("/api/v1", "secrets"),
+    "Deployment": ("/apis/apps/v1", "deployments"),
+    "MailRelay": (f"/apis/{GROUP}/{VERSION}", PLURAL),
+}
+TRANSIENT_STATUS = {409, 429, 500, 502, 503, 504}
+RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0)
+
+
+class ApiError(Exception):
+    """An API call that failed for good (or ran out of retries); `status` is the HTTP code, 0 if none."""
+
+    def __init__(self, status: int, message: str):
+        self.status = status
+        super().__init__(message)
+
+
+def load_config() -> None:
+    """In-cluster credentials when running in a pod, else the current kubeconfig context."""
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()
+
+
+def path(kind: str, namespace: str, name: str | None = None, subresource: str | None = None) -> str:
+    prefix, plural = RESOURCES[kind]
+    result = f"{prefix}/namespaces/{namespace}/{plural}"
+    if name:
+        result += f"/{name}"
+    if subresource:
+        result += f"/{subresource}"
+    return result
+
+
+def _with_retries(what: str, call: Callable[[], T]) -> T:
+    """Retry conflicts, throttling, server errors and dropped connections with jittered backoff."""
+    for attempt, delay in enumerate((*RETRY_DELAYS, None)):
+        try:
+            return call()
+        except ApiException as exc:
+            if exc.status not in TRANSIENT_STATUS or delay is None:
+                raise ApiError(exc.status or 0, f"{what}: HTTP {exc.status} {_reason(exc)}") from None
+            log.info("%s: HTTP %s, retry %d in %.1fs", what, exc.status, attempt + 1, delay)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            if delay is None:
+                raise ApiError(0, f"{what}: {exc}") from None
+            log.info("%s: %s, retry %d in %.1fs", what, type(exc).__name__, attempt + 1, delay)
+        time.sleep(delay * (1 + random.random() / 2))
+    raise AssertionError("unreachable")
+
+
+def _reason(exc: ApiException) -> str:
+    try:
+        return str(json.loads(exc.body).get("message") or exc.reason)
+    except (TypeError, ValueError, AttributeError):
+        return str(exc.reason)
+
+
+@dataclass
+class Api:
+    """JSON access to the API server through one shared ApiClient."""
+
+    client: kubernetes.client.ApiClient
+    timeout: float = 20.0
+
+    @classmethod
+    def from_environment(cls) -> Api:
+        load_config()
+        return cls(kubernetes.client.ApiClient())
+
+    def _call(self, method: str, url: str, body: Any = None, query: list[tuple[str, str]] | None = None,
+              content_type: str = "application/json") -> dict[str, Any]:
+        method, full_url, headers, body, _ = self.client.param_serialize(
+            method=method, resource_path=url, query_params=query or [], body=body,
+            header_params={"Accept": "application/json", "Content-Type": content_type},
+            auth_settings=["BearerToken"])
+        response = self.client.call_api(method, full_url, header_params=headers, body=body,
+                                        _request_timeout=self.timeout)
+        raw = response.read()
+        if not 200 <= response.status <= 299:
+            raise ApiException(http_resp=response)
+        return json.loads(raw) if raw else {}
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The live object, or None when it does not exist."""
+
+        def call() -> dict[str, Any] | None:
+            try:
+                return self._call("GET", path(kind, namespace, name))
+            except ApiException as exc:
+                if exc.status == 404:
+                    return None
+                raise
+
+        return _with_retries(f"get {kind} {namespace}/{name}", call)
+
+    def list_relays(self, namespaces: list[str]) -> list[tuple[str, str]]:
+        """(namespace, name) of every MailRelay in these namespaces, or in all when the list is empty."""
+        prefix, plural = RESOURCES["MailRelay"]
+        urls = [path("MailRelay", ns) for ns in namespaces] or [f"{prefix}/{plural}"]
+        found = []
+        for url in urls:
+            items = _with_retries(f"list {url}", lambda url=url: self._call("GET", url))["items"]
+            found += [(i["metadata"]["namespace"], i["metadata"]["name"]) for i in items]
+        return found
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply as our field manager; `force` takes back fields someone edited by hand."""
+        meta = obj["metadata"]
+        url = path(obj["kind"], meta["namespace"], meta["name"])
+        return _with_retries(
+            f"apply {obj['kind']} {meta['namespace']}/{meta['name']}",
+            lambda: self._call("PATCH", url, body=obj, content_type="application/apply-patch+yaml",
+                               query=[("fieldManager", FIELD_MANAGER), ("force", "true")]))
+
+    def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        """Merge-patch the status subresource (conditions are replaced whole, as they are rendered whole)."""
+        url = path(kind, namespace, name, "status")
+        return _with_retries(
+            f"patch status of {kind} {namespace}/{name}",
+            lambda: self._call("PATCH", url, body={"status": status},
+                               content_type="application/merge-patch+json"))

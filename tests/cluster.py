@@ -20,6 +20,7 @@ from typing import Any
 
 import kmock
 import requests
+
 from kube_emulator import ApiServer
 
 PATHS = {"configmaps": "/api/v1", "services": "/api/v1", "secrets": "/api/v1", "events": "/api/v1",

@@ -183,7 +183,7 @@ class ApiServer(kmock.KubernetesEmulator):
                 yield event
             async with self._changed:
                 try:
-                    await asyncio.wait_for(self._changed.wait_for(lambda: self.rv > since),
+                    await asyncio.wait_for(self._changed.wait_for(lambda seen=since: self.rv > seen),
                                            timeout=max(0.0, deadline - time.monotonic()))
                 except TimeoutError:
                     return
@@ -214,7 +214,8 @@ class ApiServer(kmock.KubernetesEmulator):
         old = self.store.get((*key, request.namespace, request.name or ""))
         content_type = request.headers.get("Content-Type", "application/merge-patch+json").split(";")[0]
         body = self._body(request)
-        self.writes.append((f"patch:{content_type.split('/')[-1]}{'/' + request.subresource if request.subresource else ''}",
+        where = f"/{request.subresource}" if request.subresource else ""
+        self.writes.append((f"patch:{content_type.split('/')[-1]}{where}",
                             f"{key[1]}/{request.namespace}/{request.name}"))
         if old is None:
             if content_type != "application/apply-patch+yaml":

@@ -58,7 +58,7 @@ def run_pass(body: dict[str, Any], trigger: str) -> Outcome:
         outcome = reconcile(api(), body)
     for kind, reason, message in outcome.events:
         kopf.event(body, type=kind, reason=reason, message=message)  # type: ignore[arg-type]
-    if outcome.children and outcome.children.writes or outcome.status_written:
+    if (outcome.children and outcome.children.writes) or outcome.status_written:
         log.info("reconciled %s/%s (%s): %s; %s", body["metadata"]["namespace"], body["metadata"]["name"],
                  trigger, outcome.assessment.reason,
                  ", ".join(f"{c.action} {c.kind}/{c.name}" for c in outcome.children.children)

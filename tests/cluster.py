@@ -108,15 +108,16 @@ class Cluster:
 class Operator:
     """`python -m mailrelay run` against a kubeconfig, with its log kept for assertions."""
 
-    def __init__(self, kubeconfig: Path, log: Path, **env: str):
+    def __init__(self, kubeconfig: Path, log: Path, args: list[str] | None = None, **env: str):
         self.kubeconfig, self.log_path, self.env = kubeconfig, log, env
+        self.args = args or ["--liveness-port", "0"]
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Operator:
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "MAILRELAY_LOG_FORMAT": "plain",
                "MAILRELAY_RESYNC_SECONDS": "2", "MAILRELAY_RETRY_SECONDS": "1", **self.env}
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "mailrelay", "run", "--liveness-port", "0"],
+            self.process = subprocess.Popen([sys.executable, "-m", "mailrelay", "run", *self.args],
                                             env=env, stdout=log, stderr=subprocess.STDOUT)
         return self
 
@@ -142,7 +143,7 @@ def eventually(check: Callable[[], Any], timeout: float = 30.0, what: str = "con
             result = check()
             if result:
                 return result
-        except (AssertionError, KeyError, TypeError, IndexError) as exc:
+        except (AssertionError, KeyError, TypeError, IndexError, OSError) as exc:
             last = exc
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}: {last!r}")

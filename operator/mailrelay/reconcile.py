@@ -77,7 +77,6 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None) -> Outco
     meta = body["metadata"]
     namespace, name, generation = meta["namespace"], meta["name"], meta.get("generation")
     previous = body.get("status") or {}
-    before = st.ready_condition(previous)
     events: list[tuple[str, str, str]] = []
     result: ApplyResult | None = None
     hash_value = address = None
@@ -100,10 +99,6 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None) -> Outco
             if result.writes:
                 events.append(("Normal", "Applied", ", ".join(f"{c.action} {c.kind} {c.name}"
                                                              for c in result.writes)))
-    if not assessment.ready and assessment.stalled and (before or {}).get("reason") != assessment.reason:
-        events.append(("Warning", assessment.reason, assessment.message))
-    if assessment.ready and (before or {}).get("status") != "True":
-        events.append(("Normal", "Ready", assessment.message))
     def status_from(current: dict[str, Any]) -> dict[str, Any]:
         return st.build(assessment=assessment, generation=generation, previous=current, now=clock or now(),
                         deployment=deployment, config_hash=hash_value, endpoint=address)
@@ -119,4 +114,15 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None) -> Outco
         if st.differs(new_status, fresh.get("status")):
             api.patch_status("MailRelay", namespace, name, new_status)
             outcome.status_written = True
+            events += _transition_events(assessment, st.ready_condition(fresh.get("status")))
     return outcome
+
+
+def _transition_events(assessment: st.Assessment, before: dict[str, Any] | None) -> list[tuple[str, str, str]]:
+    """Events for a Ready change, decided against the status just replaced, so each is posted once."""
+    before = before or {}
+    if assessment.stalled and before.get("reason") != assessment.reason:
+        return [("Warning", assessment.reason, assessment.message)]
+    if assessment.ready and before.get("status") != "True":
+        return [("Normal", "Ready", assessment.message)]
+    return []

@@ -26,7 +26,7 @@ tools: $(VENV)/.installed
 	$(PY) tests/tools/fetch_kube_tools.py $(TOOLS)
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check operator tests bench
+	$(VENV)/bin/ruff check .
 
 test: $(VENV)/.installed system-deps tools lint
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(PY) -m pytest

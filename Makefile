@@ -46,7 +46,7 @@ bench: $(VENV)/.installed system-deps
 	$(PY) bench/run.py
 
 docs: $(VENV)/.installed
-	$(PY) -m mailrelay.docs > docs/api-reference.md
+	$(PY) -m mailrelay.apidoc crds/mailrelay.dev_mailrelays.yaml > docs/api-reference.md
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .ruff_cache

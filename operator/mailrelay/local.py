@@ -170,15 +170,18 @@ def run_local(relay: MailRelay, *, port: int, listen: str, workdir: str | None) 
     try:
         instance.start()
         with instance.maillog.open() as log:
-            while instance.process is not None and instance.process.poll() is None:
-                line = log.readline()
-                if line:
-                    sys.stdout.write(line)
-                    sys.stdout.flush()
-                else:
-                    time.sleep(0.2)
+            try:
+                while instance.process is not None and instance.process.poll() is None:
+                    line = log.readline()
+                    if line:
+                        sys.stdout.write(line)
+                        sys.stdout.flush()
+                    else:
+                        time.sleep(0.2)
+            except KeyboardInterrupt:
+                sys.stdout.write(log.read())  # what was logged up to the interrupt
     except KeyboardInterrupt:
-        pass
+        pass  # interrupted while starting
     except LocalRelayError as exc:
         print(f"mailrelay-operator local: {exc}", file=sys.stderr)
         return 1

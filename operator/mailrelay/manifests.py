@@ -22,10 +22,14 @@ def load_documents(source: str) -> list[Any]:
 
 
 def load_relays(source: str) -> list[MailRelay]:
-    """Parse every MailRelay in `source`; raise one SpecError listing all problems of all documents."""
+    """Parse every MailRelay in `source`; raise one SpecError listing all problems of all documents.
+
+    Other Kubernetes objects in the same file (a Secret next to its relay) are skipped; anything
+    that claims to be of our API group is checked, so a misspelt kind is an error, not a skip.
+    """
     relays: list[MailRelay] = []
     problems: list[str] = []
-    documents = load_documents(source)
+    documents = [d for d in load_documents(source) if not _foreign(d)]
     if not documents:
         raise SpecError([f"{source}: no MailRelay document found"])
     for index, doc in enumerate(documents):
@@ -50,6 +54,11 @@ def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 
 
 _Dumper.add_representer(str, _str)
+
+
+def _foreign(doc: Any) -> bool:
+    return isinstance(doc, dict) and isinstance(doc.get("kind"), str) and doc.get("kind") != "MailRelay" \
+        and not str(doc.get("apiVersion", "")).startswith("mailrelay.dev/")
 
 
 def dump(objects: Iterable[dict[str, Any]]) -> str:

@@ -1,0 +1,186 @@
+"""What platform teams install: kustomize bases, the Helm chart, the images, examples and docs.
+
+Real `helm` and `kubectl` binaries (from the PyPI package that ships them) build and lint; every
+object they produce is validated against the upstream Kubernetes schemas.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate.utils as kv
+import pytest
+import yaml
+
+from mailrelay import apidoc
+from mailrelay.version import OPERATOR_IMAGE, RELEASED_POSTFIX_IMAGE, __version__
+
+from conftest import CRD_PATH, ROOT
+from crd_schema import check
+
+sys.path.insert(0, str(ROOT / "tests" / "tools"))
+from fetch_kube_tools import fetch
+
+CHART = ROOT / "manifests" / "helm" / "mailrelay-operator"
+KUSTOMIZATIONS = ["cluster-wide", "namespaced", "cluster-wide-ha"]
+CUSTOM_KINDS = {"MailRelay", "ClusterKopfPeering"}  # not in the upstream schemas; checked otherwise
+NEWEST = kv.latest_version()
+OLDEST = "1.29.0"
+
+
+@pytest.fixture(scope="module")
+def tools() -> Path:
+    target = ROOT / ".tools" / "bin"
+    if not (shutil.which("helm") and shutil.which("kubectl")):
+        fetch(target)
+    return target
+
+
+def run(tools: Path, *command: str) -> str:
+    binary = shutil.which(command[0]) or str(tools / command[0])
+    result = subprocess.run([binary, *command[1:]], capture_output=True, text=True, cwd=ROOT, check=False)
+    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def validate_all(docs: list[dict[str, Any]], crd: dict[str, Any]) -> None:
+    assert docs, "nothing was rendered"
+    for doc in docs:
+        if doc["kind"] == "MailRelay":
+            assert check(crd, doc) == [], doc["metadata"]["name"]
+        elif doc["kind"] in CUSTOM_KINDS:
+            assert doc["apiVersion"] == "kopf.dev/v1"
+        else:
+            for version in (OLDEST, NEWEST):
+                kv.validate(doc, version, strict=True)
+
+
+def objects(text: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+@pytest.mark.parametrize("variant", KUSTOMIZATIONS)
+def test_kustomize_variants_build_and_validate(tools: Path, crd: dict[str, Any], variant: str) -> None:
+    docs = objects(run(tools, "kubectl", "kustomize", f"manifests/{variant}"))
+    validate_all(docs, crd)
+    kinds = {d["kind"] for d in docs}
+    assert {"CustomResourceDefinition", "ServiceAccount", "Deployment", "Namespace"} <= kinds
+    [deployment] = [d for d in docs if d["kind"] == "Deployment"]
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert ("--namespace=$(POD_NAMESPACE)" in args) == (variant == "namespaced")
+    assert ("--peering=mailrelay-operator" in args) == (variant == "cluster-wide-ha")
+    if variant == "namespaced":
+        assert not [r for d in docs if d["kind"] == "ClusterRole" for r in d["rules"]
+                    if r["apiGroups"] != ["apiextensions.k8s.io"]], "namespaced variant grants cluster-wide access"
+
+
+def _operator_pod(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    [deployment] = [d for d in docs if d["kind"] == "Deployment"]
+    return dict(deployment["spec"]["template"]["spec"])
+
+
+def test_operator_deployment_is_locked_down(tools: Path) -> None:
+    pod = _operator_pod(objects(run(tools, "kubectl", "kustomize", "manifests/cluster-wide")))
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    [container] = pod["containers"]
+    security = container["securityContext"]
+    assert security == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                        "capabilities": {"drop": ["ALL"]}}
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["resources"]["limits"]["memory"]
+
+
+def test_rbac_is_least_privilege(tools: Path) -> None:
+    docs = objects(run(tools, "kubectl", "kustomize", "manifests/cluster-wide"))
+    rules = [r for d in docs if d["kind"] == "ClusterRole" for r in d["rules"]]
+    verbs = {(g, res): set(r["verbs"]) for r in rules for g in r["apiGroups"] for res in r["resources"]}
+    assert verbs[("", "secrets")] == {"get"}
+    assert all("delete" not in v and "update" not in v and "*" not in v
+               for key, v in verbs.items() if key != ("mailrelay.dev", "mailrelays/finalizers"))
+    assert all("*" not in r["resources"] and "*" not in r["apiGroups"] for r in rules)
+
+
+def test_helm_chart_lints(tools: Path) -> None:
+    output = run(tools, "helm", "lint", str(CHART), "--strict")
+    assert "0 chart(s) failed" in output
+
+
+@pytest.mark.parametrize("values", [[], ["--set", "replicas=2"], ["--set", "watchNamespaces={apps,billing}"],
+                                    ["--set", "replicas=3", "--set", "watchNamespaces={apps}",
+                                     "--set", "image.tag=9.9.9", "--set", "nodeSelector.pool=system"]])
+def test_helm_template_renders_valid_objects(tools: Path, crd: dict[str, Any], values: list[str]) -> None:
+    docs = objects(run(tools, "helm", "template", "mr", str(CHART), "-n", "mailrelay-system", "--include-crds",
+                       *values))
+    validate_all(docs, crd)
+    pod = _operator_pod(docs)
+    args = pod["containers"][0]["args"]
+    if "watchNamespaces={apps,billing}" in values:
+        assert {"--namespace=apps", "--namespace=billing"} <= set(args)
+        assert {d["metadata"]["namespace"] for d in docs if d["kind"] == "Role"} == {"apps", "billing"}
+    if any(v.startswith("replicas=") and v != "replicas=1" for v in values):
+        assert "--peering=mailrelay-operator" in args
+        assert any(d["kind"] == "ClusterKopfPeering" for d in docs)
+
+
+def test_helm_refuses_bad_values(tools: Path) -> None:
+    binary = shutil.which("helm") or str(tools / "helm")
+    result = subprocess.run([binary, "template", "mr", str(CHART), "--set", "replicas=0"], capture_output=True,
+                            text=True, cwd=ROOT, check=False)
+    assert result.returncode != 0 and "replicas" in result.stderr
+
+
+def test_one_source_for_versions_and_images(tools: Path) -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert chart["appVersion"] == chart["version"] == __version__
+    assert values["postfixImage"] == RELEASED_POSTFIX_IMAGE
+    assert f"{values['image']['repository']}:{chart['appVersion']}" == OPERATOR_IMAGE
+    pod = _operator_pod(objects(run(tools, "kubectl", "kustomize", "manifests/cluster-wide")))
+    [container] = pod["containers"]
+    assert container["image"] == OPERATOR_IMAGE
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["MAILRELAY_POSTFIX_IMAGE"] == RELEASED_POSTFIX_IMAGE
+    assert (CHART / "crds" / CRD_PATH.name).read_text() == CRD_PATH.read_text()
+    peering = [d for d in yaml.safe_load_all((ROOT / "manifests/peering/peering.yaml").read_text())
+               if d["kind"] == "CustomResourceDefinition"]
+    assert list(yaml.safe_load_all((CHART / "crds" / "kopf-peering.yaml").read_text())) == peering
+
+
+@pytest.mark.parametrize("dockerfile", ["image/postfix/Dockerfile", "image/operator/Dockerfile"])
+def test_dockerfiles_pass_hadolint(dockerfile: str) -> None:
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    result = subprocess.run([hadolint, "--config", str(ROOT / ".hadolint.yaml"), dockerfile], cwd=ROOT,
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_does_catch_problems(tmp_path: Path) -> None:
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM debian:latest\nRUN cd /tmp && apt-get install curl\n")
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    result = subprocess.run([hadolint, str(bad)], capture_output=True, text=True, check=False)
+    assert result.returncode != 0 and "DL3007" in result.stdout
+
+
+def test_postfix_image_ships_the_scripts_the_deployment_runs() -> None:
+    from mailrelay.render import DRAIN, PROBE
+
+    dockerfile = (ROOT / "image/postfix/Dockerfile").read_text()
+    for script, target in (("entrypoint.sh", "/usr/local/bin/mailrelay-entrypoint"), ("probe.sh", PROBE),
+                           ("drain.sh", DRAIN)):
+        assert f"COPY --chmod=0755 {script} {target}" in dockerfile
+    assert 'ENTRYPOINT ["/usr/local/bin/mailrelay-entrypoint"]' in dockerfile
+
+
+@pytest.mark.parametrize("example", sorted(p.name for p in (ROOT / "examples").glob("*.yaml")))
+def test_examples_validate(crd: dict[str, Any], example: str) -> None:
+    validate_all(objects((ROOT / "examples" / example).read_text()), crd)
+
+
+def test_api_reference_is_current() -> None:
+    generated = apidoc.render(yaml.safe_load(CRD_PATH.read_text()))
+    assert (ROOT / "docs" / "api-reference.md").read_text() == generated, "run `make docs`"

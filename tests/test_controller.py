@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster import Cluster, Operator, eventually
 
 from mailrelay.render import CONFIG_HASH_ANNOTATION
+
+from cluster import Cluster, Operator, eventually
+from kstatus import kstatus
 
 CHILD_PLURALS = ("configmaps", "deployments", "services")
 
@@ -77,21 +79,6 @@ def our_writes(cluster: Cluster, namespace: str) -> list[tuple[str, str]]:
 
 def event_reasons(cluster: Cluster, namespace: str) -> list[str]:
     return [e.get("reason") for e in cluster.list("events", namespace)]
-
-
-def kstatus(obj: dict[str, Any]) -> str:
-    """The generic kstatus rules Flux and Argo CD apply to a custom resource with conditions."""
-    status = obj.get("status") or {}
-    if status.get("observedGeneration") != obj["metadata"].get("generation"):
-        return "InProgress"
-    conditions = {c["type"]: c for c in status.get("conditions", [])}
-    if conditions.get("Reconciling", {}).get("status") == "True":
-        return "InProgress"
-    if conditions.get("Stalled", {}).get("status") == "True":
-        return "Failed"
-    if conditions.get("Ready", {}).get("status") == "False":
-        return "InProgress"
-    return "Current"
 
 
 def test_create_makes_three_owned_children_and_a_status(cluster: Cluster, operator: Operator) -> None:

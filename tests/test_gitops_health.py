@@ -1,0 +1,53 @@
+"""GitOps health: the statuses the operator writes mean the same to kstatus (Flux) and to Argo CD."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+from lupa import LuaRuntime
+
+from mailrelay import status as st
+
+from conftest import ROOT
+from kstatus import kstatus
+
+HEALTH = yaml.safe_load((ROOT / "manifests/argocd/argocd-cm-health.yaml").read_text())["data"][
+    "resource.customizations.health.mailrelay.dev_MailRelay"]
+ARGO_FOR_KSTATUS = {"Current": "Healthy", "InProgress": "Progressing", "Failed": "Degraded"}
+
+
+def argo_health(obj: dict[str, Any]) -> str:
+    lua = LuaRuntime(unpack_returned_tuples=True)
+    check = lua.execute(f"return function(obj) {HEALTH} end")
+    return str(check(lua.table_from(obj, recursive=True))["status"])
+
+
+ASSESSMENTS = {
+    "available": (st.Assessment(True, st.AVAILABLE, "2 of 2 pods ready"), "Current"),
+    "scaled to zero": (st.Assessment(True, st.SCALED_TO_ZERO, "replicas is 0"), "Current"),
+    "rolling out": (st.Assessment(False, st.ROLLING_OUT, "1 of 2 ready", reconciling=True), "InProgress"),
+    "invalid spec": (st.Assessment(False, st.INVALID_SPEC, "spec.x: bad", stalled=True), "Failed"),
+    "service conflict": (st.Assessment(False, st.CONFLICT, "Service mail exists", stalled=True), "Failed"),
+    "secret missing": (st.Assessment(False, st.SECRET_NOT_FOUND, "no Secret", stalled=True), "Failed"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ASSESSMENTS))
+def test_argo_cd_and_kstatus_agree_on_every_status_the_operator_writes(case: str) -> None:
+    assessment, expected = ASSESSMENTS[case]
+    status = st.build(assessment=assessment, generation=3, previous=None, now="2026-01-01T00:00:00Z")
+    obj = {"metadata": {"generation": 3}, "status": status}
+    assert kstatus(obj) == expected
+    assert argo_health(obj) == ARGO_FOR_KSTATUS[expected]
+    assert (expected == "Current") == (st.ready_condition(status)["status"] == "True")  # type: ignore[index]
+
+
+@pytest.mark.parametrize("status", [None, {"observedGeneration": 2, "conditions": []}])
+def test_an_unobserved_generation_is_progressing(status: dict[str, Any] | None) -> None:
+    obj: dict[str, Any] = {"metadata": {"generation": 3}}
+    if status is not None:
+        obj["status"] = status
+    assert kstatus(obj) == "InProgress"
+    assert argo_health(obj) == "Progressing"

@@ -110,7 +110,7 @@ class ApiServer(kmock.KubernetesEmulator):
 
     async def _handle(self, request: kmock.Request) -> Any:  # type: ignore[override]
         # Skip KubernetesEmulator's own state mutation; keep kmock's reaction matching and fallbacks.
-        del self._requests[:-200]  # kmock keeps every request; matching is quadratic in their number
+        del self._requests[:-1]  # kmock matches each request against all earlier ones: keep only this one
         resource = request.resource
         if resource is not None and request.method is not None:
             for fault in self.faults:
@@ -173,17 +173,21 @@ class ApiServer(kmock.KubernetesEmulator):
             since = self.rv
             for obj in self.list(*key, request.namespace):
                 yield {"type": "ADDED", "object": obj}
+        # Events are appended in resourceVersion order: find the first one after `since`, then
+        # follow the log by position.
+        position = next((i for i in range(len(self.events) - 1, -1, -1) if self.events[i][0] <= since), -1) + 1
         assert self._changed is not None
         while time.monotonic() < deadline:
-            pending = [e for rv, k, e in self.events[-5000:] if rv > since and k == key
-                       and (request.namespace is None or e["object"]["metadata"].get("namespace") == request.namespace)
-                       and (request.name is None or e["object"]["metadata"]["name"] == request.name)]
-            since = self.rv
-            for event in pending:
-                yield event
+            pending = self.events[position:]
+            position += len(pending)
+            for _, event_key, event in pending:
+                meta = event["object"]["metadata"]
+                if event_key == key and (request.namespace is None or meta.get("namespace") == request.namespace) \
+                        and (request.name is None or meta["name"] == request.name):
+                    yield event
             async with self._changed:
                 try:
-                    await asyncio.wait_for(self._changed.wait_for(lambda seen=since: self.rv > seen),
+                    await asyncio.wait_for(self._changed.wait_for(lambda seen=position: len(self.events) > seen),
                                            timeout=max(0.0, deadline - time.monotonic()))
                 except TimeoutError:
                     return

@@ -101,6 +101,11 @@ class Cluster:
         """Write requests so far, optionally only those on objects in one namespace."""
         return [w for w in list(self.server.writes) if namespace is None or f"/{namespace}/" in w[1]]
 
+    def create_cluster_object(self, path: str, obj: dict[str, Any]) -> dict[str, Any]:
+        response = self.http.post(f"{self.url}{path}", json=obj)
+        response.raise_for_status()
+        return dict(response.json())
+
     def fail(self, method: str, plural: str, status: int, times: int = 1, sub: str | None = None) -> None:
         self.loop.call_soon_threadsafe(self.server.fail, method, plural, status, times, sub)
 

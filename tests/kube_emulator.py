@@ -17,7 +17,8 @@ and replaces only the object store behind the fallbacks:
 
 Still missing, so no test relies on them: schema validation and defaulting, garbage collection of
 owned objects, SSA field ownership, strategic-merge list semantics, label selectors beyond equality,
-namespaced-scope discovery quirks (kmock cannot parse /api/v1/namespaces).
+and namespaces as objects (/api/v1/namespaces, which kmock cannot parse, is answered with the
+namespaces that hold objects and a watch that never reports anything).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp.web
 import attrs
 import jsonpatch
 import kmock
@@ -48,6 +50,7 @@ RESOURCES = {
     "events.k8s.io/v1/events": ("Event", True, set()),
     "mailrelay.dev/v1alpha1/mailrelays": ("MailRelay", True, {"status"}),
     "apiextensions.k8s.io/v1/customresourcedefinitions": ("CustomResourceDefinition", False, {"status"}),
+    "kopf.dev/v1/clusterkopfpeerings": ("ClusterKopfPeering", False, set()),
 }
 
 
@@ -108,6 +111,21 @@ class ApiServer(kmock.KubernetesEmulator):
 
     # --- request handling --------------------------------------------------------------------
 
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        # kmock cannot parse /api/v1/namespaces (kopf lists and watches it when serving named
+        # namespaces): answer it here with the namespaces that hold objects, and an idle watch.
+        if raw_request.path == "/api/v1/namespaces":
+            if raw_request.query.get("watch") == "true":
+                response = aiohttp.web.StreamResponse()
+                await response.prepare(raw_request)
+                await asyncio.sleep(float(raw_request.query.get("timeoutSeconds") or 60))
+                return response
+            names = sorted({ns for (_, _, ns, _) in self.store if ns})
+            return aiohttp.web.json_response({
+                "apiVersion": "v1", "kind": "NamespaceList", "metadata": {"resourceVersion": str(self.rv)},
+                "items": [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in names]})
+        return await super().__call__(raw_request)
+
     async def _handle(self, request: kmock.Request) -> Any:  # type: ignore[override]
         # Skip KubernetesEmulator's own state mutation; keep kmock's reaction matching and fallbacks.
         del self._requests[:-1]  # kmock matches each request against all earlier ones: keep only this one
@@ -149,7 +167,8 @@ class ApiServer(kmock.KubernetesEmulator):
             meta["generation"] = 1
         else:
             for field in ("uid", "creationTimestamp", "name", "namespace"):
-                meta[field] = old["metadata"][field]
+                if field in old["metadata"]:
+                    meta[field] = old["metadata"][field]
             changed = {k: v for k, v in obj.items() if k not in ("metadata", "status")} != \
                 {k: v for k, v in old.items() if k not in ("metadata", "status")}
             meta["generation"] = old["metadata"].get("generation", 1) + (1 if changed else 0)

@@ -294,3 +294,50 @@ def test_liveness_endpoint_answers(tmp_path: Path, cluster: Cluster) -> None:
         assert response.status_code == 200
     finally:
         process.stop()
+
+
+def test_named_namespaces_are_the_only_ones_served(tmp_path: Path) -> None:
+    emulator = Cluster()
+    process = Operator(emulator.write_kubeconfig(tmp_path / "kubeconfig"), tmp_path / "op.log",
+                       args=["--liveness-port", "0", "--namespace", "served"])
+    try:
+        process.start()
+        for namespace in ("served", "ignored"):
+            emulator.create(relay(namespace))
+        wait_children(emulator, "served")
+        time.sleep(3)
+        assert all(emulator.list(p, "ignored") == [] for p in CHILD_PLURALS)
+        assert not (emulator.get("mailrelays", "ignored", "relay") or {}).get("status")
+    finally:
+        process.stop()
+        emulator.close()
+
+
+def test_peering_keeps_a_standby_replica_idle_until_the_active_one_leaves(tmp_path: Path) -> None:
+    emulator = Cluster()
+    emulator.create_cluster_object("/apis/kopf.dev/v1/clusterkopfpeerings", {
+        "apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "mailrelay-operator"}})
+    kubeconfig = emulator.write_kubeconfig(tmp_path / "kubeconfig")
+    active = Operator(kubeconfig, tmp_path / "active.log", args=["--liveness-port", "0", "--peering",
+                                                                  "mailrelay-operator"])
+    standby = Operator(kubeconfig, tmp_path / "standby.log", args=["--liveness-port", "0", "--peering",
+                                                                    "mailrelay-operator", "--standby", "-v"])
+    try:
+        active.start()
+        time.sleep(3)
+        standby.start()
+        eventually(lambda: "Pausing the watch-stream for mailrelays" in standby.log(), what="kopf to pause")
+        eventually(lambda: "resync paused: " in standby.log(), what="the resync loop to pause")
+        emulator.create(relay("peering-a"))
+        wait_children(emulator, "peering-a")
+        assert "reconciled peering-a/relay" in active.log()
+        assert "reconciled peering-a/relay" not in standby.log()
+        active.stop()  # a graceful stop leaves the peering, so the standby takes over at once
+        emulator.create(relay("peering-b"))
+        wait_children(emulator, "peering-b")
+        assert "reconciled peering-b/relay" in standby.log()
+        eventually(lambda: "resync resumed: this replica is active" in standby.log(), what="the resync to resume")
+    finally:
+        standby.stop()
+        active.stop()
+        emulator.close()

@@ -27,7 +27,7 @@ from fetch_kube_tools import fetch
 
 CHART = ROOT / "manifests" / "helm" / "mailrelay-operator"
 KUSTOMIZATIONS = ["cluster-wide", "namespaced", "cluster-wide-ha"]
-CUSTOM_KINDS = {"MailRelay", "ClusterKopfPeering"}  # not in the upstream schemas; checked otherwise
+CUSTOM_KINDS = {"MailRelay", "ClusterKopfPeering", "KopfPeering"}  # not in the upstream schemas; checked otherwise
 NEWEST = kv.latest_version()
 OLDEST = "1.29.0"
 
@@ -123,7 +123,8 @@ def test_helm_template_renders_valid_objects(tools: Path, crd: dict[str, Any], v
         assert {d["metadata"]["namespace"] for d in docs if d["kind"] == "Role"} == {"apps", "billing"}
     if any(v.startswith("replicas=") and v != "replicas=1" for v in values):
         assert "--peering=mailrelay-operator" in args
-        assert any(d["kind"] == "ClusterKopfPeering" for d in docs)
+        peering = "KopfPeering" if any(v.startswith("watchNamespaces") for v in values) else "ClusterKopfPeering"
+        assert any(d["kind"] == peering for d in docs)
 
 
 def test_helm_refuses_bad_values(tools: Path) -> None:

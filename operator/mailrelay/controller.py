@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import getpass
 import logging
 import os
+import secrets
+import socket
 import threading
 from collections import defaultdict
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kopf
@@ -36,6 +40,9 @@ CHILD_RESOURCES = (("", "v1", "configmaps"), ("apps", "v1", "deployments"), ("",
 
 _api: Api | None = None
 _namespaces: list[str] = []
+_peering: dict[str, Any] = {"name": None, "priority": 0, "paused": False}
+# Our identity in kopf's peering object, so the resync loop can tell whether this replica is active.
+IDENTITY = f"{getpass.getuser()}@{socket.gethostname()}/{datetime.now(UTC):%Y%m%d%H%M%S}/{secrets.token_hex(3)}"
 _locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
 _locks_guard = threading.Lock()
 
@@ -92,10 +99,53 @@ def on_relay(body: kopf.Body, reason: str, **_: Any) -> None:
         raise kopf.TemporaryError(outcome.assessment.message, delay=RETRY_SECONDS)
 
 
+def blocking_peer(namespace: str | None) -> str | None:
+    """Another live operator that kopf's peering makes this replica give way to, if any.
+
+    kopf pauses its own watches in that case; the resync loop is ours, so it asks the same question
+    of the same peering object: a live peer with a higher (or, as kopf treats it, equal) priority.
+    """
+    name = _peering["name"]
+    if name is None:
+        return None
+    peering = api().get_peering(name, namespace)
+    if peering is None:
+        return f"the peering object {name} (kopf waits for it too)"
+    now = datetime.now(UTC)
+    for identity, peer in (peering.get("status") or {}).items():
+        if identity == IDENTITY or not isinstance(peer, dict):
+            continue
+        try:
+            alive = datetime.fromisoformat(peer["lastseen"]) + timedelta(seconds=peer["lifetime"]) > now
+        except (KeyError, TypeError, ValueError):
+            continue
+        if alive and peer.get("priority", 0) >= _peering["priority"]:
+            return f"{identity} (priority {peer.get('priority', 0)})"
+    return None
+
+
+def _resync_targets() -> list[tuple[str, str]]:
+    scopes = _namespaces or [None]
+    active = [ns for ns in scopes if (peer := blocking_peer(ns)) is None or not _note_pause(peer)]
+    if len(active) == len(scopes) and _peering["paused"]:
+        _peering["paused"] = False
+        log.info("resync resumed: this replica is active")
+    if not active:
+        return []
+    return api().list_relays([ns for ns in active if ns is not None])
+
+
+def _note_pause(peer: str) -> bool:
+    if not _peering["paused"]:
+        log.info("resync paused: %s is active", peer)
+        _peering["paused"] = True
+    return True
+
+
 def resync_all() -> int:
-    """Reconcile every watched relay once; returns how many were looked at."""
+    """Reconcile every watched relay once, unless another replica is active; returns how many."""
     count = 0
-    for namespace, name in api().list_relays(_namespaces):
+    for namespace, name in _resync_targets():
         body = api().get("MailRelay", namespace, name)
         if body is None:
             continue
@@ -155,10 +205,11 @@ def run(*, namespaces: list[str], liveness_port: int, peering: str | None, stand
         verbose: bool) -> int:
     """`mailrelay-operator run`: the operator process."""
     _namespaces[:] = namespaces
+    _peering.update(name=peering, priority=0 if standby else 100)
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if os.environ.get(
         "MAILRELAY_LOG_FORMAT", "json") == "json" else kopf.LogFormat.PLAIN, log_refkey="object")
     liveness = f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None
     asyncio.run(kopf.operator(
         clusterwide=not namespaces, namespaces=namespaces, standalone=peering is None, peering_name=peering,
-        priority=0 if standby else 100, liveness_endpoint=liveness))
+        priority=_peering["priority"], identity=IDENTITY, liveness_endpoint=liveness))
     return 0

@@ -124,6 +124,21 @@ class Api:
 
         return _with_retries(f"get {kind} {namespace}/{name}", call)
 
+    def get_peering(self, name: str, namespace: str | None) -> dict[str, Any] | None:
+        """kopf's peering object: ClusterKopfPeering when cluster-wide, KopfPeering per namespace."""
+        url = (f"/apis/kopf.dev/v1/namespaces/{namespace}/kopfpeerings/{name}" if namespace
+               else f"/apis/kopf.dev/v1/clusterkopfpeerings/{name}")
+
+        def call() -> dict[str, Any] | None:
+            try:
+                return self._call("GET", url)
+            except ApiException as exc:
+                if exc.status == 404:
+                    return None
+                raise
+
+        return _with_retries(f"get peering {name}", call)
+
     def list_relays(self, namespaces: list[str]) -> list[tuple[str, str]]:
         """(namespace, name) of every MailRelay in these namespaces, or in all when the list is empty."""
         prefix, plural = RESOURCES["MailRelay"]

@@ -251,13 +251,18 @@ def test_api_errors_are_retried_until_converged(cluster: Cluster, operator: Oper
     assert all(f.times == 0 for f in cluster.server.faults)
 
 
+def settled(cluster: Cluster, namespace: str) -> list[tuple[str, str]]:
+    """Create a relay, play its rollout to Ready, and return the writes so far."""
+    cluster.create(relay(namespace))
+    wait_children(cluster, namespace)
+    roll_out(cluster, namespace)
+    wait_reason(cluster, namespace, "Available")
+    time.sleep(1)  # let the last watch events of the rollout be handled
+    return our_writes(cluster, namespace)
+
+
 def test_idle_relays_cause_no_writes(cluster: Cluster, operator: Operator) -> None:
-    cluster.create(relay("idle"))
-    wait_children(cluster, "idle")
-    roll_out(cluster, "idle")
-    wait_reason(cluster, "idle", "Available")
-    time.sleep(1)
-    before = our_writes(cluster, "idle")
+    before = settled(cluster, "idle")
     versions = {p: cluster.list(p, "idle")[0]["metadata"]["resourceVersion"] for p in (*CHILD_PLURALS, "mailrelays")}
     time.sleep(5)  # resync runs every 2 s here
     assert our_writes(cluster, "idle") == before
@@ -265,12 +270,7 @@ def test_idle_relays_cause_no_writes(cluster: Cluster, operator: Operator) -> No
 
 
 def test_restart_makes_no_duplicates_and_no_writes(cluster: Cluster, operator: Operator) -> None:
-    cluster.create(relay("restart"))
-    wait_children(cluster, "restart")
-    roll_out(cluster, "restart")
-    wait_reason(cluster, "restart", "Available")
-    time.sleep(1)
-    before = our_writes(cluster, "restart")
+    before = settled(cluster, "restart")
     operator.stop()
     operator.start()
     eventually(lambda: operator.log().count("Resuming is processed") >= 1, what="the resume pass")

@@ -59,6 +59,25 @@ def send(instance: LocalPostfix, envelope_from: str, msg: EmailMessage, *, sourc
         smtp.send_message(msg, from_addr=envelope_from, to_addrs=[to])
 
 
+def wait_for_log(instance: LocalPostfix, text: str, timeout: float = 30) -> str:
+    """Postfix's log once it mentions `text` (a delivery attempt's outcome)."""
+    deadline = time.monotonic() + timeout
+    while text not in instance.log() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    log = instance.log()
+    assert text in log, f"{text!r} not in the Postfix log:\n{log[-3000:]}"
+    return log
+
+
+def with_login(start_postfix: Any, sinks: list[Sink], accepted: tuple[str, str], secret: dict[str, str],
+               **relay: Any) -> tuple[Sink, LocalPostfix]:
+    """A sink that requires AUTH with `accepted`, and Postfix logging in with the `secret` files."""
+    sink = Sink(credentials=accepted, tls_context=relay.pop("tls_context", None)).start()
+    sinks.append(sink)
+    spec = relay_spec(sink, relay={"authSecretRef": {"name": "smarthost"}, **relay})
+    return sink, start_postfix(make_relay(spec), secret=secret)
+
+
 @pytest.fixture
 def sink(sinks: list[Sink]) -> Sink:
     created = Sink().start()
@@ -116,10 +135,8 @@ def test_rule_result_outside_kept_domains_is_still_rewritten(start_postfix: Any,
 
 
 def test_smarthost_login_uses_the_secret(start_postfix: Any, sinks: list[Sink]) -> None:
-    sink = Sink(credentials=("relay-user", "s3cret pass")).start()
-    sinks.append(sink)
-    relay = make_relay(relay_spec(sink, relay={"authSecretRef": {"name": "smarthost"}}))
-    instance = start_postfix(relay, secret={"username": "relay-user\n", "password": "s3cret pass"})
+    sink, instance = with_login(start_postfix, sinks, ("relay-user", "s3cret pass"),
+                                {"username": "relay-user\n", "password": "s3cret pass"})
     send(instance, "root@pod", message("root@pod"))
     [got] = sink.wait_for(1)
     assert got.auth == ("relay-user", "s3cret pass")
@@ -132,15 +149,10 @@ def test_smarthost_login_uses_the_secret(start_postfix: Any, sinks: list[Sink]) 
 
 
 def test_wrong_password_keeps_mail_queued_with_a_clear_log(start_postfix: Any, sinks: list[Sink]) -> None:
-    sink = Sink(credentials=("relay-user", "right")).start()
-    sinks.append(sink)
-    relay = make_relay(relay_spec(sink, relay={"authSecretRef": {"name": "smarthost"}}))
-    instance = start_postfix(relay, secret={"username": "relay-user", "password": "wrong"})
+    sink, instance = with_login(start_postfix, sinks, ("relay-user", "right"),
+                                {"username": "relay-user", "password": "wrong"})
     send(instance, "root@pod", message("root@pod"))
-    deadline = time.monotonic() + 30
-    while "authentication failed" not in instance.log() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert "SASL authentication failed" in instance.log()
+    wait_for_log(instance, "SASL authentication failed")
     assert sink.auth_attempts and sink.auth_attempts[-1] == ("relay-user", "wrong")
     assert sink.received == []
     assert instance.queued() == 1
@@ -158,10 +170,7 @@ def test_encrypt_never_sends_in_plain_text(start_postfix: Any, sink: Sink) -> No
     """tls: Encrypt against a server without STARTTLS: the mail waits, it is not sent in the clear."""
     instance = start_postfix(make_relay(relay_spec(sink, relay={"tls": "Encrypt"})))
     send(instance, "root@pod", message("root@pod"))
-    deadline = time.monotonic() + 30
-    while "TLS is required" not in instance.log() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert "TLS is required, but was not offered" in instance.log()
+    wait_for_log(instance, "TLS is required, but was not offered")
     assert sink.received == []
     assert instance.queued() == 1
 
@@ -174,10 +183,8 @@ def test_encrypt_delivers_over_starttls_with_login(start_postfix: Any, sinks: li
                     str(cert), "-days", "1", "-subj", "/CN=smarthost.test"], check=True, capture_output=True)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
-    sink = Sink(credentials=("u", "p"), tls_context=context).start()
-    sinks.append(sink)
-    relay = make_relay(relay_spec(sink, relay={"tls": "Encrypt", "authSecretRef": {"name": "s"}}))
-    instance = start_postfix(relay, secret={"username": "u", "password": "p"})
+    sink, instance = with_login(start_postfix, sinks, ("u", "p"), {"username": "u", "password": "p"},
+                                tls="Encrypt", tls_context=context)
     send(instance, "root@pod", message("root@pod"))
     [got] = sink.wait_for(1)
     assert got.auth == ("u", "p")
@@ -215,9 +222,7 @@ def test_no_mail_lost_while_the_smarthost_is_down(start_postfix: Any, sinks: lis
         msg = message("root@pod")
         ids.append(msg["Message-ID"])
         send(instance, "root@pod", msg)
-    deadline = time.monotonic() + 30
-    while "Connection refused" not in instance.log() and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_for_log(instance, "Connection refused")
     assert instance.queued() == 5
     sink.start()
     assert instance.postfix("flush").returncode == 0
@@ -232,9 +237,7 @@ def test_prestop_drain_delivers_queued_mail_before_returning(start_postfix: Any,
     sinks.append(sink)
     instance = start_postfix(make_relay(relay_spec(sink)))
     send(instance, "root@pod", message("root@pod"))
-    deadline = time.monotonic() + 30
-    while "Connection refused" not in instance.log() and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_for_log(instance, "Connection refused")
     assert instance.queued() == 1
     sink.start()
     result = instance.run_script("drain.sh")

@@ -6,6 +6,7 @@ from typing import Any
 
 import kubernetes_validate.utils as kv
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -37,7 +38,7 @@ K8S_VERSIONS = sorted({v for v in kv.all_versions() if tuple(map(int, v.split(".
 def sample_relays() -> list[Any]:
     relays = [make_relay(FULL), make_relay({"mailFromFQDN": "a.example"})]
     for path in sorted((ROOT / "examples").glob("*.yaml")):
-        docs = [d for d in __import__("yaml").safe_load_all(path.read_text()) if d and d.get("kind") == "MailRelay"]
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if d and d.get("kind") == "MailRelay"]
         relays += [parse(d) for d in docs]
     return relays
 
@@ -225,7 +226,7 @@ def test_cli_render_prints_three_manifests_and_validate_rejects_bad_input(tmp_pa
 
     assert main(["render", "-f", str(ROOT / "examples" / "mailrelay.yaml")]) == 0
     out = capsys.readouterr().out
-    assert [d["kind"] for d in __import__("yaml").safe_load_all(out)] == ["ConfigMap", "Deployment", "Service"]
+    assert [d["kind"] for d in yaml.safe_load_all(out)] == ["ConfigMap", "Deployment", "Service"]
     assert "main.cf: |" in out  # files stay readable in the YAML
     bad = tmp_path / "bad.yaml"
     bad.write_text("apiVersion: mailrelay.dev/v1alpha1\nkind: MailRelay\nmetadata: {name: r}\n"

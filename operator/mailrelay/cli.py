@@ -7,12 +7,12 @@ import sys
 
 from mailrelay.manifests import dump, load_relays
 from mailrelay.render import render
-from mailrelay.spec import SpecError
+from mailrelay.spec import MailRelay, SpecError
 
 EXIT_INVALID = 2
 
 
-def _relays_or_exit(source: str):  # type: ignore[no-untyped-def]
+def _relays_or_exit(source: str) -> list[MailRelay]:
     try:
         return load_relays(source)
     except (SpecError, OSError) as exc:

@@ -197,7 +197,7 @@ _SPEC_FIELDS = {"mailFromFQDN", "rewrite", "relay", "allowedNetworks", "messageS
 
 
 def _parse_spec(check: _Checker, raw: Any) -> MailRelaySpec | None:
-    spec = check.mapping("spec", raw if raw is not None else None, _SPEC_FIELDS)
+    spec = check.mapping("spec", raw, _SPEC_FIELDS)
     if spec is None:
         return None
     if "mailFromFQDN" not in spec:
@@ -380,11 +380,11 @@ def _parse_resources(check: _Checker, raw: Any) -> dict[str, Any] | None:
         return None
     clean: dict[str, Any] = {}
     for part in ("limits", "requests"):
-        if part not in resources:
-            continue
-        values = check.mapping(f"spec.resources.{part}", resources[part], set(resources[part])
-                               if isinstance(resources[part], dict) else set())
+        values = resources.get(part)
         if values is None:
+            continue
+        if not isinstance(values, dict):
+            check.fail(f"spec.resources.{part}", f"must be an object of quantities, got {_kind(values)}")
             continue
         for key, quantity in values.items():
             if isinstance(quantity, bool) or not isinstance(quantity, str | int) or not _QUANTITY_RE.match(

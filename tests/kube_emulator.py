@@ -279,6 +279,9 @@ class ApiServer(kmock.KubernetesEmulator):
         old = self.store.get(store_key)
         if old is None:
             raise k8s.KubernetesObjectNotFoundError()
+        wanted_uid = ((self._body(request) or {}).get("preconditions") or {}).get("uid")
+        if wanted_uid and wanted_uid != old["metadata"]["uid"]:
+            raise k8s.KubernetesError(status=409, reason="Conflict", message="uid precondition failed")
         self.writes.append(("delete", f"{key[1]}/{request.namespace}/{request.name}"))
         if old["metadata"].get("finalizers"):
             patched = merge_patch(old, {"metadata": {"deletionTimestamp": _now()}})

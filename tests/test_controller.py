@@ -341,3 +341,26 @@ def test_peering_keeps_a_standby_replica_idle_until_the_active_one_leaves(tmp_pa
         standby.stop()
         active.stop()
         emulator.close()
+
+
+def test_renamed_service_replaces_the_old_one(cluster: Cluster, operator: Operator) -> None:
+    cluster.create(relay("rename"))
+    old = wait_children(cluster, "rename")["services"]
+    cluster.patch("mailrelays", "rename", "relay", {"spec": {"service": {"name": "smtp", "port": 2525}}})
+    new = eventually(lambda: cluster.get("services", "rename", "smtp"), what="the new Service")
+    assert new["spec"]["ports"][0]["port"] == 2525
+    eventually(lambda: cluster.get("services", "rename", old["metadata"]["name"]) is None, what="the old one gone")
+    condition = wait_reason(cluster, "rename", "RollingOut")
+    assert cluster.get("mailrelays", "rename", "relay")["status"]["endpoint"] == "smtp.rename.svc:2525"  # type: ignore[index]
+    assert condition["status"] == "False"
+
+
+def test_a_foreign_service_with_our_labels_is_never_pruned(cluster: Cluster, operator: Operator) -> None:
+    labels = {"app.kubernetes.io/name": "mailrelay", "app.kubernetes.io/instance": "relay"}
+    cluster.create({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "lookalike", "namespace": "lookalike",
+                                                                        "labels": labels},
+                    "spec": {"ports": [{"port": 25}]}})
+    cluster.create(relay("lookalike"))
+    eventually(lambda: cluster.get("services", "lookalike", "mail"), what="our Service")
+    time.sleep(3)  # more than one resync
+    assert cluster.get("services", "lookalike", "lookalike") is not None

@@ -16,13 +16,17 @@ from kubernetes.utils.quantity import parse_quantity
 
 APPLIED_HASH_ANNOTATION = "mailrelay.dev/applied-hash"
 
-Action = Literal["created", "updated", "unchanged", "conflict"]
+Action = Literal["created", "updated", "unchanged", "conflict", "deleted"]
 
 
 class ObjectApi(Protocol):
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None: ...
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]: ...
+
+    def list(self, kind: str, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]: ...
+
+    def delete(self, kind: str, namespace: str, name: str, uid: str) -> None: ...
 
 
 @dataclass
@@ -44,7 +48,7 @@ class ApplyResult:
 
     @property
     def writes(self) -> list[ChildResult]:
-        return [c for c in self.children if c.action in ("created", "updated")]
+        return [c for c in self.children if c.action in ("created", "updated", "deleted")]
 
     def live(self, kind: str) -> dict[str, Any] | None:
         return next((c.live for c in self.children if c.kind == kind), None)
@@ -119,3 +123,17 @@ def apply_children(api: ObjectApi, uid: str, desired: list[dict[str, Any]]) -> A
         else:
             result.children.append(ChildResult(kind, meta["name"], "unchanged", live))
     return result
+
+
+def prune_services(api: ObjectApi, uid: str, service: dict[str, Any], labels: dict[str, str]) -> list[ChildResult]:
+    """Delete Services this relay owns under a name it no longer renders (after `service.name` changed).
+
+    Only the Service can be renamed by the spec; the other children are named after the relay.
+    The delete is preconditioned on the uid, so nothing but the object we looked at can go.
+    """
+    meta = service["metadata"]
+    stale = [s for s in api.list("Service", meta["namespace"], labels)
+             if s["metadata"]["name"] != meta["name"] and owned_by(s, uid)]
+    for old in stale:
+        api.delete("Service", meta["namespace"], old["metadata"]["name"], old["metadata"]["uid"])
+    return [ChildResult("Service", s["metadata"]["name"], "deleted", None) for s in stale]

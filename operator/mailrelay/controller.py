@@ -64,7 +64,9 @@ def run_pass(body: dict[str, Any], trigger: str) -> Outcome:
     with _lock(body["metadata"]["uid"]):
         outcome = reconcile(api(), body)
     for kind, reason, message in outcome.events:
-        kopf.event(body, type=kind, reason=reason, message=message)  # type: ignore[arg-type]
+        # Posted directly rather than with kopf.event(): the resync loop runs outside kopf's handler
+        # context, where kopf's event queue is not reachable.
+        api().post_event(body, kind, reason, message, IDENTITY)
     if (outcome.children and outcome.children.writes) or outcome.status_written:
         log.info("reconciled %s/%s (%s): %s; %s", body["metadata"]["namespace"], body["metadata"]["name"],
                  trigger, outcome.assessment.reason,
@@ -154,6 +156,8 @@ def resync_all() -> int:
             run_pass(body, "resync")
         except ApiError as exc:
             log.warning("resync of %s/%s failed: %s", namespace, name, exc)
+        except Exception:  # one broken relay must not stop the others' resync
+            log.exception("resync of %s/%s failed", namespace, name)
     return count
 
 
@@ -165,6 +169,8 @@ async def _resync_loop() -> None:
             await loop.run_in_executor(None, resync_all)
         except ApiError as exc:
             log.warning("resync could not list relays: %s", exc)
+        except Exception:  # the loop must outlive any one bad pass
+            log.exception("resync failed")
 
 
 @kopf.on.startup()

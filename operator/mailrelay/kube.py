@@ -12,6 +12,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import kubernetes
@@ -29,6 +30,7 @@ RESOURCES: dict[str, tuple[str, str]] = {
     "ConfigMap": ("/api/v1", "configmaps"),
     "Service": ("/api/v1", "services"),
     "Secret": ("/api/v1", "secrets"),
+    "Event": ("/api/v1", "events"),
     "Deployment": ("/apis/apps/v1", "deployments"),
     "MailRelay": (f"/apis/{GROUP}/{VERSION}", PLURAL),
 }
@@ -149,6 +151,25 @@ class Api:
             found += [(i["metadata"]["namespace"], i["metadata"]["name"]) for i in items]
         return found
 
+    def list(self, kind: str, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+        """Objects of a kind in a namespace whose labels include all of `labels`."""
+        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        return list(_with_retries(f"list {kind} in {namespace}", lambda: self._call(
+            "GET", path(kind, namespace), query=[("labelSelector", selector)]))["items"])
+
+    def delete(self, kind: str, namespace: str, name: str, uid: str) -> None:
+        """Delete exactly this object (a uid precondition); already gone is fine."""
+
+        def call() -> None:
+            try:
+                self._call("DELETE", path(kind, namespace, name),
+                           body={"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid}})
+            except ApiException as exc:
+                if exc.status not in (404, 409):  # gone already, or a different object by now
+                    raise
+
+        _with_retries(f"delete {kind} {namespace}/{name}", call)
+
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply as our field manager; `force` takes back fields someone edited by hand."""
         meta = obj["metadata"]
@@ -157,6 +178,25 @@ class Api:
             f"apply {obj['kind']} {meta['namespace']}/{meta['name']}",
             lambda: self._call("PATCH", url, body=obj, content_type="application/apply-patch+yaml",
                                query=[("fieldManager", FIELD_MANAGER), ("force", "true")]))
+
+    def post_event(self, obj: dict[str, Any], kind: str, reason: str, message: str, instance: str) -> None:
+        """Record a core/v1 Event about `obj`; best effort, as an Event is news, not state."""
+        meta = obj["metadata"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "name": meta["name"],
+                               "namespace": meta["namespace"], "uid": meta.get("uid")},
+            "type": kind, "reason": reason, "message": message[:1024],
+            "source": {"component": FIELD_MANAGER}, "reportingComponent": FIELD_MANAGER,
+            "reportingInstance": instance[:128], "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+        }
+        try:
+            _with_retries(f"post event {reason}", lambda: self._call(
+                "POST", path("Event", meta["namespace"]), body=event))
+        except ApiError as exc:
+            log.warning("could not post event %s for %s/%s: %s", reason, meta["namespace"], meta["name"], exc)
 
     def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         """Merge-patch the status subresource (conditions are replaced whole, as they are rendered whole)."""

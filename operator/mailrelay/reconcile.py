@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mailrelay import status as st
-from mailrelay.apply import ApplyResult, apply_children
+from mailrelay.apply import ApplyResult, apply_children, prune_services
 from mailrelay.kube import Api
-from mailrelay.render import config_hash, endpoint, render
+from mailrelay.render import config_hash, endpoint, render, selector_labels
 from mailrelay.spec import MailRelay, SpecError, parse
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,10 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None) -> Outco
             assessment = problem
         else:
             hash_value = config_hash(relay, secret_version)
-            result = apply_children(api, meta["uid"], render(relay, secret_version))
+            children = render(relay, secret_version)
+            result = apply_children(api, meta["uid"], children)
+            if not result.conflicts:
+                result.children += prune_services(api, meta["uid"], children[-1], selector_labels(relay))
             deployment = result.live("Deployment")
             assessment = _conflict(result) if result.conflicts else st.rollout(
                 deployment, relay.spec.replicas, hash_value)

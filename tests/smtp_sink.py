@@ -50,6 +50,12 @@ class Sink:
     _controller: Controller | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:  # type: ignore[no-untyped-def]
+        if address.startswith("reject"):
+            return f"550 5.1.1 <{address}>: no such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server, session, envelope) -> str:  # type: ignore[no-untyped-def]
         auth = session.auth_data
         login = (auth.login.decode(), auth.password.decode()) if isinstance(auth, LoginPassword) else None

@@ -124,6 +124,19 @@ def test_header_without_from_gets_one_at_the_fqdn(start_postfix: Any, sink: Sink
     assert got.header("From") == f"worker@{FQDN}"
 
 
+def test_a_bounce_keeps_the_null_sender_and_does_not_loop(start_postfix: Any, sink: Sink) -> None:
+    """A permanent failure bounces to the rewritten sender with MAIL FROM:<>, once."""
+    instance = start_postfix(make_relay(relay_spec(sink)))
+    send(instance, "root@6ba2d5764050", message("root@6ba2d5764050"), to="reject-me@example.org")
+    [bounce] = sink.wait_for(1)
+    assert bounce.mail_from == "<>"
+    assert bounce.rcpt_tos == [f"root@{FQDN}"]
+    assert "reject-me@example.org" in bounce.data.decode(errors="replace")
+    time.sleep(2)  # a bounce of the bounce would have arrived by now
+    assert len(sink.received) == 1
+    assert instance.queued() == 0
+
+
 def test_rule_result_outside_kept_domains_is_still_rewritten(start_postfix: Any, sink: Sink) -> None:
     """A rule cannot make mail leave from a domain the relay's owner did not list."""
     relay = make_relay(relay_spec(sink, rewrite={

@@ -129,7 +129,6 @@ def test_sender_map_order_rules_then_kept_then_default() -> None:
         r"/^(.*@(.+\.)?apps\.example\.com)$/ ${1}",
         r"/^(.*@(.+\.)?corp\.example\.org)$/ ${1}",
         "/^(.*)@[^@]*$/ ${1}@apps.example.com",
-        "/^([^@]+)$/ ${1}@apps.example.com",
     ]
 
 

@@ -187,4 +187,6 @@ def run_local(relay: MailRelay, *, port: int, listen: str, workdir: str | None) 
         return 1
     finally:
         instance.stop()
+        if workdir is None:  # ours, not the user's: leave nothing behind
+            shutil.rmtree(base, ignore_errors=True)
     return 0

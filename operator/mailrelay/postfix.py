@@ -165,8 +165,10 @@ def sender_canonical(spec: MailRelaySpec) -> str:
         lines.append(f"/^({rule.pattern})$/ {_shift_groups(rule.replacement)}")
     for domain in (fqdn, *spec.keep_domains):
         lines.append(f"/^(.*@(.+\\.)?{_domain_regex(domain)})$/ ${{1}}")
+    # Every address here has a domain: trivial-rewrite completes a bare `root` with @$myorigin before
+    # the map is consulted. The one address without "@" is the null sender of bounces, which Postfix
+    # looks up as `""`; rewriting it would turn a bounce into ordinary mail and let bounces loop.
     lines.append(f"/^(.*)@[^@]*$/ ${{1}}@{fqdn}")
-    lines.append(f"/^([^@]+)$/ ${{1}}@{fqdn}")
     return "\n".join(lines) + "\n"
 
 

@@ -54,7 +54,7 @@ def test_local_mode_relays_and_rewrites(postfix_ready: None, sinks: list[Sink], 
         assert got.mail_from == "root@local.example.com"
         assert got.header("From") == "root@local.example.com"
     finally:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGTERM)  # as `kill` or a service manager stops it; Ctrl-C is the same path
         output, _ = process.communicate(timeout=30)
     assert process.returncode == 0, output
     assert f"on 127.0.0.1:{port}, senders rewritten to @local.example.com" in output

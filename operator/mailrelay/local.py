@@ -151,12 +151,17 @@ class LocalPostfix:
             time.sleep(0.1)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_local(relay: MailRelay, *, port: int, listen: str, workdir: str | None) -> int:
     """`mailrelay-operator local`: run the relay in the foreground until interrupted."""
     problem = postfix_problem()
     if problem:
         print(f"mailrelay-operator local: {problem}", file=sys.stderr)
         return 1
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` and service managers stop it like Ctrl-C does
     base = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="mailrelay-local-"))
     instance = LocalPostfix(relay, base, listen=listen, port=port)
     secret_note = ""

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import getpass
 import logging
 import os
 import secrets
@@ -42,7 +41,8 @@ _api: Api | None = None
 _namespaces: list[str] = []
 _peering: dict[str, Any] = {"name": None, "priority": 0, "paused": False}
 # Our identity in kopf's peering object, so the resync loop can tell whether this replica is active.
-IDENTITY = f"{getpass.getuser()}@{socket.gethostname()}/{datetime.now(UTC):%Y%m%d%H%M%S}/{secrets.token_hex(3)}"
+# (The pod name, so `kubectl get clusterkopfpeerings -o yaml` says which pod is which.)
+IDENTITY = f"{socket.gethostname()}/{datetime.now(UTC):%Y%m%d%H%M%S}/{secrets.token_hex(3)}"
 _locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
 _locks_guard = threading.Lock()
 

@@ -183,7 +183,10 @@ def test_foreign_service_is_left_alone_and_reported(cluster: Cluster, operator: 
     assert "Service mail (owned by no controller) already exists" in condition["message"]
     obj = cluster.get("mailrelays", "foreign", "relay")
     assert kstatus(obj) == "Failed"  # type: ignore[arg-type]
-    time.sleep(3)  # more than one resync: still untouched
+    time.sleep(1)
+    stalled_writes = our_writes(cluster, "foreign")
+    time.sleep(3)  # more than one resync: still untouched, and a stalled relay causes no writes
+    assert our_writes(cluster, "foreign") == stalled_writes
     service = cluster.get("services", "foreign", "mail")
     assert service is not None and service["metadata"]["resourceVersion"] == foreign["metadata"]["resourceVersion"]
     assert not [w for w in cluster.server.writes[mark:] if w[1] == "services/foreign/mail"]

@@ -93,12 +93,13 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
 def on_relay(body: kopf.Body, reason: str, **_: Any) -> None:
+    """API errors are retried by kopf with a delay. A stalled relay (a missing Secret, a foreign
+    Service) is not: kopf would record every retry in the relay's annotations, a write each time;
+    the resync loop comes back to it instead, writing nothing until something changed."""
     try:
-        outcome = run_pass(copy.deepcopy(dict(body)), str(reason))
+        run_pass(copy.deepcopy(dict(body)), str(reason))
     except ApiError as exc:
         raise kopf.TemporaryError(str(exc), delay=RETRY_SECONDS) from exc
-    if outcome.retry:
-        raise kopf.TemporaryError(outcome.assessment.message, delay=RETRY_SECONDS)
 
 
 def blocking_peer(namespace: str | None) -> str | None:
@@ -127,21 +128,18 @@ def blocking_peer(namespace: str | None) -> str | None:
 
 
 def _resync_targets() -> list[tuple[str, str]]:
-    scopes = _namespaces or [None]
-    active = [ns for ns in scopes if (peer := blocking_peer(ns)) is None or not _note_pause(peer)]
-    if len(active) == len(scopes) and _peering["paused"]:
-        _peering["paused"] = False
+    """The relays to resync: all of them, minus the scopes where another replica is active."""
+    scopes: list[str | None] = list(_namespaces) or [None]
+    blocked = {ns: peer for ns in scopes if (peer := blocking_peer(ns)) is not None}
+    if blocked and not _peering["paused"]:
+        log.info("resync paused: %s is active", next(iter(blocked.values())))
+    elif not blocked and _peering["paused"]:
         log.info("resync resumed: this replica is active")
+    _peering["paused"] = bool(blocked)
+    active = [ns for ns in scopes if ns not in blocked]
     if not active:
         return []
     return api().list_relays([ns for ns in active if ns is not None])
-
-
-def _note_pause(peer: str) -> bool:
-    if not _peering["paused"]:
-        log.info("resync paused: %s is active", peer)
-        _peering["paused"] = True
-    return True
 
 
 def resync_all() -> int:

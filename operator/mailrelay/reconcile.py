@@ -32,12 +32,6 @@ class Outcome:
     children: ApplyResult | None = None
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
 
-    @property
-    def retry(self) -> bool:
-        """Whether to come back soon: a Secret or a conflicting object may go away on its own."""
-        return self.assessment.reason in (st.SECRET_NOT_FOUND, st.SECRET_INCOMPLETE, st.CONFLICT,
-                                          st.CHILD_CONFLICT)
-
 
 def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

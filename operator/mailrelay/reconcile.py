@@ -96,6 +96,7 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None) -> Outco
             if result.writes:
                 events.append(("Normal", "Applied", ", ".join(f"{c.action} {c.kind} {c.name}"
                                                              for c in result.writes)))
+
     def status_from(current: dict[str, Any]) -> dict[str, Any]:
         return st.build(assessment=assessment, generation=generation, previous=current, now=clock or now(),
                         deployment=deployment, config_hash=hash_value, endpoint=address)
@@ -105,8 +106,9 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None) -> Outco
     if st.differs(new_status, previous):
         # The body may be older than the last status written (a watch event in flight): check first.
         fresh = api.get("MailRelay", namespace, name)
-        if fresh is None or fresh["metadata"].get("uid") != meta.get("uid"):
-            return outcome
+        if fresh is None or fresh["metadata"].get("uid") != meta.get("uid") \
+                or fresh["metadata"].get("generation") != generation:
+            return outcome  # deleted, replaced or edited meanwhile: the pass for that state reports
         outcome.status = new_status = status_from(fresh.get("status") or {})
         if st.differs(new_status, fresh.get("status")):
             api.patch_status("MailRelay", namespace, name, new_status)

@@ -1,0 +1,106 @@
+"""apply_children against an in-memory object store: when it writes, and what it refuses to touch."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from mailrelay.apply import APPLIED_HASH_ANNOTATION, apply_children, contains, prune_services
+from mailrelay.render import render, selector_labels
+
+from conftest import make_relay
+
+UID = "6b0c1a4e-1d2f-4c1e-9a57-3f0e7a1b2c3d"
+
+
+class Store:
+    """Objects by (kind, namespace, name); apply merges like a server, and every write is counted."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.writes: list[tuple[str, str]] = []
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        obj = self.objects.get((kind, namespace, name))
+        return copy.deepcopy(obj) if obj else None
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        meta = obj["metadata"]
+        self.writes.append(("apply", f"{obj['kind']}/{meta['name']}"))
+        stored = copy.deepcopy(obj)
+        stored["metadata"]["uid"] = f"uid-{meta['name']}"
+        stored.setdefault("status", {})  # the server adds fields of its own
+        self.objects[(obj["kind"], meta["namespace"], meta["name"])] = stored
+        return copy.deepcopy(stored)
+
+    def list(self, kind: str, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+        return [copy.deepcopy(o) for (k, ns, _), o in self.objects.items() if k == kind and ns == namespace
+                and labels.items() <= o["metadata"].get("labels", {}).items()]
+
+    def delete(self, kind: str, namespace: str, name: str, uid: str) -> None:
+        self.writes.append(("delete", f"{kind}/{name}"))
+        del self.objects[(kind, namespace, name)]
+
+
+def test_first_pass_creates_and_second_pass_writes_nothing() -> None:
+    store, relay = Store(), make_relay({"mailFromFQDN": "a.example.com"})
+    first = apply_children(store, UID, render(relay))
+    assert [c.action for c in first.children] == ["created"] * 3
+    second = apply_children(store, UID, render(relay))
+    assert [c.action for c in second.children] == ["unchanged"] * 3
+    assert len(store.writes) == 3
+
+
+def test_a_hand_edit_or_a_removed_field_is_put_back() -> None:
+    store, relay = Store(), make_relay({"mailFromFQDN": "a.example.com", "nodeSelector": {"pool": "mail"}})
+    apply_children(store, UID, render(relay))
+    store.objects[("ConfigMap", "apps", "mailrelay-relay")]["data"]["main.cf"] = "edited"
+    assert [c.action for c in apply_children(store, UID, render(relay)).children] == [
+        "updated", "unchanged", "unchanged"]
+    # Dropping nodeSelector from the spec leaves the live object a superset: the applied hash sees it.
+    without = make_relay({"mailFromFQDN": "a.example.com"})
+    assert [c.action for c in apply_children(store, UID, render(without)).children] == [
+        "unchanged", "updated", "unchanged"]
+
+
+def test_foreign_objects_are_reported_and_never_written() -> None:
+    store, relay = Store(), make_relay({"mailFromFQDN": "a.example.com"})
+    owner = {"kind": "Other", "name": "x", "uid": "u", "controller": True}
+    foreign = {"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "mailrelay-relay", "namespace": "apps", "ownerReferences": [owner]}}
+    store.objects[("ConfigMap", "apps", "mailrelay-relay")] = foreign
+    result = apply_children(store, UID, render(relay))
+    assert [(c.kind, c.action) for c in result.children] == [
+        ("ConfigMap", "conflict"), ("Deployment", "unchanged"), ("Service", "created")]
+    assert result.conflicts[0].owner == "Other/x"
+    assert store.objects[("ConfigMap", "apps", "mailrelay-relay")] == foreign
+    assert store.get("Deployment", "apps", "mailrelay-relay") is None  # never started on foreign config
+
+
+def test_only_our_own_renamed_service_is_pruned() -> None:
+    store = Store()
+    old = make_relay({"mailFromFQDN": "a.example.com"})
+    apply_children(store, UID, render(old))
+    lookalike = copy.deepcopy(store.objects[("Service", "apps", "mail")])
+    lookalike["metadata"].update(name="lookalike", ownerReferences=[])
+    store.objects[("Service", "apps", "lookalike")] = lookalike
+    new = make_relay({"mailFromFQDN": "a.example.com", "service": {"name": "smtp"}})
+    children = render(new)
+    apply_children(store, UID, children)
+    pruned = prune_services(store, UID, children[-1], selector_labels(new))
+    assert [(c.name, c.action) for c in pruned] == [("mail", "deleted")]
+    assert store.get("Service", "apps", "lookalike") is not None
+
+
+def test_contains_compares_quantities_by_value_and_lists_by_length() -> None:
+    assert contains({"resources": {"limits": {"memory": "67108864"}}}, {"resources": {"limits": {"memory": "64Mi"}}})
+    assert not contains({"resources": {"limits": {"memory": "64M"}}}, {"resources": {"limits": {"memory": "64Mi"}}})
+    assert not contains({"ports": [{"port": 25}]}, {"ports": [{"port": 25}, {"port": 26}]})
+    assert contains({"a": {"b": 1}}, {"a": {"b": 1, "c": 2}, "d": 3})
+    assert not contains({"a": "1"}, {"a": 1})
+
+
+def test_every_child_carries_the_applied_hash() -> None:
+    store, relay = Store(), make_relay({"mailFromFQDN": "a.example.com"})
+    apply_children(store, UID, render(relay))
+    assert all(APPLIED_HASH_ANNOTATION in o["metadata"]["annotations"] for o in store.objects.values())

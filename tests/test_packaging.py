@@ -186,3 +186,18 @@ def test_examples_validate(crd: dict[str, Any], example: str) -> None:
 def test_api_reference_is_current() -> None:
     generated = apidoc.render(yaml.safe_load(CRD_PATH.read_text()))
     assert (ROOT / "docs" / "api-reference.md").read_text() == generated, "run `make docs`"
+
+
+def test_the_wheel_the_operator_image_installs_is_complete(tmp_path: Path) -> None:
+    """image/operator/Dockerfile builds a wheel from the repository; it must carry the whole package."""
+    import zipfile
+
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+                            capture_output=True, text=True, check=False, timeout=300)
+    assert result.returncode == 0, result.stderr
+    [wheel] = tmp_path.glob("mailrelay_operator-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    modules = {f"mailrelay/{p.name}" for p in (ROOT / "operator" / "mailrelay").glob("*.py")}
+    assert modules <= names
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "mailrelay-operator = mailrelay.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

@@ -44,7 +44,8 @@ class Sink:
 
     port: int = field(default_factory=free_port)
     credentials: tuple[str, str] | None = None
-    tls_context: ssl.SSLContext | None = None
+    tls_context: ssl.SSLContext | None = None  # STARTTLS, required
+    implicit_tls: ssl.SSLContext | None = None  # SMTPS: TLS from the first byte
     received: list[Received] = field(default_factory=list)
     auth_attempts: list[tuple[str, str]] = field(default_factory=list)
     _controller: Controller | None = None
@@ -77,6 +78,8 @@ class Sink:
                           auth_require_tls=self.tls_context is not None)
         if self.tls_context:
             kwargs.update(tls_context=self.tls_context, require_starttls=True)
+        if self.implicit_tls:
+            kwargs.update(ssl_context=self.implicit_tls)
         self._controller = Controller(self, hostname="127.0.0.1", port=self.port, ready_timeout=10,
                                       **kwargs)  # type: ignore[arg-type]
         self._controller.start()

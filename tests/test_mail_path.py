@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import smtplib
+import ssl
 import subprocess
 import time
 import uuid
@@ -188,20 +189,41 @@ def test_encrypt_never_sends_in_plain_text(start_postfix: Any, sink: Sink) -> No
     assert instance.queued() == 1
 
 
-def test_encrypt_delivers_over_starttls_with_login(start_postfix: Any, sinks: list[Sink], tmp_path: Path) -> None:
-    import ssl
-
+@pytest.fixture
+def server_tls(tmp_path: Path) -> ssl.SSLContext:
+    """A self-signed certificate for the test smarthost (Encrypt does not verify it, by design)."""
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
                     str(cert), "-days", "1", "-subj", "/CN=smarthost.test"], check=True, capture_output=True)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
+    return context
+
+
+def test_encrypt_delivers_over_starttls_with_login(start_postfix: Any, sinks: list[Sink],
+                                                   server_tls: ssl.SSLContext) -> None:
     sink, instance = with_login(start_postfix, sinks, ("u", "p"), {"username": "u", "password": "p"},
-                                tls="Encrypt", tls_context=context)
+                                tls="Encrypt", tls_context=server_tls)
     send(instance, "root@pod", message("root@pod"))
     [got] = sink.wait_for(1)
     assert got.auth == ("u", "p")
     assert "TLS connection established to 127.0.0.1" in instance.log()
+
+
+def test_wrapper_delivers_over_smtps_on_465(start_postfix: Any, sinks: list[Sink],
+                                            server_tls: ssl.SSLContext) -> None:
+    """tls: Wrapper speaks TLS from the first byte, as port 465 wants; the spec only allows 465."""
+    try:
+        sink = Sink(port=465, credentials=("u", "p"), implicit_tls=server_tls).start()
+    except OSError as exc:  # the port is someone else's on this machine
+        pytest.fail(f"cannot listen on 127.0.0.1:465 for the SMTPS test: {exc}")
+    sinks.append(sink)
+    spec = relay_spec(sink, relay={"tls": "Wrapper", "port": 465, "authSecretRef": {"name": "smarthost"}})
+    instance = start_postfix(make_relay(spec), secret={"username": "u", "password": "p"})
+    send(instance, "root@pod", message("root@pod"))
+    [got] = sink.wait_for(1)
+    assert got.auth == ("u", "p") and got.mail_from == f"root@{FQDN}"
+    assert "TLS connection established to 127.0.0.1[127.0.0.1]:465" in instance.log()
 
 
 def test_closed_relay_refuses_clients_outside_allowed_networks(start_postfix: Any, sink: Sink) -> None:

@@ -29,6 +29,7 @@ tools: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 test: $(VENV)/.installed system-deps tools lint
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(PY) -m pytest

@@ -189,9 +189,9 @@ def _owner(body: kopf.Body) -> dict[str, Any] | None:
                  and r.get("apiVersion", "").startswith(f"{GROUP}/")), None)
 
 
-def on_child(body: kopf.Body, namespace: str, **_: Any) -> None:
+def on_child(body: kopf.Body, namespace: str | None, **_: Any) -> None:
     owner = _owner(body)
-    if owner is None:
+    if owner is None or namespace is None:
         return
     try:
         relay = api().get("MailRelay", namespace, owner["name"])
@@ -202,7 +202,7 @@ def on_child(body: kopf.Body, namespace: str, **_: Any) -> None:
 
 
 for _group, _version, _plural in CHILD_RESOURCES:
-    kopf.on.event(_group, _version, _plural, labels=CHILD_LABELS, id=f"child-{_plural}")(on_child)
+    kopf.on.event(_group, _version, _plural, labels=CHILD_LABELS, id=f"child-{_plural}")(on_child)  # type: ignore[arg-type]
 
 
 def run(*, namespaces: list[str], liveness_port: int, peering: str | None, standby: bool,
@@ -215,5 +215,5 @@ def run(*, namespaces: list[str], liveness_port: int, peering: str | None, stand
     liveness = f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None
     asyncio.run(kopf.operator(
         clusterwide=not namespaces, namespaces=namespaces, standalone=peering is None, peering_name=peering,
-        priority=_peering["priority"], identity=IDENTITY, liveness_endpoint=liveness))
+        priority=_peering["priority"], identity=IDENTITY, liveness_endpoint=liveness))  # type: ignore[arg-type]
     return 0

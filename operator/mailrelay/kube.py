@@ -6,6 +6,7 @@ operator compares live objects with rendered dicts, and typed models would only 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import random
@@ -83,7 +84,7 @@ def _with_retries(what: str, call: Callable[[], T]) -> T:
 
 def _reason(exc: ApiException) -> str:
     try:
-        return str(json.loads(exc.body).get("message") or exc.reason)
+        return str(json.loads(exc.body or "").get("message") or exc.reason)
     except (TypeError, ValueError, AttributeError):
         return str(exc.reason)
 
@@ -145,9 +146,9 @@ class Api:
         """(namespace, name) of every MailRelay in these namespaces, or in all when the list is empty."""
         prefix, plural = RESOURCES["MailRelay"]
         urls = [path("MailRelay", ns) for ns in namespaces] or [f"{prefix}/{plural}"]
-        found = []
+        found: list[tuple[str, str]] = []
         for url in urls:
-            items = _with_retries(f"list {url}", lambda url=url: self._call("GET", url))["items"]
+            items = _with_retries(f"list {url}", functools.partial(self._call, "GET", url))["items"]
             found += [(i["metadata"]["namespace"], i["metadata"]["name"]) for i in items]
         return found
 

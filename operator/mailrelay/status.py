@@ -80,7 +80,8 @@ def build(*, assessment: Assessment, generation: int | None, previous: dict[str,
           deployment: dict[str, Any] | None = None, config_hash: str | None = None,
           endpoint: str | None = None) -> dict[str, Any]:
     """The whole status object; `previous` is the current status, to keep transition times."""
-    before = {c.get("type"): c for c in (previous or {}).get("conditions") or [] if isinstance(c, dict)}
+    before: dict[str, dict[str, Any]] = {str(c.get("type")): c for c in (previous or {}).get("conditions") or []
+                                         if isinstance(c, dict)}
     a = assessment
     status: dict[str, Any] = {
         "conditions": [

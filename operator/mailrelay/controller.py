@@ -202,7 +202,7 @@ def on_child(body: kopf.Body, namespace: str | None, **_: Any) -> None:
 
 
 for _group, _version, _plural in CHILD_RESOURCES:
-    kopf.on.event(_group, _version, _plural, labels=CHILD_LABELS, id=f"child-{_plural}")(on_child)  # type: ignore[arg-type]
+    kopf.on.event(_group, _version, _plural, labels=CHILD_LABELS, id=f"child-{_plural}")(on_child)
 
 
 def run(*, namespaces: list[str], liveness_port: int, peering: str | None, standby: bool,

@@ -127,7 +127,7 @@ def blocking_peer(namespace: str | None) -> str | None:
     return None
 
 
-def _resync_targets() -> list[tuple[str, str]]:
+def _resync_targets() -> list[dict[str, Any]]:
     """The relays to resync: all of them, minus the scopes where another replica is active."""
     scopes: list[str | None] = list(_namespaces) or [None]
     blocked = {ns: peer for ns in scopes if (peer := blocking_peer(ns)) is not None}
@@ -145,10 +145,8 @@ def _resync_targets() -> list[tuple[str, str]]:
 def resync_all() -> int:
     """Reconcile every watched relay once, unless another replica is active; returns how many."""
     count = 0
-    for namespace, name in _resync_targets():
-        body = api().get("MailRelay", namespace, name)
-        if body is None:
-            continue
+    for body in _resync_targets():
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         count += 1
         try:
             run_pass(body, "resync")

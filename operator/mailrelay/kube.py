@@ -142,14 +142,15 @@ class Api:
 
         return _with_retries(f"get peering {name}", call)
 
-    def list_relays(self, namespaces: list[str]) -> list[tuple[str, str]]:
-        """(namespace, name) of every MailRelay in these namespaces, or in all when the list is empty."""
+    def list_relays(self, namespaces: list[str]) -> list[dict[str, Any]]:
+        """Every MailRelay in these namespaces, or in all when the list is empty."""
         prefix, plural = RESOURCES["MailRelay"]
         urls = [path("MailRelay", ns) for ns in namespaces] or [f"{prefix}/{plural}"]
-        found: list[tuple[str, str]] = []
+        found: list[dict[str, Any]] = []
         for url in urls:
-            items = _with_retries(f"list {url}", functools.partial(self._call, "GET", url))["items"]
-            found += [(i["metadata"]["namespace"], i["metadata"]["name"]) for i in items]
+            listing = _with_retries(f"list {url}", functools.partial(self._call, "GET", url))
+            # List items lack apiVersion/kind; the relay's Events name their object with them.
+            found += [{"apiVersion": f"{GROUP}/{VERSION}", "kind": "MailRelay", **item} for item in listing["items"]]
         return found
 
     def list(self, kind: str, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:

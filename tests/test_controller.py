@@ -333,12 +333,12 @@ def test_peering_keeps_a_standby_replica_idle_until_the_active_one_leaves(tmp_pa
         eventually(lambda: "resync paused: " in standby.log(), what="the resync loop to pause")
         emulator.create(relay("peering-a"))
         wait_children(emulator, "peering-a")
-        assert "reconciled peering-a/relay" in active.log()
+        eventually(lambda: "reconciled peering-a/relay" in active.log(), what="the active replica's pass")
         assert "reconciled peering-a/relay" not in standby.log()
         active.stop()  # a graceful stop leaves the peering, so the standby takes over at once
         emulator.create(relay("peering-b"))
         wait_children(emulator, "peering-b")
-        assert "reconciled peering-b/relay" in standby.log()
+        eventually(lambda: "reconciled peering-b/relay" in standby.log(), what="the former standby's pass")
         eventually(lambda: "resync resumed: this replica is active" in standby.log(), what="the resync to resume")
     finally:
         standby.stop()

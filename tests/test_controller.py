@@ -367,3 +367,16 @@ def test_a_foreign_service_with_our_labels_is_never_pruned(cluster: Cluster, ope
     eventually(lambda: cluster.get("services", "lookalike", "mail"), what="our Service")
     time.sleep(3)  # more than one resync
     assert cluster.get("services", "lookalike", "lookalike") is not None
+
+
+def test_run_without_a_cluster_says_what_to_do(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "KUBECONFIG": str(tmp_path / "missing"), "KUBERNETES_SERVICE_HOST": ""}
+    result = subprocess.run([sys.executable, "-m", "mailrelay", "run"], env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 1
+    assert "no cluster to talk to" in result.stderr and "mailrelay-operator local" in result.stderr
+    assert "Traceback" not in result.stderr

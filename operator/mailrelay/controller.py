@@ -17,12 +17,14 @@ import logging
 import os
 import secrets
 import socket
+import sys
 import threading
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kopf
+import kubernetes
 
 from mailrelay.kube import Api, ApiError
 from mailrelay.reconcile import Outcome, reconcile
@@ -206,6 +208,13 @@ for _group, _version, _plural in CHILD_RESOURCES:
 def run(*, namespaces: list[str], liveness_port: int, peering: str | None, standby: bool,
         verbose: bool) -> int:
     """`mailrelay-operator run`: the operator process."""
+    try:
+        api()
+    except kubernetes.config.ConfigException as exc:
+        print(f"mailrelay-operator run: no cluster to talk to ({exc}).\n"
+              "Set KUBECONFIG or run in a pod; to try a relay without a cluster: mailrelay-operator local -f FILE",
+              file=sys.stderr)
+        return 1
     _namespaces[:] = namespaces
     _peering.update(name=peering, priority=0 if standby else 100)
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if os.environ.get(

@@ -114,23 +114,8 @@ class Api:
             raise ApiException(http_resp=response)
         return json.loads(raw) if raw else {}
 
-    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        """The live object, or None when it does not exist."""
-
-        def call() -> dict[str, Any] | None:
-            try:
-                return self._call("GET", path(kind, namespace, name))
-            except ApiException as exc:
-                if exc.status == 404:
-                    return None
-                raise
-
-        return _with_retries(f"get {kind} {namespace}/{name}", call)
-
-    def get_peering(self, name: str, namespace: str | None) -> dict[str, Any] | None:
-        """kopf's peering object: ClusterKopfPeering when cluster-wide, KopfPeering per namespace."""
-        url = (f"/apis/kopf.dev/v1/namespaces/{namespace}/kopfpeerings/{name}" if namespace
-               else f"/apis/kopf.dev/v1/clusterkopfpeerings/{name}")
+    def _get_or_none(self, what: str, url: str) -> dict[str, Any] | None:
+        """GET with retries; None when the object does not exist."""
 
         def call() -> dict[str, Any] | None:
             try:
@@ -140,7 +125,17 @@ class Api:
                     return None
                 raise
 
-        return _with_retries(f"get peering {name}", call)
+        return _with_retries(what, call)
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The live object, or None when it does not exist."""
+        return self._get_or_none(f"get {kind} {namespace}/{name}", path(kind, namespace, name))
+
+    def get_peering(self, name: str, namespace: str | None) -> dict[str, Any] | None:
+        """kopf's peering object: ClusterKopfPeering when cluster-wide, KopfPeering per namespace."""
+        url = (f"/apis/kopf.dev/v1/namespaces/{namespace}/kopfpeerings/{name}" if namespace
+               else f"/apis/kopf.dev/v1/clusterkopfpeerings/{name}")
+        return self._get_or_none(f"get peering {name}", url)
 
     def list_relays(self, namespaces: list[str]) -> list[dict[str, Any]]:
         """Every MailRelay in these namespaces, or in all when the list is empty."""

@@ -21,6 +21,7 @@ from mailrelay import postfix
 from mailrelay.spec import MailRelay
 
 IMAGE_DIR = Path(os.environ.get("MAILRELAY_IMAGE_DIR", Path(__file__).resolve().parents[2] / "image" / "postfix"))
+SEARCH_PATH = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"  # Postfix's commands live in sbin
 INSTALL_HINT = ("Postfix is not installed. On Debian or Ubuntu, as root:\n"
                 "  echo 'postfix postfix/main_mailer_type select No configuration' | debconf-set-selections\n"
                 "  DEBIAN_FRONTEND=noninteractive apt-get install -y postfix libsasl2-modules")
@@ -32,7 +33,7 @@ class LocalRelayError(RuntimeError):
 
 def postfix_problem() -> str | None:
     """Why a local Postfix cannot run here, or None."""
-    if not shutil.which("postfix", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin"):
+    if not shutil.which("postfix", path=SEARCH_PATH):
         return INSTALL_HINT
     if os.geteuid() != 0:
         return "Postfix's master must start as root (it drops privileges itself): run this as root."
@@ -75,7 +76,7 @@ class LocalPostfix:
     @property
     def env(self) -> dict[str, str]:
         return {**os.environ,
-                "PATH": os.environ.get("PATH", "") + ":/usr/sbin:/sbin",
+                "PATH": SEARCH_PATH,
                 "MAILRELAY_CONFIG_SOURCE": str(self.source),
                 "MAILRELAY_SECRET_DIR": str(self.secret_dir),
                 "POSTFIX_CONFIG_DIR": str(self.config_dir),

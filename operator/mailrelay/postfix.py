@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from mailrelay.spec import MailRelaySpec, Relay
+from mailrelay.spec import GROUP_REFERENCE, MailRelaySpec, Relay
 
 MAIN_CF = "main.cf"
 MASTER_CF = "master.cf"
@@ -137,8 +137,6 @@ def _domain_regex(domain: str) -> str:
     return re.escape(domain).replace("\\-", "-")
 
 
-_GROUP_REF = re.compile(r"\$(?:(\d+)|\{(\d+)\}|(\$))")
-
 
 def _shift_groups(replacement: str) -> str:
     """User groups move up by one because the pattern is wrapped in ^( )$."""
@@ -148,7 +146,7 @@ def _shift_groups(replacement: str) -> str:
             return "$$"
         return f"${{{int(match.group(1) or match.group(2)) + 1}}}"
 
-    return _GROUP_REF.sub(shift, replacement)
+    return GROUP_REFERENCE.sub(shift, replacement)
 
 
 def sender_canonical(spec: MailRelaySpec) -> str:

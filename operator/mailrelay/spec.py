@@ -251,7 +251,8 @@ def _parse_rewrite(check: _Checker, raw: Any) -> tuple[tuple[str, ...], tuple[Re
     return tuple(keep), tuple(rules)
 
 
-_REPLACEMENT_REF = re.compile(r"\$(?:(\d+)|\{(\d+)\}|(\$))")
+# In a regexp-map result: $1 or ${1} inserts a group, $$ is a literal '$' (regexp_table(5)).
+GROUP_REFERENCE = re.compile(r"\$(?:(\d+)|\{(\d+)\}|(\$))")
 
 
 def _parse_rule(check: _Checker, path: str, raw: Any) -> RewriteRule | None:
@@ -284,13 +285,13 @@ def _parse_rule(check: _Checker, path: str, raw: Any) -> RewriteRule | None:
     if _BAD_CHARS.search(replacement):
         check.fail(f"{path}.replacement", "must be printable ASCII without spaces, newlines or control characters")
         return None
-    stripped = _REPLACEMENT_REF.sub("", replacement)
+    stripped = GROUP_REFERENCE.sub("", replacement)
     if "$" in stripped:
         check.fail(f"{path}.replacement", "a '$' must start a group reference ($1 or ${1}); write '$$' for '$'")
         return None
     if ok:
         groups = posix_regex.group_count(pattern)
-        for match in _REPLACEMENT_REF.finditer(replacement):
+        for match in GROUP_REFERENCE.finditer(replacement):
             number = match.group(1) or match.group(2)
             if number is not None and not 1 <= int(number) <= groups:
                 check.fail(f"{path}.replacement", f"refers to group ${number} but the pattern has {groups}")

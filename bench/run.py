@@ -27,6 +27,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from mailrelay.identity import API_VERSION, GROUP, KIND, PLURAL, RESOURCES  # noqa: E402
 from mailrelay.local import LocalPostfix, postfix_problem  # noqa: E402
 from mailrelay.render import render  # noqa: E402
 from mailrelay.spec import parse  # noqa: E402
@@ -107,7 +108,7 @@ def mail_run(kind: str, count: int, connections: int, workdir: Path) -> dict[str
     try:
         target = sink.port
         if kind != "sink":
-            relay = parse({"apiVersion": "mailrelay.dev/v1alpha1", "kind": "MailRelay",
+            relay = parse({"apiVersion": API_VERSION, "kind": KIND,
                            "metadata": {"name": "bench", "namespace": "bench"},
                            "spec": {"mailFromFQDN": FQDN, "relay": {"host": "127.0.0.1", "port": sink.port,
                                                                      "tls": "None"}}})
@@ -193,11 +194,12 @@ def _converged(cluster: Cluster, keys: list[tuple[str, str]], generation: int,
     store = cluster.server.store
     done = {}
     for ns, name in keys:
-        relay = store.get(("mailrelay.dev", "mailrelays", ns, name))
-        config = store.get(("", "configmaps", ns, f"mailrelay-{name}"))
+        relay = store.get((GROUP, PLURAL, ns, name))
+        config = store.get((RESOURCES["ConfigMap"].group, RESOURCES["ConfigMap"].plural, ns, f"mailrelay-{name}"))
         done[(ns, name)] = bool(
-            relay and config and store.get(("apps", "deployments", ns, f"mailrelay-{name}"))
-            and store.get(("", "services", ns, f"mail-{name}"))
+            relay and config and store.get((RESOURCES["Deployment"].group, RESOURCES["Deployment"].plural, ns,
+                                      f"mailrelay-{name}"))
+            and store.get((RESOURCES["Service"].group, RESOURCES["Service"].plural, ns, f"mail-{name}"))
             and (relay.get("status") or {}).get("observedGeneration") == generation
             and (marker is None or marker in config["data"]["main.cf"]))
     return done
@@ -239,7 +241,7 @@ def bench_controller(relays: int, namespaces: int, resync: int) -> dict[str, Any
         writes_before = _writes(cluster)
         for ns, name in keys:
             started[(ns, name)] = time.perf_counter()
-            cluster.create({"apiVersion": "mailrelay.dev/v1alpha1", "kind": "MailRelay",
+            cluster.create({"apiVersion": API_VERSION, "kind": KIND,
                             "metadata": {"name": name, "namespace": ns},
                             # several relays share a namespace, so each needs its own Service name
                             "spec": {"mailFromFQDN": f"{name}.bench.example.com",
@@ -251,7 +253,7 @@ def bench_controller(relays: int, namespaces: int, resync: int) -> dict[str, Any
         writes_before = _writes(cluster)
         for key in keys:
             started[key] = time.perf_counter()
-            cluster.patch("mailrelays", key[0], key[1], {"spec": {"messageSizeLimitBytes": 20_000_000}})
+            cluster.patch(PLURAL, key[0], key[1], {"spec": {"messageSizeLimitBytes": 20_000_000}})
         update = _wave(cluster, keys, started, 2, "message_size_limit = 20000000", timeout=600)
         update["writes_per_relay"] = (_writes(cluster) - writes_before - relays) / relays
         time.sleep(2)
@@ -271,7 +273,7 @@ def bench_controller(relays: int, namespaces: int, resync: int) -> dict[str, Any
 # --- rendering ------------------------------------------------------------------------------
 
 def bench_render(iterations: int) -> dict[str, Any]:
-    relays = [parse({"apiVersion": "mailrelay.dev/v1alpha1", "kind": "MailRelay",
+    relays = [parse({"apiVersion": API_VERSION, "kind": KIND,
                      "metadata": {"name": f"r{i}", "namespace": "ns", "uid": str(uuid.uuid4())},
                      "spec": {"mailFromFQDN": f"r{i}.example.com",
                               "rewrite": {"keepDomains": ["corp.example.org"],
@@ -284,7 +286,7 @@ def bench_render(iterations: int) -> dict[str, Any]:
     elapsed = time.perf_counter() - start
     start = time.perf_counter()
     for i in range(iterations // 5):
-        parse({"apiVersion": "mailrelay.dev/v1alpha1", "kind": "MailRelay", "metadata": {"name": "r", "namespace": "n"},
+        parse({"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": "r", "namespace": "n"},
                "spec": {"mailFromFQDN": f"r{i}.example.com", "rewrite": {"rules": [
                    {"pattern": "(.*)@db-[0-9]+", "replacement": "$1@x.example"}]}}})
     parse_elapsed = time.perf_counter() - start

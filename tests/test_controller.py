@@ -316,36 +316,6 @@ def test_named_namespaces_are_the_only_ones_served(tmp_path: Path) -> None:
         emulator.close()
 
 
-def test_peering_keeps_a_standby_replica_idle_until_the_active_one_leaves(tmp_path: Path) -> None:
-    emulator = Cluster()
-    emulator.create_cluster_object("/apis/kopf.dev/v1/clusterkopfpeerings", {
-        "apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "mailrelay-operator"}})
-    kubeconfig = emulator.write_kubeconfig(tmp_path / "kubeconfig")
-    active = Operator(kubeconfig, tmp_path / "active.log", args=["--liveness-port", "0", "--peering",
-                                                                  "mailrelay-operator"])
-    standby = Operator(kubeconfig, tmp_path / "standby.log", args=["--liveness-port", "0", "--peering",
-                                                                    "mailrelay-operator", "--standby", "-v"])
-    try:
-        active.start()
-        time.sleep(3)
-        standby.start()
-        eventually(lambda: "Pausing the watch-stream for mailrelays" in standby.log(), what="kopf to pause")
-        eventually(lambda: "resync paused: " in standby.log(), what="the resync loop to pause")
-        emulator.create(relay("peering-a"))
-        wait_children(emulator, "peering-a")
-        eventually(lambda: "reconciled peering-a/relay" in active.log(), what="the active replica's pass")
-        assert "reconciled peering-a/relay" not in standby.log()
-        active.stop()  # a graceful stop leaves the peering, so the standby takes over at once
-        emulator.create(relay("peering-b"))
-        wait_children(emulator, "peering-b")
-        eventually(lambda: "reconciled peering-b/relay" in standby.log(), what="the former standby's pass")
-        eventually(lambda: "resync resumed: this replica is active" in standby.log(), what="the resync to resume")
-    finally:
-        standby.stop()
-        active.stop()
-        emulator.close()
-
-
 def test_renamed_service_replaces_the_old_one(cluster: Cluster, operator: Operator) -> None:
     cluster.create(relay("rename"))
     old = wait_children(cluster, "rename")["services"]

@@ -14,7 +14,7 @@ from typing import Any, Literal, Protocol
 
 from kubernetes.utils.quantity import parse_quantity
 
-APPLIED_HASH_ANNOTATION = "mailrelay.dev/applied-hash"
+from mailrelay.identity import APPLIED_HASH_ANNOTATION
 
 Action = Literal["created", "updated", "unchanged", "conflict", "deleted"]
 

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from mailrelay.spec import MailRelay, SpecError, parse
+from mailrelay.version import RELEASED_POSTFIX_IMAGE
 
 
 def load_documents(source: str) -> list[Any]:
@@ -21,7 +22,7 @@ def load_documents(source: str) -> list[Any]:
         raise SpecError([f"{source}: not valid YAML: {exc}".replace("\n", " ")]) from exc
 
 
-def load_relays(source: str) -> list[MailRelay]:
+def load_relays(source: str, default_image: str = RELEASED_POSTFIX_IMAGE) -> list[MailRelay]:
     """Parse every MailRelay in `source`; raise one SpecError listing all problems of all documents.
 
     Other Kubernetes objects in the same file (a Secret next to its relay) are skipped; anything
@@ -36,7 +37,7 @@ def load_relays(source: str) -> list[MailRelay]:
         name = doc.get("metadata", {}).get("name") if isinstance(doc, dict) else None
         label = f"{source}: {name or f'document {index + 1}'}"
         try:
-            relays.append(parse(doc))
+            relays.append(parse(doc, default_image))
         except SpecError as exc:
             problems += [f"{label}: {p}" for p in exc.problems]
     if problems:

@@ -12,16 +12,22 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from mailrelay import status as st
-from mailrelay.apply import ApplyResult, apply_children, prune_services
-from mailrelay.kube import Api
+from mailrelay.apply import ApplyResult, ObjectApi, apply_children, prune_services
 from mailrelay.render import config_hash, endpoint, render, selector_labels
 from mailrelay.spec import MailRelay, SpecError, parse
+from mailrelay.version import RELEASED_POSTFIX_IMAGE
 
 log = logging.getLogger(__name__)
 SECRET_KEYS = ("username", "password")
+
+
+class Api(ObjectApi, Protocol):
+    """What a pass needs of the API: mailrelay.kube.Api, or an in-memory fake in unit tests."""
+
+    def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -66,8 +72,13 @@ def _conflict(result: ApplyResult) -> st.Assessment:
                          stalled=True)
 
 
-def reconcile(api: Api, body: dict[str, Any], clock: str | None = None) -> Outcome:
-    """Run one pass; API errors propagate (as ApiError) so the caller retries with backoff."""
+def reconcile(api: Api, body: dict[str, Any], clock: str | None = None,
+              default_image: str = RELEASED_POSTFIX_IMAGE) -> Outcome:
+    """Run one pass; API errors propagate (as ApiError) so the caller retries with backoff.
+
+    `clock` fixes the time written into conditions (tests); `default_image` is the Postfix image
+    of a relay without spec.image (Settings.postfix_image).
+    """
     meta = body["metadata"]
     namespace, name, generation = meta["namespace"], meta["name"], meta.get("generation")
     previous = body.get("status") or {}
@@ -76,7 +87,7 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None) -> Outco
     hash_value = address = None
     deployment = None
     try:
-        relay = parse(body)
+        relay = parse(body, default_image)
     except SpecError as exc:
         assessment = st.Assessment(False, st.INVALID_SPEC, "; ".join(exc.problems), stalled=True)
     else:

@@ -11,11 +11,9 @@ import json
 from typing import Any
 
 from mailrelay import postfix
-from mailrelay.spec import API_VERSION, KIND, MailRelay
+from mailrelay.identity import API_VERSION, CONFIG_HASH_ANNOTATION, KIND, MANAGED_BY, MANAGED_BY_LABEL
+from mailrelay.spec import MailRelay
 
-FIELD_MANAGER = "mailrelay-operator"
-MANAGED_BY = "mailrelay-operator"
-CONFIG_HASH_ANNOTATION = "mailrelay.dev/config-hash"
 CONTAINER = "postfix"
 SMTP_PORT_NAME = "smtp"
 
@@ -48,7 +46,7 @@ def selector_labels(relay: MailRelay) -> dict[str, str]:
 
 def labels(relay: MailRelay) -> dict[str, str]:
     return {**selector_labels(relay), "app.kubernetes.io/component": "smtp-relay",
-            "app.kubernetes.io/managed-by": MANAGED_BY}
+            MANAGED_BY_LABEL: MANAGED_BY}
 
 
 def owner_reference(relay: MailRelay) -> dict[str, Any]:

@@ -13,13 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mailrelay import posix_regex
-from mailrelay.version import DEFAULT_POSTFIX_IMAGE
-
-GROUP = "mailrelay.dev"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-KIND = "MailRelay"
-PLURAL = "mailrelays"
+from mailrelay.identity import API_VERSION, KIND
+from mailrelay.version import RELEASED_POSTFIX_IMAGE
 
 TlsLevel = Literal["None", "May", "Encrypt", "Wrapper"]
 TLS_LEVELS: tuple[str, ...] = ("None", "May", "Encrypt", "Wrapper")
@@ -77,7 +72,7 @@ class MailRelaySpec:
     allowed_networks: tuple[str, ...] = DEFAULT_NETWORKS
     message_size_limit: int = DEFAULT_MESSAGE_SIZE_LIMIT
     replicas: int = 1
-    image: str = DEFAULT_POSTFIX_IMAGE
+    image: str = RELEASED_POSTFIX_IMAGE
     resources: dict[str, Any] = field(default_factory=dict, hash=False, compare=True)
     node_selector: dict[str, str] = field(default_factory=dict, hash=False, compare=True)
     tolerations: tuple[dict[str, Any], ...] = ()
@@ -161,8 +156,11 @@ def _kind(value: Any) -> str:
             list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
 
 
-def parse(obj: dict[str, Any]) -> MailRelay:
-    """Parse a whole MailRelay object (apiVersion, kind, metadata, spec) or raise SpecError."""
+def parse(obj: dict[str, Any], default_image: str = RELEASED_POSTFIX_IMAGE) -> MailRelay:
+    """Parse a whole MailRelay object (apiVersion, kind, metadata, spec) or raise SpecError.
+
+    `default_image` is the Postfix image for a relay without spec.image (Settings.postfix_image).
+    """
     check = _Checker()
     if not isinstance(obj, dict):
         raise SpecError([f"document: must be a MailRelay object, got {_kind(obj)}"])
@@ -175,7 +173,7 @@ def parse(obj: dict[str, Any]) -> MailRelay:
         check.fail("metadata.name", f"must be a DNS-1035 label of at most {MAX_NAME_LENGTH} characters "
                    f"(lower-case letters, digits, '-', starting with a letter), got {name!r}")
     namespace = meta.get("namespace") if isinstance(meta, dict) else None
-    spec = _parse_spec(check, obj.get("spec"))
+    spec = _parse_spec(check, obj.get("spec"), default_image)
     if check.problems or spec is None:
         raise SpecError(check.problems)
     generation = meta.get("generation")
@@ -183,10 +181,10 @@ def parse(obj: dict[str, Any]) -> MailRelay:
                      uid=meta.get("uid"), generation=generation if isinstance(generation, int) else None)
 
 
-def parse_spec(spec: Any) -> MailRelaySpec:
+def parse_spec(spec: Any, default_image: str = RELEASED_POSTFIX_IMAGE) -> MailRelaySpec:
     """Parse only the `spec` part; used where metadata comes from elsewhere (kopf handlers)."""
     check = _Checker()
-    result = _parse_spec(check, spec)
+    result = _parse_spec(check, spec, default_image)
     if check.problems or result is None:
         raise SpecError(check.problems)
     return result
@@ -196,7 +194,7 @@ _SPEC_FIELDS = {"mailFromFQDN", "rewrite", "relay", "allowedNetworks", "messageS
                 "replicas", "image", "resources", "nodeSelector", "tolerations", "service"}
 
 
-def _parse_spec(check: _Checker, raw: Any) -> MailRelaySpec | None:
+def _parse_spec(check: _Checker, raw: Any, default_image: str) -> MailRelaySpec | None:
     spec = check.mapping("spec", raw, _SPEC_FIELDS)
     if spec is None:
         return None
@@ -211,7 +209,7 @@ def _parse_spec(check: _Checker, raw: Any) -> MailRelaySpec | None:
     size = check.integer("spec.messageSizeLimitBytes", spec.get("messageSizeLimitBytes", DEFAULT_MESSAGE_SIZE_LIMIT),
                          MIN_MESSAGE_SIZE_LIMIT, MAX_MESSAGE_SIZE_LIMIT)
     replicas = check.integer("spec.replicas", spec.get("replicas", 1), 0, MAX_REPLICAS)
-    image = check.string("spec.image", spec.get("image", DEFAULT_POSTFIX_IMAGE))
+    image = check.string("spec.image", spec.get("image", default_image))
     if image is not None and (not image or _BAD_CHARS.search(image)):
         check.fail("spec.image", "must be a non-empty image reference of printable ASCII without spaces")
     resources = _parse_resources(check, spec.get("resources", {}))

@@ -1,0 +1,48 @@
+"""The periodic resync: every served relay reconciled again, for what no watch event announces.
+
+A Secret rotated or created, a foreign Service removed: nothing the operator watches changes, so
+every `resync_seconds` the listed relays run the same pass as any event. It also retries what a
+child event or an earlier resync could not finish. One operator-wide loop rather than a kopf timer
+per relay, because kopf puts a finalizer on objects with timers. It runs inside the kopf operator
+(started by a startup handler), so it exists only while this replica holds the leader Lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from mailrelay.context import Context
+from mailrelay.kube import ApiError, NotLeader
+
+log = logging.getLogger("mailrelay")
+
+
+def resync_all(context: Context) -> int:
+    """Reconcile every served relay once; returns how many were listed."""
+    relays = context.api.list_relays(context.namespaces)
+    for body in relays:
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        try:
+            context.run_pass(body, "resync")
+        except NotLeader:
+            raise
+        except ApiError as exc:
+            log.warning("resync of %s/%s failed: %s", namespace, name, exc)
+        except Exception:  # one broken relay must not stop the others' resync
+            log.exception("resync of %s/%s failed", namespace, name)
+    return len(relays)
+
+
+async def resync_loop(context: Context) -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(context.settings.resync_seconds)
+        try:
+            await loop.run_in_executor(None, resync_all, context)
+        except NotLeader as exc:
+            log.warning("resync skipped: %s", exc)
+        except ApiError as exc:
+            log.warning("resync could not list relays: %s", exc)
+        except Exception:  # the loop must outlive any one bad pass
+            log.exception("resync failed")

@@ -16,36 +16,3 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "mailrelay.fullname" -}}
 {{- if eq .Release.Name "mailrelay-operator" -}}mailrelay-operator{{- else -}}{{ printf "%s-mailrelay-operator" .Release.Name | trunc 63 | trimSuffix "-" }}{{- end -}}
 {{- end -}}
-
-{{/* Permissions on the objects the operator serves; a ClusterRole or one Role per namespace. */}}
-{{- define "mailrelay.rules" -}}
-- apiGroups: [mailrelay.dev]
-  resources: [mailrelays]
-  verbs: [get, list, watch, patch]
-- apiGroups: [mailrelay.dev]
-  resources: [mailrelays/status]
-  verbs: [get, patch]
-- apiGroups: [mailrelay.dev]
-  resources: [mailrelays/finalizers]
-  verbs: [update]
-- apiGroups: [""]
-  resources: [configmaps]
-  verbs: [get, list, watch, create, patch]
-- apiGroups: [""]
-  resources: [services]
-  verbs: [get, list, watch, create, patch, delete]
-- apiGroups: [apps]
-  resources: [deployments]
-  verbs: [get, list, watch, create, patch]
-- apiGroups: [""]
-  resources: [secrets]
-  verbs: [get]
-- apiGroups: [""]
-  resources: [events]
-  verbs: [create, patch]
-{{- if gt (int .Values.replicas) 1 }}
-- apiGroups: [kopf.dev]
-  resources: [kopfpeerings]
-  verbs: [get, list, watch, patch]
-{{- end }}
-{{- end -}}

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from mailrelay.kube import Api
 from mailrelay.leader import Leadership
-from mailrelay.reconcile import Outcome, reconcile
+from mailrelay.reconcile import Outcome, now, reconcile
 from mailrelay.settings import Settings
 
 log = logging.getLogger("mailrelay")
@@ -58,6 +58,7 @@ class Context:
     leadership: Leadership
     namespaces: tuple[str, ...] = ()  # empty: every namespace
     locks: KeyedLocks = field(default_factory=KeyedLocks)
+    clock: Callable[[], str] = now  # the time written into conditions
 
     def run_pass(self, body: dict[str, Any], trigger: str) -> Outcome:
         """Reconcile one relay, one pass at a time per relay, and post what a user should know.
@@ -67,7 +68,7 @@ class Context:
         """
         self.leadership.check()
         with self.locks.hold(body["metadata"]["uid"]):
-            outcome = reconcile(self.api, body, default_image=self.settings.postfix_image)
+            outcome = reconcile(self.api, body, clock=self.clock(), default_image=self.settings.postfix_image)
         for kind, reason, message in outcome.events:
             # Posted directly rather than with kopf.event(): the resync loop runs outside kopf's
             # handler context, where kopf's event queue is not reachable.

@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,10 +30,11 @@ from urllib.parse import urlparse
 import pytest
 import requests
 
-from mailrelay.identity import LEASE_NAME
+from mailrelay.identity import API_VERSION, CHILD_KINDS, KIND, LEASE_NAME, RESOURCES
 
-from cluster import Cluster, eventually
+from cluster import eventually
 from conftest import ROOT
+from ha_backend import Backend, backend_fixture  # noqa: F401  (a fixture)
 from smtp_sink import free_port
 from tcp_proxy import TcpProxy
 from test_packaging import CHART, objects, run, tools  # noqa: F401  (tools is a fixture)
@@ -56,18 +58,16 @@ def entrypoint() -> list[str]:
 class Replica:
     """One operator pod: the container's command line and environment, a log, and its own proxy."""
 
-    def __init__(self, deployment: dict[str, Any], index: int, api_url: str, workdir: Path):
+    def __init__(self, deployment: dict[str, Any], index: int, backend: Backend, workdir: Path):
         self.namespace = deployment["metadata"]["namespace"]
         self.pod_name = f"{deployment['metadata']['name']}-{index}-{os.getpid()}"
         [container] = deployment["spec"]["template"]["spec"]["containers"]
-        api = urlparse(api_url)
+        api = urlparse(backend.url)
         self.proxy = TcpProxy(api.hostname or "127.0.0.1", api.port or 443)
         self.kubeconfig = workdir / f"{self.pod_name}.kubeconfig"
-        self.kubeconfig.write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": "pod",
-            "clusters": [{"name": "pod", "cluster": {"server": f"{api.scheme}://127.0.0.1:{self.proxy.port}"}}],
-            "users": [{"name": "pod", "user": {"token": "test-token"}}],
-            "contexts": [{"name": "pod", "context": {"cluster": "pod", "user": "pod"}}]}))
+        config = backend.pod_kubeconfig(deployment, self.kubeconfig)
+        config["clusters"][0]["cluster"]["server"] = f"{api.scheme}://127.0.0.1:{self.proxy.port}"
+        self.kubeconfig.write_text(json.dumps(config))
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("MAILRELAY_", "POD_", "KUBE"))}
         for item in container.get("env", []):
             self.env[item["name"]] = self._value(item)
@@ -117,45 +117,55 @@ class Replica:
         return dict(requests.get(f"http://127.0.0.1:{self.health_port}/healthz", timeout=2).json())
 
 
-def deployment_of(tools: Path, variant: str) -> dict[str, Any]:  # noqa: F811
-    [deployment] = [d for d in objects(run(tools, *VARIANTS[variant])) if d["kind"] == "Deployment"]
-    return deployment
-
-
 def relay(namespace: str) -> dict[str, Any]:
-    return {"apiVersion": "mailrelay.dev/v1alpha1", "kind": "MailRelay", "metadata": {"name": "relay",
-            "namespace": namespace}, "spec": {"mailFromFQDN": "apps.example.com"}}
+    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": "relay", "namespace": namespace},
+            "spec": {"mailFromFQDN": "apps.example.com"}}
 
 
 class Fleet:
-    def __init__(self, cluster: Cluster, deployment: dict[str, Any], workdir: Path):
-        self.cluster = cluster
+    """The replicas of one rendered Deployment, installed with the rest of what the variant ships."""
+
+    def __init__(self, backend: Backend, docs: list[dict[str, Any]], workdir: Path):
+        self.api = backend
+        backend.install(docs)
+        [deployment] = [d for d in docs if d["kind"] == "Deployment"]
         env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
         self.lease = (deployment["metadata"]["namespace"], env.get("MAILRELAY_LEASE_NAME") or LEASE_NAME)
-        self.replicas = [Replica(deployment, i, cluster.url, workdir) for i in range(deployment["spec"]["replicas"])]
+        self.replicas = [Replica(deployment, i, backend, workdir) for i in range(deployment["spec"]["replicas"])]
+        self.tag = uuid.uuid4().hex[:6]
+
+    def namespace(self, name: str) -> str:
+        """A namespace of this test's own (the API server may be shared by the session)."""
+        namespace = f"{name}-{self.tag}"
+        self.api.create_namespace(namespace)
+        return namespace
 
     def holder(self) -> str:
-        lease = self.cluster.get("leases", *self.lease) or {}
+        lease = self.api.get(RESOURCES["Lease"].plural, *self.lease) or {}
         return str((lease.get("spec") or {}).get("holderIdentity") or "")
 
-    def leader(self) -> Replica:
+    def leader(self, timeout: float = 40) -> Replica:
         """The replica whose pod name the Lease holder carries (waits for one)."""
-        holder = eventually(self.holder, what="a Lease holder")
-        [leader] = [r for r in self.replicas if holder.startswith(f"{r.pod_name}_")]
+
+        def find() -> Replica | None:
+            holder = self.holder()
+            return next((r for r in self.replicas if holder.startswith(f"{r.pod_name}_")), None)
+
+        leader: Replica = eventually(find, what="one of these replicas to hold the Lease", timeout=timeout)
         return leader
 
     def reconciled_by(self, namespace: str) -> list[Replica]:
         return [r for r in self.replicas if f"reconciled {namespace}/relay" in r.log()]
 
     def wait_children(self, namespace: str, timeout: float = 60) -> None:
-        eventually(lambda: all(self.cluster.list(p, namespace) for p in ("configmaps", "deployments", "services")),
+        eventually(lambda: all(self.api.list(RESOURCES[k].plural, namespace) for k in CHILD_KINDS),
                    what=f"children in {namespace}", timeout=timeout)
 
 
 @pytest.fixture
-def fleet(request: pytest.FixtureRequest, tools: Path, tmp_path: Path) -> Iterator[Fleet]:  # noqa: F811
-    cluster = Cluster()
-    fleet = Fleet(cluster, deployment_of(tools, request.param), tmp_path)
+def fleet(request: pytest.FixtureRequest, backend: Backend, tools: Path,  # noqa: F811
+          tmp_path: Path) -> Iterator[Fleet]:
+    fleet = Fleet(backend, objects(run(tools, *VARIANTS[request.param])), tmp_path)
     try:
         yield fleet
     finally:
@@ -163,7 +173,6 @@ def fleet(request: pytest.FixtureRequest, tools: Path, tmp_path: Path) -> Iterat
             replica.stop()
         for replica in fleet.replicas:
             print(f"--- {replica.pod_name}\n{replica.log()[-3000:]}")
-        cluster.close()
 
 
 @pytest.mark.parametrize("fleet", list(VARIANTS), indirect=True)
@@ -179,11 +188,12 @@ def test_identical_replicas_elect_one_leader_and_fail_over(fleet: Fleet) -> None
     standbys = [r for r in fleet.replicas if r is not leader]
 
     # Exactly one reconciles; the others answer their liveness probe while standing by.
-    fleet.cluster.create(relay("ha-one"))
-    fleet.wait_children("ha-one")
-    eventually(lambda: fleet.reconciled_by("ha-one") == [leader], what="the leader's pass")
+    ha_one = fleet.namespace("ha-one")
+    fleet.api.create(relay(ha_one))
+    fleet.wait_children(ha_one)
+    eventually(lambda: fleet.reconciled_by(ha_one) == [leader], what="the leader's pass")
     time.sleep(3)  # more than a resync period of the standbys, had they one
-    assert fleet.reconciled_by("ha-one") == [leader]
+    assert fleet.reconciled_by(ha_one) == [leader]
     for standby in standbys:
         assert "standing by" in standby.log()
         health = eventually(standby.health, what="a standby's /healthz")
@@ -193,14 +203,15 @@ def test_identical_replicas_elect_one_leader_and_fail_over(fleet: Fleet) -> None
     # SIGKILL: no goodbye, the Lease must run out. Measure until a relay created now is reconciled.
     killed_at = time.monotonic()
     leader.signal(signal.SIGKILL)
-    fleet.cluster.create(relay("ha-failover"))
-    fleet.wait_children("ha-failover", timeout=FAILOVER_LIMIT + 10)
+    ha_failover = fleet.namespace("ha-failover")
+    fleet.api.create(relay(ha_failover))
+    fleet.wait_children(ha_failover, timeout=FAILOVER_LIMIT + 10)
     failover = time.monotonic() - killed_at
     print(f"failover after SIGKILL: {failover:.1f} s")
     assert failover < FAILOVER_LIMIT
     successor = fleet.leader()
     assert successor is not leader
-    eventually(lambda: fleet.reconciled_by("ha-failover") == [successor], what="the successor's pass")
+    eventually(lambda: fleet.reconciled_by(ha_failover) == [successor], what="the successor's pass")
     leader.start()  # the kubelet restarts the killed container; it stands by
     eventually(lambda: leader.log().count("campaigning") == 2, what="the restarted replica to campaign")
 
@@ -210,8 +221,9 @@ def test_a_split_leader_stops_before_another_starts(fleet: Fleet) -> None:
     for replica in fleet.replicas:
         replica.start()
     leader = fleet.leader()
-    fleet.cluster.create(relay("split-before"))
-    fleet.wait_children("split-before")
+    split_before = fleet.namespace("split-before")
+    fleet.api.create(relay(split_before))
+    fleet.wait_children(split_before)
     holder = fleet.holder()
     leader.proxy.cut()  # the leader can no longer renew, and hears nothing back
     cut_at = time.monotonic()
@@ -228,10 +240,11 @@ def test_a_split_leader_stops_before_another_starts(fleet: Fleet) -> None:
     assert exited_at < taken_at  # never two leaders, not even for a moment
     assert leader.exit_code() not in (0, None)  # a lost Lease is an error exit, so the kubelet restarts it
     assert "lost the leader Lease" in leader.log()
-    fleet.cluster.create(relay("split-after"))
-    fleet.wait_children("split-after")
+    split_after = fleet.namespace("split-after")
+    fleet.api.create(relay(split_after))
+    fleet.wait_children(split_after)
     successor = fleet.leader()
-    eventually(lambda: fleet.reconciled_by("split-after") == [successor], what="the new leader's pass")
+    eventually(lambda: fleet.reconciled_by(split_after) == [successor], what="the new leader's pass")
 
 
 @pytest.mark.parametrize("fleet", ["helm-replicas-2"], indirect=True)
@@ -242,9 +255,10 @@ def test_a_frozen_leader_that_wakes_up_writes_nothing_and_exits(fleet: Fleet) ->
     holder = fleet.holder()
     leader.signal(signal.SIGSTOP)
     eventually(lambda: fleet.holder() not in ("", holder), what="another replica to take over", timeout=40)
-    fleet.cluster.create(relay("frozen"))
-    fleet.wait_children("frozen")
-    eventually(lambda: fleet.reconciled_by("frozen"), what="the new leader's pass")
+    frozen = fleet.namespace("frozen")
+    fleet.api.create(relay(frozen))
+    fleet.wait_children(frozen)
+    eventually(lambda: fleet.reconciled_by(frozen), what="the new leader's pass")
     woken_log = len(leader.log())
     leader.signal(signal.SIGCONT)
     eventually(lambda: leader.exit_code() is not None, what="the woken leader to exit", timeout=15)
@@ -252,4 +266,4 @@ def test_a_frozen_leader_that_wakes_up_writes_nothing_and_exits(fleet: Fleet) ->
     after = leader.log()[woken_log:]
     assert "lost the leader Lease" in after and "reconciled" not in after
     successor = fleet.leader()
-    assert fleet.reconciled_by("frozen") == [successor]
+    assert fleet.reconciled_by(frozen) == [successor]

@@ -294,6 +294,51 @@ def bench_render(iterations: int) -> dict[str, Any]:
             "parses_per_s": (iterations // 5) / parse_elapsed}
 
 
+# --- failover -------------------------------------------------------------------------------
+
+def bench_failover(rounds: int) -> dict[str, Any]:
+    """Two replicas as manifests/cluster-wide-ha runs them (tests/test_ha.py's harness, emulated API):
+    stop the leader, time until a relay created at that moment has its children from the other one."""
+    import signal
+
+    from ha_backend import EmulatorBackend
+    from test_ha import VARIANTS, Fleet, relay
+    from test_packaging import objects
+    from test_packaging import run as tool
+
+    sys.path.insert(0, str(ROOT / "tests" / "tools"))
+    from fetch_kube_tools import fetch
+
+    tools = ROOT / ".tools" / "bin"
+    fetch(tools)
+    cluster = Cluster()
+    workdir = Path(tempfile.mkdtemp(prefix="mailrelay-bench-ha-"))
+    fleet = Fleet(EmulatorBackend(cluster), objects(tool(tools, *VARIANTS["kustomize-cluster-wide-ha"])), workdir)
+    results: dict[str, list[float]] = {"SIGKILL": [], "SIGTERM": []}
+    try:
+        for replica in fleet.replicas:
+            replica.start()
+        for round_number in range(rounds):
+            for how in ("SIGKILL", "SIGTERM"):
+                leader = fleet.leader()
+                started = time.monotonic()
+                leader.signal(getattr(signal, how))
+                namespace = fleet.namespace(f"failover-{round_number}-{how.lower()}")
+                fleet.api.create(relay(namespace))
+                fleet.wait_children(namespace, timeout=120)
+                results[how].append(time.monotonic() - started)
+                assert leader.process is not None
+                leader.process.wait(30)
+                leader.start()  # as the kubelet restarts the container
+                time.sleep(3)  # let it reach the stand-by loop
+    finally:
+        for replica in fleet.replicas:
+            replica.stop()
+        cluster.close()
+    return {"rounds": rounds, **{how: {"runs": runs, "median": statistics.median(runs), "max": max(runs)}
+                                 for how, runs in results.items()}}
+
+
 # --- report ---------------------------------------------------------------------------------
 
 def report(results: dict[str, Any]) -> str:
@@ -324,6 +369,15 @@ def report(results: dict[str, Any]) -> str:
                 f"{idle['writes']} writes in total |",
                 "", f"Operator RSS: idle {ctl['rss_mb']['idle']:.0f} MB, with {ctl['relays']} relays "
                 f"{ctl['rss_mb']['loaded']:.0f} MB (goals 90 / 150 MB)", ""]
+    if "failover" in results:
+        f = results["failover"]
+        out += [f"Failover: 2 replicas of manifests/cluster-wide-ha, {f['rounds']} rounds; leader stopped -> a relay "
+                "created then is reconciled by the other", "| leader stopped by | median (s) | max (s) | runs (s) |",
+                "|---|---|---|---|"]
+        for how in ("SIGKILL", "SIGTERM"):
+            out.append(f"| {how} | {f[how]['median']:.1f} | {f[how]['max']:.1f} | "
+                       f"{', '.join(f'{r:.1f}' for r in f[how]['runs'])} |")
+        out.append("")
     if "render" in results:
         r = results["render"]
         out += [f"Render: {r['renders_per_s']:.0f} relays/s (spec -> 3 manifests; goal >= 2000); "
@@ -341,9 +395,10 @@ def main() -> int:
     parser.add_argument("--namespaces", type=int, default=10)
     parser.add_argument("--resync", type=int, default=10, help="operator resync interval for the idle check")
     parser.add_argument("--renders", type=int, default=20000)
-    parser.add_argument("--only", choices=["mail", "controller", "render"], action="append")
+    parser.add_argument("--failovers", type=int, default=3, help="rounds of stopping the leader (each kind)")
+    parser.add_argument("--only", choices=["mail", "controller", "render", "failover"], action="append")
     args = parser.parse_args()
-    parts = set(args.only or ["mail", "controller", "render"])
+    parts = set(args.only or ["mail", "controller", "render", "failover"])
     results: dict[str, Any] = {"machine": f"{platform.node()} {platform.machine()}, "
                                           f"{len(__import__('os').sched_getaffinity(0))} cores, "
                                           f"Python {platform.python_version()}"}
@@ -353,6 +408,8 @@ def main() -> int:
         results["mail"] = bench_mail(args.messages, args.connections, args.rounds)
     if "controller" in parts:
         results["controller"] = bench_controller(args.relays, args.namespaces, args.resync)
+    if "failover" in parts:
+        results["failover"] = bench_failover(args.failovers)
     text = report(results)
     print(text)
     out = ROOT / "bench" / "results"

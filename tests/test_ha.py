@@ -31,6 +31,7 @@ import pytest
 import requests
 
 from mailrelay.identity import API_VERSION, CHILD_KINDS, KIND, LEASE_NAME, RESOURCES
+from mailrelay.settings import LeaderElection
 
 from cluster import eventually
 from conftest import ROOT
@@ -213,7 +214,20 @@ def test_identical_replicas_elect_one_leader_and_fail_over(fleet: Fleet) -> None
     assert successor is not leader
     eventually(lambda: fleet.reconciled_by(ha_failover) == [successor], what="the successor's pass")
     leader.start()  # the kubelet restarts the killed container; it stands by
-    eventually(lambda: leader.log().count("campaigning") == 2, what="the restarted replica to campaign")
+    eventually(lambda: "standing by" in leader.log().split("campaigning")[2], what="the restarted replica to stand by")
+
+    # SIGTERM (a rolling update, a drain): the Lease is handed over, not left to expire.
+    stopped_at = time.monotonic()
+    successor.signal(signal.SIGTERM)
+    ha_handover = fleet.namespace("ha-handover")
+    fleet.api.create(relay(ha_handover))
+    fleet.wait_children(ha_handover)
+    handover = time.monotonic() - stopped_at
+    print(f"handover after SIGTERM: {handover:.1f} s")
+    assert successor.process is not None and successor.process.wait(30) == 0
+    assert "released the leader Lease" in successor.log()
+    assert handover < float(LeaderElection().lease_seconds)  # sooner than an expiry could allow
+    assert fleet.leader() is leader
 
 
 @pytest.mark.parametrize("fleet", ["kustomize-cluster-wide-ha"], indirect=True)

@@ -140,8 +140,27 @@ def test_release_lets_another_take_over_at_once(store: LeaseStore, clock: Clock)
     assert not other.try_acquire_or_renew()
     leader.release()
     assert store.holder == "" and not leader.leadership.active()
+    assert not leader.try_acquire_or_renew() and store.holder == ""  # a resigned replica stays out
     clock.now += 0.1
     assert other.try_acquire_or_renew()
+
+
+def test_release_reads_again_when_a_renewal_lands_first(store: LeaseStore, clock: Clock) -> None:
+    leader = candidate(store, clock, "op-0")
+    assert leader.try_acquire_or_renew()
+    original_call = store.call
+    renewal: list[int] = []
+
+    def renewal_lands_first(what: str, method: str, url: str, body: Any = None, **kw: Any) -> Any:
+        if method == "PUT" and not renewal:  # the renewal sent before resigning overtakes the release
+            renewal.append(1)
+            lease = original_call("get", "GET", url)
+            original_call("renew", "PUT", url, {**lease, "spec": {**lease["spec"], "renewTime": "later"}}, **kw)
+        return original_call(what, method, url, body, **kw)
+
+    store.call = renewal_lands_first  # type: ignore[method-assign]
+    leader.release()
+    assert renewal and store.holder == ""
 
 
 def test_two_candidates_racing_for_a_free_lease_get_one_leader(store: LeaseStore, clock: Clock) -> None:

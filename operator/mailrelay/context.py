@@ -59,6 +59,7 @@ class Context:
     namespaces: tuple[str, ...] = ()  # empty: every namespace
     locks: KeyedLocks = field(default_factory=KeyedLocks)
     clock: Callable[[], str] = now  # the time written into conditions
+    release: Callable[[], None] = lambda: None  # hands the leader Lease back (LeaderElector.release)
 
     def run_pass(self, body: dict[str, Any], trigger: str) -> Outcome:
         """Reconcile one relay, one pass at a time per relay, and post what a user should know.

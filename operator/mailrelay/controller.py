@@ -59,10 +59,22 @@ async def start_resync(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.cleanup()
-async def stop_resync(memo: kopf.Memo, **_: Any) -> None:
+async def stop_leading(memo: kopf.Memo, **_: Any) -> None:
+    """First thing on shutdown: stop the resync, start no pass, let the running ones end (their
+    writes are refused now), then hand the Lease over, while kopf winds down its watches."""
     task = memo.get("resync")
     if task is not None:
         task.cancel()
+    context = _context(memo)
+    context.leadership.resign()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + context.settings.leader.renew_deadline_seconds
+    while len(context.locks) and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    try:
+        await loop.run_in_executor(None, context.release)
+    except ApiError as exc:
+        log.warning("could not release the leader Lease (the next leader waits for it to expire): %s", exc)
 
 
 @kopf.on.resume(ids.GROUP, ids.VERSION, ids.PLURAL)
@@ -157,7 +169,8 @@ def run(*, namespaces: list[str], liveness_port: int, verbose: bool) -> int:
     api.write_guard = leadership.check
     # The Lease has its own connection pool, so renewals never queue behind reconcile passes.
     elector = LeaderElector(Api(kubernetes.client.ApiClient()), settings.leader, leadership)
-    context = Context(api=api, settings=settings, leadership=leadership, namespaces=tuple(namespaces))
+    context = Context(api=api, settings=settings, leadership=leadership, namespaces=tuple(namespaces),
+                      release=elector.release)
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if settings.log_format == "json"
                    else kopf.LogFormat.PLAIN, log_refkey="object")
     return asyncio.run(_serve(context, elector, liveness_port, verbose))

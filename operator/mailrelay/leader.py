@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -54,6 +55,7 @@ class Leadership:
         self.clock = clock
         self.valid_until: float | None = None
         self.given_up = False
+        self.resigned = False  # given up on purpose (shutting down), not lost
 
     @classmethod
     def unconditional(cls, identity: str) -> Leadership:
@@ -70,6 +72,11 @@ class Leadership:
     def give_up(self) -> None:
         self.given_up = True
         self.valid_until = None
+
+    def resign(self) -> None:
+        """Stop leading on purpose: no pass starts and no write goes out from now on."""
+        self.resigned = True
+        self.give_up()
 
     def active(self) -> bool:
         return self.valid_until is not None and self.clock() < self.valid_until
@@ -109,6 +116,8 @@ class LeaderElector:
 
     def try_acquire_or_renew(self) -> bool:
         """Take or keep the Lease if it is free, ours, or expired as far as we have seen; one round."""
+        if self.leadership.resigned:
+            return False
         started = self.clock()
         me, now = self.leadership.identity, micro_time(self.wall())
         lease = self.api.call("get lease", "GET", self.url, missing_ok=True, timeout=self.timeout)
@@ -144,18 +153,25 @@ class LeaderElector:
         return True
 
     def release(self) -> None:
-        """Hand the Lease back (holder cleared) so another replica takes over at once."""
-        if not self.leadership.active():
+        """Resign, and hand the Lease back (holder cleared) so another replica takes over at once.
+
+        Call it once no pass is under way: the Lease is the only thing keeping others out."""
+        self.leadership.resign()
+        for _ in range(3):  # a renewal sent just before resigning may land first: then read again
+            lease = self.api.call("get lease", "GET", self.url, missing_ok=True, timeout=self.timeout)
+            if lease is None or (lease.get("spec") or {}).get("holderIdentity") != self.leadership.identity:
+                return
+            now = micro_time(self.wall())
+            spec = {**lease["spec"], "holderIdentity": "", "leaseDurationSeconds": 1, "renewTime": now}
+            try:
+                self.api.call("release lease", "PUT", self.url, body={**lease, "spec": spec},
+                              timeout=self.timeout, guarded=False)
+            except ApiError as exc:
+                if exc.status != 409:
+                    raise
+                continue
+            log.info("released the leader Lease %s/%s", self.config.namespace, self.config.lease_name)
             return
-        self.leadership.give_up()
-        lease = self.api.call("get lease", "GET", self.url, missing_ok=True, timeout=self.timeout)
-        if lease is None or (lease.get("spec") or {}).get("holderIdentity") != self.leadership.identity:
-            return
-        now = micro_time(self.wall())
-        spec = {**lease["spec"], "holderIdentity": "", "leaseDurationSeconds": 1, "renewTime": now}
-        self.api.call("release lease", "PUT", self.url, body={**lease, "spec": spec}, timeout=self.timeout,
-                      guarded=False)
-        log.info("released the leader Lease %s/%s", self.config.namespace, self.config.lease_name)
 
     def retry_delay(self, jitter: float = 1.2) -> float:
         """client-go's wait between campaign rounds: the retry period plus up to 120 % jitter."""
@@ -192,11 +208,12 @@ async def lead(elector: LeaderElector, work: Callable[[asyncio.Event], Awaitable
     log.info("acquired the leader Lease %s/%s as %s", config.namespace, config.lease_name,
              elector.leadership.identity)
     keeper = asyncio.create_task(_keep(elector, executor), name="lease renewal")
-    keeper.add_done_callback(_exit_when_lost)
+    exit_when_lost = functools.partial(_exit_when_lost, elector.leadership)
+    keeper.add_done_callback(exit_when_lost)
     try:
         await work(stopping)
     finally:
-        keeper.remove_done_callback(_exit_when_lost)
+        keeper.remove_done_callback(exit_when_lost)
         keeper.cancel()
         try:
             await loop.run_in_executor(executor, elector.release)
@@ -211,6 +228,8 @@ async def _keep(elector: LeaderElector, executor: concurrent.futures.Executor) -
     leadership = elector.leadership
     while True:
         await asyncio.sleep(elector.config.retry_seconds)
+        if leadership.resigned:
+            return
         remaining = (leadership.valid_until or 0) - leadership.clock()
         if remaining <= 0:
             break
@@ -228,8 +247,8 @@ async def _keep(elector: LeaderElector, executor: concurrent.futures.Executor) -
     leadership.give_up()
 
 
-def _exit_when_lost(task: asyncio.Task[None]) -> None:
-    if task.cancelled():
+def _exit_when_lost(leadership: Leadership, task: asyncio.Task[None]) -> None:
+    if task.cancelled() or leadership.resigned:
         return
     log.error("lost the leader Lease (not renewed within the renew deadline); exiting to campaign again")
     for stream in (sys.stdout, sys.stderr):

@@ -131,7 +131,7 @@ async def _health(port: int, leadership: Leadership) -> aiohttp.web.AppRunner:
     return runner
 
 
-async def _serve(context: Context, elector: LeaderElector, liveness_port: int, verbose: bool) -> int:
+async def _serve(context: Context, elector: LeaderElector, liveness_port: int) -> int:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):  # kopf installs its own once it runs
@@ -173,4 +173,4 @@ def run(*, namespaces: list[str], liveness_port: int, verbose: bool) -> int:
                       release=elector.release)
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if settings.log_format == "json"
                    else kopf.LogFormat.PLAIN, log_refkey="object")
-    return asyncio.run(_serve(context, elector, liveness_port, verbose))
+    return asyncio.run(_serve(context, elector, liveness_port))

@@ -23,6 +23,7 @@ from conftest import CRD_PATH, ROOT
 from crd_schema import check
 
 sys.path.insert(0, str(ROOT / "tests" / "tools"))
+import upstream_schemas
 from fetch_kube_tools import fetch
 
 CHART = ROOT / "manifests" / "helm" / "mailrelay-operator"
@@ -183,6 +184,17 @@ def test_examples_validate(crd: dict[str, Any], example: str) -> None:
     validate_all(objects((ROOT / "examples" / example).read_text()), crd)
 
 
+def test_upstream_shapes_are_current_everywhere_they_are_used() -> None:
+    """The CRD (both copies), the operator's pod_schema.json and values.schema.json: `make schemas`."""
+    found = upstream_schemas.shapes()
+    assert upstream_schemas.POD_SCHEMA.read_text() == upstream_schemas.dump_json(found), "run `make schemas`"
+    for crd in upstream_schemas.CRDS:
+        text = crd.read_text()
+        assert text.count("# BEGIN generated:") == 2 and upstream_schemas.update_crd(text, found) == text, crd
+    values_schema = upstream_schemas.VALUES_SCHEMA.read_text()
+    assert upstream_schemas.update_values_schema(values_schema, found) == values_schema, "run `make schemas`"
+
+
 def test_api_reference_is_current() -> None:
     generated = apidoc.render(yaml.safe_load(CRD_PATH.read_text()))
     assert (ROOT / "docs" / "api-reference.md").read_text() == generated, "run `make docs`"
@@ -198,6 +210,6 @@ def test_the_wheel_the_operator_image_installs_is_complete(tmp_path: Path) -> No
     [wheel] = tmp_path.glob("mailrelay_operator-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     modules = {f"mailrelay/{p.name}" for p in (ROOT / "operator" / "mailrelay").glob("*.py")}
-    assert modules <= names
+    assert modules <= names and "mailrelay/pod_schema.json" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "mailrelay-operator = mailrelay.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

@@ -20,7 +20,7 @@ import kubernetes
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from mailrelay.render import FIELD_MANAGER
+from mailrelay.render import FIELD_MANAGER, label_selector
 from mailrelay.spec import GROUP, PLURAL, VERSION
 
 log = logging.getLogger(__name__)
@@ -150,9 +150,8 @@ class Api:
 
     def list(self, kind: str, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
         """Objects of a kind in a namespace whose labels include all of `labels`."""
-        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
         return list(_with_retries(f"list {kind} in {namespace}", lambda: self._call(
-            "GET", path(kind, namespace), query=[("labelSelector", selector)]))["items"])
+            "GET", path(kind, namespace), query=[("labelSelector", label_selector(labels))]))["items"])
 
     def delete(self, kind: str, namespace: str, name: str, uid: str) -> None:
         """Delete exactly this object (a uid precondition); already gone is fine."""

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from mailrelay import apidoc
+from mailrelay.kube import RESOURCES
 from mailrelay.version import OPERATOR_IMAGE, RELEASED_POSTFIX_IMAGE, __version__
 
 from conftest import CRD_PATH, ROOT
@@ -104,6 +105,9 @@ def test_rbac_is_least_privilege(tools: Path) -> None:
     assert all("update" not in v and "*" not in v
                for key, v in verbs.items() if key != ("mailrelay.dev", "mailrelays/finalizers"))
     assert all("*" not in r["resources"] and "*" not in r["apiGroups"] for r in rules)
+    # The events the operator posts (kube.RESOURCES): created, and patched to count a repeat.
+    prefix, plural = RESOURCES["Event"]
+    assert {"create", "patch"} <= verbs[(prefix.split("/")[2] if prefix.startswith("/apis/") else "", plural)]
 
 
 def test_helm_chart_lints(tools: Path) -> None:

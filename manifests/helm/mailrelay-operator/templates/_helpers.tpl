@@ -43,6 +43,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [""]
   resources: [events]
   verbs: [create, patch]
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
 {{- if gt (int .Values.replicas) 1 }}
 - apiGroups: [kopf.dev]
   resources: [kopfpeerings]

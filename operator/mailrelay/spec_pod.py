@@ -54,10 +54,13 @@ def upstream_shapes() -> dict[str, Any]:
     return dict(json.loads(resources.files("mailrelay").joinpath("pod_schema.json").read_text()))
 
 
+_KIND_NAMES: dict[type, str] = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+                                list: "a list", dict: "an object", type(None): "null"}
+_PYTHON_TYPES: dict[str, type] = {"object": dict, "array": list, "string": str, "boolean": bool}
+
+
 def _kind(value: Any) -> str:
-    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
-             dict: "an object", type(None): "null"}
-    return names.get(type(value), type(value).__name__)
+    return _KIND_NAMES.get(type(value), type(value).__name__)
 
 
 def conform(check: Problems, path: str, schema: dict[str, Any], value: Any) -> bool:
@@ -68,7 +71,7 @@ def conform(check: Problems, path: str, schema: dict[str, Any], value: Any) -> b
             check.fail(path, f"must be an integer or a string, got {_kind(value)}")
             return False
         return True
-    expected = {"object": dict, "array": list, "string": str, "boolean": bool}.get(str(kind))
+    expected = _PYTHON_TYPES.get(str(kind))
     if kind == "integer":
         if isinstance(value, bool) or not isinstance(value, int):
             check.fail(path, f"must be an integer, got {_kind(value)}")
@@ -79,7 +82,7 @@ def conform(check: Problems, path: str, schema: dict[str, Any], value: Any) -> b
             return False
         return True
     if expected is not None and not isinstance(value, expected):
-        check.fail(path, f"must be {_kind(expected())}, got {_kind(value)}")
+        check.fail(path, f"must be {_KIND_NAMES[expected]}, got {_kind(value)}")
         return False
     if "enum" in schema and value not in schema["enum"]:
         check.fail(path, f"must be one of {', '.join(map(repr, schema['enum']))}, got {value!r}")

@@ -38,7 +38,13 @@ VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
 
 
 def template(tools: Path, *args: str, namespace: str = "mailrelay-system", release: str = "mr") -> list[dict[str, Any]]:
-    return objects(run(tools, "helm", "template", release, str(CHART), "-n", namespace, *args))
+    """`helm template`, every object validated against the oldest and newest supported Kubernetes."""
+    docs = objects(run(tools, "helm", "template", release, str(CHART), "-n", namespace, *args))
+    for doc in docs:
+        if doc["apiVersion"] != "kopf.dev/v1":
+            for version in (K8S_VERSIONS[0], K8S_VERSIONS[-1]):
+                kv.validate(doc, version, strict=True)
+    return docs
 
 
 def helm_fails(tools: Path, *args: str) -> str:
@@ -76,8 +82,10 @@ def test_every_value_set_renders_valid_objects_for_every_supported_version(tools
     docs = template(tools, "-f", str(FULL_VALUES), *PEERING_API)
     for doc in docs:
         if doc["apiVersion"] != "kopf.dev/v1":
-            for version in K8S_VERSIONS:
+            for version in K8S_VERSIONS[1:-1]:
                 kv.validate(doc, version, strict=True)
+    lint = run(tools, "helm", "lint", "--strict", str(CHART), "-f", str(FULL_VALUES), "--set", "replicas=1")
+    assert "0 chart(s) failed" in lint
     deployment = one(docs, "Deployment")
     pod = deployment["spec"]["template"]
     [container] = pod["spec"]["containers"]
@@ -110,6 +118,11 @@ def test_every_value_set_renders_valid_objects_for_every_supported_version(tools
     bound = {s["name"] for d in docs if d["kind"].endswith("Binding") for s in d["subjects"]}
     assert bound == {"mailrelay-sa"}
     assert {d["metadata"]["name"] for d in docs if d["kind"] == "KopfPeering"} == {"mailrelay-platform"}
+
+
+def test_kubernetes_older_than_supported_is_refused(tools: Path) -> None:
+    assert "chart requires kubeVersion: >=1.29.0-0" in helm_fails(tools, "--kube-version", "1.28.0")
+    template(tools, "--kube-version", "1.29.0")
 
 
 def test_rbac_and_service_account_can_come_from_elsewhere(tools: Path) -> None:

@@ -66,6 +66,9 @@ def test_kustomize_variants_build_and_validate(tools: Path, crd: dict[str, Any],
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     assert ("--namespace=$(POD_NAMESPACE)" in args) == (variant == "namespaced")
     assert ("--peering=mailrelay-operator" in args) == (variant == "cluster-wide-ha")
+    prefix, plural = RESOURCES["Event"]
+    assert any(prefix.split("/")[2] in r["apiGroups"] and plural in r["resources"] and {"create", "patch"} <= set(
+        r["verbs"]) for d in docs if d["kind"] in ("Role", "ClusterRole") for r in d["rules"]), "events not allowed"
     if variant == "namespaced":
         assert not [r for d in docs if d["kind"] == "ClusterRole" for r in d["rules"]
                     if r["apiGroups"] != ["apiextensions.k8s.io"]], "namespaced variant grants cluster-wide access"

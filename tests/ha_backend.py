@@ -1,9 +1,10 @@
 """The API server the HA tests run replicas against, behind one small interface.
 
-`ControlPlaneBackend` is the real control plane (tools/controlplane): the variant's objects are
-applied as an admin would (CRD, Namespace, ServiceAccount, RBAC), and each replica authenticates
-with a token of the shipped ServiceAccount, so the Lease permissions are the shipped ones.
-`EmulatorBackend` is the emulated API server (tests/kube_emulator.py), which has no RBAC.
+`ControlPlaneBackend` is the real control plane (tools/controlplane, the `control_plane` fixture):
+the variant's objects are applied as an admin would (CRD, Namespace, ServiceAccount, RBAC), and each
+replica authenticates with a token of the shipped ServiceAccount, so the Lease permissions are the
+shipped ones. The tests use it. `EmulatorBackend` is the emulated API server
+(tests/kube_emulator.py, no RBAC), for `bench/run.py --only failover`, which runs without Go.
 """
 
 from __future__ import annotations
@@ -104,9 +105,5 @@ class ControlPlaneBackend:
 
 
 @pytest.fixture(name="backend")
-def backend_fixture() -> Iterator[Backend]:
-    cluster = Cluster()
-    try:
-        yield EmulatorBackend(cluster)
-    finally:
-        cluster.close()
+def backend_fixture(control_plane: Any) -> Iterator[Backend]:
+    yield ControlPlaneBackend(control_plane)

@@ -17,7 +17,7 @@ import yaml
 from mailrelay.identity import ALL_NAMESPACES_RULES, CLUSTER_RULES, LEADER_RULES, RELAY_RULES, Rule
 
 from conftest import ROOT
-from test_packaging import CHART, objects, run, tools  # noqa: F401  (tools is a fixture)
+from test_packaging import CHART, objects, run
 
 sys.path.insert(0, str(ROOT / "hack"))
 import generate
@@ -62,7 +62,7 @@ def test_generate_check_reports_a_stale_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("variant", ["cluster-wide", "cluster-wide-ha", "namespaced"])
-def test_kustomize_rbac_is_the_identity_rules(tools: Path, variant: str) -> None:  # noqa: F811
+def test_kustomize_rbac_is_the_identity_rules(tools: Path, variant: str) -> None:
     docs = objects(run(tools, "kubectl", "kustomize", f"manifests/{variant}"))
     scopes = by_scope(docs)
     if variant == "namespaced":
@@ -74,7 +74,7 @@ def test_kustomize_rbac_is_the_identity_rules(tools: Path, variant: str) -> None
 
 
 @pytest.mark.parametrize("values", [[], ["--set", "watchNamespaces={apps,billing}"]])
-def test_chart_rbac_is_the_identity_rules(tools: Path, values: list[str]) -> None:  # noqa: F811
+def test_chart_rbac_is_the_identity_rules(tools: Path, values: list[str]) -> None:
     docs = objects(run(tools, "helm", "template", "mr", str(CHART), "-n", "mailrelay-system", *values))
     scopes = by_scope(docs)
     if values:

@@ -7,8 +7,8 @@ the liveness port is moved off 8080, as the replicas share this machine's loopba
 having one network namespace each. Each replica reaches the API server through its own TCP proxy,
 so one replica can be cut off (a network split) while the others keep talking.
 
-Against the emulated API server (tests/kube_emulator.py), which keeps Leases like the real one
-(optimistic concurrency on resourceVersion).
+Against the real control plane (kube-apiserver, etcd, controller-manager, kwok), with the variant's
+objects applied and each replica using a token of the shipped ServiceAccount.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from conftest import ROOT
 from ha_backend import Backend, backend_fixture  # noqa: F401  (a fixture)
 from smtp_sink import free_port
 from tcp_proxy import TcpProxy
-from test_packaging import CHART, objects, run, tools  # noqa: F401  (tools is a fixture)
+from test_packaging import CHART, objects, run
 
 VARIANTS = {
     "kustomize-cluster-wide-ha": ["kubectl", "kustomize", "manifests/cluster-wide-ha"],
@@ -46,6 +46,7 @@ VARIANTS = {
 }
 LIVENESS = re.compile(r"^--liveness-port=(\d+)$")
 FAILOVER_LIMIT = 30.0
+pytestmark = pytest.mark.controlplane
 
 
 def entrypoint() -> list[str]:
@@ -164,7 +165,7 @@ class Fleet:
 
 
 @pytest.fixture
-def fleet(request: pytest.FixtureRequest, backend: Backend, tools: Path,  # noqa: F811
+def fleet(request: pytest.FixtureRequest, backend: Backend, tools: Path,
           tmp_path: Path) -> Iterator[Fleet]:
     fleet = Fleet(backend, objects(run(tools, *VARIANTS[request.param])), tmp_path)
     try:

@@ -16,27 +16,20 @@ import kubernetes_validate.utils as kv
 import pytest
 import yaml
 
+from mailrelay.identity import RESOURCES
 from mailrelay.version import OPERATOR_IMAGE, RELEASED_POSTFIX_IMAGE, __version__
 
-from conftest import ROOT
+from conftest import CRD_PATH, ROOT
 from crd_schema import check
 
 sys.path.insert(0, str(ROOT / "tests" / "tools"))
-from fetch_kube_tools import fetch
+import upstream_schemas
 
 CHART = ROOT / "manifests" / "helm" / "mailrelay-operator"
 KUSTOMIZATIONS = ["cluster-wide", "namespaced", "cluster-wide-ha"]
 CUSTOM_KINDS = {"MailRelay"}  # not in the upstream schemas; checked against our CRD
 NEWEST = kv.latest_version()
 OLDEST = "1.29.0"
-
-
-@pytest.fixture(scope="module")
-def tools() -> Path:
-    target = ROOT / ".tools" / "bin"
-    if not (shutil.which("helm") and shutil.which("kubectl")):
-        fetch(target)
-    return target
 
 
 def run(tools: Path, *command: str) -> str:
@@ -71,6 +64,9 @@ def test_kustomize_variants_build_and_validate(tools: Path, crd: dict[str, Any],
     assert ("--namespace=$(POD_NAMESPACE)" in args) == (variant == "namespaced")
     assert not [a for a in args if a.startswith(("--peering", "--standby"))]  # kopf peering is gone
     assert deployment["spec"]["replicas"] == (2 if variant == "cluster-wide-ha" else 1)
+    events = RESOURCES["Event"]
+    assert any(events.group in r["apiGroups"] and events.plural in r["resources"] and {"create", "patch"} <= set(
+        r["verbs"]) for d in docs if d["kind"] in ("Role", "ClusterRole") for r in d["rules"]), "events not allowed"
     if variant == "namespaced":
         assert not [r for d in docs if d["kind"] == "ClusterRole" for r in d["rules"]
                     if r["apiGroups"] != ["apiextensions.k8s.io"]], "namespaced variant grants cluster-wide access"
@@ -101,6 +97,9 @@ def test_rbac_is_least_privilege(tools: Path) -> None:
     assert all("update" not in v and "*" not in v
                for key, v in verbs.items() if key != ("mailrelay.dev", "mailrelays/finalizers"))
     assert all("*" not in r["resources"] and "*" not in r["apiGroups"] for r in rules)
+    # The events the operator posts (identity.RESOURCES): created, and patched to count a repeat.
+    events = RESOURCES["Event"]
+    assert {"create", "patch"} <= verbs[(events.group, events.plural)]
 
 
 def test_helm_chart_lints(tools: Path) -> None:
@@ -108,7 +107,8 @@ def test_helm_chart_lints(tools: Path) -> None:
     assert "0 chart(s) failed" in output
 
 
-@pytest.mark.parametrize("values", [[], ["--set", "replicas=2"], ["--set", "watchNamespaces={apps,billing}"],
+@pytest.mark.parametrize("values", [[], ["--set", "replicas=2"],
+                                    ["--set", "watchNamespaces={apps,billing}"],
                                     ["--set", "replicas=3", "--set", "watchNamespaces={apps}",
                                      "--set", "image.tag=9.9.9", "--set", "nodeSelector.pool=system"]])
 def test_helm_template_renders_valid_objects(tools: Path, crd: dict[str, Any], values: list[str]) -> None:
@@ -145,6 +145,7 @@ def test_one_source_for_versions_and_images(tools: Path) -> None:
     assert container["image"] == OPERATOR_IMAGE
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["MAILRELAY_POSTFIX_IMAGE"] == RELEASED_POSTFIX_IMAGE
+    assert sorted(p.name for p in (CHART / "crds").iterdir()) == [CRD_PATH.name]  # kopf's peering CRDs: not ours
 
 
 @pytest.mark.parametrize("dockerfile", ["image/postfix/Dockerfile", "image/operator/Dockerfile"])
@@ -178,6 +179,17 @@ def test_examples_validate(crd: dict[str, Any], example: str) -> None:
     validate_all(objects((ROOT / "examples" / example).read_text()), crd)
 
 
+def test_upstream_shapes_are_current_everywhere_they_are_used() -> None:
+    """The CRD (both copies), the operator's pod_schema.json and values.schema.json: `make schemas`."""
+    found = upstream_schemas.shapes()
+    assert upstream_schemas.POD_SCHEMA.read_text() == upstream_schemas.dump_json(found), "run `make schemas`"
+    for crd in upstream_schemas.CRDS:
+        text = crd.read_text()
+        assert text.count("# BEGIN generated:") == 2 and upstream_schemas.update_crd(text, found) == text, crd
+    values_schema = upstream_schemas.VALUES_SCHEMA.read_text()
+    assert upstream_schemas.update_values_schema(values_schema, found) == values_schema, "run `make schemas`"
+
+
 def test_the_wheel_the_operator_image_installs_is_complete(tmp_path: Path) -> None:
     """image/operator/Dockerfile builds a wheel from the repository; it must carry the whole package."""
     import zipfile
@@ -188,6 +200,6 @@ def test_the_wheel_the_operator_image_installs_is_complete(tmp_path: Path) -> No
     [wheel] = tmp_path.glob("mailrelay_operator-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     modules = {f"mailrelay/{p.name}" for p in (ROOT / "operator" / "mailrelay").glob("*.py")}
-    assert modules <= names
+    assert modules <= names and "mailrelay/pod_schema.json" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "mailrelay-operator = mailrelay.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

@@ -52,7 +52,7 @@ RESOURCES: dict[str, Resource] = {
     "ConfigMap": Resource("", "v1", "configmaps"),
     "Service": Resource("", "v1", "services"),
     "Secret": Resource("", "v1", "secrets"),
-    "Event": Resource("", "v1", "events"),
+    "Event": Resource("events.k8s.io", "v1", "events"),
     "Deployment": Resource("apps", "v1", "deployments"),
     KIND: Resource(GROUP, VERSION, PLURAL),
     "Lease": Resource("coordination.k8s.io", "v1", "leases"),
@@ -85,7 +85,9 @@ RELAY_RULES: tuple[Rule, ...] = (
          "delete: the old Service after a rename"),
     Rule("apps", ("deployments",), ("get", "list", "watch", "create", "patch")),
     Rule("", ("secrets",), ("get",), "one relay's auth Secret, by name"),
-    Rule("", ("events",), ("create", "patch")),
+    Rule("", ("events",), ("create", "patch"), "kopf's own event posting"),
+    Rule("events.k8s.io", ("events",), ("create", "patch"),
+         "the operator's events; patch counts a repeat in the event's series"),
 )
 # Always cluster-scoped: kopf reads CRDs to discover the resources it watches.
 CLUSTER_RULES: tuple[Rule, ...] = (

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,8 +23,10 @@ import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from mailrelay.identity import API_VERSION, FIELD_MANAGER, KIND, RESOURCES
+from mailrelay.render import label_selector
 
 log = logging.getLogger(__name__)
+EVENT_SERIES_KEPT = 1024  # repeats of this many distinct events are folded into their first object
 
 
 class ApiError(Exception):
@@ -68,6 +73,14 @@ def _allow_writes() -> None:
 
 
 @dataclass
+class _Series:
+    """An event this process created, and how often it has happened so far."""
+
+    name: str
+    count: int = 1
+
+
+@dataclass
 class Api:
     """JSON access to the API server through one shared ApiClient.
 
@@ -79,6 +92,9 @@ class Api:
     client: kubernetes.client.ApiClient
     timeout: float = 20.0
     write_guard: Callable[[], None] = _allow_writes
+    # (namespace, object uid, type, reason, note) → its event: a repeat patches that event's series.
+    _series: OrderedDict[tuple[str, ...], _Series] = field(default_factory=OrderedDict, repr=False)
+    _series_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def from_environment(cls) -> Api:
@@ -131,9 +147,8 @@ class Api:
 
     def list(self, kind: str, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
         """Objects of a kind in a namespace whose labels include all of `labels`."""
-        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
         return list(self._must(f"list {kind} in {namespace}", "GET", path(kind, namespace),
-                               query=[("labelSelector", selector)])["items"])
+                               query=[("labelSelector", label_selector(labels))])["items"])
 
     def delete(self, kind: str, namespace: str, name: str, uid: str) -> None:
         """Delete exactly this object (a uid precondition); already gone is fine."""
@@ -153,22 +168,46 @@ class Api:
                           query=[("fieldManager", FIELD_MANAGER), ("force", "true")])
 
     def post_event(self, obj: dict[str, Any], kind: str, reason: str, message: str, instance: str) -> None:
-        """Record a core/v1 Event about `obj`; best effort, as an Event is news, not state."""
+        """Record an events.k8s.io/v1 Event about `obj`; best effort, as an Event is news, not state.
+
+        The same event again (object, type, reason and note) does not make a new object: it bumps
+        the first one's `series` (count, lastObservedTime), as client-go's recorder does, so
+        `kubectl get events` shows one line with a count. When that object has expired (the API
+        server keeps events about an hour) a new one is created.
+        """
         meta = obj["metadata"]
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        event = {
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "name": meta["name"],
-                               "namespace": meta["namespace"], "uid": meta.get("uid")},
-            "type": kind, "reason": reason, "message": message[:1024],
-            "source": {"component": FIELD_MANAGER}, "reportingComponent": FIELD_MANAGER,
-            "reportingInstance": instance[:128], "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-        }
-        try:
-            self.call(f"post event {reason}", "POST", path("Event", meta["namespace"]), body=event)
-        except ApiError as exc:
-            log.warning("could not post event %s for %s/%s: %s", reason, meta["namespace"], meta["name"], exc)
+        namespace, note = meta["namespace"], message[:1024]
+        key = (namespace, str(meta.get("uid") or meta["name"]), kind, reason, note)
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        with self._series_lock:
+            try:
+                if key in self._series and self._bump_series(namespace, self._series[key], now):
+                    self._series.move_to_end(key)
+                    return
+                name = f"{meta['name']}.{time.time_ns():x}"
+                event = {
+                    "apiVersion": RESOURCES["Event"].api_version, "kind": "Event",
+                    "metadata": {"name": name, "namespace": namespace},
+                    "regarding": {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "name": meta["name"],
+                                  "namespace": namespace, "uid": meta.get("uid")},
+                    "type": kind, "reason": reason, "action": "Reconcile", "note": note, "eventTime": now,
+                    "reportingController": FIELD_MANAGER, "reportingInstance": instance[:128],
+                }
+                self.call(f"post event {reason}", "POST", path("Event", namespace), body=event)
+                self._series[key] = _Series(name)
+                while len(self._series) > EVENT_SERIES_KEPT:
+                    self._series.popitem(last=False)
+            except ApiError as exc:
+                log.warning("could not post event %s for %s/%s: %s", reason, namespace, meta["name"], exc)
+
+    def _bump_series(self, namespace: str, series: _Series, now: str) -> bool:
+        """Count one more occurrence on an existing event; False when it is gone (expired)."""
+        bumped = self.call(f"update event {series.name}", "PATCH", path("Event", namespace, series.name),
+                           content_type="application/merge-patch+json", missing_ok=True,
+                           body={"series": {"count": series.count + 1, "lastObservedTime": now}})
+        if bumped is not None:
+            series.count += 1
+        return bumped is not None
 
     def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         """Merge-patch the status subresource (conditions are replaced whole, as they are rendered whole)."""

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from mailrelay import posix_regex
 from mailrelay.identity import API_VERSION, KIND
+from mailrelay.spec_pod import POD_FIELDS, PodSettings, parse_pod
 from mailrelay.version import RELEASED_POSTFIX_IMAGE
 
 TlsLevel = Literal["None", "May", "Encrypt", "Wrapper"]
@@ -77,6 +78,7 @@ class MailRelaySpec:
     node_selector: dict[str, str] = field(default_factory=dict, hash=False, compare=True)
     tolerations: tuple[dict[str, Any], ...] = ()
     service: ServiceSpec = ServiceSpec()
+    pod: PodSettings = field(default_factory=PodSettings)  # pull secrets, scheduling, extra labels: spec_pod.py
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,7 @@ def parse_spec(spec: Any, default_image: str = RELEASED_POSTFIX_IMAGE) -> MailRe
 
 
 _SPEC_FIELDS = {"mailFromFQDN", "rewrite", "relay", "allowedNetworks", "messageSizeLimitBytes",
-                "replicas", "image", "resources", "nodeSelector", "tolerations", "service"}
+                "replicas", "image", "resources", "nodeSelector", "tolerations", "service"} | POD_FIELDS
 
 
 def _parse_spec(check: _Checker, raw: Any, default_image: str) -> MailRelaySpec | None:
@@ -216,7 +218,8 @@ def _parse_spec(check: _Checker, raw: Any, default_image: str) -> MailRelaySpec 
     node_selector = _parse_node_selector(check, spec.get("nodeSelector", {}))
     tolerations = _parse_tolerations(check, spec.get("tolerations", []))
     service = _parse_service(check, spec.get("service", {}))
-    if check.problems:
+    pod = parse_pod(check, spec)
+    if check.problems or pod is None:
         return None
     assert fqdn is not None and networks is not None and size is not None and replicas is not None
     assert image is not None and resources is not None and node_selector is not None
@@ -224,7 +227,7 @@ def _parse_spec(check: _Checker, raw: Any, default_image: str) -> MailRelaySpec 
     return MailRelaySpec(mail_from_fqdn=fqdn, keep_domains=keep, rules=rules, relay=relay,
                          allowed_networks=networks, message_size_limit=size, replicas=replicas,
                          image=image, resources=resources, node_selector=node_selector,
-                         tolerations=tolerations, service=service)
+                         tolerations=tolerations, service=service, pod=pod)
 
 
 def _parse_rewrite(check: _Checker, raw: Any) -> tuple[tuple[str, ...], tuple[RewriteRule, ...]]:

@@ -26,7 +26,10 @@
   verbs: [get]  # one relay's auth Secret, by name
 - apiGroups: [""]
   resources: [events]
-  verbs: [create, patch]
+  verbs: [create, patch]  # kopf's own event posting
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]  # the operator's events; patch counts a repeat in the event's series
 {{- end -}}
 
 {{/* always cluster-scoped */}}

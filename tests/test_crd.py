@@ -9,6 +9,7 @@ import kubernetes_validate.utils as kv
 import pytest
 import yaml
 
+from mailrelay import guard
 from mailrelay import spec as spec_module
 from mailrelay.spec import SpecError, parse
 
@@ -48,6 +49,14 @@ def test_crd_defaults_are_the_operator_defaults(crd: dict[str, Any]) -> None:
     assert schema["service"]["properties"]["name"]["default"] == spec_module.ServiceSpec.name
     assert schema["service"]["properties"]["port"]["default"] == spec_module.ServiceSpec.port
     assert schema["rewrite"]["properties"]["rules"]["maxItems"] == spec_module.MAX_RULES
+    limits = schema["limits"]["properties"]
+    for name, attribute, high in guard._LIMITS:
+        assert limits[name]["default"] == getattr(guard.Limits, attribute)
+        assert (limits[name]["minimum"], limits[name]["maximum"]) == (0, high)
+    assert schema["networkPolicy"]["properties"]["enabled"]["default"] is guard.Guardrails.network_policy
+    assert schema["clients"]["maxItems"] == guard.MAX_CLIENTS
+    assert schema["recipients"]["properties"]["allowDomains"]["maxItems"] == guard.MAX_ALLOW_DOMAINS
+    assert schema["egress"]["properties"]["smarthostNetworks"]["maxItems"] == guard.MAX_EGRESS_NETWORKS
 
 
 def example_relays() -> list[dict[str, Any]]:
@@ -61,7 +70,16 @@ GOOD = [relay_object(FULL), relay_object({"mailFromFQDN": "a.example"}),
         relay_object({"mailFromFQDN": "a.example", "relay": {"host": "smtp.example.net", "port": 465,
                                                              "tls": "Wrapper"}}),
         relay_object({"mailFromFQDN": "a.example", "rewrite": {"rules": [
-            {"pattern": "a\\/b\\\\", "replacement": "$$1@a.example"}]}})]
+            {"pattern": "a\\/b\\\\", "replacement": "$$1@a.example"}]}}),
+        relay_object({"mailFromFQDN": "a.example", "networkPolicy": {"enabled": False},
+                      "limits": {"messagesPerMinute": 0, "recipientsPerMinute": 0, "concurrentConnections": 0}}),
+        relay_object({"mailFromFQDN": "a.example", "clients": [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "web"}}},
+            {"namespaceSelector": {}, "podSelector": {"matchExpressions": [
+                {"key": "mailrelay.dev/client", "operator": "Exists"},
+                {"key": "tier", "operator": "NotIn", "values": ["batch", "x_y.z-1"]}]}}],
+            "egress": {"restricted": True, "smarthostNetworks": ["203.0.113.10/32"]},
+            "recipients": {"allowDomains": ["example.org", "Test.Example.net"]}})]
 
 
 @pytest.mark.parametrize("obj", GOOD + example_relays(), ids=lambda o: o["metadata"]["name"] + str(id(o))[-4:])
@@ -114,6 +132,39 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("replicas negative", _with(spec__replicas=-1), "is less than the minimum of 0"),
     ("service name", _with(spec__service={"name": "Mail"}), "does not match"),
     ("relay without host", _with(spec__relay={"port": 25}), "'host' is a required property"),
+    # Tenant guardrails.
+    ("policy switch not a boolean", _with(spec__networkPolicy={"enabled": "no"}), "is not of type 'boolean'"),
+    ("client without a selector", _with(spec__clients=[{}]),
+     "each clients entry needs a namespaceSelector, a podSelector or both"),
+    ("too many clients", _with(spec__clients=[{"podSelector": {}}] * 21), "is too long"),
+    ("In without values", _with(spec__clients=[{"namespaceSelector": {"matchExpressions": [
+        {"key": "team", "operator": "In"}]}}]), "values must be non-empty for In and NotIn"),
+    ("DoesNotExist with values", _with(spec__clients=[{"podSelector": {"matchExpressions": [
+        {"key": "team", "operator": "DoesNotExist", "values": ["a"]}]}}]), "and empty for Exists and DoesNotExist"),
+    ("unknown selector operator", _with(spec__clients=[{"podSelector": {"matchExpressions": [
+        {"key": "team", "operator": "Contains", "values": ["a"]}]}}]), "is not one of"),
+    ("selector key with a space", _with(spec__clients=[{"podSelector": {"matchExpressions": [
+        {"key": "my team", "operator": "Exists"}]}}]), "does not match"),
+    ("label value with a slash", _with(spec__clients=[{"podSelector": {"matchLabels": {"app": "a/b"}}}]),
+     "does not match"),
+    ("label value too long", _with(spec__clients=[{"namespaceSelector": {"matchLabels": {"team": "a" * 64}}}]),
+     "is too long"),
+    ("egress restricted without the policy", _with(spec__networkPolicy={"enabled": False},
+                                                   spec__egress={"restricted": True}),
+     "egress.restricted needs networkPolicy.enabled"),
+    ("smarthostNetworks without restricted", _with(spec__egress={"smarthostNetworks": ["203.0.113.10/32"]}),
+     "smarthostNetworks only takes effect with restricted: true"),
+    ("smarthostNetworks not a CIDR", _with(spec__egress={"restricted": True, "smarthostNetworks": ["smtp.example"]}),
+     "does not match"),
+    ("negative message limit", _with(spec__limits={"messagesPerMinute": -1}), "is less than the minimum of 0"),
+    ("too many connections", _with(spec__limits={"concurrentConnections": 101}),
+     "is greater than the maximum of 100"),
+    ("recipient limit a string", _with(spec__limits={"recipientsPerMinute": "100"}), "is not of type 'integer'"),
+    ("empty allowDomains", _with(spec__recipients={"allowDomains": []}), "should be non-empty"),
+    ("allowDomain with at-sign", _with(spec__recipients={"allowDomains": ["ops@example.org"]}),
+     "every allowDomains entry must be a domain such as example.com"),
+    ("allowDomain with a regexp", _with(spec__recipients={"allowDomains": [".*"]}),
+     "every allowDomains entry must be a domain such as example.com"),
 ]
 
 

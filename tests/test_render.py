@@ -55,7 +55,7 @@ def test_every_manifest_validates_against_kubernetes_schemas(version: str) -> No
 
 
 def test_kubernetes_validate_catches_a_broken_manifest() -> None:
-    deployment = render(make_relay(FULL))[1]
+    deployment = render(make_relay(FULL))[2]
     deployment["spec"]["replicas"] = "two"
     with pytest.raises(kv.ValidationError):
         kv.validate(deployment, K8S_VERSIONS[-1], strict=True)
@@ -63,8 +63,8 @@ def test_kubernetes_validate_catches_a_broken_manifest() -> None:
 
 def test_children_are_owned_labelled_and_wired_together() -> None:
     relay = make_relay(FULL)
-    config_map, deployment, service = render(relay)
-    for obj in (config_map, deployment, service):
+    policy, config_map, deployment, service = render(relay)
+    for obj in (policy, config_map, deployment, service):
         [owner] = obj["metadata"]["ownerReferences"]
         assert owner == {"apiVersion": "mailrelay.dev/v1alpha1", "kind": "MailRelay", "name": "relay",
                          "uid": relay.uid, "controller": True, "blockOwnerDeletion": True}
@@ -164,7 +164,7 @@ def test_config_hash_ignores_what_does_not_need_a_restart(change: dict[str, Any]
 
 def test_config_hash_follows_the_secret_content_and_lands_on_the_pod() -> None:
     assert _hash(FULL, "v1") != _hash(FULL, "v2")
-    deployment = render(make_relay(FULL), "v1")[1]
+    deployment = render(make_relay(FULL), "v1")[2]
     assert deployment["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION] == _hash(FULL, "v1")
 
 
@@ -225,7 +225,7 @@ def test_cli_render_prints_three_manifests_and_validate_rejects_bad_input(tmp_pa
 
     assert main(["render", "-f", str(ROOT / "examples" / "mailrelay.yaml")]) == 0
     out = capsys.readouterr().out
-    assert [d["kind"] for d in yaml.safe_load_all(out)] == ["ConfigMap", "Deployment", "Service"]
+    assert [d["kind"] for d in yaml.safe_load_all(out)] == ["NetworkPolicy", "ConfigMap", "Deployment", "Service"]
     assert "main.cf: |" in out  # files stay readable in the YAML
     bad = tmp_path / "bad.yaml"
     bad.write_text("apiVersion: mailrelay.dev/v1alpha1\nkind: MailRelay\nmetadata: {name: r}\n"

@@ -10,11 +10,11 @@ from typing import Any
 
 import kubernetes_validate.utils as kv
 import pytest
-from netpol import Pod, allows_egress, allows_ingress
 
 from mailrelay.render import network_policy, render
 
 from conftest import make_relay
+from netpol import Pod, allows_egress, allows_ingress
 from test_render import K8S_VERSIONS
 
 CLIENTS = [

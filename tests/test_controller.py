@@ -375,8 +375,8 @@ def test_network_policy_switched_off_is_pruned_and_a_foreign_one_kept(cluster: C
                     "metadata": {"name": "lookalike", "namespace": "netpol", "labels": labels},
                     "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}})
     cluster.create(relay("netpol"))
-    ours = wait_children(cluster, "netpol")["networkpolicies"]
-    assert ours["metadata"]["name"] == "mailrelay-relay"
+    ours = eventually(lambda: cluster.get("networkpolicies", "netpol", "mailrelay-relay"), what="our policy")
+    assert ours["metadata"]["ownerReferences"][0]["kind"] == "MailRelay"
     cluster.patch("mailrelays", "netpol", "relay", {"spec": {"networkPolicy": {"enabled": False}}})
     eventually(lambda: cluster.get("networkpolicies", "netpol", "mailrelay-relay") is None, what="our policy gone")
     time.sleep(3)  # more than one resync

@@ -10,10 +10,12 @@ from typing import Any
 
 import kubernetes_validate.utils as kv
 import pytest
+import yaml
 
 from mailrelay.render import network_policy, render
+from mailrelay.spec import parse
 
-from conftest import make_relay
+from conftest import ROOT, make_relay
 from netpol import Pod, allows_egress, allows_ingress
 from test_render import K8S_VERSIONS
 
@@ -175,3 +177,17 @@ def test_evaluator_selector_operators_ports_and_policy_scope() -> None:
     blocks = _policy([{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}}])
     assert allows_ingress([blocks], Pod("x", ip="10.2.0.1"), TARGET, 1)
     assert not allows_ingress([blocks], Pod("x", ip="10.1.0.1"), TARGET, 1)
+
+
+def test_the_guardrails_example_admits_the_ci_runners_it_names() -> None:
+    [doc] = [d for d in yaml.safe_load_all((ROOT / "examples" / "guardrails.yaml").read_text()) if d]
+    spec = doc["spec"]
+    relay = parse(doc)
+    [policy] = [o for o in render(relay) if o["kind"] == "NetworkPolicy"]
+    destination = Pod("staging", render(relay)[2]["spec"]["template"]["metadata"]["labels"])
+    runner = {"app.kubernetes.io/component": "ci-runner"}
+    assert allows_ingress([policy], Pod("payments-ci", runner, {"team": "payments"}), destination, 25)
+    assert not allows_ingress([policy], Pod("payments-ci", {"app": "web"}, {"team": "payments"}), destination, 25)
+    assert not allows_ingress([policy], Pod("other-ci", runner, {"team": "other"}), destination, 25)
+    assert allows_egress([policy], destination, Pod("x", ip="203.0.113.25"), spec["relay"]["port"])
+    assert not allows_egress([policy], destination, Pod("x", ip="203.0.113.26"), spec["relay"]["port"])

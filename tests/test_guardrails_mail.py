@@ -193,3 +193,11 @@ def test_allow_list_keeps_the_relay_closed_and_refuses_only_the_disallowed_recip
     [got] = sink.wait_for(1)
     time.sleep(1)
     assert len(sink.received) == 1 and sorted(got.rcpt_tos) == ["a@example.org", "c@corp.example.net"]
+
+
+def test_a_broken_allow_list_stops_the_start(start_postfix: Any, sink: Sink) -> None:
+    relay = make_relay(relay_spec(sink, recipients={"allowDomains": ALLOWED}))
+    instance = start_postfix(relay, run=False, extra_files={postfix.RECIPIENT_ACCESS: "/unbalanced(/ DUNNO\n"})
+    run = instance.run_script("entrypoint.sh", timeout=60)
+    assert run.returncode != 0
+    assert "configuration is not usable" in run.stderr and "recipient_access" in run.stderr

@@ -71,6 +71,8 @@ GOOD = [relay_object(FULL), relay_object({"mailFromFQDN": "a.example"}),
                                                              "tls": "Wrapper"}}),
         relay_object({"mailFromFQDN": "a.example", "rewrite": {"rules": [
             {"pattern": "a\\/b\\\\", "replacement": "$$1@a.example"}]}}),
+        relay_object({"mailFromFQDN": "a.example", "networkPolicy": {"sameNamespace": False},
+                      "clients": [{"podSelector": {"matchLabels": {"app": "web"}}}]}),
         relay_object({"mailFromFQDN": "a.example", "networkPolicy": {"enabled": False},
                       "limits": {"messagesPerMinute": 0, "recipientsPerMinute": 0, "concurrentConnections": 0}}),
         relay_object({"mailFromFQDN": "a.example", "clients": [
@@ -137,6 +139,12 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("client without a selector", _with(spec__clients=[{}]),
      "each clients entry needs a namespaceSelector, a podSelector or both"),
     ("too many clients", _with(spec__clients=[{"podSelector": {}}] * 21), "is too long"),
+    ("a podSelector alone adds nothing", _with(spec__clients=[{"podSelector": {"matchLabels": {"app": "web"}}}]),
+     "a clients entry with only a podSelector selects pods of the relay's own namespace"),
+    ("own namespace off without the policy", _with(spec__networkPolicy={"enabled": False, "sameNamespace": False}),
+     "sameNamespace: false needs enabled: true"),
+    ("own namespace off and no clients", _with(spec__networkPolicy={"sameNamespace": False}),
+     "with networkPolicy.sameNamespace: false, clients must admit some pods"),
     ("In without values", _with(spec__clients=[{"namespaceSelector": {"matchExpressions": [
         {"key": "team", "operator": "In"}]}}]), "values must be non-empty for In and NotIn"),
     ("DoesNotExist with values", _with(spec__clients=[{"podSelector": {"matchExpressions": [

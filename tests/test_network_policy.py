@@ -23,7 +23,8 @@ CLIENTS = [
     {"namespaceSelector": {"matchLabels": {"team": "web"}}},
     {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "billing"}},
      "podSelector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["invoices"]}]}},
-    {"podSelector": {"matchLabels": {"never": "matters"}}},  # own namespace: admitted anyway
+    {"namespaceSelector": {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["batch"]}]},
+     "podSelector": {"matchLabels": {"mail": "yes"}}},
 ]
 GUARDED: dict[str, Any] = {
     "mailFromFQDN": "apps.example.com", "clients": CLIENTS,
@@ -74,7 +75,8 @@ def test_the_policy_is_owned_and_guards_only_this_relays_pods() -> None:
     (Pod("apps", {"app": "shop"}), 587, "TCP", False),                     # another port
     (Pod("apps", {"app": "shop"}), None, "UDP", False),                    # another protocol
     (Pod("shop", {"app": "shop"}), None, "TCP", False),                    # another namespace
-    (Pod("shop", {"never": "matters"}), None, "TCP", False),               # a podSelector alone is own-namespace
+    (Pod("jobs", {"mail": "yes"}, {"tier": "batch"}), None, "TCP", True),   # In on namespace labels
+    (Pod("jobs", {"mail": "no"}, {"tier": "batch"}), None, "TCP", False),
     (Pod("web-eu", {}, {"team": "web"}), None, "TCP", True),               # selected namespace, any pod
     (Pod("web-eu", {}, {"team": "web"}), 2525, "TCP", False),
     (Pod("web-eu", {}, {"team": "ops"}), None, "TCP", False),
@@ -99,6 +101,17 @@ def test_default_policy_admits_only_the_relays_namespace() -> None:
     assert allows_ingress(policies(spec), Pod("other", {}), neighbour, 8080)
     # And egress stays open unless asked.
     assert allows_egress(policies(spec), destination, Pod("anywhere", {}, ip="198.51.100.7"), 443)
+
+
+def test_without_the_own_namespace_only_the_selected_pods_of_it_get_through() -> None:
+    spec = {"mailFromFQDN": "a.example", "networkPolicy": {"sameNamespace": False},
+            "clients": [{"podSelector": {"matchLabels": {"app": "web"}}},
+                        {"namespaceSelector": {"matchLabels": {"team": "web"}}}]}
+    destination, smtp = relay_pod(spec)
+    assert allows_ingress(policies(spec), Pod("apps", {"app": "web"}), destination, smtp)
+    assert not allows_ingress(policies(spec), Pod("apps", {"app": "batch"}), destination, smtp)
+    assert not allows_ingress(policies(spec), Pod("shop", {"app": "web"}), destination, smtp)
+    assert allows_ingress(policies(spec), Pod("web-eu", {}, {"team": "web"}), destination, smtp)
 
 
 def test_switched_off_there_is_no_policy_and_every_namespace_gets_through() -> None:

@@ -282,7 +282,7 @@ spec:
   mailFromFQDN: a.example
   networkPolicy: {enabled: false}
   egress: {restricted: true}
-  clients: [{}, {podSelector: {matchExpressions: [{key: tier, operator: In}]}}]
+  clients: [{}, {namespaceSelector: {matchExpressions: [{key: tier, operator: In}]}}]
   limits: {messagesPerMinute: -5}
   recipients: {allowDomains: ["ops@example.org"]}
 """)
@@ -290,9 +290,8 @@ spec:
         main(["validate", "-f", str(bad)])
     assert exited.value.code == 2
     assert capsys.readouterr().err.splitlines() == [f"{bad}: r: {line}" for line in [
-        "spec.clients[0]: needs a namespaceSelector, a podSelector or both (the pods of the relay's own namespace "
-        "are always admitted)",
-        "spec.clients[1].podSelector.matchExpressions[0].values: must not be empty for operator In",
+        "spec.clients[0]: needs a namespaceSelector, a podSelector or both",
+        "spec.clients[1].namespaceSelector.matchExpressions[0].values: must not be empty for operator In",
         "spec.limits.messagesPerMinute: must be from 0 to 1000000, got -5",
         "spec.recipients.allowDomains[0]: 'ops@example.org' is not a valid host name (RFC 1123: letters, digits, "
         "'-' and '.')",

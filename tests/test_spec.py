@@ -141,20 +141,28 @@ INVALID: list[tuple[str, dict[str, Any] | None, str]] = [
     ("clients not a list", with_spec(clients={"namespaceSelector": {}}), "spec.clients: must be a list, got an object"),
     ("too many clients", with_spec(clients=[{"podSelector": {}}] * 21), "spec.clients: must have at most 20 entries"),
     ("client without a selector", with_spec(clients=[{}]), "spec.clients[0]: needs a namespaceSelector, a podSelector"),
+    ("a podSelector alone adds nothing", with_spec(clients=[{"podSelector": {"matchLabels": {"app": "web"}}}]),
+     "spec.clients[0]: a podSelector alone selects pods of the relay's own namespace, which are all admitted"),
+    ("own namespace off without the policy", with_spec(networkPolicy={"enabled": False, "sameNamespace": False}),
+     "spec.networkPolicy.sameNamespace: false needs enabled: true"),
+    ("own namespace off and no clients", with_spec(networkPolicy={"sameNamespace": False}),
+     "spec.clients: must admit some pods when spec.networkPolicy.sameNamespace is false"),
     ("client with an ipBlock", with_spec(clients=[{"ipBlock": {"cidr": "10.0.0.0/8"}}]),
      "spec.clients[0].ipBlock: unknown field"),
     ("label key with a space", with_spec(clients=[{"namespaceSelector": {"matchLabels": {"my team": "a"}}}]),
      "spec.clients[0].namespaceSelector.matchLabels: 'my team' is not a label key"),
-    ("label key name too long", with_spec(clients=[{"podSelector": {"matchLabels": {"example.com/" + "k" * 64: "a"}}}]),
+    ("label key name too long", with_spec(clients=[{"namespaceSelector": {"matchLabels": {
+        "example.com/" + "k" * 64: "a"}}}]),
      "is not a label key"),
-    ("label value with a slash", with_spec(clients=[{"podSelector": {"matchLabels": {"app": "a/b"}}}]),
+    ("label value with a slash", with_spec(clients=[{"namespaceSelector": {}, "podSelector": {"matchLabels": {
+        "app": "a/b"}}}]),
      "spec.clients[0].podSelector.matchLabels.app: 'a/b' is not a label value"),
     ("unknown selector operator", with_spec(clients=[{"namespaceSelector": {"matchExpressions": [
         {"key": "team", "operator": "Contains", "values": ["a"]}]}}]),
      "spec.clients[0].namespaceSelector.matchExpressions[0].operator: must be one of In, NotIn, Exists"),
     ("In without values", with_spec(clients=[{"namespaceSelector": {"matchExpressions": [
         {"key": "team", "operator": "In"}]}}]), "matchExpressions[0].values: must not be empty for operator In"),
-    ("Exists with values", with_spec(clients=[{"podSelector": {"matchExpressions": [
+    ("Exists with values", with_spec(clients=[{"namespaceSelector": {"matchExpressions": [
         {"key": "team", "operator": "Exists", "values": ["a"]}]}}]),
      "matchExpressions[0].values: must be empty for operator Exists"),
     ("egress restricted without the policy", with_spec(networkPolicy={"enabled": False}, egress={"restricted": True}),
@@ -202,7 +210,8 @@ def test_every_problem_is_reported_at_once() -> None:
 
 def test_guardrail_defaults_protect_without_slowing_an_app() -> None:
     guard = parse(relay_object(VALID)).spec.guard
-    assert guard.network_policy is True and guard.clients == () and guard.egress == Egress()
+    assert guard.network_policy is True and guard.same_namespace is True
+    assert guard.clients == () and guard.egress == Egress()
     assert guard.allow_domains == ()
     assert guard.limits == Limits(messages_per_minute=600, recipients_per_minute=3000, concurrent_connections=50)
 

@@ -91,6 +91,7 @@ class Egress:
 @dataclass(frozen=True)
 class Guardrails:
     network_policy: bool = True
+    same_namespace: bool = True  # every pod of the relay's namespace may send
     clients: tuple[ClientPeer, ...] = ()
     egress: Egress = Egress()
     limits: Limits = Limits()
@@ -100,19 +101,23 @@ class Guardrails:
 def parse(check: _Checker, spec: dict[str, Any]) -> Guardrails | None:
     """The guardrail fields of a spec mapping, or None after recording each problem."""
     before = len(check.problems)
-    enabled = _parse_network_policy(check, spec.get("networkPolicy", {}))
-    clients = _parse_clients(check, spec.get("clients", []))
+    enabled, same_namespace = _parse_network_policy(check, spec.get("networkPolicy", {}))
+    clients = _parse_clients(check, spec.get("clients", []), same_namespace is not False)
     egress = _parse_egress(check, spec.get("egress", {}))
     limits = _parse_limits(check, spec.get("limits", {}))
     domains = _parse_recipients(check, spec.get("recipients", {}))
     if egress is not None and egress.restricted and enabled is False:
         check.fail("spec.egress.restricted", "needs spec.networkPolicy.enabled: the egress rules live in the "
                    "relay's NetworkPolicy")
+    if same_namespace is False and clients == ():
+        check.fail("spec.clients", "must admit some pods when spec.networkPolicy.sameNamespace is false; an "
+                   "empty list would let no pod send")
     if len(check.problems) > before:
         return None
-    assert enabled is not None and clients is not None and egress is not None and limits is not None
-    assert domains is not None
-    return Guardrails(network_policy=enabled, clients=clients, egress=egress, limits=limits, allow_domains=domains)
+    assert enabled is not None and same_namespace is not None and clients is not None and egress is not None
+    assert limits is not None and domains is not None
+    return Guardrails(network_policy=enabled, same_namespace=same_namespace, clients=clients, egress=egress,
+                      limits=limits, allow_domains=domains)
 
 
 def _boolean(check: _Checker, path: str, value: Any) -> bool | None:
@@ -122,14 +127,20 @@ def _boolean(check: _Checker, path: str, value: Any) -> bool | None:
     return value
 
 
-def _parse_network_policy(check: _Checker, raw: Any) -> bool | None:
-    policy = check.mapping("spec.networkPolicy", raw, {"enabled"})
+def _parse_network_policy(check: _Checker, raw: Any) -> tuple[bool | None, bool | None]:
+    policy = check.mapping("spec.networkPolicy", raw, {"enabled", "sameNamespace"})
     if policy is None:
-        return None
-    return _boolean(check, "spec.networkPolicy.enabled", policy.get("enabled", True))
+        return None, None
+    enabled = _boolean(check, "spec.networkPolicy.enabled", policy.get("enabled", True))
+    same = _boolean(check, "spec.networkPolicy.sameNamespace", policy.get("sameNamespace", True))
+    if enabled is False and same is False:
+        check.fail("spec.networkPolicy.sameNamespace", "false needs enabled: true; without the policy every pod "
+                   "within allowedNetworks may send")
+        return None, None
+    return enabled, same
 
 
-def _parse_clients(check: _Checker, raw: Any) -> tuple[ClientPeer, ...] | None:
+def _parse_clients(check: _Checker, raw: Any, same_namespace: bool) -> tuple[ClientPeer, ...] | None:
     items = check.string_list("spec.clients", raw, MAX_CLIENTS)
     if items is None:
         return None
@@ -140,8 +151,11 @@ def _parse_clients(check: _Checker, raw: Any) -> tuple[ClientPeer, ...] | None:
         if peer is None:
             continue
         if peer.get("namespaceSelector") is None and peer.get("podSelector") is None:
-            check.fail(path, "needs a namespaceSelector, a podSelector or both (the pods of the relay's own "
-                       "namespace are always admitted)")
+            check.fail(path, "needs a namespaceSelector, a podSelector or both")
+            continue
+        if peer.get("namespaceSelector") is None and same_namespace:
+            check.fail(path, "a podSelector alone selects pods of the relay's own namespace, which are all admitted "
+                       "already: add a namespaceSelector, or set spec.networkPolicy.sameNamespace: false")
             continue
         namespaces = pods = None
         if peer.get("namespaceSelector") is not None:

@@ -165,13 +165,14 @@ def service(relay: MailRelay) -> dict[str, Any]:
 
 
 def network_policy(relay: MailRelay) -> dict[str, Any]:
-    """Who may reach the relay pods on the SMTP port: their own namespace, plus `spec.clients`.
+    """Who may reach the relay pods on the SMTP port: their own namespace (unless turned off), plus `spec.clients`.
 
     Each `spec.clients` entry is one peer (its selectors ANDed); the peers are ORed. Egress stays
     open unless restricted to the smarthost's port (25 for direct delivery) and DNS.
     """
     guard = relay.spec.guard
-    peers = [{"podSelector": {}}, *(client.to_k8s() for client in guard.clients)]
+    own_namespace: list[dict[str, Any]] = [{"podSelector": {}}] if guard.same_namespace else []
+    peers = [*own_namespace, *(client.to_k8s() for client in guard.clients)]
     spec: dict[str, Any] = {
         "podSelector": {"matchLabels": selector_labels(relay)},
         "policyTypes": ["Ingress"],

@@ -8,12 +8,14 @@ from typing import Any
 import kubernetes_validate.utils as kv
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mailrelay import guard
 from mailrelay import spec as spec_module
 from mailrelay.spec import SpecError, parse
 
-from conftest import ROOT, relay_object
+from conftest import CRD_PATH, ROOT, relay_object
 from crd_schema import check
 from test_render import FULL, K8S_VERSIONS
 
@@ -157,6 +159,11 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
      "does not match"),
     ("label key with a space", _with(spec__clients=[{"namespaceSelector": {"matchLabels": {"my team": "a"}}}]),
      "every matchLabels key must be a label key"),
+    ("label key prefix too long", _with(spec__clients=[{"namespaceSelector": {"matchLabels": {
+        ("a" * 63 + ".") * 4 + "com/team": "a"}}}]), "with a prefix of at most 253 characters"),
+    ("expression key prefix too long", _with(spec__clients=[{"namespaceSelector": {"matchExpressions": [
+        {"key": ("a" * 63 + ".") * 4 + "com/team", "operator": "Exists"}]}}]),
+     "a label key's prefix must be at most 253 characters"),
     ("label key name too long", _with(spec__clients=[{"podSelector": {"matchLabels": {"x.example/" + "k" * 64: "a"}}}]),
      "every matchLabels key must be a label key"),
     ("label value too long", _with(spec__clients=[{"namespaceSelector": {"matchLabels": {"team": "a" * 64}}}]),
@@ -214,3 +221,29 @@ def test_a_cel_rule_sees_defaults(crd: dict[str, Any]) -> None:
     fixed = copy.deepcopy(obj)
     fixed["spec"]["relay"]["port"] = 465
     assert check(crd, fixed) == []
+
+
+_CRD = yaml.safe_load(CRD_PATH.read_text())  # hypothesis runs many examples per test: no function fixture
+
+
+# Label keys and values: the CRD and the operator accept exactly the same ones (the operator's rules
+# were also compared with the API server's own NetworkPolicy validation).
+_prefix = st.sampled_from(["", "", "example.com/", "a.b-c.d/", "-x.com/", "A.com/", "x..y/", "/", "a-/",
+                           ("a" * 63 + ".") * 3 + "a" * 61 + "/", ("a" * 63 + ".") * 3 + "a" * 62 + "/",
+                           "a" * 64 + ".com/"])
+_name = st.from_regex(r"\A[a-zXYZ019_./-]{0,64}\Z") | st.from_regex(r"\Aa[a-z0-9_.-]{0,62}z\Z")
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(key=st.tuples(_prefix, _name).map("".join), value=_name)
+def test_label_keys_and_values_the_crd_and_the_operator_agree(key: str, value: str) -> None:
+    crd = _CRD
+    obj = _with(spec__clients=[{"namespaceSelector": {"matchLabels": {key: value}}, "podSelector": {
+        "matchExpressions": [{"key": key, "operator": "In", "values": [value]}]}}])
+    try:
+        parse(obj)
+        operator_accepts = True
+    except SpecError:
+        operator_accepts = False
+    assert (check(crd, obj) == []) == operator_accepts, (key, value, check(crd, obj))
+

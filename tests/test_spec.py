@@ -154,6 +154,9 @@ INVALID: list[tuple[str, dict[str, Any] | None, str]] = [
     ("label key name too long", with_spec(clients=[{"namespaceSelector": {"matchLabels": {
         "example.com/" + "k" * 64: "a"}}}]),
      "is not a label key"),
+    ("label key prefix too long", with_spec(clients=[{"namespaceSelector": {"matchExpressions": [
+        {"key": ("a" * 63 + ".") * 4 + "com/team", "operator": "Exists"}]}}]),
+     "matchExpressions[0].key: 'aaaa"),
     ("label value with a slash", with_spec(clients=[{"namespaceSelector": {}, "podSelector": {"matchLabels": {
         "app": "a/b"}}}]),
      "spec.clients[0].podSelector.matchLabels.app: 'a/b' is not a label value"),

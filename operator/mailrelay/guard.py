@@ -30,7 +30,8 @@ MAX_RECIPIENTS_PER_MINUTE = 10_000_000
 OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 
 _LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
-_DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
+# The prefix is a DNS-1123 subdomain as Kubernetes checks it: at most 253 characters, labels unbounded.
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 LABEL_KEY_RE = re.compile(rf"^({_DNS_LABEL}(\.{_DNS_LABEL})*/)?{_LABEL_NAME}$")
 LABEL_VALUE_RE = re.compile(rf"^({_LABEL_NAME})?$")
 
@@ -215,9 +216,10 @@ def _parse_expression(check: _Checker, path: str, raw: Any) -> tuple[str, str, t
 
 
 def _label_key(check: _Checker, path: str, key: Any) -> bool:
-    if not isinstance(key, str) or len(key) > 317 or not LABEL_KEY_RE.match(key) or len(key.split("/")[-1]) > 63:
-        check.fail(path, f"{key!r} is not a label key (an optional DNS prefix and '/', then at most 63 letters, "
-                   "digits, '-', '_' or '.')")
+    prefix, _, name = key.rpartition("/") if isinstance(key, str) else ("", "", "")
+    if not isinstance(key, str) or not LABEL_KEY_RE.match(key) or len(prefix) > 253 or len(name) > 63:
+        check.fail(path, f"{key!r} is not a label key (an optional DNS prefix of at most 253 characters and '/', "
+                   "then at most 63 letters, digits, '-', '_' or '.')")
         return False
     return True
 

@@ -20,6 +20,8 @@ SASL_PASSWORDS = "sasl_passwd"  # written at start-up by the entrypoint from the
 CONFIG_FILES = (MAIN_CF, MASTER_CF, SENDER_CANONICAL)
 
 SMTP_PORT = 25
+RECIPIENT_REFUSAL = ("550 5.7.1 this relay only sends to the domains its MailRelay allows "
+                     "(spec.recipients.allowDomains)")
 LOOPBACK_NETWORKS = ("127.0.0.1/32", "::1/128")
 
 _TLS_LEVEL = {"None": "none", "May": "may", "Encrypt": "encrypt", "Wrapper": "encrypt"}
@@ -158,10 +160,6 @@ def _recipient_checks(spec: MailRelaySpec) -> list[str]:
     if not spec.guard.allow_domains:
         return []
     return [f"check_recipient_access regexp:${{config_directory}}/{RECIPIENT_ACCESS}"]
-
-
-RECIPIENT_REFUSAL = ("550 5.7.1 this relay only sends to the domains its MailRelay allows "
-                     "(spec.recipients.allowDomains)")
 
 
 def recipient_access(spec: MailRelaySpec) -> str:

@@ -17,7 +17,7 @@ from mailrelay.spec import parse
 
 from conftest import ROOT, make_relay
 from netpol import Pod, allows_egress, allows_ingress
-from test_render import K8S_VERSIONS
+from test_render import K8S_VERSIONS, by_kind
 
 CLIENTS = [
     {"namespaceSelector": {"matchLabels": {"team": "web"}}},
@@ -34,7 +34,7 @@ GUARDED: dict[str, Any] = {
 
 
 def _children(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {obj["kind"]: obj for obj in render(make_relay(spec))}
+    return by_kind(render(make_relay(spec)))
 
 
 def relay_pod(spec: dict[str, Any]) -> tuple[Pod, int]:
@@ -197,7 +197,7 @@ def test_the_guardrails_example_admits_the_ci_runners_it_names() -> None:
     spec = doc["spec"]
     relay = parse(doc)
     [policy] = [o for o in render(relay) if o["kind"] == "NetworkPolicy"]
-    destination = Pod("staging", render(relay)[2]["spec"]["template"]["metadata"]["labels"])
+    destination = Pod("staging", by_kind(render(relay))["Deployment"]["spec"]["template"]["metadata"]["labels"])
     runner = {"app.kubernetes.io/component": "ci-runner"}
     assert allows_ingress([policy], Pod("payments-ci", runner, {"team": "payments"}), destination, 25)
     assert not allows_ingress([policy], Pod("payments-ci", {"app": "web"}, {"team": "payments"}), destination, 25)

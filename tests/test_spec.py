@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from mailrelay import guard
 from mailrelay.guard import ClientPeer, Egress, LabelSelector, Limits
 from mailrelay.spec import DEFAULT_NETWORKS, Relay, RewriteRule, SpecError, parse, parse_spec
 from mailrelay.version import DEFAULT_POSTFIX_IMAGE
@@ -135,6 +136,63 @@ INVALID: list[tuple[str, dict[str, Any] | None, str]] = [
      "spec.tolerations[0].operator: must be Equal or Exists"),
     ("service name not DNS-1035", with_spec(service={"name": "1mail"}), "spec.service.name: '1mail' is not a DNS-1035"),
     ("service port zero", with_spec(service={"port": 0}), "spec.service.port: must be from 1 to 65535, got 0"),
+    # Pod knobs (spec_pod.py).
+    ("pull secret without name", with_spec(imagePullSecrets=[{}]), "spec.imagePullSecrets[0].name: is required"),
+    ("pull secret as a string", with_spec(imagePullSecrets=["mirror"]),
+     "spec.imagePullSecrets[0]: must be an object, got a string"),
+    ("pull secret bad name", with_spec(imagePullSecrets=[{"name": "Mirror_Creds"}]),
+     "spec.imagePullSecrets[0].name: 'Mirror_Creds' is not a valid Secret name"),
+    ("pull secret twice", with_spec(imagePullSecrets=[{"name": "m"}, {"name": "m"}]), "duplicate Secret 'm'"),
+    ("too many pull secrets", with_spec(imagePullSecrets=[{"name": f"s{i}"} for i in range(17)]),
+     "spec.imagePullSecrets: must have at most 16 entries"),
+    ("affinity unknown field", with_spec(affinity={"nodeAfinity": {}}), "spec.affinity.nodeAfinity: unknown field"),
+    ("affinity term without topologyKey", with_spec(affinity={"podAntiAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": [{"labelSelector": {}}]}}),
+     "spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].topologyKey: is required"),
+    ("affinity weight too high", with_spec(affinity={"podAntiAffinity": {
+        "preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 101, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname"}}]}}),
+     "must be from 1 to 100"),
+    ("node affinity bad operator", with_spec(affinity={"nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "pool", "operator": "Equals"}]}]}}}),
+     "operator: must be one of 'In', 'NotIn', 'Exists', 'DoesNotExist', 'Gt', 'Lt', got 'Equals'"),
+    ("spread without topologyKey", with_spec(topologySpreadConstraints=[{"maxSkew": 1, "whenUnsatisfiable":
+                                                                          "DoNotSchedule"}]),
+     "spec.topologySpreadConstraints[0].topologyKey: is required"),
+    ("spread skew zero", with_spec(topologySpreadConstraints=[{"maxSkew": 0, "topologyKey": "zone",
+                                                                "whenUnsatisfiable": "DoNotSchedule"}]),
+     "spec.topologySpreadConstraints[0].maxSkew: must be from 1 to any, got 0"),
+    ("spread skew a string", with_spec(topologySpreadConstraints=[{"maxSkew": "1", "topologyKey": "zone",
+                                                                    "whenUnsatisfiable": "DoNotSchedule"}]),
+     "spec.topologySpreadConstraints[0].maxSkew: must be an integer, got a string"),
+    ("spread unknown policy", with_spec(topologySpreadConstraints=[{"maxSkew": 1, "topologyKey": "zone",
+                                                                     "whenUnsatisfiable": "Never"}]),
+     "whenUnsatisfiable: must be one of 'DoNotSchedule', 'ScheduleAnyway', got 'Never'"),
+    ("spread not a list", with_spec(topologySpreadConstraints={"maxSkew": 1}),
+     "spec.topologySpreadConstraints: must be a list, got an object"),
+    ("priority class with capitals", with_spec(priorityClassName="Mail-Critical"),
+     "spec.priorityClassName: 'Mail-Critical' is not a valid PriorityClass name"),
+    ("pod label on the selector", with_spec(podLabels={"app.kubernetes.io/instance": "other"}),
+     "spec.podLabels.app.kubernetes.io/instance: 'app.kubernetes.io/instance' is set by the operator"),
+    ("pod label in our prefix", with_spec(podLabels={"mailrelay.dev/x": "y"}), "is set by the operator"),
+    ("pod label key with space", with_spec(podLabels={"cost center": "mail"}), "the name must be 1 to 63 letters"),
+    ("pod label key bad prefix", with_spec(podLabels={"Example.com/team": "mail"}),
+     "the prefix before '/' must be a DNS subdomain"),
+    ("pod label key name too long", with_spec(podLabels={"a" * 64: "x"}), "the name must be 1 to 63 letters"),
+    ("pod label value too long", with_spec(podLabels={"team": "x" * 64}), "is not a label value"),
+    ("pod label value with slash", with_spec(podLabels={"team": "a/b"}), "'a/b' is not a label value"),
+    ("pod label value not a string", with_spec(podLabels={"replicas": 2}),
+     "spec.podLabels.replicas: must be a string, got an integer"),
+    ("pod annotation overrides the config hash", with_spec(podAnnotations={"mailrelay.dev/config-hash": "x"}),
+     "spec.podAnnotations.mailrelay.dev/config-hash: 'mailrelay.dev/config-hash' is set by the operator"),
+    ("pod annotation key empty", with_spec(podAnnotations={"": "x"}), "the name must be 1 to 63 letters"),
+    ("pod annotation value too long", with_spec(podAnnotations={"note": "x" * 4097}),
+     "spec.podAnnotations.note: must be at most 4096 characters"),
+    ("pod annotations not an object", with_spec(podAnnotations=["a=b"]),
+     "spec.podAnnotations: must be an object of strings, got a list"),
+    ("too many pod labels", with_spec(podLabels={f"k{i}": "v" for i in range(33)}),
+     "spec.podLabels: must have at most 32 entries, got 33"),
     # Tenant guardrails.
     ("networkPolicy.enabled not a boolean", with_spec(networkPolicy={"enabled": "no"}),
      "spec.networkPolicy.enabled: must be true or false, got 'no'"),
@@ -200,8 +258,7 @@ def test_invalid_spec_names_the_field_and_the_fault(spec: dict[str, Any] | None,
 
 def test_there_are_at_least_25_invalid_cases() -> None:
     assert len(INVALID) >= 25
-    assert len([i for i, _, _ in INVALID if i == "networkPolicy.enabled not a boolean"]) == 1
-    assert len(INVALID) - [i for i, _, _ in INVALID].index("networkPolicy.enabled not a boolean") >= 15
+    assert sum(1 for _, spec, _ in INVALID if spec and guard.FIELDS & set(spec)) >= 15  # the tenant guardrails
 
 
 def test_every_problem_is_reported_at_once() -> None:

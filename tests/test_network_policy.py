@@ -193,13 +193,15 @@ def test_evaluator_selector_operators_ports_and_policy_scope() -> None:
 
 
 def test_the_guardrails_example_admits_the_ci_runners_it_names() -> None:
-    [doc] = [d for d in yaml.safe_load_all((ROOT / "examples" / "guardrails.yaml").read_text()) if d]
+    docs = [d for d in yaml.safe_load_all((ROOT / "examples" / "guardrails.yaml").read_text()) if d]
+    [doc] = [d for d in docs if d["kind"] == "MailRelay"]
+    [labels] = [d["metadata"]["labels"] for d in docs if d["kind"] == "Namespace" and "labels" in d["metadata"]]
     spec = doc["spec"]
     relay = parse(doc)
     [policy] = [o for o in render(relay) if o["kind"] == "NetworkPolicy"]
     destination = Pod("staging", by_kind(render(relay))["Deployment"]["spec"]["template"]["metadata"]["labels"])
     runner = {"app.kubernetes.io/component": "ci-runner"}
-    assert allows_ingress([policy], Pod("payments-ci", runner, {"team": "payments"}), destination, 25)
+    assert allows_ingress([policy], Pod("payments-ci", runner, labels), destination, 25)
     assert not allows_ingress([policy], Pod("payments-ci", {"app": "web"}, {"team": "payments"}), destination, 25)
     assert not allows_ingress([policy], Pod("other-ci", runner, {"team": "other"}), destination, 25)
     assert allows_egress([policy], destination, Pod("x", ip="203.0.113.25"), spec["relay"]["port"])

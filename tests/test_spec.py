@@ -196,7 +196,7 @@ INVALID: list[tuple[str, dict[str, Any] | None, str]] = [
     # Tenant guardrails.
     ("networkPolicy.enabled not a boolean", with_spec(networkPolicy={"enabled": "no"}),
      "spec.networkPolicy.enabled: must be true or false, got 'no'"),
-    ("clients not a list", with_spec(clients={"namespaceSelector": {}}), "spec.clients: must be a list, got an object"),
+    ("clients not a list", with_spec(clients="web"), "spec.clients: must be a list, got a string"),
     ("too many clients", with_spec(clients=[{"podSelector": {}}] * 21), "spec.clients: must have at most 20 entries"),
     ("client without a selector", with_spec(clients=[{}]), "spec.clients[0]: needs a namespaceSelector, a podSelector"),
     ("a podSelector alone adds nothing", with_spec(clients=[{"podSelector": {"matchLabels": {"app": "web"}}}]),

@@ -95,7 +95,7 @@ def test_complete_secret_creates_children_then_rollout_makes_ready_once(
     api.relay(NS, NAME, mailFromFQDN="apps.example.com", relay=SMARTHOST)
     secret(api, username="relay", password="first")
     writes, events, status = run(api, context)
-    assert sorted(w[1] for w in writes if w[0] == "apply") == ["ConfigMap", "Deployment", "Service"]
+    assert sorted(w[1] for w in writes if w[0] == "apply") == ["ConfigMap", "Deployment", "NetworkPolicy", "Service"]
     assert events == ["Applied"]
     assert ready_condition(status)["reason"] == "RollingOut" and status["observedGeneration"] == 1  # type: ignore[index]
     deployment = api.get("Deployment", NS, f"mailrelay-{NAME}")

@@ -54,10 +54,11 @@ RESOURCES: dict[str, Resource] = {
     "Secret": Resource("", "v1", "secrets"),
     "Event": Resource("events.k8s.io", "v1", "events"),
     "Deployment": Resource("apps", "v1", "deployments"),
+    "NetworkPolicy": Resource("networking.k8s.io", "v1", "networkpolicies"),
     KIND: Resource(GROUP, VERSION, PLURAL),
     "Lease": Resource("coordination.k8s.io", "v1", "leases"),
 }
-CHILD_KINDS = ("ConfigMap", "Deployment", "Service")  # what a relay owns, in the order it is applied
+CHILD_KINDS = ("NetworkPolicy", "ConfigMap", "Deployment", "Service")  # what a relay may own, in apply order
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,8 @@ RELAY_RULES: tuple[Rule, ...] = (
     Rule("", ("services",), ("get", "list", "watch", "create", "patch", "delete"),
          "delete: the old Service after a rename"),
     Rule("apps", ("deployments",), ("get", "list", "watch", "create", "patch")),
+    Rule("networking.k8s.io", ("networkpolicies",), ("get", "list", "watch", "create", "patch", "delete"),
+         "delete: the policy after networkPolicy.enabled: false"),
     Rule("", ("secrets",), ("get",), "one relay's auth Secret, by name"),
     Rule("", ("events",), ("create", "patch"), "kopf's own event posting"),
     Rule("events.k8s.io", ("events",), ("create", "patch"),

@@ -21,6 +21,9 @@
 - apiGroups: [apps]
   resources: [deployments]
   verbs: [get, list, watch, create, patch]
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [get, list, watch, create, patch, delete]  # delete: the policy after networkPolicy.enabled: false
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]  # one relay's auth Secret, by name

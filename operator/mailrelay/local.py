@@ -99,7 +99,8 @@ class LocalPostfix:
                 raise LocalRelayError(f"Postfix did not start:\n{self.output.read_text()}")
             try:
                 with socket.create_connection((self.listen, self.port), timeout=1) as sock:
-                    if sock.recv(64).startswith(b"220"):
+                    # 554 when the listen address itself is outside allowedNetworks: up, and refusing.
+                    if sock.recv(64)[:3] in (b"220", b"554"):
                         return
             except OSError:
                 time.sleep(0.1)

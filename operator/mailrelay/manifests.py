@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from mailrelay import postfix
 from mailrelay.spec import MailRelay, SpecError, parse
 
 
@@ -36,7 +37,9 @@ def load_relays(source: str) -> list[MailRelay]:
         name = doc.get("metadata", {}).get("name") if isinstance(doc, dict) else None
         label = f"{source}: {name or f'document {index + 1}'}"
         try:
-            relays.append(parse(doc))
+            relay = parse(doc)
+            postfix.config_files(relay.spec)  # raises UnsafeValue (a SpecError) rather than render it
+            relays.append(relay)
         except SpecError as exc:
             problems += [f"{label}: {p}" for p in exc.problems]
     if problems:

@@ -17,6 +17,7 @@ from typing import Any
 from mailrelay import status as st
 from mailrelay.apply import ApplyResult, apply_children, prune_services
 from mailrelay.kube import Api
+from mailrelay.postfix import config_files
 from mailrelay.render import config_hash, endpoint, render, selector_labels
 from mailrelay.spec import MailRelay, SpecError, parse
 
@@ -77,6 +78,7 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None) -> Outco
     deployment = None
     try:
         relay = parse(body)
+        config_files(relay.spec)  # UnsafeValue (a SpecError): never render what validation missed
     except SpecError as exc:
         assessment = st.Assessment(False, st.INVALID_SPEC, "; ".join(exc.problems), stalled=True)
     else:

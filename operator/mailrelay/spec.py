@@ -112,7 +112,7 @@ def parse(obj: dict[str, Any]) -> MailRelay:
     meta = obj.get("metadata")
     if not isinstance(meta, dict):
         check.fail("metadata", f"must be an object with a name, got {kind(meta)}")
-        meta = {}
+        meta = {"name": "unnamed"}
     name = meta.get("name")
     if not isinstance(name, str) or not DNS1035_RE.fullmatch(name) or len(name) > MAX_NAME_LENGTH:
         check.fail("metadata.name", f"must be a DNS-1035 label of at most {MAX_NAME_LENGTH} characters "

@@ -16,7 +16,7 @@ from publicsuffixlist import PublicSuffixList
 
 from mailrelay import grammar
 from mailrelay.checker import Checker, kind
-from mailrelay.spec_pod import parse_node_selector, parse_resources, parse_tolerations
+from mailrelay.spec_resources import parse_node_selector, parse_resources, parse_tolerations
 from mailrelay.spec_rules import RewriteRule, parse_rule
 from mailrelay.version import DEFAULT_POSTFIX_IMAGE
 

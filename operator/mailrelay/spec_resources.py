@@ -1,4 +1,4 @@
-"""The pod knobs of a MailRelay (resources, nodeSelector, tolerations), checked as the API server would.
+"""Resources, nodeSelector and tolerations of a MailRelay, checked as the API server would.
 
 A value the Deployment controller or the API server refuses would otherwise give a relay that
 validates but never starts; each is refused here with the field that is wrong.

@@ -16,6 +16,7 @@ from publicsuffixlist import PublicSuffixList
 
 from mailrelay import grammar
 from mailrelay.checker import Checker, kind
+from mailrelay.spec_pod import POD_FIELDS, PodSettings, parse_pod
 from mailrelay.spec_resources import parse_node_selector, parse_resources, parse_tolerations
 from mailrelay.spec_rules import RewriteRule, parse_rule
 from mailrelay.version import DEFAULT_POSTFIX_IMAGE
@@ -88,6 +89,7 @@ class MailRelaySpec:
     node_selector: dict[str, str] = field(default_factory=dict, hash=False, compare=True)
     tolerations: tuple[dict[str, Any], ...] = ()
     service: ServiceSpec = ServiceSpec()
+    pod: PodSettings = field(default_factory=PodSettings)  # pull secrets, scheduling, extra labels: spec_pod.py
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,7 @@ def parse_spec(spec: Any) -> MailRelaySpec:
 
 
 _SPEC_FIELDS = {"mailFromFQDN", "rewrite", "relay", "allowedNetworks", "messageSizeLimitBytes",
-                "replicas", "image", "resources", "nodeSelector", "tolerations", "service"}
+                "replicas", "image", "resources", "nodeSelector", "tolerations", "service"} | POD_FIELDS
 
 
 def _parse_spec(check: Checker, raw: Any) -> MailRelaySpec | None:
@@ -164,7 +166,8 @@ def _parse_spec(check: Checker, raw: Any) -> MailRelaySpec | None:
     node_selector = parse_node_selector(check, spec.get("nodeSelector", {}))
     tolerations = parse_tolerations(check, spec.get("tolerations", []))
     service = _parse_service(check, spec.get("service", {}))
-    if check.problems:
+    pod = parse_pod(check, spec)
+    if check.problems or pod is None:
         return None
     assert fqdn is not None and networks is not None and size is not None and replicas is not None
     assert image is not None and resources is not None and node_selector is not None
@@ -172,7 +175,7 @@ def _parse_spec(check: Checker, raw: Any) -> MailRelaySpec | None:
     return MailRelaySpec(mail_from_fqdn=fqdn, keep_domains=keep, rules=rules, relay=relay,
                          allowed_networks=networks, message_size_limit=size, replicas=replicas,
                          image=image, resources=resources, node_selector=node_selector,
-                         tolerations=tolerations, service=service)
+                         tolerations=tolerations, service=service, pod=pod)
 
 
 def _parse_rewrite(check: Checker, raw: Any) -> tuple[tuple[str, ...], tuple[RewriteRule, ...]]:

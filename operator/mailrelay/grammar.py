@@ -43,7 +43,6 @@ QUANTITY = r"(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE][+-]?
 # Label values and qualified names (keys of nodeSelector and of tolerations).
 LABEL_VALUE = r"(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?"
 QUALIFIED_NAME = rf"({HOSTNAME}/)?[A-Za-z0-9]([-A-Za-z0-9_.]{{0,61}}[A-Za-z0-9])?"
-RESOURCE_NAME = QUALIFIED_NAME
 
 
 def full(expression: str, text: str, *, ignore_case: bool = False) -> bool:

@@ -12,6 +12,7 @@ from kubernetes.utils.quantity import parse_quantity
 
 from mailrelay import grammar
 from mailrelay.checker import Checker, kind
+from mailrelay.spec_pod import qualified_name_problem
 
 MAX_SELECTOR_ENTRIES = 20
 MAX_TOLERATIONS = 50
@@ -19,14 +20,10 @@ MAX_RESOURCE_ENTRIES = 10
 
 
 def _qualified_name(check: Checker, path: str, key: Any) -> bool:
-    name = str(key)
-    prefix, _, local = name.rpartition("/")
-    if (not isinstance(key, str) or len(name) > 316 or not grammar.full(grammar.QUALIFIED_NAME, name)
-            or len(local) > 63 or len(prefix) > 253):
-        check.fail(path, f"{name!r} is not a qualified name (optional DNS prefix and '/', then at most "
-                   "63 letters, digits, '-', '_' or '.')")
-        return False
-    return True
+    problem = qualified_name_problem(key) if isinstance(key, str) else f"{key!r} is not a string"
+    if problem:
+        check.fail(path, problem.replace(f"{key!r}:", f"{key!r} is not a qualified name:", 1))
+    return problem is None
 
 
 def parse_resources(check: Checker, raw: Any) -> dict[str, Any] | None:

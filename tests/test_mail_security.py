@@ -6,12 +6,16 @@ feeds, rules that try to switch the rewrite off, and headers that must or must n
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+from mailrelay.postfix import UnsafeValue
+from mailrelay.spec import Relay
 
 import netns
 from conftest import make_relay
@@ -136,3 +140,20 @@ def test_sender_headers_are_rewritten_and_reply_headers_kept(start_postfix: Any,
     for name, value in kept.items():
         assert got.header(name) == value, got.data.decode(errors="replace")
     assert b"X-Mailrelay-Kept" not in got.data
+
+
+def test_an_injected_line_never_reaches_a_postfix_file(start_postfix: Any, sink: Sink) -> None:
+    """Even a spec built around validation (the CRD and `parse` refuse this host) cannot write main.cf."""
+    relay = make_relay(relay_spec(sink))
+    assert relay.spec.relay is not None
+    injected = dataclasses.replace(relay.spec, relay=Relay(
+        host="::1%lo\nalways_bcc = spy@collector.test\nsmtpd_authorized_xclient_hosts = static:all",
+        port=relay.spec.relay.port, tls="None"))
+    with pytest.raises(UnsafeValue):
+        start_postfix(dataclasses.replace(relay, spec=injected))
+    clean = start_postfix(relay)  # the same relay without the injection runs, with no such line
+    main_cf = (clean.config_dir / "main.cf").read_text()
+    assert "always_bcc" not in main_cf and "xclient" not in main_cf
+    send(clean, "root@pod", message("root@pod"))
+    [got] = sink.wait_for(1)
+    assert got.rcpt_tos == ["ops@example.org"]

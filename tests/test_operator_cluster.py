@@ -1,0 +1,357 @@
+"""The operator process on the real control plane, with the credentials and args the manifests ship.
+
+Once for manifests/cluster-wide and once for manifests/namespaced: the operator runs with a token of the
+shipped ServiceAccount and only the shipped RBAC, kwok plays the kubelet (pods Running and Ready), the
+controller manager does garbage collection and rollouts. The last test of each variant reads the
+apiserver's audit log: no request was forbidden, every request is allowed by the shipped rules, and every
+shipped rule was needed.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import time
+import urllib.error
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from mailrelay.render import CONFIG_HASH_ANNOTATION
+
+from cluster import Operator, eventually
+from controlplane import ControlPlane
+from shipped_operator import Shipped, forbidden_lines, install, start_operator, uninstall_rbac
+
+pytestmark = pytest.mark.controlplane
+
+VARIANTS = ("cluster-wide", "namespaced")
+GROUP = "/apis/mailrelay.dev/v1alpha1"
+PATHS = {"configmaps": "/api/v1", "services": "/api/v1", "secrets": "/api/v1", "pods": "/api/v1",
+         "events": "/api/v1", "deployments": "/apis/apps/v1", "mailrelays": GROUP}
+CHILDREN = ("configmaps", "deployments", "services")
+WRITES = {"create", "update", "patch", "delete", "deletecollection"}
+RESYNC = 2.0  # shipped_operator.TEST_SETTINGS
+_serial = itertools.count()
+
+
+@dataclass
+class Deployed:
+    plane: ControlPlane
+    shipped: Shipped
+    operator: Operator
+    user: str  # the ServiceAccount's user name in the audit log
+    audit_mark: int  # audit events before this operator started (both variants share the user name)
+
+    def audit(self) -> list[dict[str, Any]]:
+        return list(itertools.islice(self.plane.audit_events(), self.audit_mark, None))
+
+    @property
+    def namespaced(self) -> bool:
+        return self.shipped.variant == "namespaced"
+
+
+@pytest.fixture(scope="module", params=VARIANTS)
+def deployed(request: pytest.FixtureRequest, control_plane: ControlPlane,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
+    mark = sum(1 for _ in control_plane.audit_events())
+    shipped = install(control_plane, request.param)
+    operator, _ = start_operator(control_plane, shipped, tmp_path_factory.mktemp(request.param))
+    namespace, name = shipped.service_account
+    yield Deployed(control_plane, shipped, operator, f"system:serviceaccount:{namespace}:{name}", mark)
+    operator.stop()
+    uninstall_rbac(control_plane, shipped)
+    print(operator.log()[-4000:])
+
+
+@pytest.fixture
+def space(deployed: Deployed, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A namespace the operator serves: a fresh one cluster-wide, its own when namespaced.
+
+    Afterwards every relay in it is deleted and the garbage collector must remove their children.
+    """
+    plane = deployed.plane
+    if deployed.namespaced:
+        namespace = deployed.shipped.deployment["metadata"]["namespace"]
+    else:
+        namespace = f"t{next(_serial)}-{request.node.name[5:30].replace('_', '-').strip('-')}"
+        plane.kubectl("create", "namespace", namespace)
+    yield namespace
+    plane.kubectl("delete", "mailrelays", "--all", "-n", namespace, "--wait=true")
+    plane.kubectl("delete", "service/mail", "secret/smarthost", "-n", namespace, "--ignore-not-found")
+    for plural in CHILDREN:
+        eventually(lambda p=plural: not ours(plane, p, namespace), timeout=60, what=f"{plural} collected")
+
+
+# -- a small admin client -----------------------------------------------------------------------------
+def url(plural: str, namespace: str, name: str = "", sub: str = "") -> str:
+    return f"{PATHS[plural]}/namespaces/{namespace}/{plural}" + (f"/{name}" if name else "") + (
+        f"/{sub}" if sub else "")
+
+
+def get(plane: ControlPlane, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        return dict(plane.request("GET", url(plural, namespace, name)))
+    except urllib.error.HTTPError as error:
+        if error.code == 404:
+            return None
+        raise
+
+
+def ours(plane: ControlPlane, plural: str, namespace: str, instance: str | None = None) -> list[dict[str, Any]]:
+    selector = "app.kubernetes.io/name%3Dmailrelay" + (f",app.kubernetes.io/instance%3D{instance}" if instance
+                                                        else "")
+    return list(plane.request("GET", f"{url(plural, namespace)}?labelSelector={selector}")["items"])
+
+
+def apply(plane: ControlPlane, obj: dict[str, Any]) -> dict[str, Any]:
+    import yaml
+
+    plane.kubectl("apply", "-f", "-", input=yaml.safe_dump(obj))
+    found = get(plane, obj["kind"].lower() + "s", obj["metadata"]["namespace"], obj["metadata"]["name"])
+    assert found is not None
+    return found
+
+
+def merge_patch(plane: ControlPlane, plural: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
+    import json
+
+    plane.kubectl("patch", f"{plural}/{name}", "-n", namespace, "--type=merge", "-p", json.dumps(patch))
+
+
+def relay(namespace: str, name: str = "relay", **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "mailrelay.dev/v1alpha1", "kind": "MailRelay",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"mailFromFQDN": "apps.example.com", **spec}}
+
+
+def ready(plane: ControlPlane, namespace: str, name: str = "relay") -> dict[str, Any] | None:
+    obj = get(plane, "mailrelays", namespace, name) or {}
+    return next((c for c in (obj.get("status") or {}).get("conditions", []) if c["type"] == "Ready"), None)
+
+
+def wait_reason(plane: ControlPlane, namespace: str, reason: str, name: str = "relay",
+                timeout: float = 60) -> dict[str, Any]:
+    try:
+        return eventually(lambda: (c := ready(plane, namespace, name)) and c["reason"] == reason and c,
+                          timeout=timeout, what=f"Ready reason {reason} on {namespace}/{name}")
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n{describe(plane, namespace, name)}") from None
+
+
+def describe(plane: ControlPlane, namespace: str, name: str = "relay") -> str:
+    """What the relay, its Deployment and its pods say, for a failure message."""
+    deployment = get(plane, "deployments", namespace, f"mailrelay-{name}") or {}
+    lines = [f"relay status: {(get(plane, 'mailrelays', namespace, name) or {}).get('status')}",
+             f"deployment generation {deployment.get('metadata', {}).get('generation')}, "
+             f"status: {deployment.get('status')}"]
+    lines += [f"pod {p['metadata']['name']} on {p['spec'].get('nodeName')}: {p['status'].get('phase')} "
+              f"{p['status'].get('conditions')}" for p in pods(plane, namespace, name)]
+    return "\n".join(lines)
+
+
+def wait_children(plane: ControlPlane, namespace: str, name: str = "relay") -> dict[str, dict[str, Any]]:
+    def check() -> dict[str, dict[str, Any]] | None:
+        found = {p: ours(plane, p, namespace, name) for p in CHILDREN}
+        return {p: objs[0] for p, objs in found.items()} if all(len(o) == 1 for o in found.values()) else None
+
+    return eventually(check, timeout=60, what=f"three children of {namespace}/{name}")
+
+
+def pods(plane: ControlPlane, namespace: str, name: str = "relay") -> list[dict[str, Any]]:
+    return [p for p in ours(plane, "pods", namespace, name) if not p["metadata"].get("deletionTimestamp")]
+
+
+def pod_ready(pod: dict[str, Any]) -> bool:
+    return pod["status"].get("phase") == "Running" and any(
+        c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
+
+
+def template_hash(deployment: dict[str, Any]) -> str:
+    return str(deployment["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION])
+
+
+def operator_writes(deployed: Deployed, namespace: str) -> list[tuple[str, str]]:
+    return [(e["verb"], e["requestURI"]) for e in deployed.audit()
+            if e["user"]["username"] == deployed.user and e["verb"] in WRITES
+            and (e.get("objectRef") or {}).get("namespace") == namespace]
+
+
+# -- the tests -----------------------------------------------------------------------------------------
+def test_ready_only_after_kwok_reports_the_pods_ready(deployed: Deployed, space: str) -> None:
+    plane = deployed.plane
+    label = f"mailrelay.dev/test-{space}"[:63]
+    created = apply(plane, relay(space, replicas=2, nodeSelector={label: "yes"}))
+    children = wait_children(plane, space)
+    for obj in children.values():
+        [owner] = obj["metadata"]["ownerReferences"]
+        assert owner["uid"] == created["metadata"]["uid"] and owner["controller"] is True
+        assert owner["kind"] == "MailRelay" and owner["blockOwnerDeletion"] is True
+    assert children["services"]["metadata"]["name"] == "mail"
+    assert "main.cf" in children["configmaps"]["data"]
+    # No node matches the selector yet: the pods exist but cannot be scheduled, so nothing is Ready.
+    eventually(lambda: len(pods(plane, space)) == 2, what="two pods from the real ReplicaSet")
+    wait_reason(plane, space, "RollingOut")
+    time.sleep(2 * RESYNC)
+    assert ready(plane, space)["status"] == "False"  # type: ignore[index]
+    assert not any(pod_ready(p) for p in pods(plane, space))
+    plane.kubectl("label", "node", "kwok-node-0", f"{label}=yes")
+    try:
+        condition = wait_reason(plane, space, "Available")
+        assert condition["status"] == "True"
+        ready_pods = pods(plane, space)
+        assert len(ready_pods) == 2 and all(pod_ready(p) for p in ready_pods), ready_pods
+        assert all(p["spec"]["nodeName"] == "kwok-node-0" for p in ready_pods)
+        obj = get(plane, "mailrelays", space, "relay")
+        assert obj is not None and obj["status"]["readyReplicas"] == 2
+        assert obj["status"]["configHash"] == template_hash(children["deployments"])
+    finally:
+        plane.kubectl("label", "node", "kwok-node-0", f"{label}-")
+
+
+def test_deleted_and_edited_children_are_repaired(deployed: Deployed, space: str) -> None:
+    plane = deployed.plane
+    apply(plane, relay(space))
+    first = wait_children(plane, space)
+    for plural in CHILDREN:
+        name = first[plural]["metadata"]["name"]
+        plane.kubectl("delete", plural, name, "-n", space)
+        again = eventually(lambda p=plural, n=name: get(plane, p, space, n), what=f"{plural} back")
+        assert again["metadata"]["uid"] != first[plural]["metadata"]["uid"]
+    original = first["configmaps"]["data"]["main.cf"]
+    merge_patch(plane, "configmaps", space, "mailrelay-relay", {"data": {"main.cf": "mynetworks = 0.0.0.0/0\n"}})
+    eventually(lambda: get(plane, "configmaps", space, "mailrelay-relay")["data"]["main.cf"] == original,  # type: ignore[index]
+               what="main.cf restored")
+    merge_patch(plane, "deployments", space, "mailrelay-relay", {"spec": {"replicas": 7}})
+    eventually(lambda: get(plane, "deployments", space, "mailrelay-relay")["spec"]["replicas"] == 1,  # type: ignore[index]
+               what="replicas restored")
+    merge_patch(plane, "services", space, "mail", {"spec": {"selector": {"app.kubernetes.io/instance": "other"}}})
+    eventually(lambda: get(plane, "services", space, "mail")["spec"]["selector"][  # type: ignore[index]
+        "app.kubernetes.io/instance"] == "relay", what="selector restored")
+
+
+def test_foreign_service_is_left_alone_with_service_conflict(deployed: Deployed, space: str) -> None:
+    plane = deployed.plane
+    mark = len(operator_writes(deployed, space))
+    foreign = apply(plane, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "mail", "namespace": space},
+                            "spec": {"selector": {"app": "legacy-postfix"}, "ports": [{"port": 25}]}})
+    apply(plane, relay(space))
+    condition = wait_reason(plane, space, "ServiceConflict")
+    assert "Service mail" in condition["message"]
+    time.sleep(2 * RESYNC)
+    service = get(plane, "services", space, "mail")
+    assert service is not None and service["metadata"]["resourceVersion"] == foreign["metadata"]["resourceVersion"]
+    assert not [w for w in operator_writes(deployed, space)[mark:] if "/services/mail" in w[1]]
+    plane.kubectl("delete", "service", "mail", "-n", space)
+    owned = eventually(lambda: (s := get(plane, "services", space, "mail")) and s["metadata"].get(
+        "ownerReferences") and s, what="our Service once the foreign one is gone")
+    assert owned["spec"]["selector"]["app.kubernetes.io/instance"] == "relay"
+    wait_reason(plane, space, "Available")
+
+
+def test_missing_secret_then_recovery_and_rotation_rolls_the_pods(deployed: Deployed, space: str) -> None:
+    plane = deployed.plane
+    apply(plane, relay(space, relay={"host": "smtp.example.net", "authSecretRef": {"name": "smarthost"}}))
+    condition = wait_reason(plane, space, "SecretNotFound")
+    assert "Secret smarthost" in condition["message"]
+    assert ours(plane, "deployments", space) == []  # no rollout that could only crash
+    encode = lambda s: base64.b64encode(s.encode()).decode()  # noqa: E731
+    apply(plane, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "smarthost", "namespace": space},
+                  "data": {"username": encode("relay-user"), "password": encode("first-password")}})
+    wait_reason(plane, space, "Available")
+    before = template_hash(wait_children(plane, space)["deployments"])
+    old_pods = {p["metadata"]["name"] for p in pods(plane, space)}
+    merge_patch(plane, "secrets", space, "smarthost", {"data": {"password": encode("rotated-password")}})
+
+    def rolled() -> bool:
+        current = pods(plane, space)
+        return bool(current) and all(p["metadata"]["annotations"].get(CONFIG_HASH_ANNOTATION) != before
+                                     and pod_ready(p) for p in current)
+
+    eventually(rolled, timeout=60, what="new Ready pods after the rotation")
+    assert not old_pods & {p["metadata"]["name"] for p in pods(plane, space)}
+    wait_reason(plane, space, "Available")
+    log = deployed.operator.log()
+    assert "first-password" not in log and "rotated-password" not in log
+
+
+def test_an_idle_relay_causes_no_writes(deployed: Deployed, space: str) -> None:
+    plane = deployed.plane
+    apply(plane, relay(space))
+    wait_reason(plane, space, "Available")
+    time.sleep(RESYNC)  # the last watch events of the rollout
+    before = operator_writes(deployed, space)
+    versions = {p: [o["metadata"]["resourceVersion"] for o in ours(plane, p, space)] for p in CHILDREN}
+    relay_version = get(plane, "mailrelays", space, "relay")["metadata"]["resourceVersion"]  # type: ignore[index]
+    time.sleep(3 * RESYNC)
+    assert operator_writes(deployed, space) == before
+    assert {p: [o["metadata"]["resourceVersion"] for o in ours(plane, p, space)] for p in CHILDREN} == versions
+    assert get(plane, "mailrelays", space, "relay")["metadata"]["resourceVersion"] == relay_version  # type: ignore[index]
+    assert before, "the audit log recorded none of the operator's writes"
+
+
+def test_renamed_service_replaces_the_old_one(deployed: Deployed, space: str) -> None:
+    plane = deployed.plane
+    apply(plane, relay(space))
+    wait_children(plane, space)
+    merge_patch(plane, "mailrelays", space, "relay", {"spec": {"service": {"name": "smtp", "port": 2525}}})
+    new = eventually(lambda: get(plane, "services", space, "smtp"), what="the new Service")
+    assert new["spec"]["ports"][0]["port"] == 2525
+    eventually(lambda: get(plane, "services", space, "mail") is None, what="the old Service gone")
+
+
+def test_deleting_the_relay_lets_the_garbage_collector_remove_the_children(deployed: Deployed, space: str) -> None:
+    plane = deployed.plane
+    apply(plane, relay(space))
+    children = wait_children(plane, space)
+    mark = sum(1 for _ in plane.audit_events())
+    plane.kubectl("delete", "mailrelay", "relay", "-n", space)
+    for plural in CHILDREN:
+        eventually(lambda p=plural: not ours(plane, p, space), timeout=60, what=f"{plural} collected")
+    deleters = {e["user"]["username"] for e in itertools.islice(plane.audit_events(), mark, None)
+                if e["verb"] == "delete"
+                and (e.get("objectRef") or {}).get("namespace") == space
+                and (e.get("objectRef") or {}).get("name") in {c["metadata"]["name"] for c in children.values()}}
+    assert deleters == {"system:serviceaccount:kube-system:generic-garbage-collector"}
+
+
+# -- permissions: last, over everything the operator did above --------------------------------------
+# Granted but never seen as a request of the operator's own, with the reason it is still needed.
+NOT_A_REQUEST = {
+    ("mailrelay.dev", "mailrelays/finalizers", "update"):
+        "checked by the OwnerReferencesPermissionEnforcement admission plugin when a child sets "
+        "blockOwnerDeletion on its owner reference",
+}
+
+
+def _allows(rule: dict[str, Any], group: str, resource: str, verb: str) -> bool:
+    return (group in rule["apiGroups"] or "*" in rule["apiGroups"]) and (
+        resource in rule["resources"] or "*" in rule["resources"]) and (verb in rule["verbs"] or "*" in rule["verbs"])
+
+
+def test_every_request_was_allowed_and_every_grant_was_needed(deployed: Deployed) -> None:
+    assert not forbidden_lines(deployed.operator.log())
+    events = [e for e in deployed.audit() if e["user"]["username"] == deployed.user]
+    assert events, "the audit log recorded nothing of the operator's"
+    refused = [(e["verb"], e["requestURI"]) for e in events if e.get("responseStatus", {}).get("code") == 403]
+    assert not refused
+    rules = deployed.shipped.rules()
+    used: set[tuple[str, str, str]] = set()
+    for event in events:
+        ref = event.get("objectRef")
+        if not ref:
+            continue  # discovery: allowed to every authenticated user by the default policy
+        resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+        group, verb, namespace = ref.get("apiGroup", ""), event["verb"], ref.get("namespace")
+        assert any(_allows(rule, group, resource, verb) and scope in (None, namespace) for scope, rule in rules), \
+            f"{verb} {group}/{resource} in {namespace} is not in the shipped rules"
+        used.add((group, resource, verb))
+        if verb == "patch" and event.get("responseStatus", {}).get("code") == 201:
+            used.add((group, resource, "create"))  # server-side apply that creates is authorized as create
+    granted = {(g, r, v) for _, rule in rules for g in rule["apiGroups"] for r in rule["resources"]
+               for v in rule["verbs"]}
+    unused = granted - used - set(NOT_A_REQUEST)
+    assert not unused, f"granted but never used: {sorted(unused)}"
+

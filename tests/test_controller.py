@@ -18,7 +18,7 @@ import pytest
 
 from cluster import Cluster, Operator, eventually
 
-CHILD_PLURALS = ("configmaps", "deployments", "services")
+CHILD_PLURALS = ("configmaps", "deployments", "services", "networkpolicies")
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def wait_children(cluster: Cluster, namespace: str) -> dict[str, dict[str, Any]]
         found = {p: cluster.list(p, namespace) for p in CHILD_PLURALS}
         return {p: objs[0] for p, objs in found.items()} if all(len(o) == 1 for o in found.values()) else None
 
-    return eventually(check, what=f"three children in {namespace}")
+    return eventually(check, what=f"four children in {namespace}")
 
 
 def roll_out(cluster: Cluster, namespace: str, replicas: int = 1, ready_replicas: int | None = None) -> None:

@@ -134,6 +134,9 @@ def test_ready_only_after_kwok_reports_the_pods_ready(deployed: Deployed, space:
         assert obj is not None and obj["status"]["readyReplicas"] == 2
         assert obj["status"]["configHash"] == template_hash(children["deployments"])
         assert obj["status"]["endpoint"] == f"mail.{space}.svc:25" and kstatus(obj) == "Current"
+        # The scale subresource's selector: exactly the Deployment's pods.
+        selector = dict(pair.split("=") for pair in obj["status"]["selector"].split(","))
+        assert selector == children["deployments"]["spec"]["selector"]["matchLabels"]
         assert not obj["metadata"].get("finalizers")  # deletion is the garbage collector's job
         assert not [a for a in obj["metadata"].get("annotations", {}) if a.startswith("kopf.zalando.org")]
         assert {"Applied", "Ready"} <= set(event_reasons(plane, space))

@@ -29,10 +29,27 @@ FULL = {
     "nodeSelector": {"kubernetes.io/os": "linux"},
     "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "mail", "effect": "NoSchedule"}],
     "service": {"name": "smtp", "port": 587},
+    "imagePullSecrets": [{"name": "mirror-pull"}],
+    "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["mail"]}]}]}},
+        "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 50, "podAffinityTerm": {
+            "topologyKey": "kubernetes.io/hostname",
+            "labelSelector": {"matchLabels": {"app.kubernetes.io/instance": "relay"}}}}]}},
+    "topologySpreadConstraints": [
+        {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule"},
+        {"maxSkew": 2, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway",
+         "labelSelector": {"matchLabels": {"team": "mail"}}}],
+    "priorityClassName": "mail-critical",
+    "podLabels": {"cost-center": "platform", "example.com/team": "mail"},
+    "podAnnotations": {"sidecar.istio.io/inject": "false", "example.com/note": "relays: {a: b}"},
 }
 
 K8S_VERSIONS = sorted({v for v in kv.all_versions() if tuple(map(int, v.split(".")[:2])) >= (1, 29)},
                       key=lambda v: tuple(map(int, v.split("."))))
+
+
+def by_kind(children: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {obj["kind"]: obj for obj in children}
 
 
 def sample_relays() -> list[Any]:
@@ -55,7 +72,7 @@ def test_every_manifest_validates_against_kubernetes_schemas(version: str) -> No
 
 
 def test_kubernetes_validate_catches_a_broken_manifest() -> None:
-    deployment = render(make_relay(FULL))[1]
+    deployment = by_kind(render(make_relay(FULL)))["Deployment"]
     deployment["spec"]["replicas"] = "two"
     with pytest.raises(kv.ValidationError):
         kv.validate(deployment, K8S_VERSIONS[-1], strict=True)
@@ -63,8 +80,8 @@ def test_kubernetes_validate_catches_a_broken_manifest() -> None:
 
 def test_children_are_owned_labelled_and_wired_together() -> None:
     relay = make_relay(FULL)
-    config_map, deployment, service = render(relay)
-    for obj in (config_map, deployment, service):
+    policy, config_map, deployment, service = render(relay)
+    for obj in (policy, config_map, deployment, service):
         [owner] = obj["metadata"]["ownerReferences"]
         assert owner == {"apiVersion": "mailrelay.dev/v1alpha1", "kind": "MailRelay", "name": "relay",
                          "uid": relay.uid, "controller": True, "blockOwnerDeletion": True}
@@ -86,6 +103,29 @@ def test_children_are_owned_labelled_and_wired_together() -> None:
     assert pod["spec"]["tolerations"] == FULL["tolerations"]
     # No secret material anywhere in what is rendered.
     assert "password" not in str(render(relay)).lower().replace("smtp_sasl_password_maps", "")
+
+
+def test_the_pod_carries_every_pod_knob() -> None:
+    relay = make_relay(FULL)
+    deployment = by_kind(render(relay))["Deployment"]
+    template = deployment["spec"]["template"]
+    pod = template["spec"]
+    assert pod["imagePullSecrets"] == FULL["imagePullSecrets"]
+    assert pod["affinity"] == FULL["affinity"]
+    assert pod["priorityClassName"] == "mail-critical"
+    zone, host = pod["topologySpreadConstraints"]
+    # Without a labelSelector a constraint counts this relay's pods (the Deployment's own selector).
+    assert zone == {**FULL["topologySpreadConstraints"][0], "labelSelector": deployment["spec"]["selector"]}
+    assert host == FULL["topologySpreadConstraints"][1]
+    assert FULL["podLabels"].items() <= template["metadata"]["labels"].items()
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
+    annotations = template["metadata"]["annotations"]
+    assert FULL["podAnnotations"].items() <= annotations.items() and CONFIG_HASH_ANNOTATION in annotations
+
+
+def test_a_relay_without_pod_knobs_renders_none_of_them() -> None:
+    pod = by_kind(render(make_relay({"mailFromFQDN": "a.example"})))["Deployment"]["spec"]["template"]["spec"]
+    assert not {"imagePullSecrets", "affinity", "priorityClassName"} & set(pod)
 
 
 def test_rendering_without_uid_has_no_owner_reference() -> None:
@@ -132,6 +172,32 @@ def test_sender_map_order_rules_then_kept_then_default() -> None:
     ]
 
 
+def _params(main: str) -> dict[str, str]:
+    return dict(line.split(" = ", 1) for line in main.splitlines() if " = " in line and not line.startswith("#"))
+
+
+def test_limits_apply_to_every_client_but_loopback() -> None:
+    params = _params(postfix.main_cf(make_relay({"mailFromFQDN": "a.example", "limits": {
+        "messagesPerMinute": 7, "recipientsPerMinute": 0, "concurrentConnections": 3}}).spec))
+    assert params["anvil_rate_time_unit"] == "60s"
+    assert params["smtpd_client_event_limit_exceptions"] == "127.0.0.1/32 [::1]/128"
+    assert (params["smtpd_client_message_rate_limit"], params["smtpd_client_recipient_rate_limit"],
+            params["smtpd_client_connection_count_limit"]) == ("7", "0", "3")
+
+
+def test_allow_list_comes_before_permit_mynetworks() -> None:
+    spec = make_relay({"mailFromFQDN": "a.example", "recipients": {"allowDomains": ["Example.org", "x-y.net"]}}).spec
+    params = _params(postfix.main_cf(spec))
+    assert params["smtpd_recipient_restrictions"] == (
+        "check_recipient_access regexp:${config_directory}/recipient_access, permit_mynetworks, reject")
+    lines = [ln for ln in postfix.recipient_access(spec).splitlines() if not ln.startswith("#")]
+    assert lines == [r"/@([^@]+\.)?example\.org$/ DUNNO", r"/@([^@]+\.)?x-y\.net$/ DUNNO",
+                     f"/./ {postfix.RECIPIENT_REFUSAL}"]
+    without = make_relay({"mailFromFQDN": "a.example"}).spec
+    assert postfix.RECIPIENT_ACCESS not in postfix.config_files(without)
+    assert _params(postfix.main_cf(without))["smtpd_recipient_restrictions"] == "permit_mynetworks, reject"
+
+
 def test_direct_delivery_without_relay() -> None:
     main = postfix.main_cf(make_relay({"mailFromFQDN": "a.example"}).spec)
     assert "relayhost =\n" in main and "smtp_sasl" not in main
@@ -149,6 +215,8 @@ def _hash(spec: dict[str, Any], secret_version: str = "") -> str:
     {"relay": {**FULL["relay"], "authSecretRef": {"name": "other"}}},
     {"relay": {**FULL["relay"], "host": "smtp2.example.net"}},
     {"messageSizeLimitBytes": 6_000_000},
+    {"limits": {"messagesPerMinute": 10}},
+    {"recipients": {"allowDomains": ["example.org"]}},
 ])
 def test_config_hash_changes_when_something_that_matters_changes(change: dict[str, Any]) -> None:
     assert _hash({**FULL, **change}) != _hash(FULL)
@@ -156,7 +224,10 @@ def test_config_hash_changes_when_something_that_matters_changes(change: dict[st
 
 @pytest.mark.parametrize("change", [
     {"replicas": 5}, {"resources": {}}, {"nodeSelector": {}}, {"tolerations": []}, {"service": {"name": "mail"}},
-    {"image": "registry.local/postfix:2"},
+    {"image": "registry.local/postfix:2"}, {"affinity": {}}, {"topologySpreadConstraints": []},
+    {"podLabels": {}}, {"podAnnotations": {"a": "b"}}, {"priorityClassName": "other"}, {"imagePullSecrets": []},
+    {"image": "registry.local/postfix:2"}, {"networkPolicy": {"enabled": False}},
+    {"clients": [{"namespaceSelector": {}}]}, {"egress": {"restricted": True}},
 ])
 def test_config_hash_ignores_what_does_not_need_a_restart(change: dict[str, Any]) -> None:
     assert _hash({**FULL, **change}) == _hash(FULL)
@@ -164,7 +235,7 @@ def test_config_hash_ignores_what_does_not_need_a_restart(change: dict[str, Any]
 
 def test_config_hash_follows_the_secret_content_and_lands_on_the_pod() -> None:
     assert _hash(FULL, "v1") != _hash(FULL, "v2")
-    deployment = render(make_relay(FULL), "v1")[1]
+    deployment = by_kind(render(make_relay(FULL), "v1"))["Deployment"]
     assert deployment["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION] == _hash(FULL, "v1")
 
 
@@ -185,13 +256,14 @@ _FIELDS: dict[str, tuple[Any, Any]] = {
     "network": (lambda s, v: s.update(allowedNetworks=[v]), st.ip_addresses().map(lambda a: f"{a}/{a.max_prefixlen}")),
     "secret": (lambda s, v: s["relay"]["authSecretRef"].update(name=v), _host),
     "image": (lambda s, v: s.update(image=v), st.from_regex(r"\A[a-z0-9./:@-]{1,30}\Z")),
+    "allowDomain": (lambda s, v: s["recipients"].update(allowDomains=[v]), _host),
 }
 
 
 def _baseline() -> dict[str, Any]:
     return {"mailFromFQDN": "a.example", "rewrite": {"keepDomains": ["b.example"], "rules": [
         {"pattern": "(x)", "replacement": "y@a.example"}]}, "relay": {"host": "h.example", "authSecretRef": {
-            "name": "s"}}, "allowedNetworks": ["10.0.0.0/8"]}
+            "name": "s"}}, "allowedNetworks": ["10.0.0.0/8"], "recipients": {"allowDomains": ["c.example"]}}
 
 
 _BASELINE_FILES = postfix.config_files(make_relay(_baseline()).spec)
@@ -220,12 +292,12 @@ def test_no_string_field_can_add_a_line(field: str) -> None:
     assert _seen_valid.get(field, 0) > 10, f"too few valid {field} values were generated to mean anything"
 
 
-def test_cli_render_prints_three_manifests_and_validate_rejects_bad_input(tmp_path: Any, capsys: Any) -> None:
+def test_cli_render_prints_the_manifests_and_validate_rejects_bad_input(tmp_path: Any, capsys: Any) -> None:
     from mailrelay.cli import main
 
     assert main(["render", "-f", str(ROOT / "examples" / "mailrelay.yaml")]) == 0
     out = capsys.readouterr().out
-    assert [d["kind"] for d in yaml.safe_load_all(out)] == ["ConfigMap", "Deployment", "Service"]
+    assert [d["kind"] for d in yaml.safe_load_all(out)] == ["NetworkPolicy", "ConfigMap", "Deployment", "Service"]
     assert "main.cf: |" in out  # files stay readable in the YAML
     bad = tmp_path / "bad.yaml"
     bad.write_text("apiVersion: mailrelay.dev/v1alpha1\nkind: MailRelay\nmetadata: {name: r}\n"
@@ -239,6 +311,34 @@ def test_cli_render_prints_three_manifests_and_validate_rejects_bad_input(tmp_pa
         assert captured.err.splitlines() == [
             f"{bad}: r: spec.mailFromFQDN: 'nodot' must be a fully qualified domain name with at least one dot",
             f"{bad}: r: spec.replicas: must be from 0 to 100, got -1"]
+
+
+def test_cli_validate_names_each_bad_guardrail(tmp_path: Any, capsys: Any) -> None:
+    from mailrelay.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("""apiVersion: mailrelay.dev/v1alpha1
+kind: MailRelay
+metadata: {name: r}
+spec:
+  mailFromFQDN: a.example
+  networkPolicy: {enabled: false}
+  egress: {restricted: true}
+  clients: [{}, {namespaceSelector: {matchExpressions: [{key: tier, operator: In}]}}]
+  limits: {messagesPerMinute: -5}
+  recipients: {allowDomains: ["ops@example.org"]}
+""")
+    with pytest.raises(SystemExit) as exited:
+        main(["validate", "-f", str(bad)])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [f"{bad}: r: {line}" for line in [
+        "spec.clients[0]: needs a namespaceSelector, a podSelector or both",
+        "spec.clients[1].namespaceSelector.matchExpressions[0].values: must not be empty for operator In",
+        "spec.limits.messagesPerMinute: must be from 0 to 1000000, got -5",
+        "spec.recipients.allowDomains[0]: 'ops@example.org' is not a valid host name (RFC 1123: letters, digits, "
+        "'-' and '.')",
+        "spec.egress.restricted: needs spec.networkPolicy.enabled: the egress rules live in the relay's "
+        "NetworkPolicy"]]
 
 
 def test_load_relays_reads_every_document() -> None:

@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mailrelay import status as st
-from mailrelay.apply import ApplyResult, apply_children, prune_services
+from mailrelay.apply import ApplyResult, ChildResult, apply_children, prune, prune_services
 from mailrelay.kube import Api
-from mailrelay.render import config_hash, endpoint, render, selector_labels
+from mailrelay.render import config_hash, endpoint, label_selector, render, selector_labels
 from mailrelay.spec import MailRelay, SpecError, parse
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,15 @@ def _conflict(result: ApplyResult) -> st.Assessment:
                          stalled=True)
 
 
+def _prune(api: Api, uid: str, relay: MailRelay, children: list[dict[str, Any]]) -> list[ChildResult]:
+    """Remove what this relay owns but no longer renders: a renamed Service, a switched-off NetworkPolicy."""
+    [service] = [c for c in children if c["kind"] == "Service"]
+    policies = {c["metadata"]["name"] for c in children if c["kind"] == "NetworkPolicy"}
+    labels = selector_labels(relay)
+    return (prune_services(api, uid, service, labels)
+            + prune(api, uid, "NetworkPolicy", relay.namespace, policies, labels))
+
+
 def reconcile(api: Api, body: dict[str, Any], clock: str | None = None) -> Outcome:
     """Run one pass; API errors propagate (as ApiError) so the caller retries with backoff."""
     meta = body["metadata"]
@@ -73,7 +82,7 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None) -> Outco
     previous = body.get("status") or {}
     events: list[tuple[str, str, str]] = []
     result: ApplyResult | None = None
-    hash_value = address = None
+    hash_value = address = selector = None
     deployment = None
     try:
         relay = parse(body)
@@ -81,6 +90,7 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None) -> Outco
         assessment = st.Assessment(False, st.INVALID_SPEC, "; ".join(exc.problems), stalled=True)
     else:
         address = endpoint(relay)
+        selector = label_selector(selector_labels(relay))
         secret_version, problem = _secret_version(api, relay)
         if problem:
             assessment = problem
@@ -89,7 +99,7 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None) -> Outco
             children = render(relay, secret_version)
             result = apply_children(api, meta["uid"], children)
             if not result.conflicts:
-                result.children += prune_services(api, meta["uid"], children[-1], selector_labels(relay))
+                result.children += _prune(api, meta["uid"], relay, children)
             deployment = result.live("Deployment")
             assessment = _conflict(result) if result.conflicts else st.rollout(
                 deployment, relay.spec.replicas, hash_value)
@@ -99,7 +109,8 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None) -> Outco
 
     def status_from(current: dict[str, Any]) -> dict[str, Any]:
         return st.build(assessment=assessment, generation=generation, previous=current, now=clock or now(),
-                        deployment=deployment, config_hash=hash_value, endpoint=address)
+                        deployment=deployment, config_hash=hash_value, endpoint=address,
+                        selector=selector)
 
     new_status = status_from(previous)
     outcome = Outcome(assessment, new_status, children=result, events=events)

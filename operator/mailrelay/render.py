@@ -1,4 +1,4 @@
-"""Pure functions from a validated MailRelay to the ConfigMap, Deployment and Service it owns.
+"""Pure functions from a validated MailRelay to the ConfigMap, Deployment, Service and NetworkPolicy it owns.
 
 No I/O and no clock: the same relay always renders the same bytes, which is what lets the
 controller compare live objects with these and write only when something really differs.
@@ -18,6 +18,7 @@ MANAGED_BY = "mailrelay-operator"
 CONFIG_HASH_ANNOTATION = "mailrelay.dev/config-hash"
 CONTAINER = "postfix"
 SMTP_PORT_NAME = "smtp"
+DNS_PORT = 53
 
 # Paths inside the relay image; image/postfix/entrypoint.sh uses the same defaults.
 CONFIG_MOUNT = "/etc/mailrelay/config"
@@ -39,11 +40,16 @@ CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "NET_BIND_SERVICE", "
 def child_names(relay: MailRelay) -> dict[str, str]:
     """Kind → name of each object the relay owns."""
     return {"ConfigMap": f"mailrelay-{relay.name}", "Deployment": f"mailrelay-{relay.name}",
-            "Service": relay.spec.service.name}
+            "Service": relay.spec.service.name, "NetworkPolicy": f"mailrelay-{relay.name}"}
 
 
 def selector_labels(relay: MailRelay) -> dict[str, str]:
     return {"app.kubernetes.io/name": "mailrelay", "app.kubernetes.io/instance": relay.name}
+
+
+def label_selector(match: dict[str, str]) -> str:
+    """The selector string form (`a=b,c=d`) of equality labels, as status.selector and list calls take it."""
+    return ",".join(f"{key}={value}" for key, value in sorted(match.items()))
 
 
 def labels(relay: MailRelay) -> dict[str, str]:
@@ -133,6 +139,7 @@ def deployment(relay: MailRelay, secret_version: str = "") -> dict[str, Any]:
         pod_spec["nodeSelector"] = dict(spec.node_selector)
     if spec.tolerations:
         pod_spec["tolerations"] = [dict(t) for t in spec.tolerations]
+    pod_spec.update(_pod_placement(relay))
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": _metadata(relay, child_names(relay)["Deployment"]),
@@ -142,12 +149,32 @@ def deployment(relay: MailRelay, secret_version: str = "") -> dict[str, Any]:
             # Never fewer ready relays than wanted during a rollout: new pod first, then drain the old.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
             "template": {
-                "metadata": {"labels": labels(relay),
-                             "annotations": {CONFIG_HASH_ANNOTATION: config_hash(relay, secret_version)}},
+                # The user's labels and annotations first: ours win (spec_pod refuses clashing keys anyway).
+                "metadata": {"labels": {**spec.pod.labels, **labels(relay)},
+                             "annotations": {**spec.pod.annotations,
+                                             CONFIG_HASH_ANNOTATION: config_hash(relay, secret_version)}},
                 "spec": pod_spec,
             },
         },
     }
+
+
+def _topology_spread(relay: MailRelay) -> list[dict[str, Any]]:
+    """spec.topologySpreadConstraints, each counting this relay's pods unless it names its own selector."""
+    return [{**constraint, "labelSelector": constraint.get("labelSelector") or {"matchLabels": selector_labels(relay)}}
+            for constraint in relay.spec.pod.topology_spread_constraints]
+
+
+def _pod_placement(relay: MailRelay) -> dict[str, Any]:
+    """Pull secrets, scheduling and priority from spec; only the fields that are set."""
+    pod = relay.spec.pod
+    fields: dict[str, Any] = {
+        "imagePullSecrets": [{"name": name} for name in pod.image_pull_secrets],
+        "affinity": dict(pod.affinity),
+        "topologySpreadConstraints": _topology_spread(relay),
+        "priorityClassName": pod.priority_class_name,
+    }
+    return {key: value for key, value in fields.items() if value}
 
 
 def service(relay: MailRelay) -> dict[str, Any]:
@@ -163,9 +190,36 @@ def service(relay: MailRelay) -> dict[str, Any]:
     }
 
 
+def network_policy(relay: MailRelay) -> dict[str, Any]:
+    """Who may reach the relay pods on the SMTP port: their own namespace (unless turned off), plus `spec.clients`.
+
+    Each `spec.clients` entry is one peer (its selectors ANDed); the peers are ORed. Egress stays
+    open unless restricted to the smarthost's port (25 for direct delivery) and DNS.
+    """
+    guard = relay.spec.guard
+    own_namespace: list[dict[str, Any]] = [{"podSelector": {}}] if guard.same_namespace else []
+    peers = [*own_namespace, *(client.to_k8s() for client in guard.clients)]
+    spec: dict[str, Any] = {
+        "podSelector": {"matchLabels": selector_labels(relay)},
+        "policyTypes": ["Ingress"],
+        "ingress": [{"from": peers, "ports": [{"protocol": "TCP", "port": postfix.SMTP_PORT}]}],
+    }
+    if guard.egress.restricted:
+        smarthost: dict[str, Any] = {"ports": [{"protocol": "TCP", "port": postfix.smarthost_port(relay.spec)}]}
+        if guard.egress.smarthost_networks:
+            smarthost["to"] = [{"ipBlock": {"cidr": cidr}} for cidr in guard.egress.smarthost_networks]
+        dns = {"ports": [{"protocol": "UDP", "port": DNS_PORT}, {"protocol": "TCP", "port": DNS_PORT}]}
+        spec["policyTypes"].append("Egress")
+        spec["egress"] = [dns, smarthost]
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": _metadata(relay, child_names(relay)["NetworkPolicy"]), "spec": spec}
+
+
 def render(relay: MailRelay, secret_version: str = "") -> list[dict[str, Any]]:
-    """The three children, in the order they should be applied (config before its users)."""
-    return [config_map(relay), deployment(relay, secret_version), service(relay)]
+    """The children, in the order they should be applied: the policy before the pods it guards,
+    the config before its users."""
+    policy = [network_policy(relay)] if relay.spec.guard.network_policy else []
+    return [*policy, config_map(relay), deployment(relay, secret_version), service(relay)]
 
 
 def endpoint(relay: MailRelay) -> str:

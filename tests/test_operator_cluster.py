@@ -269,6 +269,8 @@ def test_invalid_spec_is_reported_and_changes_no_child(deployed: Deployed, space
     plane = deployed.plane
     apply(plane, relay(space))
     children = wait_children(plane, space)
+    wait_reason(plane, space, "Available")
+    mark = len(operator_writes(deployed, space))
     # Stored by the apiserver (its CRD cannot compile a POSIX regex), refused by the operator.
     merge_patch(plane, "mailrelays", space, "relay", {"spec": {"rewrite": {"rules": [
         {"pattern": "(a", "replacement": "b@c.example"}]}}})
@@ -276,8 +278,20 @@ def test_invalid_spec_is_reported_and_changes_no_child(deployed: Deployed, space
     assert "spec.rewrite.rules[0].pattern" in condition["message"]
     time.sleep(2 * RESYNC)
     after = wait_children(plane, space)
-    assert {p: o["metadata"]["resourceVersion"] for p, o in after.items()} == \
-        {p: o["metadata"]["resourceVersion"] for p, o in children.items()}
+    # The Deployment controller still writes its status: compare its generation, the others' versions.
+    version = lambda o: o["metadata"].get("generation", o["metadata"]["resourceVersion"])  # noqa: E731
+    assert {p: version(o) for p, o in after.items()} == {p: version(o) for p, o in children.items()}
+    assert not [w for w in operator_writes(deployed, space)[mark:]
+                if "/mailrelays/" not in w[1] and "/events" not in w[1]]  # status and an InvalidSpec event only
+
+
+def test_network_policy_switched_off_is_deleted(deployed: Deployed, space: str) -> None:
+    plane = deployed.plane
+    apply(plane, relay(space))
+    policy = wait_children(plane, space)["networkpolicies"]["metadata"]["name"]
+    merge_patch(plane, "mailrelays", space, "relay", {"spec": {"networkPolicy": {"enabled": False}}})
+    eventually(lambda: get(plane, "networkpolicies", space, policy) is None, what="our NetworkPolicy deleted")
+    assert all(len(ours(plane, p, space)) == 1 for p in CHILDREN if p != "networkpolicies")
 
 
 def test_restart_makes_no_duplicates_and_no_writes(deployed: Deployed, space: str) -> None:

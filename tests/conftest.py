@@ -62,9 +62,10 @@ def start_postfix(postfix_ready: None) -> Iterator[Callable[..., Any]]:
     base.chmod(0o755)
 
     def start(relay: MailRelay, *, secret: dict[str, str] | None = None,
-              extra_files: dict[str, str] | None = None, run: bool = True) -> LocalPostfix:
+              extra_files: dict[str, str] | None = None, dkim_keys: dict[str, bytes] | None = None,
+              run: bool = True) -> LocalPostfix:
         instance = LocalPostfix(relay, base / f"postfix{len(started)}", port=free_port(),
-                                secret=secret, extra_files=extra_files)
+                                secret=secret, extra_files=extra_files, dkim_keys=dkim_keys)
         started.append(instance)
         if run:
             instance.start()

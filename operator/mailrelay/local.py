@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mailrelay import postfix
+from mailrelay.render import config_files
 from mailrelay.spec import MailRelay
 
 IMAGE_DIR = Path(os.environ.get("MAILRELAY_IMAGE_DIR", Path(__file__).resolve().parents[2] / "image" / "postfix"))
@@ -46,13 +46,16 @@ class LocalPostfix:
     """A private Postfix instance on loopback with its own config, queue and data directories."""
 
     def __init__(self, relay: MailRelay, workdir: Path, *, listen: str = "127.0.0.1", port: int = 2525,
-                 secret: dict[str, str] | None = None, extra_files: dict[str, str] | None = None):
+                 secret: dict[str, str] | None = None, extra_files: dict[str, str] | None = None,
+                 dkim_keys: dict[str, bytes] | None = None):
         self.relay = relay
         self.workdir = workdir
         self.listen = listen
         self.port = port
         self.source = workdir / "configmap"
         self.secret_dir = workdir / "secret"
+        self.dkim_key_dir = workdir / "dkim-key"
+        self.opendkim_dir = workdir / "opendkim"
         self.config_dir = workdir / "postfix"
         self.queue_dir = workdir / "queue"
         self.data_dir = workdir / "data"
@@ -60,18 +63,30 @@ class LocalPostfix:
         self.process: subprocess.Popen[bytes] | None = None
         self.output = workdir / "entrypoint.out"
         self._write(secret, extra_files or {})
+        if dkim_keys is not None:
+            self.write_dkim_keys(dkim_keys)
 
     def _write(self, secret: dict[str, str] | None, extra: dict[str, str]) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.workdir.chmod(0o755)  # Postfix's unprivileged daemons must reach the queue and data below
         self.source.mkdir(parents=True, exist_ok=True)
         self.maillog.parent.mkdir(parents=True, exist_ok=True)
-        for name, text in {**postfix.config_files(self.relay.spec), **extra}.items():
+        for name, text in {**config_files(self.relay.spec), **extra}.items():
             (self.source / name).write_text(text)
         if secret is not None:
             self.secret_dir.mkdir(mode=0o700, exist_ok=True)
             for key, value in secret.items():
                 (self.secret_dir / key).write_text(value)
+
+    def write_dkim_keys(self, keys: dict[str, bytes]) -> None:
+        """The DKIM key Secret's files, root-only like the pod's Secret mount."""
+        self.dkim_key_dir.mkdir(mode=0o700, exist_ok=True)
+        for name, data in keys.items():
+            path = self.dkim_key_dir / name
+            path.touch(mode=0o400)
+            path.chmod(0o600)
+            path.write_bytes(data)
+            path.chmod(0o400)
 
     @property
     def env(self) -> dict[str, str]:
@@ -79,6 +94,8 @@ class LocalPostfix:
                 "PATH": SEARCH_PATH,
                 "MAILRELAY_CONFIG_SOURCE": str(self.source),
                 "MAILRELAY_SECRET_DIR": str(self.secret_dir),
+                "MAILRELAY_DKIM_KEY_DIR": str(self.dkim_key_dir),
+                "MAILRELAY_OPENDKIM_DIR": str(self.opendkim_dir),
                 "POSTFIX_CONFIG_DIR": str(self.config_dir),
                 "POSTFIX_QUEUE_DIR": str(self.queue_dir),
                 "POSTFIX_DATA_DIR": str(self.data_dir),

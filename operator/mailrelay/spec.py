@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mailrelay import posix_regex
+from mailrelay.spec_dkim import DkimSpec, parse_dkim
 from mailrelay.version import DEFAULT_POSTFIX_IMAGE
 
 GROUP = "mailrelay.dev"
@@ -82,6 +83,7 @@ class MailRelaySpec:
     node_selector: dict[str, str] = field(default_factory=dict, hash=False, compare=True)
     tolerations: tuple[dict[str, Any], ...] = ()
     service: ServiceSpec = ServiceSpec()
+    dkim: DkimSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -193,7 +195,7 @@ def parse_spec(spec: Any) -> MailRelaySpec:
 
 
 _SPEC_FIELDS = {"mailFromFQDN", "rewrite", "relay", "allowedNetworks", "messageSizeLimitBytes",
-                "replicas", "image", "resources", "nodeSelector", "tolerations", "service"}
+                "replicas", "image", "resources", "nodeSelector", "tolerations", "service", "dkim"}
 
 
 def _parse_spec(check: _Checker, raw: Any) -> MailRelaySpec | None:
@@ -218,6 +220,7 @@ def _parse_spec(check: _Checker, raw: Any) -> MailRelaySpec | None:
     node_selector = _parse_node_selector(check, spec.get("nodeSelector", {}))
     tolerations = _parse_tolerations(check, spec.get("tolerations", []))
     service = _parse_service(check, spec.get("service", {}))
+    dkim = parse_dkim(check, spec["dkim"], fqdn) if spec.get("dkim") is not None else None
     if check.problems:
         return None
     assert fqdn is not None and networks is not None and size is not None and replicas is not None
@@ -226,7 +229,7 @@ def _parse_spec(check: _Checker, raw: Any) -> MailRelaySpec | None:
     return MailRelaySpec(mail_from_fqdn=fqdn, keep_domains=keep, rules=rules, relay=relay,
                          allowed_networks=networks, message_size_limit=size, replicas=replicas,
                          image=image, resources=resources, node_selector=node_selector,
-                         tolerations=tolerations, service=service)
+                         tolerations=tolerations, service=service, dkim=dkim)
 
 
 def _parse_rewrite(check: _Checker, raw: Any) -> tuple[tuple[str, ...], tuple[RewriteRule, ...]]:

@@ -35,6 +35,16 @@ def crd() -> dict[str, Any]:
     return yaml.safe_load(CRD_PATH.read_text())
 
 
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    """The emulated API server, one per test module (each test works in its own namespace)."""
+    from cluster import Cluster
+
+    emulator = Cluster()
+    yield emulator
+    emulator.close()
+
+
 @pytest.fixture
 def postfix_ready() -> None:
     """Real Postfix is required for the mail path; in CI its absence is a failure, not a skip."""

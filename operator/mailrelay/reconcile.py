@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from mailrelay import dkim_keys
 from mailrelay import status as st
 from mailrelay.apply import ApplyResult, apply_children, prune_services
 from mailrelay.kube import Api
@@ -75,6 +76,7 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None) -> Outco
     result: ApplyResult | None = None
     hash_value = address = None
     deployment = None
+    dkim_status = previous.get("dkim")  # kept while the spec cannot be read
     try:
         relay = parse(body)
     except SpecError as exc:
@@ -82,6 +84,11 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None) -> Outco
     else:
         address = endpoint(relay)
         secret_version, problem = _secret_version(api, relay)
+        keys = dkim_keys.ensure(api, relay, meta.get("annotations") or {})
+        events += keys.events
+        problem = problem or keys.problem
+        if keys.version:  # a new key rolls the pods, like a new smarthost password
+            secret_version += f"/dkim:{keys.version}"
         if problem:
             assessment = problem
         else:
@@ -96,10 +103,12 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None) -> Outco
             if result.writes:
                 events.append(("Normal", "Applied", ", ".join(f"{c.action} {c.kind} {c.name}"
                                                              for c in result.writes)))
+        dkim_status = dkim_keys.status(keys, relay, assessment)
 
     def status_from(current: dict[str, Any]) -> dict[str, Any]:
-        return st.build(assessment=assessment, generation=generation, previous=current, now=clock or now(),
-                        deployment=deployment, config_hash=hash_value, endpoint=address)
+        return {**st.build(assessment=assessment, generation=generation, previous=current, now=clock or now(),
+                           deployment=deployment, config_hash=hash_value, endpoint=address),
+                "dkim": dkim_status}
 
     new_status = status_from(previous)
     outcome = Outcome(assessment, new_status, children=result, events=events)

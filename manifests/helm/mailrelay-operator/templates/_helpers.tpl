@@ -39,7 +39,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   verbs: [get, list, watch, create, patch]
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get]
+  verbs: [get, create, patch]  # create/patch: the generated DKIM key Secret only (checked in code)
 - apiGroups: [""]
   resources: [events]
   verbs: [create, patch]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import kubernetes
@@ -15,10 +17,12 @@ import pytest
 
 from mailrelay import dkim, dkim_keys
 from mailrelay.kube import Api
+from mailrelay.local_dkim import LocalDkimError, prepare, secrets_in
 from mailrelay.reconcile import reconcile
 from mailrelay.render import CONFIG_HASH_ANNOTATION, DKIM_KEY_MOUNT
 
 from cluster import Cluster
+from conftest import make_relay
 
 SECRET = "mailrelay-relay-dkim"
 
@@ -193,3 +197,15 @@ def test_long_records_are_split_into_255_byte_strings() -> None:
     assert [len(p) for p in parts] == [255, 255, 208] and "".join(parts) == value
     record = dkim.Record("s._domainkey.example.com", value, "rsa-sha256")
     assert record.zone_value == " ".join(f'"{p}"' for p in parts)
+
+
+def test_local_mode_names_a_missing_or_bad_key_secret(tmp_path: Path) -> None:
+    relay = make_relay({"mailFromFQDN": "a.example.com", "dkim": {"keySecretRef": {"name": "k"}}})
+    with pytest.raises(LocalDkimError, match="names Secret k: add it to the same YAML file"):
+        prepare(relay, {}, tmp_path)
+    bad = secrets_in([{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "k"},
+                       "stringData": {"rsa.private": "not a key"}}])
+    problem = "Secret k key rsa.private is not an unencrypted PEM private key"
+    with pytest.raises(LocalDkimError, match=re.escape(problem)):
+        prepare(relay, bad, tmp_path)
+    assert not (tmp_path / "dkim-mail.txt").exists()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
-from mailrelay.manifests import dump, load_relays
+from mailrelay.manifests import dump, load_relays_and_others
 from mailrelay.render import render
 from mailrelay.spec import MailRelay, SpecError
 
@@ -13,8 +14,12 @@ EXIT_INVALID = 2
 
 
 def _relays_or_exit(source: str) -> list[MailRelay]:
+    return _relays_and_others_or_exit(source)[0]
+
+
+def _relays_and_others_or_exit(source: str) -> tuple[list[MailRelay], list[Any]]:
     try:
-        return load_relays(source)
+        return load_relays_and_others(source)
     except (SpecError, OSError) as exc:
         problems = exc.problems if isinstance(exc, SpecError) else [f"{source}: {exc.strerror or exc}"]
         for problem in problems:
@@ -44,12 +49,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_local(args: argparse.Namespace) -> int:
     from mailrelay.local import run_local
+    from mailrelay.local_dkim import secrets_in
 
-    relays = _relays_or_exit(args.file)
+    relays, others = _relays_and_others_or_exit(args.file)
     if len(relays) != 1:
         print(f"{args.file}: local mode runs one MailRelay, found {len(relays)}", file=sys.stderr)
         return EXIT_INVALID
-    return run_local(relays[0], port=args.port, listen=args.listen, workdir=args.workdir)
+    return run_local(relays[0], port=args.port, listen=args.listen, workdir=args.workdir,
+                     secrets=secrets_in(others))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,7 +16,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
+from mailrelay import local_dkim
 from mailrelay.render import config_files
 from mailrelay.spec import MailRelay
 
@@ -54,7 +56,7 @@ class LocalPostfix:
         self.port = port
         self.source = workdir / "configmap"
         self.secret_dir = workdir / "secret"
-        self.dkim_key_dir = workdir / "dkim-key"
+        self.dkim_key_dir = workdir / local_dkim.KEY_DIR
         self.opendkim_dir = workdir / "opendkim"
         self.config_dir = workdir / "postfix"
         self.queue_dir = workdir / "queue"
@@ -157,23 +159,27 @@ class LocalPostfix:
         self._kill_leftovers()
 
     def _kill_leftovers(self) -> None:
-        """Postfix daemons keep running briefly after `stop`; none may outlive the instance."""
-        pid_file = self.queue_dir / "pid" / "master.pid"
-        deadline = time.monotonic() + 10
-        while pid_file.exists() and time.monotonic() < deadline:
-            try:
-                pid = int(pid_file.read_text().split()[0])
-                os.kill(pid, 0)
-            except (ValueError, IndexError, ProcessLookupError, FileNotFoundError):
-                return
-            time.sleep(0.1)
+        """Postfix daemons and OpenDKIM keep running briefly after the signal; none may outlive the instance.
+
+        An OpenDKIM still shutting down removes its socket by path on exit, which would take the
+        socket of the next instance in the same workdir with it.
+        """
+        for pid_file in [self.queue_dir / "pid" / "master.pid", *self.opendkim_dir.glob("*.pid")]:
+            deadline = time.monotonic() + 10
+            while pid_file.exists() and time.monotonic() < deadline:
+                try:
+                    os.kill(int(pid_file.read_text().split()[0]), 0)
+                except (ValueError, IndexError, ProcessLookupError, FileNotFoundError):
+                    break
+                time.sleep(0.1)
 
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def run_local(relay: MailRelay, *, port: int, listen: str, workdir: str | None) -> int:
+def run_local(relay: MailRelay, *, port: int, listen: str, workdir: str | None,
+              secrets: dict[str, dict[str, Any]] | None = None) -> int:
     """`mailrelay-operator local`: run the relay in the foreground until interrupted."""
     problem = postfix_problem()
     if problem:
@@ -181,13 +187,23 @@ def run_local(relay: MailRelay, *, port: int, listen: str, workdir: str | None) 
         return 1
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` and service managers stop it like Ctrl-C does
     base = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="mailrelay-local-"))
-    instance = LocalPostfix(relay, base, listen=listen, port=port)
+    base.mkdir(parents=True, exist_ok=True)
+    try:
+        keys, dkim_note = local_dkim.prepare(relay, secrets or {}, base)
+    except local_dkim.LocalDkimError as exc:
+        print(f"mailrelay-operator local: {exc}", file=sys.stderr)
+        if workdir is None:
+            shutil.rmtree(base, ignore_errors=True)
+        return 2
+    if keys and workdir is None:
+        dkim_note += "  (a temporary key: use --workdir to keep it, and its DNS record, across runs)\n"
+    instance = LocalPostfix(relay, base, listen=listen, port=port, dkim_keys=keys or None)
     secret_note = ""
     if relay.spec.relay and relay.spec.relay.auth_secret:
         secret_note = f"\n  smarthost login: put files username and password in {instance.secret_dir}"
     print(f"mailrelay-operator local: {relay.namespace}/{relay.name} on {listen}:{port}, "
           f"senders rewritten to @{relay.spec.mail_from_fqdn}\n"
-          f"  files: {instance.source}  log: {instance.maillog}{secret_note}\n"
+          f"  files: {instance.source}  log: {instance.maillog}{secret_note}\n{dkim_note}"
           f"  try: swaks --server {listen}:{port} --from root@6ba2d5764050 --to you@example.org\n"
           f"  stop with Ctrl-C", flush=True)
     try:

@@ -22,14 +22,20 @@ def load_documents(source: str) -> list[Any]:
 
 
 def load_relays(source: str) -> list[MailRelay]:
+    return load_relays_and_others(source)[0]
+
+
+def load_relays_and_others(source: str) -> tuple[list[MailRelay], list[Any]]:
     """Parse every MailRelay in `source`; raise one SpecError listing all problems of all documents.
 
-    Other Kubernetes objects in the same file (a Secret next to its relay) are skipped; anything
-    that claims to be of our API group is checked, so a misspelt kind is an error, not a skip.
+    Other Kubernetes objects in the same file (a Secret next to its relay) are returned as they are;
+    anything that claims to be of our API group is checked, so a misspelt kind is an error, not a skip.
     """
     relays: list[MailRelay] = []
     problems: list[str] = []
-    documents = [d for d in load_documents(source) if not _foreign(d)]
+    everything = load_documents(source)
+    others = [d for d in everything if _foreign(d)]
+    documents = [d for d in everything if not _foreign(d)]
     if not documents:
         raise SpecError([f"{source}: no MailRelay document found"])
     for index, doc in enumerate(documents):
@@ -41,7 +47,7 @@ def load_relays(source: str) -> list[MailRelay]:
             problems += [f"{label}: {p}" for p in exc.problems]
     if problems:
         raise SpecError(problems)
-    return relays
+    return relays, others
 
 
 class _Dumper(yaml.SafeDumper):

@@ -209,3 +209,17 @@ def test_local_mode_names_a_missing_or_bad_key_secret(tmp_path: Path) -> None:
     with pytest.raises(LocalDkimError, match=re.escape(problem)):
         prepare(relay, bad, tmp_path)
     assert not (tmp_path / "dkim-mail.txt").exists()
+
+
+def test_the_example_applies(api: Api, cluster: Cluster) -> None:
+    import yaml
+
+    from conftest import ROOT
+
+    [relay] = [d for d in yaml.safe_load_all((ROOT / "examples" / "dkim.yaml").read_text()) if d]
+    relay["metadata"]["namespace"] = "example"
+    cluster.create(relay)
+    run(api, cluster, "example")
+    shown = status(cluster, "example")["dkim"]
+    assert [r["name"] for r in shown["records"]] == ["relay2026._domainkey.example.com"]
+    assert shown["signing"] == "Pending" and cluster.get("secrets", "example", SECRET) is not None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import smtplib
+import subprocess
 from typing import Any
 
 import dkim as dkimpy
@@ -86,10 +87,11 @@ def sink(sinks: list[Sink]) -> Sink:
 @pytest.mark.parametrize(("envelope", "header", "want_from"), [
     ("root", "root", f"root@{FQDN}"),
     ("root@6ba2d5764050", "root@6ba2d5764050", f"root@{FQDN}"),
+    ("worker@6ba2d5764050", None, f"worker@{FQDN}"),  # Postfix adds the From before OpenDKIM sees it
     (f"jobs@{KEPT_INSIDE}", f"Jobs <jobs@{KEPT_INSIDE}>", f"Jobs <jobs@{KEPT_INSIDE}>"),
 ])
 def test_rewritten_and_kept_senders_are_signed_and_verify(start_postfix: Any, sink: Sink, envelope: str,
-                                                          header: str, want_from: str) -> None:
+                                                          header: str | None, want_from: str) -> None:
     relay = dkim_relay(sink)
     keys = keys_for(relay)
     instance = start_postfix(relay, dkim_keys=keys)
@@ -98,6 +100,20 @@ def test_rewritten_and_kept_senders_are_signed_and_verify(start_postfix: Any, si
     assert got.header("From") == want_from  # the rewrite happened, and the signature covers its result
     [signature] = signatures(got)
     assert "d=example.com" in signature and "s=s1" in signature and "a=rsa-sha256" in signature
+    assert verify_all(got.data, dns_from_status(relay, keys)) == [True]
+
+
+def test_mail_from_the_containers_own_sendmail_is_signed(start_postfix: Any, sink: Sink) -> None:
+    """The pickup path (non_smtpd_milters): `mail` and cron inside the relay container."""
+    relay = dkim_relay(sink)
+    keys = keys_for(relay)
+    instance: LocalPostfix = start_postfix(relay, dkim_keys=keys)
+    sent = subprocess.run(["sendmail", "-C", str(instance.config_dir), "-f", "root", "ops@example.org"],
+                          input=message("root", "from inside\n").as_bytes(), env=instance.env,
+                          capture_output=True, timeout=30, check=False)
+    assert sent.returncode == 0, sent.stderr
+    [got] = sink.wait_for(1)
+    assert got.header("From") == f"root@{FQDN}"
     assert verify_all(got.data, dns_from_status(relay, keys)) == [True]
 
 

@@ -132,6 +132,24 @@ def test_sender_map_order_rules_then_kept_then_default() -> None:
     ]
 
 
+def test_dkim_adds_one_opendkim_milter_per_key_and_fails_closed() -> None:
+    plain = render(make_relay(FULL))[0]["data"]
+    assert "milter" not in plain["main.cf"] and not [f for f in plain if f.startswith("opendkim")]
+    data = render(make_relay({**FULL, "dkim": {"domain": "example.com", "keyType": "Ed25519"}}))[0]["data"]
+    main_cf = dict(line.split(" = ", 1) for line in data["main.cf"].splitlines() if " = " in line)
+    sockets = "unix:${mailrelay_opendkim_dir}/ed25519.sock, unix:${mailrelay_opendkim_dir}/rsa.sock"
+    assert main_cf["smtpd_milters"] == main_cf["non_smtpd_milters"] == sockets
+    assert main_cf["milter_default_action"] == "tempfail"  # never unsigned, never lost: the client retries
+    assert sorted(f for f in data if f.startswith("opendkim")) == [
+        f"opendkim-{a}.{kind}" for a in ("ed25519", "rsa") for kind in ("conf", "keytable", "signingtable")]
+    assert "SignatureAlgorithm ed25519-sha256" in data["opendkim-ed25519.conf"]
+    assert "SignatureAlgorithm rsa-sha256" in data["opendkim-rsa.conf"]
+    assert data["opendkim-rsa.keytable"].splitlines()[1] == \
+        "rsa example.com:mail:@OPENDKIM_DIR@/keys/rsa.private"
+    assert data["opendkim-ed25519.signingtable"].splitlines()[1:] == [
+        "*@example.com ed25519", "*@*.example.com ed25519"]
+
+
 def test_direct_delivery_without_relay() -> None:
     main = postfix.main_cf(make_relay({"mailFromFQDN": "a.example"}).spec)
     assert "relayhost =\n" in main and "smtp_sasl" not in main
@@ -149,6 +167,9 @@ def _hash(spec: dict[str, Any], secret_version: str = "") -> str:
     {"relay": {**FULL["relay"], "authSecretRef": {"name": "other"}}},
     {"relay": {**FULL["relay"], "host": "smtp2.example.net"}},
     {"messageSizeLimitBytes": 6_000_000},
+    {"dkim": {}},
+    {"dkim": {"domain": "example.com"}},
+    {"dkim": {"keyType": "Ed25519"}},
 ])
 def test_config_hash_changes_when_something_that_matters_changes(change: dict[str, Any]) -> None:
     assert _hash({**FULL, **change}) != _hash(FULL)

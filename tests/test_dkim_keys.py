@@ -12,7 +12,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import kubernetes
 import pytest
 
 from mailrelay import dkim, dkim_keys
@@ -25,12 +24,6 @@ from cluster import Cluster
 from conftest import make_relay
 
 SECRET = "mailrelay-relay-dkim"
-
-
-@pytest.fixture(scope="module")
-def api(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Api:
-    config = cluster.write_kubeconfig(tmp_path_factory.mktemp("kube") / "kubeconfig")
-    return Api(kubernetes.config.new_client_from_config(config_file=str(config)))
 
 
 def create_relay(cluster: Cluster, namespace: str, **dkim_spec: Any) -> dict[str, Any]:

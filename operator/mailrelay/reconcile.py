@@ -18,7 +18,7 @@ from mailrelay import dkim_keys
 from mailrelay import status as st
 from mailrelay.apply import ApplyResult, apply_children, prune_services
 from mailrelay.kube import Api
-from mailrelay.render import config_hash, endpoint, render, selector_labels
+from mailrelay.render import config_hash, endpoint, label_selector, render, selector_labels
 from mailrelay.spec import MailRelay, SpecError, parse
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None) -> Outco
     previous = body.get("status") or {}
     events: list[tuple[str, str, str]] = []
     result: ApplyResult | None = None
-    hash_value = address = None
+    hash_value = address = selector = None
     deployment = None
     dkim_status = previous.get("dkim")  # kept while the spec cannot be read
     try:
@@ -83,6 +83,7 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None) -> Outco
         assessment = st.Assessment(False, st.INVALID_SPEC, "; ".join(exc.problems), stalled=True)
     else:
         address = endpoint(relay)
+        selector = label_selector(selector_labels(relay))
         secret_version, problem = _secret_version(api, relay)
         keys = dkim_keys.ensure(api, relay, meta.get("annotations") or {})
         events += keys.events
@@ -107,7 +108,7 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None) -> Outco
 
     def status_from(current: dict[str, Any]) -> dict[str, Any]:
         return {**st.build(assessment=assessment, generation=generation, previous=current, now=clock or now(),
-                           deployment=deployment, config_hash=hash_value, endpoint=address),
+                           deployment=deployment, config_hash=hash_value, endpoint=address, selector=selector),
                 "dkim": dkim_status}
 
     new_status = status_from(previous)

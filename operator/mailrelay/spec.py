@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from mailrelay import posix_regex
 from mailrelay.spec_dkim import DkimSpec, parse_dkim
+from mailrelay.spec_pod import POD_FIELDS, PodSettings, parse_pod
 from mailrelay.version import DEFAULT_POSTFIX_IMAGE
 
 GROUP = "mailrelay.dev"
@@ -84,6 +85,7 @@ class MailRelaySpec:
     tolerations: tuple[dict[str, Any], ...] = ()
     service: ServiceSpec = ServiceSpec()
     dkim: DkimSpec | None = None
+    pod: PodSettings = field(default_factory=PodSettings)  # pull secrets, scheduling, extra labels: spec_pod.py
 
 
 @dataclass(frozen=True)
@@ -195,7 +197,7 @@ def parse_spec(spec: Any) -> MailRelaySpec:
 
 
 _SPEC_FIELDS = {"mailFromFQDN", "rewrite", "relay", "allowedNetworks", "messageSizeLimitBytes",
-                "replicas", "image", "resources", "nodeSelector", "tolerations", "service", "dkim"}
+                "replicas", "image", "resources", "nodeSelector", "tolerations", "service", "dkim"} | POD_FIELDS
 
 
 def _parse_spec(check: _Checker, raw: Any) -> MailRelaySpec | None:
@@ -221,7 +223,8 @@ def _parse_spec(check: _Checker, raw: Any) -> MailRelaySpec | None:
     tolerations = _parse_tolerations(check, spec.get("tolerations", []))
     service = _parse_service(check, spec.get("service", {}))
     dkim = parse_dkim(check, spec["dkim"], fqdn) if spec.get("dkim") is not None else None
-    if check.problems:
+    pod = parse_pod(check, spec)
+    if check.problems or pod is None:
         return None
     assert fqdn is not None and networks is not None and size is not None and replicas is not None
     assert image is not None and resources is not None and node_selector is not None
@@ -229,7 +232,7 @@ def _parse_spec(check: _Checker, raw: Any) -> MailRelaySpec | None:
     return MailRelaySpec(mail_from_fqdn=fqdn, keep_domains=keep, rules=rules, relay=relay,
                          allowed_networks=networks, message_size_limit=size, replicas=replicas,
                          image=image, resources=resources, node_selector=node_selector,
-                         tolerations=tolerations, service=service, dkim=dkim)
+                         tolerations=tolerations, service=service, pod=pod, dkim=dkim)
 
 
 def _parse_rewrite(check: _Checker, raw: Any) -> tuple[tuple[str, ...], tuple[RewriteRule, ...]]:

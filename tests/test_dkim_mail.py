@@ -137,10 +137,18 @@ def test_a_kept_domain_outside_the_signing_domain_is_sent_unsigned(start_postfix
     assert signatures(got) == []
 
 
-def test_ed25519_relays_sign_twice_and_both_verify(start_postfix: Any, sink: Sink) -> None:
+def test_ed25519_relays_sign_twice_with_keys_only_the_signer_reads(start_postfix: Any, sink: Sink) -> None:
     relay = dkim_relay(sink, key_type="Ed25519")
     keys = keys_for(relay)
-    send(start_postfix(relay, dkim_keys=keys), "root@6ba2d5764050", message("root@6ba2d5764050"))
+    instance: LocalPostfix = start_postfix(relay, dkim_keys=keys)
+    for file in keys:  # each key is the signer's alone: Postfix's daemons cannot read it
+        path = instance.opendkim_dir / "keys" / file
+        assert (path.stat().st_mode & 0o777, path.owner()) == (0o400, "opendkim")
+        assert subprocess.run(["runuser", "-u", "postfix", "--", "cat", str(path)], capture_output=True,
+                              check=False).returncode != 0
+        assert subprocess.run(["runuser", "-u", "opendkim", "--", "cat", str(path)], capture_output=True,
+                              check=False).stdout == keys[file]
+    send(instance, "root@6ba2d5764050", message("root@6ba2d5764050"))
     [got] = sink.wait_for(1)
     found = signatures(got)
     assert sorted("a=ed25519-sha256" in s for s in found) == [False, True]

@@ -376,3 +376,22 @@ def test_run_without_a_cluster_says_what_to_do(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "no cluster to talk to" in result.stderr and "mailrelay-operator local" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_dkim_key_is_generated_published_and_rotated_by_the_running_operator(cluster: Cluster,
+                                                                           operator: Operator) -> None:
+    cluster.create(relay("dkim", dkim={}))
+    secret = eventually(lambda: cluster.get("secrets", "dkim", "mailrelay-relay-dkim"), what="the key Secret")
+    record = eventually(lambda: ((cluster.get("mailrelays", "dkim", "relay") or {}).get("status") or {})
+                        .get("dkim", {}).get("records"), what="status.dkim.records")
+    assert record[0]["name"] == "mail._domainkey.apps.example.com"
+    eventually(lambda: "DkimKeyCreated" in event_reasons(cluster, "dkim"), what="a DkimKeyCreated event")
+    roll_out(cluster, "dkim")
+    eventually(lambda: cluster.get("mailrelays", "dkim", "relay")["status"]["dkim"]["signing"] == "Active",
+               what="signing Active")
+    cluster.patch("mailrelays", "dkim", "relay", {"metadata": {"annotations": {"mailrelay.dev/rotate-dkim-key": "1"}}})
+    eventually(lambda: cluster.get("secrets", "dkim", "mailrelay-relay-dkim")["data"] != secret["data"],
+               what="a new key after the rotation annotation")
+    eventually(lambda: "DkimKeyRotated" in event_reasons(cluster, "dkim"), what="a DkimKeyRotated event")
+    pem_body = b"".join(base64.b64decode(secret["data"]["rsa.private"]).splitlines()[1:-1]).decode()
+    assert secret["data"]["rsa.private"][:40] not in operator.log() and pem_body[:40] not in operator.log()

@@ -26,6 +26,8 @@ SELECTOR_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,50}[a-z0-9])?$")
 
 
 class Checker(Protocol):
+    problems: list[str]
+
     def fail(self, path: str, message: str) -> None: ...
 
     def mapping(self, path: str, value: Any, known: set[str]) -> dict[str, Any] | None: ...
@@ -62,38 +64,31 @@ def parse_dkim(check: Checker, raw: Any, mail_from_fqdn: str | None) -> DkimSpec
     dkim = check.mapping("spec.dkim", raw, FIELDS)
     if dkim is None:
         return None
-    ok = True
+    before = len(check.problems)
     selector = check.string("spec.dkim.selector", dkim.get("selector", DEFAULT_SELECTOR))
     if selector is not None and not SELECTOR_RE.match(selector):
         check.fail("spec.dkim.selector", f"{selector!r} must be one DNS label of at most 52 lower-case letters, "
                    "digits and '-' (it becomes <selector>._domainkey.<domain>)")
-        ok = False
     domain = mail_from_fqdn
     if dkim.get("domain") is not None:
         domain = check.hostname("spec.dkim.domain", dkim["domain"], need_dot=True)
         if domain is not None and domain != dkim["domain"]:
             check.fail("spec.dkim.domain", f"{dkim['domain']!r} must be written in lower case")
-            ok = False
         elif domain is not None and mail_from_fqdn is not None and not in_domain(mail_from_fqdn, domain):
             check.fail("spec.dkim.domain", f"{domain!r} must be mailFromFQDN ({mail_from_fqdn}) or a parent domain "
                        "of it, so that every rewritten sender is signed")
-            ok = False
     key_type = dkim.get("keyType", DEFAULT_KEY_TYPE)
     if key_type not in KEY_TYPES:
         check.fail("spec.dkim.keyType", f"must be one of {', '.join(KEY_TYPES)}, got {key_type!r}")
-        ok = False
     bits = dkim.get("rsaBits", DEFAULT_RSA_BITS)
     if isinstance(bits, bool) or bits not in RSA_SIZES:
         check.fail("spec.dkim.rsaBits", f"must be one of {', '.join(map(str, RSA_SIZES))}, got {bits!r}")
-        ok = False
     secret: str | None = None
     if dkim.get("keySecretRef") is not None:
         ref = check.mapping("spec.dkim.keySecretRef", dkim["keySecretRef"], {"name"})
-        name = check.string("spec.dkim.keySecretRef.name", ref.get("name")) if ref is not None else None
-        if name is not None and (not DNS1123_SUBDOMAIN_RE.match(name) or len(name) > 253):
-            check.fail("spec.dkim.keySecretRef.name", f"{name!r} is not a valid Secret name")
-        secret = name
-        ok = ok and name is not None and ref is not None
-    if not ok or selector is None or domain is None or (secret is None and dkim.get("keySecretRef") is not None):
+        secret = check.string("spec.dkim.keySecretRef.name", ref.get("name")) if ref is not None else None
+        if secret is not None and (not DNS1123_SUBDOMAIN_RE.match(secret) or len(secret) > 253):
+            check.fail("spec.dkim.keySecretRef.name", f"{secret!r} is not a valid Secret name")
+    if len(check.problems) > before or selector is None or domain is None:
         return None
     return DkimSpec(domain=domain, selector=selector, key_type=key_type, rsa_bits=bits, key_secret=secret)

@@ -11,6 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
@@ -61,9 +62,7 @@ def public_key_data(algorithm: str, pem: bytes, where: str) -> str:
     """The `p=` value for a private key, or KeyProblem when it is not a usable key of that algorithm."""
     try:
         key = serialization.load_pem_private_key(pem, password=None)
-    except (ValueError, TypeError):
-        raise KeyProblem(f"{where} is not an unencrypted PEM private key") from None
-    except Exception:  # cryptography raises its own types for some malformed inputs
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         raise KeyProblem(f"{where} is not an unencrypted PEM private key") from None
     if algorithm == "rsa":
         if not isinstance(key, rsa.RSAPrivateKey):

@@ -117,6 +117,15 @@ def test_mail_from_the_containers_own_sendmail_is_signed(start_postfix: Any, sin
     assert verify_all(got.data, dns_from_status(relay, keys)) == [True]
 
 
+def test_a_bounce_the_relay_writes_is_signed(start_postfix: Any, sink: Sink) -> None:
+    relay = dkim_relay(sink)
+    keys = keys_for(relay)
+    send(start_postfix(relay, dkim_keys=keys), "root", message("root"), to="reject-me@example.org")
+    [bounce] = sink.wait_for(1)
+    assert bounce.mail_from == "<>" and bounce.header("From") == f"Mail Delivery System <MAILER-DAEMON@{FQDN}>"
+    assert verify_all(bounce.data, dns_from_status(relay, keys)) == [True]
+
+
 def test_a_tampered_body_or_from_fails_verification(start_postfix: Any, sink: Sink) -> None:
     relay = dkim_relay(sink)
     keys = keys_for(relay)

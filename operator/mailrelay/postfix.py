@@ -151,6 +151,8 @@ def milter_params(spec: MailRelaySpec) -> list[tuple[str, str]]:
         ("smtpd_milters", milter),
         ("non_smtpd_milters", milter),
         ("milter_default_action", "tempfail"),
+        # Bounces and other notices the relay writes itself (From MAILER-DAEMON@mailFromFQDN) too.
+        ("internal_mail_filter_classes", "bounce, notify"),
         ("milter_protocol", "6"),
         # 8-bit to 7-bit conversion on the way out would change a signed body.
         ("disable_mime_output_conversion", "yes"),

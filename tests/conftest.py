@@ -100,8 +100,9 @@ def start_postfix(postfix_ready: None) -> Iterator[Callable[..., Any]]:
 
     def start(relay: MailRelay, *, secret: dict[str, str] | None = None,
               extra_files: dict[str, str] | None = None, dkim_keys: dict[str, bytes] | None = None,
-              run: bool = True) -> LocalPostfix:
-        instance = LocalPostfix(relay, base / f"postfix{len(started)}", port=free_port(),
+              run: bool = True,
+              listen: str = "127.0.0.1") -> LocalPostfix:
+        instance = LocalPostfix(relay, base / f"postfix{len(started)}", port=free_port(listen), listen=listen,
                                 secret=secret, extra_files=extra_files, dkim_keys=dkim_keys)
         started.append(instance)
         if run:
@@ -113,6 +114,16 @@ def start_postfix(postfix_ready: None) -> Iterator[Callable[..., Any]]:
         instance.stop()
     if not os.environ.get("MAILRELAY_KEEP_TEST_DIRS"):
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def sink(sinks: list[Any]) -> Any:
+    """One started aiosmtpd sink, stopped at teardown."""
+    from smtp_sink import Sink
+
+    created = Sink().start()
+    sinks.append(created)
+    return created
 
 
 @pytest.fixture

@@ -77,13 +77,6 @@ def verify_all(data: bytes, dns: Any) -> list[bool]:
     return results
 
 
-@pytest.fixture
-def sink(sinks: list[Sink]) -> Sink:
-    created = Sink().start()
-    sinks.append(created)
-    return created
-
-
 @pytest.mark.parametrize(("envelope", "header", "want_from"), [
     ("root", "root", f"root@{FQDN}"),
     ("root@6ba2d5764050", "root@6ba2d5764050", f"root@{FQDN}"),

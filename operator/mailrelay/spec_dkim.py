@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
+
+from mailrelay import grammar
+from mailrelay.checker import Checker
 
 KeyType = Literal["RSA", "Ed25519"]
 KEY_TYPES: tuple[str, ...] = ("RSA", "Ed25519")
@@ -23,18 +26,6 @@ DEFAULT_RSA_BITS = 2048
 ED25519_SELECTOR_SUFFIX = "-ed25519"  # an Ed25519 key needs its own DNS name beside the RSA one
 FIELDS = {"selector", "domain", "keyType", "rsaBits", "keySecretRef"}
 SELECTOR_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,50}[a-z0-9])?$")
-
-
-class Checker(Protocol):
-    problems: list[str]
-
-    def fail(self, path: str, message: str) -> None: ...
-
-    def mapping(self, path: str, value: Any, known: set[str]) -> dict[str, Any] | None: ...
-
-    def string(self, path: str, value: Any) -> str | None: ...
-
-    def hostname(self, path: str, value: Any, *, need_dot: bool) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -59,8 +50,6 @@ def in_domain(host: str, domain: str) -> bool:
 
 
 def parse_dkim(check: Checker, raw: Any, mail_from_fqdn: str | None) -> DkimSpec | None:
-    from mailrelay.spec import DNS1123_SUBDOMAIN_RE
-
     dkim = check.mapping("spec.dkim", raw, FIELDS)
     if dkim is None:
         return None
@@ -87,7 +76,7 @@ def parse_dkim(check: Checker, raw: Any, mail_from_fqdn: str | None) -> DkimSpec
     if dkim.get("keySecretRef") is not None:
         ref = check.mapping("spec.dkim.keySecretRef", dkim["keySecretRef"], {"name"})
         secret = check.string("spec.dkim.keySecretRef.name", ref.get("name")) if ref is not None else None
-        if secret is not None and (not DNS1123_SUBDOMAIN_RE.match(secret) or len(secret) > 253):
+        if secret is not None and (not grammar.full(grammar.HOSTNAME, secret) or len(secret) > 253):
             check.fail("spec.dkim.keySecretRef.name", f"{secret!r} is not a valid Secret name")
     if len(check.problems) > before or selector is None or domain is None:
         return None

@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from mailrelay import apidoc
-from mailrelay.identity import ALL_NAMESPACES_RULES, CLUSTER_RULES, LEADER_RULES, RELAY_RULES, Rule
+from mailrelay.identity import ALL_NAMESPACES_RULES, LEADER_RULES, RELAY_RULES, Rule
 
 ROOT = Path(__file__).resolve().parents[1]
 CRD = "crds/mailrelay.dev_mailrelays.yaml"
@@ -55,15 +55,14 @@ def _role(kind: str, name: str, rules: Iterable[Rule], namespace: str | None) ->
 def cluster_wide_rbac() -> str:
     return (HEADER + "# Every namespace's MailRelays: a ClusterRole. The leader-election Lease: a Role in the\n"
             "# operator's own namespace only.\n"
-            + _role("ClusterRole", NAME, (*RELAY_RULES, *CLUSTER_RULES, *ALL_NAMESPACES_RULES), None) + "---\n"
+            + _role("ClusterRole", NAME, (*RELAY_RULES, *ALL_NAMESPACES_RULES), None) + "---\n"
             + _role("Role", f"{NAME}-leader-election", LEADER_RULES, NAMESPACE))
 
 
 def namespaced_rbac() -> str:
-    return (HEADER + "# The operator's own namespace only: everything is a Role, except reading CRD definitions,\n"
-            "# which kopf needs for discovery and which are cluster-scoped.\n"
-            + _role("Role", NAME, (*RELAY_RULES, *LEADER_RULES), NAMESPACE) + "---\n"
-            + _role("ClusterRole", f"{NAME}-crd-reader", CLUSTER_RULES, None))
+    return (HEADER + "# The operator's own namespace only: everything is a Role, nothing cluster-wide. Serving named\n"
+            "# namespaces, the operator lists neither namespaces nor CRDs (API discovery tells it what is served).\n"
+            + _role("Role", NAME, (*RELAY_RULES, *LEADER_RULES), NAMESPACE))
 
 
 def chart_rules() -> str:
@@ -71,7 +70,6 @@ def chart_rules() -> str:
              "     RBAC rules by scope, included by rbac.yaml. */}}\n"]
     for name, rules, why in (
             ("relay", RELAY_RULES, "on the objects the operator serves: a ClusterRole or a Role per namespace"),
-            ("cluster", CLUSTER_RULES, "always cluster-scoped"),
             ("allNamespaces", ALL_NAMESPACES_RULES, "only when serving every namespace"),
             ("leaderElection", LEADER_RULES, "in the release namespace only")):
         parts.append(f"{{{{/* {why} */}}}}\n{{{{- define \"mailrelay.rules.{name}\" -}}}}\n"

@@ -51,6 +51,27 @@ def crd() -> dict[str, Any]:
     return yaml.safe_load(CRD_PATH.read_text())
 
 
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    """The emulated API server, one per test module (each test works in its own namespace)."""
+    from cluster import Cluster
+
+    emulator = Cluster()
+    yield emulator
+    emulator.close()
+
+
+@pytest.fixture(scope="module")
+def api(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The operator's own API client, over HTTP to the emulated API server."""
+    import kubernetes
+
+    from mailrelay.kube import Api
+
+    config = cluster.write_kubeconfig(tmp_path_factory.mktemp("kube") / "kubeconfig")
+    return Api(kubernetes.config.new_client_from_config(config_file=str(config)))
+
+
 @pytest.fixture
 def postfix_ready() -> None:
     """Real Postfix is required for the mail path; in CI its absence is a failure, not a skip."""
@@ -78,10 +99,11 @@ def start_postfix(postfix_ready: None) -> Iterator[Callable[..., Any]]:
     base.chmod(0o755)
 
     def start(relay: MailRelay, *, secret: dict[str, str] | None = None,
-              extra_files: dict[str, str] | None = None, run: bool = True,
+              extra_files: dict[str, str] | None = None, dkim_keys: dict[str, bytes] | None = None,
+              run: bool = True,
               listen: str = "127.0.0.1") -> LocalPostfix:
         instance = LocalPostfix(relay, base / f"postfix{len(started)}", port=free_port(listen), listen=listen,
-                                secret=secret, extra_files=extra_files)
+                                secret=secret, extra_files=extra_files, dkim_keys=dkim_keys)
         started.append(instance)
         if run:
             instance.start()
@@ -92,6 +114,16 @@ def start_postfix(postfix_ready: None) -> Iterator[Callable[..., Any]]:
         instance.stop()
     if not os.environ.get("MAILRELAY_KEEP_TEST_DIRS"):
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def sink(sinks: list[Any]) -> Any:
+    """One started aiosmtpd sink, stopped at teardown."""
+    from smtp_sink import Sink
+
+    created = Sink().start()
+    sinks.append(created)
+    return created
 
 
 @pytest.fixture

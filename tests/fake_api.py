@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 from mailrelay.identity import API_VERSION, KIND
+from mailrelay.kube import ApiError
 
 
 class FakeApi:
@@ -60,6 +61,14 @@ class FakeApi:
             self.set_status(obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"], status)
             stored["status"] = status
         return stored
+
+    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """POST: refused (409, as the API server does) when the name is taken."""
+        meta = obj["metadata"]
+        if (obj["kind"], meta["namespace"], meta["name"]) in self.objects:
+            raise ApiError(409, f"create {obj['kind']} {meta['namespace']}/{meta['name']}: it already exists")
+        self.writes.append(("create", obj["kind"], meta["name"]))
+        return self.put(copy.deepcopy(obj))
 
     def delete(self, kind: str, namespace: str, name: str, uid: str) -> None:
         self.writes.append(("delete", kind, name))

@@ -21,6 +21,7 @@ import yaml
 from mailrelay.identity import RESOURCES
 
 from cluster import Cluster
+from shipped_operator import established
 
 PLURAL_PATHS = {r.plural: (r.prefix, r.namespaced) for r in RESOURCES.values()}
 
@@ -74,8 +75,7 @@ class ControlPlaneBackend:
             self.create_namespace(namespace)  # `helm install --create-namespace` does this
         self.plane.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
         for crd in (d for d in docs if d["kind"] == "CustomResourceDefinition"):
-            self.plane.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                               f"customresourcedefinition/{crd['metadata']['name']}")
+            established(self.plane, crd["metadata"]["name"])
 
     def pod_kubeconfig(self, deployment: dict[str, Any], path: Path) -> dict[str, Any]:
         account = deployment["spec"]["template"]["spec"]["serviceAccountName"]

@@ -136,14 +136,17 @@ def test_rbac_and_service_account_can_come_from_elsewhere(tools: Path) -> None:
     assert one(docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "default"
 
 
-def test_same_release_name_in_two_namespaces_does_not_collide(tools: Path) -> None:
+@pytest.mark.parametrize("values", [[], ["--set", "watchNamespaces={apps}"]])
+def test_same_release_name_in_two_namespaces_does_not_collide(tools: Path, values: list[str]) -> None:
+    """Cluster-wide: the ClusterRole and its binding; with watchNamespaces: the Roles in a shared namespace."""
     def names(namespace: str) -> set[tuple[str, str | None, str]]:
-        docs = template(tools, "--set", "watchNamespaces={apps}", namespace=namespace)
+        docs = template(tools, *values, namespace=namespace)
         return {(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]) for d in docs
                 if d["kind"] in ("ClusterRole", "ClusterRoleBinding") or d["metadata"].get("namespace") == "apps"}
 
     first, second = names("team-a"), names("team-b")
-    assert {kind for kind, _, _ in first} == {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+    kinds = {"Role", "RoleBinding"} if values else {"ClusterRole", "ClusterRoleBinding"}
+    assert {kind for kind, _, _ in first} == kinds  # with watchNamespaces, nothing cluster-wide
     assert not first & second
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mailrelay.identity import ALL_NAMESPACES_RULES, CLUSTER_RULES, LEADER_RULES, RELAY_RULES, Rule
+from mailrelay.identity import ALL_NAMESPACES_RULES, LEADER_RULES, RELAY_RULES, Rule
 
 from conftest import ROOT
 from test_packaging import CHART, objects, run
@@ -66,10 +66,9 @@ def test_kustomize_rbac_is_the_identity_rules(tools: Path, variant: str) -> None
     docs = objects(run(tools, "kubectl", "kustomize", f"manifests/{variant}"))
     scopes = by_scope(docs)
     if variant == "namespaced":
-        assert scopes == {("Role", "mailrelay-system"): expected(RELAY_RULES, LEADER_RULES),
-                          ("ClusterRole", None): expected(CLUSTER_RULES)}
+        assert scopes == {("Role", "mailrelay-system"): expected(RELAY_RULES, LEADER_RULES)}
     else:
-        assert scopes == {("ClusterRole", None): expected(RELAY_RULES, CLUSTER_RULES, ALL_NAMESPACES_RULES),
+        assert scopes == {("ClusterRole", None): expected(RELAY_RULES, ALL_NAMESPACES_RULES),
                           ("Role", "mailrelay-system"): expected(LEADER_RULES)}
 
 
@@ -78,11 +77,10 @@ def test_chart_rbac_is_the_identity_rules(tools: Path, values: list[str]) -> Non
     docs = objects(run(tools, "helm", "template", "mr", str(CHART), "-n", "mailrelay-system", *values))
     scopes = by_scope(docs)
     if values:
-        assert scopes == {("ClusterRole", None): expected(CLUSTER_RULES),
-                          ("Role", "mailrelay-system"): expected(LEADER_RULES),
+        assert scopes == {("Role", "mailrelay-system"): expected(LEADER_RULES),
                           ("Role", "apps"): expected(RELAY_RULES), ("Role", "billing"): expected(RELAY_RULES)}
     else:
-        assert scopes == {("ClusterRole", None): expected(RELAY_RULES, CLUSTER_RULES, ALL_NAMESPACES_RULES),
+        assert scopes == {("ClusterRole", None): expected(RELAY_RULES, ALL_NAMESPACES_RULES),
                           ("Role", "mailrelay-system"): expected(LEADER_RULES)}
 
 

@@ -23,6 +23,7 @@ from mailrelay.spec import parse
 
 from conftest import CRD_PATH, ROOT, relay_object
 from controlplane import ControlPlane
+from shipped_operator import established
 from test_network_policy import GUARDED
 
 pytestmark = pytest.mark.controlplane
@@ -37,7 +38,7 @@ def operator_api(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathF
     """The operator's Api as its ServiceAccount, with the RBAC the cluster-wide kustomization grants."""
     plane = control_plane
     plane.kubectl("apply", "--server-side", "-f", str(CRD_PATH))
-    plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/mailrelays.mailrelay.dev")
+    established(plane, "mailrelays.mailrelay.dev")
     shipped = plane.kubectl("kustomize", str(ROOT / "manifests" / "cluster-wide")).stdout
     wanted = {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
     rbac = [d for d in yaml.safe_load_all(shipped) if d and d["kind"] in wanted]

@@ -79,13 +79,6 @@ def with_login(start_postfix: Any, sinks: list[Sink], accepted: tuple[str, str],
     return sink, start_postfix(make_relay(spec), secret=secret)
 
 
-@pytest.fixture
-def sink(sinks: list[Sink]) -> Sink:
-    created = Sink().start()
-    sinks.append(created)
-    return created
-
-
 @pytest.mark.parametrize(("envelope", "header", "want_envelope", "want_header"), [
     ("root@6ba2d5764050", "root@6ba2d5764050", f"root@{FQDN}", f"root@{FQDN}"),
     ("root", "root", f"root@{FQDN}", f"root@{FQDN}"),

@@ -51,6 +51,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.networking.error_backoffs = [1, 2, 5, 10, 30]
     settings.watching.server_timeout = ours.watch_timeout
     settings.watching.client_timeout = ours.watch_timeout + 30
+    # Serving named namespaces needs no list of all namespaces (nor CRD watching): the namespaced
+    # manifests grant neither, and a refused scan would only retry, warn and fall back to the names.
+    settings.scanning.disabled = bool(_context(memo).namespaces)
 
 
 @kopf.on.startup()

@@ -75,11 +75,12 @@ class Rule:
 
 
 # Least privilege. No update on our objects (server-side apply is a patch); delete only for a Service
-# left behind by a rename (the garbage collector removes the rest); Secrets read one at a time.
+# left behind by a rename and a NetworkPolicy switched off (the garbage collector removes the rest);
+# Secrets read one at a time, and written only for the DKIM key the operator generates.
 # Granted cluster-wide (a ClusterRole) or in each served namespace (a Role).
 RELAY_RULES: tuple[Rule, ...] = (
     Rule(GROUP, (PLURAL,), ("get", "list", "watch", "patch")),
-    Rule(GROUP, (f"{PLURAL}/status",), ("get", "patch")),
+    Rule(GROUP, (f"{PLURAL}/status",), ("patch",)),
     Rule(GROUP, (f"{PLURAL}/finalizers",), ("update",), "lets children carry blockOwnerDeletion"),
     Rule("", ("configmaps",), ("get", "list", "watch", "create", "patch")),
     Rule("", ("services",), ("get", "list", "watch", "create", "patch", "delete"),
@@ -87,18 +88,16 @@ RELAY_RULES: tuple[Rule, ...] = (
     Rule("apps", ("deployments",), ("get", "list", "watch", "create", "patch")),
     Rule("networking.k8s.io", ("networkpolicies",), ("get", "list", "watch", "create", "patch", "delete"),
          "delete: the policy after networkPolicy.enabled: false"),
-    Rule("", ("secrets",), ("get",), "one relay's auth Secret, by name"),
-    Rule("", ("events",), ("create", "patch"), "kopf's own event posting"),
+    Rule("", ("secrets",), ("get", "create", "patch"),
+         "create/patch: the generated DKIM key Secret only (checked in code)"),
     Rule("events.k8s.io", ("events",), ("create", "patch"),
          "the operator's events; patch counts a repeat in the event's series"),
 )
-# Always cluster-scoped: kopf reads CRDs to discover the resources it watches.
-CLUSTER_RULES: tuple[Rule, ...] = (
-    Rule("apiextensions.k8s.io", ("customresourcedefinitions",), ("get", "list", "watch"), "kopf's discovery"),
-)
-# Only when serving every namespace: kopf follows namespaces as they come and go.
+# Only when serving every namespace (a ClusterRole): kopf's scanning follows the CRD. Serving named
+# namespaces, scanning is off and the operator reads neither CRDs nor namespaces.
 ALL_NAMESPACES_RULES: tuple[Rule, ...] = (
-    Rule("", ("namespaces",), ("list", "watch")),
+    Rule("apiextensions.k8s.io", ("customresourcedefinitions",), ("list", "watch"),
+         "kopf follows the CRD, e.g. a version added later"),
 )
 # In the operator's own namespace only: leader election among replicas.
 LEADER_RULES: tuple[Rule, ...] = (

@@ -159,6 +159,17 @@ class Api:
             if exc.status != 409:  # 409: a different object by that name by now, not ours to delete
                 raise
 
+    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """POST: unlike apply, fails (HTTP 409) when the name is taken, so it overwrites nothing."""
+        meta = obj["metadata"]
+        what = f"create {obj['kind']} {meta['namespace']}/{meta['name']}"
+        try:
+            return self._must(what, "POST", path(obj["kind"], meta["namespace"]), body=obj)
+        except ApiError as exc:
+            if exc.status == 409:
+                raise ApiError(409, f"{what}: it already exists") from None
+            raise
+
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply as our field manager; `force` takes back fields someone edited by hand."""
         meta = obj["metadata"]

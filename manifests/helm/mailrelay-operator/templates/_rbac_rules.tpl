@@ -8,7 +8,7 @@
   verbs: [get, list, watch, patch]
 - apiGroups: [mailrelay.dev]
   resources: [mailrelays/status]
-  verbs: [get, patch]
+  verbs: [patch]
 - apiGroups: [mailrelay.dev]
   resources: [mailrelays/finalizers]
   verbs: [update]  # lets children carry blockOwnerDeletion
@@ -26,27 +26,17 @@
   verbs: [get, list, watch, create, patch, delete]  # delete: the policy after networkPolicy.enabled: false
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get]  # one relay's auth Secret, by name
-- apiGroups: [""]
-  resources: [events]
-  verbs: [create, patch]  # kopf's own event posting
+  verbs: [get, create, patch]  # create/patch: the generated DKIM key Secret only (checked in code)
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]  # the operator's events; patch counts a repeat in the event's series
 {{- end -}}
 
-{{/* always cluster-scoped */}}
-{{- define "mailrelay.rules.cluster" -}}
-- apiGroups: [apiextensions.k8s.io]
-  resources: [customresourcedefinitions]
-  verbs: [get, list, watch]  # kopf's discovery
-{{- end -}}
-
 {{/* only when serving every namespace */}}
 {{- define "mailrelay.rules.allNamespaces" -}}
-- apiGroups: [""]
-  resources: [namespaces]
-  verbs: [list, watch]
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions]
+  verbs: [list, watch]  # kopf follows the CRD, e.g. a version added later
 {{- end -}}
 
 {{/* in the release namespace only */}}

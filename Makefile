@@ -3,10 +3,11 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TOOLS := .tools/bin
-DEB_PACKAGES := postfix libsasl2-modules openssl ca-certificates procps
+DEB_PACKAGES := postfix libsasl2-modules openssl ca-certificates procps \
+	debootstrap podman runc iproute2
 EXAMPLE ?= examples/mailrelay.yaml
 
-.PHONY: run test lint unit bench system-deps tools docs clean
+.PHONY: run test lint unit bench system-deps tools docs clean images
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -24,6 +25,11 @@ system-deps:
 	echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing
 
+# Both images from image/*/Dockerfile: podman build (chroot isolation, vfs) on a debootstrapped Debian
+# base; rootfs and images cached in /var/cache/mailrelay-operator, rebuilt only when their inputs change.
+images: $(VENV)/.installed system-deps
+	$(PY) image/build.py
+
 tools: $(VENV)/.installed
 	$(PY) tests/tools/fetch_kube_tools.py $(TOOLS)
 
@@ -31,7 +37,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-test: $(VENV)/.installed system-deps tools lint
+test: $(VENV)/.installed system-deps tools lint images
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(PY) -m pytest
 
 unit: $(VENV)/.installed

@@ -28,7 +28,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("MAILRELAY_CACHE", "/var/cache/mailrelay-operator"))
 STORE = CACHE / "containers"
-RUN_ROOT = Path("/run/mailrelay-operator/containers")
+# podman records the runroot in its store: one per store (a second cache, e.g. for a cold build, gets its own).
+_OTHER = "" if "MAILRELAY_CACHE" not in os.environ else f"-{hashlib.sha256(bytes(STORE)).hexdigest()[:8]}"
+RUN_ROOT = Path(f"/run/mailrelay-operator/containers{_OTHER}")
 MIRROR = os.environ.get("MAILRELAY_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 SUITE = "bookworm"
 BUILD_TAG = "localhost/mailrelay-build"  # <image>:<inputs hash>, the record that an input set was built
@@ -264,7 +266,20 @@ def build(image: Image) -> str:
     else:
         print(f"build: {image.name} unchanged ({key})", flush=True)
     podman("tag", existing, image.tag)
+    prune(image, keep=key)
     return existing
+
+
+def prune(image: Image, keep: str, count: int = 3) -> None:
+    """Drop all but the newest `count` builds of an image, so the store does not grow without end."""
+    listed = podman("images", "--format", "{{.Repository}}:{{.Tag}} {{.CreatedAt}}", "--filter",
+                    f"reference={BUILD_TAG}/{image.name}")
+    builds = sorted((line.split(" ", 1) for line in listed.splitlines()
+                     if line.startswith(f"{BUILD_TAG}/{image.name}:")), key=lambda pair: pair[1], reverse=True)
+    for reference, _created in builds[count:]:
+        if reference != keep:
+            subprocess.run(["podman", "--root", str(STORE), "--runroot", str(RUN_ROOT), "--storage-driver", "vfs",
+                            "rmi", reference], capture_output=True, check=False)  # in use elsewhere: kept
 
 
 def main(argv: list[str]) -> int:
@@ -273,6 +288,10 @@ def main(argv: list[str]) -> int:
     if unknown:
         print(f"unknown image(s): {', '.join(sorted(unknown))}; known: {', '.join(images())}", file=sys.stderr)
         return 2
+    if os.geteuid() != 0:
+        print("build: building the images needs root (debootstrap, and podman's store in "
+              f"{STORE})", file=sys.stderr)
+        return 1
     for tool in ("debootstrap", "podman"):
         if shutil.which(tool) is None:
             print(f"build: {tool} is missing (make system-deps installs it)", file=sys.stderr)

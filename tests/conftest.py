@@ -59,6 +59,20 @@ def postfix_ready() -> None:
         pytest.skip(problem)
 
 
+@pytest.fixture(scope="session")
+def images() -> dict[str, str]:
+    """Both images built from this checkout (image/build.py, cached by inputs); needs root and the tools."""
+    missing = [tool for tool in ("podman", "runc", "debootstrap") if not shutil.which(tool)]
+    if missing or os.geteuid() != 0:
+        problem = f"the pod tests need root and these tools: {', '.join(missing) or 'root only'}"
+        if os.environ.get("CI"):
+            pytest.fail(problem)
+        pytest.skip(problem)
+    from podrunner.images import built_images
+
+    return built_images()
+
+
 @pytest.fixture
 def start_postfix(postfix_ready: None) -> Iterator[Callable[..., Any]]:
     """Start private Postfix instances from rendered relays; all are stopped at teardown.

@@ -15,7 +15,6 @@ import ssl
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,7 +24,6 @@ from mailrelay import render
 
 from conftest import ROOT, make_relay, self_signed_server_context
 from podrunner import Pod, PodNetwork
-from podrunner.images import built_images
 from smtp_sink import Sink, free_port
 from test_mail_path import message
 
@@ -33,22 +31,6 @@ pytestmark = pytest.mark.pod
 
 FQDN = "mail.example.com"
 CLIENT, OUTSIDER = 20, 100  # host parts: inside allowedNetworks (.16/28) and outside it
-
-
-@pytest.fixture(scope="module")
-def images() -> dict[str, str]:
-    """Both images, built from this checkout (cached by their inputs); missing tools fail in CI."""
-    missing = [tool for tool in ("podman", "runc", "debootstrap") if not _which(tool)]
-    if missing or os.geteuid() != 0:
-        problem = f"the pod tests need root and {', '.join(missing) or 'nothing else'}"
-        if os.environ.get("CI"):
-            pytest.fail(problem)
-        pytest.skip(problem)
-    return built_images()
-
-
-def _which(tool: str) -> bool:
-    return any(Path(d, tool).exists() for d in ("/usr/bin", "/usr/sbin", "/bin", "/sbin"))
 
 
 @pytest.fixture(scope="module")

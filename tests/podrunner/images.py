@@ -61,4 +61,8 @@ def rootfs(image_id: str) -> Path:
     finally:
         _podman("image", "unmount", image_id)
     partial.rename(target)
+    known = set(_podman("images", "--quiet", "--no-trunc").replace("sha256:", "").split())
+    for old in target.parent.iterdir():  # copies of images the store has pruned
+        if old.name not in known and not old.name.endswith(".partial"):
+            shutil.rmtree(old, ignore_errors=True)
     return target

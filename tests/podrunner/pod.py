@@ -49,6 +49,7 @@ class Pod:
         self.ready = False
         self.restarts = 0
         self.probe_log: list[tuple[str, int, str]] = []  # (probe, exit status, output)
+        self.pre_stop_result: subprocess.CompletedProcess[str] | None = None  # of the last stop
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -199,8 +200,7 @@ class Pod:
         pre_stop = self.container.get("lifecycle", {}).get("preStop", {}).get("exec")
         if pre_stop and self.status() == "running":
             try:
-                self.pre_stop_result: subprocess.CompletedProcess[str] | None = self.exec(
-                    *pre_stop["command"], timeout=grace)
+                self.pre_stop_result = self.exec(*pre_stop["command"], timeout=grace)
             except subprocess.TimeoutExpired:
                 self.pre_stop_result = None
         runc("kill", self.id, "TERM")

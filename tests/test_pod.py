@@ -287,6 +287,12 @@ def test_operator_image_runs_as_its_non_root_user_with_a_read_only_root(images: 
     finally:
         pod.stop()
     pod = Pod(deployment, config_maps={}, network=new_network())
+    try:  # unchanged: `run` gets as far as looking for its API server (this pod has no service account)
+        ran = pod.run_once()
+        assert ran.returncode == 1 and "no cluster to talk to" in ran.stderr and "Traceback" not in ran.stderr
+    finally:
+        pod.stop()
+    pod = Pod(deployment, config_maps={}, network=new_network())
     try:
         who = pod.run_once(command=["python3", "-c", "import os; print(os.getuid(), os.getgid()); open('/x', 'w')"])
         assert who.stdout.split() == ["10001", "10001"]

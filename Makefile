@@ -7,7 +7,7 @@ DEB_PACKAGES := postfix libsasl2-modules openssl ca-certificates procps \
 	debootstrap podman runc iproute2
 EXAMPLE ?= examples/mailrelay.yaml
 
-.PHONY: run test lint unit bench system-deps tools docs clean images
+.PHONY: run test lint unit bench system-deps tools controlplane cluster docs schemas clean images
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -37,12 +37,22 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
+# The real control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok), built once
+# from the pinned Go modules in tools/controlplane into /var/cache/mailrelay-operator (MAILRELAY_CACHE_DIR);
+# reused while the pins hold.
+controlplane: $(VENV)/.installed
+	$(PY) tools/controlplane/build.py
+
+# That control plane in the foreground: kubeconfig in .cluster/kubeconfig, Ctrl-C stops it.
+cluster: controlplane tools
+	PATH="$(CURDIR)/$(TOOLS):$$PATH" PYTHONPATH=tools $(PY) -m controlplane
+
 # The images need root (debootstrap, podman); without it the pod tests skip (they fail in CI).
-test: $(VENV)/.installed system-deps tools lint $(if $(filter 0,$(shell id -u)),images)
+test: $(VENV)/.installed system-deps tools controlplane lint $(if $(filter 0,$(shell id -u)),images)
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(PY) -m pytest
 
 unit: $(VENV)/.installed
-	$(PY) -m pytest -m "not postfix and not pod"
+	$(PY) -m pytest -m "not postfix and not controlplane and not pod"
 
 # With a kubeconfig (KUBECONFIG or ~/.kube/config): run the operator. Without: run one relay locally.
 run: $(VENV)/.installed
@@ -57,6 +67,11 @@ bench: $(VENV)/.installed system-deps
 
 docs: $(VENV)/.installed
 	$(PY) -m mailrelay.apidoc crds/mailrelay.dev_mailrelays.yaml > docs/api-reference.md
+	$(PY) tests/tools/chart_readme.py write
+
+# Upstream Kubernetes shapes (affinity, topology spread, ...) into the CRDs, the operator and the chart schema.
+schemas: $(VENV)/.installed
+	$(PY) tests/tools/upstream_schemas.py write
 
 clean:
-	rm -rf $(VENV) .tools .pytest_cache .ruff_cache
+	rm -rf $(VENV) .tools .pytest_cache .ruff_cache .cluster

@@ -26,10 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CACHE = Path(os.environ.get("MAILRELAY_CACHE", "/var/cache/mailrelay-operator"))
+DEFAULT_CACHE = Path("/var/cache/mailrelay-operator")
+CACHE = Path(os.environ.get("MAILRELAY_CACHE_DIR", DEFAULT_CACHE))
 STORE = CACHE / "containers"
 # podman records the runroot in its store: one per store (a second cache, e.g. for a cold build, gets its own).
-_OTHER = "" if "MAILRELAY_CACHE" not in os.environ else f"-{hashlib.sha256(bytes(STORE)).hexdigest()[:8]}"
+_OTHER = "" if CACHE == DEFAULT_CACHE else f"-{hashlib.sha256(bytes(STORE)).hexdigest()[:8]}"
 RUN_ROOT = Path(f"/run/mailrelay-operator/containers{_OTHER}")
 MIRROR = os.environ.get("MAILRELAY_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 SUITE = "bookworm"

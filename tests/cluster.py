@@ -23,9 +23,9 @@ import requests
 
 from kube_emulator import ApiServer
 
-PATHS = {"configmaps": "/api/v1", "services": "/api/v1", "secrets": "/api/v1", "events": "/api/v1",
+PATHS = {"configmaps": "/api/v1", "services": "/api/v1", "secrets": "/api/v1", "events": "/apis/events.k8s.io/v1",
          "deployments": "/apis/apps/v1", "mailrelays": "/apis/mailrelay.dev/v1alpha1"}
-GROUPS = {"configmaps": "", "services": "", "secrets": "", "events": "", "deployments": "apps",
+GROUPS = {"configmaps": "", "services": "", "secrets": "", "events": "events.k8s.io", "deployments": "apps",
           "mailrelays": "mailrelay.dev"}
 
 

@@ -96,6 +96,9 @@ def test_create_makes_three_owned_children_and_a_status(cluster: Cluster, operat
     status = obj["status"]
     assert status["observedGeneration"] == 1 and condition["observedGeneration"] == 1
     assert status["endpoint"] == "mail.create.svc:25"
+    # The scale subresource's selector: exactly the Deployment's pods.
+    selector = dict(pair.split("=") for pair in status["selector"].split(","))
+    assert selector == children["deployments"]["spec"]["selector"]["matchLabels"]
     pod_hash = children["deployments"]["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
     assert status["configHash"] == pod_hash
     obj = eventually(lambda: (o := cluster.get("mailrelays", "create", "relay")) and  # kopf's state, our prefix

@@ -47,6 +47,11 @@ def selector_labels(relay: MailRelay) -> dict[str, str]:
     return {"app.kubernetes.io/name": "mailrelay", "app.kubernetes.io/instance": relay.name}
 
 
+def label_selector(match: dict[str, str]) -> str:
+    """The selector string form (`a=b,c=d`) of equality labels, as status.selector and list calls take it."""
+    return ",".join(f"{key}={value}" for key, value in sorted(match.items()))
+
+
 def labels(relay: MailRelay) -> dict[str, str]:
     return {**selector_labels(relay), "app.kubernetes.io/component": "smtp-relay",
             "app.kubernetes.io/managed-by": MANAGED_BY}
@@ -136,6 +141,7 @@ def deployment(relay: MailRelay, secret_version: str = "") -> dict[str, Any]:
         pod_spec["nodeSelector"] = dict(spec.node_selector)
     if spec.tolerations:
         pod_spec["tolerations"] = [dict(t) for t in spec.tolerations]
+    pod_spec.update(_pod_placement(relay))
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": _metadata(relay, child_names(relay)["Deployment"]),
@@ -145,12 +151,32 @@ def deployment(relay: MailRelay, secret_version: str = "") -> dict[str, Any]:
             # Never fewer ready relays than wanted during a rollout: new pod first, then drain the old.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
             "template": {
-                "metadata": {"labels": labels(relay),
-                             "annotations": {CONFIG_HASH_ANNOTATION: config_hash(relay, secret_version)}},
+                # The user's labels and annotations first: ours win (spec_pod refuses clashing keys anyway).
+                "metadata": {"labels": {**spec.pod.labels, **labels(relay)},
+                             "annotations": {**spec.pod.annotations,
+                                             CONFIG_HASH_ANNOTATION: config_hash(relay, secret_version)}},
                 "spec": pod_spec,
             },
         },
     }
+
+
+def _topology_spread(relay: MailRelay) -> list[dict[str, Any]]:
+    """spec.topologySpreadConstraints, each counting this relay's pods unless it names its own selector."""
+    return [{**constraint, "labelSelector": constraint.get("labelSelector") or {"matchLabels": selector_labels(relay)}}
+            for constraint in relay.spec.pod.topology_spread_constraints]
+
+
+def _pod_placement(relay: MailRelay) -> dict[str, Any]:
+    """Pull secrets, scheduling and priority from spec; only the fields that are set."""
+    pod = relay.spec.pod
+    fields: dict[str, Any] = {
+        "imagePullSecrets": [{"name": name} for name in pod.image_pull_secrets],
+        "affinity": dict(pod.affinity),
+        "topologySpreadConstraints": _topology_spread(relay),
+        "priorityClassName": pod.priority_class_name,
+    }
+    return {key: value for key, value in fields.items() if value}
 
 
 def service(relay: MailRelay) -> dict[str, Any]:

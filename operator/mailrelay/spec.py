@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mailrelay import posix_regex
+from mailrelay.spec_pod import POD_FIELDS, PodSettings, parse_pod
 from mailrelay.version import DEFAULT_POSTFIX_IMAGE
 
 GROUP = "mailrelay.dev"
@@ -82,6 +83,7 @@ class MailRelaySpec:
     node_selector: dict[str, str] = field(default_factory=dict, hash=False, compare=True)
     tolerations: tuple[dict[str, Any], ...] = ()
     service: ServiceSpec = ServiceSpec()
+    pod: PodSettings = field(default_factory=PodSettings)  # pull secrets, scheduling, extra labels: spec_pod.py
 
 
 @dataclass(frozen=True)
@@ -193,7 +195,7 @@ def parse_spec(spec: Any) -> MailRelaySpec:
 
 
 _SPEC_FIELDS = {"mailFromFQDN", "rewrite", "relay", "allowedNetworks", "messageSizeLimitBytes",
-                "replicas", "image", "resources", "nodeSelector", "tolerations", "service"}
+                "replicas", "image", "resources", "nodeSelector", "tolerations", "service"} | POD_FIELDS
 
 
 def _parse_spec(check: _Checker, raw: Any) -> MailRelaySpec | None:
@@ -218,7 +220,8 @@ def _parse_spec(check: _Checker, raw: Any) -> MailRelaySpec | None:
     node_selector = _parse_node_selector(check, spec.get("nodeSelector", {}))
     tolerations = _parse_tolerations(check, spec.get("tolerations", []))
     service = _parse_service(check, spec.get("service", {}))
-    if check.problems:
+    pod = parse_pod(check, spec)
+    if check.problems or pod is None:
         return None
     assert fqdn is not None and networks is not None and size is not None and replicas is not None
     assert image is not None and resources is not None and node_selector is not None
@@ -226,7 +229,7 @@ def _parse_spec(check: _Checker, raw: Any) -> MailRelaySpec | None:
     return MailRelaySpec(mail_from_fqdn=fqdn, keep_domains=keep, rules=rules, relay=relay,
                          allowed_networks=networks, message_size_limit=size, replicas=replicas,
                          image=image, resources=resources, node_selector=node_selector,
-                         tolerations=tolerations, service=service)
+                         tolerations=tolerations, service=service, pod=pod)
 
 
 def _parse_rewrite(check: _Checker, raw: Any) -> tuple[tuple[str, ...], tuple[RewriteRule, ...]]:

@@ -18,12 +18,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-import yaml
 
 from mailrelay import render
 
-from conftest import ROOT, make_relay, self_signed_server_context
-from podrunner import Pod, PodNetwork
+from conftest import make_relay, self_signed_server_context
+from podrunner import Pod, PodNetwork, wait_until
 from smtp_sink import Sink, free_port
 from test_mail_path import message
 
@@ -85,13 +84,6 @@ def queued(pod: Pod) -> int:
     result = pod.exec("sh", "-c", "find /var/spool/postfix/maildrop /var/spool/postfix/incoming "
                                   "/var/spool/postfix/active /var/spool/postfix/deferred -type f | wc -l")
     return int(result.stdout)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 # --- one relay pod with a smarthost that wants STARTTLS and a login -------------------------------
@@ -210,13 +202,13 @@ def test_a_hung_relay_is_restarted_by_its_liveness_probe(pods: list[Pod],
     pods.append(pod)
     pod.start().wait_ready()
     send(pod, "root@pod")
-    wait_for(lambda: "Connection refused" in pod.log(), 30, "a failed delivery attempt")
+    wait_until(lambda: "Connection refused" in pod.log(), 30, "a failed delivery attempt")
     first = pod.id
     for pid in _postfix_host_pids(pod):
         os.kill(pid, signal.SIGSTOP)
     live = pod.container["livenessProbe"]
     grace = pod.spec["terminationGracePeriodSeconds"]  # the hung container gets its preStop and grace period
-    wait_for(lambda: pod.restarts == 1, live["periodSeconds"] * (live["failureThreshold"] + 1) + grace + 30,
+    wait_until(lambda: pod.restarts == 1, live["periodSeconds"] * (live["failureThreshold"] + 1) + grace + 30,
              "the liveness restart")
     assert "liveness probe failed 3 times" in pod.log()
     assert pod.id != first
@@ -238,7 +230,7 @@ def test_prestop_drain_delivers_the_queue_before_the_container_stops(pods: list[
     try:
         for _ in range(3):
             send(pod, "root@pod")
-        wait_for(lambda: "Connection refused" in pod.log(), 30, "a failed delivery attempt")
+        wait_until(lambda: "Connection refused" in pod.log(), 30, "a failed delivery attempt")
         assert queued(pod) == 3
         sink.start()
         took = pod.stop()
@@ -271,31 +263,3 @@ def test_a_config_change_starts_cleanly_in_a_new_container(pods: list[Pod],
     finally:
         for sink in sinks:
             sink.stop()
-
-
-# --- the operator image -------------------------------------------------------------------------
-def test_operator_image_runs_as_its_non_root_user_with_a_read_only_root(images: dict[str, str],
-                                                                        new_network: Callable[[], PodNetwork]) -> None:
-    """The shipped operator Deployment's pod, with the container's args swapped as `kubectl debug` would."""
-    deployment = next(d for d in yaml.safe_load_all((ROOT / "manifests/base/deployment.yaml").read_text())
-                      if d["kind"] == "Deployment")
-    pod = Pod(deployment, config_maps={}, network=new_network())
-    try:
-        helped = pod.run_once(args=["--help"])
-        assert helped.returncode == 0, helped.stderr
-        assert "usage: mailrelay-operator" in helped.stdout and "run" in helped.stdout
-    finally:
-        pod.stop()
-    pod = Pod(deployment, config_maps={}, network=new_network())
-    try:  # unchanged: `run` gets as far as looking for its API server (this pod has no service account)
-        ran = pod.run_once()
-        assert ran.returncode == 1 and "no cluster to talk to" in ran.stderr and "Traceback" not in ran.stderr
-    finally:
-        pod.stop()
-    pod = Pod(deployment, config_maps={}, network=new_network())
-    try:
-        who = pod.run_once(command=["python3", "-c", "import os; print(os.getuid(), os.getgid()); open('/x', 'w')"])
-        assert who.stdout.split() == ["10001", "10001"]
-        assert "Read-only file system" in who.stderr
-    finally:
-        pod.stop()

@@ -5,6 +5,7 @@ lays out the pod's volumes as the kubelet does, `oci` turns the pod spec into a 
 and `pod` runs the container in its own network namespace with its probes and its stop sequence.
 """
 
-from podrunner.pod import Pod, PodNetwork
+from podrunner.network import PodNetwork
+from podrunner.pod import Pod, wait_until
 
-__all__ = ["Pod", "PodNetwork"]
+__all__ = ["Pod", "PodNetwork", "wait_until"]

@@ -7,10 +7,13 @@ share a machine; nothing is routed beyond the pair.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import itertools
 import os
+import socket
 import subprocess
+import threading
 from pathlib import Path
 
 _counter = itertools.count()
@@ -71,6 +74,44 @@ class PodNetwork:
         _ip("addr", "add", f"{address}/32", "dev", self.host_if)
         return address
 
+    def add_address(self, address: str) -> None:
+        """An address outside the subnet on the host side, e.g. a Service IP the test forwards."""
+        _ip("addr", "add", f"{address}/32", "dev", self.host_if)
+
     def delete(self) -> None:
         _ip("link", "del", self.host_if, check=False)
         _ip("netns", "del", self.name, check=False)
+
+
+class Forwarder:
+    """A TCP relay from an address on the host side to a host-local service (the API server on loopback)."""
+
+    def __init__(self, listen: tuple[str, int], target: tuple[str, int]) -> None:
+        self.target = target
+        self.server = socket.create_server(listen)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.server.close()

@@ -16,6 +16,8 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,20 @@ from podrunner.network import PodNetwork
 from podrunner.volumes import Volumes
 
 RUNC_ROOT = "/run/mailrelay-operator/runc"
+API_ACCESS = "kube-api-access"
+TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+SERVICE_HOST = "10.96.0.1"  # the `kubernetes` Service's address; the caller forwards it to the API server
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    """The first truthy value of `check()`, polled until `timeout` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def runc(*args: str, timeout: float | None = None, check: bool = False) -> subprocess.CompletedProcess[str]:
@@ -34,17 +50,30 @@ def runc(*args: str, timeout: float | None = None, check: bool = False) -> subpr
 class Pod:
     def __init__(self, deployment: dict[str, Any], *, config_maps: dict[str, dict[str, str]],
                  secrets: dict[str, dict[str, str]] | None = None, network: PodNetwork | None = None,
-                 name: str | None = None) -> None:
+                 name: str | None = None, service_account: dict[str, str] | None = None) -> None:
+        """`service_account`: token, ca.crt and namespace for the kubelet's kube-api-access volume
+        (mounted unless automountServiceAccountToken is false), with the API server at SERVICE_HOST."""
         template = deployment["spec"]["template"]
-        [self.container] = template["spec"]["containers"]
-        self.spec = template["spec"]
+        [container] = template["spec"]["containers"]
+        self.spec = dict(template["spec"])
+        self.container = dict(container)
+        secrets = dict(secrets or {})
+        if service_account is not None and self.spec.get("automountServiceAccountToken", True):
+            secrets[API_ACCESS] = service_account
+            self.spec["volumes"] = [*self.spec.get("volumes", []),
+                                    {"name": API_ACCESS, "secret": {"secretName": API_ACCESS, "defaultMode": 0o644}}]
+            self.container["volumeMounts"] = [*self.container.get("volumeMounts", []),
+                                              {"name": API_ACCESS, "mountPath": TOKEN_DIR, "readOnly": True}]
+            self.container["env"] = [*self.container.get("env", []),
+                                     {"name": "KUBERNETES_SERVICE_HOST", "value": SERVICE_HOST},
+                                     {"name": "KUBERNETES_SERVICE_PORT", "value": "443"}]
         self.meta = {"name": name or f"{deployment['metadata']['name']}-{os.getpid()}",
                      "namespace": deployment["metadata"].get("namespace", "default"),
                      "annotations": template["metadata"].get("annotations", {})}
         self.image_id = images.built_images()[self.container["image"]]
         self.network = network or PodNetwork()
         self.dir = Path(tempfile.mkdtemp(prefix="mailrelay-pod-"))
-        self.volumes = Volumes(self.dir / "volumes", self.spec, config_maps, secrets or {})
+        self.volumes = Volumes(self.dir / "volumes", self.spec, config_maps, secrets)
         self.log_path = self.dir / "container.log"
         self.ready = False
         self.restarts = 0
@@ -153,6 +182,17 @@ class Pod:
                               capture_output=True, text=True, timeout=timeout, check=False)
 
     def _run_probe(self, probe: dict[str, Any]) -> tuple[int, str]:
+        if "httpGet" in probe:  # from the node, to the pod's address, as the kubelet does
+            get = probe["httpGet"]
+            port = get["port"]
+            if isinstance(port, str):
+                port = next(p["containerPort"] for p in self.container.get("ports", []) if p.get("name") == port)
+            url = f"http://{self.network.pod_ip}:{port}{get.get('path', '/')}"
+            try:
+                with urllib.request.urlopen(url, timeout=probe.get("timeoutSeconds", 1)) as answer:
+                    return (0 if 200 <= answer.status < 400 else 1), str(answer.status)
+            except OSError as error:
+                return 1, str(error)
         try:
             result = self.exec(*probe["exec"]["command"], timeout=probe.get("timeoutSeconds", 1))
         except subprocess.TimeoutExpired:

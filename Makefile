@@ -3,8 +3,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TOOLS := .tools/bin
-DEB_PACKAGES := postfix libsasl2-modules openssl ca-certificates procps \
-	debootstrap podman runc iproute2
+DEB_PACKAGES := postfix libsasl2-modules openssl ca-certificates procps iproute2 \
+	debootstrap podman runc
 EXAMPLE ?= examples/mailrelay.yaml
 
 .PHONY: run test lint unit bench system-deps tools controlplane cluster docs schemas clean images

@@ -37,7 +37,8 @@ ANNOTATION_PREFIX = GROUP
 RESYNC_SECONDS = float(os.environ.get("MAILRELAY_RESYNC_SECONDS", "60"))
 RETRY_SECONDS = float(os.environ.get("MAILRELAY_RETRY_SECONDS", "10"))
 CHILD_LABELS = {"app.kubernetes.io/managed-by": MANAGED_BY}
-CHILD_RESOURCES = (("", "v1", "configmaps"), ("apps", "v1", "deployments"), ("", "v1", "services"))
+CHILD_RESOURCES = (("", "v1", "configmaps"), ("apps", "v1", "deployments"), ("", "v1", "services"),
+                   ("networking.k8s.io", "v1", "networkpolicies"))
 
 _api: Api | None = None
 _namespaces: list[str] = []

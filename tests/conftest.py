@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import ssl
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -28,6 +30,16 @@ def relay_object(spec: dict[str, Any], name: str = "relay", namespace: str = "ap
     if uid:
         meta["uid"] = uid
     return {"apiVersion": "mailrelay.dev/v1alpha1", "kind": "MailRelay", "metadata": meta, "spec": spec}
+
+
+def self_signed_server_context(folder: Path) -> ssl.SSLContext:
+    """A TLS server context with a fresh self-signed certificate, for a test smarthost."""
+    key, cert = folder / "key.pem", folder / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=smarthost.test"], check=True, capture_output=True)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
 
 
 def make_relay(spec: dict[str, Any], **kwargs: Any) -> MailRelay:
@@ -82,6 +94,20 @@ def postfix_ready() -> None:
         if os.environ.get("CI"):
             pytest.fail(f"the mail-path tests need Postfix: {problem}")
         pytest.skip(problem)
+
+
+@pytest.fixture(scope="session")
+def images() -> dict[str, str]:
+    """Both images built from this checkout (image/build.py, cached by inputs); needs root and the tools."""
+    missing = [tool for tool in ("podman", "runc", "debootstrap") if not shutil.which(tool)]
+    if missing or os.geteuid() != 0:
+        problem = f"the pod tests need root and these tools: {', '.join(missing) or 'root only'}"
+        if os.environ.get("CI"):
+            pytest.fail(problem)
+        pytest.skip(problem)
+    from podrunner.images import built_images
+
+    return built_images()
 
 
 @pytest.fixture

@@ -24,6 +24,10 @@ die() {
 
 umask 022
 mkdir -p "$CONFIG_DIR" "$QUEUE_DIR" "$DATA_DIR"
+# The kubelet creates every emptyDir world-writable (0777), and Postfix rightly refuses a queue or
+# data directory others can write to: give both the owner and mode Postfix's own layout has.
+chmod 0755 "$QUEUE_DIR" "$DATA_DIR"
+chown root "$QUEUE_DIR"
 chown "$(postconf -c "$CONFIG_SOURCE" -h mail_owner)" "$DATA_DIR"
 rm -f "$CONFIG_DIR"/*
 for file in "$CONFIG_SOURCE"/*; do

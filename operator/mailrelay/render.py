@@ -26,6 +26,7 @@ RUNTIME_DIR = "/run/mailrelay"
 POSTFIX_CONFIG_DIR = f"{RUNTIME_DIR}/postfix"
 QUEUE_DIR = "/var/spool/postfix"
 DATA_DIR = "/var/lib/postfix"
+TMP_DIR = "/tmp"  # writable under the read-only root: `mail` (bsd-mailx) spools its draft here
 PROBE = "/usr/local/bin/mailrelay-probe"
 DRAIN = "/usr/local/bin/mailrelay-drain"
 TERMINATION_GRACE_SECONDS = 60
@@ -110,12 +111,14 @@ def deployment(relay: MailRelay, secret_version: str = "") -> dict[str, Any]:
         {"name": "runtime", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
         {"name": "queue", "emptyDir": {}},
         {"name": "data", "emptyDir": {}},
+        {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
     ]
     mounts: list[dict[str, Any]] = [
         {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
         {"name": "runtime", "mountPath": RUNTIME_DIR},
         {"name": "queue", "mountPath": QUEUE_DIR},
         {"name": "data", "mountPath": DATA_DIR},
+        {"name": "tmp", "mountPath": TMP_DIR},
     ]
     if spec.relay and spec.relay.auth_secret:
         volumes.append({"name": "relay-auth", "secret": {"secretName": spec.relay.auth_secret,

@@ -61,7 +61,9 @@ GOOD = [relay_object(FULL), relay_object({"mailFromFQDN": "a.example"}),
         relay_object({"mailFromFQDN": "a.example", "relay": {"host": "smtp.example.net", "port": 465,
                                                              "tls": "Wrapper"}}),
         relay_object({"mailFromFQDN": "a.example", "rewrite": {"rules": [
-            {"pattern": "a\\/b\\\\", "replacement": "$$1@a.example"}]}})]
+            {"pattern": "a\\/b\\\\", "replacement": "$$1@a.example"}]}}),
+        relay_object({"mailFromFQDN": "a.example",
+                      "queue": {"storage": {"size": "0.5Gi", "storageClassName": "fast"}}})]
 
 
 @pytest.mark.parametrize("obj", GOOD + example_relays(), ids=lambda o: o["metadata"]["name"] + str(id(o))[-4:])
@@ -114,6 +116,12 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("replicas negative", _with(spec__replicas=-1), "is less than the minimum of 0"),
     ("service name", _with(spec__service={"name": "Mail"}), "does not match"),
     ("relay without host", _with(spec__relay={"port": 25}), "'host' is a required property"),
+    ("queue storage without size", _with(spec__queue={"storage": {}}), "'size' is a required property"),
+    ("queue storage size zero", _with(spec__queue={"storage": {"size": "0.0Gi"}}),
+     "queue.storage.size must be more than zero"),
+    ("queue storage size not a quantity", _with(spec__queue={"storage": {"size": "1 GB"}}), "does not match"),
+    ("queue storage class invalid", _with(spec__queue={"storage": {"size": "1Gi", "storageClassName": "Fast_SSD"}}),
+     "does not match"),
 ]
 
 

@@ -134,6 +134,19 @@ INVALID: list[tuple[str, dict[str, Any] | None, str]] = [
      "spec.tolerations[0].operator: must be Equal or Exists"),
     ("service name not DNS-1035", with_spec(service={"name": "1mail"}), "spec.service.name: '1mail' is not a DNS-1035"),
     ("service port zero", with_spec(service={"port": 0}), "spec.service.port: must be from 1 to 65535, got 0"),
+    ("queue storage without size", with_spec(queue={"storage": {"storageClassName": "fast"}}),
+     "spec.queue.storage.size: is required"),
+    ("queue storage size not a quantity", with_spec(queue={"storage": {"size": "lots"}}),
+     "spec.queue.storage.size: 'lots' is not a storage quantity"),
+    ("queue storage size zero", with_spec(queue={"storage": {"size": "0Gi"}}),
+     "spec.queue.storage.size: must be more than zero"),
+    ("queue storage size a number", with_spec(queue={"storage": {"size": 1024}}),
+     "spec.queue.storage.size: must be a string, got an integer"),
+    ("queue storage class invalid", with_spec(queue={"storage": {"size": "1Gi", "storageClassName": "Fast_SSD"}}),
+     "spec.queue.storage.storageClassName: 'Fast_SSD' is not a valid StorageClass name"),
+    ("queue unknown field", with_spec(queue={"persistent": True}), "spec.queue.persistent: unknown field"),
+    ("queue storage unknown field", with_spec(queue={"storage": {"size": "1Gi", "accessModes": ["RWX"]}}),
+     "spec.queue.storage.accessModes: unknown field"),
 ]
 
 

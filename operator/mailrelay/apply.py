@@ -16,7 +16,8 @@ from kubernetes.utils.quantity import parse_quantity
 
 APPLIED_HASH_ANNOTATION = "mailrelay.dev/applied-hash"
 
-Action = Literal["created", "updated", "unchanged", "conflict", "deleted"]
+Action = Literal["created", "updated", "unchanged", "conflict", "refused", "deleted"]
+WORKLOADS = ("Deployment", "StatefulSet")
 
 
 class ObjectApi(Protocol):
@@ -36,6 +37,7 @@ class ChildResult:
     action: Action
     live: dict[str, Any] | None = None
     owner: str = ""  # for a conflict: who owns the object instead
+    detail: str = ""  # for a refusal: why the change cannot be applied
 
 
 @dataclass
@@ -45,6 +47,10 @@ class ApplyResult:
     @property
     def conflicts(self) -> list[ChildResult]:
         return [c for c in self.children if c.action == "conflict"]
+
+    @property
+    def refusals(self) -> list[ChildResult]:
+        return [c for c in self.children if c.action == "refused"]
 
     @property
     def writes(self) -> list[ChildResult]:
@@ -85,7 +91,7 @@ def contains(desired: Any, live: Any, key: str = "") -> bool:
                 and all(contains(d, v, key) for d, v in zip(desired, live, strict=True)))
     if desired == live:
         return True
-    if key in ("cpu", "memory", "ephemeral-storage", "sizeLimit") and isinstance(live, str | int):
+    if key in ("cpu", "memory", "ephemeral-storage", "sizeLimit", "storage") and isinstance(live, str | int):
         try:
             return bool(parse_quantity(desired) == parse_quantity(live))
         except ValueError:
@@ -102,8 +108,9 @@ def needs_apply(desired: dict[str, Any], live: dict[str, Any]) -> bool:
 def apply_children(api: ObjectApi, uid: str, desired: list[dict[str, Any]]) -> ApplyResult:
     """Apply each child in order; conflicts are reported, not written, and do not stop the others.
 
-    A Deployment is not applied while the ConfigMap it mounts is someone else's: its pods would
-    start on a foreign configuration.
+    A workload is not applied while the ConfigMap it mounts is someone else's: its pods would start
+    on a foreign configuration. A StatefulSet whose claim template would change is refused, not sent
+    to a server that would reject it on every pass.
     """
     result = ApplyResult()
     for obj in desired:
@@ -113,8 +120,15 @@ def apply_children(api: ObjectApi, uid: str, desired: list[dict[str, Any]]) -> A
         if live is not None and not owned_by(live, uid):
             result.children.append(ChildResult(kind, meta["name"], "conflict", live, describe_owner(live)))
             continue
-        if kind == "Deployment" and any(c.kind == "ConfigMap" for c in result.conflicts):
+        if kind in WORKLOADS and any(c.kind == "ConfigMap" for c in result.conflicts):
             result.children.append(ChildResult(kind, meta["name"], "unchanged", live))
+            continue
+        if kind == "StatefulSet" and live is not None and not contains(
+                obj["spec"]["volumeClaimTemplates"], live.get("spec", {}).get("volumeClaimTemplates")):
+            result.children.append(ChildResult(kind, meta["name"], "refused", live, detail=(
+                "spec.queue.storage cannot change on a running relay: a StatefulSet's volume claims are "
+                "immutable. Put the previous size and storageClassName back (a claim can be expanded by "
+                "editing the PersistentVolumeClaim itself, if its StorageClass allows it)")))
             continue
         if live is None:
             result.children.append(ChildResult(kind, meta["name"], "created", api.apply(obj)))
@@ -137,3 +151,13 @@ def prune_services(api: ObjectApi, uid: str, service: dict[str, Any], labels: di
     for old in stale:
         api.delete("Service", meta["namespace"], old["metadata"]["name"], old["metadata"]["uid"])
     return [ChildResult("Service", s["metadata"]["name"], "deleted", None) for s in stale]
+
+
+def prune_child(api: ObjectApi, uid: str, kind: str, namespace: str, name: str) -> list[ChildResult]:
+    """Delete a child the relay no longer renders (a PodDisruptionBudget below two replicas, the
+    workload of the other queue mode), only when it is ours, preconditioned on its uid."""
+    live = api.get(kind, namespace, name)
+    if live is None or not owned_by(live, uid):
+        return []
+    api.delete(kind, namespace, name, live["metadata"]["uid"])
+    return [ChildResult(kind, name, "deleted", None)]

@@ -15,9 +15,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mailrelay import status as st
-from mailrelay.apply import ApplyResult, apply_children, prune_services
+from mailrelay.apply import ApplyResult, ChildResult, apply_children, owned_by, prune_child, prune_services
 from mailrelay.kube import Api
-from mailrelay.render import config_hash, endpoint, render, selector_labels
+from mailrelay.render import (
+    child_names,
+    config_hash,
+    endpoint,
+    pod_disruption_budget,
+    render,
+    selector_labels,
+    workload_kind,
+)
 from mailrelay.spec import MailRelay, SpecError, parse
 
 log = logging.getLogger(__name__)
@@ -66,6 +74,27 @@ def _conflict(result: ApplyResult) -> st.Assessment:
                          stalled=True)
 
 
+def _prune(api: Api, relay: MailRelay, uid: str,
+           rollout: st.Assessment) -> tuple[list[ChildResult], st.Assessment | None]:
+    """Delete the children the relay no longer wants: the budget below two replicas, and the
+    workload of the other queue mode, but only once the new one is ready, so the old pods' drain
+    has somewhere to hand its queue."""
+    names = child_names(relay)
+    pruned: list[ChildResult] = []
+    if pod_disruption_budget(relay) is None:
+        pruned += prune_child(api, uid, "PodDisruptionBudget", relay.namespace, names["PodDisruptionBudget"])
+    wanted = workload_kind(relay)
+    old_kind = "Deployment" if wanted == "StatefulSet" else "StatefulSet"
+    old = api.get(old_kind, relay.namespace, names[old_kind])
+    if old is None or not owned_by(old, uid):
+        return pruned, None
+    if not rollout.ready:
+        return pruned, st.Assessment(False, st.SWITCHING_QUEUE, f"moving from a {old_kind} to a {wanted} "
+                                     f"(spec.queue): the {old_kind} stays until the new pods are ready, then its "
+                                     "pods hand their queue to them", reconciling=True)
+    return pruned + prune_child(api, uid, old_kind, relay.namespace, names[old_kind]), None
+
+
 def reconcile(api: Api, body: dict[str, Any], clock: str | None = None) -> Outcome:
     """Run one pass; API errors propagate (as ApiError) so the caller retries with backoff."""
     meta = body["metadata"]
@@ -88,11 +117,18 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None) -> Outco
             hash_value = config_hash(relay, secret_version)
             children = render(relay, secret_version)
             result = apply_children(api, meta["uid"], children)
+            deployment = result.live(workload_kind(relay))
+            assessment = st.rollout(deployment, relay.spec.replicas, hash_value)
             if not result.conflicts:
                 result.children += prune_services(api, meta["uid"], children[-1], selector_labels(relay))
-            deployment = result.live("Deployment")
-            assessment = _conflict(result) if result.conflicts else st.rollout(
-                deployment, relay.spec.replicas, hash_value)
+                pruned, switching = _prune(api, relay, meta["uid"], assessment)
+                result.children += pruned
+                assessment = switching or assessment
+            if result.conflicts:
+                assessment = _conflict(result)
+            elif result.refusals:
+                assessment = st.Assessment(False, st.QUEUE_STORAGE_IMMUTABLE, result.refusals[0].detail,
+                                           stalled=True)
             if result.writes:
                 events.append(("Normal", "Applied", ", ".join(f"{c.action} {c.kind} {c.name}"
                                                              for c in result.writes)))

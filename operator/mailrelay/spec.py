@@ -69,6 +69,14 @@ class ServiceSpec:
 
 
 @dataclass(frozen=True)
+class QueueStorage:
+    """A PersistentVolumeClaim per pod for Postfix's queue (spec.queue.storage)."""
+
+    size: str
+    storage_class: str | None = None
+
+
+@dataclass(frozen=True)
 class MailRelaySpec:
     mail_from_fqdn: str
     keep_domains: tuple[str, ...] = ()
@@ -82,6 +90,7 @@ class MailRelaySpec:
     node_selector: dict[str, str] = field(default_factory=dict, hash=False, compare=True)
     tolerations: tuple[dict[str, Any], ...] = ()
     service: ServiceSpec = ServiceSpec()
+    queue_storage: QueueStorage | None = None
 
 
 @dataclass(frozen=True)
@@ -193,7 +202,7 @@ def parse_spec(spec: Any) -> MailRelaySpec:
 
 
 _SPEC_FIELDS = {"mailFromFQDN", "rewrite", "relay", "allowedNetworks", "messageSizeLimitBytes",
-                "replicas", "image", "resources", "nodeSelector", "tolerations", "service"}
+                "replicas", "image", "resources", "nodeSelector", "tolerations", "service", "queue"}
 
 
 def _parse_spec(check: _Checker, raw: Any) -> MailRelaySpec | None:
@@ -218,6 +227,7 @@ def _parse_spec(check: _Checker, raw: Any) -> MailRelaySpec | None:
     node_selector = _parse_node_selector(check, spec.get("nodeSelector", {}))
     tolerations = _parse_tolerations(check, spec.get("tolerations", []))
     service = _parse_service(check, spec.get("service", {}))
+    queue_storage = _parse_queue(check, spec.get("queue", {}))
     if check.problems:
         return None
     assert fqdn is not None and networks is not None and size is not None and replicas is not None
@@ -226,7 +236,7 @@ def _parse_spec(check: _Checker, raw: Any) -> MailRelaySpec | None:
     return MailRelaySpec(mail_from_fqdn=fqdn, keep_domains=keep, rules=rules, relay=relay,
                          allowed_networks=networks, message_size_limit=size, replicas=replicas,
                          image=image, resources=resources, node_selector=node_selector,
-                         tolerations=tolerations, service=service)
+                         tolerations=tolerations, service=service, queue_storage=queue_storage)
 
 
 def _parse_rewrite(check: _Checker, raw: Any) -> tuple[tuple[str, ...], tuple[RewriteRule, ...]]:
@@ -438,3 +448,48 @@ def _parse_service(check: _Checker, raw: Any) -> ServiceSpec | None:
     if name is None or port is None:
         return None
     return ServiceSpec(name=name, port=port)
+
+
+# spec.queue: where Postfix's queue lives. Bounds match the CRD.
+MAX_QUEUE_SIZE_LENGTH = 32
+_QUEUE_SIZE_RE = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$")
+
+
+def _parse_queue(check: _Checker, raw: Any) -> QueueStorage | None:
+    queue = check.mapping("spec.queue", raw, {"storage"})
+    if queue is None or queue.get("storage") is None:
+        return None
+    storage = check.mapping("spec.queue.storage", queue["storage"], {"size", "storageClassName"})
+    if storage is None:
+        return None
+    size = None
+    if "size" not in storage:
+        check.fail("spec.queue.storage.size", "is required, e.g. 1Gi")
+    else:
+        size = check.string("spec.queue.storage.size", storage["size"])
+    if size is not None:
+        if len(size) > MAX_QUEUE_SIZE_LENGTH or not _QUEUE_SIZE_RE.match(size):
+            check.fail("spec.queue.storage.size", f"{size!r} is not a storage quantity such as 512Mi or 2Gi")
+            size = None
+        elif _quantity_bytes(size) == 0:
+            check.fail("spec.queue.storage.size", "must be more than zero")
+            size = None
+    storage_class = None
+    if storage.get("storageClassName") is not None:
+        storage_class = check.string("spec.queue.storage.storageClassName", storage["storageClassName"])
+        if storage_class is not None and (len(storage_class) > 253 or not DNS1123_SUBDOMAIN_RE.match(storage_class)):
+            check.fail("spec.queue.storage.storageClassName", f"{storage_class!r} is not a valid StorageClass name")
+            storage_class = None
+    if size is None or (storage.get("storageClassName") is not None and storage_class is None):
+        return None
+    return QueueStorage(size=size, storage_class=storage_class)
+
+
+def _quantity_bytes(size: str) -> float:
+    number = re.match(r"^[0-9.]+", size)
+    assert number is not None
+    suffix = size[number.end():]
+    factor = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15}.get(suffix)
+    if factor is None:
+        factor = 1024 ** ("KMGTP".index(suffix[0]) + 1)
+    return float(number.group()) * factor

@@ -275,7 +275,7 @@ def test_prestop_drain_delivers_queued_mail_before_returning(start_postfix: Any,
     wait_for_log(instance, "Connection refused")
     assert instance.queued() == 1
     sink.start()
-    result = instance.run_script("drain.sh")
+    result = instance.run_script("drain.sh", env={"MAILRELAY_ENDPOINT_WAIT_SECONDS": "0"})
     assert result.returncode == 0, result.stderr
     assert "queue empty" in result.stdout
     assert len(sink.received) == 1  # delivered before the hook returned
@@ -287,9 +287,11 @@ def test_drain_gives_up_at_its_deadline_and_says_so(start_postfix: Any, sinks: l
     sinks.append(sink)
     instance = start_postfix(make_relay(relay_spec(sink)))
     send(instance, "root@pod", message("root@pod"))
-    result = instance.run_script("drain.sh", env={"MAILRELAY_DRAIN_SECONDS": "2"})
+    result = instance.run_script("drain.sh", env={
+        "MAILRELAY_DRAIN_SECONDS": "2", "MAILRELAY_ENDPOINT_WAIT_SECONDS": "0", "MAILRELAY_HANDOFF_TARGET": ""})
     assert result.returncode == 0
-    assert "1 message(s) still queued after 2s" in result.stdout
+    assert "1 message(s) left in the queue (no hand-off target is set)" in result.stdout
+    assert instance.termination_log.read_text().startswith("mailrelay-drain: 1 message(s) left in the queue")
 
 
 def _postfix_pids(instance: LocalPostfix) -> list[int]:

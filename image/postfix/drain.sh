@@ -29,9 +29,13 @@ fi
 
 say() { echo "mailrelay-drain: $*"; }
 
+# Queue files move between these directories while they are listed (deferred <-> active during a
+# flush): list them in both orders and count each queue ID once, so none is missed or counted twice.
 queued() {
-    find "$QUEUE_DIR/maildrop" "$QUEUE_DIR/incoming" "$QUEUE_DIR/active" "$QUEUE_DIR/deferred" \
-        -type f 2>/dev/null | wc -l
+    {
+        find "$QUEUE_DIR/maildrop" "$QUEUE_DIR/incoming" "$QUEUE_DIR/active" "$QUEUE_DIR/deferred" -type f -printf '%f\n'
+        find "$QUEUE_DIR/deferred" "$QUEUE_DIR/active" "$QUEUE_DIR/incoming" "$QUEUE_DIR/maildrop" -type f -printf '%f\n'
+    } 2>/dev/null | sort -u | wc -l
 }
 
 # Flush every FLUSH_EVERY seconds until the queue is empty (exit 0) or $1 seconds are spent.

@@ -24,9 +24,10 @@ import requests
 from kube_emulator import ApiServer
 
 PATHS = {"configmaps": "/api/v1", "services": "/api/v1", "secrets": "/api/v1", "events": "/api/v1",
-         "deployments": "/apis/apps/v1", "mailrelays": "/apis/mailrelay.dev/v1alpha1"}
-GROUPS = {"configmaps": "", "services": "", "secrets": "", "events": "", "deployments": "apps",
-          "mailrelays": "mailrelay.dev"}
+         "pods": "/api/v1", "deployments": "/apis/apps/v1", "statefulsets": "/apis/apps/v1",
+         "poddisruptionbudgets": "/apis/policy/v1", "mailrelays": "/apis/mailrelay.dev/v1alpha1"}
+GROUPS = {"configmaps": "", "services": "", "secrets": "", "events": "", "pods": "", "deployments": "apps",
+          "statefulsets": "apps", "poddisruptionbudgets": "policy", "mailrelays": "mailrelay.dev"}
 
 
 class Cluster:
@@ -77,7 +78,7 @@ class Cluster:
 
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         plural = {"ConfigMap": "configmaps", "Service": "services", "Secret": "secrets",
-                  "Deployment": "deployments", "MailRelay": "mailrelays"}[obj["kind"]]
+                  "Deployment": "deployments", "MailRelay": "mailrelays", "Pod": "pods"}[obj["kind"]]
         response = self.http.post(self._url(plural, obj["metadata"]["namespace"]), json=obj)
         response.raise_for_status()
         return dict(response.json())

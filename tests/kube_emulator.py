@@ -38,7 +38,8 @@ import kmock
 import yaml
 from kmock._internal import apps, k8s
 
-STATUS_SUBRESOURCE = {("mailrelay.dev", "mailrelays"), ("apps", "deployments"), ("", "services")}
+STATUS_SUBRESOURCE = {("mailrelay.dev", "mailrelays"), ("apps", "deployments"), ("", "services"),
+                      ("apps", "statefulsets"), ("policy", "poddisruptionbudgets"), ("", "pods")}
 VERBS = {"get", "list", "watch", "create", "update", "patch", "delete"}
 RESOURCES = {
     "v1/configmaps": ("ConfigMap", True, set()),
@@ -47,6 +48,9 @@ RESOURCES = {
     "v1/events": ("Event", True, set()),
     "v1/namespaces": ("Namespace", False, set()),
     "apps/v1/deployments": ("Deployment", True, {"status", "scale"}),
+    "apps/v1/statefulsets": ("StatefulSet", True, {"status", "scale"}),
+    "policy/v1/poddisruptionbudgets": ("PodDisruptionBudget", True, {"status"}),
+    "v1/pods": ("Pod", True, {"status"}),
     "events.k8s.io/v1/events": ("Event", True, set()),
     "mailrelay.dev/v1alpha1/mailrelays": ("MailRelay", True, {"status"}),
     "apiextensions.k8s.io/v1/customresourcedefinitions": ("CustomResourceDefinition", False, {"status"}),

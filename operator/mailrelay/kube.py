@@ -179,22 +179,33 @@ class Api:
             lambda: self._call("PATCH", url, body=obj, content_type="application/apply-patch+yaml",
                                query=[("fieldManager", FIELD_MANAGER), ("force", "true")]))
 
-    def post_event(self, obj: dict[str, Any], kind: str, reason: str, message: str, instance: str) -> None:
-        """Record a core/v1 Event about `obj`; best effort, as an Event is news, not state."""
+    def post_event(self, obj: dict[str, Any], kind: str, reason: str, message: str, instance: str,
+                   name: str | None = None) -> None:
+        """Record a core/v1 Event about `obj`; best effort, as an Event is news, not state. With a
+        `name`, at most once: posting the same name again changes nothing."""
         meta = obj["metadata"]
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         event = {
             "apiVersion": "v1", "kind": "Event",
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "metadata": ({"name": name} if name else {"generateName": f"{meta['name']}."}) | {
+                "namespace": meta["namespace"]},
             "involvedObject": {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "name": meta["name"],
                                "namespace": meta["namespace"], "uid": meta.get("uid")},
             "type": kind, "reason": reason, "message": message[:1024],
             "source": {"component": FIELD_MANAGER}, "reportingComponent": FIELD_MANAGER,
             "reportingInstance": instance[:128], "firstTimestamp": now, "lastTimestamp": now, "count": 1,
         }
+
+        def call() -> dict[str, Any]:
+            try:
+                return self._call("POST", path("Event", meta["namespace"]), body=event)
+            except ApiException as exc:
+                if name and exc.status == 409:  # posted already
+                    return {}
+                raise
+
         try:
-            _with_retries(f"post event {reason}", lambda: self._call(
-                "POST", path("Event", meta["namespace"]), body=event))
+            _with_retries(f"post event {reason}", call)
         except ApiError as exc:
             log.warning("could not post event %s for %s/%s: %s", reason, meta["namespace"], meta["name"], exc)
 

@@ -93,8 +93,8 @@ def test_roll_and_scale_down_hand_500_messages_on_each_arriving_once(start_postf
     b2 = start_postfix(new)
     assert "250 message(s) handed to the other replicas" in drain(a2, b2)
     a2.stop()
-    # Scale 2→1: the replica that goes hands its queue to the one that stays.
-    assert "250 message(s) handed to the other replicas" in drain(b2, b1)
+    # Scale 2→1: the replica that goes hands its queue to the one that stays, found by name this time.
+    assert "250 message(s) handed to the other replicas" in drain(b2, f"localhost:{b1.port}")
     assert a1.termination_log.read_text().endswith("nothing left\n")
     b2.stop()
     assert b1.queued() == 500
@@ -153,9 +153,10 @@ def test_without_a_peer_the_drain_says_how_many_are_left(start_postfix: Any, dow
     assert instance.queued() == 3
     persistent = start_postfix(make_relay(relay_spec(down_sink, queue={"storage": {"size": "1Gi"}})))
     send_many(persistent, 2)
-    out = drain(persistent, None, env={"MAILRELAY_QUEUE_PERSISTENT": "1"})
-    assert "2 message(s) left in the queue (no hand-off target is set); they stay on this pod's persistent " \
-           "volume" in out
+    out = drain(persistent, f"127.0.0.1:{free_port()}", env={"MAILRELAY_QUEUE_PERSISTENT": "1"})
+    assert "2 message(s) left in the queue (no other replica answers at 127.0.0.1:" in out
+    assert "they stay on this pod's persistent volume and the next pod that mounts it delivers them" in out
+    assert "handing them" not in out  # nobody there: no hand-off time spent
 
 
 def test_a_hand_off_routed_back_to_the_draining_relay_is_not_lost_or_bounced(start_postfix: Any,

@@ -92,17 +92,22 @@ if flush_for "$DRAIN_SECONDS"; then
 fi
 left=$(queued)
 
-if [ -n "$HANDOFF_TARGET" ]; then
+host=${HANDOFF_TARGET%:*}
+port=${HANDOFF_TARGET##*:}
+# With a persistent queue and nobody at the Service (the only replica rolling), the volume keeps the
+# mail for the next pod: waiting out the hand-off time would only make the rollout slower.
+# shellcheck disable=SC2016  # expanded by bash
+if [ -n "$HANDOFF_TARGET" ] && [ -n "$PERSISTENT" ] \
+    && ! timeout 3 bash -c 'exec 3<>"/dev/tcp/$1/$2"' probe "$host" "$port" 2>/dev/null; then
+    why="no other replica answers at $HANDOFF_TARGET"
+elif [ -n "$HANDOFF_TARGET" ]; then
     say "$left message(s) still queued: handing them to the other replicas at $HANDOFF_TARGET"
-    host=${HANDOFF_TARGET%:*}
-    port=${HANDOFF_TARGET##*:}
     # The next hop for every queued message becomes the Service. No smarthost login or TLS policy
-    # towards a peer; getaddrinfo resolves the Service name with the pod's search path; a 5xx from
-    # a peer (e.g. this pod's address outside its allowedNetworks) defers instead of bouncing; and a
-    # name of its own stops Postfix's loop check from taking a peer's greeting for this instance's.
+    # towards a peer; getaddrinfo resolves the Service name with the pod's search path; and a 5xx
+    # from a peer (e.g. this pod's address outside its allowedNetworks) defers instead of bouncing.
     postconf -c "$CONFIG_DIR" -e "relayhost=[$host]:$port" "smtp_tls_security_level=none" \
         "smtp_tls_wrappermode=no" "smtp_sasl_auth_enable=no" "smtp_host_lookup=native" \
-        "smtp_connect_timeout=5s" "soft_bounce=yes" "myhostname=handoff.$(postconf -c "$CONFIG_DIR" -h myhostname)"
+        "smtp_connect_timeout=5s" "soft_bounce=yes"
     postfix -c "$CONFIG_DIR" reload >/dev/null 2>&1 || true
     if flush_for "$HANDOFF_SECONDS"; then
         report "$left message(s) handed to the other replicas at $HANDOFF_TARGET; nothing left"

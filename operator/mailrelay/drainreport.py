@@ -52,8 +52,8 @@ def report(api: EventApi, pod: dict[str, Any], instance: str) -> bool:
     if relay is not None and relay["metadata"].get("deletionTimestamp"):
         relay = None
     subject = relay if relay is not None else {"apiVersion": "v1", "kind": "Pod", **pod}
-    count, words = found
+    words = found[1]
     kind = "Normal" if PERSISTENT_HINT in words else "Warning"
     api.post_event(subject, kind, REASON, f"pod {meta['name']}: {words}", instance,
                    name=f"{meta['name']}.drain-{str(meta.get('uid', ''))[:8]}")
-    return count > 0
+    return True

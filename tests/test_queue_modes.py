@@ -8,6 +8,7 @@ from typing import Any
 
 from test_apply import Store
 
+from mailrelay import drainreport
 from mailrelay import status as st
 from mailrelay.reconcile import reconcile
 from mailrelay.render import TERMINATION_GRACE_SECONDS, render
@@ -140,3 +141,40 @@ def test_changing_the_claim_of_a_running_relay_is_refused_with_a_clear_condition
     assert stalled["status"] == "True" and stalled["reason"] == st.QUEUE_STORAGE_IMMUTABLE
     store.edit(queue=PERSISTENT)  # put back: no longer stalled
     assert not run(store).assessment.stalled
+
+
+def _pod(message: str, deleting: bool = True, state: str = "terminated") -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": "mailrelay-relay-0", "namespace": "apps", "uid": "0123456789ab",
+                            "labels": {"app.kubernetes.io/instance": "relay"}}
+    if deleting:
+        meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    return {"metadata": meta, "status": {"containerStatuses": [
+        {"name": "postfix", "state": {state: {"message": message}}}]}}
+
+
+class EventLog(RelayStore):
+    def __init__(self) -> None:
+        super().__init__({"mailFromFQDN": "a.example"})
+        self.events: list[tuple[str, str, str, str, str | None]] = []
+
+    def post_event(self, obj: dict[str, Any], kind: str, reason: str, message: str, instance: str,
+                   name: str | None = None) -> None:
+        self.events.append((obj["kind"], kind, reason, message, name))
+
+
+def test_drain_reports_become_events_only_for_deleted_pods_that_left_mail() -> None:
+    lost = "mailrelay-drain: 4 message(s) left in the queue (no hand-off target is set); they are lost with " \
+           "this pod's emptyDir"
+    kept = "mailrelay-drain: 2 message(s) left in the queue (no other replica answers at mail.apps.svc:25); " \
+           "they stay on this pod's persistent volume and the next pod that mounts it delivers them"
+    api = EventLog()
+    assert not drainreport.report(api, _pod(lost, deleting=False), "op")  # a container restart keeps the queue
+    assert not drainreport.report(api, _pod("mailrelay-drain: queue empty, nothing left"), "op")
+    assert not drainreport.report(api, _pod(lost, state="running"), "op")
+    assert api.events == []
+    assert drainreport.report(api, _pod(lost), "op") and drainreport.report(api, _pod(kept), "op")
+    once = "mailrelay-relay-0.drain-01234567"  # the same name: the API server keeps only the first
+    assert api.events == [
+        ("MailRelay", "Warning", "QueueLeftBehind", f"pod mailrelay-relay-0: {lost}", once),
+        ("MailRelay", "Normal", "QueueLeftBehind", f"pod mailrelay-relay-0: {kept}", once),
+    ]

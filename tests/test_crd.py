@@ -10,6 +10,9 @@ import pytest
 import yaml
 
 from mailrelay import spec as spec_module
+from mailrelay import status as st
+from mailrelay.reconcile import reconcile
+from mailrelay.render import render
 from mailrelay.spec import SpecError, parse
 
 from conftest import ROOT, relay_object
@@ -27,9 +30,39 @@ def test_crd_names_and_columns(crd: dict[str, Any]) -> None:
     names = crd["spec"]["names"]
     assert (names["kind"], names["plural"], names["shortNames"]) == ("MailRelay", "mailrelays", ["mr"])
     [version] = crd["spec"]["versions"]
-    assert version["name"] == "v1alpha1" and version["subresources"] == {"status": {}}
+    assert version["name"] == "v1alpha1" and version["subresources"]["status"] == {}
     columns = [c["name"] for c in version["additionalPrinterColumns"] if not c.get("priority")]
     assert columns == ["FQDN", "Ready", "Replicas", "Age"]
+    [replicas] = [c for c in version["additionalPrinterColumns"] if c["name"] == "Replicas"]
+    assert replicas["type"] == "integer"
+
+
+def _schema_at(crd: dict[str, Any], json_path: str) -> dict[str, Any]:
+    node = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    for part in json_path.lstrip(".").split("."):
+        node = node["properties"][part]
+    return dict(node)
+
+
+def test_scale_subresource_points_at_fields_the_operator_keeps(crd: dict[str, Any]) -> None:
+    """kubectl scale, HPA and KEDA read and write these paths; each must exist with the right type."""
+    scale = crd["spec"]["versions"][0]["subresources"]["scale"]
+    assert _schema_at(crd, scale["specReplicasPath"])["type"] == "integer"
+    assert _schema_at(crd, scale["statusReplicasPath"])["type"] == "integer"
+    assert _schema_at(crd, scale["labelSelectorPath"])["type"] == "string"
+    assert scale["specReplicasPath"] == ".spec.replicas"
+    # What the operator writes there selects exactly the relay's pods.
+    class NoApi:
+        def get(self, *_: Any) -> None:
+            return None
+
+    body = relay_object({"mailFromFQDN": "a.example", "relay": {"host": "h.example",
+                                                                "authSecretRef": {"name": "missing"}}})
+    outcome = reconcile(NoApi(), body, clock="2026-01-01T00:00:00Z")  # type: ignore[arg-type]
+    assert outcome.assessment.reason == st.SECRET_NOT_FOUND
+    selector = dict(pair.split("=") for pair in outcome.status["selector"].split(","))
+    deployment = render(parse(body))[1]
+    assert selector == deployment["spec"]["selector"]["matchLabels"]
 
 
 def _spec_schema(crd: dict[str, Any]) -> dict[str, Any]:
@@ -116,6 +149,35 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("replicas negative", _with(spec__replicas=-1), "is less than the minimum of 0"),
     ("service name", _with(spec__service={"name": "Mail"}), "does not match"),
     ("relay without host", _with(spec__relay={"port": 25}), "'host' is a required property"),
+    ("pull secret bad name", _with(spec__imagePullSecrets=[{"name": "Mirror_Creds"}]), "does not match"),
+    ("pull secret without name", _with(spec__imagePullSecrets=[{}]), "'name' is a required property"),
+    ("affinity term without topologyKey", _with(spec__affinity={"podAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": [{"labelSelector": {}}]}}),
+     "'topologyKey' is a required property"),
+    ("affinity bad operator", _with(spec__affinity={"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": [{"key": "pool", "operator": "Equals"}]}]}}}), "is not one of"),
+    ("spread skew zero", _with(spec__topologySpreadConstraints=[
+        {"maxSkew": 0, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule"}]), "is less than the minimum of 1"),
+    ("spread unknown policy", _with(spec__topologySpreadConstraints=[
+        {"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "Never"}]), "is not one of"),
+    ("too many spread constraints", _with(spec__topologySpreadConstraints=[
+        {"maxSkew": 1, "topologyKey": f"k{i}", "whenUnsatisfiable": "DoNotSchedule"} for i in range(9)]),
+     "is too long"),
+    ("priority class with capitals", _with(spec__priorityClassName="Mail-Critical"), "does not match"),
+    ("pod label on the selector", _with(spec__podLabels={"app.kubernetes.io/name": "other"}),
+     "podLabels must not set the operator's own labels"),
+    ("pod label in our prefix", _with(spec__podLabels={"mailrelay.dev/x": "y"}),
+     "podLabels must not set the operator's own labels"),
+    ("pod label key with space", _with(spec__podLabels={"cost center": "x"}), "podLabels keys must be label keys"),
+    ("pod label key too long", _with(spec__podLabels={"a" * 64: "x"}), "podLabels keys must be label keys"),
+    ("pod label value with slash", _with(spec__podLabels={"team": "a/b"}), "does not match"),
+    ("pod label value too long", _with(spec__podLabels={"team": "x" * 64}), "is too long"),
+    ("too many pod labels", _with(spec__podLabels={f"k{i}": "v" for i in range(33)}), "has too many properties"),
+    ("pod annotation config hash", _with(spec__podAnnotations={"mailrelay.dev/config-hash": "x"}),
+     "podAnnotations must not set the operator's own annotations"),
+    ("pod annotation key bad prefix", _with(spec__podAnnotations={"Example.com/x": "y"}),
+     "podAnnotations keys must be annotation keys"),
+    ("pod annotation value too long", _with(spec__podAnnotations={"note": "x" * 4097}), "is too long"),
     ("queue storage without size", _with(spec__queue={"storage": {}}), "'size' is a required property"),
     ("queue storage size zero", _with(spec__queue={"storage": {"size": "0.0Gi"}}),
      "queue.storage.size must be more than zero"),

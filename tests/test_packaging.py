@@ -17,27 +17,20 @@ import pytest
 import yaml
 
 from mailrelay import apidoc
+from mailrelay.kube import RESOURCES
 from mailrelay.version import OPERATOR_IMAGE, RELEASED_POSTFIX_IMAGE, __version__
 
 from conftest import CRD_PATH, ROOT
 from crd_schema import check
 
 sys.path.insert(0, str(ROOT / "tests" / "tools"))
-from fetch_kube_tools import fetch
+import upstream_schemas
 
 CHART = ROOT / "manifests" / "helm" / "mailrelay-operator"
 KUSTOMIZATIONS = ["cluster-wide", "namespaced", "cluster-wide-ha"]
 CUSTOM_KINDS = {"MailRelay", "ClusterKopfPeering", "KopfPeering"}  # not in the upstream schemas; checked otherwise
 NEWEST = kv.latest_version()
 OLDEST = "1.29.0"
-
-
-@pytest.fixture(scope="module")
-def tools() -> Path:
-    target = ROOT / ".tools" / "bin"
-    if not (shutil.which("helm") and shutil.which("kubectl")):
-        fetch(target)
-    return target
 
 
 def run(tools: Path, *command: str) -> str:
@@ -73,6 +66,9 @@ def test_kustomize_variants_build_and_validate(tools: Path, crd: dict[str, Any],
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     assert ("--namespace=$(POD_NAMESPACE)" in args) == (variant == "namespaced")
     assert ("--peering=mailrelay-operator" in args) == (variant == "cluster-wide-ha")
+    prefix, plural = RESOURCES["Event"]
+    assert any(prefix.split("/")[2] in r["apiGroups"] and plural in r["resources"] and {"create", "patch"} <= set(
+        r["verbs"]) for d in docs if d["kind"] in ("Role", "ClusterRole") for r in d["rules"]), "events not allowed"
     if variant == "namespaced":
         assert not [r for d in docs if d["kind"] == "ClusterRole" for r in d["rules"]
                     if r["apiGroups"] != ["apiextensions.k8s.io"]], "namespaced variant grants cluster-wide access"
@@ -106,6 +102,9 @@ def test_rbac_is_least_privilege(tools: Path) -> None:
     assert all("update" not in v and "*" not in v
                for key, v in verbs.items() if key != ("mailrelay.dev", "mailrelays/finalizers"))
     assert all("*" not in r["resources"] and "*" not in r["apiGroups"] for r in rules)
+    # The events the operator posts (kube.RESOURCES): created, and patched to count a repeat.
+    prefix, plural = RESOURCES["Event"]
+    assert {"create", "patch"} <= verbs[(prefix.split("/")[2] if prefix.startswith("/apis/") else "", plural)]
 
 
 def test_helm_chart_lints(tools: Path) -> None:
@@ -113,8 +112,12 @@ def test_helm_chart_lints(tools: Path) -> None:
     assert "0 chart(s) failed" in output
 
 
-@pytest.mark.parametrize("values", [[], ["--set", "replicas=2"], ["--set", "watchNamespaces={apps,billing}"],
-                                    ["--set", "replicas=3", "--set", "watchNamespaces={apps}",
+PEERING_API = ["--api-versions", "kopf.dev/v1/ClusterKopfPeering"]  # a cluster with kopf's peering CRDs
+
+
+@pytest.mark.parametrize("values", [[], ["--set", "replicas=2", *PEERING_API],
+                                    ["--set", "watchNamespaces={apps,billing}"],
+                                    ["--set", "replicas=3", "--set", "watchNamespaces={apps}", *PEERING_API,
                                      "--set", "image.tag=9.9.9", "--set", "nodeSelector.pool=system"]])
 def test_helm_template_renders_valid_objects(tools: Path, crd: dict[str, Any], values: list[str]) -> None:
     docs = objects(run(tools, "helm", "template", "mr", str(CHART), "-n", "mailrelay-system", "--include-crds",
@@ -150,9 +153,7 @@ def test_one_source_for_versions_and_images(tools: Path) -> None:
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["MAILRELAY_POSTFIX_IMAGE"] == RELEASED_POSTFIX_IMAGE
     assert (CHART / "crds" / CRD_PATH.name).read_text() == CRD_PATH.read_text()
-    peering = [d for d in yaml.safe_load_all((ROOT / "manifests/peering/peering.yaml").read_text())
-               if d["kind"] == "CustomResourceDefinition"]
-    assert list(yaml.safe_load_all((CHART / "crds" / "kopf-peering.yaml").read_text())) == peering
+    assert sorted(p.name for p in (CHART / "crds").iterdir()) == [CRD_PATH.name]  # kopf's peering CRDs: not ours
 
 
 @pytest.mark.parametrize("dockerfile", ["image/postfix/Dockerfile", "image/operator/Dockerfile"])
@@ -186,6 +187,17 @@ def test_examples_validate(crd: dict[str, Any], example: str) -> None:
     validate_all(objects((ROOT / "examples" / example).read_text()), crd)
 
 
+def test_upstream_shapes_are_current_everywhere_they_are_used() -> None:
+    """The CRD (both copies), the operator's pod_schema.json and values.schema.json: `make schemas`."""
+    found = upstream_schemas.shapes()
+    assert upstream_schemas.POD_SCHEMA.read_text() == upstream_schemas.dump_json(found), "run `make schemas`"
+    for crd in upstream_schemas.CRDS:
+        text = crd.read_text()
+        assert text.count("# BEGIN generated:") == 2 and upstream_schemas.update_crd(text, found) == text, crd
+    values_schema = upstream_schemas.VALUES_SCHEMA.read_text()
+    assert upstream_schemas.update_values_schema(values_schema, found) == values_schema, "run `make schemas`"
+
+
 def test_api_reference_is_current() -> None:
     generated = apidoc.render(yaml.safe_load(CRD_PATH.read_text()))
     assert (ROOT / "docs" / "api-reference.md").read_text() == generated, "run `make docs`"
@@ -201,6 +213,6 @@ def test_the_wheel_the_operator_image_installs_is_complete(tmp_path: Path) -> No
     [wheel] = tmp_path.glob("mailrelay_operator-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     modules = {f"mailrelay/{p.name}" for p in (ROOT / "operator" / "mailrelay").glob("*.py")}
-    assert modules <= names
+    assert modules <= names and "mailrelay/pod_schema.json" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "mailrelay-operator = mailrelay.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

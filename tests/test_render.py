@@ -29,6 +29,19 @@ FULL = {
     "nodeSelector": {"kubernetes.io/os": "linux"},
     "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "mail", "effect": "NoSchedule"}],
     "service": {"name": "smtp", "port": 587},
+    "imagePullSecrets": [{"name": "mirror-pull"}],
+    "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["mail"]}]}]}},
+        "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 50, "podAffinityTerm": {
+            "topologyKey": "kubernetes.io/hostname",
+            "labelSelector": {"matchLabels": {"app.kubernetes.io/instance": "relay"}}}}]}},
+    "topologySpreadConstraints": [
+        {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule"},
+        {"maxSkew": 2, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway",
+         "labelSelector": {"matchLabels": {"team": "mail"}}}],
+    "priorityClassName": "mail-critical",
+    "podLabels": {"cost-center": "platform", "example.com/team": "mail"},
+    "podAnnotations": {"sidecar.istio.io/inject": "false", "example.com/note": "relays: {a: b}"},
 }
 
 K8S_VERSIONS = sorted({v for v in kv.all_versions() if tuple(map(int, v.split(".")[:2])) >= (1, 29)},
@@ -87,6 +100,29 @@ def test_children_are_owned_labelled_and_wired_together() -> None:
     assert pod["spec"]["tolerations"] == FULL["tolerations"]
     # No secret material anywhere in what is rendered.
     assert "password" not in str(render(relay)).lower().replace("smtp_sasl_password_maps", "")
+
+
+def test_the_pod_carries_every_pod_knob() -> None:
+    relay = make_relay(FULL)
+    deployment = render(relay)[1]
+    template = deployment["spec"]["template"]
+    pod = template["spec"]
+    assert pod["imagePullSecrets"] == FULL["imagePullSecrets"]
+    assert pod["affinity"] == FULL["affinity"]
+    assert pod["priorityClassName"] == "mail-critical"
+    zone, host = pod["topologySpreadConstraints"]
+    # Without a labelSelector a constraint counts this relay's pods (the Deployment's own selector).
+    assert zone == {**FULL["topologySpreadConstraints"][0], "labelSelector": deployment["spec"]["selector"]}
+    assert host == FULL["topologySpreadConstraints"][1]
+    assert FULL["podLabels"].items() <= template["metadata"]["labels"].items()
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
+    annotations = template["metadata"]["annotations"]
+    assert FULL["podAnnotations"].items() <= annotations.items() and CONFIG_HASH_ANNOTATION in annotations
+
+
+def test_a_relay_without_pod_knobs_renders_none_of_them() -> None:
+    pod = render(make_relay({"mailFromFQDN": "a.example"}))[1]["spec"]["template"]["spec"]
+    assert not {"imagePullSecrets", "affinity", "priorityClassName"} & set(pod)
 
 
 def test_rendering_without_uid_has_no_owner_reference() -> None:
@@ -157,7 +193,8 @@ def test_config_hash_changes_when_something_that_matters_changes(change: dict[st
 
 @pytest.mark.parametrize("change", [
     {"replicas": 5}, {"resources": {}}, {"nodeSelector": {}}, {"tolerations": []}, {"service": {"name": "mail"}},
-    {"image": "registry.local/postfix:2"},
+    {"image": "registry.local/postfix:2"}, {"affinity": {}}, {"topologySpreadConstraints": []},
+    {"podLabels": {}}, {"podAnnotations": {"a": "b"}}, {"priorityClassName": "other"}, {"imagePullSecrets": []},
 ])
 def test_config_hash_ignores_what_does_not_need_a_restart(change: dict[str, Any]) -> None:
     assert _hash({**FULL, **change}) == _hash(FULL)

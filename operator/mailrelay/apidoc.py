@@ -12,6 +12,9 @@ from typing import Any
 
 import yaml
 
+# Fields that embed an upstream Kubernetes type: documented by name, not field by field.
+UPSTREAM = {"spec.affinity": "core/v1 Affinity", "spec.topologySpreadConstraints": "[]core/v1 TopologySpreadConstraint"}
+
 
 def _constraints(schema: dict[str, Any]) -> str:
     parts = []
@@ -44,8 +47,10 @@ def _rows(schema: dict[str, Any], prefix: str, required: set[str]) -> list[str]:
         default = f"`{json.dumps(sub['default'])}`" if "default" in sub else ""
         description = " ".join(str(sub.get("description", "")).split()).replace("|", "\\|")
         flag = " (required)" if name in required else ""
-        rows.append(f"| `{path}`{flag} | {_type(sub)} | {default} | {description} | "
+        rows.append(f"| `{path}`{flag} | {UPSTREAM.get(path) or _type(sub)} | {default} | {description} | "
                     f"{_constraints(sub).replace('|', chr(92) + '|')} |")
+        if path in UPSTREAM:
+            continue
         target = sub.get("items", sub) if sub.get("type") == "array" else sub
         rows += _rows(target, f"{path}[]" if sub.get("type") == "array" else path, set(target.get("required", [])))
     return rows

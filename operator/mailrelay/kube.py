@@ -10,9 +10,11 @@ import functools
 import json
 import logging
 import random
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -20,7 +22,7 @@ import kubernetes
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from mailrelay.render import FIELD_MANAGER
+from mailrelay.render import FIELD_MANAGER, label_selector
 from mailrelay.spec import GROUP, PLURAL, VERSION
 
 log = logging.getLogger(__name__)
@@ -31,7 +33,7 @@ RESOURCES: dict[str, tuple[str, str]] = {
     "ConfigMap": ("/api/v1", "configmaps"),
     "Service": ("/api/v1", "services"),
     "Secret": ("/api/v1", "secrets"),
-    "Event": ("/api/v1", "events"),
+    "Event": ("/apis/events.k8s.io/v1", "events"),
     "Pod": ("/api/v1", "pods"),
     "Deployment": ("/apis/apps/v1", "deployments"),
     "StatefulSet": ("/apis/apps/v1", "statefulsets"),
@@ -39,6 +41,7 @@ RESOURCES: dict[str, tuple[str, str]] = {
     "MailRelay": (f"/apis/{GROUP}/{VERSION}", PLURAL),
 }
 TRANSIENT_STATUS = {409, 429, 500, 502, 503, 504}
+EVENT_SERIES_KEPT = 1024  # repeats of this many distinct events are folded into their first object
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0)
 
 
@@ -93,11 +96,22 @@ def _reason(exc: ApiException) -> str:
 
 
 @dataclass
+class _Series:
+    """An event this process created, and how often it has happened so far."""
+
+    name: str
+    count: int = 1
+
+
+@dataclass
 class Api:
     """JSON access to the API server through one shared ApiClient."""
 
     client: kubernetes.client.ApiClient
     timeout: float = 20.0
+    # (namespace, object uid, type, reason, note) → its event: a repeat patches that event's series.
+    _series: OrderedDict[tuple[str, ...], _Series] = field(default_factory=OrderedDict, repr=False)
+    _series_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def from_environment(cls) -> Api:
@@ -153,9 +167,8 @@ class Api:
 
     def list(self, kind: str, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
         """Objects of a kind in a namespace whose labels include all of `labels`."""
-        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
         return list(_with_retries(f"list {kind} in {namespace}", lambda: self._call(
-            "GET", path(kind, namespace), query=[("labelSelector", selector)]))["items"])
+            "GET", path(kind, namespace), query=[("labelSelector", label_selector(labels))]))["items"])
 
     def delete(self, kind: str, namespace: str, name: str, uid: str) -> None:
         """Delete exactly this object (a uid precondition); already gone is fine."""
@@ -181,33 +194,67 @@ class Api:
 
     def post_event(self, obj: dict[str, Any], kind: str, reason: str, message: str, instance: str,
                    name: str | None = None) -> None:
-        """Record a core/v1 Event about `obj`; best effort, as an Event is news, not state. With a
-        `name`, at most once: posting the same name again changes nothing."""
+        """Record an events.k8s.io/v1 Event about `obj`; best effort, as an Event is news, not state.
+
+        The same event again (object, type, reason and note) does not make a new object: it bumps
+        the first one's `series` (count, lastObservedTime), as client-go's recorder does, so
+        `kubectl get events` shows one line with a count. When that object has expired (the API
+        server keeps events about an hour) a new one is created. With a `name`, at most once instead:
+        posting that name again changes nothing, however many operator replicas or watch events try.
+        """
         meta = obj["metadata"]
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        event = {
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": ({"name": name} if name else {"generateName": f"{meta['name']}."}) | {
-                "namespace": meta["namespace"]},
-            "involvedObject": {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "name": meta["name"],
-                               "namespace": meta["namespace"], "uid": meta.get("uid")},
-            "type": kind, "reason": reason, "message": message[:1024],
-            "source": {"component": FIELD_MANAGER}, "reportingComponent": FIELD_MANAGER,
-            "reportingInstance": instance[:128], "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-        }
-
-        def call() -> dict[str, Any]:
+        namespace, note = meta["namespace"], message[:1024]
+        key = (namespace, str(meta.get("uid") or meta["name"]), kind, reason, note)
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        with self._series_lock:
             try:
-                return self._call("POST", path("Event", meta["namespace"]), body=event)
-            except ApiException as exc:
-                if name and exc.status == 409:  # posted already
-                    return {}
-                raise
+                if name is None and key in self._series and self._bump_series(namespace, self._series[key], now):
+                    self._series.move_to_end(key)
+                    return
+                event_name = name or f"{meta['name']}.{time.time_ns():x}"
+                event = {
+                    "apiVersion": "events.k8s.io/v1", "kind": "Event",
+                    "metadata": {"name": event_name, "namespace": namespace},
+                    "regarding": {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "name": meta["name"],
+                                  "namespace": namespace, "uid": meta.get("uid")},
+                    "type": kind, "reason": reason, "action": "Reconcile", "note": note, "eventTime": now,
+                    "reportingController": FIELD_MANAGER, "reportingInstance": instance[:128],
+                }
 
-        try:
-            _with_retries(f"post event {reason}", call)
-        except ApiError as exc:
-            log.warning("could not post event %s for %s/%s: %s", reason, meta["namespace"], meta["name"], exc)
+                def create() -> None:
+                    try:
+                        self._call("POST", path("Event", namespace), body=event)
+                    except ApiException as exc:
+                        if not (name and exc.status == 409):  # a named event posted already is fine
+                            raise
+
+                _with_retries(f"post event {reason}", create)
+                if name:
+                    return
+                self._series[key] = _Series(event_name)
+                while len(self._series) > EVENT_SERIES_KEPT:
+                    self._series.popitem(last=False)
+            except ApiError as exc:
+                log.warning("could not post event %s for %s/%s: %s", reason, namespace, meta["name"], exc)
+
+    def _bump_series(self, namespace: str, series: _Series, now: str) -> bool:
+        """Count one more occurrence on an existing event; False when it is gone (expired)."""
+        name, count = series.name, series.count
+
+        def call() -> bool:
+            try:
+                self._call("PATCH", path("Event", namespace, name), content_type="application/merge-patch+json",
+                           body={"series": {"count": count + 1, "lastObservedTime": now}})
+            except ApiException as exc:
+                if exc.status == 404:
+                    return False
+                raise
+            return True
+
+        bumped = _with_retries(f"update event {name}", call)
+        if bumped:
+            series.count = count + 1
+        return bumped
 
     def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         """Merge-patch the status subresource (conditions are replaced whole, as they are rendered whole)."""

@@ -21,6 +21,7 @@ from mailrelay.render import (
     child_names,
     config_hash,
     endpoint,
+    label_selector,
     pod_disruption_budget,
     render,
     selector_labels,
@@ -102,7 +103,7 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None) -> Outco
     previous = body.get("status") or {}
     events: list[tuple[str, str, str]] = []
     result: ApplyResult | None = None
-    hash_value = address = None
+    hash_value = address = selector = None
     deployment = None
     try:
         relay = parse(body)
@@ -110,6 +111,7 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None) -> Outco
         assessment = st.Assessment(False, st.INVALID_SPEC, "; ".join(exc.problems), stalled=True)
     else:
         address = endpoint(relay)
+        selector = label_selector(selector_labels(relay))
         secret_version, problem = _secret_version(api, relay)
         if problem:
             assessment = problem
@@ -135,7 +137,8 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None) -> Outco
 
     def status_from(current: dict[str, Any]) -> dict[str, Any]:
         return st.build(assessment=assessment, generation=generation, previous=current, now=clock or now(),
-                        deployment=deployment, config_hash=hash_value, endpoint=address)
+                        deployment=deployment, config_hash=hash_value, endpoint=address,
+                        selector=selector)
 
     new_status = status_from(previous)
     outcome = Outcome(assessment, new_status, children=result, events=events)

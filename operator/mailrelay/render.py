@@ -41,6 +41,7 @@ HANDOFF_SECONDS = 30
 TERMINATION_GRACE_SECONDS = ENDPOINT_WAIT_SECONDS + SESSION_WAIT_SECONDS + DRAIN_SECONDS + HANDOFF_SECONDS + 10
 TERMINATION_LOG = "/dev/termination-log"  # the drain's last word, which the operator posts as an Event
 PDB_MIN_REPLICAS = 2
+DEFAULT_SPREAD = ({"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway"},)
 
 DEFAULT_RESOURCES = {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "256Mi"}}
 # Postfix's master runs as root to bind port 25 and hand work to unprivileged children.
@@ -61,6 +62,11 @@ def workload_kind(relay: MailRelay) -> str:
 
 def selector_labels(relay: MailRelay) -> dict[str, str]:
     return {"app.kubernetes.io/name": "mailrelay", "app.kubernetes.io/instance": relay.name}
+
+
+def label_selector(match: dict[str, str]) -> str:
+    """The selector string form (`a=b,c=d`) of equality labels, as status.selector and list calls take it."""
+    return ",".join(f"{key}={value}" for key, value in sorted(match.items()))
 
 
 def labels(relay: MailRelay) -> dict[str, str]:
@@ -113,12 +119,6 @@ def _drain_env(relay: MailRelay) -> list[dict[str, str]]:
     return env
 
 
-def _topology_spread(relay: MailRelay) -> list[dict[str, Any]]:
-    """Spread replicas over nodes when the scheduler can; never block scheduling for it."""
-    return [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway",
-             "labelSelector": {"matchLabels": selector_labels(relay)}}]
-
-
 def pod_template(relay: MailRelay, secret_version: str = "") -> dict[str, Any]:
     spec = relay.spec
     volumes: list[dict[str, Any]] = [
@@ -164,15 +164,19 @@ def pod_template(relay: MailRelay, secret_version: str = "") -> dict[str, Any]:
         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [container],
         "volumes": volumes,
-        "topologySpreadConstraints": _topology_spread(relay),
     }
     if spec.node_selector:
         pod_spec["nodeSelector"] = dict(spec.node_selector)
     if spec.tolerations:
         pod_spec["tolerations"] = [dict(t) for t in spec.tolerations]
-    return {"metadata": {"labels": labels(relay),
-                         "annotations": {CONFIG_HASH_ANNOTATION: config_hash(relay, secret_version)}},
-            "spec": pod_spec}
+    pod_spec.update(_pod_placement(relay))
+    return {
+        # The user's labels and annotations first: ours win (spec_pod refuses clashing keys anyway).
+        "metadata": {"labels": {**spec.pod.labels, **labels(relay)},
+                     "annotations": {**spec.pod.annotations,
+                                     CONFIG_HASH_ANNOTATION: config_hash(relay, secret_version)}},
+        "spec": pod_spec,
+    }
 
 
 def deployment(relay: MailRelay, secret_version: str = "") -> dict[str, Any]:
@@ -225,6 +229,26 @@ def pod_disruption_budget(relay: MailRelay) -> dict[str, Any] | None:
     return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
             "metadata": _metadata(relay, child_names(relay)["PodDisruptionBudget"]),
             "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(relay)}}}
+
+
+def _topology_spread(relay: MailRelay) -> list[dict[str, Any]]:
+    """spec.topologySpreadConstraints, each counting this relay's pods unless it names its own selector.
+    Without any: spread replicas over nodes when the scheduler can, never blocking scheduling for it."""
+    constraints = relay.spec.pod.topology_spread_constraints or DEFAULT_SPREAD
+    return [{**constraint, "labelSelector": constraint.get("labelSelector") or {"matchLabels": selector_labels(relay)}}
+            for constraint in constraints]
+
+
+def _pod_placement(relay: MailRelay) -> dict[str, Any]:
+    """Pull secrets, scheduling and priority from spec; only the fields that are set."""
+    pod = relay.spec.pod
+    fields: dict[str, Any] = {
+        "imagePullSecrets": [{"name": name} for name in pod.image_pull_secrets],
+        "affinity": dict(pod.affinity),
+        "topologySpreadConstraints": _topology_spread(relay),
+        "priorityClassName": pod.priority_class_name,
+    }
+    return {key: value for key, value in fields.items() if value}
 
 
 def service(relay: MailRelay) -> dict[str, Any]:

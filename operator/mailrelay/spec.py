@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mailrelay import posix_regex
+from mailrelay.spec_pod import POD_FIELDS, PodSettings, parse_pod
 from mailrelay.version import DEFAULT_POSTFIX_IMAGE
 
 GROUP = "mailrelay.dev"
@@ -34,8 +35,9 @@ MAX_RULES = 50
 MAX_NAME_LENGTH = 50  # leaves room for the "mailrelay-" prefix and pod suffixes in label values
 
 _LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
-HOSTNAME_RE = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
-DNS1035_RE = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+# \Z, not $: Python's $ also matches before a final newline, which would let "a.example\n" through.
+HOSTNAME_RE = re.compile(rf"^{_LABEL}(\.{_LABEL})*\Z")
+DNS1035_RE = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?\Z")
 DNS1123_SUBDOMAIN_RE = HOSTNAME_RE
 _BAD_CHARS = re.compile(r"[^\x21-\x7e]")  # anything but printable ASCII without the space
 
@@ -90,6 +92,7 @@ class MailRelaySpec:
     node_selector: dict[str, str] = field(default_factory=dict, hash=False, compare=True)
     tolerations: tuple[dict[str, Any], ...] = ()
     service: ServiceSpec = ServiceSpec()
+    pod: PodSettings = field(default_factory=PodSettings)  # pull secrets, scheduling, extra labels: spec_pod.py
     queue_storage: QueueStorage | None = None
 
 
@@ -202,7 +205,7 @@ def parse_spec(spec: Any) -> MailRelaySpec:
 
 
 _SPEC_FIELDS = {"mailFromFQDN", "rewrite", "relay", "allowedNetworks", "messageSizeLimitBytes",
-                "replicas", "image", "resources", "nodeSelector", "tolerations", "service", "queue"}
+                "replicas", "image", "resources", "nodeSelector", "tolerations", "service", "queue"} | POD_FIELDS
 
 
 def _parse_spec(check: _Checker, raw: Any) -> MailRelaySpec | None:
@@ -228,7 +231,8 @@ def _parse_spec(check: _Checker, raw: Any) -> MailRelaySpec | None:
     tolerations = _parse_tolerations(check, spec.get("tolerations", []))
     service = _parse_service(check, spec.get("service", {}))
     queue_storage = _parse_queue(check, spec.get("queue", {}))
-    if check.problems:
+    pod = parse_pod(check, spec)
+    if check.problems or pod is None:
         return None
     assert fqdn is not None and networks is not None and size is not None and replicas is not None
     assert image is not None and resources is not None and node_selector is not None
@@ -236,7 +240,7 @@ def _parse_spec(check: _Checker, raw: Any) -> MailRelaySpec | None:
     return MailRelaySpec(mail_from_fqdn=fqdn, keep_domains=keep, rules=rules, relay=relay,
                          allowed_networks=networks, message_size_limit=size, replicas=replicas,
                          image=image, resources=resources, node_selector=node_selector,
-                         tolerations=tolerations, service=service, queue_storage=queue_storage)
+                         tolerations=tolerations, service=service, pod=pod, queue_storage=queue_storage)
 
 
 def _parse_rewrite(check: _Checker, raw: Any) -> tuple[tuple[str, ...], tuple[RewriteRule, ...]]:
@@ -382,7 +386,7 @@ def _parse_networks(check: _Checker, raw: Any) -> tuple[str, ...] | None:
     return tuple(networks) if len(networks) == len(items) else None
 
 
-_QUANTITY_RE = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|[numkMGTPE]i?|Ki)?$")
+_QUANTITY_RE = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|[numkMGTPE]i?|Ki)?\Z")
 
 
 def _parse_resources(check: _Checker, raw: Any) -> dict[str, Any] | None:
@@ -452,7 +456,7 @@ def _parse_service(check: _Checker, raw: Any) -> ServiceSpec | None:
 
 # spec.queue: where Postfix's queue lives. Bounds match the CRD.
 MAX_QUEUE_SIZE_LENGTH = 32
-_QUEUE_SIZE_RE = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$")
+_QUEUE_SIZE_RE = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?\Z")
 
 
 def _parse_queue(check: _Checker, raw: Any) -> QueueStorage | None:

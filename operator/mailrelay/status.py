@@ -82,7 +82,7 @@ def _condition(kind: str, status: bool, reason: str, message: str, generation: i
 
 def build(*, assessment: Assessment, generation: int | None, previous: dict[str, Any] | None, now: str,
           deployment: dict[str, Any] | None = None, config_hash: str | None = None,
-          endpoint: str | None = None) -> dict[str, Any]:
+          endpoint: str | None = None, selector: str | None = None) -> dict[str, Any]:
     """The whole status object; `previous` is the current status, to keep transition times."""
     before: dict[str, dict[str, Any]] = {str(c.get("type")): c for c in (previous or {}).get("conditions") or []
                                          if isinstance(c, dict)}
@@ -104,6 +104,8 @@ def build(*, assessment: Assessment, generation: int | None, previous: dict[str,
     # Keep the last known hash and endpoint when this pass could not compute them (invalid spec).
     status["configHash"] = config_hash if config_hash is not None else (previous or {}).get("configHash", "")
     status["endpoint"] = endpoint if endpoint is not None else (previous or {}).get("endpoint", "")
+    # The scale subresource's labelSelectorPath: HPA and KEDA count the pods this selects.
+    status["selector"] = selector if selector is not None else (previous or {}).get("selector", "")
     return status
 
 

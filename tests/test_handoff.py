@@ -259,3 +259,18 @@ def test_a_rollout_under_load_refuses_no_connection_and_loses_no_message(
     down_sink.start()
     assert b.postfix("flush").returncode == 0
     assert_exactly_once(down_sink, clients.accepted)
+
+
+def test_a_peer_that_refuses_the_hand_off_does_not_turn_it_into_bounces(start_postfix: Any, down_sink: Sink) -> None:
+    """A draining pod whose address is outside the peer's allowedNetworks gets 554 from the peer:
+    the mail must stay queued (and be reported), never bounce back to the senders."""
+    old = start_postfix(make_relay(relay_spec(down_sink)))
+    peer = start_postfix(make_relay(relay_spec(down_sink)))
+    send_many(old, 4)
+    # The pod's address: 127.0.0.9 is outside allowedNetworks (127.0.0.4/30) and not loopback's /32.
+    subprocess.run(["postconf", "-c", str(old.config_dir), "-e", "smtp_bind_address=127.0.0.9"], check=True)
+    out = drain(old, peer, handoff=3)
+    assert "4 message(s) left in the queue (no other replica took them" in out
+    log = old.log()
+    assert "Client host rejected" in log and "status=bounced" not in log
+    assert old.queued() == 4 and peer.queued() == 0

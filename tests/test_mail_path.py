@@ -258,6 +258,12 @@ def test_no_mail_lost_while_the_smarthost_is_down(start_postfix: Any, sinks: lis
         ids.append(msg["Message-ID"])
         send(instance, "root@pod", msg)
     wait_for_log(instance, "Connection refused")
+    # Every message deferred before the smarthost comes back: one still being tried during the flush
+    # below would be deferred after it, for the 300 s minimal backoff.
+    deadline = time.monotonic() + 30
+    while instance.log().count("status=deferred") < 5 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert instance.log().count("status=deferred") == 5
     assert instance.queued() == 5
     sink.start()
     assert instance.postfix("flush").returncode == 0

@@ -25,10 +25,11 @@ from kube_emulator import ApiServer
 
 PATHS = {"configmaps": "/api/v1", "services": "/api/v1", "secrets": "/api/v1", "events": "/apis/events.k8s.io/v1",
          "pods": "/api/v1", "deployments": "/apis/apps/v1", "statefulsets": "/apis/apps/v1",
-         "poddisruptionbudgets": "/apis/policy/v1", "mailrelays": "/apis/mailrelay.dev/v1alpha1"}
+         "poddisruptionbudgets": "/apis/policy/v1", "mailrelays": "/apis/mailrelay.dev/v1alpha1",
+         "networkpolicies": "/apis/networking.k8s.io/v1"}
 GROUPS = {"configmaps": "", "services": "", "secrets": "", "events": "events.k8s.io", "pods": "",
           "deployments": "apps", "statefulsets": "apps", "poddisruptionbudgets": "policy",
-          "mailrelays": "mailrelay.dev"}
+          "mailrelays": "mailrelay.dev", "networkpolicies": "networking.k8s.io"}
 
 
 class Cluster:
@@ -79,7 +80,8 @@ class Cluster:
 
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         plural = {"ConfigMap": "configmaps", "Service": "services", "Secret": "secrets",
-                  "Deployment": "deployments", "MailRelay": "mailrelays", "Pod": "pods"}[obj["kind"]]
+                  "Deployment": "deployments", "MailRelay": "mailrelays", "Pod": "pods",
+                  "NetworkPolicy": "networkpolicies"}[obj["kind"]]
         response = self.http.post(self._url(plural, obj["metadata"]["namespace"]), json=obj)
         response.raise_for_status()
         return dict(response.json())
@@ -108,8 +110,13 @@ class Cluster:
         response.raise_for_status()
         return dict(response.json())
 
-    def fail(self, method: str, plural: str, status: int, times: int = 1, sub: str | None = None) -> None:
-        self.loop.call_soon_threadsafe(self.server.fail, method, plural, status, times, sub)
+    def fail(self, method: str, plural: str, status: int, times: int = 1, sub: str | None = None,
+             namespace: str | None = None) -> None:
+        self.loop.call_soon_threadsafe(self.server.fail, method, plural, status, times, sub, namespace)
+
+    def faults_left(self, plural: str, namespace: str) -> int:
+        """How many injected faults for this resource and namespace have not been hit yet."""
+        return sum(f.times for f in list(self.server.faults) if f.plural == plural and f.namespace == namespace)
 
 
 class Operator:

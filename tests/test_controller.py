@@ -20,7 +20,7 @@ from mailrelay.render import CONFIG_HASH_ANNOTATION
 from cluster import Cluster, Operator, eventually
 from kstatus import kstatus
 
-CHILD_PLURALS = ("configmaps", "deployments", "services")
+CHILD_PLURALS = ("configmaps", "deployments", "services", "networkpolicies")
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def wait_children(cluster: Cluster, namespace: str) -> dict[str, dict[str, Any]]
         found = {p: cluster.list(p, namespace) for p in CHILD_PLURALS}
         return {p: objs[0] for p, objs in found.items()} if all(len(o) == 1 for o in found.values()) else None
 
-    return eventually(check, what=f"three children in {namespace}")
+    return eventually(check, what=f"four children in {namespace}")
 
 
 def roll_out(cluster: Cluster, namespace: str, replicas: int = 1, ready_replicas: int | None = None) -> None:
@@ -81,7 +81,7 @@ def event_reasons(cluster: Cluster, namespace: str) -> list[str]:
     return [e.get("reason") for e in cluster.list("events", namespace)]
 
 
-def test_create_makes_three_owned_children_and_a_status(cluster: Cluster, operator: Operator) -> None:
+def test_create_makes_four_owned_children_and_a_status(cluster: Cluster, operator: Operator) -> None:
     created = cluster.create(relay("create"))
     children = wait_children(cluster, "create")
     for obj in children.values():
@@ -374,6 +374,22 @@ def test_a_foreign_service_with_our_labels_is_never_pruned(cluster: Cluster, ope
     assert cluster.get("services", "lookalike", "lookalike") is not None
 
 
+def test_network_policy_switched_off_is_pruned_and_a_foreign_one_kept(cluster: Cluster, operator: Operator) -> None:
+    labels = {"app.kubernetes.io/name": "mailrelay", "app.kubernetes.io/instance": "relay"}
+    cluster.create({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                    "metadata": {"name": "lookalike", "namespace": "netpol", "labels": labels},
+                    "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}})
+    cluster.create(relay("netpol"))
+    ours = eventually(lambda: cluster.get("networkpolicies", "netpol", "mailrelay-relay"), what="our policy")
+    assert ours["metadata"]["ownerReferences"][0]["kind"] == "MailRelay"
+    cluster.patch("mailrelays", "netpol", "relay", {"spec": {"networkPolicy": {"enabled": False}}})
+    eventually(lambda: cluster.get("networkpolicies", "netpol", "mailrelay-relay") is None, what="our policy gone")
+    time.sleep(3)  # more than one resync
+    assert cluster.get("networkpolicies", "netpol", "lookalike") is not None
+    cluster.patch("mailrelays", "netpol", "relay", {"spec": {"networkPolicy": {"enabled": True}}})
+    eventually(lambda: cluster.get("networkpolicies", "netpol", "mailrelay-relay"), what="our policy back")
+
+
 def test_run_without_a_cluster_says_what_to_do(tmp_path: Path) -> None:
     import os
     import subprocess
@@ -419,3 +435,39 @@ def test_a_drain_that_left_mail_is_reported_once_as_an_event(cluster: Cluster, o
     assert event["type"] == "Warning"
     assert event["note"] == f"pod mailrelay-relay-abc: {left.strip()}"
     assert "2 message(s) left" in by_object[("Pod", "mailrelay-gone-xyz")]["note"]
+
+
+def test_a_child_the_api_server_refuses_stalls_the_relay_without_a_write_loop(cluster: Cluster,
+                                                                              operator: Operator) -> None:
+    """HTTP 422 for the Deployment (emulated: our validation keeps a real server from ever saying it)."""
+    cluster.fail("PATCH", "deployments", 422, times=100, namespace="refused")
+    cluster.create(relay("refused"))
+    condition = wait_reason(cluster, "refused", "ChildRefused")
+    assert "the API server refused Deployment mailrelay-relay" in condition["message"]
+    status = cluster.get("mailrelays", "refused", "relay")["status"]  # type: ignore[index]
+    stalled = next(c for c in status["conditions"] if c["type"] == "Stalled")
+    assert stalled["status"] == "True" and stalled["reason"] == "ChildRefused"
+    assert status["refusedChild"].startswith("Deployment/mailrelay-relay@")
+    time.sleep(1)
+    attempts, writes = cluster.faults_left("deployments", "refused"), our_writes(cluster, "refused")
+    time.sleep(6)  # three resync periods: the same Deployment is not sent again, nothing is written
+    assert cluster.faults_left("deployments", "refused") == attempts
+    assert our_writes(cluster, "refused") == writes
+    # Any change to the relay renders a different Deployment, which is tried again.
+    for fault in cluster.server.faults:
+        if fault.namespace == "refused":
+            fault.times = 0
+    cluster.patch("mailrelays", "refused", "relay", {"spec": {"replicas": 2}})
+    wait_reason(cluster, "refused", "RollingOut")
+    assert cluster.list("deployments", "refused")[0]["spec"]["replicas"] == 2
+    assert "refusedChild" not in cluster.get("mailrelays", "refused", "relay")["status"]  # type: ignore[index]
+
+
+def test_a_secret_that_cannot_work_is_reported_before_any_pod(cluster: Cluster, operator: Operator) -> None:
+    encode = lambda s: base64.b64encode(s.encode()).decode()  # noqa: E731
+    cluster.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "smarthost", "namespace": "badsecret"},
+                    "data": {"username": encode("team:relay"), "password": encode("pass\nword")}})
+    cluster.create(relay("badsecret", relay={"host": "smtp.example.net", "authSecretRef": {"name": "smarthost"}}))
+    condition = wait_reason(cluster, "badsecret", "SecretInvalid")
+    assert "username must not contain ':'" in condition["message"] and "word" not in condition["message"]
+    assert cluster.list("deployments", "badsecret") == []  # no pod that would crash-loop

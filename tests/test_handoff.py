@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_mail_path import FQDN, POD, message, relay_spec
 
 from mailrelay.local import LocalPostfix
 
 from conftest import make_relay
 from smtp_sink import Sink, free_port
+from test_mail_path import FQDN, POD, message, relay_spec
 
 pytestmark = pytest.mark.postfix
 

@@ -14,6 +14,7 @@ from mailrelay.reconcile import reconcile
 from mailrelay.render import TERMINATION_GRACE_SECONDS, render
 
 from conftest import make_relay, relay_object
+from test_render import by_kind
 
 PERSISTENT = {"storage": {"size": "2Gi", "storageClassName": "fast-ssd"}}
 
@@ -51,7 +52,8 @@ def run(store: RelayStore) -> Any:
 
 def test_persistent_queue_is_a_stateful_set_with_a_claim_per_pod() -> None:
     relay = make_relay({"mailFromFQDN": "a.example", "replicas": 3, "queue": PERSISTENT})
-    [_, workload, budget, _] = render(relay)
+    children = by_kind(render(relay))
+    workload, budget = children["StatefulSet"], children["PodDisruptionBudget"]
     assert workload["kind"] == "StatefulSet"
     [claim] = workload["spec"]["volumeClaimTemplates"]
     assert claim["metadata"]["name"] == "queue"
@@ -68,7 +70,7 @@ def test_persistent_queue_is_a_stateful_set_with_a_claim_per_pod() -> None:
 
 def test_the_drain_fits_in_the_grace_period_and_hands_off_to_the_relays_service() -> None:
     relay = make_relay({"mailFromFQDN": "a.example", "service": {"name": "smtp", "port": 2525}})
-    [_, deployment, _] = render(relay)
+    deployment = by_kind(render(relay))["Deployment"]
     pod = deployment["spec"]["template"]["spec"]
     [container] = pod["containers"]
     env = {e["name"]: e["value"] for e in container["env"]}

@@ -1,6 +1,6 @@
 """The persistent-queue children on the real kube-apiserver: accepted, stable, refused where it must.
 
-The operator's write path (kube.Api, apply_children, prune_child) against the control plane, with a
+The operator's write path (kube.Api, apply_children, prune) against the control plane, with a
 real MailRelay as owner so the garbage collector keeps the children. Shows that the server takes
 the rendered StatefulSet and PodDisruptionBudget, that its defaulting does not make the next pass
 write again, that it would reject a changed claim template (so the operator refuses it first, with
@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from mailrelay.apply import apply_children, prune_child
+from mailrelay.apply import apply_children, prune
 from mailrelay.kube import Api, ApiError
-from mailrelay.render import render, stateful_set
+from mailrelay.render import render, selector_labels, stateful_set
 from mailrelay.spec import parse
 
 from conftest import CRD_PATH, relay_object
@@ -52,8 +52,8 @@ def test_persistent_children_on_the_real_apiserver(kube: tuple[ControlPlane, Api
     uid, relay = body["metadata"]["uid"], parse(body)
     first = apply_children(api, uid, render(relay))
     assert [(c.kind, c.action) for c in first.children] == [
-        ("ConfigMap", "created"), ("StatefulSet", "created"), ("PodDisruptionBudget", "created"),
-        ("Service", "created")]
+        ("NetworkPolicy", "created"), ("ConfigMap", "created"), ("StatefulSet", "created"),
+        ("PodDisruptionBudget", "created"), ("Service", "created")]
     # The server defaults StatefulSet, claim template and budget fields: none of that is drift.
     second = apply_children(api, uid, render(relay))
     assert {c.action for c in second.children} == {"unchanged"}
@@ -65,14 +65,15 @@ def test_persistent_children_on_the_real_apiserver(kube: tuple[ControlPlane, Api
         api.apply(stateful_set(changed))
     assert rejected.value.status == 422 and "Forbidden" in str(rejected.value)
     refused = apply_children(api, uid, render(changed))
-    [refusal] = refused.refusals
-    assert refusal.kind == "StatefulSet" and "cannot change on a running relay" in refusal.detail
+    [refusal] = refused.refused
+    assert refusal.kind == "StatefulSet" and "cannot change on a running relay" in refusal.message
     live = api.get("StatefulSet", NAMESPACE, "mailrelay-relay")
     assert live is not None
     assert live["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "1Gi"
 
-    assert [c.action for c in prune_child(api, uid, "PodDisruptionBudget", NAMESPACE, "mailrelay-relay")] == [
-        "deleted"]
+    labels = selector_labels(relay)
+    assert [(c.name, c.action) for c in prune(api, uid, "PodDisruptionBudget", NAMESPACE, set(), labels)] == [
+        ("mailrelay-relay", "deleted")]
     assert api.get("PodDisruptionBudget", NAMESPACE, "mailrelay-relay") is None
-    assert prune_child(api, "another-relay", "StatefulSet", NAMESPACE, "mailrelay-relay") == []  # not ours
+    assert prune(api, "another-relay", "StatefulSet", NAMESPACE, set(), labels) == []  # not ours
     assert api.get("StatefulSet", NAMESPACE, "mailrelay-relay") is not None

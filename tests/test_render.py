@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import kubernetes_validate.utils as kv
@@ -13,7 +14,8 @@ from hypothesis import strategies as st
 from mailrelay import postfix
 from mailrelay.manifests import load_relays
 from mailrelay.render import CONFIG_HASH_ANNOTATION, config_hash, render
-from mailrelay.spec import SpecError, parse
+from mailrelay.spec import Relay, SpecError, parse
+from mailrelay.spec_rules import RewriteRule
 
 from conftest import ROOT, make_relay
 
@@ -48,6 +50,10 @@ K8S_VERSIONS = sorted({v for v in kv.all_versions() if tuple(map(int, v.split(".
                       key=lambda v: tuple(map(int, v.split("."))))
 
 
+def by_kind(children: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {obj["kind"]: obj for obj in children}
+
+
 def sample_relays() -> list[Any]:
     relays = [make_relay(FULL), make_relay({"mailFromFQDN": "a.example"}),
               make_relay({**FULL, "queue": {"storage": {"size": "1Gi", "storageClassName": "fast"}}})]
@@ -69,7 +75,7 @@ def test_every_manifest_validates_against_kubernetes_schemas(version: str) -> No
 
 
 def test_kubernetes_validate_catches_a_broken_manifest() -> None:
-    deployment = render(make_relay(FULL))[1]
+    deployment = by_kind(render(make_relay(FULL)))["Deployment"]
     deployment["spec"]["replicas"] = "two"
     with pytest.raises(kv.ValidationError):
         kv.validate(deployment, K8S_VERSIONS[-1], strict=True)
@@ -77,8 +83,8 @@ def test_kubernetes_validate_catches_a_broken_manifest() -> None:
 
 def test_children_are_owned_labelled_and_wired_together() -> None:
     relay = make_relay(FULL)
-    config_map, deployment, budget, service = render(relay)
-    for obj in (config_map, deployment, budget, service):
+    policy, config_map, deployment, budget, service = render(relay)
+    for obj in (policy, config_map, deployment, budget, service):
         [owner] = obj["metadata"]["ownerReferences"]
         assert owner == {"apiVersion": "mailrelay.dev/v1alpha1", "kind": "MailRelay", "name": "relay",
                          "uid": relay.uid, "controller": True, "blockOwnerDeletion": True}
@@ -104,7 +110,7 @@ def test_children_are_owned_labelled_and_wired_together() -> None:
 
 def test_the_pod_carries_every_pod_knob() -> None:
     relay = make_relay(FULL)
-    deployment = render(relay)[1]
+    deployment = by_kind(render(relay))["Deployment"]
     template = deployment["spec"]["template"]
     pod = template["spec"]
     assert pod["imagePullSecrets"] == FULL["imagePullSecrets"]
@@ -121,7 +127,7 @@ def test_the_pod_carries_every_pod_knob() -> None:
 
 
 def test_a_relay_without_pod_knobs_renders_none_of_them() -> None:
-    pod = render(make_relay({"mailFromFQDN": "a.example"}))[1]["spec"]["template"]["spec"]
+    pod = by_kind(render(make_relay({"mailFromFQDN": "a.example"})))["Deployment"]["spec"]["template"]["spec"]
     assert not {"imagePullSecrets", "affinity", "priorityClassName"} & set(pod)
 
 
@@ -159,14 +165,53 @@ def test_tls_levels_map_to_postfix(tls: str, port: int, level: str, wrapper: str
     assert f"smtp_tls_wrappermode = {wrapper}\n" in main
 
 
-def test_sender_map_order_rules_then_kept_then_default() -> None:
-    lines = [ln for ln in postfix.sender_canonical(make_relay(FULL).spec).splitlines() if not ln.startswith("#")]
-    assert lines == [
-        "/^(([^@]+)@db-[0-9]+)$/ db-${2}@apps.example.com",
+def test_sender_maps_rules_then_kept_domains_then_the_fqdn() -> None:
+    spec = make_relay(FULL).spec
+    rules = [ln for ln in postfix.sender_canonical(spec).splitlines() if not ln.startswith("#")]
+    assert rules == ['if !/^""$/', "/^([^@]+)@db-[0-9]+$/ db-$1@apps.example.com", "endif"]
+    domains = [ln for ln in postfix.sender_domains(spec).splitlines() if not ln.startswith("#")]
+    assert domains == [
         r"/^(.*@(.+\.)?apps\.example\.com)$/ ${1}",
         r"/^(.*@(.+\.)?corp\.example\.org)$/ ${1}",
         "/^(.*)@[^@]*$/ ${1}@apps.example.com",
+        'if !/^""$/', "/^([^@]+)$/ ${1}@apps.example.com", "endif",
     ]
+    params = dict(ln.split(" = ", 1) for ln in postfix.main_cf(spec).splitlines() if " = " in ln)
+    # canonical_maps runs after sender_canonical_maps: the domains map has the last word.
+    assert params["canonical_maps"] == "regexp:${config_directory}/sender_domains"
+    assert params["canonical_classes"] == params["sender_canonical_classes"] == "envelope_sender, header_sender"
+
+
+def test_each_top_level_branch_is_anchored_without_adding_a_group() -> None:
+    spec = make_relay({"mailFromFQDN": "a.example", "rewrite": {"rules": [
+        {"pattern": r"(a)\1@x|b@(y|z)", "replacement": "$1@a.example"}]}}).spec
+    assert postfix.sender_canonical(spec).splitlines()[-2] == r"/^(a)\1@x$|^b@(y|z)$/ $1@a.example"
+
+
+def _params(main: str) -> dict[str, str]:
+    return dict(line.split(" = ", 1) for line in main.splitlines() if " = " in line and not line.startswith("#"))
+
+
+def test_limits_apply_to_every_client_but_loopback() -> None:
+    params = _params(postfix.main_cf(make_relay({"mailFromFQDN": "a.example", "limits": {
+        "messagesPerMinute": 7, "recipientsPerMinute": 0, "concurrentConnections": 3}}).spec))
+    assert params["anvil_rate_time_unit"] == "60s"
+    assert params["smtpd_client_event_limit_exceptions"] == "127.0.0.1/32 [::1]/128"
+    assert (params["smtpd_client_message_rate_limit"], params["smtpd_client_recipient_rate_limit"],
+            params["smtpd_client_connection_count_limit"]) == ("7", "0", "3")
+
+
+def test_allow_list_comes_before_permit_mynetworks() -> None:
+    spec = make_relay({"mailFromFQDN": "a.example", "recipients": {"allowDomains": ["Example.org", "x-y.net"]}}).spec
+    params = _params(postfix.main_cf(spec))
+    assert params["smtpd_recipient_restrictions"] == (
+        "check_recipient_access regexp:${config_directory}/recipient_access, permit_mynetworks, reject")
+    lines = [ln for ln in postfix.recipient_access(spec).splitlines() if not ln.startswith("#")]
+    assert lines == [r"/@([^@]+\.)?example\.org$/ DUNNO", r"/@([^@]+\.)?x-y\.net$/ DUNNO",
+                     f"/./ {postfix.RECIPIENT_REFUSAL}"]
+    without = make_relay({"mailFromFQDN": "a.example"}).spec
+    assert postfix.RECIPIENT_ACCESS not in postfix.config_files(without)
+    assert _params(postfix.main_cf(without))["smtpd_recipient_restrictions"] == "permit_mynetworks, reject"
 
 
 def test_direct_delivery_without_relay() -> None:
@@ -186,6 +231,8 @@ def _hash(spec: dict[str, Any], secret_version: str = "") -> str:
     {"relay": {**FULL["relay"], "authSecretRef": {"name": "other"}}},
     {"relay": {**FULL["relay"], "host": "smtp2.example.net"}},
     {"messageSizeLimitBytes": 6_000_000},
+    {"limits": {"messagesPerMinute": 10}},
+    {"recipients": {"allowDomains": ["example.org"]}},
 ])
 def test_config_hash_changes_when_something_that_matters_changes(change: dict[str, Any]) -> None:
     assert _hash({**FULL, **change}) != _hash(FULL)
@@ -195,6 +242,8 @@ def test_config_hash_changes_when_something_that_matters_changes(change: dict[st
     {"replicas": 5}, {"resources": {}}, {"nodeSelector": {}}, {"tolerations": []}, {"service": {"name": "mail"}},
     {"image": "registry.local/postfix:2"}, {"affinity": {}}, {"topologySpreadConstraints": []},
     {"podLabels": {}}, {"podAnnotations": {"a": "b"}}, {"priorityClassName": "other"}, {"imagePullSecrets": []},
+    {"image": "registry.local/postfix:2"}, {"networkPolicy": {"enabled": False}},
+    {"clients": [{"namespaceSelector": {}}]}, {"egress": {"restricted": True}},
 ])
 def test_config_hash_ignores_what_does_not_need_a_restart(change: dict[str, Any]) -> None:
     assert _hash({**FULL, **change}) == _hash(FULL)
@@ -202,7 +251,7 @@ def test_config_hash_ignores_what_does_not_need_a_restart(change: dict[str, Any]
 
 def test_config_hash_follows_the_secret_content_and_lands_on_the_pod() -> None:
     assert _hash(FULL, "v1") != _hash(FULL, "v2")
-    deployment = render(make_relay(FULL), "v1")[1]
+    deployment = by_kind(render(make_relay(FULL), "v1"))["Deployment"]
     assert deployment["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION] == _hash(FULL, "v1")
 
 
@@ -223,13 +272,14 @@ _FIELDS: dict[str, tuple[Any, Any]] = {
     "network": (lambda s, v: s.update(allowedNetworks=[v]), st.ip_addresses().map(lambda a: f"{a}/{a.max_prefixlen}")),
     "secret": (lambda s, v: s["relay"]["authSecretRef"].update(name=v), _host),
     "image": (lambda s, v: s.update(image=v), st.from_regex(r"\A[a-z0-9./:@-]{1,30}\Z")),
+    "allowDomain": (lambda s, v: s["recipients"].update(allowDomains=[v]), _host),
 }
 
 
 def _baseline() -> dict[str, Any]:
     return {"mailFromFQDN": "a.example", "rewrite": {"keepDomains": ["b.example"], "rules": [
         {"pattern": "(x)", "replacement": "y@a.example"}]}, "relay": {"host": "h.example", "authSecretRef": {
-            "name": "s"}}, "allowedNetworks": ["10.0.0.0/8"]}
+            "name": "s"}}, "allowedNetworks": ["10.0.0.0/8"], "recipients": {"allowDomains": ["c.example"]}}
 
 
 _BASELINE_FILES = postfix.config_files(make_relay(_baseline()).spec)
@@ -258,12 +308,12 @@ def test_no_string_field_can_add_a_line(field: str) -> None:
     assert _seen_valid.get(field, 0) > 10, f"too few valid {field} values were generated to mean anything"
 
 
-def test_cli_render_prints_three_manifests_and_validate_rejects_bad_input(tmp_path: Any, capsys: Any) -> None:
+def test_cli_render_prints_the_manifests_and_validate_rejects_bad_input(tmp_path: Any, capsys: Any) -> None:
     from mailrelay.cli import main
 
     assert main(["render", "-f", str(ROOT / "examples" / "mailrelay.yaml")]) == 0
     out = capsys.readouterr().out
-    assert [d["kind"] for d in yaml.safe_load_all(out)] == ["ConfigMap", "Deployment", "Service"]
+    assert [d["kind"] for d in yaml.safe_load_all(out)] == ["NetworkPolicy", "ConfigMap", "Deployment", "Service"]
     assert "main.cf: |" in out  # files stay readable in the YAML
     bad = tmp_path / "bad.yaml"
     bad.write_text("apiVersion: mailrelay.dev/v1alpha1\nkind: MailRelay\nmetadata: {name: r}\n"
@@ -279,6 +329,48 @@ def test_cli_render_prints_three_manifests_and_validate_rejects_bad_input(tmp_pa
             f"{bad}: r: spec.replicas: must be from 0 to 100, got -1"]
 
 
+def test_cli_validate_names_each_bad_guardrail(tmp_path: Any, capsys: Any) -> None:
+    from mailrelay.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("""apiVersion: mailrelay.dev/v1alpha1
+kind: MailRelay
+metadata: {name: r}
+spec:
+  mailFromFQDN: a.example
+  networkPolicy: {enabled: false}
+  egress: {restricted: true}
+  clients: [{}, {namespaceSelector: {matchExpressions: [{key: tier, operator: In}]}}]
+  limits: {messagesPerMinute: -5}
+  recipients: {allowDomains: ["ops@example.org"]}
+""")
+    with pytest.raises(SystemExit) as exited:
+        main(["validate", "-f", str(bad)])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [f"{bad}: r: {line}" for line in [
+        "spec.clients[0]: needs a namespaceSelector, a podSelector or both",
+        "spec.clients[1].namespaceSelector.matchExpressions[0].values: must not be empty for operator In",
+        "spec.limits.messagesPerMinute: must be from 0 to 1000000, got -5",
+        "spec.recipients.allowDomains[0]: 'ops@example.org' is not a valid host name (RFC 1123: letters, digits, "
+        "'-' and '.')",
+        "spec.egress.restricted: needs spec.networkPolicy.enabled: the egress rules live in the relay's "
+        "NetworkPolicy"]]
+
+
 def test_load_relays_reads_every_document() -> None:
     relays = load_relays(str(ROOT / "examples" / "mailrelay.yaml"))
     assert [r.name for r in relays] == ["relay"]
+
+
+@pytest.mark.parametrize("changes", [
+    {"mail_from_fqdn": "a.example\nalways_bcc = spy@collector.test"},
+    {"relay": Relay(host="::1%lo\nsmtpd_authorized_xclient_hosts = static:all")},
+    {"keep_domains": ("corp.example\r/^/ x@y",)},
+    {"rules": (RewriteRule("a", "b@c.example\n/^/ spy@collector.test"),)},
+    {"image": "ok", "mail_from_fqdn": "a.example\x00"},
+], ids=["fqdn", "relay host", "keep domain", "rule", "nul"])
+def test_rendering_refuses_a_line_break_that_validation_missed(changes: dict[str, Any]) -> None:
+    """Defence in depth: a spec built around `parse` still cannot inject a Postfix line."""
+    spec = dataclasses.replace(make_relay({"mailFromFQDN": "a.example"}).spec, **changes)
+    with pytest.raises(postfix.UnsafeValue, match="refusing to render a Postfix line"):
+        postfix.config_files(spec)

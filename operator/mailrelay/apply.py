@@ -14,10 +14,19 @@ from typing import Any, Literal, Protocol
 
 from kubernetes.utils.quantity import parse_quantity
 
+from mailrelay.kube import ApiError
+
 APPLIED_HASH_ANNOTATION = "mailrelay.dev/applied-hash"
 
-Action = Literal["created", "updated", "unchanged", "conflict", "refused", "deleted"]
+Action = Literal["created", "updated", "unchanged", "conflict", "deleted", "refused"]
 WORKLOADS = ("Deployment", "StatefulSet")
+# HTTP codes with which the API server refuses an object for good (malformed or invalid): retrying
+# the same object cannot succeed, so it is not sent again until the rendered object changes.
+REFUSED_STATUS = (400, 422)
+CLAIMS_IMMUTABLE = (
+    "spec.queue.storage cannot change on a running relay: a StatefulSet's volume claims are immutable. "
+    "Put the previous size and storageClassName back (a claim can be expanded by editing the "
+    "PersistentVolumeClaim itself, if its StorageClass allows it)")
 
 
 class ObjectApi(Protocol):
@@ -36,8 +45,8 @@ class ChildResult:
     name: str
     action: Action
     live: dict[str, Any] | None = None
-    owner: str = ""  # for a conflict: who owns the object instead
-    detail: str = ""  # for a refusal: why the change cannot be applied
+    owner: str = ""  # for a conflict: who owns the object instead; when refused by the server: refusal_key()
+    message: str = ""  # when refused: why (the API server's words, or why it was not sent at all)
 
 
 @dataclass
@@ -49,7 +58,7 @@ class ApplyResult:
         return [c for c in self.children if c.action == "conflict"]
 
     @property
-    def refusals(self) -> list[ChildResult]:
+    def refused(self) -> list[ChildResult]:
         return [c for c in self.children if c.action == "refused"]
 
     @property
@@ -105,37 +114,50 @@ def needs_apply(desired: dict[str, Any], live: dict[str, Any]) -> bool:
     return annotations.get(APPLIED_HASH_ANNOTATION) != stamped or not contains(desired, live)
 
 
-def apply_children(api: ObjectApi, uid: str, desired: list[dict[str, Any]]) -> ApplyResult:
+def refusal_key(obj: dict[str, Any]) -> str:
+    """Names one exact rendered object: kind, name and its applied hash."""
+    meta = obj["metadata"]
+    return f"{obj['kind']}/{meta['name']}@{meta['annotations'][APPLIED_HASH_ANNOTATION]}"
+
+
+def apply_children(api: ObjectApi, uid: str, desired: list[dict[str, Any]], refused: str = "") -> ApplyResult:
     """Apply each child in order; conflicts are reported, not written, and do not stop the others.
 
     A workload is not applied while the ConfigMap it mounts is someone else's: its pods would start
     on a foreign configuration. A StatefulSet whose claim template would change is refused, not sent
-    to a server that would reject it on every pass.
+    to a server that would reject it on every pass. An object the API server refused for good (HTTP
+    400/422) is reported as refused; `refused` is the key of the last refusal, so the very same
+    object is not sent again (no write loop), while any change to it is.
     """
     result = ApplyResult()
     for obj in desired:
         obj = with_applied_hash(obj)
         kind, meta = obj["kind"], obj["metadata"]
+        if refused and refusal_key(obj) == refused:
+            result.children.append(ChildResult(kind, meta["name"], "refused", None, refused))
+            continue
         live = api.get(kind, meta["namespace"], meta["name"])
         if live is not None and not owned_by(live, uid):
             result.children.append(ChildResult(kind, meta["name"], "conflict", live, describe_owner(live)))
             continue
-        if kind in WORKLOADS and any(c.kind == "ConfigMap" for c in result.conflicts):
+        if kind in WORKLOADS and any(c.kind == "ConfigMap" for c in result.conflicts + result.refused):
             result.children.append(ChildResult(kind, meta["name"], "unchanged", live))
             continue
         if kind == "StatefulSet" and live is not None and not contains(
                 obj["spec"]["volumeClaimTemplates"], live.get("spec", {}).get("volumeClaimTemplates")):
-            result.children.append(ChildResult(kind, meta["name"], "refused", live, detail=(
-                "spec.queue.storage cannot change on a running relay: a StatefulSet's volume claims are "
-                "immutable. Put the previous size and storageClassName back (a claim can be expanded by "
-                "editing the PersistentVolumeClaim itself, if its StorageClass allows it)")))
+            result.children.append(ChildResult(kind, meta["name"], "refused", live, message=CLAIMS_IMMUTABLE))
             continue
-        if live is None:
-            result.children.append(ChildResult(kind, meta["name"], "created", api.apply(obj)))
-        elif needs_apply(obj, live):
-            result.children.append(ChildResult(kind, meta["name"], "updated", api.apply(obj)))
-        else:
+        if live is not None and not needs_apply(obj, live):
             result.children.append(ChildResult(kind, meta["name"], "unchanged", live))
+            continue
+        try:
+            applied = api.apply(obj)
+        except ApiError as exc:
+            if exc.status not in REFUSED_STATUS:
+                raise
+            result.children.append(ChildResult(kind, meta["name"], "refused", live, refusal_key(obj), str(exc)))
+            continue
+        result.children.append(ChildResult(kind, meta["name"], "created" if live is None else "updated", applied))
     return result
 
 
@@ -143,21 +165,18 @@ def prune_services(api: ObjectApi, uid: str, service: dict[str, Any], labels: di
     """Delete Services this relay owns under a name it no longer renders (after `service.name` changed).
 
     Only the Service can be renamed by the spec; the other children are named after the relay.
-    The delete is preconditioned on the uid, so nothing but the object we looked at can go.
     """
     meta = service["metadata"]
-    stale = [s for s in api.list("Service", meta["namespace"], labels)
-             if s["metadata"]["name"] != meta["name"] and owned_by(s, uid)]
+    return prune(api, uid, "Service", meta["namespace"], {meta["name"]}, labels)
+
+
+def prune(api: ObjectApi, uid: str, kind: str, namespace: str, keep: set[str],
+          labels: dict[str, str]) -> list[ChildResult]:
+    """Delete objects of `kind` this relay owns (controller reference with its uid) not named in `keep`.
+
+    The delete is preconditioned on the uid, so nothing but the object we looked at can go.
+    """
+    stale = [o for o in api.list(kind, namespace, labels) if o["metadata"]["name"] not in keep and owned_by(o, uid)]
     for old in stale:
-        api.delete("Service", meta["namespace"], old["metadata"]["name"], old["metadata"]["uid"])
-    return [ChildResult("Service", s["metadata"]["name"], "deleted", None) for s in stale]
-
-
-def prune_child(api: ObjectApi, uid: str, kind: str, namespace: str, name: str) -> list[ChildResult]:
-    """Delete a child the relay no longer renders (a PodDisruptionBudget below two replicas, the
-    workload of the other queue mode), only when it is ours, preconditioned on its uid."""
-    live = api.get(kind, namespace, name)
-    if live is None or not owned_by(live, uid):
-        return []
-    api.delete(kind, namespace, name, live["metadata"]["uid"])
-    return [ChildResult(kind, name, "deleted", None)]
+        api.delete(kind, namespace, old["metadata"]["name"], old["metadata"]["uid"])
+    return [ChildResult(kind, o["metadata"]["name"], "deleted", None) for o in stale]

@@ -39,7 +39,8 @@ RESYNC_SECONDS = float(os.environ.get("MAILRELAY_RESYNC_SECONDS", "60"))
 RETRY_SECONDS = float(os.environ.get("MAILRELAY_RETRY_SECONDS", "10"))
 CHILD_LABELS = {"app.kubernetes.io/managed-by": MANAGED_BY}
 CHILD_RESOURCES = (("", "v1", "configmaps"), ("apps", "v1", "deployments"), ("", "v1", "services"),
-                   ("apps", "v1", "statefulsets"), ("policy", "v1", "poddisruptionbudgets"))
+                   ("apps", "v1", "statefulsets"), ("policy", "v1", "poddisruptionbudgets"),
+                   ("networking.k8s.io", "v1", "networkpolicies"))
 
 _api: Api | None = None
 _namespaces: list[str] = []

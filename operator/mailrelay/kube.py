@@ -38,6 +38,7 @@ RESOURCES: dict[str, tuple[str, str]] = {
     "Deployment": ("/apis/apps/v1", "deployments"),
     "StatefulSet": ("/apis/apps/v1", "statefulsets"),
     "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets"),
+    "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
     "MailRelay": (f"/apis/{GROUP}/{VERSION}", PLURAL),
 }
 TRANSIENT_STATUS = {409, 429, 500, 502, 503, 504}

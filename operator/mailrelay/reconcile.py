@@ -7,30 +7,27 @@ a relay that is already right writes nothing at all.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from mailrelay import status as st
-from mailrelay.apply import ApplyResult, ChildResult, apply_children, owned_by, prune_child, prune_services
+from mailrelay.apply import ApplyResult, ChildResult, apply_children, owned_by, prune, prune_services
 from mailrelay.kube import Api
+from mailrelay.postfix import config_files
 from mailrelay.render import (
-    child_names,
     config_hash,
     endpoint,
     label_selector,
-    pod_disruption_budget,
     render,
     selector_labels,
     workload_kind,
 )
+from mailrelay.secret import SecretProblem, credentials
 from mailrelay.spec import MailRelay, SpecError, parse
 
 log = logging.getLogger(__name__)
-SECRET_KEYS = ("username", "password")
 
 
 @dataclass
@@ -47,7 +44,11 @@ def now() -> str:
 
 
 def _secret_version(api: Api, relay: MailRelay) -> tuple[str, st.Assessment | None]:
-    """A digest of the relay Secret's data (so rotation rolls the pods), or why it cannot be used."""
+    """The Secret's identity (uid and resourceVersion), so rotation rolls the pods, or why it is unusable.
+
+    Identity, not content: the version ends up in status.configHash and the pod template, which
+    anyone who may read the relay sees; a digest of the password would let them test guesses.
+    """
     if relay.spec.relay is None or not relay.spec.relay.auth_secret:
         return "", None
     name = relay.spec.relay.auth_secret
@@ -55,15 +56,13 @@ def _secret_version(api: Api, relay: MailRelay) -> tuple[str, st.Assessment | No
     if secret is None:
         return "", st.Assessment(False, st.SECRET_NOT_FOUND, f"Secret {name} (spec.relay.authSecretRef) does not "
                                  "exist; create it with the keys username and password", stalled=True)
-    data = secret.get("data") or {}
-    missing = [k for k in SECRET_KEYS if not data.get(k) or not base64.b64decode(data[k]).strip()]
-    if missing:
-        return "", st.Assessment(False, st.SECRET_INCOMPLETE, f"Secret {name} lacks a non-empty "
-                                 f"{' and '.join(missing)}", stalled=True)
-    digest = hashlib.sha256()
-    for key in SECRET_KEYS:
-        digest.update(key.encode() + b"\0" + data[key].encode() + b"\0")
-    return digest.hexdigest()[:16], None
+    try:
+        credentials(secret)
+    except SecretProblem as exc:
+        reason = st.SECRET_INCOMPLETE if exc.incomplete else st.SECRET_INVALID
+        return "", st.Assessment(False, reason, f"Secret {name}: {exc}", stalled=True)
+    meta = secret.get("metadata") or {}
+    return f"{meta.get('uid', '')}/{meta.get('resourceVersion', '')}", None
 
 
 def _conflict(result: ApplyResult) -> st.Assessment:
@@ -75,25 +74,43 @@ def _conflict(result: ApplyResult) -> st.Assessment:
                          stalled=True)
 
 
-def _prune(api: Api, relay: MailRelay, uid: str,
+def _prune(api: Api, uid: str, relay: MailRelay, children: list[dict[str, Any]],
            rollout: st.Assessment) -> tuple[list[ChildResult], st.Assessment | None]:
-    """Delete the children the relay no longer wants: the budget below two replicas, and the
-    workload of the other queue mode, but only once the new one is ready, so the old pods' drain
-    has somewhere to hand its queue."""
-    names = child_names(relay)
-    pruned: list[ChildResult] = []
-    if pod_disruption_budget(relay) is None:
-        pruned += prune_child(api, uid, "PodDisruptionBudget", relay.namespace, names["PodDisruptionBudget"])
+    """Remove what this relay owns but no longer renders: a renamed Service, a switched-off
+    NetworkPolicy, the budget below two replicas, and the workload of the other queue mode, but
+    that only once the new one is ready, so the old pods' drain has somewhere to hand its queue."""
+    [service] = [c for c in children if c["kind"] == "Service"]
+    labels = selector_labels(relay)
+
+    def rendered(kind: str) -> set[str]:
+        return {c["metadata"]["name"] for c in children if c["kind"] == kind}
+
+    pruned = (prune_services(api, uid, service, labels)
+              + prune(api, uid, "NetworkPolicy", relay.namespace, rendered("NetworkPolicy"), labels)
+              + prune(api, uid, "PodDisruptionBudget", relay.namespace, rendered("PodDisruptionBudget"), labels))
     wanted = workload_kind(relay)
     old_kind = "Deployment" if wanted == "StatefulSet" else "StatefulSet"
-    old = api.get(old_kind, relay.namespace, names[old_kind])
-    if old is None or not owned_by(old, uid):
-        return pruned, None
-    if not rollout.ready:
+    if not rollout.ready and any(owned_by(o, uid) for o in api.list(old_kind, relay.namespace, labels)):
         return pruned, st.Assessment(False, st.SWITCHING_QUEUE, f"moving from a {old_kind} to a {wanted} "
                                      f"(spec.queue): the {old_kind} stays until the new pods are ready, then its "
                                      "pods hand their queue to them", reconciling=True)
-    return pruned + prune_child(api, uid, old_kind, relay.namespace, names[old_kind]), None
+    return pruned + prune(api, uid, old_kind, relay.namespace, set(), labels), None
+
+
+def _refused(result: ApplyResult, previous: dict[str, Any]) -> st.Assessment:
+    """A child refused for good: stalled until the relay changes, not retried.
+
+    A claim template change is refused before it is sent (QueueStorageImmutable). When an earlier
+    pass got the API server's refusal, its message (the server's words) is kept as it was.
+    """
+    first = result.refused[0]
+    if not first.owner and first.message:
+        return st.Assessment(False, st.QUEUE_STORAGE_IMMUTABLE, first.message, stalled=True)
+    before = st.ready_condition(previous) or {}
+    if not first.message and before.get("reason") == st.CHILD_REFUSED:
+        return st.Assessment(False, st.CHILD_REFUSED, str(before.get("message", "")), stalled=True)
+    return st.Assessment(False, st.CHILD_REFUSED, f"the API server refused {first.kind} {first.name}: "
+                         f"{first.message or 'earlier'}; change the relay to try again", stalled=True)
 
 
 def reconcile(api: Api, body: dict[str, Any], clock: str | None = None) -> Outcome:
@@ -104,9 +121,11 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None) -> Outco
     events: list[tuple[str, str, str]] = []
     result: ApplyResult | None = None
     hash_value = address = selector = None
+    refused = ""
     deployment = None
     try:
         relay = parse(body)
+        config_files(relay.spec)  # UnsafeValue (a SpecError): never render what validation missed
     except SpecError as exc:
         assessment = st.Assessment(False, st.INVALID_SPEC, "; ".join(exc.problems), stalled=True)
     else:
@@ -118,19 +137,18 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None) -> Outco
         else:
             hash_value = config_hash(relay, secret_version)
             children = render(relay, secret_version)
-            result = apply_children(api, meta["uid"], children)
+            result = apply_children(api, meta["uid"], children, refused=previous.get(st.REFUSED_FIELD) or "")
             deployment = result.live(workload_kind(relay))
             assessment = st.rollout(deployment, relay.spec.replicas, hash_value)
-            if not result.conflicts:
-                result.children += prune_services(api, meta["uid"], children[-1], selector_labels(relay))
-                pruned, switching = _prune(api, relay, meta["uid"], assessment)
+            if not result.conflicts and not result.refused:
+                pruned, switching = _prune(api, meta["uid"], relay, children, assessment)
                 result.children += pruned
                 assessment = switching or assessment
-            if result.conflicts:
+            if result.refused:
+                assessment = _refused(result, previous)
+                refused = next((c.owner for c in result.refused if c.owner), "")
+            elif result.conflicts:
                 assessment = _conflict(result)
-            elif result.refusals:
-                assessment = st.Assessment(False, st.QUEUE_STORAGE_IMMUTABLE, result.refusals[0].detail,
-                                           stalled=True)
             if result.writes:
                 events.append(("Normal", "Applied", ", ".join(f"{c.action} {c.kind} {c.name}"
                                                              for c in result.writes)))
@@ -138,7 +156,7 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None) -> Outco
     def status_from(current: dict[str, Any]) -> dict[str, Any]:
         return st.build(assessment=assessment, generation=generation, previous=current, now=clock or now(),
                         deployment=deployment, config_hash=hash_value, endpoint=address,
-                        selector=selector)
+                        selector=selector, refused=refused)
 
     new_status = status_from(previous)
     outcome = Outcome(assessment, new_status, children=result, events=events)

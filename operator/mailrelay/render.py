@@ -1,7 +1,7 @@
 """Pure functions from a validated MailRelay to the children it owns.
 
-ConfigMap, Service, and a Deployment (queue in an emptyDir) or a StatefulSet (queue on a
-PersistentVolumeClaim per pod, `spec.queue.storage`); a PodDisruptionBudget from two replicas on.
+ConfigMap, Service, NetworkPolicy, and a Deployment (queue in an emptyDir) or a StatefulSet (queue
+on a PersistentVolumeClaim per pod, `spec.queue.storage`); a PodDisruptionBudget from two replicas on.
 
 No I/O and no clock: the same relay always renders the same bytes, which is what lets the
 controller compare live objects with these and write only when something really differs.
@@ -21,6 +21,7 @@ MANAGED_BY = "mailrelay-operator"
 CONFIG_HASH_ANNOTATION = "mailrelay.dev/config-hash"
 CONTAINER = "postfix"
 SMTP_PORT_NAME = "smtp"
+DNS_PORT = 53
 
 # Paths inside the relay image; image/postfix/entrypoint.sh uses the same defaults.
 CONFIG_MOUNT = "/etc/mailrelay/config"
@@ -52,7 +53,7 @@ def child_names(relay: MailRelay) -> dict[str, str]:
     """Kind → name of each object the relay owns."""
     workload = f"mailrelay-{relay.name}"
     return {"ConfigMap": workload, "Deployment": workload, "StatefulSet": workload,
-            "PodDisruptionBudget": workload, "Service": relay.spec.service.name}
+            "PodDisruptionBudget": workload, "Service": relay.spec.service.name, "NetworkPolicy": workload}
 
 
 def workload_kind(relay: MailRelay) -> str:
@@ -264,10 +265,38 @@ def service(relay: MailRelay) -> dict[str, Any]:
     }
 
 
+def network_policy(relay: MailRelay) -> dict[str, Any]:
+    """Who may reach the relay pods on the SMTP port: their own namespace (unless turned off), plus `spec.clients`.
+
+    Each `spec.clients` entry is one peer (its selectors ANDed); the peers are ORed. Egress stays
+    open unless restricted to the smarthost's port (25 for direct delivery) and DNS.
+    """
+    guard = relay.spec.guard
+    own_namespace: list[dict[str, Any]] = [{"podSelector": {}}] if guard.same_namespace else []
+    peers = [*own_namespace, *(client.to_k8s() for client in guard.clients)]
+    spec: dict[str, Any] = {
+        "podSelector": {"matchLabels": selector_labels(relay)},
+        "policyTypes": ["Ingress"],
+        "ingress": [{"from": peers, "ports": [{"protocol": "TCP", "port": postfix.SMTP_PORT}]}],
+    }
+    if guard.egress.restricted:
+        smarthost: dict[str, Any] = {"ports": [{"protocol": "TCP", "port": postfix.smarthost_port(relay.spec)}]}
+        if guard.egress.smarthost_networks:
+            smarthost["to"] = [{"ipBlock": {"cidr": cidr}} for cidr in guard.egress.smarthost_networks]
+        dns = {"ports": [{"protocol": "UDP", "port": DNS_PORT}, {"protocol": "TCP", "port": DNS_PORT}]}
+        spec["policyTypes"].append("Egress")
+        spec["egress"] = [dns, smarthost]
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": _metadata(relay, child_names(relay)["NetworkPolicy"]), "spec": spec}
+
+
 def render(relay: MailRelay, secret_version: str = "") -> list[dict[str, Any]]:
-    """The children, in the order they should be applied (config before its users, Service last)."""
+    """The children, in the order they should be applied: the policy before the pods it guards,
+    the config before its users, Service last."""
+    policy = [network_policy(relay)] if relay.spec.guard.network_policy else []
     budget = pod_disruption_budget(relay)
-    return [config_map(relay), workload(relay, secret_version), *([budget] if budget else []), service(relay)]
+    return [*policy, config_map(relay), workload(relay, secret_version), *([budget] if budget else []),
+            service(relay)]
 
 
 def endpoint(relay: MailRelay) -> str:

@@ -46,7 +46,8 @@ import yaml
 from kmock._internal import apps, k8s
 
 LEASE_PATH = re.compile(r"^/apis/coordination\.k8s\.io/v1/namespaces/(?P<namespace>[^/]+)/leases/(?P<name>[^/]+)$")
-STATUS_SUBRESOURCE = {("mailrelay.dev", "mailrelays"), ("apps", "deployments"), ("", "services")}
+STATUS_SUBRESOURCE = {("mailrelay.dev", "mailrelays"), ("apps", "deployments"), ("", "services"),
+                      ("apps", "statefulsets"), ("policy", "poddisruptionbudgets"), ("", "pods")}
 VERBS = {"get", "list", "watch", "create", "update", "patch", "delete"}
 RESOURCES = {
     "v1/configmaps": ("ConfigMap", True, set()),
@@ -55,6 +56,9 @@ RESOURCES = {
     "v1/events": ("Event", True, set()),
     "v1/namespaces": ("Namespace", False, set()),
     "apps/v1/deployments": ("Deployment", True, {"status", "scale"}),
+    "apps/v1/statefulsets": ("StatefulSet", True, {"status", "scale"}),
+    "policy/v1/poddisruptionbudgets": ("PodDisruptionBudget", True, {"status"}),
+    "v1/pods": ("Pod", True, {"status"}),
     "networking.k8s.io/v1/networkpolicies": ("NetworkPolicy", True, set()),
     "events.k8s.io/v1/events": ("Event", True, set()),
     "mailrelay.dev/v1alpha1/mailrelays": ("MailRelay", True, {"status"}),

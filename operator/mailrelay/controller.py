@@ -24,6 +24,7 @@ import aiohttp.web
 import kopf
 import kubernetes
 
+from mailrelay import drainreport
 from mailrelay import identity as ids
 from mailrelay.context import Context
 from mailrelay.kube import Api, ApiError
@@ -114,10 +115,20 @@ def on_child(body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any) 
         log.warning("reconcile of %s/%s after a child event failed: %s", namespace, owner["name"], exc)
 
 
-for _kind in ids.CHILD_KINDS:
+for _kind in (*ids.CHILD_KINDS, *ids.MODE_CHILD_KINDS):
     _resource = ids.RESOURCES[_kind]
     kopf.on.event(_resource.group, _resource.version, _resource.plural, labels=ids.CHILD_LABELS,
                   id=f"child-{_resource.plural}")(on_child)
+
+
+@kopf.on.event("", "v1", "pods", labels=ids.CHILD_LABELS, id="drain-report")
+def on_relay_pod(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A relay pod whose preStop drain left mail behind: say so in an Event (see drainreport)."""
+    context = _context(memo)
+    try:
+        drainreport.report(context.api, copy.deepcopy(dict(body)), context.leadership.identity)
+    except ApiError as exc:
+        log.warning("drain report of pod %s failed: %s", body.get("metadata", {}).get("name"), exc)
 
 
 async def _health(port: int, leadership: Leadership) -> aiohttp.web.AppRunner:

@@ -53,12 +53,17 @@ RESOURCES: dict[str, Resource] = {
     "Service": Resource("", "v1", "services"),
     "Secret": Resource("", "v1", "secrets"),
     "Event": Resource("events.k8s.io", "v1", "events"),
+    "Pod": Resource("", "v1", "pods"),
     "Deployment": Resource("apps", "v1", "deployments"),
+    "StatefulSet": Resource("apps", "v1", "statefulsets"),
+    "PodDisruptionBudget": Resource("policy", "v1", "poddisruptionbudgets"),
     "NetworkPolicy": Resource("networking.k8s.io", "v1", "networkpolicies"),
     KIND: Resource(GROUP, VERSION, PLURAL),
     "Lease": Resource("coordination.k8s.io", "v1", "leases"),
 }
-CHILD_KINDS = ("NetworkPolicy", "ConfigMap", "Deployment", "Service")  # what a relay may own, in apply order
+CHILD_KINDS = ("NetworkPolicy", "ConfigMap", "Deployment", "Service")  # what every default relay owns
+# Owned only in some modes: a StatefulSet instead of the Deployment (spec.queue), a budget from two replicas.
+MODE_CHILD_KINDS = ("StatefulSet", "PodDisruptionBudget")
 
 
 @dataclass(frozen=True)
@@ -74,9 +79,10 @@ class Rule:
         return {"apiGroups": [self.group], "resources": list(self.resources), "verbs": list(self.verbs)}
 
 
-# Least privilege. No update on our objects (server-side apply is a patch); delete only for a Service
-# left behind by a rename and a NetworkPolicy switched off (the garbage collector removes the rest);
-# Secrets read one at a time, and written only for the DKIM key the operator generates.
+# Least privilege. No update on our objects (server-side apply is a patch); delete only for children
+# the spec no longer wants (a renamed Service, a NetworkPolicy switched off, the workload of the other
+# queue mode, a budget below two replicas; the garbage collector removes the rest); Secrets read one
+# at a time, and written only for the DKIM key the operator generates; pods only read.
 # Granted cluster-wide (a ClusterRole) or in each served namespace (a Role).
 RELAY_RULES: tuple[Rule, ...] = (
     Rule(GROUP, (PLURAL,), ("get", "list", "watch", "patch")),
@@ -85,7 +91,11 @@ RELAY_RULES: tuple[Rule, ...] = (
     Rule("", ("configmaps",), ("get", "list", "watch", "create", "patch")),
     Rule("", ("services",), ("get", "list", "watch", "create", "patch", "delete"),
          "delete: the old Service after a rename"),
-    Rule("apps", ("deployments",), ("get", "list", "watch", "create", "patch")),
+    Rule("apps", ("deployments", "statefulsets"), ("get", "list", "watch", "create", "patch", "delete"),
+         "delete: the other one when spec.queue switches"),
+    Rule("policy", ("poddisruptionbudgets",), ("get", "list", "watch", "create", "patch", "delete"),
+         "delete: below two replicas"),
+    Rule("", ("pods",), ("list", "watch"), "the preStop drain's termination message, posted as an Event"),
     Rule("networking.k8s.io", ("networkpolicies",), ("get", "list", "watch", "create", "patch", "delete"),
          "delete: the policy after networkPolicy.enabled: false"),
     Rule("", ("secrets",), ("get", "create", "patch"),

@@ -19,8 +19,14 @@
   resources: [services]
   verbs: [get, list, watch, create, patch, delete]  # delete: the old Service after a rename
 - apiGroups: [apps]
-  resources: [deployments]
-  verbs: [get, list, watch, create, patch]
+  resources: [deployments, statefulsets]
+  verbs: [get, list, watch, create, patch, delete]  # delete: the other one when spec.queue switches
+- apiGroups: [policy]
+  resources: [poddisruptionbudgets]
+  verbs: [get, list, watch, create, patch, delete]  # delete: below two replicas
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list, watch]  # the preStop drain's termination message, posted as an Event
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]
   verbs: [get, list, watch, create, patch, delete]  # delete: the policy after networkPolicy.enabled: false

@@ -96,6 +96,8 @@ def space(deployed: Deployed, request: pytest.FixtureRequest) -> Iterator[str]:
     plane.kubectl("delete", "service/mail", "secret/smarthost", "-n", namespace, "--ignore-not-found")
     for plural in CHILDREN:
         eventually(lambda p=plural: not ours(plane, p, namespace), timeout=60, what=f"{plural} collected")
+    # The next test may create its own Service `mail` here: the last one must be gone, not only unowned.
+    eventually(lambda: get(plane, "services", namespace, "mail") is None, timeout=60, what="Service mail gone")
 
 
 def event_reasons(plane: ControlPlane, namespace: str) -> list[str]:

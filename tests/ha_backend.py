@@ -74,8 +74,10 @@ class ControlPlaneBackend:
         for namespace in sorted(namespaces - {d["metadata"]["name"] for d in docs if d["kind"] == "Namespace"}):
             self.create_namespace(namespace)  # `helm install --create-namespace` does this
         self.plane.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
-        for crd in (d for d in docs if d["kind"] == "CustomResourceDefinition"):
-            established(self.plane, crd["metadata"]["name"])
+        if any(d["kind"] == "CustomResourceDefinition" for d in docs):
+            [account] = [d["metadata"] for d in docs if d["kind"] == "ServiceAccount"]
+            established(self.plane, f"system:serviceaccount:{account['namespace']}:{account['name']}",
+                        account["namespace"])
 
     def pod_kubeconfig(self, deployment: dict[str, Any], path: Path) -> dict[str, Any]:
         account = deployment["spec"]["template"]["spec"]["serviceAccountName"]

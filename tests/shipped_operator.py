@@ -9,6 +9,7 @@ free one, since the process shares this machine's network. Nothing here retypes 
 from __future__ import annotations
 
 import re
+import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,17 +80,39 @@ def install(plane: ControlPlane, variant: str) -> Shipped:
     """Apply every rendered object as the admin would, and wait for the CRD to be served."""
     shipped = render(plane, variant)
     plane.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(shipped.objects))
-    for crd in (o for o in shipped.objects if o["kind"] == "CustomResourceDefinition"):
-        established(plane, crd["metadata"]["name"])
+    if any(o["kind"] == "CustomResourceDefinition" for o in shipped.objects):
+        [account] = [o["metadata"] for o in shipped.objects if o["kind"] == "ServiceAccount"]
+        established(plane, f"system:serviceaccount:{account['namespace']}:{account['name']}", account["namespace"])
     return shipped
 
 
-def established(plane: ControlPlane, crd: str) -> None:
-    """Wait for a CRD to be served. `kubectl wait` fails at once, rather than waiting, while a CRD
-    just applied has no status.conditions yet; so ask again until it waits."""
-    eventually(lambda: plane.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                                     f"customresourcedefinition/{crd}", check=False).returncode == 0,
-               timeout=90, what=f"CRD {crd} established")
+def established(plane: ControlPlane, user: str | None = None, namespace: str = "default",
+                timeout: float = 90.0) -> None:
+    """Wait until the MailRelay CRD is Established and the apiserver's admission maps its kind.
+
+    `kubectl wait` fails at once while a new CRD has no status yet, and OwnerReferencesPermission-
+    Enforcement refuses (403) a non-admin's owner reference to a kind its REST mapping does not know
+    yet. A server-side dry run, as the operator's user, of an object with such a reference tells when
+    both are ready (an admin is exempt from that check, so the probe impersonates the operator).
+    """
+    probe = {"apiVersion": "v1", "kind": "ConfigMap",
+             "metadata": {"name": "mailrelay-crd-probe", "namespace": namespace, "ownerReferences": [{
+                 "apiVersion": "mailrelay.dev/v1alpha1", "kind": "MailRelay", "name": "probe",
+                 "uid": "00000000-0000-0000-0000-000000000000", "blockOwnerDeletion": True}]}}
+    deadline = time.monotonic() + timeout
+    while True:
+        waited = plane.kubectl("wait", "--for=condition=Established", "--timeout=10s",
+                               "customresourcedefinition/mailrelays.mailrelay.dev", check=False)
+        unmapped = False
+        if user is not None:
+            dry = plane.kubectl(f"--as={user}", "create", "--dry-run=server", "-f", "-",
+                                input=yaml.safe_dump(probe), check=False)
+            unmapped = "RESTMapping" in dry.stderr or "no matches for kind" in dry.stderr
+        if waited.returncode == 0 and not unmapped:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the MailRelay CRD is not served: {waited.stderr.strip()}")
+        time.sleep(0.5)
 
 
 def uninstall_rbac(plane: ControlPlane, shipped: Shipped) -> None:

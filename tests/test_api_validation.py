@@ -49,7 +49,7 @@ def api(control_plane: ControlPlane) -> Iterator[ControlPlane]:
     for path in sorted((ROOT / "crds").glob("*.yaml")):
         if yaml.safe_load(path.read_text()).get("kind") == "CustomResourceDefinition":
             control_plane.kubectl("apply", "--server-side", "-f", str(path))
-    established(control_plane, "mailrelays.mailrelay.dev")
+    established(control_plane)
     control_plane.kubectl("create", "namespace", NAMESPACE)
     yield control_plane
     control_plane.kubectl("delete", "namespace", NAMESPACE, "--wait=true")

@@ -96,7 +96,12 @@ def space(deployed: Deployed, request: pytest.FixtureRequest) -> Iterator[str]:
     plane.kubectl("delete", "service/mail", "secret/smarthost", "-n", namespace, "--ignore-not-found")
     for plural in CHILDREN:
         eventually(lambda p=plural: not ours(plane, p, namespace), timeout=60, what=f"{plural} collected")
-    # The next test may create its own Service `mail` here: the last one must be gone, not only unowned.
+    # A pass that read the relay just before its deletion may still write its children once; the garbage
+    # collector removes them again (their owner is gone). Let that settle before the next test reuses the
+    # names, or its relay would meet a stale child owned by the old uid.
+    time.sleep(2 * RESYNC)
+    for plural in CHILDREN:
+        eventually(lambda p=plural: not ours(plane, p, namespace), timeout=60, what=f"{plural} collected")
     eventually(lambda: get(plane, "services", namespace, "mail") is None, timeout=60, what="Service mail gone")
 
 

@@ -48,6 +48,14 @@ class FakeApi:
         obj = self.objects.get((kind, namespace, name))
         return copy.deepcopy(obj) if obj is not None else None
 
+    def list_relays(self, namespaces: list[str] | tuple[str, ...]) -> list[dict[str, Any]]:
+        return [copy.deepcopy(o) for (k, ns, _), o in sorted(self.objects.items())
+                if k == KIND and (not namespaces or ns in namespaces)]
+
+    def remove(self, kind: str, namespace: str, name: str) -> None:
+        """Delete an object as a user would (not counted as the operator's write)."""
+        del self.objects[(kind, namespace, name)]
+
     def list(self, kind: str, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
         return [copy.deepcopy(o) for (k, ns, _), o in sorted(self.objects.items()) if k == kind and ns == namespace
                 and labels.items() <= (o["metadata"].get("labels") or {}).items()]

@@ -177,3 +177,22 @@ def test_a_replica_that_does_not_lead_starts_no_pass(api: FakeApi) -> None:
     with pytest.raises(NotLeader):
         follower.run_pass(api.get(KIND, NS, NAME), "test")  # type: ignore[arg-type]
     assert api.writes == [] and api.events == []
+
+
+def test_a_resync_skips_a_relay_deleted_after_its_list(api: FakeApi, context: Context,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The resync lists, then reads each relay again: one deleted in between gets no children back."""
+    from mailrelay import resync
+
+    api.relay(NS, "kept", mailFromFQDN="apps.example.com")
+    api.relay(NS, "gone", mailFromFQDN="apps.example.com")
+    listed = api.list_relays(())
+
+    def list_then_delete(namespaces: tuple[str, ...]) -> list[dict[str, Any]]:
+        api.remove(KIND, NS, "gone")
+        return listed
+
+    monkeypatch.setattr(api, "list_relays", list_then_delete)
+    assert resync.resync_all(context) == 2
+    assert {name for _, _, name in api.writes} >= {"mailrelay-kept", "kept"}
+    assert not [w for w in api.writes if "gone" in w[2]]

@@ -13,18 +13,27 @@ import asyncio
 import logging
 
 from mailrelay.context import Context
+from mailrelay.identity import API_VERSION, KIND
 from mailrelay.kube import ApiError, NotLeader
 
 log = logging.getLogger("mailrelay")
 
 
 def resync_all(context: Context) -> int:
-    """Reconcile every served relay once; returns how many were listed."""
+    """Reconcile every served relay once; returns how many were listed.
+
+    Each relay is read again just before its pass: the list can be seconds old by the time a relay's
+    turn comes, and a pass from a listed body whose relay was deleted meanwhile would write its children
+    again (the garbage collector removes them, but only after a user may have met them).
+    """
     relays = context.api.list_relays(context.namespaces)
-    for body in relays:
-        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    for listed in relays:
+        namespace, name = listed["metadata"]["namespace"], listed["metadata"]["name"]
         try:
-            context.run_pass(body, "resync")
+            body = context.api.get(KIND, namespace, name)
+            if body is None or body["metadata"]["uid"] != listed["metadata"]["uid"]:
+                continue  # deleted (or deleted and created again, which the watch handles) since the list
+            context.run_pass({"apiVersion": API_VERSION, "kind": KIND, **body}, "resync")
         except NotLeader:
             raise
         except ApiError as exc:

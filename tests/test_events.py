@@ -11,15 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import kubernetes
 import pytest
 
 from mailrelay.kube import Api
 
 from cluster import Cluster
-from conftest import ROOT
 from controlplane import ControlPlane
-from shipped_operator import established
+from shipped_operator import operator_client
 
 RELAY = {"apiVersion": "mailrelay.dev/v1alpha1", "kind": "MailRelay",
          "metadata": {"name": "relay", "namespace": "events", "uid": "0f4c7a52-9a0e-4f0b-8d5e-0d6b1e2a3c4d"}}
@@ -41,18 +39,8 @@ class RealEvents:
 
 @pytest.fixture(scope="module")
 def operator_api(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    """The operator's client with a token of its ServiceAccount, bound by manifests/cluster-wide/rbac.yaml."""
-    plane = control_plane
-    plane.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "mailrelay.dev_mailrelays.yaml"))
-    for namespace in ("mailrelay-system", "events"):
-        plane.kubectl("create", "namespace", namespace, check=False)
-    plane.kubectl("-n", "mailrelay-system", "create", "serviceaccount", "mailrelay-operator", check=False)
-    plane.kubectl("apply", "-f", str(ROOT / "manifests" / "cluster-wide" / "rbac.yaml"))
-    established(plane, "system:serviceaccount:mailrelay-system:mailrelay-operator", "mailrelay-system")
-    config = plane.service_account_kubeconfig("mailrelay-system", "mailrelay-operator",
-                                              tmp_path_factory.mktemp("sa") / "kubeconfig")
-    yield Api(kubernetes.config.new_client_from_config(config_file=str(config)))
-    plane.kubectl("delete", "namespace", "events", "--wait=false")
+    yield operator_client(control_plane, tmp_path_factory.mktemp("sa"), "events")
+    control_plane.kubectl("delete", "namespace", "events", "--wait=false")
 
 
 def events(cluster: Cluster | RealEvents) -> list[dict[str, Any]]:

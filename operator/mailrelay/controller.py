@@ -20,12 +20,14 @@ import socket
 import sys
 import threading
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kopf
 import kubernetes
 
+from mailrelay.coalesce import Coalescer
 from mailrelay.kube import Api, ApiError
 from mailrelay.reconcile import Outcome, reconcile
 from mailrelay.render import MANAGED_BY
@@ -36,6 +38,7 @@ log = logging.getLogger("mailrelay")
 ANNOTATION_PREFIX = GROUP
 RESYNC_SECONDS = float(os.environ.get("MAILRELAY_RESYNC_SECONDS", "60"))
 RETRY_SECONDS = float(os.environ.get("MAILRELAY_RETRY_SECONDS", "10"))
+RESYNC_CONCURRENCY = 4
 CHILD_LABELS = {"app.kubernetes.io/managed-by": MANAGED_BY}
 CHILD_RESOURCES = (("", "v1", "configmaps"), ("apps", "v1", "deployments"), ("", "v1", "services"),
                    ("networking.k8s.io", "v1", "networkpolicies"))
@@ -48,6 +51,7 @@ _peering: dict[str, Any] = {"name": None, "priority": 0, "paused": False}
 IDENTITY = f"{socket.gethostname()}/{datetime.now(UTC):%Y%m%d%H%M%S}/{secrets.token_hex(3)}"
 _locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
 _locks_guard = threading.Lock()
+_child_passes = Coalescer()  # a burst of child events: one pass per relay waiting, not one per event
 
 
 def api() -> Api:
@@ -65,7 +69,12 @@ def _lock(uid: str) -> threading.Lock:
 def run_pass(body: dict[str, Any], trigger: str) -> Outcome:
     """Reconcile one relay, one pass at a time per relay, and post what a user should know."""
     with _lock(body["metadata"]["uid"]):
-        outcome = reconcile(api(), body)
+        return _pass(body, trigger)
+
+
+def _pass(body: dict[str, Any], trigger: str) -> Outcome:
+    """One pass, with the relay's lock held by the caller."""
+    outcome = reconcile(api(), body)
     for kind, reason, message in outcome.events:
         # Posted directly rather than with kopf.event(): the resync loop runs outside kopf's handler
         # context, where kopf's event queue is not reachable.
@@ -146,18 +155,24 @@ def _resync_targets() -> list[dict[str, Any]]:
 
 
 def resync_all() -> int:
-    """Reconcile every watched relay once, unless another replica is active; returns how many."""
-    count = 0
-    for body in _resync_targets():
-        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
-        count += 1
-        try:
-            run_pass(body, "resync")
-        except ApiError as exc:
-            log.warning("resync of %s/%s failed: %s", namespace, name, exc)
-        except Exception:  # one broken relay must not stop the others' resync
-            log.exception("resync of %s/%s failed", namespace, name)
-    return count
+    """Reconcile every watched relay once, unless another replica is active; returns how many.
+
+    A few passes at a time: each waits mostly on the API server, and one after the other a pass over
+    a thousand relays took minutes."""
+    bodies = _resync_targets()
+    with ThreadPoolExecutor(RESYNC_CONCURRENCY, thread_name_prefix="resync") as pool:
+        list(pool.map(_resync_one, bodies))
+    return len(bodies)
+
+
+def _resync_one(body: dict[str, Any]) -> None:
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    try:
+        run_pass(body, "resync")
+    except ApiError as exc:
+        log.warning("resync of %s/%s failed: %s", namespace, name, exc)
+    except Exception:  # one broken relay must not stop the others' resync
+        log.exception("resync of %s/%s failed", namespace, name)
 
 
 async def _resync_loop() -> None:
@@ -194,10 +209,13 @@ def on_child(body: kopf.Body, namespace: str | None, **_: Any) -> None:
     owner = _owner(body)
     if owner is None or namespace is None:
         return
-    try:
-        relay = api().get("MailRelay", namespace, owner["name"])
+    def start() -> None:
+        relay = api().get("MailRelay", namespace, owner["name"])  # read only now: it sees every event so far
         if relay is not None and relay["metadata"].get("uid") == owner.get("uid"):
-            run_pass(relay, f"{body.get('kind', 'child')} event")
+            _pass(relay, f"{body.get('kind', 'child')} event")
+
+    try:
+        _child_passes.run(owner.get("uid", ""), _lock, start)
     except ApiError as exc:
         log.warning("reconcile of %s/%s after a child event failed: %s", namespace, owner["name"], exc)
 

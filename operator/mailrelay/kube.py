@@ -41,6 +41,7 @@ RESOURCES: dict[str, tuple[str, str]] = {
 TRANSIENT_STATUS = {409, 429, 500, 502, 503, 504}
 EVENT_SERIES_KEPT = 1024  # repeats of this many distinct events are folded into their first object
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0)
+CONNECTIONS = 32  # kopf's handler threads (16 by default), the resync's passes, and headroom
 
 
 class ApiError(Exception):
@@ -114,7 +115,11 @@ class Api:
     @classmethod
     def from_environment(cls) -> Api:
         load_config()
-        return cls(kubernetes.client.ApiClient())
+        configuration = kubernetes.client.Configuration.get_default_copy()
+        # The client's default pool (5 per CPU) is smaller than the threads sharing it: every request
+        # over the limit opened a connection, with a TLS handshake on both sides, and then dropped it.
+        configuration.connection_pool_maxsize = CONNECTIONS
+        return cls(kubernetes.client.ApiClient(configuration))
 
     def _call(self, method: str, url: str, body: Any = None, query: list[tuple[str, str]] | None = None,
               content_type: str = "application/json") -> dict[str, Any]:

@@ -108,23 +108,30 @@ class Cluster:
         response.raise_for_status()
         return dict(response.json())
 
-    def fail(self, method: str, plural: str, status: int, times: int = 1, sub: str | None = None) -> None:
-        self.loop.call_soon_threadsafe(self.server.fail, method, plural, status, times, sub)
+    def fail(self, method: str, plural: str, status: int, times: int = 1, sub: str | None = None,
+             namespace: str | None = None) -> None:
+        self.loop.call_soon_threadsafe(self.server.fail, method, plural, status, times, sub, namespace)
+
+    def faults_left(self, plural: str, namespace: str) -> int:
+        """How many injected faults for this resource and namespace have not been hit yet."""
+        return sum(f.times for f in list(self.server.faults) if f.plural == plural and f.namespace == namespace)
 
 
 class Operator:
     """`python -m mailrelay run` against a kubeconfig, with its log kept for assertions."""
 
-    def __init__(self, kubeconfig: Path, log: Path, args: list[str] | None = None, **env: str):
+    def __init__(self, kubeconfig: Path, log: Path, args: list[str] | None = None,
+                 command: list[str] | None = None, **env: str):
+        """`args` follow `run`; `command` replaces `run` and its args (a container's args, verbatim)."""
         self.kubeconfig, self.log_path, self.env = kubeconfig, log, env
-        self.args = args or ["--liveness-port", "0"]
+        self.command = command or ["run", *(args or ["--liveness-port", "0"])]
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Operator:
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "MAILRELAY_LOG_FORMAT": "plain",
                "MAILRELAY_RESYNC_SECONDS": "2", "MAILRELAY_RETRY_SECONDS": "1", **self.env}
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "mailrelay", "run", *self.args],
+            self.process = subprocess.Popen([sys.executable, "-m", "mailrelay", *self.command],
                                             env=env, stdout=log, stderr=subprocess.STDOUT)
         return self
 

@@ -148,9 +148,7 @@ def bench_scale(relays: int, namespaces: int, resync: int, nodes: int, clients: 
     workdir = Path(tempfile.mkdtemp(prefix="mailrelay-bench-scale-"))
     plane = ControlPlane(workdir / "cluster", nodes=nodes, extra_args={
         "kube-controller-manager": [f"--kube-api-qps={CONTROLLER_MANAGER_QPS}",
-                                    f"--kube-api-burst={2 * CONTROLLER_MANAGER_QPS}"],
-        # without a node-lifecycle controller nothing lifts the not-ready taint this plugin puts on new nodes
-        "kube-apiserver": ["--disable-admission-plugins=TaintNodesByCondition"]})
+                                    f"--kube-api-burst={2 * CONTROLLER_MANAGER_QPS}"]})
     operator: Operator | None = None
     watches: list[Watch] = []
     try:

@@ -9,6 +9,7 @@ neighbours. Configurations alternate within a round, in a rotated order each rou
 
 from __future__ import annotations
 
+import inspect
 import os
 import smtplib
 import subprocess
@@ -60,6 +61,9 @@ class Configuration:
     instance_args: Callable[[], dict[str, Any]] = dict
     # what this configuration's cost is measured against: (with, without) the feature
     compare: tuple[str, str] | None = None
+    signs: bool = False  # every message must arrive with a DKIM-Signature
+    # run after Postfix started, with its cgroup: a sidecar of the pod joins the relay's account
+    after_start: Callable[[LocalPostfix, CpuGroup], None] | None = None
 
 
 def relay_spec(sink_port: int, extra: dict[str, Any]) -> dict[str, Any]:
@@ -86,7 +90,35 @@ def configurations() -> list[Configuration]:
     if supported(no_limits):
         found.append(Configuration("ours_no_limits", "rendered, spec.limits all 0 (no anvil)", no_limits,
                                    compare=("ours", "ours_no_limits")))
+    dkim = _dkim()
+    if dkim:
+        found.append(dkim)
+    if hasattr(LocalPostfix, "start_exporter"):
+        found.append(Configuration("ours_metrics", "rendered + metrics sidecar (prometheus-postfix-exporter)",
+                                   after_start=_start_exporter, compare=("ours_metrics", "ours")))
     return found
+
+
+def _dkim() -> Configuration | None:
+    """Rendered + DKIM signing with OpenDKIM, when this build has spec.dkim."""
+    extra = {"dkim": {"domain": FQDN}}
+    if not supported(extra) or "dkim_keys" not in inspect.signature(LocalPostfix).parameters:
+        return None
+    from mailrelay import dkim
+
+    relay = parse({"apiVersion": "mailrelay.dev/v1alpha1", "kind": "MailRelay",
+                   "metadata": {"name": "bench", "namespace": "bench"}, "spec": relay_spec(25, extra)})
+    spec = relay.spec.dkim  # type: ignore[attr-defined]
+    keys = {file: dkim.generate(algorithm, spec.rsa_bits) for algorithm, file in dkim.needed(spec).items()}
+    return Configuration("ours_dkim", f"rendered + DKIM signing (OpenDKIM, {spec.key_type} {spec.rsa_bits})",
+                         extra, instance_args=lambda: {"dkim_keys": keys}, compare=("ours_dkim", "ours"), signs=True)
+
+
+def _start_exporter(instance: LocalPostfix, group: CpuGroup) -> None:
+    from smtp_sink import free_port
+
+    instance.start_exporter(free_port())  # type: ignore[attr-defined]
+    group.adopt_tree(instance.exporter.pid)  # type: ignore[attr-defined]
 
 
 class SinkProcess:
@@ -155,8 +187,9 @@ class _PssSampler(threading.Thread):
             self.processes = max(self.processes, len(pids))
 
 
-def _check(kind: str, lines: list[list[str]], ids: list[str], rewrites: bool | None) -> None:
-    """Every message arrived exactly once, with the sender rewritten if `rewrites` (None: not checked)."""
+def _check(kind: str, lines: list[list[str]], ids: list[str], rewrites: bool | None, signs: bool = False) -> None:
+    """Every message arrived exactly once, with the sender rewritten if `rewrites` (None: not checked),
+    and signed if `signs`."""
     got_ids = [line[1] for line in lines]
     if len(lines) != len(ids) or sorted(got_ids) != sorted(ids):
         raise RuntimeError(f"{kind}: {len(lines)} messages arrived, {len(set(got_ids))} distinct, "
@@ -166,6 +199,8 @@ def _check(kind: str, lines: list[list[str]], ids: list[str], rewrites: bool | N
         raise RuntimeError(f"{kind}: a message left without the rewritten sender")
     if rewrites is False and any(rewritten):
         raise RuntimeError(f"{kind}: unexpected rewriting")
+    if signs and not all(line[3] == "signed" for line in lines):
+        raise RuntimeError(f"{kind}: a message left without a DKIM signature")
 
 
 def mail_run(config: Configuration | None, count: int, connections: int, workdir: Path) -> dict[str, Any]:
@@ -191,6 +226,8 @@ def mail_run(config: Configuration | None, count: int, connections: int, workdir
             assert instance.process is not None
             group = CpuGroup(f"mailrelay-bench-{os.getpid()}-{uuid.uuid4().hex[:6]}")
             group.adopt_tree(instance.process.pid)
+            if config.after_start:
+                config.after_start(instance, group)
             time.sleep(1.0)  # past start-up: the daemons an idle relay keeps (master, qmgr, pickup, ...)
             result["idle_pss_mb"] = pss_mb(group.pids())
             result["idle_processes"] = len(group.pids())
@@ -226,7 +263,8 @@ def mail_run(config: Configuration | None, count: int, connections: int, workdir
                           load_processes=sampler.processes)
         if errors:
             raise RuntimeError(f"{kind}: sending failed: {errors[0]!r}")
-        _check(kind, sink.lines(), ids, None if config is None else not config.stock)
+        _check(kind, sink.lines(), ids, None if config is None else not config.stock,
+               config is not None and config.signs)
         result.update(seconds=elapsed, msg_per_s=count / elapsed)
         return result
     finally:

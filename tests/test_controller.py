@@ -23,13 +23,6 @@ CHILD_PLURALS = ("configmaps", "deployments", "services", "networkpolicies")
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    emulator = Cluster()
-    yield emulator
-    emulator.close()
-
-
-@pytest.fixture(scope="module")
 def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
     base = tmp_path_factory.mktemp("operator")
     process = Operator(cluster.write_kubeconfig(base / "kubeconfig"), base / "operator.log").start()

@@ -21,7 +21,7 @@ import pytest
 
 from mailrelay.local import LocalPostfix
 
-from conftest import make_relay
+from conftest import make_relay, self_signed_server_context
 from smtp_sink import Sink
 
 pytestmark = pytest.mark.postfix
@@ -77,13 +77,6 @@ def with_login(start_postfix: Any, sinks: list[Sink], accepted: tuple[str, str],
     sinks.append(sink)
     spec = relay_spec(sink, relay={"authSecretRef": {"name": "smarthost"}, **relay})
     return sink, start_postfix(make_relay(spec), secret=secret)
-
-
-@pytest.fixture
-def sink(sinks: list[Sink]) -> Sink:
-    created = Sink().start()
-    sinks.append(created)
-    return created
 
 
 @pytest.mark.parametrize(("envelope", "header", "want_envelope", "want_header"), [
@@ -192,12 +185,7 @@ def test_encrypt_never_sends_in_plain_text(start_postfix: Any, sink: Sink) -> No
 @pytest.fixture
 def server_tls(tmp_path: Path) -> ssl.SSLContext:
     """A self-signed certificate for the test smarthost (Encrypt does not verify it, by design)."""
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "1", "-subj", "/CN=smarthost.test"], check=True, capture_output=True)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    return context
+    return self_signed_server_context(tmp_path)
 
 
 def test_encrypt_delivers_over_starttls_with_login(start_postfix: Any, sinks: list[Sink],

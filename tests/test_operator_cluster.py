@@ -212,6 +212,27 @@ def test_missing_secret_then_recovery_and_rotation_rolls_the_pods(deployed: Depl
     assert "first-password" not in log and "rotated-password" not in log
 
 
+def test_dkim_key_is_generated_published_and_rotated(deployed: Deployed, space: str) -> None:
+    plane = deployed.plane
+    apply(plane, relay(space, dkim={}))
+    secret = eventually(lambda: get(plane, "secrets", space, "mailrelay-relay-dkim"), what="the key Secret")
+    status = eventually(lambda: ((get(plane, "mailrelays", space, "relay") or {}).get("status") or {}).get("dkim"),
+                        what="status.dkim")
+    assert status["records"][0]["name"] == "mail._domainkey.apps.example.com"
+    eventually(lambda: "DkimKeyCreated" in event_reasons(plane, space), what="a DkimKeyCreated event")
+    wait_reason(plane, space, "Available")
+    eventually(lambda: get(plane, "mailrelays", space, "relay")["status"]["dkim"]["signing"] == "Active",  # type: ignore[index]
+               what="signing Active")
+    merge_patch(plane, "mailrelays", space, "relay",
+                {"metadata": {"annotations": {"mailrelay.dev/rotate-dkim-key": "1"}}})
+    eventually(lambda: get(plane, "secrets", space, "mailrelay-relay-dkim")["data"] != secret["data"],  # type: ignore[index]
+               what="a new key after the rotation annotation")
+    eventually(lambda: "DkimKeyRotated" in event_reasons(plane, space), what="a DkimKeyRotated event")
+    log = deployed.operator.log()
+    pem_body = b"".join(base64.b64decode(secret["data"]["rsa.private"]).splitlines()[1:-1]).decode()
+    assert secret["data"]["rsa.private"][:40] not in log and pem_body[:40] not in log
+
+
 def test_an_idle_relay_causes_no_writes(deployed: Deployed, space: str) -> None:
     plane = deployed.plane
     apply(plane, relay(space))

@@ -213,6 +213,27 @@ def test_allow_list_comes_before_permit_mynetworks() -> None:
     assert _params(postfix.main_cf(without))["smtpd_recipient_restrictions"] == "permit_mynetworks, reject"
 
 
+def test_dkim_adds_one_opendkim_milter_per_key_and_fails_closed() -> None:
+    def config(relay: Any) -> dict[str, str]:
+        return dict(next(o for o in render(relay) if o["kind"] == "ConfigMap")["data"])
+
+    plain = config(make_relay(FULL))
+    assert "milter" not in plain["main.cf"] and not [f for f in plain if f.startswith("opendkim")]
+    data = config(make_relay({**FULL, "dkim": {"domain": "example.com", "keyType": "Ed25519"}}))
+    main_cf = dict(line.split(" = ", 1) for line in data["main.cf"].splitlines() if " = " in line)
+    sockets = "unix:${mailrelay_opendkim_dir}/ed25519.sock, unix:${mailrelay_opendkim_dir}/rsa.sock"
+    assert main_cf["smtpd_milters"] == main_cf["non_smtpd_milters"] == sockets
+    assert main_cf["milter_default_action"] == "tempfail"  # never unsigned, never lost: the client retries
+    assert sorted(f for f in data if f.startswith("opendkim")) == [
+        f"opendkim-{a}.{kind}" for a in ("ed25519", "rsa") for kind in ("conf", "keytable", "signingtable")]
+    assert "SignatureAlgorithm ed25519-sha256" in data["opendkim-ed25519.conf"]
+    assert "SignatureAlgorithm rsa-sha256" in data["opendkim-rsa.conf"]
+    assert data["opendkim-rsa.keytable"].splitlines()[1] == \
+        "rsa example.com:mail:@OPENDKIM_DIR@/keys/rsa.private"
+    assert data["opendkim-ed25519.signingtable"].splitlines()[1:] == [
+        "*@example.com ed25519", "*@*.example.com ed25519"]
+
+
 def test_direct_delivery_without_relay() -> None:
     main = postfix.main_cf(make_relay({"mailFromFQDN": "a.example"}).spec)
     assert "relayhost =\n" in main and "smtp_sasl" not in main
@@ -230,6 +251,9 @@ def _hash(spec: dict[str, Any], secret_version: str = "") -> str:
     {"relay": {**FULL["relay"], "authSecretRef": {"name": "other"}}},
     {"relay": {**FULL["relay"], "host": "smtp2.example.net"}},
     {"messageSizeLimitBytes": 6_000_000},
+    {"dkim": {}},
+    {"dkim": {"domain": "example.com"}},
+    {"dkim": {"keyType": "Ed25519"}},
     {"limits": {"messagesPerMinute": 10}},
     {"recipients": {"allowDomains": ["example.org"]}},
 ])

@@ -93,12 +93,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_local(args: argparse.Namespace) -> int:
     from mailrelay.local import run_local
+    from mailrelay.local_dkim import secrets_in
 
     relays, secrets = _file_or_exit(args.file)
     if len(relays) != 1:
         return _fail(f"{args.file}: local mode runs one MailRelay, found {len(relays)}")
     login = _login(relays[0], secrets, args)
-    return run_local(relays[0], port=args.port, listen=args.listen, workdir=args.workdir, login=login)
+    return run_local(relays[0], port=args.port, listen=args.listen, workdir=args.workdir, login=login,
+                     secrets=secrets_in(secrets))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -186,6 +186,21 @@ class Api:
 
         _with_retries(f"delete {kind} {namespace}/{name}", call)
 
+    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """POST: unlike apply, fails (HTTP 409, not retried) when the name is taken, so it overwrites nothing."""
+        meta = obj["metadata"]
+        what = f"create {obj['kind']} {meta['namespace']}/{meta['name']}"
+
+        def call() -> dict[str, Any]:
+            try:
+                return self._call("POST", path(obj["kind"], meta["namespace"]), body=obj)
+            except ApiException as exc:
+                if exc.status == 409:
+                    raise ApiError(409, f"{what}: it already exists") from None
+                raise
+
+        return _with_retries(what, call)
+
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply as our field manager; `force` takes back fields someone edited by hand."""
         meta = obj["metadata"]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from mailrelay import dkim_keys
 from mailrelay import status as st
 from mailrelay.apply import ApplyResult, ChildResult, apply_children, prune, prune_services
 from mailrelay.kube import Api
@@ -99,6 +100,7 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None) -> Outco
     hash_value = address = selector = None
     refused = ""
     deployment = None
+    dkim_status = previous.get("dkim")  # kept while the spec cannot be read
     try:
         relay = parse(body)
         config_files(relay.spec)  # UnsafeValue (a SpecError): never render what validation missed
@@ -108,6 +110,11 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None) -> Outco
         address = endpoint(relay)
         selector = label_selector(selector_labels(relay))
         secret_version, problem = _secret_version(api, relay)
+        keys = dkim_keys.ensure(api, relay, meta.get("annotations") or {})
+        events += keys.events
+        problem = problem or keys.problem
+        if keys.version:  # a new key rolls the pods, like a new smarthost password
+            secret_version += f"/dkim:{keys.version}"
         if problem:
             assessment = problem
         else:
@@ -126,11 +133,13 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None) -> Outco
             if result.writes:
                 events.append(("Normal", "Applied", ", ".join(f"{c.action} {c.kind} {c.name}"
                                                              for c in result.writes)))
+        dkim_status = dkim_keys.status(keys, relay, assessment)
 
     def status_from(current: dict[str, Any]) -> dict[str, Any]:
-        return st.build(assessment=assessment, generation=generation, previous=current, now=clock or now(),
-                        deployment=deployment, config_hash=hash_value, endpoint=address,
-                        selector=selector, refused=refused)
+        return {**st.build(assessment=assessment, generation=generation, previous=current, now=clock or now(),
+                           deployment=deployment, config_hash=hash_value, endpoint=address,
+                           selector=selector, refused=refused),
+                "dkim": dkim_status}
 
     new_status = status_from(previous)
     outcome = Outcome(assessment, new_status, children=result, events=events)

@@ -10,8 +10,8 @@ import hashlib
 import json
 from typing import Any
 
-from mailrelay import postfix
-from mailrelay.spec import API_VERSION, KIND, MailRelay
+from mailrelay import opendkim, postfix
+from mailrelay.spec import API_VERSION, KIND, MailRelay, MailRelaySpec
 
 FIELD_MANAGER = "mailrelay-operator"
 MANAGED_BY = "mailrelay-operator"
@@ -23,10 +23,12 @@ DNS_PORT = 53
 # Paths inside the relay image; image/postfix/entrypoint.sh uses the same defaults.
 CONFIG_MOUNT = "/etc/mailrelay/config"
 SECRET_MOUNT = "/etc/mailrelay/secret"
+DKIM_KEY_MOUNT = "/etc/mailrelay/dkim-key"  # entrypoint.sh copies the keys from here for OpenDKIM
 RUNTIME_DIR = "/run/mailrelay"
 POSTFIX_CONFIG_DIR = f"{RUNTIME_DIR}/postfix"
 QUEUE_DIR = "/var/spool/postfix"
 DATA_DIR = "/var/lib/postfix"
+TMP_DIR = "/tmp"  # writable under the read-only root: `mail` (bsd-mailx) spools its draft here
 PROBE = "/usr/local/bin/mailrelay-probe"
 DRAIN = "/usr/local/bin/mailrelay-drain"
 TERMINATION_GRACE_SECONDS = 60
@@ -41,6 +43,19 @@ def child_names(relay: MailRelay) -> dict[str, str]:
     """Kind → name of each object the relay owns."""
     return {"ConfigMap": f"mailrelay-{relay.name}", "Deployment": f"mailrelay-{relay.name}",
             "Service": relay.spec.service.name, "NetworkPolicy": f"mailrelay-{relay.name}"}
+
+
+def dkim_secret_name(relay: MailRelay) -> str | None:
+    """The Secret holding the DKIM keys: the user's, or the one the operator generates and owns."""
+    dkim = relay.spec.dkim
+    if dkim is None:
+        return None
+    return dkim.key_secret or f"mailrelay-{relay.name}-dkim"
+
+
+def config_files(spec: MailRelaySpec) -> dict[str, str]:
+    """Every file of the ConfigMap: Postfix's and, when signing, OpenDKIM's."""
+    return {**postfix.config_files(spec), **opendkim.config_files(spec)}
 
 
 def selector_labels(relay: MailRelay) -> dict[str, str]:
@@ -72,7 +87,7 @@ def _metadata(relay: MailRelay, name: str) -> dict[str, Any]:
 def config_map(relay: MailRelay) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": _metadata(relay, child_names(relay)["ConfigMap"]),
-            "data": postfix.config_files(relay.spec)}
+            "data": config_files(relay.spec)}
 
 
 def config_hash(relay: MailRelay, secret_version: str = "") -> str:
@@ -82,7 +97,7 @@ def config_hash(relay: MailRelay, secret_version: str = "") -> str:
     password rolls the pods. Replicas, resources and scheduling are left out on purpose.
     """
     secret = relay.spec.relay.auth_secret if relay.spec.relay else None
-    payload = {"files": postfix.config_files(relay.spec), "secret": secret, "secretVersion": secret_version}
+    payload = {"files": config_files(relay.spec), "secret": secret, "secretVersion": secret_version}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -98,17 +113,24 @@ def deployment(relay: MailRelay, secret_version: str = "") -> dict[str, Any]:
         {"name": "runtime", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
         {"name": "queue", "emptyDir": {}},
         {"name": "data", "emptyDir": {}},
+        {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
     ]
     mounts: list[dict[str, Any]] = [
         {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
         {"name": "runtime", "mountPath": RUNTIME_DIR},
         {"name": "queue", "mountPath": QUEUE_DIR},
         {"name": "data", "mountPath": DATA_DIR},
+        {"name": "tmp", "mountPath": TMP_DIR},
     ]
     if spec.relay and spec.relay.auth_secret:
         volumes.append({"name": "relay-auth", "secret": {"secretName": spec.relay.auth_secret,
                                                          "defaultMode": 0o400}})
         mounts.append({"name": "relay-auth", "mountPath": SECRET_MOUNT, "readOnly": True})
+    dkim_secret = dkim_secret_name(relay)
+    if dkim_secret:
+        # Root-only in the mount; the entrypoint hands OpenDKIM its own copy, which Postfix cannot read.
+        volumes.append({"name": "dkim-key", "secret": {"secretName": dkim_secret, "defaultMode": 0o400}})
+        mounts.append({"name": "dkim-key", "mountPath": DKIM_KEY_MOUNT, "readOnly": True})
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": spec.image,

@@ -16,6 +16,7 @@ from publicsuffixlist import PublicSuffixList
 
 from mailrelay import grammar, guard
 from mailrelay.checker import Checker, kind
+from mailrelay.spec_dkim import DkimSpec, parse_dkim
 from mailrelay.spec_pod import POD_FIELDS, PodSettings, parse_pod
 from mailrelay.spec_resources import parse_node_selector, parse_resources, parse_tolerations
 from mailrelay.spec_rules import RewriteRule, parse_rule
@@ -89,6 +90,7 @@ class MailRelaySpec:
     node_selector: dict[str, str] = field(default_factory=dict, hash=False, compare=True)
     tolerations: tuple[dict[str, Any], ...] = ()
     service: ServiceSpec = ServiceSpec()
+    dkim: DkimSpec | None = None
     pod: PodSettings = field(default_factory=PodSettings)  # pull secrets, scheduling, extra labels: spec_pod.py
     guard: guard.Guardrails = field(default_factory=guard.Guardrails)
 
@@ -141,7 +143,8 @@ def parse_spec(spec: Any) -> MailRelaySpec:
 
 
 _SPEC_FIELDS = {"mailFromFQDN", "rewrite", "relay", "allowedNetworks", "messageSizeLimitBytes",
-                "replicas", "image", "resources", "nodeSelector", "tolerations", "service"} | POD_FIELDS | guard.FIELDS
+                "replicas", "image", "resources", "nodeSelector", "tolerations", "service",
+                "dkim"} | POD_FIELDS | guard.FIELDS
 
 
 def _parse_spec(check: Checker, raw: Any) -> MailRelaySpec | None:
@@ -167,6 +170,7 @@ def _parse_spec(check: Checker, raw: Any) -> MailRelaySpec | None:
     node_selector = parse_node_selector(check, spec.get("nodeSelector", {}))
     tolerations = parse_tolerations(check, spec.get("tolerations", []))
     service = _parse_service(check, spec.get("service", {}))
+    dkim = parse_dkim(check, spec["dkim"], fqdn) if spec.get("dkim") is not None else None
     pod = parse_pod(check, spec)
     guardrails = guard.parse(check, spec)
     if check.problems or pod is None:
@@ -177,7 +181,7 @@ def _parse_spec(check: Checker, raw: Any) -> MailRelaySpec | None:
     return MailRelaySpec(mail_from_fqdn=fqdn, keep_domains=keep, rules=rules, relay=relay,
                          allowed_networks=networks, message_size_limit=size, replicas=replicas,
                          image=image, resources=resources, node_selector=node_selector,
-                         tolerations=tolerations, service=service, pod=pod, guard=guardrails)
+                         tolerations=tolerations, service=service, pod=pod, guard=guardrails, dkim=dkim)
 
 
 def _parse_rewrite(check: Checker, raw: Any) -> tuple[tuple[str, ...], tuple[RewriteRule, ...]]:

@@ -73,7 +73,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | 
   verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get]
+  verbs: [get, create, patch]  # create/patch: the generated DKIM key Secret only (checked in code)
 - apiGroups: [""]
   resources: [events]
   verbs: [create, patch]

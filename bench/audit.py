@@ -77,6 +77,7 @@ class AuditLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._last = 0  # marks never go back, even if a tail window held no line end
 
     def mark(self) -> int:
         """The offset just after the last complete line, so no event is split between two phases."""
@@ -88,9 +89,12 @@ class AuditLog:
             log.seek(start)
             tail = log.read()
         cut = tail.rfind(b"\n")
-        return start + cut + 1 if cut >= 0 else start
+        self._last = max(self._last, start + cut + 1 if cut >= 0 else self._last)
+        return self._last
 
     def since(self, start: int, end: int | None = None) -> list[dict[str, Any]]:
+        if end is not None and end <= start:
+            return []
         with self.path.open("rb") as log:
             log.seek(start)
             data = log.read() if end is None else log.read(end - start)

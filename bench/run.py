@@ -83,27 +83,34 @@ def main() -> int:
     parts = args.only or list(PARTS)
     results: dict[str, Any] = {"machine": machine(), "command": " ".join(["bench/run.py", *sys.argv[1:]])}
     started = time.monotonic()
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+
+    def save() -> None:  # after each part, so a failure later keeps what was measured
+        (out / "latest.json").write_text(json.dumps(results, indent=2, default=str))
+
     if "render" in parts:
         results["render"] = bench_render(args.renders)
     if "mail" in parts:
         from mailpath import bench_mail
 
         results["mail"] = bench_mail(args.messages, args.connections, args.rounds, args.features)
+        save()
+        print(report(results), flush=True)
     if "scale" in parts:
         from scale import bench_scale
 
         results["scale"] = bench_scale(args.relays, args.namespaces, args.resync, args.nodes,
                                        operator_env=dict(item.split("=", 1) for item in args.operator_env))
+        save()
     if "emulated" in parts:
         from emulated import bench_controller
 
         results["emulated"] = bench_controller(args.emulated_relays, 10, 10)
     results["seconds"] = time.monotonic() - started
     results["machine"]["load_average_at_end"] = Path("/proc/loadavg").read_text().split()[:3]
+    save()
     print(report(results))
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "latest.json").write_text(json.dumps(results, indent=2, default=str))
     return 0
 
 

@@ -91,6 +91,10 @@ def test_audit_marks_split_phases_at_line_ends(tmp_path: Path) -> None:
     end = log.mark()
     assert [e["verb"] for e in log.since(0, middle)] == ["get"]
     assert [e["verb"] for e in log.since(middle, end)] == ["patch"]
+    # A tail longer than the window read back, with no line end yet: the mark stays, never goes back.
+    with log.path.open("a") as f:
+        f.write("x" * (1 << 21))
+    assert log.mark() == end and log.since(end, middle) == []
 
 
 def test_proc_stat_with_spaces_and_parens_in_the_name() -> None:

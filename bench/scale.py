@@ -148,7 +148,9 @@ def bench_scale(relays: int, namespaces: int, resync: int, nodes: int, clients: 
     workdir = Path(tempfile.mkdtemp(prefix="mailrelay-bench-scale-"))
     plane = ControlPlane(workdir / "cluster", nodes=nodes, extra_args={
         "kube-controller-manager": [f"--kube-api-qps={CONTROLLER_MANAGER_QPS}",
-                                    f"--kube-api-burst={2 * CONTROLLER_MANAGER_QPS}"]})
+                                    f"--kube-api-burst={2 * CONTROLLER_MANAGER_QPS}"],
+        # 0 means the log library's default, 100 MB, and 1,000 relays write more: rotation would lose events
+        "kube-apiserver": ["--audit-log-maxsize=100000"]})
     operator: Operator | None = None
     watches: list[Watch] = []
     try:

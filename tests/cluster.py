@@ -24,9 +24,11 @@ import requests
 from kube_emulator import ApiServer
 
 PATHS = {"configmaps": "/api/v1", "services": "/api/v1", "secrets": "/api/v1", "events": "/apis/events.k8s.io/v1",
-         "deployments": "/apis/apps/v1", "mailrelays": "/apis/mailrelay.dev/v1alpha1",
+         "pods": "/api/v1", "deployments": "/apis/apps/v1", "statefulsets": "/apis/apps/v1",
+         "poddisruptionbudgets": "/apis/policy/v1", "mailrelays": "/apis/mailrelay.dev/v1alpha1",
          "networkpolicies": "/apis/networking.k8s.io/v1"}
-GROUPS = {"configmaps": "", "services": "", "secrets": "", "events": "events.k8s.io", "deployments": "apps",
+GROUPS = {"configmaps": "", "services": "", "secrets": "", "events": "events.k8s.io", "pods": "",
+          "deployments": "apps", "statefulsets": "apps", "poddisruptionbudgets": "policy",
           "mailrelays": "mailrelay.dev", "networkpolicies": "networking.k8s.io"}
 
 
@@ -78,7 +80,7 @@ class Cluster:
 
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         plural = {"ConfigMap": "configmaps", "Service": "services", "Secret": "secrets",
-                  "Deployment": "deployments", "MailRelay": "mailrelays",
+                  "Deployment": "deployments", "MailRelay": "mailrelays", "Pod": "pods",
                   "NetworkPolicy": "networkpolicies"}[obj["kind"]]
         response = self.http.post(self._url(plural, obj["metadata"]["namespace"]), json=obj)
         response.raise_for_status()

@@ -42,7 +42,8 @@ import kmock
 import yaml
 from kmock._internal import apps, k8s
 
-STATUS_SUBRESOURCE = {("mailrelay.dev", "mailrelays"), ("apps", "deployments"), ("", "services")}
+STATUS_SUBRESOURCE = {("mailrelay.dev", "mailrelays"), ("apps", "deployments"), ("", "services"),
+                      ("apps", "statefulsets"), ("policy", "poddisruptionbudgets"), ("", "pods")}
 VERBS = {"get", "list", "watch", "create", "update", "patch", "delete"}
 RESOURCES = {
     "v1/configmaps": ("ConfigMap", True, set()),
@@ -51,6 +52,9 @@ RESOURCES = {
     "v1/events": ("Event", True, set()),
     "v1/namespaces": ("Namespace", False, set()),
     "apps/v1/deployments": ("Deployment", True, {"status", "scale"}),
+    "apps/v1/statefulsets": ("StatefulSet", True, {"status", "scale"}),
+    "policy/v1/poddisruptionbudgets": ("PodDisruptionBudget", True, {"status"}),
+    "v1/pods": ("Pod", True, {"status"}),
     "networking.k8s.io/v1/networkpolicies": ("NetworkPolicy", True, set()),
     "events.k8s.io/v1/events": ("Event", True, set()),
     "mailrelay.dev/v1alpha1/mailrelays": ("MailRelay", True, {"status"}),

@@ -125,6 +125,40 @@ def test_run_without_a_cluster_says_what_to_do(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def relay_pod(namespace: str, name: str, message: str, relay_name: str = "relay") -> dict[str, Any]:
+    """A relay pod being deleted whose container ended with `message` (as the kubelet reports it)."""
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace, "deletionTimestamp": "2026-01-01T00:00:00Z",
+                         "labels": {"app.kubernetes.io/name": "mailrelay", "app.kubernetes.io/instance": relay_name,
+                                    "app.kubernetes.io/managed-by": "mailrelay-operator"}},
+            "spec": {"containers": [{"name": "postfix", "image": "postfix"}]},
+            "status": {"containerStatuses": [{"name": "postfix", "state": {"terminated": {
+                "exitCode": 0, "message": message}}}]}}
+
+
+def test_a_drain_that_left_mail_is_reported_once_as_an_event(cluster: Cluster, operator: Operator) -> None:
+    cluster.create(relay("drained"))
+    wait_children(cluster, "drained")
+    left = "mailrelay-drain: 7 message(s) left in the queue (no other replica took them at mail.drained.svc:25 " \
+           "within 30s); they are lost with this pod's emptyDir\n"
+    cluster.create(relay_pod("drained", "mailrelay-relay-abc", left))
+    cluster.create(relay_pod("drained", "mailrelay-relay-def", "mailrelay-drain: queue empty, nothing left\n"))
+    cluster.create(relay_pod("drained", "mailrelay-gone-xyz", left.replace("7", "2", 1), relay_name="gone"))
+
+    def reports() -> list[dict[str, Any]]:
+        return [e for e in cluster.list("events", "drained") if e.get("reason") == "QueueLeftBehind"]
+
+    eventually(lambda: len(reports()) == 2, what="two drain reports")
+    cluster.patch("pods", "drained", "mailrelay-relay-abc", {"metadata": {"annotations": {"seen": "again"}}})
+    time.sleep(2)  # a second report would be posted by now
+    by_object = {(e["regarding"]["kind"], e["regarding"]["name"]): e for e in reports()}
+    assert set(by_object) == {("MailRelay", "relay"), ("Pod", "mailrelay-gone-xyz")}
+    event = by_object[("MailRelay", "relay")]
+    assert event["type"] == "Warning"
+    assert event["note"] == f"pod mailrelay-relay-abc: {left.strip()}"
+    assert "2 message(s) left" in by_object[("Pod", "mailrelay-gone-xyz")]["note"]
+
+
 def test_a_child_the_api_server_refuses_stalls_the_relay_without_a_write_loop(cluster: Cluster,
                                                                               operator: Operator) -> None:
     """HTTP 422 for the Deployment (emulated: our validation keeps a real server from ever saying it)."""

@@ -118,6 +118,8 @@ GOOD = [relay_object(FULL), relay_object({"mailFromFQDN": "a.example"}),
         relay_object({"mailFromFQDN": "apps.example.com", "dkim": {
             "domain": "example.com", "selector": "r1", "keyType": "Ed25519", "rsaBits": 3072,
             "keySecretRef": {"name": "dkim.keys"}}}),
+        relay_object({"mailFromFQDN": "a.example",
+                      "queue": {"storage": {"size": "0.5Gi", "storageClassName": "fast"}}}),
         relay_object({"mailFromFQDN": "a.example", "networkPolicy": {"sameNamespace": False},
                       "clients": [{"podSelector": {"matchLabels": {"app": "web"}}}]}),
         relay_object({"mailFromFQDN": "a.example", "networkPolicy": {"enabled": False},

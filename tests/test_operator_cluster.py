@@ -316,6 +316,42 @@ def test_network_policy_switched_off_is_deleted(deployed: Deployed, space: str) 
     assert all(len(ours(plane, p, space)) == 1 for p in CHILDREN if p != "networkpolicies")
 
 
+def test_queue_modes_switch_through_ready_pods_and_the_budget_follows_the_replicas(deployed: Deployed,
+                                                                                  space: str) -> None:
+    """Persistent queue ⇄ emptyDir: the old workload goes only once the new one is ready; a budget from 2 replicas."""
+    plane = deployed.plane
+    storage_class = f"queue-{space}"[:63]
+    volumes = [f"{storage_class}-{i}"[:63] for i in range(2)]
+    for volume in volumes:  # statically provisioned: the real PV controller binds the relay's claims to them
+        plane.request("POST", "/api/v1/persistentvolumes", {
+            "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": volume},
+            "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                     "storageClassName": storage_class, "hostPath": {"path": f"/tmp/{volume}"}}})
+    queue = {"storage": {"size": "1Gi", "storageClassName": storage_class}}
+    try:
+        apply(plane, relay(space, replicas=2, queue=queue))
+        wait_reason(plane, space, "Available", timeout=120)
+        [budget] = ours(plane, "poddisruptionbudgets", space)
+        assert budget["spec"]["maxUnavailable"] == 1
+        assert len(ours(plane, "statefulsets", space)) == 1 and not ours(plane, "deployments", space)
+
+        merge_patch(plane, "mailrelays", space, "relay", {"spec": {"queue": None, "replicas": 1}})
+        eventually(lambda: not ours(plane, "statefulsets", space) and not ours(plane, "poddisruptionbudgets", space),
+                   timeout=120, what="the StatefulSet and the budget deleted")
+        [deployment] = ours(plane, "deployments", space)
+        assert deployment["status"].get("readyReplicas") == 1  # the new pods were ready before the old ones went
+
+        merge_patch(plane, "mailrelays", space, "relay", {"spec": {"queue": queue}})
+        eventually(lambda: not ours(plane, "deployments", space), timeout=120, what="the Deployment deleted")
+        wait_reason(plane, space, "Available", timeout=120)
+        assert len(ours(plane, "statefulsets", space)) == 1
+    finally:
+        plane.kubectl("delete", "mailrelays", "--all", "-n", space, "--wait=true")
+        eventually(lambda: not ours(plane, "statefulsets", space), timeout=60, what="the StatefulSet collected")
+        plane.kubectl("delete", "persistentvolumeclaims", "--all", "-n", space, "--wait=false")
+        plane.kubectl("delete", "persistentvolumes", *volumes, "--wait=false", "--ignore-not-found")
+
+
 def test_restart_makes_no_duplicates_and_no_writes(deployed: Deployed, space: str) -> None:
     plane = deployed.plane
     apply(plane, relay(space))

@@ -94,10 +94,13 @@ def test_rbac_is_least_privilege(tools: Path) -> None:
     docs = objects(run(tools, "kubectl", "kustomize", "manifests/cluster-wide"))
     rules = [r for d in docs if d["kind"] == "ClusterRole" for r in d["rules"]]
     verbs = {(g, res): set(r["verbs"]) for r in rules for g in r["apiGroups"] for res in r["resources"]}
-    assert verbs[("", "secrets")] == {"get", "create", "patch"}  # never list/watch: no bulk read of Secrets
-    # A renamed Service, a NetworkPolicy switched off.
-    assert {key for key, v in verbs.items() if "delete" in v} == {("", "services"), ("networking.k8s.io",
-                                                                                     "networkpolicies")}
+    assert verbs[("", "secrets")] == {"get", "create", "patch"}  # never list/watch: no bulk read
+    # Only children the spec can stop wanting: a renamed Service, a NetworkPolicy switched off, the
+    # other queue mode's workload, a budget below two replicas.
+    assert {key for key, v in verbs.items() if "delete" in v} == {
+        ("", "services"), ("networking.k8s.io", "networkpolicies"), ("apps", "deployments"),
+        ("apps", "statefulsets"), ("policy", "poddisruptionbudgets")}
+    assert verbs[("", "pods")] == {"list", "watch"}  # read only: the drain's termination message
     assert all("update" not in v and "*" not in v
                for key, v in verbs.items() if key != ("mailrelay.dev", "mailrelays/finalizers"))
     assert all("*" not in r["resources"] and "*" not in r["apiGroups"] for r in rules)

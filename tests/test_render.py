@@ -1,4 +1,4 @@
-"""Rendering: the three manifests, checked against the upstream Kubernetes schemas, and the files."""
+"""Rendering: the manifests, checked against the upstream Kubernetes schemas, and the files."""
 
 from __future__ import annotations
 
@@ -55,7 +55,8 @@ def by_kind(children: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def sample_relays() -> list[Any]:
-    relays = [make_relay(FULL), make_relay({"mailFromFQDN": "a.example"})]
+    relays = [make_relay(FULL), make_relay({"mailFromFQDN": "a.example"}),
+              make_relay({**FULL, "queue": {"storage": {"size": "1Gi", "storageClassName": "fast"}}})]
     for path in sorted((ROOT / "examples").glob("*.yaml")):
         docs = [d for d in yaml.safe_load_all(path.read_text()) if d and d.get("kind") == "MailRelay"]
         relays += [parse(d) for d in docs]
@@ -82,8 +83,8 @@ def test_kubernetes_validate_catches_a_broken_manifest() -> None:
 
 def test_children_are_owned_labelled_and_wired_together() -> None:
     relay = make_relay(FULL)
-    policy, config_map, deployment, service = render(relay)
-    for obj in (policy, config_map, deployment, service):
+    policy, config_map, deployment, budget, service = render(relay)
+    for obj in (policy, config_map, deployment, budget, service):
         [owner] = obj["metadata"]["ownerReferences"]
         assert owner == {"apiVersion": "mailrelay.dev/v1alpha1", "kind": "MailRelay", "name": "relay",
                          "uid": relay.uid, "controller": True, "blockOwnerDeletion": True}

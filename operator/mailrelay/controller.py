@@ -27,6 +27,7 @@ from typing import Any
 import kopf
 import kubernetes
 
+from mailrelay import drainreport
 from mailrelay.coalesce import Coalescer
 from mailrelay.kube import Api, ApiError
 from mailrelay.reconcile import Outcome, reconcile
@@ -41,6 +42,7 @@ RETRY_SECONDS = float(os.environ.get("MAILRELAY_RETRY_SECONDS", "10"))
 RESYNC_CONCURRENCY = 4
 CHILD_LABELS = {"app.kubernetes.io/managed-by": MANAGED_BY}
 CHILD_RESOURCES = (("", "v1", "configmaps"), ("apps", "v1", "deployments"), ("", "v1", "services"),
+                   ("apps", "v1", "statefulsets"), ("policy", "v1", "poddisruptionbudgets"),
                    ("networking.k8s.io", "v1", "networkpolicies"))
 
 _api: Api | None = None
@@ -225,6 +227,15 @@ def on_child(body: kopf.Body, namespace: str | None, **_: Any) -> None:
 
 for _group, _version, _plural in CHILD_RESOURCES:
     kopf.on.event(_group, _version, _plural, labels=CHILD_LABELS, id=f"child-{_plural}")(on_child)
+
+
+@kopf.on.event("", "v1", "pods", labels=CHILD_LABELS, id="drain-report")
+def on_relay_pod(body: kopf.Body, **_: Any) -> None:
+    """A relay pod whose preStop drain left mail behind: say so in an Event (see drainreport)."""
+    try:
+        drainreport.report(api(), copy.deepcopy(dict(body)), IDENTITY)
+    except ApiError as exc:
+        log.warning("drain report of pod %s failed: %s", body.get("metadata", {}).get("name"), exc)
 
 
 def run(*, namespaces: list[str], liveness_port: int, peering: str | None, standby: bool,

@@ -34,7 +34,10 @@ RESOURCES: dict[str, tuple[str, str]] = {
     "Service": ("/api/v1", "services"),
     "Secret": ("/api/v1", "secrets"),
     "Event": ("/apis/events.k8s.io/v1", "events"),
+    "Pod": ("/api/v1", "pods"),
     "Deployment": ("/apis/apps/v1", "deployments"),
+    "StatefulSet": ("/apis/apps/v1", "statefulsets"),
+    "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets"),
     "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
     "MailRelay": (f"/apis/{GROUP}/{VERSION}", PLURAL),
 }
@@ -210,13 +213,15 @@ class Api:
             lambda: self._call("PATCH", url, body=obj, content_type="application/apply-patch+yaml",
                                query=[("fieldManager", FIELD_MANAGER), ("force", "true")]))
 
-    def post_event(self, obj: dict[str, Any], kind: str, reason: str, message: str, instance: str) -> None:
+    def post_event(self, obj: dict[str, Any], kind: str, reason: str, message: str, instance: str,
+                   name: str | None = None) -> None:
         """Record an events.k8s.io/v1 Event about `obj`; best effort, as an Event is news, not state.
 
         The same event again (object, type, reason and note) does not make a new object: it bumps
         the first one's `series` (count, lastObservedTime), as client-go's recorder does, so
         `kubectl get events` shows one line with a count. When that object has expired (the API
-        server keeps events about an hour) a new one is created.
+        server keeps events about an hour) a new one is created. With a `name`, at most once instead:
+        posting that name again changes nothing, however many operator replicas or watch events try.
         """
         meta = obj["metadata"]
         namespace, note = meta["namespace"], message[:1024]
@@ -224,20 +229,30 @@ class Api:
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         with self._series_lock:
             try:
-                if key in self._series and self._bump_series(namespace, self._series[key], now):
+                if name is None and key in self._series and self._bump_series(namespace, self._series[key], now):
                     self._series.move_to_end(key)
                     return
-                name = f"{meta['name']}.{time.time_ns():x}"
+                event_name = name or f"{meta['name']}.{time.time_ns():x}"
                 event = {
                     "apiVersion": "events.k8s.io/v1", "kind": "Event",
-                    "metadata": {"name": name, "namespace": namespace},
+                    "metadata": {"name": event_name, "namespace": namespace},
                     "regarding": {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "name": meta["name"],
                                   "namespace": namespace, "uid": meta.get("uid")},
                     "type": kind, "reason": reason, "action": "Reconcile", "note": note, "eventTime": now,
                     "reportingController": FIELD_MANAGER, "reportingInstance": instance[:128],
                 }
-                _with_retries(f"post event {reason}", lambda: self._call("POST", path("Event", namespace), body=event))
-                self._series[key] = _Series(name)
+
+                def create() -> None:
+                    try:
+                        self._call("POST", path("Event", namespace), body=event)
+                    except ApiException as exc:
+                        if not (name and exc.status == 409):  # a named event posted already is fine
+                            raise
+
+                _with_retries(f"post event {reason}", create)
+                if name:
+                    return
+                self._series[key] = _Series(event_name)
                 while len(self._series) > EVENT_SERIES_KEPT:
                     self._series.popitem(last=False)
             except ApiError as exc:

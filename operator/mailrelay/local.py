@@ -99,6 +99,7 @@ class LocalPostfix:
         self.maillog = self.state / "log" / "maillog"
         self.process: subprocess.Popen[bytes] | None = None
         self.output = workdir / "entrypoint.out"
+        self.termination_log = workdir / "termination-log"  # the pod's /dev/termination-log
         self._write(secret, extra_files or {})
         if dkim_keys is not None:
             self.write_dkim_keys(dkim_keys)
@@ -149,7 +150,8 @@ class LocalPostfix:
                 "MAILRELAY_MAILLOG": str(self.maillog),
                 "MAILRELAY_PROBE_ADDRESS": self.listen,
                 "MAILRELAY_PROBE_PORT": str(self.port),
-                "MAILRELAY_DRAIN_LOG_HERE": "1"}
+                "MAILRELAY_DRAIN_LOG_HERE": "1",
+                "MAILRELAY_TERMINATION_LOG": str(self.termination_log)}
 
     def start(self, timeout: float = 30.0) -> None:
         """Run the entrypoint in the background and wait until SMTP answers."""
@@ -181,9 +183,14 @@ class LocalPostfix:
                               text=True, check=False)
 
     def queued(self) -> int:
-        """Messages waiting in the queue (not yet delivered or bounced)."""
-        return sum(1 for part in ("maildrop", "incoming", "active", "deferred")
-                   for path in (self.queue_dir / part).rglob("*") if path.is_file())
+        """Messages waiting in the queue (not yet delivered or bounced).
+
+        Files move between the directories while they are listed, so they are listed in both orders
+        and each queue ID is counted once, as drain.sh does.
+        """
+        parts = ("maildrop", "incoming", "active", "deferred")
+        return len({path.name for order in (parts, parts[::-1]) for part in order
+                    for path in (self.queue_dir / part).rglob("*") if path.is_file()})
 
     def log(self) -> str:
         return self.maillog.read_text() if self.maillog.exists() else ""

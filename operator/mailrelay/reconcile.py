@@ -14,10 +14,17 @@ from typing import Any
 
 from mailrelay import dkim_keys
 from mailrelay import status as st
-from mailrelay.apply import ApplyResult, ChildResult, apply_children, prune, prune_services
+from mailrelay.apply import ApplyResult, ChildResult, apply_children, owned_by, prune, prune_services
 from mailrelay.kube import Api
 from mailrelay.postfix import config_files
-from mailrelay.render import config_hash, endpoint, label_selector, render, selector_labels
+from mailrelay.render import (
+    config_hash,
+    endpoint,
+    label_selector,
+    render,
+    selector_labels,
+    workload_kind,
+)
 from mailrelay.secret import SecretProblem, credentials
 from mailrelay.spec import MailRelay, SpecError, parse
 
@@ -68,21 +75,38 @@ def _conflict(result: ApplyResult) -> st.Assessment:
                          stalled=True)
 
 
-def _prune(api: Api, uid: str, relay: MailRelay, children: list[dict[str, Any]]) -> list[ChildResult]:
-    """Remove what this relay owns but no longer renders: a renamed Service, a switched-off NetworkPolicy."""
+def _prune(api: Api, uid: str, relay: MailRelay, children: list[dict[str, Any]],
+           rollout: st.Assessment) -> tuple[list[ChildResult], st.Assessment | None]:
+    """Remove what this relay owns but no longer renders: a renamed Service, a switched-off
+    NetworkPolicy, the budget below two replicas, and the workload of the other queue mode, but
+    that only once the new one is ready, so the old pods' drain has somewhere to hand its queue."""
     [service] = [c for c in children if c["kind"] == "Service"]
-    policies = {c["metadata"]["name"] for c in children if c["kind"] == "NetworkPolicy"}
     labels = selector_labels(relay)
-    return (prune_services(api, uid, service, labels)
-            + prune(api, uid, "NetworkPolicy", relay.namespace, policies, labels))
+
+    def rendered(kind: str) -> set[str]:
+        return {c["metadata"]["name"] for c in children if c["kind"] == kind}
+
+    pruned = (prune_services(api, uid, service, labels)
+              + prune(api, uid, "NetworkPolicy", relay.namespace, rendered("NetworkPolicy"), labels)
+              + prune(api, uid, "PodDisruptionBudget", relay.namespace, rendered("PodDisruptionBudget"), labels))
+    wanted = workload_kind(relay)
+    old_kind = "Deployment" if wanted == "StatefulSet" else "StatefulSet"
+    if not rollout.ready and any(owned_by(o, uid) for o in api.list(old_kind, relay.namespace, labels)):
+        return pruned, st.Assessment(False, st.SWITCHING_QUEUE, f"moving from a {old_kind} to a {wanted} "
+                                     f"(spec.queue): the {old_kind} stays until the new pods are ready, then its "
+                                     "pods hand their queue to them", reconciling=True)
+    return pruned + prune(api, uid, old_kind, relay.namespace, set(), labels), None
 
 
 def _refused(result: ApplyResult, previous: dict[str, Any]) -> st.Assessment:
-    """A child the API server refused for good: stalled until the relay changes, not retried.
+    """A child refused for good: stalled until the relay changes, not retried.
 
-    When an earlier pass got the refusal, its message (the server's words) is kept as it was.
+    A claim template change is refused before it is sent (QueueStorageImmutable). When an earlier
+    pass got the API server's refusal, its message (the server's words) is kept as it was.
     """
     first = result.refused[0]
+    if not first.owner and first.message:
+        return st.Assessment(False, st.QUEUE_STORAGE_IMMUTABLE, first.message, stalled=True)
     before = st.ready_condition(previous) or {}
     if not first.message and before.get("reason") == st.CHILD_REFUSED:
         return st.Assessment(False, st.CHILD_REFUSED, str(before.get("message", "")), stalled=True)
@@ -121,15 +145,17 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None) -> Outco
             hash_value = config_hash(relay, secret_version)
             children = render(relay, secret_version)
             result = apply_children(api, meta["uid"], children, refused=previous.get(st.REFUSED_FIELD) or "")
+            deployment = result.live(workload_kind(relay))
+            assessment = st.rollout(deployment, relay.spec.replicas, hash_value)
             if not result.conflicts and not result.refused:
-                result.children += _prune(api, meta["uid"], relay, children)
-            deployment = result.live("Deployment")
+                pruned, switching = _prune(api, meta["uid"], relay, children, assessment)
+                result.children += pruned
+                assessment = switching or assessment
             if result.refused:
                 assessment = _refused(result, previous)
-                refused = result.refused[0].owner
-            else:
-                assessment = _conflict(result) if result.conflicts else st.rollout(
-                    deployment, relay.spec.replicas, hash_value)
+                refused = next((c.owner for c in result.refused if c.owner), "")
+            elif result.conflicts:
+                assessment = _conflict(result)
             if result.writes:
                 events.append(("Normal", "Applied", ", ".join(f"{c.action} {c.kind} {c.name}"
                                                              for c in result.writes)))

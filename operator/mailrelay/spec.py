@@ -18,6 +18,7 @@ from mailrelay import grammar, guard
 from mailrelay.checker import Checker, kind
 from mailrelay.spec_dkim import DkimSpec, parse_dkim
 from mailrelay.spec_pod import POD_FIELDS, PodSettings, parse_pod
+from mailrelay.spec_queue import QueueStorage, parse_queue
 from mailrelay.spec_resources import parse_node_selector, parse_resources, parse_tolerations
 from mailrelay.spec_rules import RewriteRule, parse_rule
 from mailrelay.version import DEFAULT_POSTFIX_IMAGE
@@ -92,6 +93,7 @@ class MailRelaySpec:
     service: ServiceSpec = ServiceSpec()
     dkim: DkimSpec | None = None
     pod: PodSettings = field(default_factory=PodSettings)  # pull secrets, scheduling, extra labels: spec_pod.py
+    queue_storage: QueueStorage | None = None
     guard: guard.Guardrails = field(default_factory=guard.Guardrails)
 
 
@@ -144,7 +146,7 @@ def parse_spec(spec: Any) -> MailRelaySpec:
 
 _SPEC_FIELDS = {"mailFromFQDN", "rewrite", "relay", "allowedNetworks", "messageSizeLimitBytes",
                 "replicas", "image", "resources", "nodeSelector", "tolerations", "service",
-                "dkim"} | POD_FIELDS | guard.FIELDS
+                "dkim", "queue"} | POD_FIELDS | guard.FIELDS
 
 
 def _parse_spec(check: Checker, raw: Any) -> MailRelaySpec | None:
@@ -171,6 +173,7 @@ def _parse_spec(check: Checker, raw: Any) -> MailRelaySpec | None:
     tolerations = parse_tolerations(check, spec.get("tolerations", []))
     service = _parse_service(check, spec.get("service", {}))
     dkim = parse_dkim(check, spec["dkim"], fqdn) if spec.get("dkim") is not None else None
+    queue_storage = parse_queue(check, spec.get("queue", {}))
     pod = parse_pod(check, spec)
     guardrails = guard.parse(check, spec)
     if check.problems or pod is None:
@@ -181,7 +184,8 @@ def _parse_spec(check: Checker, raw: Any) -> MailRelaySpec | None:
     return MailRelaySpec(mail_from_fqdn=fqdn, keep_domains=keep, rules=rules, relay=relay,
                          allowed_networks=networks, message_size_limit=size, replicas=replicas,
                          image=image, resources=resources, node_selector=node_selector,
-                         tolerations=tolerations, service=service, pod=pod, guard=guardrails, dkim=dkim)
+                         tolerations=tolerations, service=service, pod=pod, queue_storage=queue_storage,
+                         guard=guardrails, dkim=dkim)
 
 
 def _parse_rewrite(check: Checker, raw: Any) -> tuple[tuple[str, ...], tuple[RewriteRule, ...]]:

@@ -7,7 +7,7 @@ DEB_PACKAGES := postfix libsasl2-modules openssl ca-certificates procps iproute2
 	debootstrap podman runc
 EXAMPLE ?= examples/mailrelay.yaml
 
-.PHONY: run test lint unit bench system-deps tools controlplane cluster docs schemas clean images
+.PHONY: run test lint unit bench system-deps tools controlplane cluster docs generate schemas clean images
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -66,9 +66,13 @@ run: $(VENV)/.installed
 bench: $(VENV)/.installed system-deps tools controlplane
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(PY) bench/run.py
 
-docs: $(VENV)/.installed
-	$(PY) -m mailrelay.apidoc crds/mailrelay.dev_mailrelays.yaml > docs/api-reference.md
+# Files copied from one source (RBAC from operator/mailrelay/identity.py, the chart's CRD, the API
+# reference, the chart's README); tests/test_generated.py and tests/test_chart.py fail when they are stale.
+generate: $(VENV)/.installed
+	$(PY) hack/generate.py
 	$(PY) tests/tools/chart_readme.py write
+
+docs: generate
 
 # Upstream Kubernetes shapes (affinity, topology spread, ...) into the CRDs, the operator and the chart schema.
 schemas: $(VENV)/.installed

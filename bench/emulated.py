@@ -14,7 +14,14 @@ from typing import Any
 from accounting import rss_mb
 from stats import percentile
 
+from mailrelay.identity import API_VERSION, KIND, PLURAL, RESOURCES
+
 from cluster import Cluster, Operator
+
+
+def _stored(store: dict[Any, Any], kind: str, ns: str, name: str) -> Any:
+    resource = RESOURCES[kind]
+    return store.get((resource.group, resource.plural, ns, name))
 
 
 def _converged(cluster: Cluster, keys: list[tuple[str, str]], generation: int,
@@ -23,11 +30,11 @@ def _converged(cluster: Cluster, keys: list[tuple[str, str]], generation: int,
     store = cluster.server.store
     done = {}
     for ns, name in keys:
-        relay = store.get(("mailrelay.dev", "mailrelays", ns, name))
-        config = store.get(("", "configmaps", ns, f"mailrelay-{name}"))
+        relay = _stored(store, KIND, ns, name)
+        config = _stored(store, "ConfigMap", ns, f"mailrelay-{name}")
         done[(ns, name)] = bool(
-            relay and config and store.get(("apps", "deployments", ns, f"mailrelay-{name}"))
-            and store.get(("", "services", ns, f"mail-{name}"))
+            relay and config and _stored(store, "Deployment", ns, f"mailrelay-{name}")
+            and _stored(store, "Service", ns, f"mail-{name}")
             and (relay.get("status") or {}).get("observedGeneration") == generation
             and (marker is None or marker in config["data"]["main.cf"]))
     return done
@@ -69,7 +76,7 @@ def bench_controller(relays: int, namespaces: int, resync: int) -> dict[str, Any
         writes_before = _writes(cluster)
         for ns, name in keys:
             started[(ns, name)] = time.perf_counter()
-            cluster.create({"apiVersion": "mailrelay.dev/v1alpha1", "kind": "MailRelay",
+            cluster.create({"apiVersion": API_VERSION, "kind": KIND,
                             "metadata": {"name": name, "namespace": ns},
                             # several relays share a namespace, so each needs its own Service name
                             "spec": {"mailFromFQDN": f"{name}.bench.example.com",
@@ -81,7 +88,7 @@ def bench_controller(relays: int, namespaces: int, resync: int) -> dict[str, Any
         writes_before = _writes(cluster)
         for key in keys:
             started[key] = time.perf_counter()
-            cluster.patch("mailrelays", key[0], key[1], {"spec": {"messageSizeLimitBytes": 20_000_000}})
+            cluster.patch(PLURAL, key[0], key[1], {"spec": {"messageSizeLimitBytes": 20_000_000}})
         update = _wave(cluster, keys, started, 2, "message_size_limit = 20000000", timeout=600)
         update["writes_per_relay"] = (_writes(cluster) - writes_before - relays) / relays
         time.sleep(2)

@@ -27,6 +27,7 @@ from typing import Any
 from accounting import CpuGroup, cpu_by_command, own_cpu, pss_mb
 from stats import spread
 
+from mailrelay.identity import API_VERSION, KIND
 from mailrelay.local import LocalPostfix, postfix_problem
 from mailrelay.spec import SpecError, parse
 
@@ -74,7 +75,7 @@ def relay_spec(sink_port: int, extra: dict[str, Any]) -> dict[str, Any]:
 def supported(extra: dict[str, Any]) -> bool:
     """Does this build of the operator know these spec fields? (Features land at different times.)"""
     try:
-        parse({"apiVersion": "mailrelay.dev/v1alpha1", "kind": "MailRelay",
+        parse({"apiVersion": API_VERSION, "kind": KIND,
                "metadata": {"name": "bench", "namespace": "bench"}, "spec": relay_spec(25, extra)})
     except SpecError:
         return False
@@ -106,7 +107,7 @@ def _dkim() -> Configuration | None:
         return None
     from mailrelay import dkim
 
-    relay = parse({"apiVersion": "mailrelay.dev/v1alpha1", "kind": "MailRelay",
+    relay = parse({"apiVersion": API_VERSION, "kind": KIND,
                    "metadata": {"name": "bench", "namespace": "bench"}, "spec": relay_spec(25, extra)})
     spec = relay.spec.dkim  # type: ignore[attr-defined]
     keys = {file: dkim.generate(algorithm, spec.rsa_bits) for algorithm, file in dkim.needed(spec).items()}
@@ -216,7 +217,7 @@ def mail_run(config: Configuration | None, count: int, connections: int, workdir
         if config is not None:
             from smtp_sink import free_port
 
-            relay = parse({"apiVersion": "mailrelay.dev/v1alpha1", "kind": "MailRelay",
+            relay = parse({"apiVersion": API_VERSION, "kind": KIND,
                            "metadata": {"name": "bench", "namespace": "bench"},
                            "spec": relay_spec(sink.port, config.spec)})
             extra = {"main.cf": STOCK_MAIN_CF.format(port=sink.port)} if config.stock else None

@@ -83,6 +83,16 @@ def emulated_tables(ctl: dict[str, Any]) -> list[str]:
     return out
 
 
+def failover_tables(f: dict[str, Any]) -> list[str]:
+    out = [f"Failover: 2 replicas of manifests/cluster-wide-ha (emulated API server), {f['rounds']} rounds; leader "
+           "stopped -> a relay created then is reconciled by the other", "",
+           "| leader stopped by | median (s) | max (s) | runs (s) |", "|---|---|---|---|"]
+    for how in ("SIGKILL", "SIGTERM"):
+        out.append(f"| {how} | {f[how]['median']:.1f} | {f[how]['max']:.1f} | "
+                   f"{', '.join(f'{r:.1f}' for r in f[how]['runs'])} |")
+    return [*out, ""]
+
+
 def report(results: dict[str, Any]) -> str:
     m = results["machine"]
     out = [f"machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}; "
@@ -98,4 +108,6 @@ def report(results: dict[str, Any]) -> str:
         out += scale_tables(results["scale"])
     if "emulated" in results:
         out += emulated_tables(results["emulated"])
+    if "failover" in results:
+        out += failover_tables(results["failover"])
     return "\n".join(out)

@@ -26,14 +26,15 @@ sys.path[1:1] = [str(ROOT / "tests"), str(ROOT / "tools")]
 
 from report import report  # noqa: E402
 
+from mailrelay.identity import API_VERSION, KIND  # noqa: E402
 from mailrelay.render import render  # noqa: E402
 from mailrelay.spec import parse  # noqa: E402
 
-PARTS = ("render", "mail", "scale", "emulated")
+PARTS = ("render", "mail", "scale", "emulated", "failover")
 
 
 def bench_render(iterations: int) -> dict[str, Any]:
-    relays = [parse({"apiVersion": "mailrelay.dev/v1alpha1", "kind": "MailRelay",
+    relays = [parse({"apiVersion": API_VERSION, "kind": KIND,
                      "metadata": {"name": f"r{i}", "namespace": "ns", "uid": str(uuid.uuid4())},
                      "spec": {"mailFromFQDN": f"r{i}.example.com",
                               "rewrite": {"keepDomains": ["corp.example.org"],
@@ -46,7 +47,7 @@ def bench_render(iterations: int) -> dict[str, Any]:
     elapsed = time.perf_counter() - start
     start = time.perf_counter()
     for i in range(iterations // 5):
-        parse({"apiVersion": "mailrelay.dev/v1alpha1", "kind": "MailRelay", "metadata": {"name": "r", "namespace": "n"},
+        parse({"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": "r", "namespace": "n"},
                "spec": {"mailFromFQDN": f"r{i}.example.com", "rewrite": {"rules": [
                    {"pattern": "(.*)@db-[0-9]+", "replacement": "$1@x.example"}]}}})
     parse_elapsed = time.perf_counter() - start
@@ -78,6 +79,7 @@ def main() -> int:
                         help="extra environment of the operator process in the scale run")
     parser.add_argument("--emulated-relays", type=int, default=300, help="MailRelays on the emulated API server")
     parser.add_argument("--renders", type=int, default=20000)
+    parser.add_argument("--failovers", type=int, default=3, help="rounds of stopping the leader (each kind)")
     parser.add_argument("--only", choices=PARTS, action="append")
     args = parser.parse_args()
     parts = args.only or list(PARTS)
@@ -107,6 +109,11 @@ def main() -> int:
         from emulated import bench_controller
 
         results["emulated"] = bench_controller(args.emulated_relays, 10, 10)
+        save()
+    if "failover" in parts:
+        from failover import bench_failover
+
+        results["failover"] = bench_failover(args.failovers)
     results["seconds"] = time.monotonic() - started
     results["machine"]["load_average_at_end"] = Path("/proc/loadavg").read_text().split()[:3]
     save()

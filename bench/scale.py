@@ -26,11 +26,13 @@ from audit import AuditLog, requests_by_user, summarize
 from stats import latency_summary
 from watch import Key, Progress, Watch
 
+from mailrelay.identity import API_VERSION, CHILD_LABELS, KIND, PLURAL, RESOURCES
+
 ROOT = Path(__file__).resolve().parents[1]
-CHILDREN = {"ConfigMap": "/api/v1/configmaps", "Deployment": "/apis/apps/v1/deployments",
-            "Service": "/api/v1/services"}
-RELAYS = "/apis/mailrelay.dev/v1alpha1"
-MANAGED = "app.kubernetes.io/managed-by=mailrelay-operator"
+CHILDREN = {kind: f"{RESOURCES[kind].prefix}/{RESOURCES[kind].plural}"
+            for kind in ("ConfigMap", "Deployment", "Service")}
+RELAYS = RESOURCES[KIND].prefix
+MANAGED = ",".join(f"{k}={v}" for k, v in CHILD_LABELS.items())
 UPDATE_MARKER = "message_size_limit = 20000000"
 # The controller-manager's client is limited to 20 requests/s by default, which alone makes 1,000
 # Deployments take minutes to get pods; large clusters raise it, and so does the bench (recorded).
@@ -119,7 +121,7 @@ def _two_resync_passes(audit: AuditLog, start: int, user: str, limit: float) -> 
         if mine:
             last_request = time.monotonic()
         passes += sum(1 for e in mine if e.get("verb") == "list"
-                      and (e.get("objectRef") or {}).get("resource") == "mailrelays")
+                      and (e.get("objectRef") or {}).get("resource") == PLURAL)
         if passes >= 3 or (passes >= 2 and time.monotonic() - last_request > 3):
             return passes
     say(f"idle: only {passes} resync passes started within {limit:.0f} s")
@@ -164,7 +166,7 @@ def bench_scale(relays: int, namespaces: int, resync: int, nodes: int, clients: 
         progress = Progress(tuple(CHILDREN))
         progress.wanted_markers.append(UPDATE_MARKER)
         session = _session(plane)
-        watches = [Watch(session, plane.server + RELAYS + "/mailrelays", {}, progress.on_relay)]
+        watches = [Watch(session, plane.server + RELAYS + f"/{PLURAL}", {}, progress.on_relay)]
         watches += [Watch(_session(plane), plane.server + url, {"labelSelector": MANAGED}, progress.on_child(kind))
                     for kind, url in CHILDREN.items()]
         for watch in watches:
@@ -188,8 +190,8 @@ def bench_scale(relays: int, namespaces: int, resync: int, nodes: int, clients: 
 
         started: dict[Key, float] = {}
         _send_all(session_for, keys, lambda s, k: s.post(
-            f"{plane.server}{RELAYS}/namespaces/{k[0]}/mailrelays",
-            json={"apiVersion": "mailrelay.dev/v1alpha1", "kind": "MailRelay",
+            f"{plane.server}{RELAYS}/namespaces/{k[0]}/{PLURAL}",
+            json={"apiVersion": API_VERSION, "kind": KIND,
                   "metadata": {"name": k[1], "namespace": k[0]},
                   # several relays share a namespace, so each needs its own Service name
                   "spec": {"mailFromFQDN": f"{k[1]}.bench.example.com", "service": {"name": f"mail-{k[1]}"}}}),
@@ -211,7 +213,7 @@ def bench_scale(relays: int, namespaces: int, resync: int, nodes: int, clients: 
 
         updated_started: dict[Key, float] = {}
         _send_all(session_for, keys, lambda s, k: s.patch(
-            f"{plane.server}{RELAYS}/namespaces/{k[0]}/mailrelays/{k[1]}",
+            f"{plane.server}{RELAYS}/namespaces/{k[0]}/{PLURAL}/{k[1]}",
             json={"spec": {"messageSizeLimitBytes": 20_000_000}},
             headers={"Content-Type": "application/merge-patch+json"}), updated_started, clients)
         update = _wave_figures(keys, updated_started, _wait(

@@ -3,8 +3,7 @@
 EMULATED: tests/kube_emulator.py serves the API here so a test can inject 409, 429, 500 and 503 answers
 and check that the operator retries until it converges. It has no admission, schema validation,
 server-side apply field ownership, garbage collection or RBAC, so nothing else is tested on it: the
-operator's behaviour is tested on the real control plane in test_operator_cluster.py. The kopf peering
-test stays here until peering gives way to Lease-based leader election.
+operator's behaviour is tested on the real control plane in test_operator_cluster.py.
 """
 
 from __future__ import annotations
@@ -80,36 +79,6 @@ def test_api_errors_are_retried_until_converged(cluster: Cluster, operator: Oper
     roll_out(cluster, "errors")
     wait_reason(cluster, "errors", "Available")
     assert all(f.times == 0 for f in cluster.server.faults)
-
-
-def test_peering_keeps_a_standby_replica_idle_until_the_active_one_leaves(tmp_path: Path) -> None:
-    emulator = Cluster()
-    emulator.create_cluster_object("/apis/kopf.dev/v1/clusterkopfpeerings", {
-        "apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "mailrelay-operator"}})
-    kubeconfig = emulator.write_kubeconfig(tmp_path / "kubeconfig")
-    active = Operator(kubeconfig, tmp_path / "active.log", args=["--liveness-port", "0", "--peering",
-                                                                  "mailrelay-operator"])
-    standby = Operator(kubeconfig, tmp_path / "standby.log", args=["--liveness-port", "0", "--peering",
-                                                                    "mailrelay-operator", "--standby", "-v"])
-    try:
-        active.start()
-        time.sleep(3)
-        standby.start()
-        eventually(lambda: "Pausing the watch-stream for mailrelays" in standby.log(), what="kopf to pause")
-        eventually(lambda: "resync paused: " in standby.log(), what="the resync loop to pause")
-        emulator.create(relay("peering-a"))
-        wait_children(emulator, "peering-a")
-        eventually(lambda: "reconciled peering-a/relay" in active.log(), what="the active replica's pass")
-        assert "reconciled peering-a/relay" not in standby.log()
-        active.stop()  # a graceful stop leaves the peering, so the standby takes over at once
-        emulator.create(relay("peering-b"))
-        wait_children(emulator, "peering-b")
-        eventually(lambda: "reconciled peering-b/relay" in standby.log(), what="the former standby's pass")
-        eventually(lambda: "resync resumed: this replica is active" in standby.log(), what="the resync to resume")
-    finally:
-        standby.stop()
-        active.stop()
-        emulator.close()
 
 
 def test_run_without_a_cluster_says_what_to_do(tmp_path: Path) -> None:

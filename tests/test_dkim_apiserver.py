@@ -19,6 +19,7 @@ from mailrelay.spec import parse
 
 from conftest import ROOT
 from controlplane import ControlPlane
+from shipped_operator import established
 
 pytestmark = pytest.mark.controlplane
 
@@ -30,11 +31,11 @@ RELAYS = f"/apis/mailrelay.dev/v1alpha1/namespaces/{NAMESPACE}/mailrelays"
 def operator_api(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     """The operator's client, authenticated as its service account, bound by manifests/cluster-wide/rbac.yaml."""
     control_plane.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "mailrelay.dev_mailrelays.yaml"))
-    control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/mailrelays.mailrelay.dev")
     for namespace in ("mailrelay-system", NAMESPACE):
         control_plane.kubectl("create", "namespace", namespace, check=False)
     control_plane.kubectl("-n", "mailrelay-system", "create", "serviceaccount", "mailrelay-operator", check=False)
     control_plane.kubectl("apply", "-f", str(ROOT / "manifests" / "cluster-wide" / "rbac.yaml"))
+    established(control_plane, "system:serviceaccount:mailrelay-system:mailrelay-operator", "mailrelay-system")
     config = control_plane.service_account_kubeconfig("mailrelay-system", "mailrelay-operator",
                                                       tmp_path_factory.mktemp("sa") / "kubeconfig")
     yield Api(kubernetes.config.new_client_from_config(config_file=str(config)))

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from test_api_validation import CASES, KNOWN_GAPS
 
+from mailrelay.identity import RESOURCES
 from mailrelay.render import CONFIG_HASH_ANNOTATION
 
 from cluster import Operator, eventually
@@ -38,7 +39,7 @@ from real_api import (
     wait_children,
     wait_reason,
 )
-from shipped_operator import Shipped, forbidden_lines, install, start_operator, uninstall_rbac
+from shipped_operator import NOT_RBAC, Shipped, forbidden_lines, forget_lease, install, start_operator, uninstall_rbac
 
 pytestmark = pytest.mark.controlplane
 
@@ -69,6 +70,7 @@ def deployed(request: pytest.FixtureRequest, control_plane: ControlPlane,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
     mark = sum(1 for _ in control_plane.audit_events())
     shipped = install(control_plane, request.param)
+    forget_lease(control_plane, shipped)
     operator, _ = start_operator(control_plane, shipped, tmp_path_factory.mktemp(request.param))
     namespace, name = shipped.service_account
     yield Deployed(control_plane, shipped, operator, f"system:serviceaccount:{namespace}:{name}", mark)
@@ -94,6 +96,13 @@ def space(deployed: Deployed, request: pytest.FixtureRequest) -> Iterator[str]:
     plane.kubectl("delete", "service/mail", "secret/smarthost", "-n", namespace, "--ignore-not-found")
     for plural in CHILDREN:
         eventually(lambda p=plural: not ours(plane, p, namespace), timeout=60, what=f"{plural} collected")
+    # A pass that read the relay just before its deletion may still write its children once; the garbage
+    # collector removes them again (their owner is gone). Let that settle before the next test reuses the
+    # names, or its relay would meet a stale child owned by the old uid.
+    time.sleep(2 * RESYNC)
+    for plural in CHILDREN:
+        eventually(lambda p=plural: not ours(plane, p, namespace), timeout=60, what=f"{plural} collected")
+    eventually(lambda: get(plane, "services", namespace, "mail") is None, timeout=60, what="Service mail gone")
 
 
 def event_reasons(plane: ControlPlane, namespace: str) -> list[str]:
@@ -101,9 +110,12 @@ def event_reasons(plane: ControlPlane, namespace: str) -> list[str]:
 
 
 def operator_writes(deployed: Deployed, namespace: str) -> list[tuple[str, str]]:
+    """The operator's writes in a namespace, but for renewals of its leader Lease (the namespaced
+    variant serves the namespace the Lease is in; a renewal is not a write about any relay)."""
     return [(e["verb"], e["requestURI"]) for e in deployed.audit()
             if e["user"]["username"] == deployed.user and e["verb"] in WRITES
-            and (e.get("objectRef") or {}).get("namespace") == namespace]
+            and (e.get("objectRef") or {}).get("namespace") == namespace
+            and (e.get("objectRef") or {}).get("resource") != RESOURCES["Lease"].plural]
 
 
 # -- the tests -----------------------------------------------------------------------------------------
@@ -420,7 +432,9 @@ def test_every_request_was_allowed_and_every_grant_was_needed(deployed: Deployed
     assert not forbidden_lines(deployed.operator.log())
     events = [e for e in deployed.audit() if e["user"]["username"] == deployed.user]
     assert events, "the audit log recorded nothing of the operator's"
-    refused = [(e["verb"], e["requestURI"]) for e in events if e.get("responseStatus", {}).get("code") == 403]
+    refused = [(e["verb"], e["requestURI"], e["responseStatus"].get("message", "")) for e in events
+               if e.get("responseStatus", {}).get("code") == 403]
+    refused = [r for r in refused if not any(text in r[2] for text in NOT_RBAC)]  # retried, as the log shows
     assert not refused
     rules = deployed.shipped.rules()
     used: set[tuple[str, str, str]] = set()

@@ -13,6 +13,7 @@ from conftest import ROOT
 from podrunner import Pod, PodNetwork, wait_until
 from podrunner.network import Forwarder
 from podrunner.pod import SERVICE_HOST
+from shipped_operator import established
 
 pytestmark = pytest.mark.pod
 
@@ -58,7 +59,8 @@ def test_operator_pod_reconciles_against_the_real_api_server(images: dict[str, s
                                                               networks: Callable[[], PodNetwork]) -> None:
     """The operator in its image, with the kubelet's service-account volume, turns a MailRelay into a
     Deployment on the API server; that Deployment and ConfigMap then run as a relay pod that gets ready."""
-    control_plane.kubectl("apply", "--server-side", "-k", str(ROOT / "manifests/cluster-wide"))
+    control_plane.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(ROOT / "manifests/cluster-wide"))
+    established(control_plane, f"system:serviceaccount:{OPERATOR_NS}:mailrelay-operator", OPERATOR_NS)
     deployment = control_plane.request("GET", f"/apis/apps/v1/namespaces/{OPERATOR_NS}/deployments/mailrelay-operator")
     token = control_plane.request("POST", f"/api/v1/namespaces/{OPERATOR_NS}/serviceaccounts/mailrelay-operator/token",
                                   {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",

@@ -22,6 +22,7 @@ from mailrelay.spec import parse
 
 from conftest import CRD_PATH, relay_object
 from controlplane import ControlPlane
+from shipped_operator import established
 
 pytestmark = pytest.mark.controlplane
 
@@ -33,7 +34,7 @@ SPEC = {"mailFromFQDN": "a.example", "replicas": 2, "queue": {"storage": {"size"
 def kube(control_plane: ControlPlane) -> Iterator[tuple[ControlPlane, Api]]:
     control_plane.kubectl("apply", "--server-side", "-f", str(CRD_PATH))
     control_plane.kubectl("wait", "--for=create", "--timeout=60s", "crd/mailrelays.mailrelay.dev")
-    control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/mailrelays.mailrelay.dev")
+    established(control_plane)
     control_plane.kubectl("create", "namespace", NAMESPACE)
     yield control_plane, Api(control_plane.api_client())
     control_plane.kubectl("delete", "namespace", NAMESPACE, "--wait=false")

@@ -11,7 +11,7 @@ from mailrelay import guard
 from mailrelay.guard import ClientPeer, Egress, LabelSelector, Limits
 from mailrelay.spec import DEFAULT_NETWORKS, Relay, RewriteRule, SpecError, parse, parse_spec
 from mailrelay.spec_dkim import DkimSpec
-from mailrelay.version import DEFAULT_POSTFIX_IMAGE
+from mailrelay.version import RELEASED_POSTFIX_IMAGE
 
 from conftest import relay_object
 from invalid_specs import REFUSED_BY_BOTH
@@ -27,7 +27,7 @@ def test_defaults_fill_everything_but_the_fqdn() -> None:
     assert spec.allowed_networks == DEFAULT_NETWORKS
     assert spec.message_size_limit == 10_240_000
     assert spec.replicas == 1
-    assert spec.image == DEFAULT_POSTFIX_IMAGE
+    assert spec.image == RELEASED_POSTFIX_IMAGE
     assert spec.relay is None
     assert (spec.service.name, spec.service.port) == ("mail", 25)
     assert spec.keep_domains == () and spec.rules == ()

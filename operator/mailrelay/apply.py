@@ -14,9 +14,8 @@ from typing import Any, Literal, Protocol
 
 from kubernetes.utils.quantity import parse_quantity
 
+from mailrelay.identity import APPLIED_HASH_ANNOTATION
 from mailrelay.kube import ApiError
-
-APPLIED_HASH_ANNOTATION = "mailrelay.dev/applied-hash"
 
 Action = Literal["created", "updated", "unchanged", "conflict", "deleted", "refused"]
 WORKLOADS = ("Deployment", "StatefulSet")

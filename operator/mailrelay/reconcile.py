@@ -10,12 +10,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from mailrelay import dkim_keys
 from mailrelay import status as st
-from mailrelay.apply import ApplyResult, ChildResult, apply_children, owned_by, prune, prune_services
-from mailrelay.kube import Api
+from mailrelay.apply import ApplyResult, ChildResult, ObjectApi, apply_children, owned_by, prune, prune_services
 from mailrelay.postfix import config_files
 from mailrelay.render import (
     config_hash,
@@ -27,8 +26,17 @@ from mailrelay.render import (
 )
 from mailrelay.secret import SecretProblem, credentials
 from mailrelay.spec import MailRelay, SpecError, parse
+from mailrelay.version import RELEASED_POSTFIX_IMAGE
 
 log = logging.getLogger(__name__)
+
+
+class Api(ObjectApi, Protocol):
+    """What a pass needs of the API: mailrelay.kube.Api, or an in-memory fake in unit tests."""
+
+    def create(self, obj: dict[str, Any]) -> dict[str, Any]: ...
+
+    def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -114,8 +122,13 @@ def _refused(result: ApplyResult, previous: dict[str, Any]) -> st.Assessment:
                          f"{first.message or 'earlier'}; change the relay to try again", stalled=True)
 
 
-def reconcile(api: Api, body: dict[str, Any], clock: str | None = None) -> Outcome:
-    """Run one pass; API errors propagate (as ApiError) so the caller retries with backoff."""
+def reconcile(api: Api, body: dict[str, Any], clock: str | None = None,
+              default_image: str = RELEASED_POSTFIX_IMAGE) -> Outcome:
+    """Run one pass; API errors propagate (as ApiError) so the caller retries with backoff.
+
+    `clock` fixes the time written into conditions (tests); `default_image` is the Postfix image
+    of a relay without spec.image (Settings.postfix_image).
+    """
     meta = body["metadata"]
     namespace, name, generation = meta["namespace"], meta["name"], meta.get("generation")
     previous = body.get("status") or {}
@@ -126,7 +139,7 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None) -> Outco
     deployment = None
     dkim_status = previous.get("dkim")  # kept while the spec cannot be read
     try:
-        relay = parse(body)
+        relay = parse(body, default_image)
         config_files(relay.spec)  # UnsafeValue (a SpecError): never render what validation missed
     except SpecError as exc:
         assessment = st.Assessment(False, st.INVALID_SPEC, "; ".join(exc.problems), stalled=True)

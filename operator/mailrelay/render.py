@@ -14,11 +14,9 @@ import json
 from typing import Any
 
 from mailrelay import opendkim, postfix
-from mailrelay.spec import API_VERSION, KIND, MailRelay, MailRelaySpec
+from mailrelay.identity import API_VERSION, CONFIG_HASH_ANNOTATION, KIND, MANAGED_BY, MANAGED_BY_LABEL
+from mailrelay.spec import MailRelay, MailRelaySpec
 
-FIELD_MANAGER = "mailrelay-operator"
-MANAGED_BY = "mailrelay-operator"
-CONFIG_HASH_ANNOTATION = "mailrelay.dev/config-hash"
 CONTAINER = "postfix"
 SMTP_PORT_NAME = "smtp"
 DNS_PORT = 53
@@ -87,7 +85,7 @@ def label_selector(match: dict[str, str]) -> str:
 
 def labels(relay: MailRelay) -> dict[str, str]:
     return {**selector_labels(relay), "app.kubernetes.io/component": "smtp-relay",
-            "app.kubernetes.io/managed-by": MANAGED_BY}
+            MANAGED_BY_LABEL: MANAGED_BY}
 
 
 def owner_reference(relay: MailRelay) -> dict[str, Any]:

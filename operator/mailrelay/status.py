@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mailrelay.render import CONFIG_HASH_ANNOTATION
+from mailrelay.identity import CONFIG_HASH_ANNOTATION
 
 READY = "Ready"
 RECONCILING = "Reconciling"

@@ -29,6 +29,7 @@ from stats import spread
 
 from mailrelay.identity import API_VERSION, KIND
 from mailrelay.local import LocalPostfix, postfix_problem
+from mailrelay.postfix import config_files
 from mailrelay.spec import SpecError, parse
 
 HERE = Path(__file__).resolve().parent
@@ -65,6 +66,32 @@ class Configuration:
     signs: bool = False  # every message must arrive with a DKIM-Signature
     # run after Postfix started, with its cgroup: a sidecar of the pod joins the relay's account
     after_start: Callable[[LocalPostfix, CpuGroup], None] | None = None
+    # parameters replaced in the rendered main.cf: one feature switched off
+    main_cf_extra: str = ""
+    rewrites: bool | None = True  # every message must leave with the rewritten sender (None: not checked)
+
+
+# The rendered config with one part switched off, to see what each part of the default costs
+# (`--features` with these keys; not in the default run).
+ABLATIONS = {
+    "ours_no_header_checks": ("rendered without header_checks and smtp_header_checks (Reply-To & co. kept)",
+                              "header_checks =\nsmtp_header_checks =\n", True),
+    "ours_no_canonical": ("rendered without sender rewriting (canonical maps)",
+                          "sender_canonical_maps =\ncanonical_maps =\n", None),
+    "ours_no_header_rewrite": ("rendered, headers of remote clients not rewritten (envelope only)",
+                               "local_header_rewrite_clients = permit_inet_interfaces\n", None),
+    "ours_stock_smtpd": ("rendered with stock smtpd restrictions and pipelining checks",
+                         "smtpd_client_restrictions =\nsmtpd_recipient_restrictions =\nsmtpd_delay_reject = yes\n"
+                         "smtpd_forbid_unauth_pipelining = no\nsmtpd_forbid_bare_newline = no\n", True),
+}
+
+
+def override(main_cf: str, lines: str) -> str:
+    """`main_cf` with the parameters set in `lines` replaced (Postfix warns about a parameter set twice,
+    and the entrypoint refuses a configuration with warnings)."""
+    names = {line.split("=", 1)[0].strip() for line in lines.splitlines() if "=" in line}
+    kept = [line for line in main_cf.splitlines() if line.split("=", 1)[0].strip() not in names]
+    return "\n".join(kept) + "\n" + lines
 
 
 def relay_spec(sink_port: int, extra: dict[str, Any]) -> dict[str, Any]:
@@ -94,6 +121,9 @@ def configurations() -> list[Configuration]:
     dkim = _dkim()
     if dkim:
         found.append(dkim)
+    for key, (label, extra_lines, rewrites) in ABLATIONS.items():
+        found.append(Configuration(key, label, main_cf_extra=extra_lines, rewrites=rewrites,
+                                   compare=("ours", key)))
     if hasattr(LocalPostfix, "start_exporter"):
         found.append(Configuration("ours_metrics", "rendered + metrics sidecar (prometheus-postfix-exporter)",
                                    after_start=_start_exporter, compare=("ours_metrics", "ours")))
@@ -221,6 +251,8 @@ def mail_run(config: Configuration | None, count: int, connections: int, workdir
                            "metadata": {"name": "bench", "namespace": "bench"},
                            "spec": relay_spec(sink.port, config.spec)})
             extra = {"main.cf": STOCK_MAIN_CF.format(port=sink.port)} if config.stock else None
+            if config.main_cf_extra:
+                extra = {"main.cf": override(config_files(relay.spec)["main.cf"], config.main_cf_extra)}
             instance = LocalPostfix(relay, workdir / f"{kind}-{uuid.uuid4().hex[:6]}", port=free_port(),
                                     extra_files=extra, **config.instance_args())
             instance.start()
@@ -264,7 +296,7 @@ def mail_run(config: Configuration | None, count: int, connections: int, workdir
                           load_processes=sampler.processes)
         if errors:
             raise RuntimeError(f"{kind}: sending failed: {errors[0]!r}")
-        _check(kind, sink.lines(), ids, None if config is None else not config.stock,
+        _check(kind, sink.lines(), ids, None if config is None else (False if config.stock else config.rewrites),
                config is not None and config.signs)
         result.update(seconds=elapsed, msg_per_s=count / elapsed)
         return result
@@ -282,7 +314,8 @@ def bench_mail(count: int, connections: int, rounds: int, only: list[str] | None
         raise SystemExit(f"mail benchmark needs Postfix: {problem}")
     if connections > MAX_CONNECTIONS:
         raise SystemExit(f"at most {MAX_CONNECTIONS} connections (one client address each)")
-    configs = [c for c in configurations() if not only or c.key in only or c.key in ("stock", "ours")]
+    configs = [c for c in configurations() if c.key in ("stock", "ours")
+               or (c.key in only if only else c.key not in ABLATIONS)]
     workdir = Path(tempfile.mkdtemp(prefix="mailrelay-bench-"))
     workdir.chmod(0o755)
     for config in configs:  # warm-up: page cache, Postfix binaries, each feature's daemons

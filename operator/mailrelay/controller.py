@@ -27,6 +27,7 @@ import kubernetes
 from mailrelay import drainreport
 from mailrelay import identity as ids
 from mailrelay.context import Context
+from mailrelay.informer import ChildIndex
 from mailrelay.kube import Api, ApiError
 from mailrelay.leader import LeaderElector, Leadership, holder_identity, lead
 from mailrelay.resync import resync_loop
@@ -59,7 +60,10 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
 
 @kopf.on.startup()
 async def start_resync(memo: kopf.Memo, **_: Any) -> None:
-    memo["resync"] = asyncio.create_task(resync_loop(_context(memo)), name="resync")
+    context = _context(memo)
+    context.index = ChildIndex(context.api, context.namespaces)
+    context.index.start()
+    memo["resync"] = asyncio.create_task(resync_loop(context), name="resync")
 
 
 @kopf.on.cleanup()
@@ -70,6 +74,8 @@ async def stop_leading(memo: kopf.Memo, **_: Any) -> None:
     if task is not None:
         task.cancel()
     context = _context(memo)
+    if context.index is not None:
+        context.index.stop()
     context.leadership.resign()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + context.settings.leader.renew_deadline_seconds

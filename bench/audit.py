@@ -30,12 +30,12 @@ def resource_of(event: dict[str, Any]) -> str:
 
 
 def summarize(events: Iterable[dict[str, Any]], user: str) -> dict[str, Any]:
-    """Requests of `user`: count, writes (Events apart: they are the operator's messages, not state),
+    """Requests of `user`: count, writes (Events and Lease renewals apart: they are not relay state),
     by verb and resource, and the server-side latency of the non-watch requests."""
     requests, watches = 0, 0
     by_kind: Counter[str] = Counter()
     writes: Counter[str] = Counter()
-    event_writes = 0
+    event_writes = lease_writes = 0
     latencies: list[float] = []
     codes: Counter[int] = Counter()
     for event in events:
@@ -51,12 +51,15 @@ def summarize(events: Iterable[dict[str, Any]], user: str) -> dict[str, Any]:
         if verb in WRITE_VERBS:
             if resource == "events":
                 event_writes += 1
+            elif resource == "leases":  # leader election renewing its Lease, not relay state
+                lease_writes += 1
             else:
                 writes[f"{verb} {resource}"] += 1
         if event.get("requestReceivedTimestamp") and event.get("stageTimestamp"):
             latencies.append(_seconds(event["requestReceivedTimestamp"], event["stageTimestamp"]))
     result: dict[str, Any] = {"requests": requests, "watches": watches, "writes": sum(writes.values()),
-                              "event_writes": event_writes, "writes_by_kind": dict(writes.most_common()),
+                              "event_writes": event_writes, "lease_writes": lease_writes,
+                              "writes_by_kind": dict(writes.most_common()),
                               "requests_by_kind": dict(by_kind.most_common()),
                               "response_codes": {str(k): v for k, v in sorted(codes.items())}}
     if latencies:

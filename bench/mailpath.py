@@ -80,6 +80,11 @@ ABLATIONS = {
                           "sender_canonical_maps =\ncanonical_maps =\n", None),
     "ours_no_header_rewrite": ("rendered, headers of remote clients not rewritten (envelope only)",
                                "local_header_rewrite_clients = permit_inet_interfaces\n", None),
+    "ours_without_features": ("rendered without sender rewriting (envelope and headers) and without limits",
+                              "sender_canonical_maps =\ncanonical_maps =\n"
+                              "local_header_rewrite_clients = permit_inet_interfaces\n"
+                              "smtpd_client_connection_count_limit = 0\nsmtpd_client_message_rate_limit = 0\n"
+                              "smtpd_client_recipient_rate_limit = 0\n", False),
     "ours_stock_smtpd": ("rendered with stock smtpd restrictions and pipelining checks",
                          "smtpd_client_restrictions =\nsmtpd_recipient_restrictions =\nsmtpd_delay_reject = yes\n"
                          "smtpd_forbid_unauth_pipelining = no\nsmtpd_forbid_bare_newline = no\n", True),

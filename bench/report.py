@@ -57,7 +57,8 @@ def scale_tables(scale: dict[str, Any]) -> list[str]:
     idle = scale["idle"]
     out += ["", f"Idle over {idle['seconds']:.0f} s ({idle['resync_passes_started']} resync passes started): "
             f"operator writes {idle['operator_api']['writes']} (goal 0), Events "
-            f"{idle['operator_api']['event_writes']}, requests {idle['operator_api']['requests']}", ""]
+            f"{idle['operator_api']['event_writes']}, Lease renewals {idle['operator_api'].get('lease_writes', 0)}, "
+            f"requests {idle['operator_api']['requests']}", ""]
     rss = scale["operator_rss_mb"]
     out += ["Operator RSS (MiB): " + ", ".join(f"{k} {v:.0f}" for k, v in rss.items())
             + f" (goal <= {GOALS['rss_mb']:.0f} at {n})", ""]

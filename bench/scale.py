@@ -179,7 +179,9 @@ def bench_scale(relays: int, namespaces: int, resync: int, nodes: int, clients: 
             return local.session
 
         operator = Operator(kubeconfig, workdir / "operator.log", MAILRELAY_RESYNC_SECONDS=str(resync),
-                            MAILRELAY_LOG_FORMAT="plain", MAILRELAY_RETRY_SECONDS="1", **(operator_env or {}))
+                            MAILRELAY_LOG_FORMAT="plain", MAILRELAY_RETRY_SECONDS="1",
+                            # the leader Lease lives in the ServiceAccount's namespace, as in the pod
+                            POD_NAMESPACE=user.split(":")[2], POD_NAME="bench-operator", **(operator_env or {}))
         operator.start()
         assert operator.process is not None
         processes = {**plane.pids(), "operator": operator.process.pid}

@@ -51,3 +51,27 @@ class Coalescer:
         with self._guard:
             return len(self._waiting)
 
+
+
+class Queued:
+    """Keys with a pass queued but not started: asking again for one of them adds nothing to the queue.
+    The queued pass reads everything only once it starts (`started`), so it sees what the dropped
+    request would have."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._keys: set[str] = set()
+        self.dropped = 0
+
+    def add(self, key: str) -> bool:
+        """True when `key` was not queued yet (the caller queues a pass), False when it was."""
+        with self._guard:
+            if key in self._keys:
+                self.dropped += 1
+                return False
+            self._keys.add(key)
+            return True
+
+    def started(self, key: str) -> None:
+        with self._guard:
+            self._keys.discard(key)

@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from mailrelay.coalesce import Coalescer
+from mailrelay.coalesce import Coalescer, Queued
 from mailrelay.informer import ChildIndex, IndexedApi
 from mailrelay.kube import Api
 from mailrelay.leader import Leadership
@@ -62,6 +63,8 @@ class Context:
     locks: KeyedLocks = field(default_factory=KeyedLocks)
     child_passes: Coalescer = field(default_factory=Coalescer)  # a burst of child events: one waiting pass
     index: ChildIndex | None = None  # the children in memory (mailrelay.informer), while this replica leads
+    child_pool: ThreadPoolExecutor | None = None  # runs the passes after child events, while this replica leads
+    child_queue: Queued = field(default_factory=Queued)
     clock: Callable[[], str] = now  # the time written into conditions
     release: Callable[[], None] = lambda: None  # hands the leader Lease back (LeaderElector.release)
 

@@ -15,9 +15,10 @@ next pass does not take the watch's short delay for drift and write it again.
 from __future__ import annotations
 
 import builtins
-import copy
+import json
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from mailrelay.identity import CHILD_KINDS, CHILD_LABELS, MODE_CHILD_KINDS
@@ -29,20 +30,30 @@ RETRY_SECONDS = 2.0
 Key = tuple[str, str, str]  # kind, namespace, name
 
 
-def _slim(obj: dict[str, Any], kind: str) -> dict[str, Any]:
-    """What a pass reads of a live object: everything but managedFields (half of a Deployment's bytes)."""
-    meta = {k: v for k, v in obj.get("metadata", {}).items() if k != "managedFields"}
-    return {**obj, "kind": kind, "metadata": meta}
+class _Stored:
+    """One object as compact JSON (a decoded Deployment takes ten times its JSON in Python objects, and
+    decoding is faster than the deep copy a reader would need anyway), with what a lookup needs decoded."""
 
+    __slots__ = ("labels", "raw", "version")
 
-def _newer(new: dict[str, Any], old: dict[str, Any] | None) -> bool:
-    """Is `new` at least as recent as `old`? resourceVersions are etcd revisions; compared only as numbers."""
-    if old is None:
-        return True
-    try:
-        return int(new["metadata"]["resourceVersion"]) >= int(old["metadata"]["resourceVersion"])
-    except (KeyError, ValueError):
-        return True
+    def __init__(self, obj: dict[str, Any], kind: str) -> None:
+        meta = {k: v for k, v in obj.get("metadata", {}).items() if k != "managedFields"}
+        self.raw = json.dumps({**obj, "kind": kind, "metadata": meta}, separators=(",", ":")).encode()
+        self.labels: dict[str, str] = meta.get("labels") or {}
+        self.version = str(meta.get("resourceVersion", ""))
+
+    def newer_than(self, old: _Stored | None) -> bool:
+        """resourceVersions are etcd revisions; compared only as numbers, else the newer arrival wins."""
+        if old is None:
+            return True
+        try:
+            return int(self.version) >= int(old.version)
+        except ValueError:
+            return True
+
+    def decode(self) -> dict[str, Any]:
+        found: dict[str, Any] = json.loads(self.raw)
+        return found
 
 
 class ChildIndex:
@@ -50,10 +61,13 @@ class ChildIndex:
     and served namespace by namespace. A scope is (kind, namespace or None for all)."""
 
     def __init__(self, api: Api, namespaces: tuple[str, ...] = (),
-                 kinds: tuple[str, ...] = (*CHILD_KINDS, *MODE_CHILD_KINDS)) -> None:
-        self.api, self.kinds = api, kinds
+                 kinds: tuple[str, ...] = (*CHILD_KINDS, *MODE_CHILD_KINDS),
+                 on_change: Callable[[dict[str, Any]], None] | None = None) -> None:
+        """`on_change` is called with each object a watch reports added, changed or deleted (not
+        with the initial list), after the index has taken it in."""
+        self.api, self.kinds, self.on_change = api, kinds, on_change
         self.scopes = [(kind, ns) for kind in kinds for ns in (namespaces or (None,))]
-        self._objects: dict[Key, dict[str, Any]] = {}
+        self._objects: dict[Key, _Stored] = {}
         self._lock = threading.Lock()
         self._synced: set[tuple[str, str | None]] = set()
         self._stop = threading.Event()
@@ -74,14 +88,14 @@ class ChildIndex:
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         with self._lock:
-            obj = self._objects.get((kind, namespace, name))
-        return copy.deepcopy(obj) if obj is not None else None
+            stored = self._objects.get((kind, namespace, name))
+        return stored.decode() if stored is not None else None
 
     def list(self, kind: str, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
         with self._lock:
             found = [o for (k, ns, _), o in self._objects.items() if k == kind and ns == namespace
-                     and labels.items() <= (o["metadata"].get("labels") or {}).items()]
-        return copy.deepcopy(found)
+                     and labels.items() <= o.labels.items()]
+        return [o.decode() for o in found]
 
     def observe(self, obj: dict[str, Any], kind: str | None = None) -> None:
         """Take in an object as the API server returned it (a write's answer or a watch event)."""
@@ -90,9 +104,10 @@ class ChildIndex:
             return
         meta = obj["metadata"]
         key = (kind, meta["namespace"], meta["name"])
+        stored = _Stored(obj, kind)
         with self._lock:
-            if _newer(obj, self._objects.get(key)):
-                self._objects[key] = _slim(obj, kind)
+            if stored.newer_than(self._objects.get(key)):
+                self._objects[key] = stored
 
     def forget(self, kind: str, namespace: str, name: str) -> None:
         with self._lock:
@@ -107,7 +122,7 @@ class ChildIndex:
             for key in [k for k in self._objects if k[0] == kind and (namespace is None or k[1] == namespace)]:
                 del self._objects[key]
             for item in items:
-                self._objects[(kind, item["metadata"]["namespace"], item["metadata"]["name"])] = _slim(item, kind)
+                self._objects[(kind, item["metadata"]["namespace"], item["metadata"]["name"])] = _Stored(item, kind)
             self._synced.add((kind, namespace))
 
     def _run(self, kind: str, namespace: str | None) -> None:
@@ -125,6 +140,13 @@ class ChildIndex:
                             self.forget(kind, obj["metadata"]["namespace"], obj["metadata"]["name"])
                         elif event in ("ADDED", "MODIFIED"):
                             self.observe(obj, kind)
+                        else:
+                            continue  # BOOKMARK
+                        if self.on_change is not None:
+                            try:
+                                self.on_change({**obj, "kind": kind})
+                            except Exception:  # the watch must go on
+                                log.exception("handling a %s event failed", kind)
                     else:
                         expired = False
                     if expired:

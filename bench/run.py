@@ -67,7 +67,7 @@ def machine() -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--messages", type=int, default=2000, help="messages per mail run")
+    parser.add_argument("--messages", type=int, default=1500, help="messages per mail run")
     parser.add_argument("--connections", type=int, default=8, help="concurrent SMTP sessions, one address each")
     parser.add_argument("--rounds", type=int, default=5, help="rounds; every configuration runs once a round")
     parser.add_argument("--features", nargs="*", help="mail configurations besides stock and ours (default all)")
@@ -79,7 +79,7 @@ def main() -> int:
                         help="extra environment of the operator process in the scale run")
     parser.add_argument("--emulated-relays", type=int, default=300, help="MailRelays on the emulated API server")
     parser.add_argument("--renders", type=int, default=20000)
-    parser.add_argument("--failovers", type=int, default=3, help="rounds of stopping the leader (each kind)")
+    parser.add_argument("--failovers", type=int, default=2, help="rounds of stopping the leader (each kind)")
     parser.add_argument("--only", choices=PARTS, action="append")
     args = parser.parse_args()
     parts = args.only or list(PARTS)

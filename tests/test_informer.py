@@ -38,7 +38,9 @@ class WatchedApi(FakeApi):
         return super().list(kind, namespace, labels)
 
     def list_all(self, kind: str, namespace: str | None, labels: dict[str, str]) -> tuple[list[dict[str, Any]], str]:
-        items = [o for (k, ns, _), o in self.objects.items() if k == kind and namespace in (None, ns)
+        # As the API server lists: items without apiVersion and kind.
+        items = [{k: v for k, v in o.items() if k not in ("apiVersion", "kind")}
+                 for (kind_, ns, _), o in self.objects.items() if kind_ == kind and namespace in (None, ns)
                  and labels.items() <= (o["metadata"].get("labels") or {}).items()]
         return items, "0"
 
@@ -130,3 +132,18 @@ def test_an_older_watch_event_does_not_replace_what_the_operator_just_wrote(api:
     index.observe({**new, "metadata": {**new["metadata"], "resourceVersion": "5"}, "data": {"old": "1"}})
     kept = index.get("ConfigMap", NS, "c")
     assert kept is not None and "data" not in kept and "managedFields" not in kept["metadata"]
+
+
+def test_a_new_index_over_existing_children_changes_nothing(api: WatchedApi) -> None:
+    """After a restart the children come from the list (items without apiVersion or kind): no write."""
+    api.relay(NS, NAME, mailFromFQDN="example.com")
+    context, index = started(api)
+    one_pass(api, context)
+    index.stop()
+    context, index = started(api)
+    try:
+        writes, reads = one_pass(api, context)
+        assert writes == []
+        assert [r for r in reads if r[1] != KIND] == []
+    finally:
+        index.stop()

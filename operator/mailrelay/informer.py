@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from mailrelay.identity import CHILD_KINDS, CHILD_LABELS, MODE_CHILD_KINDS
+from mailrelay.identity import CHILD_KINDS, CHILD_LABELS, MODE_CHILD_KINDS, RESOURCES
 from mailrelay.kube import Api, ApiError
 
 log = logging.getLogger("mailrelay")
@@ -38,7 +38,9 @@ class _Stored:
 
     def __init__(self, obj: dict[str, Any], kind: str) -> None:
         meta = {k: v for k, v in obj.get("metadata", {}).items() if k != "managedFields"}
-        self.raw = json.dumps({**obj, "kind": kind, "metadata": meta}, separators=(",", ":")).encode()
+        # Items of a list carry no apiVersion and kind; a pass compares them with the rendered object.
+        whole = {**obj, "apiVersion": RESOURCES[kind].api_version, "kind": kind, "metadata": meta}
+        self.raw = json.dumps(whole, separators=(",", ":")).encode()
         self.labels: dict[str, str] = meta.get("labels") or {}
         self.version = str(meta.get("resourceVersion", ""))
 

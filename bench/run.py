@@ -69,7 +69,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=1500, help="messages per mail run")
     parser.add_argument("--connections", type=int, default=8, help="concurrent SMTP sessions, one address each")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds; every configuration runs once a round")
+    parser.add_argument("--rounds", type=int, default=4, help="rounds; every configuration runs once a round")
     parser.add_argument("--features", nargs="*", help="mail configurations besides stock and ours (default all)")
     parser.add_argument("--relays", type=int, default=1000, help="MailRelays on the real control plane")
     parser.add_argument("--namespaces", type=int, default=20)

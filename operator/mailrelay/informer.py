@@ -135,7 +135,7 @@ class ChildIndex:
                 while not self._stop.is_set():  # until the server says the version is too old
                     expired = True
                     for event, obj in self.api.watch(kind, namespace, CHILD_LABELS, version, WATCH_SECONDS):
-                        if event == "ERROR":
+                        if event == "ERROR" or self._stop.is_set():
                             break
                         version = obj["metadata"].get("resourceVersion", version)
                         if event == "DELETED":

@@ -2,7 +2,8 @@
 
     python bench/sink.py PORT OUTFILE
 
-Appends one line per message: envelope sender, Message-ID, From header (tab-separated).
+Appends one line per message: envelope sender, Message-ID, From header, and "signed" if it carries a
+DKIM-Signature header, else "-" (tab-separated).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-_HEADER = re.compile(rb"^(Message-ID|From):\s*(.*?)\r?$", re.IGNORECASE | re.MULTILINE)
+_HEADER = re.compile(rb"^(Message-ID|From|DKIM-Signature):\s*(.*?)\r?$", re.IGNORECASE | re.MULTILINE)
 
 
 class Recorder:
@@ -28,7 +29,9 @@ class Recorder:
         head = envelope.content.split(b"\r\n\r\n", 1)[0]
         headers = {k.decode().lower(): v.decode(errors="replace") for k, v in _HEADER.findall(head)}
         with self.lock:
-            self.out.write(f"{envelope.mail_from}\t{headers.get('message-id', '')}\t{headers.get('from', '')}\n")
+            signed = "signed" if "dkim-signature" in headers else "-"
+            self.out.write(f"{envelope.mail_from}\t{headers.get('message-id', '')}\t{headers.get('from', '')}\t"
+                           f"{signed}\n")
         return "250 OK"
 
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from mailrelay.coalesce import Coalescer, Queued
+from mailrelay.informer import ChildIndex, IndexedApi
 from mailrelay.kube import Api
 from mailrelay.leader import Leadership
 from mailrelay.reconcile import Outcome, now, reconcile
@@ -58,6 +61,10 @@ class Context:
     leadership: Leadership
     namespaces: tuple[str, ...] = ()  # empty: every namespace
     locks: KeyedLocks = field(default_factory=KeyedLocks)
+    child_passes: Coalescer = field(default_factory=Coalescer)  # a burst of child events: one waiting pass
+    index: ChildIndex | None = None  # the children in memory (mailrelay.informer), while this replica leads
+    child_pool: ThreadPoolExecutor | None = None  # runs the passes after child events, while this replica leads
+    child_queue: Queued = field(default_factory=Queued)
     clock: Callable[[], str] = now  # the time written into conditions
     release: Callable[[], None] = lambda: None  # hands the leader Lease back (LeaderElector.release)
 
@@ -69,7 +76,12 @@ class Context:
         """
         self.leadership.check()
         with self.locks.hold(body["metadata"]["uid"]):
-            outcome = reconcile(self.api, body, clock=self.clock(), default_image=self.settings.postfix_image)
+            return self.run_held(body, trigger)
+
+    def run_held(self, body: dict[str, Any], trigger: str) -> Outcome:
+        """The pass of `run_pass`, with the relay's lock already held by the caller."""
+        api = IndexedApi(self.api, self.index) if self.index is not None else self.api
+        outcome = reconcile(api, body, clock=self.clock(), default_image=self.settings.postfix_image)
         for kind, reason, message in outcome.events:
             # Posted directly rather than with kopf.event(): the resync loop runs outside kopf's
             # handler context, where kopf's event queue is not reachable.

@@ -1,8 +1,9 @@
 """The kopf shell: which events start a reconcile pass, and how the operator process runs.
 
 Triggers: the relay's create/update/resume (retried by kopf with exponential backoff when the API
-fails), any event of a child we own (so a deleted or edited child is restored within seconds and
-Deployment readiness reaches the status at once), and the periodic resync (mailrelay.resync).
+fails), any event of a child we own, from the child index's own watches rather than kopf's (so a
+deleted or edited child is restored within seconds and Deployment readiness reaches the status at
+once, and each child event is decoded once), and the periodic resync (mailrelay.resync).
 Every trigger runs the same `reconcile` on a freshly read relay; no `on.delete` and no finalizer:
 children carry a controller owner reference and the garbage collector removes them.
 
@@ -27,7 +28,8 @@ import kubernetes
 from mailrelay import drainreport
 from mailrelay import identity as ids
 from mailrelay.context import Context
-from mailrelay.kube import Api, ApiError
+from mailrelay.informer import ChildIndex
+from mailrelay.kube import Api, ApiError, NotLeader
 from mailrelay.leader import LeaderElector, Leadership, holder_identity, lead
 from mailrelay.resync import resync_loop
 from mailrelay.settings import Settings, SettingsError
@@ -59,7 +61,11 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
 
 @kopf.on.startup()
 async def start_resync(memo: kopf.Memo, **_: Any) -> None:
-    memo["resync"] = asyncio.create_task(resync_loop(_context(memo)), name="resync")
+    context = _context(memo)
+    context.child_pool = concurrent.futures.ThreadPoolExecutor(context.settings.workers, thread_name_prefix="child")
+    context.index = ChildIndex(context.api, context.namespaces, on_change=lambda body: child_changed(context, body))
+    context.index.start()
+    memo["resync"] = asyncio.create_task(resync_loop(context), name="resync")
 
 
 @kopf.on.cleanup()
@@ -70,6 +76,10 @@ async def stop_leading(memo: kopf.Memo, **_: Any) -> None:
     if task is not None:
         task.cancel()
     context = _context(memo)
+    if context.index is not None:
+        context.index.stop()
+    if context.child_pool is not None:
+        context.child_pool.shutdown(wait=False, cancel_futures=True)
     context.leadership.resign()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + context.settings.leader.renew_deadline_seconds
@@ -95,30 +105,43 @@ def on_relay(body: kopf.Body, reason: str, retry: int, memo: kopf.Memo, **_: Any
         raise kopf.TemporaryError(str(exc), delay=context.settings.retry_delay(retry)) from exc
 
 
-def _owner(body: kopf.Body) -> dict[str, Any] | None:
+def _owner(body: dict[str, Any]) -> dict[str, Any] | None:
     refs = body.get("metadata", {}).get("ownerReferences") or []
     return next((r for r in refs if r.get("controller") and r.get("kind") == ids.KIND
                  and r.get("apiVersion", "").startswith(f"{ids.GROUP}/")), None)
 
 
-def on_child(body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
-    """A child changed: reconcile its relay. A failure is left to the next resync."""
+def child_changed(context: Context, body: dict[str, Any]) -> None:
+    """A child changed (a watch event of the child index): queue a pass of its relay, unless one is
+    queued already."""
     owner = _owner(body)
-    if owner is None or namespace is None:
+    namespace = (body.get("metadata") or {}).get("namespace")
+    if owner is None or namespace is None or context.child_pool is None:
         return
-    context = _context(memo)
+    uid = str(owner.get("uid", ""))
+    if context.child_queue.add(uid):
+        context.child_pool.submit(_child_pass, context, namespace, owner, str(body.get("kind", "child")))
+
+
+def _child_pass(context: Context, namespace: str, owner: dict[str, Any], kind: str) -> None:
+    """The pass after a child event. A failure is left to the next resync."""
+    uid = str(owner.get("uid", ""))
+    context.child_queue.started(uid)
+
+    def start() -> None:
+        relay = context.api.get(ids.KIND, namespace, owner["name"])  # read only now: it sees every event so far
+        if relay is not None and relay["metadata"].get("uid") == uid:
+            context.run_held(relay, f"{kind} event")
+
     try:
-        relay = context.api.get(ids.KIND, namespace, owner["name"])
-        if relay is not None and relay["metadata"].get("uid") == owner.get("uid"):
-            context.run_pass(relay, f"{body.get('kind', 'child')} event")
+        context.leadership.check()
+        context.child_passes.run(uid, context.locks.hold, start)
+    except NotLeader as exc:
+        log.warning("no pass after a %s event: %s", kind, exc)
     except ApiError as exc:
         log.warning("reconcile of %s/%s after a child event failed: %s", namespace, owner["name"], exc)
-
-
-for _kind in (*ids.CHILD_KINDS, *ids.MODE_CHILD_KINDS):
-    _resource = ids.RESOURCES[_kind]
-    kopf.on.event(_resource.group, _resource.version, _resource.plural, labels=ids.CHILD_LABELS,
-                  id=f"child-{_resource.plural}")(on_child)
+    except Exception:  # the pool must outlive any one bad pass
+        log.exception("reconcile of %s/%s after a child event failed", namespace, owner["name"])
 
 
 @kopf.on.event("", "v1", "pods", labels=ids.CHILD_LABELS, id="drain-report")

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +27,7 @@ from mailrelay.render import label_selector
 
 log = logging.getLogger(__name__)
 EVENT_SERIES_KEPT = 1024  # repeats of this many distinct events are folded into their first object
+CONNECTIONS = 32  # kopf's handler threads (16 by default), the resync's passes, and headroom
 
 
 class ApiError(Exception):
@@ -99,7 +100,11 @@ class Api:
     @classmethod
     def from_environment(cls) -> Api:
         load_config()
-        return cls(kubernetes.client.ApiClient())
+        configuration = kubernetes.client.Configuration.get_default_copy()
+        # The client's default pool (5 per CPU) is smaller than the threads sharing it: every request
+        # over the limit opened a connection, with a TLS handshake on both sides, and then dropped it.
+        configuration.connection_pool_maxsize = CONNECTIONS
+        return cls(kubernetes.client.ApiClient(configuration))
 
     def call(self, what: str, method: str, url: str, body: Any = None, query: list[tuple[str, str]] | None = None,
              content_type: str = "application/json", timeout: float | None = None,
@@ -144,6 +149,32 @@ class Api:
             # List items lack apiVersion/kind; the relay's Events name their object with them.
             found += [{"apiVersion": API_VERSION, "kind": KIND, **item} for item in listing["items"]]
         return found
+
+    def list_all(self, kind: str, namespace: str | None, labels: dict[str, str]) -> tuple[list[dict[str, Any]], str]:
+        """The objects of a kind with these labels (in all namespaces for None), and the list's resourceVersion."""
+        url = path(kind, namespace)
+        listing = self._must(f"list {url}", "GET", url, query=[("labelSelector", label_selector(labels))])
+        return listing["items"], listing["metadata"]["resourceVersion"]
+
+    def watch(self, kind: str, namespace: str | None, labels: dict[str, str], resource_version: str,
+              seconds: int) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The watch events (type, object) after `resource_version`, for at most `seconds`."""
+        url = path(kind, namespace)
+        query = [("labelSelector", label_selector(labels)), ("watch", "true"), ("allowWatchBookmarks", "true"),
+                 ("resourceVersion", resource_version), ("timeoutSeconds", str(seconds))]
+        method, full_url, headers, _, _ = self.client.param_serialize(
+            method="GET", resource_path=url, query_params=query, header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"])
+        try:
+            response = self.client.call_api(method, full_url, header_params=headers, _request_timeout=seconds + 30)
+            if response.status != 200:
+                raise ApiError(response.status, f"watch {url}: HTTP {response.status}")
+            for line in response.response:
+                if line.strip():
+                    event = json.loads(line)
+                    yield event["type"], event["object"]
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ApiError(0, f"watch {url}: {type(exc).__name__}: {exc}") from None
 
     def list(self, kind: str, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
         """Objects of a kind in a namespace whose labels include all of `labels`."""

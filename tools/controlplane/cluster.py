@@ -71,10 +71,12 @@ def kubectl_path() -> str:
 class ControlPlane:
     """One control plane in `folder`. `start()` returns once the API answers and the kwok nodes are Ready."""
 
-    def __init__(self, folder: Path, *, nodes: int = 2, binaries: Binaries | None = None) -> None:
+    def __init__(self, folder: Path, *, nodes: int = 2, binaries: Binaries | None = None,
+                 extra_args: dict[str, list[str]] | None = None) -> None:
         self.folder = folder.resolve()
         self.nodes = nodes
         self.binaries = binaries
+        self.extra_args = extra_args or {}  # component name -> more flags (the bench raises client QPS)
         self.pki = self.folder / "pki"
         self.logs = self.folder / "logs"
         self.kubeconfig = self.folder / "kubeconfig"
@@ -190,9 +192,14 @@ class ControlPlane:
                     yield json.loads(line)
 
     # -- components ----------------------------------------------------------------------------------
+    def pids(self) -> dict[str, int]:
+        """Component name -> process id, for the components still running."""
+        return {name: process.pid for name, process in self._processes if process.poll() is None}
+
     def _start(self, name: str, argv: list[str]) -> None:
         log = (self.logs / f"{name}.log").open("ab")
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        process = subprocess.Popen([*argv, *self.extra_args.get(name, [])], stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL,
                                    start_new_session=True, cwd=self.folder, preexec_fn=_die_with_parent)
         log.close()
         self._processes.append((name, process))

@@ -58,6 +58,7 @@ class LocalPostfix:
         self.data_dir = workdir / "data"
         self.maillog = workdir / "log" / "maillog"
         self.process: subprocess.Popen[bytes] | None = None
+        self.exporter: subprocess.Popen[bytes] | None = None
         self.output = workdir / "entrypoint.out"
         self._write(secret, extra_files or {})
 
@@ -106,6 +107,21 @@ class LocalPostfix:
         self.stop()
         raise LocalRelayError(f"Postfix did not answer on {self.listen}:{self.port} within {timeout}s")
 
+    def start_exporter(self, port: int) -> str:
+        """Run the image's metrics sidecar script against this instance; returns its /metrics URL."""
+        env = {**self.env, "MAILRELAY_METRICS_LISTEN": f"{self.listen}:{port}"}
+        with (self.workdir / "exporter.out").open("wb") as out:
+            self.exporter = subprocess.Popen([str(IMAGE_DIR / "metrics.sh")], env=env, stdout=out,
+                                             stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and self.exporter.poll() is None:
+            try:
+                socket.create_connection((self.listen, port), timeout=1).close()
+                return f"http://{self.listen}:{port}/metrics"
+            except OSError:
+                time.sleep(0.1)
+        raise LocalRelayError(f"the exporter did not start:\n{(self.workdir / 'exporter.out').read_text()}")
+
     def run_script(self, name: str, *args: str, env: dict[str, str] | None = None,
                    timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
         """Run one of the image's scripts (entrypoint.sh, probe.sh, drain.sh) against this instance."""
@@ -125,7 +141,21 @@ class LocalPostfix:
         return self.maillog.read_text() if self.maillog.exists() else ""
 
     def stop(self) -> None:
-        """Stop Postfix and everything it started; safe to call twice."""
+        """Stop Postfix, the exporter and everything they started; safe to call twice."""
+        if self.exporter is not None:
+            self.exporter.terminate()
+            self.exporter.wait(timeout=10)
+            self.exporter = None
+        self.stop_postfix()
+
+    def restart(self, secret: dict[str, str] | None = None) -> None:
+        """Start Postfix again on the same queue (with new Secret files), as a rolled pod would."""
+        self.stop_postfix()
+        for key, value in (secret or {}).items():
+            (self.secret_dir / key).write_text(value)
+        self.start()
+
+    def stop_postfix(self) -> None:
         if self.config_dir.exists():
             self.postfix("stop")
         if self.process is not None:

@@ -10,13 +10,14 @@ import hashlib
 import json
 from typing import Any
 
-from mailrelay import postfix
+from mailrelay import exporter, postfix
 from mailrelay.spec import API_VERSION, KIND, MailRelay
 
 FIELD_MANAGER = "mailrelay-operator"
 MANAGED_BY = "mailrelay-operator"
 CONFIG_HASH_ANNOTATION = "mailrelay.dev/config-hash"
 CONTAINER = "postfix"
+DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
 SMTP_PORT_NAME = "smtp"
 
 # Paths inside the relay image; image/postfix/entrypoint.sh uses the same defaults.
@@ -97,12 +98,14 @@ def deployment(relay: MailRelay, secret_version: str = "") -> dict[str, Any]:
         {"name": "runtime", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
         {"name": "queue", "emptyDir": {}},
         {"name": "data", "emptyDir": {}},
+        exporter.log_volume(),
     ]
     mounts: list[dict[str, Any]] = [
         {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
         {"name": "runtime", "mountPath": RUNTIME_DIR},
         {"name": "queue", "mountPath": QUEUE_DIR},
         {"name": "data", "mountPath": DATA_DIR},
+        {"name": exporter.LOG_VOLUME, "mountPath": exporter.LOG_DIR},
     ]
     if spec.relay and spec.relay.auth_secret:
         volumes.append({"name": "relay-auth", "secret": {"secretName": spec.relay.auth_secret,
@@ -113,7 +116,7 @@ def deployment(relay: MailRelay, secret_version: str = "") -> dict[str, Any]:
         "image": spec.image,
         "imagePullPolicy": "IfNotPresent",
         "env": [{"name": "MAIL_FROM_FQDN", "value": spec.mail_from_fqdn},
-                {"name": "MAILRELAY_DRAIN_SECONDS", "value": str(DRAIN_SECONDS)}],
+                {"name": "MAILRELAY_DRAIN_SECONDS", "value": str(DRAIN_SECONDS)}, *exporter.relay_env()],
         "ports": [{"name": SMTP_PORT_NAME, "containerPort": postfix.SMTP_PORT, "protocol": "TCP"}],
         "volumeMounts": mounts,
         "readinessProbe": _probe("ready", 10, 3),
@@ -131,7 +134,7 @@ def deployment(relay: MailRelay, secret_version: str = "") -> dict[str, Any]:
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
-        "containers": [container],
+        "containers": [container, exporter.container(spec.image, "queue", QUEUE_DIR)],
         "volumes": volumes,
     }
     if spec.node_selector:
@@ -151,7 +154,9 @@ def deployment(relay: MailRelay, secret_version: str = "") -> dict[str, Any]:
                 # The user's labels and annotations first: ours win (spec_pod refuses clashing keys anyway).
                 "metadata": {"labels": {**spec.pod.labels, **labels(relay)},
                              "annotations": {**spec.pod.annotations,
-                                             CONFIG_HASH_ANNOTATION: config_hash(relay, secret_version)}},
+                                             CONFIG_HASH_ANNOTATION: config_hash(relay, secret_version),
+                                             # `kubectl logs` without -c shows Postfix's log.
+                                             DEFAULT_CONTAINER_ANNOTATION: CONTAINER}},
                 "spec": pod_spec,
             },
         },

@@ -116,6 +116,8 @@ class Operator:
     def __init__(self, kubeconfig: Path, log: Path, args: list[str] | None = None, **env: str):
         self.kubeconfig, self.log_path, self.env = kubeconfig, log, env
         self.args = args or ["--liveness-port", "0"]
+        if "--metrics-port" not in self.args:  # several operators run at once on this machine
+            self.args = [*self.args, "--metrics-port", "0"]
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Operator:

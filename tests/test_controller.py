@@ -263,6 +263,10 @@ def settled(cluster: Cluster, namespace: str) -> list[tuple[str, str]]:
     wait_children(cluster, namespace)
     roll_out(cluster, namespace)
     wait_reason(cluster, namespace, "Available")
+    # The first resync after that reports delivery (no relay pods here: Unknown), once.
+    eventually(lambda: any(c["type"] == "Delivering" for c in
+                           cluster.list("mailrelays", namespace)[0]["status"]["conditions"]),
+               what="the Delivering condition")
     time.sleep(1)  # let the last watch events of the rollout be handled
     return our_writes(cluster, namespace)
 

@@ -20,6 +20,7 @@ import pytest
 from mailrelay import delivery
 from mailrelay import status as st
 from mailrelay.local import LocalPostfix
+from mailrelay.relayprobe import RelayProbe
 
 from conftest import make_relay
 from smtp_sink import Sink, free_port
@@ -109,7 +110,15 @@ def test_a_refused_login_turns_delivering_false_until_the_secret_is_fixed(
     assert not sink.received and sink.auth_attempts
     reasons = delivery.deferral_reasons(instance.log())
     assert len(reasons) == 3 and "535" in reasons[-1]
-    health = delivery.assess([sample], pods=1, reasons=reasons)
+    assert delivery.assess([sample], pods=1, reasons=reasons).reason == delivery.AUTH_FAILED
+    # The operator's probe, as the resync runs it: the pod's IP and metrics port, the pod's log.
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    pod = {"metadata": {"name": "mailrelay-a-1"},
+           "status": {"podIP": "127.0.0.1", "conditions": [{"type": "Ready", "status": "True"}]}}
+    probe = RelayProbe(api=None, port=port, pods=lambda ns, selector: [pod],  # type: ignore[arg-type]
+                       read_log=lambda ns, name: instance.log())
+    health = probe(make_relay(relay_spec(sink.port)))
+    assert health is not None
     failed = delivering(health)
     assert failed["status"] == "False" and failed["reason"] == delivery.AUTH_FAILED
     assert failed["message"].startswith("3 messages deferred") and "SASL authentication failed" in failed["message"]

@@ -39,7 +39,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from mailrelay.controller import run
 
     return run(namespaces=args.namespace, liveness_port=args.liveness_port, standby=args.standby,
-               peering=args.peering, verbose=args.verbose)
+               peering=args.peering, verbose=args.verbose, metrics_port=args.metrics_port)
 
 
 def cmd_local(args: argparse.Namespace) -> int:
@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-n", "--namespace", action="append", default=[],
                      help="watch this namespace (repeatable); all namespaces when omitted")
     run.add_argument("--liveness-port", type=int, default=8080, help="serve /healthz here (0 turns it off)")
+    run.add_argument("--metrics-port", type=int, default=9090,
+                     help="serve Prometheus metrics on /metrics here (0 turns it off)")
     run.add_argument("--peering", default=None, metavar="NAME",
                      help="kopf peering object shared by replicas: one is active, the others stand by "
                           "(needs kopf's peering CRDs); without it the operator runs standalone")

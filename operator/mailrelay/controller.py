@@ -26,8 +26,10 @@ from typing import Any
 import kopf
 import kubernetes
 
+from mailrelay import metrics
 from mailrelay.kube import Api, ApiError
-from mailrelay.reconcile import Outcome, reconcile
+from mailrelay.reconcile import DeliveryProbe, Outcome, reconcile
+from mailrelay.relayprobe import RelayProbe
 from mailrelay.render import MANAGED_BY
 from mailrelay.spec import GROUP, KIND, PLURAL, VERSION
 
@@ -36,6 +38,8 @@ log = logging.getLogger("mailrelay")
 ANNOTATION_PREFIX = GROUP
 RESYNC_SECONDS = float(os.environ.get("MAILRELAY_RESYNC_SECONDS", "60"))
 RETRY_SECONDS = float(os.environ.get("MAILRELAY_RETRY_SECONDS", "10"))
+# The resync asks each relay's metrics sidecars how delivery goes (status.queue, Delivering).
+DELIVERY_PROBE = os.environ.get("MAILRELAY_DELIVERY_PROBE", "true").lower() not in ("false", "0", "no")
 CHILD_LABELS = {"app.kubernetes.io/managed-by": MANAGED_BY}
 CHILD_RESOURCES = (("", "v1", "configmaps"), ("apps", "v1", "deployments"), ("", "v1", "services"))
 
@@ -61,10 +65,10 @@ def _lock(uid: str) -> threading.Lock:
         return _locks[uid]
 
 
-def run_pass(body: dict[str, Any], trigger: str) -> Outcome:
+def run_pass(body: dict[str, Any], trigger: str, probe: DeliveryProbe | None = None) -> Outcome:
     """Reconcile one relay, one pass at a time per relay, and post what a user should know."""
-    with _lock(body["metadata"]["uid"]):
-        outcome = reconcile(api(), body)
+    with _lock(body["metadata"]["uid"]), metrics.timed_pass(trigger):
+        outcome = reconcile(api(), body, probe=probe)
     for kind, reason, message in outcome.events:
         # Posted directly rather than with kopf.event(): the resync loop runs outside kopf's handler
         # context, where kopf's event queue is not reachable.
@@ -101,6 +105,7 @@ def on_relay(body: kopf.Body, reason: str, **_: Any) -> None:
     try:
         run_pass(copy.deepcopy(dict(body)), str(reason))
     except ApiError as exc:
+        metrics.RETRIES.inc()
         raise kopf.TemporaryError(str(exc), delay=RETRY_SECONDS) from exc
 
 
@@ -138,6 +143,7 @@ def _resync_targets() -> list[dict[str, Any]]:
     elif not blocked and _peering["paused"]:
         log.info("resync resumed: this replica is active")
     _peering["paused"] = bool(blocked)
+    metrics.LEADER.set(0 if blocked else 1)
     active = [ns for ns in scopes if ns not in blocked]
     if not active:
         return []
@@ -147,15 +153,19 @@ def _resync_targets() -> list[dict[str, Any]]:
 def resync_all() -> int:
     """Reconcile every watched relay once, unless another replica is active; returns how many."""
     count = 0
+    probe = RelayProbe(api()) if DELIVERY_PROBE else None
+    statuses: list[dict[str, Any] | None] = []
     for body in _resync_targets():
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         count += 1
+        statuses.append(body.get("status"))
         try:
-            run_pass(body, "resync")
+            statuses[-1] = run_pass(body, "resync", probe).status
         except ApiError as exc:
             log.warning("resync of %s/%s failed: %s", namespace, name, exc)
         except Exception:  # one broken relay must not stop the others' resync
             log.exception("resync of %s/%s failed", namespace, name)
+    metrics.count_relays(statuses)
     return count
 
 
@@ -206,7 +216,7 @@ for _group, _version, _plural in CHILD_RESOURCES:
 
 
 def run(*, namespaces: list[str], liveness_port: int, peering: str | None, standby: bool,
-        verbose: bool) -> int:
+        verbose: bool, metrics_port: int = 0) -> int:
     """`mailrelay-operator run`: the operator process."""
     try:
         api()
@@ -216,6 +226,8 @@ def run(*, namespaces: list[str], liveness_port: int, peering: str | None, stand
               file=sys.stderr)
         return 1
     _namespaces[:] = namespaces
+    if metrics_port:
+        metrics.serve(metrics_port)
     _peering.update(name=peering, priority=0 if standby else 100)
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if os.environ.get(
         "MAILRELAY_LOG_FORMAT", "json") == "json" else kopf.LogFormat.PLAIN, log_refkey="object")

@@ -10,12 +10,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from mailrelay import metrics
 from mailrelay import status as st
 from mailrelay.apply import ApplyResult, apply_children, prune_services
+from mailrelay.delivery import Health
 from mailrelay.kube import Api
 from mailrelay.render import config_hash, endpoint, label_selector, render, selector_labels
 from mailrelay.spec import MailRelay, SpecError, parse
@@ -66,8 +69,16 @@ def _conflict(result: ApplyResult) -> st.Assessment:
                          stalled=True)
 
 
-def reconcile(api: Api, body: dict[str, Any], clock: str | None = None) -> Outcome:
-    """Run one pass; API errors propagate (as ApiError) so the caller retries with backoff."""
+DeliveryProbe = Callable[[MailRelay], Health | None]
+
+
+def reconcile(api: Api, body: dict[str, Any], clock: str | None = None,
+              probe: DeliveryProbe | None = None) -> Outcome:
+    """Run one pass; API errors propagate (as ApiError) so the caller retries with backoff.
+
+    `probe` asks the relay's pods how delivery goes (the resync passes one); other passes keep
+    the last Delivering condition and queue.
+    """
     meta = body["metadata"]
     namespace, name, generation = meta["namespace"], meta["name"], meta.get("generation")
     previous = body.get("status") or {}
@@ -75,6 +86,7 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None) -> Outco
     result: ApplyResult | None = None
     hash_value = address = selector = None
     deployment = None
+    health: Health | None = None
     try:
         relay = parse(body)
     except SpecError as exc:
@@ -94,6 +106,8 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None) -> Outco
             deployment = result.live("Deployment")
             assessment = _conflict(result) if result.conflicts else st.rollout(
                 deployment, relay.spec.replicas, hash_value)
+            if probe is not None and not result.conflicts:
+                health = probe(relay)
             if result.writes:
                 events.append(("Normal", "Applied", ", ".join(f"{c.action} {c.kind} {c.name}"
                                                              for c in result.writes)))
@@ -101,7 +115,7 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None) -> Outco
     def status_from(current: dict[str, Any]) -> dict[str, Any]:
         return st.build(assessment=assessment, generation=generation, previous=current, now=clock or now(),
                         deployment=deployment, config_hash=hash_value, endpoint=address,
-                        selector=selector)
+                        selector=selector, delivery=health)
 
     new_status = status_from(previous)
     outcome = Outcome(assessment, new_status, children=result, events=events)
@@ -114,6 +128,7 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None) -> Outco
         outcome.status = new_status = status_from(fresh.get("status") or {})
         if st.differs(new_status, fresh.get("status")):
             api.patch_status("MailRelay", namespace, name, new_status)
+            metrics.STATUS_WRITES.inc()
             outcome.status_written = True
             events += _transition_events(assessment, st.ready_condition(fresh.get("status")))
     return outcome

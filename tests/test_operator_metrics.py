@@ -1,0 +1,83 @@
+"""The operator's /metrics: passes by trigger, errors, durations, relays by condition, leader state."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from mailrelay import metrics
+
+from cluster import Cluster, Operator, eventually
+from smtp_sink import free_port
+from test_controller import relay, roll_out, wait_children, wait_reason
+
+
+def values(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_a_failed_pass_counts_as_an_error_of_its_trigger() -> None:
+    def count(name: str, trigger: str) -> float:
+        return metrics.REGISTRY.get_sample_value(name, {"trigger": trigger}) or 0.0
+
+    before = (count("mailrelay_operator_reconcile_passes_total", "child"),
+              count("mailrelay_operator_reconcile_errors_total", "child"))
+    with pytest.raises(RuntimeError), metrics.timed_pass("Deployment event"):
+        raise RuntimeError("the API went away")
+    assert count("mailrelay_operator_reconcile_passes_total", "child") == before[0] + 1
+    assert count("mailrelay_operator_reconcile_errors_total", "child") == before[1] + 1
+    assert count("mailrelay_operator_reconcile_duration_seconds_count", "child") >= 1
+
+
+def test_relays_are_counted_by_condition_and_replaced_each_time() -> None:
+    ready = {"conditions": [{"type": "Ready", "status": "True", "reason": "Available"},
+                            {"type": "Stalled", "status": "False", "reason": "AsExpected"},
+                            {"type": "Delivering", "status": "False", "reason": "SmarthostAuthFailed"}]}
+    metrics.count_relays([ready, ready, None])
+    sample = metrics.REGISTRY.get_sample_value
+    assert sample("mailrelay_operator_relays", {"condition": "Ready", "status": "True", "reason": "Available"}) == 2
+    assert sample("mailrelay_operator_relays", {"condition": "Delivering", "status": "False",
+                                                "reason": "SmarthostAuthFailed"}) == 2
+    metrics.count_relays([])
+    assert sample("mailrelay_operator_relays", {"condition": "Ready", "status": "True", "reason": "Available"}) is None
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    emulator = Cluster()
+    yield emulator
+    emulator.close()
+
+
+def test_the_running_operator_serves_its_metrics(tmp_path: Path, cluster: Cluster) -> None:
+    port = free_port()
+    operator = Operator(cluster.write_kubeconfig(tmp_path / "kubeconfig"), tmp_path / "op.log",
+                        args=["--liveness-port", "0", "--metrics-port", str(port)], MAILRELAY_RESYNC_SECONDS="1").start()
+    try:
+        cluster.create(relay("metrics"))
+        wait_children(cluster, "metrics")
+        roll_out(cluster, "metrics")
+        wait_reason(cluster, "metrics", "Available")
+
+        def scraped() -> dict[tuple[str, tuple[tuple[str, str], ...]], float] | None:
+            found = values(requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text)
+            key = ("mailrelay_operator_relays", (("condition", "Ready"), ("reason", "Available"), ("status", "True")))
+            return found if found.get(key) == 1 else None
+
+        found = eventually(scraped, what="the relay counted as Ready in /metrics", timeout=30)
+    finally:
+        operator.stop()
+    assert found[("mailrelay_operator_reconcile_passes_total", (("trigger", "create"),))] >= 1
+    assert found[("mailrelay_operator_reconcile_passes_total", (("trigger", "resync"),))] >= 1
+    assert found[("mailrelay_operator_reconcile_passes_total", (("trigger", "child"),))] >= 1
+    assert found[("mailrelay_operator_reconcile_duration_seconds_count", (("trigger", "resync"),))] >= 1
+    assert found[("mailrelay_operator_leader", ())] == 1
+    assert found[("mailrelay_operator_status_writes_total", ())] >= 1
+    assert found[("mailrelay_operator_relays", (("condition", "Delivering"), ("reason", "NoRelayPods"),
+                                                ("status", "Unknown")))] == 1
+    assert {name for name, _ in found} <= metrics.names()

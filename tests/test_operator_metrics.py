@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
+from test_controller import relay, roll_out, wait_children, wait_reason
 
 from mailrelay import metrics
 
 from cluster import Cluster, Operator, eventually
 from smtp_sink import free_port
-from test_controller import relay, roll_out, wait_children, wait_reason
 
 
 def values(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

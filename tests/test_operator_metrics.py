@@ -57,7 +57,8 @@ def cluster() -> Iterator[Cluster]:
 def test_the_running_operator_serves_its_metrics(tmp_path: Path, cluster: Cluster) -> None:
     port = free_port()
     operator = Operator(cluster.write_kubeconfig(tmp_path / "kubeconfig"), tmp_path / "op.log",
-                        args=["--liveness-port", "0", "--metrics-port", str(port)], MAILRELAY_RESYNC_SECONDS="1").start()
+                        args=["--liveness-port", "0", "--metrics-port", str(port)],
+                        MAILRELAY_RESYNC_SECONDS="1").start()
     try:
         cluster.create(relay("metrics"))
         wait_children(cluster, "metrics")

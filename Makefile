@@ -61,6 +61,7 @@ bench: $(VENV)/.installed system-deps
 docs: $(VENV)/.installed
 	$(PY) -m mailrelay.apidoc crds/mailrelay.dev_mailrelays.yaml > docs/api-reference.md
 	$(PY) tests/tools/chart_readme.py write
+	$(PY) tests/tools/monitoring.py write
 
 # Upstream Kubernetes shapes (affinity, topology spread, ...) into the CRDs, the operator and the chart schema.
 schemas: $(VENV)/.installed

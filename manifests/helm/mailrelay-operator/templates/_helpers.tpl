@@ -72,6 +72,12 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | 
   resources: [secrets]
   verbs: [get]
 - apiGroups: [""]
+  resources: [pods]
+  verbs: [list]  # the relay pods whose metrics the resync reads
+- apiGroups: [""]
+  resources: [pods/log]
+  verbs: [get]  # the last lines of a relay's log while mail is deferred, for the reason
+- apiGroups: [""]
   resources: [events]
   verbs: [create, patch]
 - apiGroups: [events.k8s.io]

@@ -176,9 +176,9 @@ def exported_relay_metrics(start_postfix: Any, sinks: list[Any]) -> set[str]:
     url = instance.start_exporter(free_port())
     with smtplib.SMTP(instance.listen, instance.port, source_address=("127.0.0.5", 0), timeout=30) as smtp:
         smtp.sendmail("app@pod.local", ["ops@example.org"], b"Subject: hi\r\n\r\nhello\r\n")
-    with smtplib.SMTP(instance.listen, instance.port, source_address=("127.0.0.9", 0), timeout=30) as smtp:
-        with pytest.raises(smtplib.SMTPRecipientsRefused):
-            smtp.sendmail("app@outside.example", ["ops@example.org"], b"Subject: no\r\n\r\nno\r\n")
+    with smtplib.SMTP(instance.listen, instance.port, source_address=("127.0.0.9", 0), timeout=30) as smtp, \
+            pytest.raises(smtplib.SMTPRecipientsRefused):
+        smtp.sendmail("app@outside.example", ["ops@example.org"], b"Subject: no\r\n\r\nno\r\n")
     sink.wait_for(1)
     deadline = time.monotonic() + 30
     while True:

@@ -136,3 +136,33 @@ def test_a_refused_login_turns_delivering_false_until_the_secret_is_fixed(
                            previous=built)
     assert recovered["status"] == "True" and recovered["reason"] == delivery.FLOWING
     assert recovered["queue"]["deferred"] == 0 and recovered["queue"]["oldestMessageAge"] == ""
+
+
+def test_the_log_reaches_stdout_and_stays_bounded_while_the_exporter_follows_it(
+        start_postfix: Any, sinks: list[Sink], exporter_ready: None) -> None:
+    """The pod's logging as rendered: Postfix writes the file, log.sh copies it to stdout and truncates it."""
+    from mailrelay.local import IMAGE_DIR
+    from mailrelay.render import render
+
+    sink = Sink().start()
+    sinks.append(sink)
+    relay = make_relay(relay_spec(sink.port))
+    [container, _] = render(relay)[1]["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    instance = start_postfix(relay, run=False)
+    instance.extra_env = {"MAILRELAY_MAILLOG_ECHO": str(IMAGE_DIR / "log.sh"),  # /usr/local/bin/mailrelay-log there
+                          "MAILRELAY_MAILLOG_MAX_BYTES": "2000", "MAILRELAY_MAILLOG_CHECK_SECONDS": "1"}
+    assert env["MAILRELAY_MAILLOG_ECHO"].endswith("mailrelay-log") and int(env["MAILRELAY_MAILLOG_MAX_BYTES"]) > 0
+    instance.start()
+    url = instance.start_exporter(free_port())
+    send(instance, 6)
+    sink.wait_for(6)
+    sample, text = wait_for(url, lambda s: s.attempts >= 6)
+    assert sample.attempts == 6, text  # counted across the truncations
+    deadline = time.monotonic() + 30
+    while instance.output.read_text().count("status=sent") < 6 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    stdout = instance.output.read_text()
+    assert stdout.count("status=sent") == 6 and "postfix/smtpd" in stdout  # what `kubectl logs` shows
+    time.sleep(3)
+    assert instance.maillog.stat().st_size <= 2000  # truncated once past the limit

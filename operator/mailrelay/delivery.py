@@ -41,7 +41,7 @@ STAGES_PER_ATTEMPT = 4
 
 _DEFERRED_LINE = re.compile(r"\bstatus=deferred \((?P<reason>.*)\)\s*$")
 _AUTH = re.compile(r"SASL authentication failed|authentication (?:failed|required)|\b535\b", re.IGNORECASE)
-_TLS = re.compile(r"\bTLS\b|certificate verification failed|SSL_connect", re.IGNORECASE)
+_TLS = re.compile(r"\bTLS\b|\bcertificate\b|SSL_connect", re.IGNORECASE)
 
 
 @dataclass(frozen=True)

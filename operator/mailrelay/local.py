@@ -59,6 +59,7 @@ class LocalPostfix:
         self.maillog = workdir / "log" / "maillog"
         self.process: subprocess.Popen[bytes] | None = None
         self.exporter: subprocess.Popen[bytes] | None = None
+        self.extra_env: dict[str, str] = {}  # more of the pod's environment, e.g. the log copy to stdout
         self.output = workdir / "entrypoint.out"
         self._write(secret, extra_files or {})
 
@@ -87,7 +88,8 @@ class LocalPostfix:
                 "MAILRELAY_MAILLOG": str(self.maillog),
                 "MAILRELAY_PROBE_ADDRESS": self.listen,
                 "MAILRELAY_PROBE_PORT": str(self.port),
-                "MAILRELAY_DRAIN_LOG_HERE": "1"}
+                "MAILRELAY_DRAIN_LOG_HERE": "1",
+                **self.extra_env}
 
     def start(self, timeout: float = 30.0) -> None:
         """Run the entrypoint in the background and wait until SMTP answers."""

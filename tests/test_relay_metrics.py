@@ -36,6 +36,16 @@ def exporter_ready() -> None:
         pytest.fail("Debian's prometheus-postfix-exporter is needed (make system-deps)", pytrace=False)
 
 
+def sidecar_capabilities() -> list[str]:
+    """The capabilities the rendered sidecar keeps."""
+    from mailrelay.render import render
+
+    [_, sidecar] = render(make_relay({"mailFromFQDN": "a.example"}))[1]["spec"]["template"]["spec"]["containers"]
+    caps = sidecar["securityContext"]["capabilities"]
+    assert caps["drop"] == ["ALL"]
+    return list(caps["add"])
+
+
 def send(instance: LocalPostfix, count: int) -> None:
     for number in range(count):
         msg = EmailMessage()
@@ -80,7 +90,7 @@ def test_deliveries_to_a_working_smarthost_are_counted(start_postfix: Any, sinks
     sink = Sink().start()
     sinks.append(sink)
     instance = start_postfix(make_relay(relay_spec(sink.port)))
-    url = instance.start_exporter(free_port())
+    url = instance.start_exporter(free_port(), capabilities=sidecar_capabilities())
     send(instance, 2)
     sink.wait_for(2)
     sample, text = wait_for(url, lambda s: s.attempts >= 2)
@@ -102,7 +112,7 @@ def test_a_refused_login_turns_delivering_false_until_the_secret_is_fixed(
     sinks.append(sink)
     instance = start_postfix(make_relay(relay_spec(sink.port, authSecretRef={"name": "smarthost"})),
                              secret={"username": "relay-user", "password": "wrong"})
-    url = instance.start_exporter(free_port())
+    url = instance.start_exporter(free_port(), capabilities=sidecar_capabilities())
     send(instance, 3)
     sample, text = wait_for(url, lambda s: s.queues["deferred"] == 3 and s.deferred_attempts == 3)
     assert sample.queues["deferred"] == 3 and sample.deferred_attempts == 3 and sample.attempts == 3, text
@@ -166,3 +176,15 @@ def test_the_log_reaches_stdout_and_stays_bounded_while_the_exporter_follows_it(
     assert stdout.count("status=sent") == 6 and "postfix/smtpd" in stdout  # what `kubectl logs` shows
     time.sleep(3)
     assert instance.maillog.stat().st_size <= 2000  # truncated once past the limit
+
+
+def test_without_its_capability_the_sidecar_cannot_reach_the_queue(start_postfix: Any, exporter_ready: None) -> None:
+    """Postfix's public/ directory is postfix:postdrop 0710: DAC_READ_SEARCH is what lets root in."""
+    from mailrelay.local import LocalRelayError
+
+    instance = start_postfix(make_relay({"mailFromFQDN": "a.example"}))
+    instance.extra_env = {"MAILRELAY_METRICS_WAIT_SECONDS": "2"}
+    with pytest.raises(LocalRelayError, match="showq socket"):
+        instance.start_exporter(free_port(), capabilities=[])
+    text = scrape(instance.start_exporter(free_port(), capabilities=sidecar_capabilities()))
+    assert any(line.startswith("postfix_up{") and line.endswith(" 1") for line in text.splitlines())

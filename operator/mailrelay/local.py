@@ -109,11 +109,19 @@ class LocalPostfix:
         self.stop()
         raise LocalRelayError(f"Postfix did not answer on {self.listen}:{self.port} within {timeout}s")
 
-    def start_exporter(self, port: int) -> str:
-        """Run the image's metrics sidecar script against this instance; returns its /metrics URL."""
+    def start_exporter(self, port: int, capabilities: list[str] | None = None) -> str:
+        """Run the image's metrics sidecar script against this instance; returns its /metrics URL.
+
+        With `capabilities`, it runs with only those (and no new privileges), as the sidecar does
+        under its securityContext.
+        """
         env = {**self.env, "MAILRELAY_METRICS_LISTEN": f"{self.listen}:{port}"}
+        command = [str(IMAGE_DIR / "metrics.sh")]
+        if capabilities is not None:
+            bounding = ",".join(["-all", *(f"+{c.lower()}" for c in capabilities)])
+            command = ["setpriv", "--no-new-privs", f"--bounding-set={bounding}", *command]
         with (self.workdir / "exporter.out").open("wb") as out:
-            self.exporter = subprocess.Popen([str(IMAGE_DIR / "metrics.sh")], env=env, stdout=out,
+            self.exporter = subprocess.Popen(command, env=env, stdout=out,
                                              stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and self.exporter.poll() is None:

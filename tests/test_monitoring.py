@@ -203,3 +203,15 @@ def test_every_metric_the_dashboard_queries_is_exported(tools: Path, exported_re
     rules = yaml.safe_load((CHART / "files" / "alerts.yaml").read_text())
     alerted = set().union(*(queried_metrics(r["expr"]) for g in rules["groups"] for r in g["rules"]))
     assert alerted - operator_names - exported_relay_metrics == set()
+
+
+@pytest.mark.parametrize("variant", ["kustomize:cluster-wide", "kustomize:namespaced", "kustomize:cluster-wide-ha",
+                                     "helm:", "helm:watchNamespaces={apps}"])
+def test_every_install_lets_the_operator_read_relay_pods_and_their_log(tools: Path, variant: str) -> None:
+    """The resync lists a relay's pods and, while mail is deferred, reads their log; nothing more."""
+    tool, _, setting = variant.partition(":")
+    docs = objects(run(tools, "kubectl", "kustomize", f"manifests/{setting}")) if tool == "kustomize" else \
+        helm(tools, *(["--set", setting] if setting else []))
+    granted = {(res, verb) for d in docs if d["kind"] in ("Role", "ClusterRole") for r in d["rules"]
+               if r["apiGroups"] == [""] for res in r["resources"] if res.startswith("pods") for verb in r["verbs"]}
+    assert granted == {("pods", "list"), ("pods/log", "get")}

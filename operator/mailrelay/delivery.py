@@ -132,8 +132,8 @@ def assess(samples: list[Sample], *, pods: int, reasons: list[str] | None = None
     `reasons` are recent deferral reasons from the relays' logs, newest last; the newest decides
     between a refused login, a failed TLS handshake and any other deferral.
     """
-    if pods == 0:
-        return Health("Unknown", STOPPED, "no ready relay pod to ask")
+    if pods == 0:  # the queue as the pods that answered report it: none did
+        return Health("Unknown", STOPPED, "no ready relay pod to ask", queue_status(samples))
     if len(samples) < pods:
         return Health("Unknown", NO_METRICS, f"{pods - len(samples)} of {pods} relay pods did not answer on their "
                       "metrics port", queue_status(samples))

@@ -24,9 +24,10 @@ import requests
 from kube_emulator import ApiServer
 
 PATHS = {"configmaps": "/api/v1", "services": "/api/v1", "secrets": "/api/v1", "events": "/apis/events.k8s.io/v1",
-         "deployments": "/apis/apps/v1", "mailrelays": "/apis/mailrelay.dev/v1alpha1"}
+         "deployments": "/apis/apps/v1", "mailrelays": "/apis/mailrelay.dev/v1alpha1",
+         "networkpolicies": "/apis/networking.k8s.io/v1"}
 GROUPS = {"configmaps": "", "services": "", "secrets": "", "events": "events.k8s.io", "deployments": "apps",
-          "mailrelays": "mailrelay.dev"}
+          "mailrelays": "mailrelay.dev", "networkpolicies": "networking.k8s.io"}
 
 
 class Cluster:
@@ -77,7 +78,8 @@ class Cluster:
 
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         plural = {"ConfigMap": "configmaps", "Service": "services", "Secret": "secrets",
-                  "Deployment": "deployments", "MailRelay": "mailrelays"}[obj["kind"]]
+                  "Deployment": "deployments", "MailRelay": "mailrelays",
+                  "NetworkPolicy": "networkpolicies"}[obj["kind"]]
         response = self.http.post(self._url(plural, obj["metadata"]["namespace"]), json=obj)
         response.raise_for_status()
         return dict(response.json())

@@ -47,6 +47,7 @@ RESOURCES = {
     "v1/events": ("Event", True, set()),
     "v1/namespaces": ("Namespace", False, set()),
     "apps/v1/deployments": ("Deployment", True, {"status", "scale"}),
+    "networking.k8s.io/v1/networkpolicies": ("NetworkPolicy", True, set()),
     "events.k8s.io/v1/events": ("Event", True, set()),
     "mailrelay.dev/v1alpha1/mailrelays": ("MailRelay", True, {"status"}),
     "apiextensions.k8s.io/v1/customresourcedefinitions": ("CustomResourceDefinition", False, {"status"}),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from mailrelay.apply import APPLIED_HASH_ANNOTATION, apply_children, contains, prune_services
+from mailrelay.apply import APPLIED_HASH_ANNOTATION, apply_children, contains, prune, prune_services
 from mailrelay.render import render, selector_labels
 
 from conftest import make_relay
@@ -45,10 +45,10 @@ class Store:
 def test_first_pass_creates_and_second_pass_writes_nothing() -> None:
     store, relay = Store(), make_relay({"mailFromFQDN": "a.example.com"})
     first = apply_children(store, UID, render(relay))
-    assert [c.action for c in first.children] == ["created"] * 3
+    assert [c.action for c in first.children] == ["created"] * 4
     second = apply_children(store, UID, render(relay))
-    assert [c.action for c in second.children] == ["unchanged"] * 3
-    assert len(store.writes) == 3
+    assert [c.action for c in second.children] == ["unchanged"] * 4
+    assert len(store.writes) == 4
 
 
 def test_a_hand_edit_or_a_removed_field_is_put_back() -> None:
@@ -56,11 +56,11 @@ def test_a_hand_edit_or_a_removed_field_is_put_back() -> None:
     apply_children(store, UID, render(relay))
     store.objects[("ConfigMap", "apps", "mailrelay-relay")]["data"]["main.cf"] = "edited"
     assert [c.action for c in apply_children(store, UID, render(relay)).children] == [
-        "updated", "unchanged", "unchanged"]
+        "unchanged", "updated", "unchanged", "unchanged"]
     # Dropping nodeSelector from the spec leaves the live object a superset: the applied hash sees it.
     without = make_relay({"mailFromFQDN": "a.example.com"})
     assert [c.action for c in apply_children(store, UID, render(without)).children] == [
-        "unchanged", "updated", "unchanged"]
+        "unchanged", "unchanged", "updated", "unchanged"]
 
 
 def test_foreign_objects_are_reported_and_never_written() -> None:
@@ -71,7 +71,7 @@ def test_foreign_objects_are_reported_and_never_written() -> None:
     store.objects[("ConfigMap", "apps", "mailrelay-relay")] = foreign
     result = apply_children(store, UID, render(relay))
     assert [(c.kind, c.action) for c in result.children] == [
-        ("ConfigMap", "conflict"), ("Deployment", "unchanged"), ("Service", "created")]
+        ("NetworkPolicy", "created"), ("ConfigMap", "conflict"), ("Deployment", "unchanged"), ("Service", "created")]
     assert result.conflicts[0].owner == "Other/x"
     assert store.objects[("ConfigMap", "apps", "mailrelay-relay")] == foreign
     assert store.get("Deployment", "apps", "mailrelay-relay") is None  # never started on foreign config
@@ -90,6 +90,24 @@ def test_only_our_own_renamed_service_is_pruned() -> None:
     pruned = prune_services(store, UID, children[-1], selector_labels(new))
     assert [(c.name, c.action) for c in pruned] == [("mail", "deleted")]
     assert store.get("Service", "apps", "lookalike") is not None
+
+
+def test_a_switched_off_network_policy_is_pruned_but_never_a_foreign_one() -> None:
+    store = Store()
+    relay = make_relay({"mailFromFQDN": "a.example.com"})
+    apply_children(store, UID, render(relay))
+    ours = store.objects[("NetworkPolicy", "apps", "mailrelay-relay")]
+    for name, refs in (("lookalike", []), ("other-owner", [{**ours["metadata"]["ownerReferences"][0], "uid": "u2"}])):
+        copied = copy.deepcopy(ours)
+        copied["metadata"].update(name=name, ownerReferences=refs)
+        store.objects[("NetworkPolicy", "apps", name)] = copied
+    off = make_relay({"mailFromFQDN": "a.example.com", "networkPolicy": {"enabled": False}})
+    children = render(off)
+    assert "NetworkPolicy" not in [c["kind"] for c in children]
+    kept = prune(store, UID, "NetworkPolicy", "apps", set(), selector_labels(off))
+    assert [(c.kind, c.name, c.action) for c in kept] == [("NetworkPolicy", "mailrelay-relay", "deleted")]
+    assert sorted(n for k, _, n in store.objects if k == "NetworkPolicy") == ["lookalike", "other-owner"]
+    assert prune(store, UID, "NetworkPolicy", "apps", {"mailrelay-relay"}, selector_labels(relay)) == []
 
 
 def test_contains_compares_quantities_by_value_and_lists_by_length() -> None:

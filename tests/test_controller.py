@@ -20,7 +20,7 @@ from mailrelay.render import CONFIG_HASH_ANNOTATION
 from cluster import Cluster, Operator, eventually
 from kstatus import kstatus
 
-CHILD_PLURALS = ("configmaps", "deployments", "services")
+CHILD_PLURALS = ("configmaps", "deployments", "services", "networkpolicies")
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def wait_children(cluster: Cluster, namespace: str) -> dict[str, dict[str, Any]]
         found = {p: cluster.list(p, namespace) for p in CHILD_PLURALS}
         return {p: objs[0] for p, objs in found.items()} if all(len(o) == 1 for o in found.values()) else None
 
-    return eventually(check, what=f"three children in {namespace}")
+    return eventually(check, what=f"four children in {namespace}")
 
 
 def roll_out(cluster: Cluster, namespace: str, replicas: int = 1, ready_replicas: int | None = None) -> None:
@@ -81,7 +81,7 @@ def event_reasons(cluster: Cluster, namespace: str) -> list[str]:
     return [e.get("reason") for e in cluster.list("events", namespace)]
 
 
-def test_create_makes_three_owned_children_and_a_status(cluster: Cluster, operator: Operator) -> None:
+def test_create_makes_four_owned_children_and_a_status(cluster: Cluster, operator: Operator) -> None:
     created = cluster.create(relay("create"))
     children = wait_children(cluster, "create")
     for obj in children.values():
@@ -374,6 +374,22 @@ def test_a_foreign_service_with_our_labels_is_never_pruned(cluster: Cluster, ope
     eventually(lambda: cluster.get("services", "lookalike", "mail"), what="our Service")
     time.sleep(3)  # more than one resync
     assert cluster.get("services", "lookalike", "lookalike") is not None
+
+
+def test_network_policy_switched_off_is_pruned_and_a_foreign_one_kept(cluster: Cluster, operator: Operator) -> None:
+    labels = {"app.kubernetes.io/name": "mailrelay", "app.kubernetes.io/instance": "relay"}
+    cluster.create({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                    "metadata": {"name": "lookalike", "namespace": "netpol", "labels": labels},
+                    "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}})
+    cluster.create(relay("netpol"))
+    ours = eventually(lambda: cluster.get("networkpolicies", "netpol", "mailrelay-relay"), what="our policy")
+    assert ours["metadata"]["ownerReferences"][0]["kind"] == "MailRelay"
+    cluster.patch("mailrelays", "netpol", "relay", {"spec": {"networkPolicy": {"enabled": False}}})
+    eventually(lambda: cluster.get("networkpolicies", "netpol", "mailrelay-relay") is None, what="our policy gone")
+    time.sleep(3)  # more than one resync
+    assert cluster.get("networkpolicies", "netpol", "lookalike") is not None
+    cluster.patch("mailrelays", "netpol", "relay", {"spec": {"networkPolicy": {"enabled": True}}})
+    eventually(lambda: cluster.get("networkpolicies", "netpol", "mailrelay-relay"), what="our policy back")
 
 
 def test_run_without_a_cluster_says_what_to_do(tmp_path: Path) -> None:

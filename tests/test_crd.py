@@ -8,16 +8,19 @@ from typing import Any
 import kubernetes_validate.utils as kv
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as hst
 
+from mailrelay import guard
 from mailrelay import spec as spec_module
 from mailrelay import status as st
 from mailrelay.reconcile import reconcile
 from mailrelay.render import render
 from mailrelay.spec import SpecError, parse
 
-from conftest import ROOT, relay_object
+from conftest import CRD_PATH, ROOT, relay_object
 from crd_schema import check
-from test_render import FULL, K8S_VERSIONS
+from test_render import FULL, K8S_VERSIONS, by_kind
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
@@ -72,7 +75,7 @@ def test_scale_subresource_points_at_fields_the_operator_keeps(crd: dict[str, An
     outcome = reconcile(NoApi(), body, clock="2026-01-01T00:00:00Z")  # type: ignore[arg-type]
     assert outcome.assessment.reason == st.SECRET_NOT_FOUND
     selector = dict(pair.split("=") for pair in outcome.status["selector"].split(","))
-    deployment = render(parse(body))[1]
+    deployment = by_kind(render(parse(body)))["Deployment"]
     assert selector == deployment["spec"]["selector"]["matchLabels"]
 
 
@@ -92,6 +95,14 @@ def test_crd_defaults_are_the_operator_defaults(crd: dict[str, Any]) -> None:
     assert schema["service"]["properties"]["name"]["default"] == spec_module.ServiceSpec.name
     assert schema["service"]["properties"]["port"]["default"] == spec_module.ServiceSpec.port
     assert schema["rewrite"]["properties"]["rules"]["maxItems"] == spec_module.MAX_RULES
+    limits = schema["limits"]["properties"]
+    for name, attribute, high in guard._LIMITS:
+        assert limits[name]["default"] == getattr(guard.Limits, attribute)
+        assert (limits[name]["minimum"], limits[name]["maximum"]) == (0, high)
+    assert schema["networkPolicy"]["properties"]["enabled"]["default"] is guard.Guardrails.network_policy
+    assert schema["clients"]["maxItems"] == guard.MAX_CLIENTS
+    assert schema["recipients"]["properties"]["allowDomains"]["maxItems"] == guard.MAX_ALLOW_DOMAINS
+    assert schema["egress"]["properties"]["smarthostNetworks"]["maxItems"] == guard.MAX_EGRESS_NETWORKS
 
 
 def example_relays() -> list[dict[str, Any]]:
@@ -105,7 +116,18 @@ GOOD = [relay_object(FULL), relay_object({"mailFromFQDN": "a.example"}),
         relay_object({"mailFromFQDN": "a.example", "relay": {"host": "smtp.example.net", "port": 465,
                                                              "tls": "Wrapper"}}),
         relay_object({"mailFromFQDN": "a.example", "rewrite": {"rules": [
-            {"pattern": "a\\/b\\\\", "replacement": "$$1@a.example"}]}})]
+            {"pattern": "a\\/b\\\\", "replacement": "$$1@a.example"}]}}),
+        relay_object({"mailFromFQDN": "a.example", "networkPolicy": {"sameNamespace": False},
+                      "clients": [{"podSelector": {"matchLabels": {"app": "web"}}}]}),
+        relay_object({"mailFromFQDN": "a.example", "networkPolicy": {"enabled": False},
+                      "limits": {"messagesPerMinute": 0, "recipientsPerMinute": 0, "concurrentConnections": 0}}),
+        relay_object({"mailFromFQDN": "a.example", "clients": [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "web"}}},
+            {"namespaceSelector": {}, "podSelector": {"matchExpressions": [
+                {"key": "mailrelay.dev/client", "operator": "Exists"},
+                {"key": "tier", "operator": "NotIn", "values": ["batch", "x_y.z-1"]}]}}],
+            "egress": {"restricted": True, "smarthostNetworks": ["203.0.113.10/32"]},
+            "recipients": {"allowDomains": ["example.org", "Test.Example.net"]}})]
 
 
 @pytest.mark.parametrize("obj", GOOD + example_relays(), ids=lambda o: o["metadata"]["name"] + str(id(o))[-4:])
@@ -187,6 +209,54 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("pod annotation key bad prefix", _with(spec__podAnnotations={"Example.com/x": "y"}),
      "podAnnotations keys must be annotation keys"),
     ("pod annotation value too long", _with(spec__podAnnotations={"note": "x" * 4097}), "is too long"),
+    # Tenant guardrails.
+    ("policy switch not a boolean", _with(spec__networkPolicy={"enabled": "no"}), "is not of type 'boolean'"),
+    ("client without a selector", _with(spec__clients=[{}]),
+     "each clients entry needs a namespaceSelector, a podSelector or both"),
+    ("too many clients", _with(spec__clients=[{"podSelector": {}}] * 21), "is too long"),
+    ("a podSelector alone adds nothing", _with(spec__clients=[{"podSelector": {"matchLabels": {"app": "web"}}}]),
+     "a clients entry with only a podSelector selects pods of the relay's own namespace"),
+    ("own namespace off without the policy", _with(spec__networkPolicy={"enabled": False, "sameNamespace": False}),
+     "sameNamespace: false needs enabled: true"),
+    ("own namespace off and no clients", _with(spec__networkPolicy={"sameNamespace": False}),
+     "with networkPolicy.sameNamespace: false, clients must admit some pods"),
+    ("In without values", _with(spec__clients=[{"namespaceSelector": {"matchExpressions": [
+        {"key": "team", "operator": "In"}]}}]), "values must be non-empty for In and NotIn"),
+    ("DoesNotExist with values", _with(spec__clients=[{"podSelector": {"matchExpressions": [
+        {"key": "team", "operator": "DoesNotExist", "values": ["a"]}]}}]), "and empty for Exists and DoesNotExist"),
+    ("unknown selector operator", _with(spec__clients=[{"podSelector": {"matchExpressions": [
+        {"key": "team", "operator": "Contains", "values": ["a"]}]}}]), "is not one of"),
+    ("selector key with a space", _with(spec__clients=[{"podSelector": {"matchExpressions": [
+        {"key": "my team", "operator": "Exists"}]}}]), "does not match"),
+    ("label value with a slash", _with(spec__clients=[{"podSelector": {"matchLabels": {"app": "a/b"}}}]),
+     "does not match"),
+    ("label key with a space", _with(spec__clients=[{"namespaceSelector": {"matchLabels": {"my team": "a"}}}]),
+     "every matchLabels key must be a label key"),
+    ("label key prefix too long", _with(spec__clients=[{"namespaceSelector": {"matchLabels": {
+        ("a" * 63 + ".") * 4 + "com/team": "a"}}}]), "with a prefix of at most 253 characters"),
+    ("expression key prefix too long", _with(spec__clients=[{"namespaceSelector": {"matchExpressions": [
+        {"key": ("a" * 63 + ".") * 4 + "com/team", "operator": "Exists"}]}}]),
+     "a label key's prefix must be at most 253 characters"),
+    ("label key name too long", _with(spec__clients=[{"podSelector": {"matchLabels": {"x.example/" + "k" * 64: "a"}}}]),
+     "every matchLabels key must be a label key"),
+    ("label value too long", _with(spec__clients=[{"namespaceSelector": {"matchLabels": {"team": "a" * 64}}}]),
+     "is too long"),
+    ("egress restricted without the policy", _with(spec__networkPolicy={"enabled": False},
+                                                   spec__egress={"restricted": True}),
+     "egress.restricted needs networkPolicy.enabled"),
+    ("smarthostNetworks without restricted", _with(spec__egress={"smarthostNetworks": ["203.0.113.10/32"]}),
+     "smarthostNetworks only takes effect with restricted: true"),
+    ("smarthostNetworks not a CIDR", _with(spec__egress={"restricted": True, "smarthostNetworks": ["smtp.example"]}),
+     "does not match"),
+    ("negative message limit", _with(spec__limits={"messagesPerMinute": -1}), "is less than the minimum of 0"),
+    ("too many connections", _with(spec__limits={"concurrentConnections": 101}),
+     "is greater than the maximum of 100"),
+    ("recipient limit a string", _with(spec__limits={"recipientsPerMinute": "100"}), "is not of type 'integer'"),
+    ("empty allowDomains", _with(spec__recipients={"allowDomains": []}), "should be non-empty"),
+    ("allowDomain with at-sign", _with(spec__recipients={"allowDomains": ["ops@example.org"]}),
+     "every allowDomains entry must be a domain such as example.com"),
+    ("allowDomain with a regexp", _with(spec__recipients={"allowDomains": [".*"]}),
+     "every allowDomains entry must be a domain such as example.com"),
 ]
 
 
@@ -224,3 +294,29 @@ def test_a_cel_rule_sees_defaults(crd: dict[str, Any]) -> None:
     fixed = copy.deepcopy(obj)
     fixed["spec"]["relay"]["port"] = 465
     assert check(crd, fixed) == []
+
+
+_CRD = yaml.safe_load(CRD_PATH.read_text())  # hypothesis runs many examples per test: no function fixture
+
+
+# Label keys and values: the CRD and the operator accept exactly the same ones (the operator's rules
+# were also compared with the API server's own NetworkPolicy validation).
+_prefix = hst.sampled_from(["", "", "example.com/", "a.b-c.d/", "-x.com/", "A.com/", "x..y/", "/", "a-/",
+                           ("a" * 63 + ".") * 3 + "a" * 61 + "/", ("a" * 63 + ".") * 3 + "a" * 62 + "/",
+                           "a" * 64 + ".com/"])
+_name = hst.from_regex(r"\A[a-zXYZ019_./-]{0,64}\Z") | hst.from_regex(r"\Aa[a-z0-9_.-]{0,62}z\Z")
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(key=hst.tuples(_prefix, _name).map("".join), value=_name)
+def test_label_keys_and_values_the_crd_and_the_operator_agree(key: str, value: str) -> None:
+    crd = _CRD
+    obj = _with(spec__clients=[{"namespaceSelector": {"matchLabels": {key: value}}, "podSelector": {
+        "matchExpressions": [{"key": key, "operator": "In", "values": [value]}]}}])
+    try:
+        parse(obj)
+        operator_accepts = True
+    except SpecError:
+        operator_accepts = False
+    assert (check(crd, obj) == []) == operator_accepts, (key, value, check(crd, obj))
+

@@ -19,9 +19,8 @@ import yaml
 from test_packaging import CHART, objects, run
 
 from mailrelay import exporter, metrics
-from mailrelay.render import render
 
-from conftest import ROOT, make_relay
+from conftest import ROOT, make_relay, pod_template
 
 sys.path.insert(0, str(ROOT / "tests" / "tools"))
 import monitoring
@@ -108,7 +107,7 @@ def test_pod_monitors_select_the_rendered_pods_and_ports(tools: Path, source: st
         docs = objects(run(tools, "kubectl", "kustomize", "manifests/monitoring"))
         operator = next(d for d in objects(run(tools, "kubectl", "kustomize", "manifests/cluster-wide"))
                         if d["kind"] == "Deployment")
-    relay_pod = render(make_relay({"mailFromFQDN": "a.example"}))[1]["spec"]["template"]
+    relay_pod = pod_template(make_relay({"mailFromFQDN": "a.example"}))
     relay_ports = {p["name"] for c in relay_pod["spec"]["containers"] for p in c.get("ports", [])}
     operator_pod = operator["spec"]["template"]
     [container] = operator_pod["spec"]["containers"]

@@ -95,13 +95,46 @@ def test_rbac_is_least_privilege(tools: Path) -> None:
     rules = [r for d in docs if d["kind"] == "ClusterRole" for r in d["rules"]]
     verbs = {(g, res): set(r["verbs"]) for r in rules for g in r["apiGroups"] for res in r["resources"]}
     assert verbs[("", "secrets")] == {"get"}
-    assert {key for key, v in verbs.items() if "delete" in v} == {("", "services")}  # a renamed Service
+    # A renamed Service, a NetworkPolicy switched off.
+    assert {key for key, v in verbs.items() if "delete" in v} == {("", "services"), ("networking.k8s.io",
+                                                                                     "networkpolicies")}
     assert all("update" not in v and "*" not in v
                for key, v in verbs.items() if key != ("mailrelay.dev", "mailrelays/finalizers"))
     assert all("*" not in r["resources"] and "*" not in r["apiGroups"] for r in rules)
     # The events the operator posts (kube.RESOURCES): created, and patched to count a repeat.
     prefix, plural = RESOURCES["Event"]
     assert {"create", "patch"} <= verbs[(prefix.split("/")[2] if prefix.startswith("/apis/") else "", plural)]
+
+
+def _granted(docs: list[dict[str, Any]], namespace: str) -> dict[tuple[str, str], set[str]]:
+    """Verbs on namespaced resources in `namespace`: from ClusterRoles bound cluster-wide and Roles there."""
+    cluster_roles = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ClusterRole"}
+    roles = [d for d in docs if d["kind"] == "Role" and d["metadata"]["namespace"] == namespace]
+    roles += [cluster_roles[b["roleRef"]["name"]] for b in docs if b["kind"] == "ClusterRoleBinding"]
+    verbs: dict[tuple[str, str], set[str]] = {}
+    for role in roles:
+        for rule in role["rules"]:
+            for group in rule["apiGroups"]:
+                for resource in rule["resources"]:
+                    verbs.setdefault((group, resource), set()).update(rule["verbs"])
+    return verbs
+
+
+@pytest.mark.parametrize(("source", "namespace"), [
+    (("kubectl", "kustomize", "manifests/cluster-wide"), "apps"),
+    (("kubectl", "kustomize", "manifests/namespaced"), "mailrelay-system"),
+    (("helm", "template", "mr", str(CHART), "-n", "mailrelay-system"), "apps"),
+    (("helm", "template", "mr", str(CHART), "-n", "mailrelay-system", "--set", "watchNamespaces={apps}"), "apps"),
+])
+def test_rbac_grants_what_the_operator_writes_and_watches(tools: Path, source: tuple[str, ...],
+                                                          namespace: str) -> None:
+    """Every child kind the controller watches and applies, in every install variant."""
+    from mailrelay.controller import CHILD_RESOURCES
+
+    verbs = _granted(objects(run(tools, *source)), namespace)
+    for group, _, plural in CHILD_RESOURCES:
+        assert {"get", "list", "watch", "create", "patch"} <= verbs.get((group, plural), set()), (group, plural)
+    assert "delete" in verbs[("networking.k8s.io", "networkpolicies")]
 
 
 def test_helm_chart_lints(tools: Path) -> None:

@@ -22,7 +22,7 @@ from mailrelay import status as st
 from mailrelay.local import LocalPostfix
 from mailrelay.relayprobe import RelayProbe
 
-from conftest import make_relay
+from conftest import make_relay, pod_template
 from smtp_sink import Sink, free_port
 
 pytestmark = pytest.mark.postfix
@@ -38,9 +38,8 @@ def exporter_ready() -> None:
 
 def sidecar_capabilities() -> list[str]:
     """The capabilities the rendered sidecar keeps."""
-    from mailrelay.render import render
 
-    [_, sidecar] = render(make_relay({"mailFromFQDN": "a.example"}))[1]["spec"]["template"]["spec"]["containers"]
+    [_, sidecar] = pod_template(make_relay({"mailFromFQDN": "a.example"}))["spec"]["containers"]
     caps = sidecar["securityContext"]["capabilities"]
     assert caps["drop"] == ["ALL"]
     return list(caps["add"])
@@ -152,12 +151,11 @@ def test_the_log_reaches_stdout_and_stays_bounded_while_the_exporter_follows_it(
         start_postfix: Any, sinks: list[Sink], exporter_ready: None) -> None:
     """The pod's logging as rendered: Postfix writes the file, log.sh copies it to stdout and truncates it."""
     from mailrelay.local import IMAGE_DIR
-    from mailrelay.render import render
 
     sink = Sink().start()
     sinks.append(sink)
     relay = make_relay(relay_spec(sink.port))
-    [container, _] = render(relay)[1]["spec"]["template"]["spec"]["containers"]
+    [container, _] = pod_template(relay)["spec"]["containers"]
     env = {e["name"]: e["value"] for e in container["env"]}
     instance = start_postfix(relay, run=False)
     instance.extra_env = {"MAILRELAY_MAILLOG_ECHO": str(IMAGE_DIR / "log.sh"),  # /usr/local/bin/mailrelay-log there

@@ -15,7 +15,7 @@ from mailrelay.manifests import load_relays
 from mailrelay.render import CONFIG_HASH_ANNOTATION, config_hash, render
 from mailrelay.spec import SpecError, parse
 
-from conftest import ROOT, make_relay
+from conftest import ROOT, make_relay, pod_template
 
 FULL = {
     "mailFromFQDN": "apps.example.com",
@@ -48,6 +48,10 @@ K8S_VERSIONS = sorted({v for v in kv.all_versions() if tuple(map(int, v.split(".
                       key=lambda v: tuple(map(int, v.split("."))))
 
 
+def by_kind(children: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {obj["kind"]: obj for obj in children}
+
+
 def sample_relays() -> list[Any]:
     relays = [make_relay(FULL), make_relay({"mailFromFQDN": "a.example"})]
     for path in sorted((ROOT / "examples").glob("*.yaml")):
@@ -68,7 +72,7 @@ def test_every_manifest_validates_against_kubernetes_schemas(version: str) -> No
 
 
 def test_kubernetes_validate_catches_a_broken_manifest() -> None:
-    deployment = render(make_relay(FULL))[1]
+    deployment = by_kind(render(make_relay(FULL)))["Deployment"]
     deployment["spec"]["replicas"] = "two"
     with pytest.raises(kv.ValidationError):
         kv.validate(deployment, K8S_VERSIONS[-1], strict=True)
@@ -76,8 +80,8 @@ def test_kubernetes_validate_catches_a_broken_manifest() -> None:
 
 def test_children_are_owned_labelled_and_wired_together() -> None:
     relay = make_relay(FULL)
-    config_map, deployment, service = render(relay)
-    for obj in (config_map, deployment, service):
+    policy, config_map, deployment, service = render(relay)
+    for obj in (policy, config_map, deployment, service):
         [owner] = obj["metadata"]["ownerReferences"]
         assert owner == {"apiVersion": "mailrelay.dev/v1alpha1", "kind": "MailRelay", "name": "relay",
                          "uid": relay.uid, "controller": True, "blockOwnerDeletion": True}
@@ -105,7 +109,7 @@ def test_children_are_owned_labelled_and_wired_together() -> None:
 
 def test_the_pod_carries_every_pod_knob() -> None:
     relay = make_relay(FULL)
-    deployment = render(relay)[1]
+    deployment = by_kind(render(relay))["Deployment"]
     template = deployment["spec"]["template"]
     pod = template["spec"]
     assert pod["imagePullSecrets"] == FULL["imagePullSecrets"]
@@ -122,7 +126,7 @@ def test_the_pod_carries_every_pod_knob() -> None:
 
 
 def test_a_relay_without_pod_knobs_renders_none_of_them() -> None:
-    pod = render(make_relay({"mailFromFQDN": "a.example"}))[1]["spec"]["template"]["spec"]
+    pod = by_kind(render(make_relay({"mailFromFQDN": "a.example"})))["Deployment"]["spec"]["template"]["spec"]
     assert not {"imagePullSecrets", "affinity", "priorityClassName"} & set(pod)
 
 
@@ -170,6 +174,32 @@ def test_sender_map_order_rules_then_kept_then_default() -> None:
     ]
 
 
+def _params(main: str) -> dict[str, str]:
+    return dict(line.split(" = ", 1) for line in main.splitlines() if " = " in line and not line.startswith("#"))
+
+
+def test_limits_apply_to_every_client_but_loopback() -> None:
+    params = _params(postfix.main_cf(make_relay({"mailFromFQDN": "a.example", "limits": {
+        "messagesPerMinute": 7, "recipientsPerMinute": 0, "concurrentConnections": 3}}).spec))
+    assert params["anvil_rate_time_unit"] == "60s"
+    assert params["smtpd_client_event_limit_exceptions"] == "127.0.0.1/32 [::1]/128"
+    assert (params["smtpd_client_message_rate_limit"], params["smtpd_client_recipient_rate_limit"],
+            params["smtpd_client_connection_count_limit"]) == ("7", "0", "3")
+
+
+def test_allow_list_comes_before_permit_mynetworks() -> None:
+    spec = make_relay({"mailFromFQDN": "a.example", "recipients": {"allowDomains": ["Example.org", "x-y.net"]}}).spec
+    params = _params(postfix.main_cf(spec))
+    assert params["smtpd_recipient_restrictions"] == (
+        "check_recipient_access regexp:${config_directory}/recipient_access, permit_mynetworks, reject")
+    lines = [ln for ln in postfix.recipient_access(spec).splitlines() if not ln.startswith("#")]
+    assert lines == [r"/@([^@]+\.)?example\.org$/ DUNNO", r"/@([^@]+\.)?x-y\.net$/ DUNNO",
+                     f"/./ {postfix.RECIPIENT_REFUSAL}"]
+    without = make_relay({"mailFromFQDN": "a.example"}).spec
+    assert postfix.RECIPIENT_ACCESS not in postfix.config_files(without)
+    assert _params(postfix.main_cf(without))["smtpd_recipient_restrictions"] == "permit_mynetworks, reject"
+
+
 def test_direct_delivery_without_relay() -> None:
     main = postfix.main_cf(make_relay({"mailFromFQDN": "a.example"}).spec)
     assert "relayhost =\n" in main and "smtp_sasl" not in main
@@ -187,6 +217,8 @@ def _hash(spec: dict[str, Any], secret_version: str = "") -> str:
     {"relay": {**FULL["relay"], "authSecretRef": {"name": "other"}}},
     {"relay": {**FULL["relay"], "host": "smtp2.example.net"}},
     {"messageSizeLimitBytes": 6_000_000},
+    {"limits": {"messagesPerMinute": 10}},
+    {"recipients": {"allowDomains": ["example.org"]}},
 ])
 def test_config_hash_changes_when_something_that_matters_changes(change: dict[str, Any]) -> None:
     assert _hash({**FULL, **change}) != _hash(FULL)
@@ -196,6 +228,8 @@ def test_config_hash_changes_when_something_that_matters_changes(change: dict[st
     {"replicas": 5}, {"resources": {}}, {"nodeSelector": {}}, {"tolerations": []}, {"service": {"name": "mail"}},
     {"image": "registry.local/postfix:2"}, {"affinity": {}}, {"topologySpreadConstraints": []},
     {"podLabels": {}}, {"podAnnotations": {"a": "b"}}, {"priorityClassName": "other"}, {"imagePullSecrets": []},
+    {"image": "registry.local/postfix:2"}, {"networkPolicy": {"enabled": False}},
+    {"clients": [{"namespaceSelector": {}}]}, {"egress": {"restricted": True}},
 ])
 def test_config_hash_ignores_what_does_not_need_a_restart(change: dict[str, Any]) -> None:
     assert _hash({**FULL, **change}) == _hash(FULL)
@@ -203,7 +237,7 @@ def test_config_hash_ignores_what_does_not_need_a_restart(change: dict[str, Any]
 
 def test_config_hash_follows_the_secret_content_and_lands_on_the_pod() -> None:
     assert _hash(FULL, "v1") != _hash(FULL, "v2")
-    deployment = render(make_relay(FULL), "v1")[1]
+    deployment = by_kind(render(make_relay(FULL), "v1"))["Deployment"]
     assert deployment["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION] == _hash(FULL, "v1")
 
 
@@ -224,13 +258,14 @@ _FIELDS: dict[str, tuple[Any, Any]] = {
     "network": (lambda s, v: s.update(allowedNetworks=[v]), st.ip_addresses().map(lambda a: f"{a}/{a.max_prefixlen}")),
     "secret": (lambda s, v: s["relay"]["authSecretRef"].update(name=v), _host),
     "image": (lambda s, v: s.update(image=v), st.from_regex(r"\A[a-z0-9./:@-]{1,30}\Z")),
+    "allowDomain": (lambda s, v: s["recipients"].update(allowDomains=[v]), _host),
 }
 
 
 def _baseline() -> dict[str, Any]:
     return {"mailFromFQDN": "a.example", "rewrite": {"keepDomains": ["b.example"], "rules": [
         {"pattern": "(x)", "replacement": "y@a.example"}]}, "relay": {"host": "h.example", "authSecretRef": {
-            "name": "s"}}, "allowedNetworks": ["10.0.0.0/8"]}
+            "name": "s"}}, "allowedNetworks": ["10.0.0.0/8"], "recipients": {"allowDomains": ["c.example"]}}
 
 
 _BASELINE_FILES = postfix.config_files(make_relay(_baseline()).spec)
@@ -259,12 +294,12 @@ def test_no_string_field_can_add_a_line(field: str) -> None:
     assert _seen_valid.get(field, 0) > 10, f"too few valid {field} values were generated to mean anything"
 
 
-def test_cli_render_prints_three_manifests_and_validate_rejects_bad_input(tmp_path: Any, capsys: Any) -> None:
+def test_cli_render_prints_the_manifests_and_validate_rejects_bad_input(tmp_path: Any, capsys: Any) -> None:
     from mailrelay.cli import main
 
     assert main(["render", "-f", str(ROOT / "examples" / "mailrelay.yaml")]) == 0
     out = capsys.readouterr().out
-    assert [d["kind"] for d in yaml.safe_load_all(out)] == ["ConfigMap", "Deployment", "Service"]
+    assert [d["kind"] for d in yaml.safe_load_all(out)] == ["NetworkPolicy", "ConfigMap", "Deployment", "Service"]
     assert "main.cf: |" in out  # files stay readable in the YAML
     bad = tmp_path / "bad.yaml"
     bad.write_text("apiVersion: mailrelay.dev/v1alpha1\nkind: MailRelay\nmetadata: {name: r}\n"
@@ -280,6 +315,34 @@ def test_cli_render_prints_three_manifests_and_validate_rejects_bad_input(tmp_pa
             f"{bad}: r: spec.replicas: must be from 0 to 100, got -1"]
 
 
+def test_cli_validate_names_each_bad_guardrail(tmp_path: Any, capsys: Any) -> None:
+    from mailrelay.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("""apiVersion: mailrelay.dev/v1alpha1
+kind: MailRelay
+metadata: {name: r}
+spec:
+  mailFromFQDN: a.example
+  networkPolicy: {enabled: false}
+  egress: {restricted: true}
+  clients: [{}, {namespaceSelector: {matchExpressions: [{key: tier, operator: In}]}}]
+  limits: {messagesPerMinute: -5}
+  recipients: {allowDomains: ["ops@example.org"]}
+""")
+    with pytest.raises(SystemExit) as exited:
+        main(["validate", "-f", str(bad)])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [f"{bad}: r: {line}" for line in [
+        "spec.clients[0]: needs a namespaceSelector, a podSelector or both",
+        "spec.clients[1].namespaceSelector.matchExpressions[0].values: must not be empty for operator In",
+        "spec.limits.messagesPerMinute: must be from 0 to 1000000, got -5",
+        "spec.recipients.allowDomains[0]: 'ops@example.org' is not a valid host name (RFC 1123: letters, digits, "
+        "'-' and '.')",
+        "spec.egress.restricted: needs spec.networkPolicy.enabled: the egress rules live in the relay's "
+        "NetworkPolicy"]]
+
+
 def test_load_relays_reads_every_document() -> None:
     relays = load_relays(str(ROOT / "examples" / "mailrelay.yaml"))
     assert [r.name for r in relays] == ["relay"]
@@ -287,7 +350,7 @@ def test_load_relays_reads_every_document() -> None:
 
 def test_the_metrics_sidecar_shares_the_queue_read_only_and_the_log_file() -> None:
     """The exporter reads the showq socket in the relay's queue volume and follows the file Postfix logs to."""
-    pod = render(make_relay({"mailFromFQDN": "a.example"}))[1]["spec"]["template"]["spec"]
+    pod = pod_template(make_relay({"mailFromFQDN": "a.example"}))["spec"]
     postfix_container, metrics = pod["containers"]
     env = {e["name"]: e["value"] for e in postfix_container["env"]}
     metrics_env = {e["name"]: e["value"] for e in metrics["env"]}

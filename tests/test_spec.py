@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from mailrelay import guard
+from mailrelay.guard import ClientPeer, Egress, LabelSelector, Limits
 from mailrelay.spec import DEFAULT_NETWORKS, Relay, RewriteRule, SpecError, parse, parse_spec
 from mailrelay.version import DEFAULT_POSTFIX_IMAGE
 
@@ -191,6 +193,59 @@ INVALID: list[tuple[str, dict[str, Any] | None, str]] = [
      "spec.podAnnotations: must be an object of strings, got a list"),
     ("too many pod labels", with_spec(podLabels={f"k{i}": "v" for i in range(33)}),
      "spec.podLabels: must have at most 32 entries, got 33"),
+    # Tenant guardrails.
+    ("networkPolicy.enabled not a boolean", with_spec(networkPolicy={"enabled": "no"}),
+     "spec.networkPolicy.enabled: must be true or false, got 'no'"),
+    ("clients not a list", with_spec(clients="web"), "spec.clients: must be a list, got a string"),
+    ("too many clients", with_spec(clients=[{"podSelector": {}}] * 21), "spec.clients: must have at most 20 entries"),
+    ("client without a selector", with_spec(clients=[{}]), "spec.clients[0]: needs a namespaceSelector, a podSelector"),
+    ("a podSelector alone adds nothing", with_spec(clients=[{"podSelector": {"matchLabels": {"app": "web"}}}]),
+     "spec.clients[0]: a podSelector alone selects pods of the relay's own namespace, which are all admitted"),
+    ("own namespace off without the policy", with_spec(networkPolicy={"enabled": False, "sameNamespace": False}),
+     "spec.networkPolicy.sameNamespace: false needs enabled: true"),
+    ("own namespace off and no clients", with_spec(networkPolicy={"sameNamespace": False}),
+     "spec.clients: must admit some pods when spec.networkPolicy.sameNamespace is false"),
+    ("client with an ipBlock", with_spec(clients=[{"ipBlock": {"cidr": "10.0.0.0/8"}}]),
+     "spec.clients[0].ipBlock: unknown field"),
+    ("label key with a space", with_spec(clients=[{"namespaceSelector": {"matchLabels": {"my team": "a"}}}]),
+     "spec.clients[0].namespaceSelector.matchLabels: 'my team' is not a label key"),
+    ("label key name too long", with_spec(clients=[{"namespaceSelector": {"matchLabels": {
+        "example.com/" + "k" * 64: "a"}}}]),
+     "is not a label key"),
+    ("label key prefix too long", with_spec(clients=[{"namespaceSelector": {"matchExpressions": [
+        {"key": ("a" * 63 + ".") * 4 + "com/team", "operator": "Exists"}]}}]),
+     "matchExpressions[0].key: 'aaaa"),
+    ("label value with a slash", with_spec(clients=[{"namespaceSelector": {}, "podSelector": {"matchLabels": {
+        "app": "a/b"}}}]),
+     "spec.clients[0].podSelector.matchLabels.app: 'a/b' is not a label value"),
+    ("unknown selector operator", with_spec(clients=[{"namespaceSelector": {"matchExpressions": [
+        {"key": "team", "operator": "Contains", "values": ["a"]}]}}]),
+     "spec.clients[0].namespaceSelector.matchExpressions[0].operator: must be one of In, NotIn, Exists"),
+    ("In without values", with_spec(clients=[{"namespaceSelector": {"matchExpressions": [
+        {"key": "team", "operator": "In"}]}}]), "matchExpressions[0].values: must not be empty for operator In"),
+    ("Exists with values", with_spec(clients=[{"namespaceSelector": {"matchExpressions": [
+        {"key": "team", "operator": "Exists", "values": ["a"]}]}}]),
+     "matchExpressions[0].values: must be empty for operator Exists"),
+    ("egress restricted without the policy", with_spec(networkPolicy={"enabled": False}, egress={"restricted": True}),
+     "spec.egress.restricted: needs spec.networkPolicy.enabled"),
+    ("smarthostNetworks without restricted", with_spec(egress={"smarthostNetworks": ["203.0.113.10/32"]}),
+     "spec.egress.smarthostNetworks: only takes effect with spec.egress.restricted: true"),
+    ("smarthostNetworks not a CIDR", with_spec(egress={"restricted": True, "smarthostNetworks": ["smtp.example.net"]}),
+     "spec.egress.smarthostNetworks[0]: 'smtp.example.net' is not a CIDR network"),
+    ("negative message limit", with_spec(limits={"messagesPerMinute": -1}),
+     "spec.limits.messagesPerMinute: must be from 0 to 1000000, got -1"),
+    ("too many connections", with_spec(limits={"concurrentConnections": 101}),
+     "spec.limits.concurrentConnections: must be from 0 to 100, got 101"),
+    ("recipient limit a boolean", with_spec(limits={"recipientsPerMinute": True}),
+     "spec.limits.recipientsPerMinute: must be an integer, got a boolean"),
+    ("unknown limit", with_spec(limits={"messagesPerHour": 10}), "spec.limits.messagesPerHour: unknown field"),
+    ("empty allowDomains", with_spec(recipients={"allowDomains": []}),
+     "spec.recipients.allowDomains: must list at least one domain"),
+    ("allowDomain with at-sign", with_spec(recipients={"allowDomains": ["ops@example.org"]}),
+     "spec.recipients.allowDomains[0]: 'ops@example.org' is not a valid host name"),
+    ("duplicate allowDomain", with_spec(recipients={"allowDomains": ["example.org", "EXAMPLE.org"]}),
+     "spec.recipients.allowDomains[1]: duplicate entry 'example.org'"),
+    ("allowDomain with a regexp", with_spec(recipients={"allowDomains": [".*"]}), "is not a valid host name"),
 ]
 
 
@@ -203,6 +258,7 @@ def test_invalid_spec_names_the_field_and_the_fault(spec: dict[str, Any] | None,
 
 def test_there_are_at_least_25_invalid_cases() -> None:
     assert len(INVALID) >= 25
+    assert sum(1 for _, spec, _ in INVALID if spec and guard.FIELDS & set(spec)) >= 15  # the tenant guardrails
 
 
 def test_every_problem_is_reported_at_once() -> None:
@@ -210,6 +266,34 @@ def test_every_problem_is_reported_at_once() -> None:
         parse(relay_object({"mailFromFQDN": "nodot", "replicas": -1, "service": {"port": 0}}))
     assert [p.split(":")[0] for p in error.value.problems] == [
         "spec.mailFromFQDN", "spec.replicas", "spec.service.port"]
+
+
+def test_guardrail_defaults_protect_without_slowing_an_app() -> None:
+    guard = parse(relay_object(VALID)).spec.guard
+    assert guard.network_policy is True and guard.same_namespace is True
+    assert guard.clients == () and guard.egress == Egress()
+    assert guard.allow_domains == ()
+    assert guard.limits == Limits(messages_per_minute=600, recipients_per_minute=3000, concurrent_connections=50)
+
+
+def test_guardrails_are_parsed_and_normalised() -> None:
+    guard = parse_spec({
+        "mailFromFQDN": "a.example",
+        "clients": [{"namespaceSelector": {"matchLabels": {"team": "web", "env": "prod"}},
+                     "podSelector": {"matchExpressions": [{"key": "app.kubernetes.io/name", "operator": "In",
+                                                           "values": ["shop", "cart"]}]}},
+                    {"namespaceSelector": {}}],
+        "egress": {"restricted": True, "smarthostNetworks": ["203.0.113.10/32", "2001:db8::/64"]},
+        "limits": {"messagesPerMinute": 0, "concurrentConnections": 5},
+        "recipients": {"allowDomains": ["Example.ORG", "test.example.net"]},
+    }).guard
+    [first, everyone] = guard.clients
+    assert first.namespace_selector == LabelSelector(match_labels=(("env", "prod"), ("team", "web")))
+    assert first.pod_selector == LabelSelector(match_expressions=(("app.kubernetes.io/name", "In", ("shop", "cart")),))
+    assert everyone == ClientPeer(namespace_selector=LabelSelector(), pod_selector=None)
+    assert guard.egress == Egress(restricted=True, smarthost_networks=("203.0.113.10/32", "2001:db8::/64"))
+    assert guard.limits == Limits(messages_per_minute=0, recipients_per_minute=3000, concurrent_connections=5)
+    assert guard.allow_domains == ("example.org", "test.example.net")
 
 
 @pytest.mark.parametrize(("obj_change", "message"), [

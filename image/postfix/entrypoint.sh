@@ -61,7 +61,9 @@ fi
 problems=$(
     {
         postfix -c "$CONFIG_DIR" check 2>&1 || echo "postfix check failed"
-        for map in $(postconf -c "$CONFIG_DIR" -xh sender_canonical_maps | tr ',' ' '); do
+        # The sender map, and the recipient allow-list among the restrictions (the words with a ':').
+        for map in $(postconf -c "$CONFIG_DIR" -xh sender_canonical_maps smtpd_recipient_restrictions \
+            | tr ', ' '\n\n' | grep ':'); do
             postmap -c "$CONFIG_DIR" -q probe@mailrelay.invalid "$map" 2>&1 >/dev/null || true
         done
     } | grep -E 'warning|fatal|error|failed' || true

@@ -56,6 +56,11 @@ def _rows(schema: dict[str, Any], prefix: str, required: set[str]) -> list[str]:
     return rows
 
 
+def _spec_rules(spec: dict[str, Any]) -> list[str]:
+    rules = [r["message"] for r in spec.get("x-kubernetes-validations", [])]
+    return ["Rules across fields: " + "; ".join(rules) + ".", ""] if rules else []
+
+
 def render(crd: dict[str, Any]) -> str:
     version = crd["spec"]["versions"][0]
     schema = version["schema"]["openAPIV3Schema"]
@@ -76,6 +81,7 @@ def render(crd: dict[str, Any]) -> str:
         "",
         "## spec",
         "",
+        *_spec_rules(schema["properties"]["spec"]),
         header,
         *_rows(schema["properties"]["spec"], "spec", set(schema["properties"]["spec"].get("required", []))),
         "",

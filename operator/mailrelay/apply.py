@@ -129,11 +129,18 @@ def prune_services(api: ObjectApi, uid: str, service: dict[str, Any], labels: di
     """Delete Services this relay owns under a name it no longer renders (after `service.name` changed).
 
     Only the Service can be renamed by the spec; the other children are named after the relay.
-    The delete is preconditioned on the uid, so nothing but the object we looked at can go.
     """
     meta = service["metadata"]
-    stale = [s for s in api.list("Service", meta["namespace"], labels)
-             if s["metadata"]["name"] != meta["name"] and owned_by(s, uid)]
+    return prune(api, uid, "Service", meta["namespace"], {meta["name"]}, labels)
+
+
+def prune(api: ObjectApi, uid: str, kind: str, namespace: str, keep: set[str],
+          labels: dict[str, str]) -> list[ChildResult]:
+    """Delete objects of `kind` this relay owns (controller reference with its uid) not named in `keep`.
+
+    The delete is preconditioned on the uid, so nothing but the object we looked at can go.
+    """
+    stale = [o for o in api.list(kind, namespace, labels) if o["metadata"]["name"] not in keep and owned_by(o, uid)]
     for old in stale:
-        api.delete("Service", meta["namespace"], old["metadata"]["name"], old["metadata"]["uid"])
-    return [ChildResult("Service", s["metadata"]["name"], "deleted", None) for s in stale]
+        api.delete(kind, namespace, old["metadata"]["name"], old["metadata"]["uid"])
+    return [ChildResult(kind, o["metadata"]["name"], "deleted", None) for o in stale]

@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mailrelay-operator", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    for name, func, text in (("render", cmd_render, "print the ConfigMap, Deployment and Service as YAML"),
+    for name, func, text in (("render", cmd_render, "print the children of each relay as YAML"),
                              ("validate", cmd_validate, "check MailRelay documents; exit 2 if invalid")):
         sub = commands.add_parser(name, help=text, description=text)
         sub.add_argument("-f", "--file", required=True, help="a YAML file of MailRelays, or - for stdin")

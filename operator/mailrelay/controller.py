@@ -41,7 +41,8 @@ RETRY_SECONDS = float(os.environ.get("MAILRELAY_RETRY_SECONDS", "10"))
 # The resync asks each relay's metrics sidecars how delivery goes (status.queue, Delivering).
 DELIVERY_PROBE = os.environ.get("MAILRELAY_DELIVERY_PROBE", "true").lower() not in ("false", "0", "no")
 CHILD_LABELS = {"app.kubernetes.io/managed-by": MANAGED_BY}
-CHILD_RESOURCES = (("", "v1", "configmaps"), ("apps", "v1", "deployments"), ("", "v1", "services"))
+CHILD_RESOURCES = (("", "v1", "configmaps"), ("apps", "v1", "deployments"), ("", "v1", "services"),
+                   ("networking.k8s.io", "v1", "networkpolicies"))
 
 _api: Api | None = None
 _namespaces: list[str] = []

@@ -35,6 +35,7 @@ RESOURCES: dict[str, tuple[str, str]] = {
     "Secret": ("/api/v1", "secrets"),
     "Event": ("/apis/events.k8s.io/v1", "events"),
     "Deployment": ("/apis/apps/v1", "deployments"),
+    "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
     "MailRelay": (f"/apis/{GROUP}/{VERSION}", PLURAL),
 }
 TRANSIENT_STATUS = {409, 429, 500, 502, 503, 504}

@@ -15,10 +15,13 @@ from mailrelay.spec import GROUP_REFERENCE, MailRelaySpec, Relay
 MAIN_CF = "main.cf"
 MASTER_CF = "master.cf"
 SENDER_CANONICAL = "sender_canonical"
+RECIPIENT_ACCESS = "recipient_access"  # only with spec.recipients.allowDomains
 SASL_PASSWORDS = "sasl_passwd"  # written at start-up by the entrypoint from the Secret, never rendered
 CONFIG_FILES = (MAIN_CF, MASTER_CF, SENDER_CANONICAL)
 
 SMTP_PORT = 25
+RECIPIENT_REFUSAL = ("550 5.7.1 this relay only sends to the domains its MailRelay allows "
+                     "(spec.recipients.allowDomains)")
 LOOPBACK_NETWORKS = ("127.0.0.1/32", "::1/128")
 
 _TLS_LEVEL = {"None": "none", "May": "may", "Encrypt": "encrypt", "Wrapper": "encrypt"}
@@ -61,6 +64,11 @@ def postfix_network(cidr: str) -> str:
     return str(network)
 
 
+def smarthost_port(spec: MailRelaySpec) -> int:
+    """The one port the relay sends to: the smarthost's, or SMTP at each recipient's MX."""
+    return spec.relay.port if spec.relay else SMTP_PORT
+
+
 def relayhost(relay: Relay) -> str:
     """`[host]:port`: brackets turn off MX lookup, as a smarthost is a host, not a domain."""
     host = relay.host
@@ -90,7 +98,7 @@ def main_cf(spec: MailRelaySpec) -> str:
         ("mynetworks", networks),
         ("smtpd_client_restrictions", "permit_mynetworks, reject"),
         ("smtpd_relay_restrictions", "permit_mynetworks, reject_unauth_destination"),
-        ("smtpd_recipient_restrictions", "permit_mynetworks, reject"),
+        ("smtpd_recipient_restrictions", ", ".join([*_recipient_checks(spec), "permit_mynetworks", "reject"])),
         ("smtpd_banner", "$myhostname ESMTP"),
         ("disable_vrfy_command", "yes"),
         ("message_size_limit", str(spec.message_size_limit)),
@@ -105,6 +113,7 @@ def main_cf(spec: MailRelaySpec) -> str:
         ("smtp_tls_loglevel", "1"),
     ]
     params += _relay_params(spec.relay)
+    params += _guardrail_params(spec)
     lines = ["# Rendered by mailrelay-operator; changes are overwritten."]
     lines += [f"{name} = {value}".rstrip() for name, value in params]
     return "\n".join(lines) + "\n"
@@ -127,6 +136,44 @@ def _relay_params(relay: Relay | None) -> list[tuple[str, str]]:
             ("smtp_sasl_tls_security_options", "noanonymous"),
         ]
     return params
+
+
+def _guardrail_params(spec: MailRelaySpec) -> list[tuple[str, str]]:
+    """Per-client limits, counted by anvil per client address over one minute (0: no limit).
+
+    Postfix exempts smtpd_client_event_limit_exceptions, by default $mynetworks, which holds every
+    pod; only loopback (the probes and the drain) stays exempt. Over a limit Postfix answers 4xx
+    (421 at connect, 450 at MAIL FROM or RCPT TO), so the client keeps the message and retries.
+    """
+    limits = spec.guard.limits
+    return [
+        ("anvil_rate_time_unit", "60s"),
+        ("smtpd_client_event_limit_exceptions", " ".join(postfix_network(n) for n in LOOPBACK_NETWORKS)),
+        ("smtpd_client_connection_count_limit", str(limits.concurrent_connections)),
+        ("smtpd_client_message_rate_limit", str(limits.messages_per_minute)),
+        ("smtpd_client_recipient_rate_limit", str(limits.recipients_per_minute)),
+    ]
+
+
+def _recipient_checks(spec: MailRelaySpec) -> list[str]:
+    """The allow-list comes first among the recipient restrictions, so permit_mynetworks cannot skip it."""
+    if not spec.guard.allow_domains:
+        return []
+    return [f"check_recipient_access regexp:${{config_directory}}/{RECIPIENT_ACCESS}"]
+
+
+def recipient_access(spec: MailRelaySpec) -> str:
+    """The regexp recipient map: allowed domains and their subdomains pass on (DUNNO), all else is refused.
+
+    DUNNO rather than OK: the allow-list only narrows; the client checks after it still apply.
+    Postfix looks up the recipient as it will route it, so `user%other@allowed` style tricks do not
+    reach another domain (the percent hack only applies to local domains, and there are none).
+    """
+    lines = ["# Rendered by mailrelay-operator; changes are overwritten.",
+             "# regexp_table(5): case-insensitive, first match wins."]
+    lines += [f"/@([^@]+\\.)?{_domain_regex(domain)}$/ DUNNO" for domain in spec.guard.allow_domains]
+    lines.append(f"/./ {RECIPIENT_REFUSAL}")
+    return "\n".join(lines) + "\n"
 
 
 def master_cf() -> str:
@@ -171,4 +218,7 @@ def sender_canonical(spec: MailRelaySpec) -> str:
 
 
 def config_files(spec: MailRelaySpec) -> dict[str, str]:
-    return {MAIN_CF: main_cf(spec), MASTER_CF: master_cf(), SENDER_CANONICAL: sender_canonical(spec)}
+    files = {MAIN_CF: main_cf(spec), MASTER_CF: master_cf(), SENDER_CANONICAL: sender_canonical(spec)}
+    if spec.guard.allow_domains:
+        files[RECIPIENT_ACCESS] = recipient_access(spec)
+    return files

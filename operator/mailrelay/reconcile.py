@@ -17,7 +17,7 @@ from typing import Any
 
 from mailrelay import metrics
 from mailrelay import status as st
-from mailrelay.apply import ApplyResult, apply_children, prune_services
+from mailrelay.apply import ApplyResult, ChildResult, apply_children, prune, prune_services
 from mailrelay.delivery import Health
 from mailrelay.kube import Api
 from mailrelay.render import config_hash, endpoint, label_selector, render, selector_labels
@@ -72,6 +72,15 @@ def _conflict(result: ApplyResult) -> st.Assessment:
 DeliveryProbe = Callable[[MailRelay], Health | None]
 
 
+def _prune(api: Api, uid: str, relay: MailRelay, children: list[dict[str, Any]]) -> list[ChildResult]:
+    """Remove what this relay owns but no longer renders: a renamed Service, a switched-off NetworkPolicy."""
+    [service] = [c for c in children if c["kind"] == "Service"]
+    policies = {c["metadata"]["name"] for c in children if c["kind"] == "NetworkPolicy"}
+    labels = selector_labels(relay)
+    return (prune_services(api, uid, service, labels)
+            + prune(api, uid, "NetworkPolicy", relay.namespace, policies, labels))
+
+
 def reconcile(api: Api, body: dict[str, Any], clock: str | None = None,
               probe: DeliveryProbe | None = None) -> Outcome:
     """Run one pass; API errors propagate (as ApiError) so the caller retries with backoff.
@@ -102,7 +111,7 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None,
             children = render(relay, secret_version)
             result = apply_children(api, meta["uid"], children)
             if not result.conflicts:
-                result.children += prune_services(api, meta["uid"], children[-1], selector_labels(relay))
+                result.children += _prune(api, meta["uid"], relay, children)
             deployment = result.live("Deployment")
             assessment = _conflict(result) if result.conflicts else st.rollout(
                 deployment, relay.spec.replicas, hash_value)

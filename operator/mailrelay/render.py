@@ -1,4 +1,4 @@
-"""Pure functions from a validated MailRelay to the ConfigMap, Deployment and Service it owns.
+"""Pure functions from a validated MailRelay to the ConfigMap, Deployment, Service and NetworkPolicy it owns.
 
 No I/O and no clock: the same relay always renders the same bytes, which is what lets the
 controller compare live objects with these and write only when something really differs.
@@ -19,6 +19,7 @@ CONFIG_HASH_ANNOTATION = "mailrelay.dev/config-hash"
 CONTAINER = "postfix"
 DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
 SMTP_PORT_NAME = "smtp"
+DNS_PORT = 53
 
 # Paths inside the relay image; image/postfix/entrypoint.sh uses the same defaults.
 CONFIG_MOUNT = "/etc/mailrelay/config"
@@ -40,7 +41,7 @@ CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "NET_BIND_SERVICE", "
 def child_names(relay: MailRelay) -> dict[str, str]:
     """Kind → name of each object the relay owns."""
     return {"ConfigMap": f"mailrelay-{relay.name}", "Deployment": f"mailrelay-{relay.name}",
-            "Service": relay.spec.service.name}
+            "Service": relay.spec.service.name, "NetworkPolicy": f"mailrelay-{relay.name}"}
 
 
 def selector_labels(relay: MailRelay) -> dict[str, str]:
@@ -194,9 +195,40 @@ def service(relay: MailRelay) -> dict[str, Any]:
     }
 
 
+def network_policy(relay: MailRelay) -> dict[str, Any]:
+    """Who may reach the relay pods on the SMTP port: their own namespace (unless turned off), plus `spec.clients`.
+    The metrics port is open to every source: Prometheus and the operator scrape it from their own
+    namespaces, and it serves counts only.
+
+    Each `spec.clients` entry is one peer (its selectors ANDed); the peers are ORed. Egress stays
+    open unless restricted to the smarthost's port (25 for direct delivery) and DNS.
+    """
+    guard = relay.spec.guard
+    own_namespace: list[dict[str, Any]] = [{"podSelector": {}}] if guard.same_namespace else []
+    peers = [*own_namespace, *(client.to_k8s() for client in guard.clients)]
+    spec: dict[str, Any] = {
+        "podSelector": {"matchLabels": selector_labels(relay)},
+        "policyTypes": ["Ingress"],
+        "ingress": [{"from": peers, "ports": [{"protocol": "TCP", "port": postfix.SMTP_PORT}]},
+                    # The metrics sidecar, for Prometheus and the operator's resync wherever they run.
+                    {"ports": [{"protocol": "TCP", "port": exporter.PORT_NAME}]}],
+    }
+    if guard.egress.restricted:
+        smarthost: dict[str, Any] = {"ports": [{"protocol": "TCP", "port": postfix.smarthost_port(relay.spec)}]}
+        if guard.egress.smarthost_networks:
+            smarthost["to"] = [{"ipBlock": {"cidr": cidr}} for cidr in guard.egress.smarthost_networks]
+        dns = {"ports": [{"protocol": "UDP", "port": DNS_PORT}, {"protocol": "TCP", "port": DNS_PORT}]}
+        spec["policyTypes"].append("Egress")
+        spec["egress"] = [dns, smarthost]
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": _metadata(relay, child_names(relay)["NetworkPolicy"]), "spec": spec}
+
+
 def render(relay: MailRelay, secret_version: str = "") -> list[dict[str, Any]]:
-    """The three children, in the order they should be applied (config before its users)."""
-    return [config_map(relay), deployment(relay, secret_version), service(relay)]
+    """The children, in the order they should be applied: the policy before the pods it guards,
+    the config before its users."""
+    policy = [network_policy(relay)] if relay.spec.guard.network_policy else []
+    return [*policy, config_map(relay), deployment(relay, secret_version), service(relay)]
 
 
 def endpoint(relay: MailRelay) -> str:

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from mailrelay import posix_regex
+from mailrelay import guard, posix_regex
 from mailrelay.spec_pod import POD_FIELDS, PodSettings, parse_pod
 from mailrelay.version import DEFAULT_POSTFIX_IMAGE
 
@@ -84,6 +84,7 @@ class MailRelaySpec:
     tolerations: tuple[dict[str, Any], ...] = ()
     service: ServiceSpec = ServiceSpec()
     pod: PodSettings = field(default_factory=PodSettings)  # pull secrets, scheduling, extra labels: spec_pod.py
+    guard: guard.Guardrails = field(default_factory=guard.Guardrails)
 
 
 @dataclass(frozen=True)
@@ -195,7 +196,7 @@ def parse_spec(spec: Any) -> MailRelaySpec:
 
 
 _SPEC_FIELDS = {"mailFromFQDN", "rewrite", "relay", "allowedNetworks", "messageSizeLimitBytes",
-                "replicas", "image", "resources", "nodeSelector", "tolerations", "service"} | POD_FIELDS
+                "replicas", "image", "resources", "nodeSelector", "tolerations", "service"} | POD_FIELDS | guard.FIELDS
 
 
 def _parse_spec(check: _Checker, raw: Any) -> MailRelaySpec | None:
@@ -221,15 +222,16 @@ def _parse_spec(check: _Checker, raw: Any) -> MailRelaySpec | None:
     tolerations = _parse_tolerations(check, spec.get("tolerations", []))
     service = _parse_service(check, spec.get("service", {}))
     pod = parse_pod(check, spec)
+    guardrails = guard.parse(check, spec)
     if check.problems or pod is None:
         return None
     assert fqdn is not None and networks is not None and size is not None and replicas is not None
     assert image is not None and resources is not None and node_selector is not None
-    assert tolerations is not None and service is not None
+    assert tolerations is not None and service is not None and guardrails is not None
     return MailRelaySpec(mail_from_fqdn=fqdn, keep_domains=keep, rules=rules, relay=relay,
                          allowed_networks=networks, message_size_limit=size, replicas=replicas,
                          image=image, resources=resources, node_selector=node_selector,
-                         tolerations=tolerations, service=service, pod=pod)
+                         tolerations=tolerations, service=service, pod=pod, guard=guardrails)
 
 
 def _parse_rewrite(check: _Checker, raw: Any) -> tuple[tuple[str, ...], tuple[RewriteRule, ...]]:

@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TOOLS := .tools/bin
-DEB_PACKAGES := postfix libsasl2-modules openssl ca-certificates procps prometheus-postfix-exporter prometheus
+DEB_PACKAGES := postfix libsasl2-modules openssl ca-certificates procps iproute2 prometheus-postfix-exporter prometheus
 EXAMPLE ?= examples/mailrelay.yaml
 
 .PHONY: run test lint unit bench system-deps tools controlplane cluster docs schemas clean

@@ -108,8 +108,13 @@ class Cluster:
         response.raise_for_status()
         return dict(response.json())
 
-    def fail(self, method: str, plural: str, status: int, times: int = 1, sub: str | None = None) -> None:
-        self.loop.call_soon_threadsafe(self.server.fail, method, plural, status, times, sub)
+    def fail(self, method: str, plural: str, status: int, times: int = 1, sub: str | None = None,
+             namespace: str | None = None) -> None:
+        self.loop.call_soon_threadsafe(self.server.fail, method, plural, status, times, sub, namespace)
+
+    def faults_left(self, plural: str, namespace: str) -> int:
+        """How many injected faults for this resource and namespace have not been hit yet."""
+        return sum(f.times for f in list(self.server.faults) if f.plural == plural and f.namespace == namespace)
 
 
 class Operator:

@@ -87,8 +87,9 @@ def start_postfix(postfix_ready: None) -> Iterator[Callable[..., Any]]:
     base.chmod(0o755)
 
     def start(relay: MailRelay, *, secret: dict[str, str] | None = None,
-              extra_files: dict[str, str] | None = None, run: bool = True) -> LocalPostfix:
-        instance = LocalPostfix(relay, base / f"postfix{len(started)}", port=free_port(),
+              extra_files: dict[str, str] | None = None, run: bool = True,
+              listen: str = "127.0.0.1") -> LocalPostfix:
+        instance = LocalPostfix(relay, base / f"postfix{len(started)}", port=free_port(listen), listen=listen,
                                 secret=secret, extra_files=extra_files)
         started.append(instance)
         if run:

@@ -1,7 +1,9 @@
 """Check objects against the CRD the way an API server would: defaults, OpenAPI schema, then CEL rules.
 
 jsonschema does the OpenAPI part and cel-python runs every `x-kubernetes-validations` rule with
-`self` bound to the (defaulted) value, as the API server does after defaulting.
+`self` bound to the (defaulted) value, as the API server does after defaulting. Both match regular
+expressions with RE2, the API server's engine: Python's `re` would let `$` match before a trailing
+newline, and a test would then accept a host name the API server refuses.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any
 
 import celpy
 import jsonschema
+import re2
 
 _CEL = celpy.Environment()
 _PROGRAMS: dict[str, Any] = {}
@@ -34,8 +37,16 @@ def apply_defaults(schema: dict[str, Any], value: Any) -> Any:
     return value
 
 
+def _re2_pattern(validator: Any, pattern: str, instance: Any, schema: dict[str, Any]) -> Any:
+    if isinstance(instance, str) and not re2.search(pattern, instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_Validator = jsonschema.validators.extend(jsonschema.Draft7Validator, {"pattern": _re2_pattern})
+
+
 def schema_errors(schema: dict[str, Any], value: Any) -> list[str]:
-    validator = jsonschema.Draft7Validator(schema)
+    validator = _Validator(schema)
     return sorted(f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
                   for e in validator.iter_errors(value))
 

@@ -62,6 +62,7 @@ class Fault:
     status: int
     times: int
     subresource: str | None = None
+    namespace: str | None = None  # None: every namespace
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -98,9 +99,12 @@ class ApiServer(kmock.KubernetesEmulator):
 
     # --- test-side helpers -------------------------------------------------------------------
 
-    def fail(self, method: str, plural: str, status: int, times: int = 1, subresource: str | None = None) -> None:
+    def fail(self, method: str, plural: str, status: int, times: int = 1, subresource: str | None = None,
+             namespace: str | None = None) -> Fault:
         """The next `times` requests of this method on this resource get `status`, changing nothing."""
-        self.faults.append(Fault(method.upper(), plural, status, times, subresource))
+        fault = Fault(method.upper(), plural, status, times, subresource, namespace)
+        self.faults.append(fault)
+        return fault
 
     def get(self, group: str, plural: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         obj = self.store.get((group, plural, namespace, name))
@@ -134,7 +138,8 @@ class ApiServer(kmock.KubernetesEmulator):
         if resource is not None and request.method is not None:
             for fault in self.faults:
                 if fault.times > 0 and fault.method == request.method.value.upper() \
-                        and fault.plural == resource.plural and fault.subresource == request.subresource:
+                        and fault.plural == resource.plural and fault.subresource == request.subresource \
+                        and fault.namespace in (None, request.namespace):
                     fault.times -= 1
                     raise k8s.KubernetesError(status=fault.status, reason="Injected",
                                               message=f"injected HTTP {fault.status}")

@@ -403,3 +403,39 @@ def test_run_without_a_cluster_says_what_to_do(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "no cluster to talk to" in result.stderr and "mailrelay-operator local" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_child_the_api_server_refuses_stalls_the_relay_without_a_write_loop(cluster: Cluster,
+                                                                              operator: Operator) -> None:
+    """HTTP 422 for the Deployment (emulated: our validation keeps a real server from ever saying it)."""
+    cluster.fail("PATCH", "deployments", 422, times=100, namespace="refused")
+    cluster.create(relay("refused"))
+    condition = wait_reason(cluster, "refused", "ChildRefused")
+    assert "the API server refused Deployment mailrelay-relay" in condition["message"]
+    status = cluster.get("mailrelays", "refused", "relay")["status"]  # type: ignore[index]
+    stalled = next(c for c in status["conditions"] if c["type"] == "Stalled")
+    assert stalled["status"] == "True" and stalled["reason"] == "ChildRefused"
+    assert status["refusedChild"].startswith("Deployment/mailrelay-relay@")
+    time.sleep(1)
+    attempts, writes = cluster.faults_left("deployments", "refused"), our_writes(cluster, "refused")
+    time.sleep(6)  # three resync periods: the same Deployment is not sent again, nothing is written
+    assert cluster.faults_left("deployments", "refused") == attempts
+    assert our_writes(cluster, "refused") == writes
+    # Any change to the relay renders a different Deployment, which is tried again.
+    for fault in cluster.server.faults:
+        if fault.namespace == "refused":
+            fault.times = 0
+    cluster.patch("mailrelays", "refused", "relay", {"spec": {"replicas": 2}})
+    wait_reason(cluster, "refused", "RollingOut")
+    assert cluster.list("deployments", "refused")[0]["spec"]["replicas"] == 2
+    assert "refusedChild" not in cluster.get("mailrelays", "refused", "relay")["status"]  # type: ignore[index]
+
+
+def test_a_secret_that_cannot_work_is_reported_before_any_pod(cluster: Cluster, operator: Operator) -> None:
+    encode = lambda s: base64.b64encode(s.encode()).decode()  # noqa: E731
+    cluster.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "smarthost", "namespace": "badsecret"},
+                    "data": {"username": encode("team:relay"), "password": encode("pass\nword")}})
+    cluster.create(relay("badsecret", relay={"host": "smtp.example.net", "authSecretRef": {"name": "smarthost"}}))
+    condition = wait_reason(cluster, "badsecret", "SecretInvalid")
+    assert "username must not contain ':'" in condition["message"] and "word" not in condition["message"]
+    assert cluster.list("deployments", "badsecret") == []  # no pod that would crash-loop

@@ -11,7 +11,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hst
 
-from mailrelay import guard
+from mailrelay import grammar, guard
 from mailrelay import spec as spec_module
 from mailrelay import status as st
 from mailrelay.reconcile import reconcile
@@ -20,6 +20,7 @@ from mailrelay.spec import SpecError, parse
 
 from conftest import CRD_PATH, ROOT, relay_object
 from crd_schema import check
+from invalid_specs import BASE_SPEC, REFUSED_BY_BOTH
 from test_render import FULL, K8S_VERSIONS, by_kind
 
 
@@ -127,7 +128,21 @@ GOOD = [relay_object(FULL), relay_object({"mailFromFQDN": "a.example"}),
                 {"key": "mailrelay.dev/client", "operator": "Exists"},
                 {"key": "tier", "operator": "NotIn", "values": ["batch", "x_y.z-1"]}]}}],
             "egress": {"restricted": True, "smarthostNetworks": ["203.0.113.10/32"]},
-            "recipients": {"allowDomains": ["example.org", "Test.Example.net"]}})]
+            "recipients": {"allowDomains": ["example.org", "Test.Example.net"]}}),
+        relay_object({"mailFromFQDN": "a.example", "allowedNetworks": [
+            "fd00::/8", "fc00::/7", "fe80::/10", "100.64.0.0/10", "172.16.0.0/12", "203.0.113.0/24", "198.18.0.0/16",
+            "2001:db8:42::/48", "2001:db8::/32"]}),
+        relay_object({"mailFromFQDN": "a.example", "relay": {"host": "2001:db8::25", "port": 25}}),
+        relay_object({"mailFromFQDN": "a.example", "relay": {"host": "192.0.2.25", "port": 25}}),
+        relay_object({"mailFromFQDN": "a.example", "rewrite": {"keepDomains": ["example.co.uk"], "rules": [
+            {"pattern": "(a)\\1|[(]x[)]|((((b))))|[[:alpha:]]+@c", "replacement": "$1@a.example"}]}}),
+        relay_object({"mailFromFQDN": "a.example", "resources": {"requests": {"cpu": "1.5", "memory": "64Ki"},
+                                                                 "limits": {"memory": 134217728,
+                                                                            "example.com/dev": "1"}},
+                      "nodeSelector": {"topology.kubernetes.io/zone": "eu-1a"},
+                      "tolerations": [{"operator": "Exists"},
+                                      {"key": "node.kubernetes.io/unreachable", "operator": "Exists",
+                                       "effect": "NoExecute", "tolerationSeconds": 30}]})]
 
 
 @pytest.mark.parametrize("obj", GOOD + example_relays(), ids=lambda o: o["metadata"]["name"] + str(id(o))[-4:])
@@ -257,7 +272,7 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
      "every allowDomains entry must be a domain such as example.com"),
     ("allowDomain with a regexp", _with(spec__recipients={"allowDomains": [".*"]}),
      "every allowDomains entry must be a domain such as example.com"),
-]
+] + [(name, relay_object({**BASE_SPEC, **changes}), message) for name, changes, message, _ in REFUSED_BY_BOTH]
 
 
 @pytest.mark.parametrize(("obj", "message"), [(o, m) for _, o, m in BAD], ids=[i for i, _, _ in BAD])
@@ -267,6 +282,37 @@ def test_bad_samples_are_refused_by_the_crd_and_the_operator(crd: dict[str, Any]
     assert any(message in e for e in errors), errors
     with pytest.raises(SpecError):
         parse(obj)
+
+
+def test_the_crd_uses_the_operators_grammar() -> None:
+    """One grammar: the CRD carries the very expressions `spec` checks with."""
+    text = (ROOT / "crds" / "mailrelay.dev_mailrelays.yaml").read_text()
+    for expression in (grammar.RULE_PATTERN, grammar.IPV4, grammar.HOSTNAME, grammar.ALPHA_TOP_LABEL,
+                       grammar.QUANTITY, grammar.QUALIFIED_NAME, grammar.LABEL_VALUE):
+        assert expression in text, expression
+    helm = ROOT / "manifests" / "helm" / "mailrelay-operator" / "crds" / "mailrelay.dev_mailrelays.yaml"
+    assert helm.read_text() == text
+
+
+def test_every_rule_touching_a_string_or_list_is_bounded(crd: dict[str, Any]) -> None:
+    """CEL's cost budget is estimated from maxLength/maxItems/maxProperties: none may be unbounded."""
+    unbounded = []
+
+    def walk(node: dict[str, Any], path: str, parents_bounded: bool) -> None:
+        kind = node.get("type")
+        bounded = {"string": "maxLength" in node or "enum" in node, "array": "maxItems" in node,
+                   "object": "maxProperties" in node or "additionalProperties" not in node}.get(str(kind), True)
+        if node.get("x-kubernetes-validations") and not (bounded and parents_bounded):
+            unbounded.append(path)
+        for key, sub in node.get("properties", {}).items():
+            walk(sub, f"{path}.{key}", parents_bounded and bounded)
+        for key in ("items", "additionalProperties"):
+            if isinstance(node.get(key), dict):
+                walk(node[key], f"{path}.{key}", parents_bounded and bounded)
+
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    walk(spec, "spec", True)
+    assert unbounded == []
 
 
 def test_every_cel_rule_is_exercised(crd: dict[str, Any]) -> None:

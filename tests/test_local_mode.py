@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import smtplib
+import stat
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -22,55 +26,140 @@ from conftest import relay_object
 from smtp_sink import Sink, free_port
 
 
-def test_local_mode_relays_and_rewrites(postfix_ready: None, sinks: list[Sink], tmp_path: Path) -> None:
+def start_local(config: Path, workdir: Path, port: int, state: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "mailrelay", "local", "-f", str(config), "--port", str(port),
+                             "--workdir", str(workdir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "MAILRELAY_LOCAL_STATE": str(state)})
+
+
+def send_when_up(process: subprocess.Popen[str], port: int) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with smtplib.SMTP("127.0.0.1", port, timeout=5) as smtp:
+                msg = EmailMessage()
+                msg["From"] = "root@6ba2d5764050"
+                msg["To"] = "you@example.org"
+                msg["Subject"] = "local mode"
+                msg.set_content("hi\n")
+                smtp.send_message(msg)
+            return
+        except OSError:
+            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            assert time.monotonic() < deadline, "local mode did not start listening"
+            time.sleep(0.2)
+
+
+def stop(process: subprocess.Popen[str]) -> str:
+    process.send_signal(signal.SIGTERM)  # as `kill` or a service manager stops it; Ctrl-C is the same path
+    output, _ = process.communicate(timeout=30)
+    return output
+
+
+@pytest.fixture
+def dirs() -> Iterator[tuple[Path, Path]]:
+    """A private (0700) workdir, as a careful user makes one, and a state root for Postfix's tree."""
+    workdir = Path(tempfile.mkdtemp(prefix="mailrelay-local-test-"))
+    state = Path(tempfile.mkdtemp(prefix="mailrelay-local-state-"))
+    state.chmod(0o755)
+    yield workdir, state
+    shutil.rmtree(workdir, ignore_errors=True)
+    shutil.rmtree(state, ignore_errors=True)
+
+
+def test_local_mode_relays_and_rewrites(postfix_ready: None, sinks: list[Sink], tmp_path: Path,
+                                        dirs: tuple[Path, Path]) -> None:
+    workdir, state = dirs
     sink = Sink().start()
     sinks.append(sink)
     relay = relay_object({"mailFromFQDN": "local.example.com",
                           "relay": {"host": "127.0.0.1", "port": sink.port, "tls": "None"}}, uid=None)
     config = tmp_path / "relay.yaml"
     config.write_text(yaml.safe_dump(relay))
-    workdir = Path(tempfile_dir())
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "mailrelay", "local", "-f", str(config), "--port", str(port),
-                                "--workdir", str(workdir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
+    process = start_local(config, workdir, port, state)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with smtplib.SMTP("127.0.0.1", port, timeout=5) as smtp:
-                    msg = EmailMessage()
-                    msg["From"] = "root@6ba2d5764050"
-                    msg["To"] = "you@example.org"
-                    msg["Subject"] = "local mode"
-                    msg.set_content("hi\n")
-                    smtp.send_message(msg)
-                break
-            except OSError:
-                assert process.poll() is None, process.stdout.read() if process.stdout else ""
-                assert time.monotonic() < deadline, "local mode did not start listening"
-                time.sleep(0.2)
+        send_when_up(process, port)
         [got] = sink.wait_for(1)
         assert got.mail_from == "root@local.example.com"
         assert got.header("From") == "root@local.example.com"
     finally:
-        process.send_signal(signal.SIGTERM)  # as `kill` or a service manager stops it; Ctrl-C is the same path
-        output, _ = process.communicate(timeout=30)
+        output = stop(process)
     assert process.returncode == 0, output
     assert f"on 127.0.0.1:{port}, senders rewritten to @local.example.com" in output
     assert "from=<root@local.example.com>" in output  # the Postfix log is shown to the user
-    pid_file = workdir / "queue" / "pid" / "master.pid"
+    assert stat.S_IMODE(workdir.stat().st_mode) == 0o700  # the user's directory keeps its mode
+    pid_file = (workdir / "postfix-state").resolve() / "queue" / "pid" / "master.pid"
+    assert pid_file.parent.parent.parent.parent == state
     assert not pid_file.exists() or subprocess.run(["kill", "-0", pid_file.read_text().split()[0]],
                                                    capture_output=True).returncode != 0  # Postfix stopped
-    shutil.rmtree(workdir, ignore_errors=True)
 
 
-def tempfile_dir() -> str:
-    import tempfile
+def test_a_second_instance_on_the_same_workdir_refuses(postfix_ready: None, sinks: list[Sink], tmp_path: Path,
+                                                       dirs: tuple[Path, Path]) -> None:
+    workdir, state = dirs
+    sink = Sink().start()
+    sinks.append(sink)
+    config = tmp_path / "relay.yaml"
+    config.write_text(yaml.safe_dump(relay_object({"mailFromFQDN": "local.example.com", "relay": {
+        "host": "127.0.0.1", "port": sink.port, "tls": "None"}}, uid=None)))
+    port = free_port()
+    first = start_local(config, workdir, port, state)
+    try:
+        send_when_up(first, port)
+        second = start_local(config, workdir, free_port(), state)
+        output, _ = second.communicate(timeout=60)
+        assert second.returncode == 1
+        assert f"another mailrelay-operator local (pid {first.pid}) is using {workdir}" in output
+        send_when_up(first, port)  # the first one still serves
+        assert len(sink.wait_for(2)) == 2
+    finally:
+        stop(first)
+    assert first.returncode == 0
 
-    path = tempfile.mkdtemp(prefix="mailrelay-local-test-")
-    Path(path).chmod(0o755)
-    return path
+
+def test_the_login_comes_from_a_secret_document_in_the_same_file(postfix_ready: None, sinks: list[Sink],
+                                                                 tmp_path: Path, dirs: tuple[Path, Path]) -> None:
+    workdir, state = dirs
+    sink = Sink(credentials=("relay-user", "s3cret pass")).start()
+    sinks.append(sink)
+    relay = relay_object({"mailFromFQDN": "local.example.com", "relay": {
+        "host": "127.0.0.1", "port": sink.port, "tls": "None", "authSecretRef": {"name": "smarthost"}}}, uid=None)
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "smarthost"},
+              "stringData": {"username": "relay-user", "password": "s3cret pass"}}
+    config = tmp_path / "relay.yaml"
+    config.write_text(yaml.safe_dump_all([relay, secret]))
+    port = free_port()
+    process = start_local(config, workdir, port, state)
+    try:
+        send_when_up(process, port)
+        [got] = sink.wait_for(1)
+        assert got.auth == ("relay-user", "s3cret pass")
+    finally:
+        output = stop(process)
+    assert "s3cret" not in output
+    assert stat.S_IMODE((workdir / "secret").stat().st_mode) == 0o700
+    assert stat.S_IMODE((workdir / "secret" / "password").stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize(("args", "documents", "message"), [
+    (["--port", "70000"], None, "argument --port: must be from 1 to 65535, got 70000"),
+    (["--port", "0"], None, "argument --port: must be from 1 to 65535, got 0"),
+    (["--listen", "localhost\nx"], None, "is not an IP address"),
+    ([], [], "names Secret smarthost, which is not in the file: add it as another document"),
+    ([], [{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "smarthost"},
+           "stringData": {"username": "a:b", "password": "p"}}], "Secret smarthost: username must not contain ':'"),
+])
+def test_local_mode_refuses_bad_arguments_before_starting(tmp_path: Path, args: list[str],
+                                                          documents: list[Any] | None, message: str) -> None:
+    relay = relay_object({"mailFromFQDN": "local.example.com", "relay": {
+        "host": "127.0.0.1", "port": 2525, "authSecretRef": {"name": "smarthost"}}}, uid=None)
+    config = tmp_path / "relay.yaml"
+    config.write_text(yaml.safe_dump_all([relay, *(documents or [])]))
+    result = subprocess.run([sys.executable, "-m", "mailrelay", "local", "-f", str(config), *args],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert message in result.stderr
 
 
 def test_local_mode_without_postfix_says_how_to_install(monkeypatch: Any, capsys: Any) -> None:

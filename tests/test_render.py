@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import kubernetes_validate.utils as kv
@@ -13,7 +14,8 @@ from hypothesis import strategies as st
 from mailrelay import postfix
 from mailrelay.manifests import load_relays
 from mailrelay.render import CONFIG_HASH_ANNOTATION, config_hash, render
-from mailrelay.spec import SpecError, parse
+from mailrelay.spec import Relay, SpecError, parse
+from mailrelay.spec_rules import RewriteRule
 
 from conftest import ROOT, make_relay, pod_template
 
@@ -164,14 +166,27 @@ def test_tls_levels_map_to_postfix(tls: str, port: int, level: str, wrapper: str
     assert f"smtp_tls_wrappermode = {wrapper}\n" in main
 
 
-def test_sender_map_order_rules_then_kept_then_default() -> None:
-    lines = [ln for ln in postfix.sender_canonical(make_relay(FULL).spec).splitlines() if not ln.startswith("#")]
-    assert lines == [
-        "/^(([^@]+)@db-[0-9]+)$/ db-${2}@apps.example.com",
+def test_sender_maps_rules_then_kept_domains_then_the_fqdn() -> None:
+    spec = make_relay(FULL).spec
+    rules = [ln for ln in postfix.sender_canonical(spec).splitlines() if not ln.startswith("#")]
+    assert rules == ['if !/^""$/', "/^([^@]+)@db-[0-9]+$/ db-$1@apps.example.com", "endif"]
+    domains = [ln for ln in postfix.sender_domains(spec).splitlines() if not ln.startswith("#")]
+    assert domains == [
         r"/^(.*@(.+\.)?apps\.example\.com)$/ ${1}",
         r"/^(.*@(.+\.)?corp\.example\.org)$/ ${1}",
         "/^(.*)@[^@]*$/ ${1}@apps.example.com",
+        'if !/^""$/', "/^([^@]+)$/ ${1}@apps.example.com", "endif",
     ]
+    params = dict(ln.split(" = ", 1) for ln in postfix.main_cf(spec).splitlines() if " = " in ln)
+    # canonical_maps runs after sender_canonical_maps: the domains map has the last word.
+    assert params["canonical_maps"] == "regexp:${config_directory}/sender_domains"
+    assert params["canonical_classes"] == params["sender_canonical_classes"] == "envelope_sender, header_sender"
+
+
+def test_each_top_level_branch_is_anchored_without_adding_a_group() -> None:
+    spec = make_relay({"mailFromFQDN": "a.example", "rewrite": {"rules": [
+        {"pattern": r"(a)\1@x|b@(y|z)", "replacement": "$1@a.example"}]}}).spec
+    assert postfix.sender_canonical(spec).splitlines()[-2] == r"/^(a)\1@x$|^b@(y|z)$/ $1@a.example"
 
 
 def _params(main: str) -> dict[str, str]:
@@ -346,6 +361,20 @@ spec:
 def test_load_relays_reads_every_document() -> None:
     relays = load_relays(str(ROOT / "examples" / "mailrelay.yaml"))
     assert [r.name for r in relays] == ["relay"]
+
+
+@pytest.mark.parametrize("changes", [
+    {"mail_from_fqdn": "a.example\nalways_bcc = spy@collector.test"},
+    {"relay": Relay(host="::1%lo\nsmtpd_authorized_xclient_hosts = static:all")},
+    {"keep_domains": ("corp.example\r/^/ x@y",)},
+    {"rules": (RewriteRule("a", "b@c.example\n/^/ spy@collector.test"),)},
+    {"image": "ok", "mail_from_fqdn": "a.example\x00"},
+], ids=["fqdn", "relay host", "keep domain", "rule", "nul"])
+def test_rendering_refuses_a_line_break_that_validation_missed(changes: dict[str, Any]) -> None:
+    """Defence in depth: a spec built around `parse` still cannot inject a Postfix line."""
+    spec = dataclasses.replace(make_relay({"mailFromFQDN": "a.example"}).spec, **changes)
+    with pytest.raises(postfix.UnsafeValue, match="refusing to render a Postfix line"):
+        postfix.config_files(spec)
 
 
 def test_the_metrics_sidecar_shares_the_queue_read_only_and_the_log_file() -> None:

@@ -13,6 +13,7 @@ from mailrelay.spec import DEFAULT_NETWORKS, Relay, RewriteRule, SpecError, pars
 from mailrelay.version import DEFAULT_POSTFIX_IMAGE
 
 from conftest import relay_object
+from invalid_specs import REFUSED_BY_BOTH
 
 VALID = {"mailFromFQDN": "apps.example.com"}
 
@@ -84,11 +85,13 @@ INVALID: list[tuple[str, dict[str, Any] | None, str]] = [
      "spec.rewrite.keepDomains[1]: duplicate entry 'a.example'"),
     ("rule without replacement", with_spec(rewrite={"rules": [{"pattern": "x"}]}),
      "spec.rewrite.rules[0].replacement: is required"),
-    ("rule pattern does not compile", with_spec(rewrite={"rules": [{"pattern": "(a", "replacement": "b@c.d"}]}),
+    ("rule pattern does not compile", with_spec(rewrite={"rules": [{"pattern": "a{2", "replacement": "b@c.d"}]}),
      "spec.rewrite.rules[0].pattern: is not a valid POSIX extended regular expression"),
+    ("rule pattern with an unclosed group", with_spec(rewrite={"rules": [{"pattern": "(a", "replacement": "b@c.d"}]}),
+     "spec.rewrite.rules[0].pattern: parentheses must balance"),
     ("rule pattern breaks out of the delimiters", with_spec(rewrite={"rules": [
         {"pattern": "a/ x@evil.example\n/b", "replacement": "b@c.d"}]}),
-     "spec.rewrite.rules[0].pattern: must be printable ASCII without spaces, newlines"),
+     "spec.rewrite.rules[0].pattern: 'a/ x@evil.example\\n/b' is not a pattern"),
     ("rule pattern with unescaped slash", with_spec(rewrite={"rules": [{"pattern": "a/b", "replacement": "b@c.d"}]}),
      "contains an unescaped '/' at position 1"),
     ("rule pattern ends in backslash", with_spec(rewrite={"rules": [{"pattern": "ab\\", "replacement": "b@c.d"}]}),
@@ -96,7 +99,7 @@ INVALID: list[tuple[str, dict[str, Any] | None, str]] = [
     ("rule pattern is Python, not POSIX", with_spec(rewrite={"rules": [{"pattern": "(?:a)", "replacement": "b@c.d"}]}),
      "is not a valid POSIX extended regular expression"),
     ("replacement with newline", with_spec(rewrite={"rules": [{"pattern": "a", "replacement": "b@c.d\nx"}]}),
-     "spec.rewrite.rules[0].replacement: must be printable ASCII without spaces, newlines"),
+     "spec.rewrite.rules[0].replacement: 'b@c.d\\nx' is not a replacement: only printable ASCII"),
     ("replacement refers to a missing group",
      with_spec(rewrite={"rules": [{"pattern": "(a)", "replacement": "$2@c.d"}]}),
      "refers to group $2 but the pattern has 1"),
@@ -126,9 +129,9 @@ INVALID: list[tuple[str, dict[str, Any] | None, str]] = [
     ("duplicate network", with_spec(allowedNetworks=["10.0.0.0/8", "10.0.0.0/8"]), "duplicate network '10.0.0.0/8'"),
     ("size too small", with_spec(messageSizeLimitBytes=10), "spec.messageSizeLimitBytes: must be from 1024"),
     ("negative replicas", with_spec(replicas=-1), "spec.replicas: must be from 0 to 100, got -1"),
-    ("image with space", with_spec(image="postfix latest"), "spec.image: must be a non-empty image reference"),
+    ("image with space", with_spec(image="postfix latest"), "spec.image: 'postfix latest' is not an image reference"),
     ("bad quantity", with_spec(resources={"limits": {"memory": "lots"}}),
-     "spec.resources.limits.memory: 'lots' is not a Kubernetes quantity"),
+     "spec.resources.limits.memory: 'lots' is not a non-negative Kubernetes quantity"),
     ("unknown resources key", with_spec(resources={"limit": {}}), "spec.resources.limit: unknown field"),
     ("node selector value not a string", with_spec(nodeSelector={"zone": 1}),
      "spec.nodeSelector.zone: must be a string"),
@@ -136,6 +139,18 @@ INVALID: list[tuple[str, dict[str, Any] | None, str]] = [
      "spec.tolerations[0].operator: must be Equal or Exists"),
     ("service name not DNS-1035", with_spec(service={"name": "1mail"}), "spec.service.name: '1mail' is not a DNS-1035"),
     ("service port zero", with_spec(service={"port": 0}), "spec.service.port: must be from 1 to 65535, got 0"),
+    # Refused by the operator only: the CRD cannot know the Public Suffix List, run regcomp() or
+    # compare quantities (tests/test_api_validation.py lists them as known gaps).
+    ("fqdn is a public suffix", with_spec(mailFromFQDN="co.uk"), "'co.uk' is a public suffix"),
+    ("keepDomain public suffix", with_spec(rewrite={"keepDomains": ["co.uk"]}), "'co.uk' is a public suffix"),
+    ("keepDomain private public suffix", with_spec(rewrite={"keepDomains": ["github.io"]}),
+     "'github.io' is a public suffix"),
+    ("rule with an empty alternative", with_spec(rewrite={"rules": [{"pattern": "a|", "replacement": "a@a.example"}]}),
+     "must not have an empty alternative"),
+    ("rule back-reference to a later group", with_spec(rewrite={"rules": [
+        {"pattern": "\\1(a)", "replacement": "a@a.example"}]}), "is not a valid POSIX extended regular expression"),
+    ("request above limit", with_spec(resources={"requests": {"memory": "1Gi"}, "limits": {"memory": "512Mi"}}),
+     "spec.resources.requests.memory: 1Gi is more than the limit 512Mi"),
     # Pod knobs (spec_pod.py).
     ("pull secret without name", with_spec(imagePullSecrets=[{}]), "spec.imagePullSecrets[0].name: is required"),
     ("pull secret as a string", with_spec(imagePullSecrets=["mirror"]),
@@ -246,7 +261,7 @@ INVALID: list[tuple[str, dict[str, Any] | None, str]] = [
     ("duplicate allowDomain", with_spec(recipients={"allowDomains": ["example.org", "EXAMPLE.org"]}),
      "spec.recipients.allowDomains[1]: duplicate entry 'example.org'"),
     ("allowDomain with a regexp", with_spec(recipients={"allowDomains": [".*"]}), "is not a valid host name"),
-]
+] + [(name, with_spec(**changes), message) for name, changes, _, message in REFUSED_BY_BOTH]
 
 
 @pytest.mark.parametrize(("spec", "message"), [(s, m) for _, s, m in INVALID], ids=[i for i, _, _ in INVALID])
@@ -259,6 +274,13 @@ def test_invalid_spec_names_the_field_and_the_fault(spec: dict[str, Any] | None,
 def test_there_are_at_least_25_invalid_cases() -> None:
     assert len(INVALID) >= 25
     assert sum(1 for _, spec, _ in INVALID if spec and guard.FIELDS & set(spec)) >= 15  # the tenant guardrails
+    assert len(REFUSED_BY_BOTH) >= 25  # each also refused by the CRD (tests/test_crd.py)
+
+
+def test_a_rule_may_use_back_references_and_literal_parentheses() -> None:
+    spec = parse_spec(with_spec(rewrite={"rules": [
+        {"pattern": "(a)\\1@x|[(]b[)]@y|\\(c\\)@z", "replacement": "$1@apps.example.com"}]}))
+    assert spec.rules[0].anchored == "^(a)\\1@x$|^[(]b[)]@y$|^\\(c\\)@z$"
 
 
 def test_every_problem_is_reported_at_once() -> None:
@@ -300,6 +322,9 @@ def test_guardrails_are_parsed_and_normalised() -> None:
     ({"kind": "Deployment"}, "apiVersion/kind: must be mailrelay.dev/v1alpha1 MailRelay"),
     ({"metadata": {"name": "Relay"}}, "metadata.name: must be a DNS-1035 label"),
     ({"metadata": {"name": "r" * 51}}, "of at most 50 characters"),
+    ({"metadata": None}, "metadata: must be an object with a name, got null"),
+    ({"metadata": "hello"}, "metadata: must be an object with a name, got a string"),
+    ({"metadata": {"name": "relay", "namespace": "Apps\n"}}, "metadata.namespace: must be a DNS-1123 label"),
 ])
 def test_invalid_object_metadata(obj_change: dict[str, Any], message: str) -> None:
     obj = relay_object(VALID)

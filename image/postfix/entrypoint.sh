@@ -61,9 +61,9 @@ fi
 problems=$(
     {
         postfix -c "$CONFIG_DIR" check 2>&1 || echo "postfix check failed"
-        # The sender map, and the recipient allow-list among the restrictions (the words with a ':').
-        for map in $(postconf -c "$CONFIG_DIR" -xh sender_canonical_maps smtpd_recipient_restrictions \
-            | tr ', ' '\n\n' | grep ':'); do
+        # The maps, and the recipient allow-list among the restrictions (the words with a ':').
+        for map in $(postconf -c "$CONFIG_DIR" -xh sender_canonical_maps canonical_maps header_checks \
+            smtp_header_checks smtpd_recipient_restrictions | tr ', ' '\n\n' | grep ':'); do
             postmap -c "$CONFIG_DIR" -q probe@mailrelay.invalid "$map" 2>&1 >/dev/null || true
         done
     } | grep -E 'warning|fatal|error|failed' || true

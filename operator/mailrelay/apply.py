@@ -14,9 +14,14 @@ from typing import Any, Literal, Protocol
 
 from kubernetes.utils.quantity import parse_quantity
 
+from mailrelay.kube import ApiError
+
 APPLIED_HASH_ANNOTATION = "mailrelay.dev/applied-hash"
 
-Action = Literal["created", "updated", "unchanged", "conflict", "deleted"]
+Action = Literal["created", "updated", "unchanged", "conflict", "deleted", "refused"]
+# HTTP codes with which the API server refuses an object for good (malformed or invalid): retrying
+# the same object cannot succeed, so it is not sent again until the rendered object changes.
+REFUSED_STATUS = (400, 422)
 
 
 class ObjectApi(Protocol):
@@ -35,7 +40,8 @@ class ChildResult:
     name: str
     action: Action
     live: dict[str, Any] | None = None
-    owner: str = ""  # for a conflict: who owns the object instead
+    owner: str = ""  # for a conflict: who owns the object instead; when refused: refusal_key()
+    message: str = ""  # when refused now: what the API server said (empty when refused by an earlier pass)
 
 
 @dataclass
@@ -45,6 +51,10 @@ class ApplyResult:
     @property
     def conflicts(self) -> list[ChildResult]:
         return [c for c in self.children if c.action == "conflict"]
+
+    @property
+    def refused(self) -> list[ChildResult]:
+        return [c for c in self.children if c.action == "refused"]
 
     @property
     def writes(self) -> list[ChildResult]:
@@ -99,29 +109,45 @@ def needs_apply(desired: dict[str, Any], live: dict[str, Any]) -> bool:
     return annotations.get(APPLIED_HASH_ANNOTATION) != stamped or not contains(desired, live)
 
 
-def apply_children(api: ObjectApi, uid: str, desired: list[dict[str, Any]]) -> ApplyResult:
+def refusal_key(obj: dict[str, Any]) -> str:
+    """Names one exact rendered object: kind, name and its applied hash."""
+    meta = obj["metadata"]
+    return f"{obj['kind']}/{meta['name']}@{meta['annotations'][APPLIED_HASH_ANNOTATION]}"
+
+
+def apply_children(api: ObjectApi, uid: str, desired: list[dict[str, Any]], refused: str = "") -> ApplyResult:
     """Apply each child in order; conflicts are reported, not written, and do not stop the others.
 
     A Deployment is not applied while the ConfigMap it mounts is someone else's: its pods would
-    start on a foreign configuration.
+    start on a foreign configuration. An object the API server refused for good (HTTP 400/422) is
+    reported as refused; `refused` is the key of the last refusal, so the very same object is not
+    sent again (no write loop), while any change to it is.
     """
     result = ApplyResult()
     for obj in desired:
         obj = with_applied_hash(obj)
         kind, meta = obj["kind"], obj["metadata"]
+        if refused and refusal_key(obj) == refused:
+            result.children.append(ChildResult(kind, meta["name"], "refused", None, refused))
+            continue
         live = api.get(kind, meta["namespace"], meta["name"])
         if live is not None and not owned_by(live, uid):
             result.children.append(ChildResult(kind, meta["name"], "conflict", live, describe_owner(live)))
             continue
-        if kind == "Deployment" and any(c.kind == "ConfigMap" for c in result.conflicts):
+        if kind == "Deployment" and any(c.kind == "ConfigMap" for c in result.conflicts + result.refused):
             result.children.append(ChildResult(kind, meta["name"], "unchanged", live))
             continue
-        if live is None:
-            result.children.append(ChildResult(kind, meta["name"], "created", api.apply(obj)))
-        elif needs_apply(obj, live):
-            result.children.append(ChildResult(kind, meta["name"], "updated", api.apply(obj)))
-        else:
+        if live is not None and not needs_apply(obj, live):
             result.children.append(ChildResult(kind, meta["name"], "unchanged", live))
+            continue
+        try:
+            applied = api.apply(obj)
+        except ApiError as exc:
+            if exc.status not in REFUSED_STATUS:
+                raise
+            result.children.append(ChildResult(kind, meta["name"], "refused", live, refusal_key(obj), str(exc)))
+            continue
+        result.children.append(ChildResult(kind, meta["name"], "created" if live is None else "updated", applied))
     return result
 
 

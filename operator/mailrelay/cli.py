@@ -3,23 +3,72 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import sys
+from pathlib import Path
+from typing import Any
 
-from mailrelay.manifests import dump, load_relays
+from mailrelay.local import STATE_ROOT
+from mailrelay.manifests import dump, load_file
 from mailrelay.render import render
+from mailrelay.secret import Credentials, SecretProblem, credentials
 from mailrelay.spec import MailRelay, SpecError
 
 EXIT_INVALID = 2
 
 
-def _relays_or_exit(source: str) -> list[MailRelay]:
+def _file_or_exit(source: str) -> tuple[list[MailRelay], list[dict[str, Any]]]:
     try:
-        return load_relays(source)
+        return load_file(source)
     except (SpecError, OSError) as exc:
         problems = exc.problems if isinstance(exc, SpecError) else [f"{source}: {exc.strerror or exc}"]
         for problem in problems:
             print(problem, file=sys.stderr)
         raise SystemExit(EXIT_INVALID) from None
+
+
+def _relays_or_exit(source: str) -> list[MailRelay]:
+    return _file_or_exit(source)[0]
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be from 1 to 65535, got {port}")
+    return port
+
+
+def _address(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IP address (such as 127.0.0.1 or ::1)") from None
+
+
+def _login(relay: MailRelay, secrets: list[dict[str, Any]], args: argparse.Namespace) -> Credentials | None:
+    """The smarthost login for local mode: a Secret document in the same file, else the workdir's files."""
+    name = relay.spec.relay.auth_secret if relay.spec.relay else None
+    if not name:
+        return None
+    found = [s for s in secrets if isinstance(s.get("metadata"), dict) and s["metadata"].get("name") == name]
+    if found:
+        try:
+            return credentials(found[0])
+        except SecretProblem as exc:
+            raise SystemExit(_fail(f"{args.file}: Secret {name}: {exc}")) from None
+    if args.workdir and all((Path(args.workdir) / "secret" / key).is_file() for key in ("username", "password")):
+        return None  # written there earlier; the entrypoint checks them
+    raise SystemExit(_fail(
+        f"{args.file}: spec.relay.authSecretRef names Secret {name}, which is not in the file: add it as another "
+        f"document (apiVersion: v1, kind: Secret, metadata.name: {name}, stringData: username and password)"))
+
+
+def _fail(message: str) -> int:
+    print(message, file=sys.stderr)
+    return EXIT_INVALID
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -45,11 +94,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_local(args: argparse.Namespace) -> int:
     from mailrelay.local import run_local
 
-    relays = _relays_or_exit(args.file)
+    relays, secrets = _file_or_exit(args.file)
     if len(relays) != 1:
-        print(f"{args.file}: local mode runs one MailRelay, found {len(relays)}", file=sys.stderr)
-        return EXIT_INVALID
-    return run_local(relays[0], port=args.port, listen=args.listen, workdir=args.workdir)
+        return _fail(f"{args.file}: local mode runs one MailRelay, found {len(relays)}")
+    login = _login(relays[0], secrets, args)
+    return run_local(relays[0], port=args.port, listen=args.listen, workdir=args.workdir, login=login)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,11 +125,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     run.set_defaults(func=cmd_run)
 
-    local = commands.add_parser("local", help="run one MailRelay with the local Postfix, in the foreground")
-    local.add_argument("-f", "--file", required=True, help="a YAML file with one MailRelay")
-    local.add_argument("--port", type=int, default=2525, help="SMTP port to listen on (default 2525)")
-    local.add_argument("--listen", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    local.add_argument("--workdir", default=None, help="keep config, queue and logs here (default: a temp dir)")
+    local = commands.add_parser(
+        "local", help="run one MailRelay with the local Postfix, in the foreground",
+        description="Run one MailRelay with this machine's Postfix. With spec.relay.authSecretRef, put the "
+                    "Secret in the same file as another document (apiVersion: v1, kind: Secret, with stringData "
+                    "or data holding username and password); it is written only to a root-only file.")
+    local.add_argument("-f", "--file", required=True, help="a YAML file with one MailRelay (and its Secret)")
+    local.add_argument("--port", type=_port, default=2525, help="SMTP port to listen on, 1-65535 (default 2525)")
+    local.add_argument("--listen", type=_address, default="127.0.0.1",
+                       help="IP address to listen on (default 127.0.0.1)")
+    local.add_argument("--workdir", default=None,
+                       help="keep the rendered files and the login here (its mode is left alone) and Postfix's "
+                            f"queue under {STATE_ROOT}; one instance per workdir (default: a temp dir)")
     local.set_defaults(func=cmd_local)
     return parser
 

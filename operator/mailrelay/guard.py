@@ -11,10 +11,9 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from mailrelay.spec import _Checker
+from mailrelay.checker import Checker
 
 FIELDS = {"networkPolicy", "clients", "egress", "limits", "recipients"}
 
@@ -99,7 +98,7 @@ class Guardrails:
     allow_domains: tuple[str, ...] = ()  # empty: any recipient
 
 
-def parse(check: _Checker, spec: dict[str, Any]) -> Guardrails | None:
+def parse(check: Checker, spec: dict[str, Any]) -> Guardrails | None:
     """The guardrail fields of a spec mapping, or None after recording each problem."""
     before = len(check.problems)
     enabled, same_namespace = _parse_network_policy(check, spec.get("networkPolicy", {}))
@@ -121,14 +120,14 @@ def parse(check: _Checker, spec: dict[str, Any]) -> Guardrails | None:
                       limits=limits, allow_domains=domains)
 
 
-def _boolean(check: _Checker, path: str, value: Any) -> bool | None:
+def _boolean(check: Checker, path: str, value: Any) -> bool | None:
     if not isinstance(value, bool):
         check.fail(path, f"must be true or false, got {value!r}")
         return None
     return value
 
 
-def _parse_network_policy(check: _Checker, raw: Any) -> tuple[bool | None, bool | None]:
+def _parse_network_policy(check: Checker, raw: Any) -> tuple[bool | None, bool | None]:
     policy = check.mapping("spec.networkPolicy", raw, {"enabled", "sameNamespace"})
     if policy is None:
         return None, None
@@ -141,7 +140,7 @@ def _parse_network_policy(check: _Checker, raw: Any) -> tuple[bool | None, bool 
     return enabled, same
 
 
-def _parse_clients(check: _Checker, raw: Any, same_namespace: bool) -> tuple[ClientPeer, ...] | None:
+def _parse_clients(check: Checker, raw: Any, same_namespace: bool) -> tuple[ClientPeer, ...] | None:
     items = check.string_list("spec.clients", raw, MAX_CLIENTS)
     if items is None:
         return None
@@ -167,7 +166,7 @@ def _parse_clients(check: _Checker, raw: Any, same_namespace: bool) -> tuple[Cli
     return tuple(peers)
 
 
-def _parse_selector(check: _Checker, path: str, raw: Any) -> LabelSelector | None:
+def _parse_selector(check: Checker, path: str, raw: Any) -> LabelSelector | None:
     selector = check.mapping(path, raw, {"matchLabels", "matchExpressions"})
     if selector is None:
         return None
@@ -192,7 +191,7 @@ def _parse_selector(check: _Checker, path: str, raw: Any) -> LabelSelector | Non
     return LabelSelector(match_labels=tuple(sorted(labels)), match_expressions=tuple(expressions))
 
 
-def _parse_expression(check: _Checker, path: str, raw: Any) -> tuple[str, str, tuple[str, ...]] | None:
+def _parse_expression(check: Checker, path: str, raw: Any) -> tuple[str, str, tuple[str, ...]] | None:
     expression = check.mapping(path, raw, {"key", "operator", "values"})
     if expression is None:
         return None
@@ -215,7 +214,7 @@ def _parse_expression(check: _Checker, path: str, raw: Any) -> tuple[str, str, t
     return str(expression["key"]), operator, tuple(values)
 
 
-def _label_key(check: _Checker, path: str, key: Any) -> bool:
+def _label_key(check: Checker, path: str, key: Any) -> bool:
     prefix, _, name = key.rpartition("/") if isinstance(key, str) else ("", "", "")
     if not isinstance(key, str) or not LABEL_KEY_RE.match(key) or len(prefix) > 253 or len(name) > 63:
         check.fail(path, f"{key!r} is not a label key (an optional DNS prefix of at most 253 characters and '/', "
@@ -224,7 +223,7 @@ def _label_key(check: _Checker, path: str, key: Any) -> bool:
     return True
 
 
-def _label_value(check: _Checker, path: str, value: Any) -> bool:
+def _label_value(check: Checker, path: str, value: Any) -> bool:
     if not isinstance(value, str) or len(value) > 63 or not LABEL_VALUE_RE.match(value):
         check.fail(path, f"{value!r} is not a label value (at most 63 letters, digits, '-', '_' or '.', starting "
                    "and ending with a letter or digit)")
@@ -232,7 +231,7 @@ def _label_value(check: _Checker, path: str, value: Any) -> bool:
     return True
 
 
-def _parse_egress(check: _Checker, raw: Any) -> Egress | None:
+def _parse_egress(check: Checker, raw: Any) -> Egress | None:
     egress = check.mapping("spec.egress", raw, {"restricted", "smarthostNetworks"})
     if egress is None:
         return None
@@ -268,7 +267,7 @@ _LIMITS = (("messagesPerMinute", "messages_per_minute", MAX_MESSAGES_PER_MINUTE)
            ("concurrentConnections", "concurrent_connections", MAX_CONNECTIONS))
 
 
-def _parse_limits(check: _Checker, raw: Any) -> Limits | None:
+def _parse_limits(check: Checker, raw: Any) -> Limits | None:
     limits = check.mapping("spec.limits", raw, {name for name, _, _ in _LIMITS})
     if limits is None:
         return None
@@ -280,7 +279,7 @@ def _parse_limits(check: _Checker, raw: Any) -> Limits | None:
     return Limits(**values) if len(values) == len(_LIMITS) else None
 
 
-def _parse_recipients(check: _Checker, raw: Any) -> tuple[str, ...] | None:
+def _parse_recipients(check: Checker, raw: Any) -> tuple[str, ...] | None:
     recipients = check.mapping("spec.recipients", raw, {"allowDomains"})
     if recipients is None:
         return None

@@ -7,6 +7,8 @@ probe and drain scripts are exactly what runs in the pod.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import shutil
 import signal
@@ -18,6 +20,7 @@ import time
 from pathlib import Path
 
 from mailrelay import postfix
+from mailrelay.secret import Credentials
 from mailrelay.spec import MailRelay
 
 IMAGE_DIR = Path(os.environ.get("MAILRELAY_IMAGE_DIR", Path(__file__).resolve().parents[2] / "image" / "postfix"))
@@ -27,8 +30,36 @@ INSTALL_HINT = ("Postfix is not installed. On Debian or Ubuntu, as root:\n"
                 "  DEBIAN_FRONTEND=noninteractive apt-get install -y postfix libsasl2-modules")
 
 
+# Postfix's unprivileged daemons must reach the queue, data and log directories by absolute path, so
+# with a user's --workdir (whose mode is the user's business) they live here instead, one directory
+# per workdir, root-owned and world-traversable; only the password map in it is private (0600).
+STATE_ROOT = Path(os.environ.get("MAILRELAY_LOCAL_STATE", "/var/lib/mailrelay-local"))
+LOCK_FILE = ".mailrelay-local.lock"
+
+
 class LocalRelayError(RuntimeError):
     pass
+
+
+def state_dir_for(workdir: Path) -> Path:
+    """The Postfix state directory that belongs to a user's workdir (stable, so the queue persists)."""
+    return STATE_ROOT / hashlib.sha256(str(workdir.resolve()).encode()).hexdigest()[:16]
+
+
+def lock_workdir(workdir: Path) -> int:
+    """Hold an exclusive lock on the workdir for this process's life, or raise if another instance has it."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(workdir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise LocalRelayError(f"another mailrelay-operator local (pid {holder}) is using {workdir}; "
+                              "stop it or choose another --workdir") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
 
 
 def postfix_problem() -> str | None:
@@ -46,17 +77,22 @@ class LocalPostfix:
     """A private Postfix instance on loopback with its own config, queue and data directories."""
 
     def __init__(self, relay: MailRelay, workdir: Path, *, listen: str = "127.0.0.1", port: int = 2525,
-                 secret: dict[str, str] | None = None, extra_files: dict[str, str] | None = None):
+                 secret: dict[str, str] | None = None, extra_files: dict[str, str] | None = None,
+                 state: Path | None = None):
+        """`workdir` holds the rendered files and the login (read by root only); `state` Postfix's own
+        tree, which must be reachable by the `postfix` user (default: inside workdir, for callers
+        that made workdir themselves)."""
         self.relay = relay
         self.workdir = workdir
+        self.state = state or workdir
         self.listen = listen
         self.port = port
         self.source = workdir / "configmap"
         self.secret_dir = workdir / "secret"
-        self.config_dir = workdir / "postfix"
-        self.queue_dir = workdir / "queue"
-        self.data_dir = workdir / "data"
-        self.maillog = workdir / "log" / "maillog"
+        self.config_dir = self.state / "postfix"
+        self.queue_dir = self.state / "queue"
+        self.data_dir = self.state / "data"
+        self.maillog = self.state / "log" / "maillog"
         self.process: subprocess.Popen[bytes] | None = None
         self.exporter: subprocess.Popen[bytes] | None = None
         self.extra_env: dict[str, str] = {}  # more of the pod's environment, e.g. the log copy to stdout
@@ -65,15 +101,24 @@ class LocalPostfix:
 
     def _write(self, secret: dict[str, str] | None, extra: dict[str, str]) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.workdir.chmod(0o755)  # Postfix's unprivileged daemons must reach the queue and data below
+        if self.state != self.workdir:
+            self.state.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+            self.state.mkdir(mode=0o755, exist_ok=True)
+            link = self.workdir / "postfix-state"
+            if not link.is_symlink():
+                link.symlink_to(self.state)
         self.source.mkdir(parents=True, exist_ok=True)
         self.maillog.parent.mkdir(parents=True, exist_ok=True)
         for name, text in {**postfix.config_files(self.relay.spec), **extra}.items():
             (self.source / name).write_text(text)
         if secret is not None:
             self.secret_dir.mkdir(mode=0o700, exist_ok=True)
+            self.secret_dir.chmod(0o700)
             for key, value in secret.items():
-                (self.secret_dir / key).write_text(value)
+                path = self.secret_dir / key
+                path.touch(mode=0o600)
+                path.chmod(0o600)
+                path.write_text(value)
 
     @property
     def env(self) -> dict[str, str]:
@@ -102,7 +147,8 @@ class LocalPostfix:
                 raise LocalRelayError(f"Postfix did not start:\n{self.output.read_text()}")
             try:
                 with socket.create_connection((self.listen, self.port), timeout=1) as sock:
-                    if sock.recv(64).startswith(b"220"):
+                    # 554 when the listen address itself is outside allowedNetworks: up, and refusing.
+                    if sock.recv(64)[:3] in (b"220", b"554"):
                         return
             except OSError:
                 time.sleep(0.1)
@@ -196,18 +242,44 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def run_local(relay: MailRelay, *, port: int, listen: str, workdir: str | None) -> int:
-    """`mailrelay-operator local`: run the relay in the foreground until interrupted."""
+def run_local(relay: MailRelay, *, port: int, listen: str, workdir: str | None,
+              login: Credentials | None = None) -> int:
+    """`mailrelay-operator local`: run the relay in the foreground until interrupted.
+
+    With --workdir the directory keeps its owner and mode (it may be private): it holds the
+    rendered files, the login (0700/0600) and a lock, and Postfix's state lives in state_dir_for().
+    Without, everything is in a temporary directory of ours that is removed at the end.
+    """
     problem = postfix_problem()
     if problem:
         print(f"mailrelay-operator local: {problem}", file=sys.stderr)
         return 1
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` and service managers stop it like Ctrl-C does
-    base = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="mailrelay-local-"))
-    instance = LocalPostfix(relay, base, listen=listen, port=port)
+    if workdir:
+        base, state = Path(workdir), state_dir_for(Path(workdir))
+    else:
+        base = Path(tempfile.mkdtemp(prefix="mailrelay-local-"))
+        base.chmod(0o755)  # ours: the Postfix daemons must reach the queue; the login stays 0700 inside
+        state = None
+    try:
+        lock = lock_workdir(base)
+    except LocalRelayError as exc:
+        print(f"mailrelay-operator local: {exc}", file=sys.stderr)
+        return 1
+    secret = {"username": login.username, "password": login.password} if login else None
+    try:
+        instance = LocalPostfix(relay, base, listen=listen, port=port, secret=secret, state=state)
+        return _serve(instance, relay, listen, port)
+    finally:
+        os.close(lock)
+        if workdir is None:  # ours, not the user's: leave nothing behind
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def _serve(instance: LocalPostfix, relay: MailRelay, listen: str, port: int) -> int:
     secret_note = ""
     if relay.spec.relay and relay.spec.relay.auth_secret:
-        secret_note = f"\n  smarthost login: put files username and password in {instance.secret_dir}"
+        secret_note = f"\n  smarthost login: {instance.secret_dir} (username, password; root only)"
     print(f"mailrelay-operator local: {relay.namespace}/{relay.name} on {listen}:{port}, "
           f"senders rewritten to @{relay.spec.mail_from_fqdn}\n"
           f"  files: {instance.source}  log: {instance.maillog}{secret_note}\n"
@@ -233,6 +305,4 @@ def run_local(relay: MailRelay, *, port: int, listen: str, workdir: str | None) 
         return 1
     finally:
         instance.stop()
-        if workdir is None:  # ours, not the user's: leave nothing behind
-            shutil.rmtree(base, ignore_errors=True)
     return 0

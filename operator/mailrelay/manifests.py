@@ -9,39 +9,88 @@ from typing import Any
 
 import yaml
 
+from mailrelay import postfix
 from mailrelay.spec import MailRelay, SpecError, parse
+
+MAX_INPUT_BYTES = 4 * 1024 * 1024
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys: last-wins would silently drop what the user wrote."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+            except TypeError:  # an unhashable key (a list): construct_mapping reports it below
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark, f"found duplicate key {key!r}",
+                    key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read(source: str) -> str:
+    raw = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1) if source == "-" else Path(source).read_bytes()
+    if len(raw) > MAX_INPUT_BYTES:
+        raise SpecError([f"{source}: larger than {MAX_INPUT_BYTES // (1024 * 1024)} MiB; not a MailRelay file"])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError([f"{source}: not UTF-8 text (byte {exc.start}); binary or UTF-16 files are not read"]) \
+            from None
+    if "\x00" in text:
+        raise SpecError([f"{source}: contains NUL bytes; not a text file"])
+    return text
 
 
 def load_documents(source: str) -> list[Any]:
     """All YAML documents of a file, or of stdin when `source` is '-'; empty documents are skipped."""
-    text = sys.stdin.read() if source == "-" else Path(source).read_text()
+    text = _read(source)
     try:
-        return [doc for doc in yaml.safe_load_all(text) if doc is not None]
+        return [doc for doc in yaml.load_all(text, Loader=_StrictLoader) if doc is not None]
     except yaml.YAMLError as exc:
-        raise SpecError([f"{source}: not valid YAML: {exc}".replace("\n", " ")]) from exc
+        raise SpecError([f"{source}: not valid YAML: {exc}".replace("\n", " ")]) from None
+    except RecursionError:
+        raise SpecError([f"{source}: nested too deeply to be a MailRelay"]) from None
 
 
 def load_relays(source: str) -> list[MailRelay]:
-    """Parse every MailRelay in `source`; raise one SpecError listing all problems of all documents.
+    """Parse every MailRelay in `source`; raise one SpecError listing all problems of all documents."""
+    return load_file(source)[0]
 
-    Other Kubernetes objects in the same file (a Secret next to its relay) are skipped; anything
-    that claims to be of our API group is checked, so a misspelt kind is an error, not a skip.
+
+def load_file(source: str) -> tuple[list[MailRelay], list[dict[str, Any]]]:
+    """The MailRelays of `source`, and the Secrets next to them (local mode reads its login from one).
+
+    Other Kubernetes objects in the same file are skipped; anything that claims to be of our API
+    group is checked, so a misspelt kind is an error, not a skip.
     """
     relays: list[MailRelay] = []
     problems: list[str] = []
-    documents = [d for d in load_documents(source) if not _foreign(d)]
+    everything = load_documents(source)
+    secrets = [d for d in everything if isinstance(d, dict) and d.get("kind") == "Secret"
+               and d.get("apiVersion") == "v1"]
+    documents = [d for d in everything if not _foreign(d)]
     if not documents:
         raise SpecError([f"{source}: no MailRelay document found"])
     for index, doc in enumerate(documents):
-        name = doc.get("metadata", {}).get("name") if isinstance(doc, dict) else None
-        label = f"{source}: {name or f'document {index + 1}'}"
+        meta = doc.get("metadata") if isinstance(doc, dict) else None
+        name = meta.get("name") if isinstance(meta, dict) else None
+        label = f"{source}: {name if isinstance(name, str) and name.isprintable() else f'document {index + 1}'}"
         try:
-            relays.append(parse(doc))
+            relay = parse(doc)
+            postfix.config_files(relay.spec)  # raises UnsafeValue (a SpecError) rather than render it
+            relays.append(relay)
         except SpecError as exc:
             problems += [f"{label}: {p}" for p in exc.problems]
     if problems:
         raise SpecError(problems)
-    return relays
+    return relays, secrets
 
 
 class _Dumper(yaml.SafeDumper):

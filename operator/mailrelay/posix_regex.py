@@ -55,15 +55,9 @@ def delimiter_problem(pattern: str, delimiter: str = "/") -> str | None:
     return None
 
 
-def map_pattern_problem(pattern: str) -> str | None:
-    """Why `pattern` cannot go into a Postfix regexp map line, or None when it can."""
-    problem = delimiter_problem(pattern)
-    if problem:
-        return problem
-    error, _ = _compile(pattern)
-    if error:
-        return f"is not a valid POSIX extended regular expression: {error}"
-    return None
+def compile_problem(pattern: str) -> str | None:
+    """regcomp()'s complaint about `pattern`, or None when it compiles."""
+    return _compile(pattern)[0]
 
 
 def group_count(pattern: str) -> int:

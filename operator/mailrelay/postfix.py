@@ -1,8 +1,10 @@
 """Everything the project knows about Postfix: each parameter, the service table and the maps.
 
 Files are rendered from a validated spec only, so every value here is already known to be safe for
-a single `name = value` or map line. Maps are named through `${config_directory}` so the same files
-work in the image, in a test's temporary directory and in local mode.
+a single `name = value` or map line; rendering still refuses any line break or control character
+(UnsafeValue), so a validation gap cannot become configuration injection. Maps are named through
+`${config_directory}` so the same files work in the image, in a test's temporary directory and in
+local mode.
 """
 
 from __future__ import annotations
@@ -10,14 +12,33 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from mailrelay.spec import GROUP_REFERENCE, MailRelaySpec, Relay
+from mailrelay.spec import MailRelaySpec, Relay, SpecError
 
 MAIN_CF = "main.cf"
 MASTER_CF = "master.cf"
-SENDER_CANONICAL = "sender_canonical"
+SENDER_CANONICAL = "sender_canonical"  # the user's rules
+SENDER_DOMAINS = "sender_domains"  # the guarantee: anything not at a kept domain goes to @mailFromFQDN
+HEADER_CHECKS = "header_checks"
+SMTP_HEADER_CHECKS = "smtp_header_checks"
 RECIPIENT_ACCESS = "recipient_access"  # only with spec.recipients.allowDomains
 SASL_PASSWORDS = "sasl_passwd"  # written at start-up by the entrypoint from the Secret, never rendered
-CONFIG_FILES = (MAIN_CF, MASTER_CF, SENDER_CANONICAL)
+CONFIG_FILES = (MAIN_CF, MASTER_CF, SENDER_CANONICAL, SENDER_DOMAINS, HEADER_CHECKS, SMTP_HEADER_CHECKS)
+# Postfix treats these as sender headers, but they say where replies and reports go, not who sent:
+# they are hidden from the canonical maps under a private name and restored on the way out.
+KEPT_HEADERS = ("Reply-To", "Errors-To", "Disposition-Notification-To", "Mail-Followup-To", "Resent-Reply-To")
+KEPT_PREFIX = "X-Mailrelay-Kept-"
+NOT_NULL_SENDER = 'if !/^""$/'  # regexp_table(5) block: the null sender (bounces) is never rewritten
+_UNSAFE = re.compile(r"[^\x20-\x7e]")
+
+
+class UnsafeValue(SpecError):
+    """A rendered line would carry a control character or line break: refused, never written."""
+
+
+def _safe(line: str) -> str:
+    if _UNSAFE.search(line):
+        raise UnsafeValue([f"refusing to render a Postfix line with a control character: {line[:80]!r}"])
+    return line
 
 SMTP_PORT = 25
 RECIPIENT_REFUSAL = ("550 5.7.1 this relay only sends to the domains its MailRelay allows "
@@ -96,17 +117,31 @@ def main_cf(spec: MailRelaySpec) -> str:
         ("inet_interfaces", "all"),
         ("inet_protocols", "all"),
         ("mynetworks", networks),
+        # Decided at connect: a client outside mynetworks gets 554 and then 503 for every command,
+        # so not even RCPT TO:<postmaster> (which skips the recipient restrictions) is accepted.
+        ("smtpd_delay_reject", "no"),
         ("smtpd_client_restrictions", "permit_mynetworks, reject"),
         ("smtpd_relay_restrictions", "permit_mynetworks, reject_unauth_destination"),
         ("smtpd_recipient_restrictions", ", ".join([*_recipient_checks(spec), "permit_mynetworks", "reject"])),
         ("smtpd_banner", "$myhostname ESMTP"),
         ("disable_vrfy_command", "yes"),
+        # SMTP smuggling: only <CR><LF>.<CR><LF> ends DATA, for every client (the default exempts
+        # $mynetworks, which here is every client). A bare <LF> elsewhere is read as <CR><LF>.
+        ("smtpd_forbid_bare_newline", "normalize"),
+        ("smtpd_forbid_bare_newline_exclusions", ""),
+        ("smtpd_forbid_unauth_pipelining", "yes"),
         ("message_size_limit", str(spec.message_size_limit)),
         ("mailbox_size_limit", "0"),
-        # Sender rewriting: envelope and header senders, for pod clients too, not just local ones.
+        # Sender rewriting, envelope and header senders, for pod clients too: the user's rules first,
+        # then canonical_maps (applied after sender_canonical_maps, each to its own fixed point)
+        # sends whatever is not at a kept domain to @mailFromFQDN, whatever a rule returned.
         ("sender_canonical_maps", f"regexp:${{config_directory}}/{SENDER_CANONICAL}"),
         ("sender_canonical_classes", "envelope_sender, header_sender"),
+        ("canonical_maps", f"regexp:${{config_directory}}/{SENDER_DOMAINS}"),
+        ("canonical_classes", "envelope_sender, header_sender"),
         ("local_header_rewrite_clients", "permit_mynetworks"),
+        ("header_checks", f"regexp:${{config_directory}}/{HEADER_CHECKS}"),
+        ("smtp_header_checks", f"regexp:${{config_directory}}/{SMTP_HEADER_CHECKS}"),
         # Logs go to the container's stdout; `postfix start-fg` keeps the master in the foreground.
         ("maillog_file", "/dev/stdout"),
         ("smtp_tls_CApath", "/etc/ssl/certs"),
@@ -115,7 +150,7 @@ def main_cf(spec: MailRelaySpec) -> str:
     params += _relay_params(spec.relay)
     params += _guardrail_params(spec)
     lines = ["# Rendered by mailrelay-operator; changes are overwritten."]
-    lines += [f"{name} = {value}".rstrip() for name, value in params]
+    lines += [_safe(f"{name} = {value}".rstrip()) for name, value in params]
     return "\n".join(lines) + "\n"
 
 
@@ -185,40 +220,54 @@ def _domain_regex(domain: str) -> str:
 
 
 
-def _shift_groups(replacement: str) -> str:
-    """User groups move up by one because the pattern is wrapped in ^( )$."""
-
-    def shift(match: re.Match[str]) -> str:
-        if match.group(3):
-            return "$$"
-        return f"${{{int(match.group(1) or match.group(2)) + 1}}}"
-
-    return GROUP_REFERENCE.sub(shift, replacement)
-
-
 def sender_canonical(spec: MailRelaySpec) -> str:
-    """The regexp sender map: user rules, then kept domains, then everything to @mailFromFQDN.
-
-    Postfix re-applies a canonical map to its own result until the address stops changing, so a
-    rule's result is final only when it lands on a kept domain (or mailFromFQDN); anything else is
-    rewritten to @mailFromFQDN. No mail leaves from a domain the relay's owner did not list.
-    """
-    fqdn = spec.mail_from_fqdn
+    """The user's rules, first match wins; each pattern's top-level branches anchored on their own."""
     lines = ["# Rendered by mailrelay-operator; changes are overwritten.",
-             "# regexp_table(5): case-insensitive, first match wins."]
-    for rule in spec.rules:
-        lines.append(f"/^({rule.pattern})$/ {_shift_groups(rule.replacement)}")
-    for domain in (fqdn, *spec.keep_domains):
-        lines.append(f"/^(.*@(.+\\.)?{_domain_regex(domain)})$/ ${{1}}")
-    # Every address here has a domain: trivial-rewrite completes a bare `root` with @$myorigin before
-    # the map is consulted. The one address without "@" is the null sender of bounces, which Postfix
-    # looks up as `""`; rewriting it would turn a bounce into ordinary mail and let bounces loop.
-    lines.append(f"/^(.*)@[^@]*$/ ${{1}}@{fqdn}")
+             "# regexp_table(5): case-insensitive, first match wins. Results go through sender_domains."]
+    lines.append(NOT_NULL_SENDER)
+    lines += [_safe(f"/{rule.anchored}/ {rule.replacement}") for rule in spec.rules]
+    lines.append("endif")
     return "\n".join(lines) + "\n"
 
 
+def sender_domains(spec: MailRelaySpec) -> str:
+    """Kept domains stay, everything else goes to @mailFromFQDN.
+
+    Postfix re-applies a map to its own result until a lookup returns the address unchanged, and
+    stops there; this map is applied after the rules' map, so even a rule that maps an address to
+    itself (which ends the rules' map) cannot make mail leave from an unlisted domain.
+    """
+    fqdn = spec.mail_from_fqdn
+    lines = ["# Rendered by mailrelay-operator; changes are overwritten."]
+    for domain in (fqdn, *spec.keep_domains):
+        lines.append(_safe(f"/^(.*@(.+\\.)?{_domain_regex(domain)})$/ ${{1}}"))
+    lines.append(_safe(f"/^(.*)@[^@]*$/ ${{1}}@{fqdn}"))
+    # trivial-rewrite completes a bare `root` with @$myorigin before the maps, so an address without
+    # "@" here is a rule's result (completed here) or the null sender of bounces, looked up as `""`:
+    # rewriting that would turn a bounce into ordinary mail and let bounces loop.
+    lines += [NOT_NULL_SENDER, _safe(f"/^([^@]+)$/ ${{1}}@{fqdn}"), "endif"]
+    return "\n".join(lines) + "\n"
+
+
+def header_checks() -> str:
+    """Hide the reply headers from the canonical maps (cleanup classifies a replaced header anew)."""
+    names = "|".join(KEPT_HEADERS)
+    return ("# Rendered by mailrelay-operator; changes are overwritten.\n"
+            f"/^({names}):(.*)$/ REPLACE {KEPT_PREFIX}${{1}}:${{2}}\n")
+
+
+def smtp_header_checks() -> str:
+    """Give the reply headers their names back as the message leaves."""
+    names = "|".join(KEPT_HEADERS)
+    return ("# Rendered by mailrelay-operator; changes are overwritten.\n"
+            f"/^{KEPT_PREFIX}({names}):(.*)$/ REPLACE ${{1}}:${{2}}\n")
+
+
 def config_files(spec: MailRelaySpec) -> dict[str, str]:
-    files = {MAIN_CF: main_cf(spec), MASTER_CF: master_cf(), SENDER_CANONICAL: sender_canonical(spec)}
+    """Every file of the ConfigMap; raises UnsafeValue rather than render a line break into one."""
+    files = {MAIN_CF: main_cf(spec), MASTER_CF: master_cf(), SENDER_CANONICAL: sender_canonical(spec),
+             SENDER_DOMAINS: sender_domains(spec), HEADER_CHECKS: header_checks(),
+             SMTP_HEADER_CHECKS: smtp_header_checks()}
     if spec.guard.allow_domains:
         files[RECIPIENT_ACCESS] = recipient_access(spec)
     return files

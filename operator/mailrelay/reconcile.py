@@ -7,8 +7,6 @@ a relay that is already right writes nothing at all.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,11 +18,12 @@ from mailrelay import status as st
 from mailrelay.apply import ApplyResult, ChildResult, apply_children, prune, prune_services
 from mailrelay.delivery import Health
 from mailrelay.kube import Api
+from mailrelay.postfix import config_files
 from mailrelay.render import config_hash, endpoint, label_selector, render, selector_labels
+from mailrelay.secret import SecretProblem, credentials
 from mailrelay.spec import MailRelay, SpecError, parse
 
 log = logging.getLogger(__name__)
-SECRET_KEYS = ("username", "password")
 
 
 @dataclass
@@ -41,7 +40,11 @@ def now() -> str:
 
 
 def _secret_version(api: Api, relay: MailRelay) -> tuple[str, st.Assessment | None]:
-    """A digest of the relay Secret's data (so rotation rolls the pods), or why it cannot be used."""
+    """The Secret's identity (uid and resourceVersion), so rotation rolls the pods, or why it is unusable.
+
+    Identity, not content: the version ends up in status.configHash and the pod template, which
+    anyone who may read the relay sees; a digest of the password would let them test guesses.
+    """
     if relay.spec.relay is None or not relay.spec.relay.auth_secret:
         return "", None
     name = relay.spec.relay.auth_secret
@@ -49,15 +52,13 @@ def _secret_version(api: Api, relay: MailRelay) -> tuple[str, st.Assessment | No
     if secret is None:
         return "", st.Assessment(False, st.SECRET_NOT_FOUND, f"Secret {name} (spec.relay.authSecretRef) does not "
                                  "exist; create it with the keys username and password", stalled=True)
-    data = secret.get("data") or {}
-    missing = [k for k in SECRET_KEYS if not data.get(k) or not base64.b64decode(data[k]).strip()]
-    if missing:
-        return "", st.Assessment(False, st.SECRET_INCOMPLETE, f"Secret {name} lacks a non-empty "
-                                 f"{' and '.join(missing)}", stalled=True)
-    digest = hashlib.sha256()
-    for key in SECRET_KEYS:
-        digest.update(key.encode() + b"\0" + data[key].encode() + b"\0")
-    return digest.hexdigest()[:16], None
+    try:
+        credentials(secret)
+    except SecretProblem as exc:
+        reason = st.SECRET_INCOMPLETE if exc.incomplete else st.SECRET_INVALID
+        return "", st.Assessment(False, reason, f"Secret {name}: {exc}", stalled=True)
+    meta = secret.get("metadata") or {}
+    return f"{meta.get('uid', '')}/{meta.get('resourceVersion', '')}", None
 
 
 def _conflict(result: ApplyResult) -> st.Assessment:
@@ -81,6 +82,19 @@ def _prune(api: Api, uid: str, relay: MailRelay, children: list[dict[str, Any]])
             + prune(api, uid, "NetworkPolicy", relay.namespace, policies, labels))
 
 
+def _refused(result: ApplyResult, previous: dict[str, Any]) -> st.Assessment:
+    """A child the API server refused for good: stalled until the relay changes, not retried.
+
+    When an earlier pass got the refusal, its message (the server's words) is kept as it was.
+    """
+    first = result.refused[0]
+    before = st.ready_condition(previous) or {}
+    if not first.message and before.get("reason") == st.CHILD_REFUSED:
+        return st.Assessment(False, st.CHILD_REFUSED, str(before.get("message", "")), stalled=True)
+    return st.Assessment(False, st.CHILD_REFUSED, f"the API server refused {first.kind} {first.name}: "
+                         f"{first.message or 'earlier'}; change the relay to try again", stalled=True)
+
+
 def reconcile(api: Api, body: dict[str, Any], clock: str | None = None,
               probe: DeliveryProbe | None = None) -> Outcome:
     """Run one pass; API errors propagate (as ApiError) so the caller retries with backoff.
@@ -94,10 +108,12 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None,
     events: list[tuple[str, str, str]] = []
     result: ApplyResult | None = None
     hash_value = address = selector = None
+    refused = ""
     deployment = None
     health: Health | None = None
     try:
         relay = parse(body)
+        config_files(relay.spec)  # UnsafeValue (a SpecError): never render what validation missed
     except SpecError as exc:
         assessment = st.Assessment(False, st.INVALID_SPEC, "; ".join(exc.problems), stalled=True)
     else:
@@ -109,13 +125,17 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None,
         else:
             hash_value = config_hash(relay, secret_version)
             children = render(relay, secret_version)
-            result = apply_children(api, meta["uid"], children)
-            if not result.conflicts:
+            result = apply_children(api, meta["uid"], children, refused=previous.get(st.REFUSED_FIELD) or "")
+            if not result.conflicts and not result.refused:
                 result.children += _prune(api, meta["uid"], relay, children)
             deployment = result.live("Deployment")
-            assessment = _conflict(result) if result.conflicts else st.rollout(
-                deployment, relay.spec.replicas, hash_value)
-            if probe is not None and not result.conflicts:
+            if result.refused:
+                assessment = _refused(result, previous)
+                refused = result.refused[0].owner
+            else:
+                assessment = _conflict(result) if result.conflicts else st.rollout(
+                    deployment, relay.spec.replicas, hash_value)
+            if probe is not None and not result.conflicts and not result.refused:
                 health = probe(relay)
             if result.writes:
                 events.append(("Normal", "Applied", ", ".join(f"{c.action} {c.kind} {c.name}"
@@ -124,7 +144,7 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None,
     def status_from(current: dict[str, Any]) -> dict[str, Any]:
         return st.build(assessment=assessment, generation=generation, previous=current, now=clock or now(),
                         deployment=deployment, config_hash=hash_value, endpoint=address,
-                        selector=selector, delivery=health)
+                        selector=selector, refused=refused, delivery=health)
 
     new_status = status_from(previous)
     outcome = Outcome(assessment, new_status, children=result, events=events)

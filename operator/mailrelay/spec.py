@@ -12,8 +12,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from mailrelay import guard, posix_regex
+from publicsuffixlist import PublicSuffixList
+
+from mailrelay import grammar, guard
+from mailrelay.checker import Checker, kind
 from mailrelay.spec_pod import POD_FIELDS, PodSettings, parse_pod
+from mailrelay.spec_resources import parse_node_selector, parse_resources, parse_tolerations
+from mailrelay.spec_rules import RewriteRule, parse_rule
 from mailrelay.version import DEFAULT_POSTFIX_IMAGE
 
 GROUP = "mailrelay.dev"
@@ -34,11 +39,18 @@ MAX_REPLICAS = 100
 MAX_RULES = 50
 MAX_NAME_LENGTH = 50  # leaves room for the "mailrelay-" prefix and pod suffixes in label values
 
-_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
-HOSTNAME_RE = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
-DNS1035_RE = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
-DNS1123_SUBDOMAIN_RE = HOSTNAME_RE
-_BAD_CHARS = re.compile(r"[^\x21-\x7e]")  # anything but printable ASCII without the space
+DNS1035_RE = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
+DNS1123_LABEL_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_PUBLIC_SUFFIXES = PublicSuffixList()  # the bundled Public Suffix List snapshot; nothing is downloaded
+# Networks that are not public address space; anything else must be a /16 (IPv4) or /32 (IPv6) or
+# smaller, so no list of allowedNetworks (at most 100) covers a meaningful part of the Internet.
+NON_PUBLIC_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+    "fc00::/7", "fe80::/10"))
+MIN_PUBLIC_PREFIX = {4: 16, 6: 32}
+# IPv4-mapped, IPv4-compatible and NAT64 (64:ff9b::/96) addresses all live in ::/8: a network there
+# could stand for the whole IPv4 Internet.
+IPV4_IN_IPV6 = ipaddress.ip_network("::/8")
 
 
 class SpecError(ValueError):
@@ -47,12 +59,6 @@ class SpecError(ValueError):
     def __init__(self, problems: list[str]):
         self.problems = problems
         super().__init__("; ".join(problems))
-
-
-@dataclass(frozen=True)
-class RewriteRule:
-    pattern: str
-    replacement: str
 
 
 @dataclass(frozen=True)
@@ -98,86 +104,25 @@ class MailRelay:
     generation: int | None = None
 
 
-class _Checker:
-    """Collects problems while walking a spec; each check returns a clean value or None."""
-
-    def __init__(self) -> None:
-        self.problems: list[str] = []
-
-    def fail(self, path: str, message: str) -> None:
-        self.problems.append(f"{path}: {message}")
-
-    def mapping(self, path: str, value: Any, known: set[str]) -> dict[str, Any] | None:
-        if not isinstance(value, dict):
-            self.fail(path, f"must be an object, got {_kind(value)}")
-            return None
-        for key in sorted(set(value) - known, key=str):
-            self.fail(f"{path}.{key}", f"unknown field (known: {', '.join(sorted(known))})")
-        return value
-
-    def string(self, path: str, value: Any) -> str | None:
-        if not isinstance(value, str):
-            self.fail(path, f"must be a string, got {_kind(value)}")
-            return None
-        return value
-
-    def integer(self, path: str, value: Any, low: int, high: int) -> int | None:
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(path, f"must be an integer, got {_kind(value)}")
-            return None
-        if not low <= value <= high:
-            self.fail(path, f"must be from {low} to {high}, got {value}")
-            return None
-        return value
-
-    def hostname(self, path: str, value: Any, *, need_dot: bool) -> str | None:
-        text = self.string(path, value)
-        if text is None:
-            return None
-        host = text.lower()
-        if not host:
-            self.fail(path, "must not be empty")
-        elif len(host) > 253:
-            self.fail(path, f"must be at most 253 characters, got {len(host)}")
-        elif not HOSTNAME_RE.match(host):
-            self.fail(path, f"{text!r} is not a valid host name (RFC 1123: letters, digits, '-' and '.')")
-        elif need_dot and "." not in host:
-            self.fail(path, f"{text!r} must be a fully qualified domain name with at least one dot")
-        else:
-            return host
-        return None
-
-    def string_list(self, path: str, value: Any, limit: int) -> list[str] | None:
-        if not isinstance(value, list):
-            self.fail(path, f"must be a list, got {_kind(value)}")
-            return None
-        if len(value) > limit:
-            self.fail(path, f"must have at most {limit} entries, got {len(value)}")
-            return None
-        return value
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-            list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
-
-
 def parse(obj: dict[str, Any]) -> MailRelay:
     """Parse a whole MailRelay object (apiVersion, kind, metadata, spec) or raise SpecError."""
-    check = _Checker()
+    check = Checker()
     if not isinstance(obj, dict):
-        raise SpecError([f"document: must be a MailRelay object, got {_kind(obj)}"])
+        raise SpecError([f"document: must be a MailRelay object, got {kind(obj)}"])
     if obj.get("apiVersion") != API_VERSION or obj.get("kind") != KIND:
         check.fail("apiVersion/kind", f"must be {API_VERSION} {KIND}, got "
                    f"{obj.get('apiVersion')!r} {obj.get('kind')!r}")
-    meta = obj.get("metadata") or {}
-    name = meta.get("name") if isinstance(meta, dict) else None
-    if not isinstance(name, str) or not DNS1035_RE.match(name) or len(name) > MAX_NAME_LENGTH:
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        check.fail("metadata", f"must be an object with a name, got {kind(meta)}")
+        meta = {"name": "unnamed"}
+    name = meta.get("name")
+    if not isinstance(name, str) or not DNS1035_RE.fullmatch(name) or len(name) > MAX_NAME_LENGTH:
         check.fail("metadata.name", f"must be a DNS-1035 label of at most {MAX_NAME_LENGTH} characters "
                    f"(lower-case letters, digits, '-', starting with a letter), got {name!r}")
-    namespace = meta.get("namespace") if isinstance(meta, dict) else None
+    namespace = meta.get("namespace")
+    if namespace is not None and (not isinstance(namespace, str) or not DNS1123_LABEL_RE.fullmatch(namespace)):
+        check.fail("metadata.namespace", f"must be a DNS-1123 label, got {namespace!r}")
     spec = _parse_spec(check, obj.get("spec"))
     if check.problems or spec is None:
         raise SpecError(check.problems)
@@ -188,7 +133,7 @@ def parse(obj: dict[str, Any]) -> MailRelay:
 
 def parse_spec(spec: Any) -> MailRelaySpec:
     """Parse only the `spec` part; used where metadata comes from elsewhere (kopf handlers)."""
-    check = _Checker()
+    check = Checker()
     result = _parse_spec(check, spec)
     if check.problems or result is None:
         raise SpecError(check.problems)
@@ -199,7 +144,7 @@ _SPEC_FIELDS = {"mailFromFQDN", "rewrite", "relay", "allowedNetworks", "messageS
                 "replicas", "image", "resources", "nodeSelector", "tolerations", "service"} | POD_FIELDS | guard.FIELDS
 
 
-def _parse_spec(check: _Checker, raw: Any) -> MailRelaySpec | None:
+def _parse_spec(check: Checker, raw: Any) -> MailRelaySpec | None:
     spec = check.mapping("spec", raw, _SPEC_FIELDS)
     if spec is None:
         return None
@@ -208,18 +153,19 @@ def _parse_spec(check: _Checker, raw: Any) -> MailRelaySpec | None:
         fqdn = None
     else:
         fqdn = check.hostname("spec.mailFromFQDN", spec["mailFromFQDN"], need_dot=True)
+        if fqdn is not None and _PUBLIC_SUFFIXES.is_public(fqdn):
+            check.fail("spec.mailFromFQDN", f"{fqdn!r} is a public suffix (like com or co.uk), not a domain "
+                       "you can send from")
     keep, rules = _parse_rewrite(check, spec.get("rewrite", {}))
     relay = _parse_relay(check, spec["relay"]) if spec.get("relay") is not None else None
     networks = _parse_networks(check, spec.get("allowedNetworks", list(DEFAULT_NETWORKS)))
     size = check.integer("spec.messageSizeLimitBytes", spec.get("messageSizeLimitBytes", DEFAULT_MESSAGE_SIZE_LIMIT),
                          MIN_MESSAGE_SIZE_LIMIT, MAX_MESSAGE_SIZE_LIMIT)
     replicas = check.integer("spec.replicas", spec.get("replicas", 1), 0, MAX_REPLICAS)
-    image = check.string("spec.image", spec.get("image", DEFAULT_POSTFIX_IMAGE))
-    if image is not None and (not image or _BAD_CHARS.search(image)):
-        check.fail("spec.image", "must be a non-empty image reference of printable ASCII without spaces")
-    resources = _parse_resources(check, spec.get("resources", {}))
-    node_selector = _parse_node_selector(check, spec.get("nodeSelector", {}))
-    tolerations = _parse_tolerations(check, spec.get("tolerations", []))
+    image = check.token("spec.image", spec.get("image", DEFAULT_POSTFIX_IMAGE), "an image reference", 512)
+    resources = parse_resources(check, spec.get("resources", {}))
+    node_selector = parse_node_selector(check, spec.get("nodeSelector", {}))
+    tolerations = parse_tolerations(check, spec.get("tolerations", []))
     service = _parse_service(check, spec.get("service", {}))
     pod = parse_pod(check, spec)
     guardrails = guard.parse(check, spec)
@@ -234,7 +180,7 @@ def _parse_spec(check: _Checker, raw: Any) -> MailRelaySpec | None:
                          tolerations=tolerations, service=service, pod=pod, guard=guardrails)
 
 
-def _parse_rewrite(check: _Checker, raw: Any) -> tuple[tuple[str, ...], tuple[RewriteRule, ...]]:
+def _parse_rewrite(check: Checker, raw: Any) -> tuple[tuple[str, ...], tuple[RewriteRule, ...]]:
     rewrite = check.mapping("spec.rewrite", raw, {"keepDomains", "rules"})
     if rewrite is None:
         return (), ()
@@ -246,66 +192,20 @@ def _parse_rewrite(check: _Checker, raw: Any) -> tuple[tuple[str, ...], tuple[Re
             continue
         if host in keep:
             check.fail(f"spec.rewrite.keepDomains[{i}]", f"duplicate entry {host!r}")
+        elif _PUBLIC_SUFFIXES.is_public(host):
+            check.fail(f"spec.rewrite.keepDomains[{i}]", f"{host!r} is a public suffix (like com or co.uk): "
+                       "keeping it would let a pod send as anyone under it")
         keep.append(host)
     rules: list[RewriteRule] = []
     raw_rules = check.string_list("spec.rewrite.rules", rewrite.get("rules", []), MAX_RULES) or []
     for i, item in enumerate(raw_rules):
-        rule = _parse_rule(check, f"spec.rewrite.rules[{i}]", item)
+        rule = parse_rule(check, f"spec.rewrite.rules[{i}]", item)
         if rule is not None:
             rules.append(rule)
     return tuple(keep), tuple(rules)
 
 
-# In a regexp-map result: $1 or ${1} inserts a group, $$ is a literal '$' (regexp_table(5)).
-GROUP_REFERENCE = re.compile(r"\$(?:(\d+)|\{(\d+)\}|(\$))")
-
-
-def _parse_rule(check: _Checker, path: str, raw: Any) -> RewriteRule | None:
-    rule = check.mapping(path, raw, {"pattern", "replacement"})
-    if rule is None:
-        return None
-    for key in ("pattern", "replacement"):
-        if key not in rule:
-            check.fail(f"{path}.{key}", "is required")
-    pattern = check.string(f"{path}.pattern", rule.get("pattern", ""))
-    replacement = check.string(f"{path}.replacement", rule.get("replacement", ""))
-    if pattern is None or replacement is None or "pattern" not in rule or "replacement" not in rule:
-        return None
-    ok = True
-    if not pattern:
-        check.fail(f"{path}.pattern", "must not be empty")
-        ok = False
-    elif _BAD_CHARS.search(pattern):
-        check.fail(f"{path}.pattern", "must be printable ASCII without spaces, newlines or control characters "
-                   "(use [[:space:]] to match white space)")
-        ok = False
-    else:
-        problem = posix_regex.map_pattern_problem(pattern)
-        if problem:
-            check.fail(f"{path}.pattern", problem)
-            ok = False
-    if not replacement:
-        check.fail(f"{path}.replacement", "must not be empty")
-        return None
-    if _BAD_CHARS.search(replacement):
-        check.fail(f"{path}.replacement", "must be printable ASCII without spaces, newlines or control characters")
-        return None
-    stripped = GROUP_REFERENCE.sub("", replacement)
-    if "$" in stripped:
-        check.fail(f"{path}.replacement", "a '$' must start a group reference ($1 or ${1}); write '$$' for '$'")
-        return None
-    if ok:
-        groups = posix_regex.group_count(pattern)
-        for match in GROUP_REFERENCE.finditer(replacement):
-            number = match.group(1) or match.group(2)
-            if number is not None and not 1 <= int(number) <= groups:
-                check.fail(f"{path}.replacement", f"refers to group ${number} but the pattern has {groups}")
-                return None
-        return RewriteRule(pattern=pattern, replacement=replacement)
-    return None
-
-
-def _parse_relay(check: _Checker, raw: Any) -> Relay | None:
+def _parse_relay(check: Checker, raw: Any) -> Relay | None:
     relay = check.mapping("spec.relay", raw, {"host", "port", "tls", "authSecretRef"})
     if relay is None:
         return None
@@ -327,7 +227,7 @@ def _parse_relay(check: _Checker, raw: Any) -> Relay | None:
         ref = check.mapping("spec.relay.authSecretRef", relay["authSecretRef"], {"name"})
         if ref is not None:
             name = check.string("spec.relay.authSecretRef.name", ref.get("name"))
-            if name is not None and (not DNS1123_SUBDOMAIN_RE.match(name) or len(name) > 253):
+            if name is not None and (not grammar.full(grammar.HOSTNAME, name) or len(name) > 253):
                 check.fail("spec.relay.authSecretRef.name", f"{name!r} is not a valid Secret name")
             elif name is not None:
                 secret = name
@@ -336,17 +236,22 @@ def _parse_relay(check: _Checker, raw: Any) -> Relay | None:
     return Relay(host=host, port=port, tls=tls, auth_secret=secret)
 
 
-def _parse_relay_host(check: _Checker, value: Any) -> str | None:
-    if isinstance(value, str):
-        try:
-            address = ipaddress.ip_address(value)
-        except ValueError:
-            return check.hostname("spec.relay.host", value, need_dot=False)
-        return str(address)
-    return check.string("spec.relay.host", value)
+def _parse_relay_host(check: Checker, value: Any) -> str | None:
+    """A host name, an IPv4 address or an IPv6 address without a %zone (a zone is free text)."""
+    if isinstance(value, str) and ":" in value:
+        address = grammar.ip_literal(value)
+        if address is None:
+            check.fail("spec.relay.host", f"{value[:80]!r} is not an IPv6 address (no %zone, no brackets)")
+        return address
+    if isinstance(value, str) and grammar.full(r"[0-9.]+", value):
+        address = grammar.ip_literal(value)
+        if address is None:
+            check.fail("spec.relay.host", f"{value!r} is not an IPv4 address")
+        return address
+    return check.hostname("spec.relay.host", value, need_dot=False)
 
 
-def _parse_networks(check: _Checker, raw: Any) -> tuple[str, ...] | None:
+def _parse_networks(check: Checker, raw: Any) -> tuple[str, ...] | None:
     items = check.string_list("spec.allowedNetworks", raw, 100)
     if items is None:
         return None
@@ -359,16 +264,20 @@ def _parse_networks(check: _Checker, raw: Any) -> tuple[str, ...] | None:
         text = check.string(path, item)
         if text is None:
             continue
-        if "/" not in text:
+        if "/" not in text and grammar.ip_literal(text):
             check.fail(path, f"{text!r} needs a prefix length, e.g. 10.0.0.0/8 or {text}/32")
+            continue
+        if not grammar.full(r"[0-9a-f:.]+/[0-9]{1,3}", text, ignore_case=True):
+            check.fail(path, f"{text[:80]!r} is not a CIDR network (address/prefix, no %zone)")
             continue
         try:
             network = ipaddress.ip_network(text, strict=True)
         except ValueError as exc:
             check.fail(path, f"{text!r} is not a CIDR network ({exc})")
             continue
-        if network.prefixlen == 0:
-            check.fail(path, f"{text!r} matches every address and would make an open relay")
+        problem = _network_problem(network)
+        if problem:
+            check.fail(path, f"{text!r} {problem}")
             continue
         if str(network) in networks:
             check.fail(path, f"duplicate network {str(network)!r}")
@@ -377,65 +286,28 @@ def _parse_networks(check: _Checker, raw: Any) -> tuple[str, ...] | None:
     return tuple(networks) if len(networks) == len(items) else None
 
 
-_QUANTITY_RE = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|[numkMGTPE]i?|Ki)?$")
-
-
-def _parse_resources(check: _Checker, raw: Any) -> dict[str, Any] | None:
-    resources = check.mapping("spec.resources", raw, {"limits", "requests"})
-    if resources is None:
+def _network_problem(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str | None:
+    """Why a network must not be trusted to relay, or None: the open-relay rule (docs/security.md)."""
+    if network.prefixlen == 0:
+        return "matches every address and would make an open relay"
+    if isinstance(network, ipaddress.IPv6Network) and network.overlaps(IPV4_IN_IPV6):
+        return ("overlaps ::/8, where IPv4-mapped and NAT64 addresses stand for the IPv4 Internet "
+                "(loopback is always allowed)")
+    if network.prefixlen >= MIN_PUBLIC_PREFIX[network.version]:
         return None
-    clean: dict[str, Any] = {}
-    for part in ("limits", "requests"):
-        values = resources.get(part)
-        if values is None:
-            continue
-        if not isinstance(values, dict):
-            check.fail(f"spec.resources.{part}", f"must be an object of quantities, got {_kind(values)}")
-            continue
-        for key, quantity in values.items():
-            if isinstance(quantity, bool) or not isinstance(quantity, str | int) or not _QUANTITY_RE.match(
-                    str(quantity)):
-                check.fail(f"spec.resources.{part}.{key}", f"{quantity!r} is not a Kubernetes quantity")
-        clean[part] = {str(k): str(v) for k, v in values.items()}
-    return clean
-
-
-def _parse_node_selector(check: _Checker, raw: Any) -> dict[str, str] | None:
-    if not isinstance(raw, dict):
-        check.fail("spec.nodeSelector", f"must be an object of strings, got {_kind(raw)}")
+    if any(network.version == private.version and network.subnet_of(private)  # type: ignore[arg-type]
+           for private in NON_PUBLIC_NETWORKS):
         return None
-    for key, value in raw.items():
-        if not isinstance(value, str):
-            check.fail(f"spec.nodeSelector.{key}", f"must be a string, got {_kind(value)}")
-    return {str(k): str(v) for k, v in raw.items()}
+    return (f"is public address space wider than /{MIN_PUBLIC_PREFIX[network.version]}: that would let much of "
+            "the Internet relay; list your cluster's pod network (private ranges may be wider)")
 
 
-_TOLERATION_FIELDS = {"key", "operator", "value", "effect", "tolerationSeconds"}
-
-
-def _parse_tolerations(check: _Checker, raw: Any) -> tuple[dict[str, Any], ...] | None:
-    items = check.string_list("spec.tolerations", raw, 50)
-    if items is None:
-        return None
-    result = []
-    for i, item in enumerate(items):
-        toleration = check.mapping(f"spec.tolerations[{i}]", item, _TOLERATION_FIELDS)
-        if toleration is None:
-            continue
-        if toleration.get("operator", "Equal") not in ("Equal", "Exists"):
-            check.fail(f"spec.tolerations[{i}].operator", "must be Equal or Exists")
-        if toleration.get("effect", "NoSchedule") not in ("NoSchedule", "PreferNoSchedule", "NoExecute", ""):
-            check.fail(f"spec.tolerations[{i}].effect", "must be NoSchedule, PreferNoSchedule or NoExecute")
-        result.append(dict(toleration))
-    return tuple(result)
-
-
-def _parse_service(check: _Checker, raw: Any) -> ServiceSpec | None:
+def _parse_service(check: Checker, raw: Any) -> ServiceSpec | None:
     service = check.mapping("spec.service", raw, {"name", "port"})
     if service is None:
         return None
     name = check.string("spec.service.name", service.get("name", "mail"))
-    if name is not None and not DNS1035_RE.match(name):
+    if name is not None and not DNS1035_RE.fullmatch(name):
         check.fail("spec.service.name", f"{name!r} is not a DNS-1035 label (lower-case letters, digits, '-', "
                    "starting with a letter, at most 63 characters)")
         name = None

@@ -26,6 +26,9 @@ CONFLICT = "ServiceConflict"
 CHILD_CONFLICT = "ChildConflict"
 SECRET_NOT_FOUND = "SecretNotFound"
 SECRET_INCOMPLETE = "SecretIncomplete"
+SECRET_INVALID = "SecretInvalid"
+CHILD_REFUSED = "ChildRefused"
+REFUSED_FIELD = "refusedChild"  # the refusal_key() of the object the API server refused last
 API_ERROR = "ApiError"
 NONE = "AsExpected"
 
@@ -79,7 +82,7 @@ def _condition(kind: str, status: bool | str, reason: str, message: str, generat
 
 def build(*, assessment: Assessment, generation: int | None, previous: dict[str, Any] | None, now: str,
           deployment: dict[str, Any] | None = None, config_hash: str | None = None,
-          endpoint: str | None = None, selector: str | None = None,
+          endpoint: str | None = None, selector: str | None = None, refused: str = "",
           delivery: Health | None = None) -> dict[str, Any]:
     """The whole status object; `previous` is the current status, to keep transition times.
 
@@ -117,6 +120,8 @@ def build(*, assessment: Assessment, generation: int | None, previous: dict[str,
     status["endpoint"] = endpoint if endpoint is not None else (previous or {}).get("endpoint", "")
     # The scale subresource's labelSelectorPath: HPA and KEDA count the pods this selects.
     status["selector"] = selector if selector is not None else (previous or {}).get("selector", "")
+    if refused or (previous or {}).get(REFUSED_FIELD):
+        status[REFUSED_FIELD] = refused or None  # None removes it (merge patch) once the child is accepted
     return status
 
 

@@ -1,0 +1,97 @@
+"""Invalid MailRelay specs that the CRD and the operator must both refuse: one table, two consumers.
+
+Each row: (id, spec fields over a valid base, what the API server says, what the operator says).
+tests/test_crd.py checks the CRD message and tests/test_spec.py the operator's; a real API server can
+be fed the same rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+BASE_SPEC: dict[str, Any] = {"mailFromFQDN": "apps.example.com"}
+
+REFUSED_BY_BOTH: list[tuple[str, dict[str, Any], str, str]] = [
+    # Configuration injection and strings that cannot start: one grammar, in the CRD and the operator.
+    ('host ipv6 zone with injected lines', {'relay': {
+        'host': '::1%lo\nalways_bcc = spy@collector.test\nsmtpd_authorized_xclient_hosts = static:all'}},
+     'does not match',
+     "is not an IPv6 address (no %zone, no brackets)"),
+    ('host ipv6 zone', {'relay': {'host': 'fe80::1%eth0'}},
+     'does not match', 'is not an IPv6 address (no %zone'),
+    ('host trailing newline', {'relay': {'host': 'smtp.example.net\n'}},
+     'does not match', "spec.relay.host: 'smtp.example.net\\n' is not a valid host name"),
+    ('host in brackets', {'relay': {'host': '[10.0.0.1]'}},
+     'does not match', "'[10.0.0.1]' is not a valid host name"),
+    ('host numeric but no address', {'relay': {'host': '1.2.3.999'}},
+     'host must be a host name (RFC 1123, last label with a letter) or an IP address',
+     "'1.2.3.999' is not an IPv4 address"),
+    ('host with empty label', {'relay': {'host': 'smtp..example.net'}},
+     'host must be a host name (RFC 1123, last label with a letter) or an IP address', 'is not a valid host name'),
+    ('fqdn is an ip address', {'mailFromFQDN': '10.0.0.1'},
+     'mailFromFQDN must be a domain name, not an IP address',
+     "spec.mailFromFQDN: '10.0.0.1' is an address, not a host name"),
+    ('fqdn trailing newline', {'mailFromFQDN': 'a.example.com\n'},
+     'does not match', 'is not a valid host name'),
+    ('keepDomain bare tld', {'rewrite': {'keepDomains': ['com']}},
+     'a keepDomains entry must not be a bare top-level domain or an IP address',
+     "spec.rewrite.keepDomains[0]: 'com' is a public suffix"),
+    ('keepDomain ip address', {'rewrite': {'keepDomains': ['192.168.0.1']}},
+     'a keepDomains entry must not be a bare top-level domain or an IP address', 'is an address, not a host name'),
+    ('secret name with underscore', {'relay': {'host': 'h.example', 'authSecretRef': {'name': 'My_Secret'}}},
+     'does not match', "'My_Secret' is not a valid Secret name"),
+    ('image with newline', {'image': 'postfix\n'},
+     'does not match', "spec.image: 'postfix\\n' is not an image reference"),
+    # Open relay by splitting, or through public or IPv4-in-IPv6 space.
+    ('open relay split in halves', {'allowedNetworks': ['0.0.0.0/1', '128.0.0.0/1']},
+     'public IPv4 space wider than /16',
+     "spec.allowedNetworks[0]: '0.0.0.0/1' is public address space wider than /16"),
+    ('public /8', {'allowedNetworks': ['11.0.0.0/8']},
+     'public IPv4 space wider than /16', 'is public address space wider than /16'),
+    ('private range widened', {'allowedNetworks': ['10.0.0.0/7']},
+     'public IPv4 space wider than /16', 'is public address space wider than /16'),
+    ('public ipv6 /3', {'allowedNetworks': ['2000::/3']},
+     'public IPv6 space wider than /32', 'is public address space wider than /32'),
+    ('ipv4-mapped ipv6', {'allowedNetworks': ['::ffff:0:0/96']},
+     'no IPv6 network in ::/8', 'overlaps ::/8'),
+    ('nat64 prefix', {'allowedNetworks': ['64:ff9b::/96']},
+     'no IPv6 network in ::/8', 'overlaps ::/8'),
+    ('network with zone', {'allowedNetworks': ['fe80::%lo/64']},
+     'does not match', 'is not a CIDR network (address/prefix'),
+    # Rewrite patterns that would leave their anchors.
+    ('rule escapes its group', {'rewrite': {'rules': [{'pattern': 'x)|(y', 'replacement': 'a@a.example'}]}},
+     'pattern parentheses must balance', 'spec.rewrite.rules[0].pattern: parentheses must balance'),
+    ('rule closes first', {'rewrite': {'rules': [{'pattern': 'a)(b', 'replacement': 'a@a.example'}]}},
+     'pattern parentheses must balance', 'parentheses must balance'),
+    ('rule nested too deep', {'rewrite': {'rules': [{'pattern': '(((((a)))))', 'replacement': 'a@a.example'}]}},
+     'pattern parentheses must balance', 'nest at most 4 deep'),
+    ('rule unclosed bracket', {'rewrite': {'rules': [{'pattern': '[a(', 'replacement': 'a@a.example'}]}},
+     'pattern parentheses must balance', 'parentheses must balance'),
+    # Pod fields Kubernetes would refuse after the relay was accepted.
+    ('negative quantity string', {'resources': {'limits': {'memory': '-1'}}},
+     'does not match', "spec.resources.limits.memory: '-1' is not a non-negative Kubernetes quantity"),
+    ('negative quantity number', {'resources': {'requests': {'cpu': -1}}},
+     'less than the minimum of 0', '-1 is not a non-negative'),
+    ('quantity 5mi', {'resources': {'limits': {'memory': '5mi'}}},
+     'does not match', "'5mi' is not a non-negative"),
+    ('quantity 3ni', {'resources': {'requests': {'cpu': '3ni'}}},
+     'does not match', "'3ni' is not a non-negative"),
+    ('resource name with space', {'resources': {'limits': {'cpu limit': '1'}}},
+     'resource names must be qualified names', 'is not a qualified name'),
+    ('node selector bad key', {'nodeSelector': {'bad key!': 'x'}},
+     'nodeSelector keys must be label keys', "'bad key!' is not a qualified name"),
+    ('node selector bad value', {'nodeSelector': {'zone': 'a b'}},
+     'does not match', "'a b' is not a label value"),
+    ('toleration exists with value', {'tolerations': [{'key': 'k', 'operator': 'Exists', 'value': 'v'}]},
+     'a toleration with operator Exists must not have a value',
+     'spec.tolerations[0].value: must be empty when the operator is Exists'),
+    ('toleration without key', {'tolerations': [{'operator': 'Equal', 'value': 'v'}]},
+     'a toleration without a key must use operator Exists',
+     'spec.tolerations[0].operator: must be Exists when the key is empty'),
+    ('toleration seconds without NoExecute', {'tolerations': [
+        {'key': 'k', 'operator': 'Exists', 'effect': 'NoSchedule', 'tolerationSeconds': 5}]},
+     'tolerationSeconds is only allowed with the effect NoExecute',
+     'tolerationSeconds: is only allowed with the effect NoExecute'),
+    ('toleration bad key', {'tolerations': [{'key': 'bad key', 'operator': 'Exists'}]},
+     'does not match', 'is not a qualified name'),
+]

@@ -120,18 +120,21 @@ class Cluster:
 class Operator:
     """`python -m mailrelay run` against a kubeconfig, with its log kept for assertions."""
 
-    def __init__(self, kubeconfig: Path, log: Path, args: list[str] | None = None, **env: str):
+    def __init__(self, kubeconfig: Path, log: Path, args: list[str] | None = None,
+                 command: list[str] | None = None, **env: str):
+        """`args` follow `run`; `command` replaces `run` and its args (a container's args, verbatim)."""
         self.kubeconfig, self.log_path, self.env = kubeconfig, log, env
-        self.args = args or ["--liveness-port", "0"]
-        if "--metrics-port" not in self.args:  # several operators run at once on this machine
-            self.args = [*self.args, "--metrics-port", "0"]
+        run_args = args or ["--liveness-port", "0"]
+        if not any(a.startswith("--metrics-port") for a in run_args):  # several operators run at once here
+            run_args = [*run_args, "--metrics-port", "0"]
+        self.command = command or ["run", *run_args]
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Operator:
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "MAILRELAY_LOG_FORMAT": "plain",
                "MAILRELAY_RESYNC_SECONDS": "2", "MAILRELAY_RETRY_SECONDS": "1", **self.env}
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "mailrelay", "run", *self.args],
+            self.process = subprocess.Popen([sys.executable, "-m", "mailrelay", *self.command],
                                             env=env, stdout=log, stderr=subprocess.STDOUT)
         return self
 

@@ -1,5 +1,9 @@
 """A test-only subclass of kmock's KubernetesEmulator with the API-server behaviour the operator meets.
 
+EMULATED, for injected faults only (409/429/500/503 on chosen requests): a real kube-apiserver does not
+produce those on demand. Every other test of the operator runs on the real control plane
+(tools/controlplane, tests/test_operator_cluster.py).
+
 kmock 0.8's emulator stores objects as plain dicts and mutates state before any user reaction. For
 kopf that falls short: objects get no uid, resourceVersion or generation; watches ignore
 `resourceVersion` and replay everything as ADDED; apply-patch cannot create; an injected error still

@@ -51,7 +51,7 @@ def api(control_plane: ControlPlane) -> Iterator[ControlPlane]:
     control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/mailrelays.mailrelay.dev")
     control_plane.kubectl("create", "namespace", NAMESPACE)
     yield control_plane
-    control_plane.kubectl("delete", "namespace", NAMESPACE, "--wait=false")
+    control_plane.kubectl("delete", "namespace", NAMESPACE, "--wait=true")
 
 
 def create(plane: ControlPlane, obj: dict[str, Any]) -> tuple[int, str]:

@@ -93,6 +93,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.networking.error_backoffs = [1, 2, 5, 10, 30]
     settings.watching.server_timeout = int(os.environ.get("MAILRELAY_WATCH_TIMEOUT", "300"))
     settings.watching.client_timeout = settings.watching.server_timeout + 30
+    # Serving named namespaces needs no list of all namespaces (nor CRD watching): the namespaced
+    # manifests grant neither, and a refused scan would only retry, warn and fall back to the names.
+    settings.scanning.disabled = bool(_namespaces)
     api()
 
 

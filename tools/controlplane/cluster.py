@@ -33,13 +33,16 @@ PR_SET_PDEATHSIG = 1
 SERVICE_CIDR = "10.96.0.0/16"
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 # The controllers a namespace-scoped operator relies on: owner-reference garbage collection, Deployments
-# down to Pods, namespace deletion, and ServiceAccounts with their tokens and CA bundle.
+# down to Pods, namespace deletion, and ServiceAccounts with their tokens and CA bundle. Node health is
+# kwok's alone: no node-lifecycle controller marks its pods NotReady when a heartbeat is late on a busy
+# machine, and so admission does not taint new nodes not-ready for that controller to lift.
 CONTROLLERS = ("garbage-collector-controller", "deployment-controller", "replicaset-controller",
                "namespace-controller", "serviceaccount-controller", "serviceaccount-token-controller",
                "root-ca-certificate-publisher-controller")
 # On top of the default plugins: NodeRestriction as kubeadm enables it, and the owner-reference check some
 # distributions enable, under which blockOwnerDeletion needs update on the owner's finalizers.
 ADMISSION = ("NodeRestriction", "OwnerReferencesPermissionEnforcement")
+NO_ADMISSION = ("TaintNodesByCondition",)
 AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: [RequestReceived]
@@ -216,6 +219,7 @@ class ControlPlane:
             f"--service-account-issuer={ISSUER}", f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             "--authorization-mode=Node,RBAC", f"--enable-admission-plugins={','.join(ADMISSION)}",
+            f"--disable-admission-plugins={','.join(NO_ADMISSION)}",
             f"--service-cluster-ip-range={SERVICE_CIDR}", "--allow-privileged=true",
             f"--audit-policy-file={self.folder / 'audit-policy.yaml'}", f"--audit-log-path={self.audit_log}",
             "--audit-log-format=json", "--audit-log-mode=blocking", "--profiling=false",

@@ -3,10 +3,11 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TOOLS := .tools/bin
-DEB_PACKAGES := postfix libsasl2-modules openssl ca-certificates procps iproute2 prometheus-postfix-exporter prometheus
+DEB_PACKAGES := postfix libsasl2-modules openssl ca-certificates procps iproute2 opendkim opendkim-tools \
+	debootstrap podman runc prometheus-postfix-exporter prometheus
 EXAMPLE ?= examples/mailrelay.yaml
 
-.PHONY: run test lint unit bench system-deps tools controlplane cluster docs schemas clean
+.PHONY: run test lint unit bench system-deps tools controlplane cluster docs generate schemas clean images
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -23,6 +24,11 @@ system-deps:
 	if [ "$$(id -u)" != 0 ]; then echo "missing Debian packages:$$missing (run make as root to install them)"; exit 0; fi; \
 	echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing
+
+# Both images from image/*/Dockerfile: podman build (chroot isolation, vfs) on a debootstrapped Debian
+# base; rootfs and images cached in /var/cache/mailrelay-operator, rebuilt only when their inputs change.
+images: $(VENV)/.installed system-deps
+	$(PY) image/build.py
 
 tools: $(VENV)/.installed
 	$(PY) tests/tools/fetch_kube_tools.py $(TOOLS)
@@ -41,11 +47,12 @@ controlplane: $(VENV)/.installed
 cluster: controlplane tools
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" PYTHONPATH=tools $(PY) -m controlplane
 
-test: $(VENV)/.installed system-deps tools controlplane lint
+# The images need root (debootstrap, podman); without it the pod tests skip (they fail in CI).
+test: $(VENV)/.installed system-deps tools controlplane lint $(if $(filter 0,$(shell id -u)),images)
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(PY) -m pytest
 
 unit: $(VENV)/.installed
-	$(PY) -m pytest -m "not postfix and not controlplane"
+	$(PY) -m pytest -m "not postfix and not controlplane and not pod"
 
 # With a kubeconfig (KUBECONFIG or ~/.kube/config): run the operator. Without: run one relay locally.
 run: $(VENV)/.installed
@@ -58,10 +65,14 @@ run: $(VENV)/.installed
 bench: $(VENV)/.installed system-deps
 	$(PY) bench/run.py
 
-docs: $(VENV)/.installed
-	$(PY) -m mailrelay.apidoc crds/mailrelay.dev_mailrelays.yaml > docs/api-reference.md
+# Files copied from one source (RBAC from operator/mailrelay/identity.py, the chart's CRD, the API
+# reference, the chart's README); tests/test_generated.py and tests/test_chart.py fail when they are stale.
+generate: $(VENV)/.installed
+	$(PY) hack/generate.py
 	$(PY) tests/tools/chart_readme.py write
 	$(PY) tests/tools/monitoring.py write
+
+docs: generate
 
 # Upstream Kubernetes shapes (affinity, topology spread, ...) into the CRDs, the operator and the chart schema.
 schemas: $(VENV)/.installed

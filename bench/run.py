@@ -27,6 +27,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from mailrelay.identity import API_VERSION, GROUP, KIND, PLURAL, RESOURCES  # noqa: E402
 from mailrelay.local import LocalPostfix, postfix_problem  # noqa: E402
 from mailrelay.render import render  # noqa: E402
 from mailrelay.spec import parse  # noqa: E402
@@ -107,7 +108,7 @@ def mail_run(kind: str, count: int, connections: int, workdir: Path) -> dict[str
     try:
         target = sink.port
         if kind != "sink":
-            relay = parse({"apiVersion": "mailrelay.dev/v1alpha1", "kind": "MailRelay",
+            relay = parse({"apiVersion": API_VERSION, "kind": KIND,
                            "metadata": {"name": "bench", "namespace": "bench"},
                            "spec": {"mailFromFQDN": FQDN, "relay": {"host": "127.0.0.1", "port": sink.port,
                                                                      "tls": "None"}}})
@@ -193,11 +194,12 @@ def _converged(cluster: Cluster, keys: list[tuple[str, str]], generation: int,
     store = cluster.server.store
     done = {}
     for ns, name in keys:
-        relay = store.get(("mailrelay.dev", "mailrelays", ns, name))
-        config = store.get(("", "configmaps", ns, f"mailrelay-{name}"))
+        relay = store.get((GROUP, PLURAL, ns, name))
+        config = store.get((RESOURCES["ConfigMap"].group, RESOURCES["ConfigMap"].plural, ns, f"mailrelay-{name}"))
         done[(ns, name)] = bool(
-            relay and config and store.get(("apps", "deployments", ns, f"mailrelay-{name}"))
-            and store.get(("", "services", ns, f"mail-{name}"))
+            relay and config and store.get((RESOURCES["Deployment"].group, RESOURCES["Deployment"].plural, ns,
+                                      f"mailrelay-{name}"))
+            and store.get((RESOURCES["Service"].group, RESOURCES["Service"].plural, ns, f"mail-{name}"))
             and (relay.get("status") or {}).get("observedGeneration") == generation
             and (marker is None or marker in config["data"]["main.cf"]))
     return done
@@ -239,7 +241,7 @@ def bench_controller(relays: int, namespaces: int, resync: int) -> dict[str, Any
         writes_before = _writes(cluster)
         for ns, name in keys:
             started[(ns, name)] = time.perf_counter()
-            cluster.create({"apiVersion": "mailrelay.dev/v1alpha1", "kind": "MailRelay",
+            cluster.create({"apiVersion": API_VERSION, "kind": KIND,
                             "metadata": {"name": name, "namespace": ns},
                             # several relays share a namespace, so each needs its own Service name
                             "spec": {"mailFromFQDN": f"{name}.bench.example.com",
@@ -251,7 +253,7 @@ def bench_controller(relays: int, namespaces: int, resync: int) -> dict[str, Any
         writes_before = _writes(cluster)
         for key in keys:
             started[key] = time.perf_counter()
-            cluster.patch("mailrelays", key[0], key[1], {"spec": {"messageSizeLimitBytes": 20_000_000}})
+            cluster.patch(PLURAL, key[0], key[1], {"spec": {"messageSizeLimitBytes": 20_000_000}})
         update = _wave(cluster, keys, started, 2, "message_size_limit = 20000000", timeout=600)
         update["writes_per_relay"] = (_writes(cluster) - writes_before - relays) / relays
         time.sleep(2)
@@ -271,7 +273,7 @@ def bench_controller(relays: int, namespaces: int, resync: int) -> dict[str, Any
 # --- rendering ------------------------------------------------------------------------------
 
 def bench_render(iterations: int) -> dict[str, Any]:
-    relays = [parse({"apiVersion": "mailrelay.dev/v1alpha1", "kind": "MailRelay",
+    relays = [parse({"apiVersion": API_VERSION, "kind": KIND,
                      "metadata": {"name": f"r{i}", "namespace": "ns", "uid": str(uuid.uuid4())},
                      "spec": {"mailFromFQDN": f"r{i}.example.com",
                               "rewrite": {"keepDomains": ["corp.example.org"],
@@ -284,12 +286,57 @@ def bench_render(iterations: int) -> dict[str, Any]:
     elapsed = time.perf_counter() - start
     start = time.perf_counter()
     for i in range(iterations // 5):
-        parse({"apiVersion": "mailrelay.dev/v1alpha1", "kind": "MailRelay", "metadata": {"name": "r", "namespace": "n"},
+        parse({"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": "r", "namespace": "n"},
                "spec": {"mailFromFQDN": f"r{i}.example.com", "rewrite": {"rules": [
                    {"pattern": "(.*)@db-[0-9]+", "replacement": "$1@x.example"}]}}})
     parse_elapsed = time.perf_counter() - start
     return {"iterations": iterations, "renders_per_s": iterations / elapsed,
             "parses_per_s": (iterations // 5) / parse_elapsed}
+
+
+# --- failover -------------------------------------------------------------------------------
+
+def bench_failover(rounds: int) -> dict[str, Any]:
+    """Two replicas as manifests/cluster-wide-ha runs them (tests/test_ha.py's harness, emulated API):
+    stop the leader, time until a relay created at that moment has its children from the other one."""
+    import signal
+
+    from ha_backend import EmulatorBackend
+    from test_ha import VARIANTS, Fleet, relay
+    from test_packaging import objects
+    from test_packaging import run as tool
+
+    sys.path.insert(0, str(ROOT / "tests" / "tools"))
+    from fetch_kube_tools import fetch
+
+    tools = ROOT / ".tools" / "bin"
+    fetch(tools)
+    cluster = Cluster()
+    workdir = Path(tempfile.mkdtemp(prefix="mailrelay-bench-ha-"))
+    fleet = Fleet(EmulatorBackend(cluster), objects(tool(tools, *VARIANTS["kustomize-cluster-wide-ha"])), workdir)
+    results: dict[str, list[float]] = {"SIGKILL": [], "SIGTERM": []}
+    try:
+        for replica in fleet.replicas:
+            replica.start()
+        for round_number in range(rounds):
+            for how in ("SIGKILL", "SIGTERM"):
+                leader = fleet.leader()
+                started = time.monotonic()
+                leader.signal(getattr(signal, how))
+                namespace = fleet.namespace(f"failover-{round_number}-{how.lower()}")
+                fleet.api.create(relay(namespace))
+                fleet.wait_children(namespace, timeout=120)
+                results[how].append(time.monotonic() - started)
+                assert leader.process is not None
+                leader.process.wait(30)
+                leader.start()  # as the kubelet restarts the container
+                time.sleep(3)  # let it reach the stand-by loop
+    finally:
+        for replica in fleet.replicas:
+            replica.stop()
+        cluster.close()
+    return {"rounds": rounds, **{how: {"runs": runs, "median": statistics.median(runs), "max": max(runs)}
+                                 for how, runs in results.items()}}
 
 
 # --- report ---------------------------------------------------------------------------------
@@ -322,6 +369,15 @@ def report(results: dict[str, Any]) -> str:
                 f"{idle['writes']} writes in total |",
                 "", f"Operator RSS: idle {ctl['rss_mb']['idle']:.0f} MB, with {ctl['relays']} relays "
                 f"{ctl['rss_mb']['loaded']:.0f} MB (goals 90 / 150 MB)", ""]
+    if "failover" in results:
+        f = results["failover"]
+        out += [f"Failover: 2 replicas of manifests/cluster-wide-ha, {f['rounds']} rounds; leader stopped -> a relay "
+                "created then is reconciled by the other", "| leader stopped by | median (s) | max (s) | runs (s) |",
+                "|---|---|---|---|"]
+        for how in ("SIGKILL", "SIGTERM"):
+            out.append(f"| {how} | {f[how]['median']:.1f} | {f[how]['max']:.1f} | "
+                       f"{', '.join(f'{r:.1f}' for r in f[how]['runs'])} |")
+        out.append("")
     if "render" in results:
         r = results["render"]
         out += [f"Render: {r['renders_per_s']:.0f} relays/s (spec -> 3 manifests; goal >= 2000); "
@@ -339,9 +395,10 @@ def main() -> int:
     parser.add_argument("--namespaces", type=int, default=10)
     parser.add_argument("--resync", type=int, default=10, help="operator resync interval for the idle check")
     parser.add_argument("--renders", type=int, default=20000)
-    parser.add_argument("--only", choices=["mail", "controller", "render"], action="append")
+    parser.add_argument("--failovers", type=int, default=3, help="rounds of stopping the leader (each kind)")
+    parser.add_argument("--only", choices=["mail", "controller", "render", "failover"], action="append")
     args = parser.parse_args()
-    parts = set(args.only or ["mail", "controller", "render"])
+    parts = set(args.only or ["mail", "controller", "render", "failover"])
     results: dict[str, Any] = {"machine": f"{platform.node()} {platform.machine()}, "
                                           f"{len(__import__('os').sched_getaffinity(0))} cores, "
                                           f"Python {platform.python_version()}"}
@@ -351,6 +408,8 @@ def main() -> int:
         results["mail"] = bench_mail(args.messages, args.connections, args.rounds)
     if "controller" in parts:
         results["controller"] = bench_controller(args.relays, args.namespaces, args.resync)
+    if "failover" in parts:
+        results["failover"] = bench_failover(args.failovers)
     text = report(results)
     print(text)
     out = ROOT / "bench" / "results"

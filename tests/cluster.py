@@ -21,13 +21,12 @@ from typing import Any
 import kmock
 import requests
 
+from mailrelay.identity import RESOURCES
+
 from kube_emulator import ApiServer
 
-PATHS = {"configmaps": "/api/v1", "services": "/api/v1", "secrets": "/api/v1", "events": "/apis/events.k8s.io/v1",
-         "deployments": "/apis/apps/v1", "mailrelays": "/apis/mailrelay.dev/v1alpha1",
-         "networkpolicies": "/apis/networking.k8s.io/v1"}
-GROUPS = {"configmaps": "", "services": "", "secrets": "", "events": "events.k8s.io", "deployments": "apps",
-          "mailrelays": "mailrelay.dev", "networkpolicies": "networking.k8s.io"}
+PATHS = {r.plural: r.prefix for r in RESOURCES.values()}
+GROUPS = {r.plural: r.group for r in RESOURCES.values()}
 
 
 class Cluster:
@@ -77,9 +76,7 @@ class Cluster:
         return url + (f"/{name}" if name else "") + (f"/{sub}" if sub else "")
 
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:
-        plural = {"ConfigMap": "configmaps", "Service": "services", "Secret": "secrets",
-                  "Deployment": "deployments", "MailRelay": "mailrelays",
-                  "NetworkPolicy": "networkpolicies"}[obj["kind"]]
+        plural = RESOURCES[obj["kind"]].plural
         response = self.http.post(self._url(plural, obj["metadata"]["namespace"]), json=obj)
         response.raise_for_status()
         return dict(response.json())

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import ssl
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -28,6 +30,16 @@ def relay_object(spec: dict[str, Any], name: str = "relay", namespace: str = "ap
     if uid:
         meta["uid"] = uid
     return {"apiVersion": "mailrelay.dev/v1alpha1", "kind": "MailRelay", "metadata": meta, "spec": spec}
+
+
+def self_signed_server_context(folder: Path) -> ssl.SSLContext:
+    """A TLS server context with a fresh self-signed certificate, for a test smarthost."""
+    key, cert = folder / "key.pem", folder / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=smarthost.test"], check=True, capture_output=True)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
 
 
 def make_relay(spec: dict[str, Any], **kwargs: Any) -> MailRelay:
@@ -60,6 +72,27 @@ def crd() -> dict[str, Any]:
     return yaml.safe_load(CRD_PATH.read_text())
 
 
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    """The emulated API server, one per test module (each test works in its own namespace)."""
+    from cluster import Cluster
+
+    emulator = Cluster()
+    yield emulator
+    emulator.close()
+
+
+@pytest.fixture(scope="module")
+def api(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The operator's own API client, over HTTP to the emulated API server."""
+    import kubernetes
+
+    from mailrelay.kube import Api
+
+    config = cluster.write_kubeconfig(tmp_path_factory.mktemp("kube") / "kubeconfig")
+    return Api(kubernetes.config.new_client_from_config(config_file=str(config)))
+
+
 @pytest.fixture
 def postfix_ready() -> None:
     """Real Postfix is required for the mail path; in CI its absence is a failure, not a skip."""
@@ -70,6 +103,20 @@ def postfix_ready() -> None:
         if os.environ.get("CI"):
             pytest.fail(f"the mail-path tests need Postfix: {problem}")
         pytest.skip(problem)
+
+
+@pytest.fixture(scope="session")
+def images() -> dict[str, str]:
+    """Both images built from this checkout (image/build.py, cached by inputs); needs root and the tools."""
+    missing = [tool for tool in ("podman", "runc", "debootstrap") if not shutil.which(tool)]
+    if missing or os.geteuid() != 0:
+        problem = f"the pod tests need root and these tools: {', '.join(missing) or 'root only'}"
+        if os.environ.get("CI"):
+            pytest.fail(problem)
+        pytest.skip(problem)
+    from podrunner.images import built_images
+
+    return built_images()
 
 
 @pytest.fixture
@@ -87,10 +134,11 @@ def start_postfix(postfix_ready: None) -> Iterator[Callable[..., Any]]:
     base.chmod(0o755)
 
     def start(relay: MailRelay, *, secret: dict[str, str] | None = None,
-              extra_files: dict[str, str] | None = None, run: bool = True,
+              extra_files: dict[str, str] | None = None, dkim_keys: dict[str, bytes] | None = None,
+              run: bool = True,
               listen: str = "127.0.0.1") -> LocalPostfix:
         instance = LocalPostfix(relay, base / f"postfix{len(started)}", port=free_port(listen), listen=listen,
-                                secret=secret, extra_files=extra_files)
+                                secret=secret, extra_files=extra_files, dkim_keys=dkim_keys)
         started.append(instance)
         if run:
             instance.start()
@@ -101,6 +149,16 @@ def start_postfix(postfix_ready: None) -> Iterator[Callable[..., Any]]:
         instance.stop()
     if not os.environ.get("MAILRELAY_KEEP_TEST_DIRS"):
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def sink(sinks: list[Any]) -> Any:
+    """One started aiosmtpd sink, stopped at teardown."""
+    from smtp_sink import Sink
+
+    created = Sink().start()
+    sinks.append(created)
+    return created
 
 
 @pytest.fixture

@@ -94,4 +94,13 @@ REFUSED_BY_BOTH: list[tuple[str, dict[str, Any], str, str]] = [
      'tolerationSeconds: is only allowed with the effect NoExecute'),
     ('toleration bad key', {'tolerations': [{'key': 'bad key', 'operator': 'Exists'}]},
      'does not match', 'is not a qualified name'),
+    # The persistent queue's claim template.
+    ('queue storage without size', {'queue': {'storage': {'storageClassName': 'fast'}}},
+     "'size' is a required property", 'spec.queue.storage.size: is required'),
+    ('queue storage size zero', {'queue': {'storage': {'size': '0.0Gi'}}},
+     'queue.storage.size must be more than zero', 'spec.queue.storage.size: must be more than zero'),
+    ('queue storage size not a quantity', {'queue': {'storage': {'size': '1 GB'}}},
+     'does not match', "spec.queue.storage.size: '1 GB' is not a storage quantity"),
+    ('queue storage class invalid', {'queue': {'storage': {'size': '1Gi', 'storageClassName': 'Fast_SSD'}}},
+     'does not match', "spec.queue.storage.storageClassName: 'Fast_SSD' is not a valid StorageClass name"),
 ]

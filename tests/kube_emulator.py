@@ -17,7 +17,9 @@ and replaces only the object store behind the fallbacks:
   otherwise a merge: fields dropped from the applied object are NOT removed, unlike real SSA);
 - the status subresource: PATCH .../status changes only status, the main resource never does;
 - a write that changes nothing bumps nothing and emits no event, as on a real server;
-- `fail(...)` injects Kubernetes-style errors before any state change; `writes` records every write.
+- `fail(...)` injects Kubernetes-style errors before any state change; `writes` records every write;
+- PUT (update) of Leases with the resourceVersion precondition (409 when stale), which kmock cannot
+  route: what leader election needs.
 
 Still missing, so no test relies on them: schema validation and defaulting, garbage collection of
 owned objects, SSA field ownership, strategic-merge list semantics, label selectors beyond equality,
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -42,7 +45,9 @@ import kmock
 import yaml
 from kmock._internal import apps, k8s
 
-STATUS_SUBRESOURCE = {("mailrelay.dev", "mailrelays"), ("apps", "deployments"), ("", "services")}
+LEASE_PATH = re.compile(r"^/apis/coordination\.k8s\.io/v1/namespaces/(?P<namespace>[^/]+)/leases/(?P<name>[^/]+)$")
+STATUS_SUBRESOURCE = {("mailrelay.dev", "mailrelays"), ("apps", "deployments"), ("", "services"),
+                      ("apps", "statefulsets"), ("policy", "poddisruptionbudgets"), ("", "pods")}
 VERBS = {"get", "list", "watch", "create", "update", "patch", "delete"}
 RESOURCES = {
     "v1/configmaps": ("ConfigMap", True, set()),
@@ -51,11 +56,14 @@ RESOURCES = {
     "v1/events": ("Event", True, set()),
     "v1/namespaces": ("Namespace", False, set()),
     "apps/v1/deployments": ("Deployment", True, {"status", "scale"}),
+    "apps/v1/statefulsets": ("StatefulSet", True, {"status", "scale"}),
+    "policy/v1/poddisruptionbudgets": ("PodDisruptionBudget", True, {"status"}),
+    "v1/pods": ("Pod", True, {"status"}),
     "networking.k8s.io/v1/networkpolicies": ("NetworkPolicy", True, set()),
     "events.k8s.io/v1/events": ("Event", True, set()),
     "mailrelay.dev/v1alpha1/mailrelays": ("MailRelay", True, {"status"}),
     "apiextensions.k8s.io/v1/customresourcedefinitions": ("CustomResourceDefinition", False, {"status"}),
-    "kopf.dev/v1/clusterkopfpeerings": ("ClusterKopfPeering", False, set()),
+    "coordination.k8s.io/v1/leases": ("Lease", True, set()),
 }
 
 
@@ -133,7 +141,26 @@ class ApiServer(kmock.KubernetesEmulator):
             return aiohttp.web.json_response({
                 "apiVersion": "v1", "kind": "NamespaceList", "metadata": {"resourceVersion": str(self.rv)},
                 "items": [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in names]})
+        if raw_request.method == "PUT" and (match := LEASE_PATH.match(raw_request.path)):
+            return await self._replace_lease(match["namespace"], match["name"], await raw_request.json())
         return await super().__call__(raw_request)
+
+    async def _replace_lease(self, namespace: str, name: str, body: dict[str, Any]) -> aiohttp.web.Response:
+        key = ("coordination.k8s.io", "leases")
+        old = self.store.get((*key, namespace, name))
+        if old is None:
+            return aiohttp.web.json_response({"kind": "Status", "code": 404, "reason": "NotFound"}, status=404)
+        if (body.get("metadata") or {}).get("resourceVersion") != old["metadata"]["resourceVersion"]:
+            return aiohttp.web.json_response({"kind": "Status", "code": 409, "reason": "Conflict",
+                                              "message": "the object has been modified"}, status=409)
+        self.writes.append(("update", f"leases/{namespace}/{name}"))
+        if self._changed is None:
+            self._changed = asyncio.Condition()
+        obj = copy.deepcopy(body)
+        obj["metadata"].update(name=name, namespace=namespace)
+        stored = self._store(key, obj, old)
+        await self._emit("MODIFIED", key, stored)
+        return aiohttp.web.json_response(stored)
 
     async def _handle(self, request: kmock.Request) -> Any:  # type: ignore[override]
         # Skip KubernetesEmulator's own state mutation; keep kmock's reaction matching and fallbacks.

@@ -16,7 +16,8 @@ from controlplane import ControlPlane
 GROUP = "/apis/mailrelay.dev/v1alpha1"
 PATHS = {"configmaps": "/api/v1", "services": "/api/v1", "secrets": "/api/v1", "pods": "/api/v1",
          "events": "/api/v1", "deployments": "/apis/apps/v1", "mailrelays": GROUP,
-         "networkpolicies": "/apis/networking.k8s.io/v1"}
+         "networkpolicies": "/apis/networking.k8s.io/v1", "statefulsets": "/apis/apps/v1",
+         "poddisruptionbudgets": "/apis/policy/v1", "persistentvolumeclaims": "/api/v1"}
 CHILDREN = ("configmaps", "deployments", "services", "networkpolicies")
 
 

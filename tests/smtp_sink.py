@@ -43,6 +43,7 @@ class Sink:
     """Collects what Postfix delivers; `credentials` makes AUTH mandatory."""
 
     port: int = field(default_factory=free_port)
+    host: str = "127.0.0.1"
     credentials: tuple[str, str] | None = None
     tls_context: ssl.SSLContext | None = None  # STARTTLS, required
     implicit_tls: ssl.SSLContext | None = None  # SMTPS: TLS from the first byte
@@ -80,7 +81,7 @@ class Sink:
             kwargs.update(tls_context=self.tls_context, require_starttls=True)
         if self.implicit_tls:
             kwargs.update(ssl_context=self.implicit_tls)
-        self._controller = Controller(self, hostname="127.0.0.1", port=self.port, ready_timeout=10,
+        self._controller = Controller(self, hostname=self.host, port=self.port, ready_timeout=10,
                                       **kwargs)  # type: ignore[arg-type]
         self._controller.start()
         return self

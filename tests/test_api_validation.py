@@ -24,6 +24,7 @@ from mailrelay.spec import SpecError, parse
 
 from conftest import CRD_PATH, ROOT, relay_object
 from controlplane import ControlPlane
+from shipped_operator import established
 from test_crd import BAD, GOOD
 from test_spec import INVALID
 
@@ -48,7 +49,7 @@ def api(control_plane: ControlPlane) -> Iterator[ControlPlane]:
     for path in sorted((ROOT / "crds").glob("*.yaml")):
         if yaml.safe_load(path.read_text()).get("kind") == "CustomResourceDefinition":
             control_plane.kubectl("apply", "--server-side", "-f", str(path))
-    control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/mailrelays.mailrelay.dev")
+    established(control_plane)
     control_plane.kubectl("create", "namespace", NAMESPACE)
     yield control_plane
     control_plane.kubectl("delete", "namespace", NAMESPACE, "--wait=true")

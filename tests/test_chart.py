@@ -19,14 +19,14 @@ from urllib.parse import urlsplit
 import kubernetes_validate.utils as kv
 import pytest
 import yaml
-from test_packaging import CHART, PEERING_API, objects, run
 
-from mailrelay.kube import RESOURCES
+from mailrelay.identity import RESOURCES
 from mailrelay.version import OPERATOR_IMAGE, RELEASED_POSTFIX_IMAGE
 
 from cluster import Cluster, Operator
 from conftest import ROOT
 from smtp_sink import free_port
+from test_packaging import CHART, objects, run
 from test_render import K8S_VERSIONS
 
 sys.path.insert(0, str(ROOT / "tests" / "tools"))
@@ -81,12 +81,12 @@ def test_chart_readme_is_current() -> None:
 def test_every_value_set_renders_valid_objects_for_every_supported_version(tools: Path) -> None:
     full = yaml.safe_load(FULL_VALUES.read_text())
     assert set(full) == set(VALUES), "full-values.yaml must set every value"
-    docs = template(tools, "-f", str(FULL_VALUES), *PEERING_API)
+    docs = template(tools, "-f", str(FULL_VALUES))
     for doc in docs:
         if doc["apiVersion"] not in NO_UPSTREAM_SCHEMA:
             for version in K8S_VERSIONS[1:-1]:
                 kv.validate(doc, version, strict=True)
-    lint = run(tools, "helm", "lint", "--strict", str(CHART), "-f", str(FULL_VALUES), "--set", "replicas=1")
+    lint = run(tools, "helm", "lint", "--strict", str(CHART), "-f", str(FULL_VALUES))
     assert "0 chart(s) failed" in lint
     deployment = one(docs, "Deployment")
     pod = deployment["spec"]["template"]
@@ -108,8 +108,8 @@ def test_every_value_set_renders_valid_objects_for_every_supported_version(tools
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert (env["MAILRELAY_POSTFIX_IMAGE"], env["MAILRELAY_RESYNC_SECONDS"], env["MAILRELAY_LOG_FORMAT"]) == (
         full["postfixImage"], "120", "plain")
-    assert {"--namespace=apps", "--namespace=billing", "--peering=mailrelay-platform",
-            "--metrics-port=9191"} <= set(container["args"])
+    assert {"--namespace=apps", "--namespace=billing", "--metrics-port=9191"} <= set(container["args"])
+    assert env["MAILRELAY_LEASE_NAME"] == "platform-mailrelay"
     relay_monitor = next(d for d in docs if d["kind"] == "PodMonitor" and d["metadata"]["name"].endswith("-relays"))
     assert relay_monitor["spec"]["namespaceSelector"] == {"matchNames": ["apps", "billing"]}
     assert relay_monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
@@ -126,7 +126,8 @@ def test_every_value_set_renders_valid_objects_for_every_supported_version(tools
     assert account["metadata"]["annotations"] == full["serviceAccount"]["annotations"]
     bound = {s["name"] for d in docs if d["kind"].endswith("Binding") for s in d["subjects"]}
     assert bound == {"mailrelay-sa"}
-    assert {d["metadata"]["name"] for d in docs if d["kind"] == "KopfPeering"} == {"mailrelay-platform"}
+    [lease_role] = [d for d in docs if d["kind"] == "Role" and d["metadata"]["namespace"] == "mailrelay-system"]
+    assert {r["apiGroups"][0] for r in lease_role["rules"]} == {"coordination.k8s.io"}
 
 
 def test_kubernetes_older_than_supported_is_refused(tools: Path) -> None:
@@ -144,26 +145,29 @@ def test_rbac_and_service_account_can_come_from_elsewhere(tools: Path) -> None:
     assert one(docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "default"
 
 
-def test_same_release_name_in_two_namespaces_does_not_collide(tools: Path) -> None:
+@pytest.mark.parametrize("values", [[], ["--set", "watchNamespaces={apps}"]])
+def test_same_release_name_in_two_namespaces_does_not_collide(tools: Path, values: list[str]) -> None:
+    """Cluster-wide: the ClusterRole and its binding; with watchNamespaces: the Roles in a shared namespace."""
     def names(namespace: str) -> set[tuple[str, str | None, str]]:
-        docs = template(tools, "--set", "watchNamespaces={apps}", namespace=namespace)
+        docs = template(tools, *values, namespace=namespace)
         return {(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]) for d in docs
                 if d["kind"] in ("ClusterRole", "ClusterRoleBinding") or d["metadata"].get("namespace") == "apps"}
 
     first, second = names("team-a"), names("team-b")
-    assert {kind for kind, _, _ in first} == {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+    kinds = {"Role", "RoleBinding"} if values else {"ClusterRole", "ClusterRoleBinding"}
+    assert {kind for kind, _, _ in first} == kinds  # with watchNamespaces, nothing cluster-wide
     assert not first & second
 
 
-def test_nothing_of_kopf_peering_with_one_replica(tools: Path) -> None:
-    text = run(tools, "helm", "template", "mr", str(CHART), "--include-crds")
+@pytest.mark.parametrize("replicas", ["1", "3"])
+def test_nothing_of_kopf_peering_at_any_replica_count(tools: Path, replicas: str) -> None:
+    """Replicas elect a leader with a Lease: no CRD of anyone else's is needed, every pod is alike."""
+    text = run(tools, "helm", "template", "mr", str(CHART), "--include-crds", "--set", f"replicas={replicas}")
     assert "kopf.dev" not in text and "--peering" not in text
     docs = objects(text)
     assert [d["metadata"]["name"] for d in docs if d["kind"] == "CustomResourceDefinition"] == [
         "mailrelays.mailrelay.dev"]
-    # More replicas need kopf's peering CRDs, which the chart does not own: a clear error without them.
-    refused = helm_fails(tools, "--set", "replicas=2")
-    assert "kubectl apply -f https://github.com/nolar/kopf/raw/main/peering.yaml" in refused
+    assert one(docs, "Deployment")["spec"]["replicas"] == int(replicas)
 
 
 @pytest.mark.parametrize(("values", "message"), [
@@ -254,10 +258,10 @@ def test_chart_metadata_and_rbac(tools: Path) -> None:
     assert images == {"mailrelay-operator": OPERATOR_IMAGE, "postfix": RELEASED_POSTFIX_IMAGE}
     [crd] = yaml.safe_load(chart["annotations"]["artifacthub.io/crds"])
     assert crd["name"] == "mailrelays.mailrelay.dev"
-    prefix, plural = RESOURCES["Event"]
+    events = RESOURCES["Event"]
     for args in ([], ["--set", "watchNamespaces={apps}"]):
         rules = [r for d in template(tools, *args) if d["kind"] in ("ClusterRole", "Role") for r in d["rules"]]
-        assert any(prefix.split("/")[2] in r["apiGroups"] and plural in r["resources"]
+        assert any(events.group in r["apiGroups"] and events.plural in r["resources"]
                    and {"create", "patch"} <= set(r["verbs"]) for r in rules)
 
 

@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ import pytest
 import yaml
 
 from conftest import CRD_PATH
+from podrunner import wait_until
 
 KUBECONFIG = os.environ.get("MAILRELAY_E2E_KUBECONFIG", "")
 POSTFIX_IMAGE = os.environ.get("MAILRELAY_E2E_POSTFIX_IMAGE", "")
@@ -44,13 +44,7 @@ def apply(*objects: dict[str, Any]) -> None:
 
 
 def wait(check: Any, timeout: float = 300, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(2)
-    raise AssertionError(f"timed out waiting for {what}")
+    return wait_until(check, timeout, what)
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,7 @@
 EMULATED: tests/kube_emulator.py serves the API here so a test can inject 409, 429, 500 and 503 answers
 and check that the operator retries until it converges. It has no admission, schema validation,
 server-side apply field ownership, garbage collection or RBAC, so nothing else is tested on it: the
-operator's behaviour is tested on the real control plane in test_operator_cluster.py. The kopf peering
-test stays here until peering gives way to Lease-based leader election.
+operator's behaviour is tested on the real control plane in test_operator_cluster.py.
 """
 
 from __future__ import annotations
@@ -20,13 +19,6 @@ import pytest
 from cluster import Cluster, Operator, eventually
 
 CHILD_PLURALS = ("configmaps", "deployments", "services", "networkpolicies")
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    emulator = Cluster()
-    yield emulator
-    emulator.close()
 
 
 @pytest.fixture(scope="module")
@@ -89,36 +81,6 @@ def test_api_errors_are_retried_until_converged(cluster: Cluster, operator: Oper
     assert all(f.times == 0 for f in cluster.server.faults)
 
 
-def test_peering_keeps_a_standby_replica_idle_until_the_active_one_leaves(tmp_path: Path) -> None:
-    emulator = Cluster()
-    emulator.create_cluster_object("/apis/kopf.dev/v1/clusterkopfpeerings", {
-        "apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "mailrelay-operator"}})
-    kubeconfig = emulator.write_kubeconfig(tmp_path / "kubeconfig")
-    active = Operator(kubeconfig, tmp_path / "active.log", args=["--liveness-port", "0", "--peering",
-                                                                  "mailrelay-operator"])
-    standby = Operator(kubeconfig, tmp_path / "standby.log", args=["--liveness-port", "0", "--peering",
-                                                                    "mailrelay-operator", "--standby", "-v"])
-    try:
-        active.start()
-        time.sleep(3)
-        standby.start()
-        eventually(lambda: "Pausing the watch-stream for mailrelays" in standby.log(), what="kopf to pause")
-        eventually(lambda: "resync paused: " in standby.log(), what="the resync loop to pause")
-        emulator.create(relay("peering-a"))
-        wait_children(emulator, "peering-a")
-        eventually(lambda: "reconciled peering-a/relay" in active.log(), what="the active replica's pass")
-        assert "reconciled peering-a/relay" not in standby.log()
-        active.stop()  # a graceful stop leaves the peering, so the standby takes over at once
-        emulator.create(relay("peering-b"))
-        wait_children(emulator, "peering-b")
-        eventually(lambda: "reconciled peering-b/relay" in standby.log(), what="the former standby's pass")
-        eventually(lambda: "resync resumed: this replica is active" in standby.log(), what="the resync to resume")
-    finally:
-        standby.stop()
-        active.stop()
-        emulator.close()
-
-
 def test_run_without_a_cluster_says_what_to_do(tmp_path: Path) -> None:
     import os
     import subprocess
@@ -130,6 +92,40 @@ def test_run_without_a_cluster_says_what_to_do(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "no cluster to talk to" in result.stderr and "mailrelay-operator local" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def relay_pod(namespace: str, name: str, message: str, relay_name: str = "relay") -> dict[str, Any]:
+    """A relay pod being deleted whose container ended with `message` (as the kubelet reports it)."""
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace, "deletionTimestamp": "2026-01-01T00:00:00Z",
+                         "labels": {"app.kubernetes.io/name": "mailrelay", "app.kubernetes.io/instance": relay_name,
+                                    "app.kubernetes.io/managed-by": "mailrelay-operator"}},
+            "spec": {"containers": [{"name": "postfix", "image": "postfix"}]},
+            "status": {"containerStatuses": [{"name": "postfix", "state": {"terminated": {
+                "exitCode": 0, "message": message}}}]}}
+
+
+def test_a_drain_that_left_mail_is_reported_once_as_an_event(cluster: Cluster, operator: Operator) -> None:
+    cluster.create(relay("drained"))
+    wait_children(cluster, "drained")
+    left = "mailrelay-drain: 7 message(s) left in the queue (no other replica took them at mail.drained.svc:25 " \
+           "within 30s); they are lost with this pod's emptyDir\n"
+    cluster.create(relay_pod("drained", "mailrelay-relay-abc", left))
+    cluster.create(relay_pod("drained", "mailrelay-relay-def", "mailrelay-drain: queue empty, nothing left\n"))
+    cluster.create(relay_pod("drained", "mailrelay-gone-xyz", left.replace("7", "2", 1), relay_name="gone"))
+
+    def reports() -> list[dict[str, Any]]:
+        return [e for e in cluster.list("events", "drained") if e.get("reason") == "QueueLeftBehind"]
+
+    eventually(lambda: len(reports()) == 2, what="two drain reports")
+    cluster.patch("pods", "drained", "mailrelay-relay-abc", {"metadata": {"annotations": {"seen": "again"}}})
+    time.sleep(2)  # a second report would be posted by now
+    by_object = {(e["regarding"]["kind"], e["regarding"]["name"]): e for e in reports()}
+    assert set(by_object) == {("MailRelay", "relay"), ("Pod", "mailrelay-gone-xyz")}
+    event = by_object[("MailRelay", "relay")]
+    assert event["type"] == "Warning"
+    assert event["note"] == f"pod mailrelay-relay-abc: {left.strip()}"
+    assert "2 message(s) left" in by_object[("Pod", "mailrelay-gone-xyz")]["note"]
 
 
 def test_a_child_the_api_server_refuses_stalls_the_relay_without_a_write_loop(cluster: Cluster,

@@ -11,7 +11,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hst
 
-from mailrelay import grammar, guard
+from mailrelay import grammar, guard, spec_dkim
 from mailrelay import spec as spec_module
 from mailrelay import status as st
 from mailrelay.reconcile import reconcile
@@ -36,7 +36,7 @@ def test_crd_names_and_columns(crd: dict[str, Any]) -> None:
     [version] = crd["spec"]["versions"]
     assert version["name"] == "v1alpha1" and version["subresources"]["status"] == {}
     columns = [c["name"] for c in version["additionalPrinterColumns"] if not c.get("priority")]
-    assert columns == ["FQDN", "Ready", "Replicas", "Delivering", "Age"]
+    assert columns == ["FQDN", "Ready", "Replicas", "Delivering", "DKIM", "Age"]
     [replicas] = [c for c in version["additionalPrinterColumns"] if c["name"] == "Replicas"]
     assert replicas["type"] == "integer"
 
@@ -96,6 +96,13 @@ def test_crd_defaults_are_the_operator_defaults(crd: dict[str, Any]) -> None:
     assert schema["service"]["properties"]["name"]["default"] == spec_module.ServiceSpec.name
     assert schema["service"]["properties"]["port"]["default"] == spec_module.ServiceSpec.port
     assert schema["rewrite"]["properties"]["rules"]["maxItems"] == spec_module.MAX_RULES
+    dkim = schema["dkim"]["properties"]
+    assert dkim["selector"]["default"] == spec_dkim.DEFAULT_SELECTOR
+    assert dkim["keyType"]["default"] == spec_dkim.DEFAULT_KEY_TYPE
+    assert tuple(dkim["keyType"]["enum"]) == spec_dkim.KEY_TYPES
+    assert dkim["rsaBits"]["default"] == spec_dkim.DEFAULT_RSA_BITS
+    assert tuple(dkim["rsaBits"]["enum"]) == spec_dkim.RSA_SIZES
+    assert set(dkim) == spec_dkim.FIELDS
     limits = schema["limits"]["properties"]
     for name, attribute, high in guard._LIMITS:
         assert limits[name]["default"] == getattr(guard.Limits, attribute)
@@ -118,6 +125,12 @@ GOOD = [relay_object(FULL), relay_object({"mailFromFQDN": "a.example"}),
                                                              "tls": "Wrapper"}}),
         relay_object({"mailFromFQDN": "a.example", "rewrite": {"rules": [
             {"pattern": "a\\/b\\\\", "replacement": "$$1@a.example"}]}}),
+        relay_object({"mailFromFQDN": "apps.example.com", "dkim": {}}),
+        relay_object({"mailFromFQDN": "apps.example.com", "dkim": {
+            "domain": "example.com", "selector": "r1", "keyType": "Ed25519", "rsaBits": 3072,
+            "keySecretRef": {"name": "dkim.keys"}}}),
+        relay_object({"mailFromFQDN": "a.example",
+                      "queue": {"storage": {"size": "0.5Gi", "storageClassName": "fast"}}}),
         relay_object({"mailFromFQDN": "a.example", "networkPolicy": {"sameNamespace": False},
                       "clients": [{"podSelector": {"matchLabels": {"app": "web"}}}]}),
         relay_object({"mailFromFQDN": "a.example", "networkPolicy": {"enabled": False},
@@ -195,6 +208,20 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("replicas negative", _with(spec__replicas=-1), "is less than the minimum of 0"),
     ("service name", _with(spec__service={"name": "Mail"}), "does not match"),
     ("relay without host", _with(spec__relay={"port": 25}), "'host' is a required property"),
+    ("dkim domain unrelated", _with(spec__dkim={"domain": "example.org"}),
+     "dkim.domain must be mailFromFQDN or a parent domain of it"),
+    ("dkim domain a subdomain", _with(spec__dkim={"domain": "eu.apps.example.com"}),
+     "dkim.domain must be mailFromFQDN or a parent domain of it"),
+    ("dkim domain suffix but no parent", _with(spec__dkim={"domain": "ps.example.com"}),
+     "dkim.domain must be mailFromFQDN or a parent domain of it"),
+    ("dkim domain upper case", _with(spec__dkim={"domain": "Example.com"}), "does not match"),
+    ("dkim domain single label", _with(spec__dkim={"domain": "com"}), "does not match"),
+    ("dkim selector with dot", _with(spec__dkim={"selector": "a.b"}), "does not match"),
+    ("dkim selector too long", _with(spec__dkim={"selector": "s" * 53}), "is too long"),
+    ("dkim key type", _with(spec__dkim={"keyType": "DSA"}), "is not one of"),
+    ("dkim rsa bits", _with(spec__dkim={"rsaBits": 1024}), "is not one of"),
+    ("dkim secret ref without name", _with(spec__dkim={"keySecretRef": {}}), "'name' is a required property"),
+    ("dkim secret ref bad name", _with(spec__dkim={"keySecretRef": {"name": "My_Key"}}), "does not match"),
     ("pull secret bad name", _with(spec__imagePullSecrets=[{"name": "Mirror_Creds"}]), "does not match"),
     ("pull secret without name", _with(spec__imagePullSecrets=[{}]), "'name' is a required property"),
     ("affinity term without topologyKey", _with(spec__affinity={"podAffinity": {

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 import yaml
-from test_packaging import objects, run
 
 from cluster import Operator, eventually
 from controlplane import ControlPlane
+from test_packaging import objects, run
 
 pytestmark = pytest.mark.controlplane
 ACCOUNT = "system:serviceaccount:mailrelay-system:mailrelay-operator"

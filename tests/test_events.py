@@ -6,12 +6,7 @@ API server's own event validation is not emulated).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
-
-import kubernetes
-import pytest
 
 from mailrelay.kube import Api
 
@@ -19,19 +14,6 @@ from cluster import Cluster
 
 RELAY = {"apiVersion": "mailrelay.dev/v1alpha1", "kind": "MailRelay",
          "metadata": {"name": "relay", "namespace": "events", "uid": "0f4c7a52-9a0e-4f0b-8d5e-0d6b1e2a3c4d"}}
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    emulator = Cluster()
-    yield emulator
-    emulator.close()
-
-
-@pytest.fixture
-def api(cluster: Cluster, tmp_path: Path) -> Api:
-    config = cluster.write_kubeconfig(tmp_path / "kubeconfig")
-    return Api(kubernetes.config.new_client_from_config(config_file=str(config)))
 
 
 def events(cluster: Cluster) -> list[dict[str, Any]]:

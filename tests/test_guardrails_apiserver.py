@@ -23,6 +23,7 @@ from mailrelay.spec import parse
 
 from conftest import CRD_PATH, ROOT, relay_object
 from controlplane import ControlPlane
+from shipped_operator import established
 from test_network_policy import GUARDED
 
 pytestmark = pytest.mark.controlplane
@@ -37,11 +38,11 @@ def operator_api(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathF
     """The operator's Api as its ServiceAccount, with the RBAC the cluster-wide kustomization grants."""
     plane = control_plane
     plane.kubectl("apply", "--server-side", "-f", str(CRD_PATH))
-    plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/mailrelays.mailrelay.dev")
     shipped = plane.kubectl("kustomize", str(ROOT / "manifests" / "cluster-wide")).stdout
     wanted = {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
     rbac = [d for d in yaml.safe_load_all(shipped) if d and d["kind"] in wanted]
     plane.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(rbac))
+    established(plane, "system:serviceaccount:mailrelay-system:mailrelay-operator", "mailrelay-system")
     [account] = [d for d in rbac if d["kind"] == "ServiceAccount"]
     plane.kubectl("create", "namespace", NAMESPACE)
     kubeconfig = plane.service_account_kubeconfig(account["metadata"]["namespace"], account["metadata"]["name"],

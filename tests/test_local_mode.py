@@ -16,10 +16,11 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import dkim as dkimpy
 import pytest
 import yaml
 
-from mailrelay import local
+from mailrelay import dkim, local
 from mailrelay.spec import parse
 
 from conftest import relay_object
@@ -180,3 +181,40 @@ def test_local_mode_refuses_an_invalid_file(tmp_path: Path) -> None:
 
 
 pytestmark = pytest.mark.postfix
+
+
+@pytest.mark.parametrize("key_from", ["generated", "secret in the file"])
+def test_local_mode_signs_and_writes_the_dns_record(postfix_ready: None, sinks: list[Sink], tmp_path: Path,
+                                                    dirs: tuple[Path, Path], key_from: str) -> None:
+    workdir, state = dirs
+    sink = Sink().start()
+    sinks.append(sink)
+    spec: dict[str, Any] = {"mailFromFQDN": "local.example.com", "dkim": {"selector": "loc"},
+                            "relay": {"host": "127.0.0.1", "port": sink.port, "tls": "None"}}
+    documents = [relay_object(spec, uid=None)]
+    given = dkim.generate("rsa", 2048)
+    if key_from != "generated":
+        spec["dkim"]["keySecretRef"] = {"name": "my-dkim"}
+        documents.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "my-dkim", "namespace": "apps"},
+                          "stringData": {"rsa.private": given.decode()}})
+    config = tmp_path / "relay.yaml"
+    config.write_text(yaml.safe_dump_all(documents))
+    outputs = []
+    for sent in (1, 2):  # the second run, on the same workdir, signs with the same key
+        port = free_port()
+        process = start_local(config, workdir, port, state)
+        try:
+            send_when_up(process, port)
+            sink.wait_for(sent)
+        finally:
+            outputs.append(stop(process))
+        assert process.returncode == 0, outputs[-1]
+    [line] = (workdir / "dkim-loc.txt").read_text().splitlines()
+    record_name, ttl, _, kind, data = line.split(" ", 4)
+    assert (record_name, ttl, kind) == ("loc._domainkey.local.example.com.", "3600", "TXT")
+    assert f"publish in DNS (also in {workdir / 'dkim-loc.txt'}):\n    {line}\n" in outputs[0]
+    txt = "".join(data.split('"')[1::2]).encode()
+    if key_from != "generated":
+        assert txt.endswith(dkim.public_key_data("rsa", given, "test").encode())
+    for got in sink.wait_for(2):
+        assert dkimpy.verify(got.data, dnsfunc=lambda name, timeout=5: txt if name.decode() == record_name else None)

@@ -21,7 +21,7 @@ import pytest
 
 from mailrelay.local import LocalPostfix
 
-from conftest import make_relay
+from conftest import make_relay, self_signed_server_context
 from smtp_sink import Sink
 
 pytestmark = pytest.mark.postfix
@@ -77,13 +77,6 @@ def with_login(start_postfix: Any, sinks: list[Sink], accepted: tuple[str, str],
     sinks.append(sink)
     spec = relay_spec(sink, relay={"authSecretRef": {"name": "smarthost"}, **relay})
     return sink, start_postfix(make_relay(spec), secret=secret)
-
-
-@pytest.fixture
-def sink(sinks: list[Sink]) -> Sink:
-    created = Sink().start()
-    sinks.append(created)
-    return created
 
 
 @pytest.mark.parametrize(("envelope", "header", "want_envelope", "want_header"), [
@@ -192,12 +185,7 @@ def test_encrypt_never_sends_in_plain_text(start_postfix: Any, sink: Sink) -> No
 @pytest.fixture
 def server_tls(tmp_path: Path) -> ssl.SSLContext:
     """A self-signed certificate for the test smarthost (Encrypt does not verify it, by design)."""
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "1", "-subj", "/CN=smarthost.test"], check=True, capture_output=True)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    return context
+    return self_signed_server_context(tmp_path)
 
 
 def test_encrypt_delivers_over_starttls_with_login(start_postfix: Any, sinks: list[Sink],
@@ -257,6 +245,12 @@ def test_no_mail_lost_while_the_smarthost_is_down(start_postfix: Any, sinks: lis
         ids.append(msg["Message-ID"])
         send(instance, "root@pod", msg)
     wait_for_log(instance, "Connection refused")
+    # Every message deferred before the smarthost comes back: one still being tried during the flush
+    # below would be deferred after it, for the 300 s minimal backoff.
+    deadline = time.monotonic() + 30
+    while instance.log().count("status=deferred") < 5 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert instance.log().count("status=deferred") == 5
     assert instance.queued() == 5
     sink.start()
     assert instance.postfix("flush").returncode == 0
@@ -274,7 +268,7 @@ def test_prestop_drain_delivers_queued_mail_before_returning(start_postfix: Any,
     wait_for_log(instance, "Connection refused")
     assert instance.queued() == 1
     sink.start()
-    result = instance.run_script("drain.sh")
+    result = instance.run_script("drain.sh", env={"MAILRELAY_ENDPOINT_WAIT_SECONDS": "0"})
     assert result.returncode == 0, result.stderr
     assert "queue empty" in result.stdout
     assert len(sink.received) == 1  # delivered before the hook returned
@@ -286,9 +280,11 @@ def test_drain_gives_up_at_its_deadline_and_says_so(start_postfix: Any, sinks: l
     sinks.append(sink)
     instance = start_postfix(make_relay(relay_spec(sink)))
     send(instance, "root@pod", message("root@pod"))
-    result = instance.run_script("drain.sh", env={"MAILRELAY_DRAIN_SECONDS": "2"})
+    result = instance.run_script("drain.sh", env={
+        "MAILRELAY_DRAIN_SECONDS": "2", "MAILRELAY_ENDPOINT_WAIT_SECONDS": "0", "MAILRELAY_HANDOFF_TARGET": ""})
     assert result.returncode == 0
-    assert "1 message(s) still queued after 2s" in result.stdout
+    assert "1 message(s) left in the queue (no hand-off target is set)" in result.stdout
+    assert instance.termination_log.read_text().startswith("mailrelay-drain: 1 message(s) left in the queue")
 
 
 def _postfix_pids(instance: LocalPostfix) -> list[int]:

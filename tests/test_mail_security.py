@@ -36,13 +36,6 @@ def namespace(postfix_ready: None) -> Iterator[netns.Namespace]:
         yield created
 
 
-@pytest.fixture
-def sink(sinks: list[Sink]) -> Sink:
-    created = Sink().start()
-    sinks.append(created)
-    return created
-
-
 RECIPIENTS = ["postmaster", "Postmaster", f"postmaster@{FQDN}", "abuse", "root", "ops@example.org",
               "postmaster@example.org"]
 

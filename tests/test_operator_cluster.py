@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from test_api_validation import CASES, KNOWN_GAPS
 
+from mailrelay.identity import RESOURCES
 from mailrelay.render import CONFIG_HASH_ANNOTATION
 
 from cluster import Operator, eventually
@@ -38,7 +39,7 @@ from real_api import (
     wait_children,
     wait_reason,
 )
-from shipped_operator import Shipped, forbidden_lines, install, start_operator, uninstall_rbac
+from shipped_operator import NOT_RBAC, Shipped, forbidden_lines, forget_lease, install, start_operator, uninstall_rbac
 
 pytestmark = pytest.mark.controlplane
 
@@ -69,6 +70,7 @@ def deployed(request: pytest.FixtureRequest, control_plane: ControlPlane,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
     mark = sum(1 for _ in control_plane.audit_events())
     shipped = install(control_plane, request.param)
+    forget_lease(control_plane, shipped)
     operator, _ = start_operator(control_plane, shipped, tmp_path_factory.mktemp(request.param))
     namespace, name = shipped.service_account
     yield Deployed(control_plane, shipped, operator, f"system:serviceaccount:{namespace}:{name}", mark)
@@ -94,6 +96,13 @@ def space(deployed: Deployed, request: pytest.FixtureRequest) -> Iterator[str]:
     plane.kubectl("delete", "service/mail", "secret/smarthost", "-n", namespace, "--ignore-not-found")
     for plural in CHILDREN:
         eventually(lambda p=plural: not ours(plane, p, namespace), timeout=60, what=f"{plural} collected")
+    # A pass that read the relay just before its deletion may still write its children once; the garbage
+    # collector removes them again (their owner is gone). Let that settle before the next test reuses the
+    # names, or its relay would meet a stale child owned by the old uid.
+    time.sleep(2 * RESYNC)
+    for plural in CHILDREN:
+        eventually(lambda p=plural: not ours(plane, p, namespace), timeout=60, what=f"{plural} collected")
+    eventually(lambda: get(plane, "services", namespace, "mail") is None, timeout=60, what="Service mail gone")
 
 
 def event_reasons(plane: ControlPlane, namespace: str) -> list[str]:
@@ -101,9 +110,12 @@ def event_reasons(plane: ControlPlane, namespace: str) -> list[str]:
 
 
 def operator_writes(deployed: Deployed, namespace: str) -> list[tuple[str, str]]:
+    """The operator's writes in a namespace, but for renewals of its leader Lease (the namespaced
+    variant serves the namespace the Lease is in; a renewal is not a write about any relay)."""
     return [(e["verb"], e["requestURI"]) for e in deployed.audit()
             if e["user"]["username"] == deployed.user and e["verb"] in WRITES
-            and (e.get("objectRef") or {}).get("namespace") == namespace]
+            and (e.get("objectRef") or {}).get("namespace") == namespace
+            and (e.get("objectRef") or {}).get("resource") != RESOURCES["Lease"].plural]
 
 
 # -- the tests -----------------------------------------------------------------------------------------
@@ -212,6 +224,27 @@ def test_missing_secret_then_recovery_and_rotation_rolls_the_pods(deployed: Depl
     assert "first-password" not in log and "rotated-password" not in log
 
 
+def test_dkim_key_is_generated_published_and_rotated(deployed: Deployed, space: str) -> None:
+    plane = deployed.plane
+    apply(plane, relay(space, dkim={}))
+    secret = eventually(lambda: get(plane, "secrets", space, "mailrelay-relay-dkim"), what="the key Secret")
+    status = eventually(lambda: ((get(plane, "mailrelays", space, "relay") or {}).get("status") or {}).get("dkim"),
+                        what="status.dkim")
+    assert status["records"][0]["name"] == "mail._domainkey.apps.example.com"
+    eventually(lambda: "DkimKeyCreated" in event_reasons(plane, space), what="a DkimKeyCreated event")
+    wait_reason(plane, space, "Available")
+    eventually(lambda: get(plane, "mailrelays", space, "relay")["status"]["dkim"]["signing"] == "Active",  # type: ignore[index]
+               what="signing Active")
+    merge_patch(plane, "mailrelays", space, "relay",
+                {"metadata": {"annotations": {"mailrelay.dev/rotate-dkim-key": "1"}}})
+    eventually(lambda: get(plane, "secrets", space, "mailrelay-relay-dkim")["data"] != secret["data"],  # type: ignore[index]
+               what="a new key after the rotation annotation")
+    eventually(lambda: "DkimKeyRotated" in event_reasons(plane, space), what="a DkimKeyRotated event")
+    log = deployed.operator.log()
+    pem_body = b"".join(base64.b64decode(secret["data"]["rsa.private"]).splitlines()[1:-1]).decode()
+    assert secret["data"]["rsa.private"][:40] not in log and pem_body[:40] not in log
+
+
 def test_an_idle_relay_causes_no_writes(deployed: Deployed, space: str) -> None:
     plane = deployed.plane
     apply(plane, relay(space))
@@ -295,6 +328,42 @@ def test_network_policy_switched_off_is_deleted(deployed: Deployed, space: str) 
     assert all(len(ours(plane, p, space)) == 1 for p in CHILDREN if p != "networkpolicies")
 
 
+def test_queue_modes_switch_through_ready_pods_and_the_budget_follows_the_replicas(deployed: Deployed,
+                                                                                  space: str) -> None:
+    """Persistent queue ⇄ emptyDir: the old workload goes only once the new one is ready; a budget from 2 replicas."""
+    plane = deployed.plane
+    storage_class = f"queue-{space}"[:63]
+    volumes = [f"{storage_class}-{i}"[:63] for i in range(2)]
+    for volume in volumes:  # statically provisioned: the real PV controller binds the relay's claims to them
+        plane.request("POST", "/api/v1/persistentvolumes", {
+            "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": volume},
+            "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                     "storageClassName": storage_class, "hostPath": {"path": f"/tmp/{volume}"}}})
+    queue = {"storage": {"size": "1Gi", "storageClassName": storage_class}}
+    try:
+        apply(plane, relay(space, replicas=2, queue=queue))
+        wait_reason(plane, space, "Available", timeout=120)
+        [budget] = ours(plane, "poddisruptionbudgets", space)
+        assert budget["spec"]["maxUnavailable"] == 1
+        assert len(ours(plane, "statefulsets", space)) == 1 and not ours(plane, "deployments", space)
+
+        merge_patch(plane, "mailrelays", space, "relay", {"spec": {"queue": None, "replicas": 1}})
+        eventually(lambda: not ours(plane, "statefulsets", space) and not ours(plane, "poddisruptionbudgets", space),
+                   timeout=120, what="the StatefulSet and the budget deleted")
+        [deployment] = ours(plane, "deployments", space)
+        assert deployment["status"].get("readyReplicas") == 1  # the new pods were ready before the old ones went
+
+        merge_patch(plane, "mailrelays", space, "relay", {"spec": {"queue": queue}})
+        eventually(lambda: not ours(plane, "deployments", space), timeout=120, what="the Deployment deleted")
+        wait_reason(plane, space, "Available", timeout=120)
+        assert len(ours(plane, "statefulsets", space)) == 1
+    finally:
+        plane.kubectl("delete", "mailrelays", "--all", "-n", space, "--wait=true")
+        eventually(lambda: not ours(plane, "statefulsets", space), timeout=60, what="the StatefulSet collected")
+        plane.kubectl("delete", "persistentvolumeclaims", "--all", "-n", space, "--wait=false")
+        plane.kubectl("delete", "persistentvolumes", *volumes, "--wait=false", "--ignore-not-found")
+
+
 def test_restart_makes_no_duplicates_and_no_writes(deployed: Deployed, space: str) -> None:
     plane = deployed.plane
     apply(plane, relay(space))
@@ -367,7 +436,9 @@ def test_every_request_was_allowed_and_every_grant_was_needed(deployed: Deployed
     assert not forbidden_lines(deployed.operator.log())
     events = [e for e in deployed.audit() if e["user"]["username"] == deployed.user]
     assert events, "the audit log recorded nothing of the operator's"
-    refused = [(e["verb"], e["requestURI"]) for e in events if e.get("responseStatus", {}).get("code") == 403]
+    refused = [(e["verb"], e["requestURI"], e["responseStatus"].get("message", "")) for e in events
+               if e.get("responseStatus", {}).get("code") == 403]
+    refused = [r for r in refused if not any(text in r[2] for text in NOT_RBAC)]  # retried, as the log shows
     assert not refused
     rules = deployed.shipped.rules()
     used: set[tuple[str, str, str]] = set()

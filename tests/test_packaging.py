@@ -16,8 +16,7 @@ import kubernetes_validate.utils as kv
 import pytest
 import yaml
 
-from mailrelay import apidoc
-from mailrelay.kube import RESOURCES
+from mailrelay.identity import RESOURCES
 from mailrelay.version import OPERATOR_IMAGE, RELEASED_POSTFIX_IMAGE, __version__
 
 from conftest import CRD_PATH, ROOT
@@ -28,7 +27,7 @@ import upstream_schemas
 
 CHART = ROOT / "manifests" / "helm" / "mailrelay-operator"
 KUSTOMIZATIONS = ["cluster-wide", "namespaced", "cluster-wide-ha"]
-CUSTOM_KINDS = {"MailRelay", "ClusterKopfPeering", "KopfPeering"}  # not in the upstream schemas; checked otherwise
+CUSTOM_KINDS = {"MailRelay"}  # not in the upstream schemas; checked against our CRD
 NEWEST = kv.latest_version()
 OLDEST = "1.29.0"
 
@@ -45,8 +44,6 @@ def validate_all(docs: list[dict[str, Any]], crd: dict[str, Any]) -> None:
     for doc in docs:
         if doc["kind"] == "MailRelay":
             assert check(crd, doc) == [], doc["metadata"]["name"]
-        elif doc["kind"] in CUSTOM_KINDS:
-            assert doc["apiVersion"] == "kopf.dev/v1"
         else:
             for version in (OLDEST, NEWEST):
                 kv.validate(doc, version, strict=True)
@@ -65,9 +62,10 @@ def test_kustomize_variants_build_and_validate(tools: Path, crd: dict[str, Any],
     [deployment] = [d for d in docs if d["kind"] == "Deployment"]
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     assert ("--namespace=$(POD_NAMESPACE)" in args) == (variant == "namespaced")
-    assert ("--peering=mailrelay-operator" in args) == (variant == "cluster-wide-ha")
-    prefix, plural = RESOURCES["Event"]
-    assert any(prefix.split("/")[2] in r["apiGroups"] and plural in r["resources"] and {"create", "patch"} <= set(
+    assert not [a for a in args if a.startswith(("--peering", "--standby"))]  # kopf peering is gone
+    assert deployment["spec"]["replicas"] == (2 if variant == "cluster-wide-ha" else 1)
+    events = RESOURCES["Event"]
+    assert any(events.group in r["apiGroups"] and events.plural in r["resources"] and {"create", "patch"} <= set(
         r["verbs"]) for d in docs if d["kind"] in ("Role", "ClusterRole") for r in d["rules"]), "events not allowed"
     if variant == "namespaced":
         assert not [r for d in docs if d["kind"] == "ClusterRole" for r in d["rules"]
@@ -94,16 +92,19 @@ def test_rbac_is_least_privilege(tools: Path) -> None:
     docs = objects(run(tools, "kubectl", "kustomize", "manifests/cluster-wide"))
     rules = [r for d in docs if d["kind"] == "ClusterRole" for r in d["rules"]]
     verbs = {(g, res): set(r["verbs"]) for r in rules for g in r["apiGroups"] for res in r["resources"]}
-    assert verbs[("", "secrets")] == {"get"}
-    # A renamed Service, a NetworkPolicy switched off.
-    assert {key for key, v in verbs.items() if "delete" in v} == {("", "services"), ("networking.k8s.io",
-                                                                                     "networkpolicies")}
+    assert verbs[("", "secrets")] == {"get", "create", "patch"}  # never list/watch: no bulk read
+    # Only children the spec can stop wanting: a renamed Service, a NetworkPolicy switched off, the
+    # other queue mode's workload, a budget below two replicas.
+    assert {key for key, v in verbs.items() if "delete" in v} == {
+        ("", "services"), ("networking.k8s.io", "networkpolicies"), ("apps", "deployments"),
+        ("apps", "statefulsets"), ("policy", "poddisruptionbudgets")}
+    assert verbs[("", "pods")] == {"list", "watch"}  # read only: the drain's termination message
     assert all("update" not in v and "*" not in v
                for key, v in verbs.items() if key != ("mailrelay.dev", "mailrelays/finalizers"))
     assert all("*" not in r["resources"] and "*" not in r["apiGroups"] for r in rules)
-    # The events the operator posts (kube.RESOURCES): created, and patched to count a repeat.
-    prefix, plural = RESOURCES["Event"]
-    assert {"create", "patch"} <= verbs[(prefix.split("/")[2] if prefix.startswith("/apis/") else "", plural)]
+    # The events the operator posts (identity.RESOURCES): created, and patched to count a repeat.
+    events = RESOURCES["Event"]
+    assert {"create", "patch"} <= verbs[(events.group, events.plural)]
 
 
 def _granted(docs: list[dict[str, Any]], namespace: str) -> dict[tuple[str, str], set[str]]:
@@ -129,11 +130,12 @@ def _granted(docs: list[dict[str, Any]], namespace: str) -> dict[tuple[str, str]
 def test_rbac_grants_what_the_operator_writes_and_watches(tools: Path, source: tuple[str, ...],
                                                           namespace: str) -> None:
     """Every child kind the controller watches and applies, in every install variant."""
-    from mailrelay.controller import CHILD_RESOURCES
+    from mailrelay.identity import CHILD_KINDS
 
     verbs = _granted(objects(run(tools, *source)), namespace)
-    for group, _, plural in CHILD_RESOURCES:
-        assert {"get", "list", "watch", "create", "patch"} <= verbs.get((group, plural), set()), (group, plural)
+    for kind in CHILD_KINDS:
+        key = (RESOURCES[kind].group, RESOURCES[kind].plural)
+        assert {"get", "list", "watch", "create", "patch"} <= verbs.get(key, set()), key
     assert "delete" in verbs[("networking.k8s.io", "networkpolicies")]
 
 
@@ -142,12 +144,9 @@ def test_helm_chart_lints(tools: Path) -> None:
     assert "0 chart(s) failed" in output
 
 
-PEERING_API = ["--api-versions", "kopf.dev/v1/ClusterKopfPeering"]  # a cluster with kopf's peering CRDs
-
-
-@pytest.mark.parametrize("values", [[], ["--set", "replicas=2", *PEERING_API],
+@pytest.mark.parametrize("values", [[], ["--set", "replicas=2"],
                                     ["--set", "watchNamespaces={apps,billing}"],
-                                    ["--set", "replicas=3", "--set", "watchNamespaces={apps}", *PEERING_API,
+                                    ["--set", "replicas=3", "--set", "watchNamespaces={apps}",
                                      "--set", "image.tag=9.9.9", "--set", "nodeSelector.pool=system"]])
 def test_helm_template_renders_valid_objects(tools: Path, crd: dict[str, Any], values: list[str]) -> None:
     docs = objects(run(tools, "helm", "template", "mr", str(CHART), "-n", "mailrelay-system", "--include-crds",
@@ -157,11 +156,12 @@ def test_helm_template_renders_valid_objects(tools: Path, crd: dict[str, Any], v
     args = pod["containers"][0]["args"]
     if "watchNamespaces={apps,billing}" in values:
         assert {"--namespace=apps", "--namespace=billing"} <= set(args)
-        assert {d["metadata"]["namespace"] for d in docs if d["kind"] == "Role"} == {"apps", "billing"}
-    if any(v.startswith("replicas=") and v != "replicas=1" for v in values):
-        assert "--peering=mailrelay-operator" in args
-        peering = "KopfPeering" if any(v.startswith("watchNamespaces") for v in values) else "ClusterKopfPeering"
-        assert any(d["kind"] == peering for d in docs)
+        assert {d["metadata"]["namespace"] for d in docs if d["kind"] == "Role"
+                and not d["metadata"]["name"].endswith("-leader-election")} == {"apps", "billing"}
+    assert not [a for a in args if a.startswith(("--peering", "--standby"))]  # every replica alike
+    assert not [d for d in docs if d["apiVersion"].startswith("kopf.dev/")]
+    [lease_role] = [d for d in docs if d["kind"] == "Role" and d["metadata"]["name"].endswith("-leader-election")]
+    assert lease_role["metadata"]["namespace"] == "mailrelay-system"
 
 
 def test_helm_refuses_bad_values(tools: Path) -> None:
@@ -182,7 +182,6 @@ def test_one_source_for_versions_and_images(tools: Path) -> None:
     assert container["image"] == OPERATOR_IMAGE
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["MAILRELAY_POSTFIX_IMAGE"] == RELEASED_POSTFIX_IMAGE
-    assert (CHART / "crds" / CRD_PATH.name).read_text() == CRD_PATH.read_text()
     assert sorted(p.name for p in (CHART / "crds").iterdir()) == [CRD_PATH.name]  # kopf's peering CRDs: not ours
 
 
@@ -228,11 +227,6 @@ def test_upstream_shapes_are_current_everywhere_they_are_used() -> None:
         assert text.count("# BEGIN generated:") == 2 and upstream_schemas.update_crd(text, found) == text, crd
     values_schema = upstream_schemas.VALUES_SCHEMA.read_text()
     assert upstream_schemas.update_values_schema(values_schema, found) == values_schema, "run `make schemas`"
-
-
-def test_api_reference_is_current() -> None:
-    generated = apidoc.render(yaml.safe_load(CRD_PATH.read_text()))
-    assert (ROOT / "docs" / "api-reference.md").read_text() == generated, "run `make docs`"
 
 
 def test_the_wheel_the_operator_image_installs_is_complete(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Rendering: the three manifests, checked against the upstream Kubernetes schemas, and the files."""
+"""Rendering: the manifests, checked against the upstream Kubernetes schemas, and the files."""
 
 from __future__ import annotations
 
@@ -55,7 +55,8 @@ def by_kind(children: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def sample_relays() -> list[Any]:
-    relays = [make_relay(FULL), make_relay({"mailFromFQDN": "a.example"})]
+    relays = [make_relay(FULL), make_relay({"mailFromFQDN": "a.example"}),
+              make_relay({**FULL, "queue": {"storage": {"size": "1Gi", "storageClassName": "fast"}}})]
     for path in sorted((ROOT / "examples").glob("*.yaml")):
         docs = [d for d in yaml.safe_load_all(path.read_text()) if d and d.get("kind") == "MailRelay"]
         relays += [parse(d) for d in docs]
@@ -82,8 +83,8 @@ def test_kubernetes_validate_catches_a_broken_manifest() -> None:
 
 def test_children_are_owned_labelled_and_wired_together() -> None:
     relay = make_relay(FULL)
-    policy, config_map, deployment, service = render(relay)
-    for obj in (policy, config_map, deployment, service):
+    policy, config_map, deployment, budget, service = render(relay)
+    for obj in (policy, config_map, deployment, budget, service):
         [owner] = obj["metadata"]["ownerReferences"]
         assert owner == {"apiVersion": "mailrelay.dev/v1alpha1", "kind": "MailRelay", "name": "relay",
                          "uid": relay.uid, "controller": True, "blockOwnerDeletion": True}
@@ -215,6 +216,27 @@ def test_allow_list_comes_before_permit_mynetworks() -> None:
     assert _params(postfix.main_cf(without))["smtpd_recipient_restrictions"] == "permit_mynetworks, reject"
 
 
+def test_dkim_adds_one_opendkim_milter_per_key_and_fails_closed() -> None:
+    def config(relay: Any) -> dict[str, str]:
+        return dict(next(o for o in render(relay) if o["kind"] == "ConfigMap")["data"])
+
+    plain = config(make_relay(FULL))
+    assert "milter" not in plain["main.cf"] and not [f for f in plain if f.startswith("opendkim")]
+    data = config(make_relay({**FULL, "dkim": {"domain": "example.com", "keyType": "Ed25519"}}))
+    main_cf = dict(line.split(" = ", 1) for line in data["main.cf"].splitlines() if " = " in line)
+    sockets = "unix:${mailrelay_opendkim_dir}/ed25519.sock, unix:${mailrelay_opendkim_dir}/rsa.sock"
+    assert main_cf["smtpd_milters"] == main_cf["non_smtpd_milters"] == sockets
+    assert main_cf["milter_default_action"] == "tempfail"  # never unsigned, never lost: the client retries
+    assert sorted(f for f in data if f.startswith("opendkim")) == [
+        f"opendkim-{a}.{kind}" for a in ("ed25519", "rsa") for kind in ("conf", "keytable", "signingtable")]
+    assert "SignatureAlgorithm ed25519-sha256" in data["opendkim-ed25519.conf"]
+    assert "SignatureAlgorithm rsa-sha256" in data["opendkim-rsa.conf"]
+    assert data["opendkim-rsa.keytable"].splitlines()[1] == \
+        "rsa example.com:mail:@OPENDKIM_DIR@/keys/rsa.private"
+    assert data["opendkim-ed25519.signingtable"].splitlines()[1:] == [
+        "*@example.com ed25519", "*@*.example.com ed25519"]
+
+
 def test_direct_delivery_without_relay() -> None:
     main = postfix.main_cf(make_relay({"mailFromFQDN": "a.example"}).spec)
     assert "relayhost =\n" in main and "smtp_sasl" not in main
@@ -232,6 +254,9 @@ def _hash(spec: dict[str, Any], secret_version: str = "") -> str:
     {"relay": {**FULL["relay"], "authSecretRef": {"name": "other"}}},
     {"relay": {**FULL["relay"], "host": "smtp2.example.net"}},
     {"messageSizeLimitBytes": 6_000_000},
+    {"dkim": {}},
+    {"dkim": {"domain": "example.com"}},
+    {"dkim": {"keyType": "Ed25519"}},
     {"limits": {"messagesPerMinute": 10}},
     {"recipients": {"allowDomains": ["example.org"]}},
 ])

@@ -10,7 +10,8 @@ import pytest
 from mailrelay import guard
 from mailrelay.guard import ClientPeer, Egress, LabelSelector, Limits
 from mailrelay.spec import DEFAULT_NETWORKS, Relay, RewriteRule, SpecError, parse, parse_spec
-from mailrelay.version import DEFAULT_POSTFIX_IMAGE
+from mailrelay.spec_dkim import DkimSpec
+from mailrelay.version import RELEASED_POSTFIX_IMAGE
 
 from conftest import relay_object
 from invalid_specs import REFUSED_BY_BOTH
@@ -26,7 +27,7 @@ def test_defaults_fill_everything_but_the_fqdn() -> None:
     assert spec.allowed_networks == DEFAULT_NETWORKS
     assert spec.message_size_limit == 10_240_000
     assert spec.replicas == 1
-    assert spec.image == DEFAULT_POSTFIX_IMAGE
+    assert spec.image == RELEASED_POSTFIX_IMAGE
     assert spec.relay is None
     assert (spec.service.name, spec.service.port) == ("mail", 25)
     assert spec.keep_domains == () and spec.rules == ()
@@ -58,6 +59,19 @@ def test_full_spec_is_parsed_and_normalised() -> None:
 def test_wrapper_on_465_and_ipv6_smarthost_are_fine() -> None:
     relay = parse_spec({"mailFromFQDN": "a.example", "relay": {"host": "2001:DB8::1", "port": 465, "tls": "Wrapper"}})
     assert relay.relay == Relay(host="2001:db8::1", port=465, tls="Wrapper")
+
+
+def test_dkim_defaults_and_a_parent_signing_domain() -> None:
+    spec = parse_spec({"mailFromFQDN": "Apps.Example.com", "dkim": {}})
+    assert spec.dkim == DkimSpec(domain="apps.example.com", selector="mail", key_type="RSA", rsa_bits=2048)
+    assert spec.dkim.selectors == {"rsa": "mail"}
+    spec = parse_spec({"mailFromFQDN": "apps.example.com", "dkim": {
+        "domain": "example.com", "selector": "relay1", "keyType": "Ed25519", "rsaBits": 4096,
+        "keySecretRef": {"name": "dkim-keys"}}})
+    assert spec.dkim == DkimSpec(domain="example.com", selector="relay1", key_type="Ed25519", rsa_bits=4096,
+                                 key_secret="dkim-keys")
+    assert spec.dkim.selectors == {"rsa": "relay1", "ed25519": "relay1-ed25519"}
+    assert parse_spec({"mailFromFQDN": "a.example.com"}).dkim is None
 
 
 def with_spec(**changes: Any) -> dict[str, Any]:
@@ -139,6 +153,28 @@ INVALID: list[tuple[str, dict[str, Any] | None, str]] = [
      "spec.tolerations[0].operator: must be Equal or Exists"),
     ("service name not DNS-1035", with_spec(service={"name": "1mail"}), "spec.service.name: '1mail' is not a DNS-1035"),
     ("service port zero", with_spec(service={"port": 0}), "spec.service.port: must be from 1 to 65535, got 0"),
+    ("dkim not an object", with_spec(dkim="yes"), "spec.dkim: must be an object, got a string"),
+    ("dkim unknown field", with_spec(dkim={"key": "x"}), "spec.dkim.key: unknown field"),
+    ("dkim selector with dot", with_spec(dkim={"selector": "a.b"}), "spec.dkim.selector: 'a.b' must be one DNS label"),
+    ("dkim selector upper case", with_spec(dkim={"selector": "Mail"}), "spec.dkim.selector: 'Mail' must be one"),
+    ("dkim selector too long", with_spec(dkim={"selector": "s" * 53}), "spec.dkim.selector:"),
+    ("dkim domain unrelated", with_spec(dkim={"domain": "example.org"}),
+     "spec.dkim.domain: 'example.org' must be mailFromFQDN (apps.example.com) or a parent domain"),
+    ("dkim domain a subdomain", with_spec(dkim={"domain": "eu.apps.example.com"}), "or a parent domain of it"),
+    ("dkim domain suffix but no parent", with_spec(dkim={"domain": "ps.example.com"}), "or a parent domain of it"),
+    ("dkim domain a kept domain only", with_spec(rewrite={"keepDomains": ["corp.example.org"]},
+                                                 dkim={"domain": "corp.example.org"}), "or a parent domain of it"),
+    ("dkim domain a top-level domain", with_spec(dkim={"domain": "com"}), "must be a fully qualified domain name"),
+    ("dkim domain upper case", with_spec(dkim={"domain": "Example.com"}), "must be written in lower case"),
+    ("dkim domain with underscore", with_spec(dkim={"domain": "_dmarc.example.com"}), "is not a valid host name"),
+    ("dkim key type", with_spec(dkim={"keyType": "DSA"}), "spec.dkim.keyType: must be one of RSA, Ed25519"),
+    ("dkim rsa bits", with_spec(dkim={"rsaBits": 1024}), "spec.dkim.rsaBits: must be one of 2048, 3072, 4096"),
+    ("dkim rsa bits boolean", with_spec(dkim={"rsaBits": True}), "spec.dkim.rsaBits: must be one of"),
+    ("dkim secret ref without name", with_spec(dkim={"keySecretRef": {}}),
+     "spec.dkim.keySecretRef.name: must be a string, got null"),
+    ("dkim secret ref bad name", with_spec(dkim={"keySecretRef": {"name": "My_Key"}}), "is not a valid Secret name"),
+    ("dkim secret ref extra field", with_spec(dkim={"keySecretRef": {"name": "k", "key": "x"}}),
+     "spec.dkim.keySecretRef.key: unknown field"),
     # Refused by the operator only: the CRD cannot know the Public Suffix List, run regcomp() or
     # compare quantities (tests/test_api_validation.py lists them as known gaps).
     ("fqdn is a public suffix", with_spec(mailFromFQDN="co.uk"), "'co.uk' is a public suffix"),
@@ -208,6 +244,14 @@ INVALID: list[tuple[str, dict[str, Any] | None, str]] = [
      "spec.podAnnotations: must be an object of strings, got a list"),
     ("too many pod labels", with_spec(podLabels={f"k{i}": "v" for i in range(33)}),
      "spec.podLabels: must have at most 32 entries, got 33"),
+    ("queue storage size a number", with_spec(queue={"storage": {"size": 1024}}),
+     "spec.queue.storage.size: must be a string, got an integer"),
+    ("queue unknown field", with_spec(queue={"persistent": True}), "spec.queue.persistent: unknown field"),
+    ("queue storage size with a newline", with_spec(queue={"storage": {"size": "1Gi\n"}}),
+     "is not a storage quantity"),
+    ("keepDomain with a final newline", with_spec(rewrite={"keepDomains": ["0\n"]}), "is not a valid host name"),
+    ("queue storage unknown field", with_spec(queue={"storage": {"size": "1Gi", "accessModes": ["RWX"]}}),
+     "spec.queue.storage.accessModes: unknown field"),
     # Tenant guardrails.
     ("networkPolicy.enabled not a boolean", with_spec(networkPolicy={"enabled": "no"}),
      "spec.networkPolicy.enabled: must be true or false, got 'no'"),

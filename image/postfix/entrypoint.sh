@@ -12,6 +12,8 @@ DATA_DIR=${POSTFIX_DATA_DIR:-/var/lib/postfix}
 LISTEN=${MAILRELAY_LISTEN:-}    # host:port for the SMTP listener; empty keeps port 25 on all interfaces
 MAILLOG=${MAILRELAY_MAILLOG:-}  # a log file instead of stdout
 LOG_ECHO=${MAILRELAY_MAILLOG_ECHO:-}  # with MAILLOG: this command copies the file to stdout and bounds it
+DKIM_KEY_DIR=${MAILRELAY_DKIM_KEY_DIR:-/etc/mailrelay/dkim-key}
+OPENDKIM_DIR=${MAILRELAY_OPENDKIM_DIR:-/run/mailrelay/opendkim}
 
 die() {
     echo "mailrelay: $*" >&2
@@ -23,6 +25,10 @@ die() {
 
 umask 022
 mkdir -p "$CONFIG_DIR" "$QUEUE_DIR" "$DATA_DIR"
+# The kubelet creates every emptyDir world-writable (0777), and Postfix rightly refuses a queue or
+# data directory others can write to: give both the owner and mode Postfix's own layout has.
+chmod 0755 "$QUEUE_DIR" "$DATA_DIR"
+chown root "$QUEUE_DIR"
 chown "$(postconf -c "$CONFIG_SOURCE" -h mail_owner)" "$DATA_DIR"
 rm -f "$CONFIG_DIR"/*
 for file in "$CONFIG_SOURCE"/*; do
@@ -54,6 +60,39 @@ if [ -n "$(postconf -c "$CONFIG_DIR" -h smtp_sasl_password_maps)" ]; then
         >"$CONFIG_DIR/sasl_passwd"
     unset username password
     umask 022
+fi
+
+# DKIM: one OpenDKIM milter per key algorithm. Its files get this run's paths; each key is copied
+# from the root-only Secret mount into a directory only the opendkim user can read (not Postfix).
+# OpenDKIM stays a child of this process, so of the Postfix master after the exec below; the probe
+# checks it is alive, and Postfix tempfails mail while it is not (nothing leaves unsigned).
+if ls "$CONFIG_DIR"/opendkim-*.conf >/dev/null 2>&1; then
+    rm -rf "$OPENDKIM_DIR"
+    mkdir -p "$OPENDKIM_DIR/keys"
+    for file in "$CONFIG_DIR"/opendkim-*; do
+        sed "s|@OPENDKIM_DIR@|$OPENDKIM_DIR|g" "$file" >"$OPENDKIM_DIR/${file##*/}"
+    done
+    for key in $(awk '!/^#/ { n = split($2, part, ":"); print part[n] }' "$OPENDKIM_DIR"/opendkim-*.keytable); do
+        [ -s "$DKIM_KEY_DIR/${key##*/}" ] || die "the DKIM key Secret has no ${key##*/} (looked in $DKIM_KEY_DIR)"
+        install -m 0400 -o opendkim -g opendkim "$DKIM_KEY_DIR/${key##*/}" "$key"
+    done
+    chown opendkim:opendkim "$OPENDKIM_DIR/keys"
+    chmod 0700 "$OPENDKIM_DIR/keys"
+    chown "opendkim:$(id -gn "$(postconf -c "$CONFIG_DIR" -h mail_owner)")" "$OPENDKIM_DIR"
+    chmod 0750 "$OPENDKIM_DIR"
+    for conf in "$OPENDKIM_DIR"/opendkim-*.conf; do
+        opendkim -x "$conf" -f &
+        socket=$(awk '$1 == "Socket" { sub(/^local:/, "", $2); print $2 }' "$conf")
+        tries=0
+        until [ -S "$socket" ]; do
+            kill -0 $! 2>/dev/null || die "OpenDKIM ($conf) did not start (see its messages above)"
+            tries=$((tries + 1))
+            [ "$tries" -le 100 ] || die "OpenDKIM ($conf) did not open its socket within 10 seconds"
+            sleep 0.1
+        done
+        echo "mailrelay: OpenDKIM signs as $(awk '!/^#/ { print $2 }' "${conf%.conf}.keytable")"
+    done
+    postconf -c "$CONFIG_DIR" -e "mailrelay_opendkim_dir=$OPENDKIM_DIR"
 fi
 
 # Postfix only warns about a broken map line and then skips it; for a relay that rewrites senders

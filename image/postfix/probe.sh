@@ -8,6 +8,7 @@ CONFIG_DIR=${POSTFIX_CONFIG_DIR:-/run/mailrelay/postfix}
 ADDRESS=${MAILRELAY_PROBE_ADDRESS:-127.0.0.1}
 PORT=${MAILRELAY_PROBE_PORT:-25}
 TIMEOUT=${MAILRELAY_PROBE_TIMEOUT:-5}
+OPENDKIM_DIR=${MAILRELAY_OPENDKIM_DIR:-/run/mailrelay/opendkim}
 
 case "$mode" in live | ready) ;; *) echo "usage: $0 live|ready" >&2; exit 2 ;; esac
 
@@ -15,6 +16,16 @@ if ! postfix -c "$CONFIG_DIR" status >/dev/null 2>&1; then
     echo "mailrelay-probe: the Postfix master is not running" >&2
     exit 1
 fi
+
+# With DKIM, a dead OpenDKIM means tempfailed mail: the probes fail, so the kubelet restarts the container.
+for conf in "$CONFIG_DIR"/opendkim-*.conf; do
+    [ -f "$conf" ] || continue
+    name=${conf##*/opendkim-}
+    if ! kill -0 "$(cat "$OPENDKIM_DIR/${name%.conf}.pid" 2>/dev/null)" 2>/dev/null; then
+        echo "mailrelay-probe: OpenDKIM (${name%.conf}) is not running" >&2
+        exit 1
+    fi
+done
 
 # shellcheck disable=SC2016  # expanded by the inner bash
 timeout "$TIMEOUT" bash -c '

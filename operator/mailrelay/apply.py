@@ -14,14 +14,18 @@ from typing import Any, Literal, Protocol
 
 from kubernetes.utils.quantity import parse_quantity
 
+from mailrelay.identity import APPLIED_HASH_ANNOTATION
 from mailrelay.kube import ApiError
 
-APPLIED_HASH_ANNOTATION = "mailrelay.dev/applied-hash"
-
 Action = Literal["created", "updated", "unchanged", "conflict", "deleted", "refused"]
+WORKLOADS = ("Deployment", "StatefulSet")
 # HTTP codes with which the API server refuses an object for good (malformed or invalid): retrying
 # the same object cannot succeed, so it is not sent again until the rendered object changes.
 REFUSED_STATUS = (400, 422)
+CLAIMS_IMMUTABLE = (
+    "spec.queue.storage cannot change on a running relay: a StatefulSet's volume claims are immutable. "
+    "Put the previous size and storageClassName back (a claim can be expanded by editing the "
+    "PersistentVolumeClaim itself, if its StorageClass allows it)")
 
 
 class ObjectApi(Protocol):
@@ -40,8 +44,8 @@ class ChildResult:
     name: str
     action: Action
     live: dict[str, Any] | None = None
-    owner: str = ""  # for a conflict: who owns the object instead; when refused: refusal_key()
-    message: str = ""  # when refused now: what the API server said (empty when refused by an earlier pass)
+    owner: str = ""  # for a conflict: who owns the object instead; when refused by the server: refusal_key()
+    message: str = ""  # when refused: why (the API server's words, or why it was not sent at all)
 
 
 @dataclass
@@ -95,7 +99,7 @@ def contains(desired: Any, live: Any, key: str = "") -> bool:
                 and all(contains(d, v, key) for d, v in zip(desired, live, strict=True)))
     if desired == live:
         return True
-    if key in ("cpu", "memory", "ephemeral-storage", "sizeLimit") and isinstance(live, str | int):
+    if key in ("cpu", "memory", "ephemeral-storage", "sizeLimit", "storage") and isinstance(live, str | int):
         try:
             return bool(parse_quantity(desired) == parse_quantity(live))
         except ValueError:
@@ -118,10 +122,11 @@ def refusal_key(obj: dict[str, Any]) -> str:
 def apply_children(api: ObjectApi, uid: str, desired: list[dict[str, Any]], refused: str = "") -> ApplyResult:
     """Apply each child in order; conflicts are reported, not written, and do not stop the others.
 
-    A Deployment is not applied while the ConfigMap it mounts is someone else's: its pods would
-    start on a foreign configuration. An object the API server refused for good (HTTP 400/422) is
-    reported as refused; `refused` is the key of the last refusal, so the very same object is not
-    sent again (no write loop), while any change to it is.
+    A workload is not applied while the ConfigMap it mounts is someone else's: its pods would start
+    on a foreign configuration. A StatefulSet whose claim template would change is refused, not sent
+    to a server that would reject it on every pass. An object the API server refused for good (HTTP
+    400/422) is reported as refused; `refused` is the key of the last refusal, so the very same
+    object is not sent again (no write loop), while any change to it is.
     """
     result = ApplyResult()
     for obj in desired:
@@ -134,8 +139,12 @@ def apply_children(api: ObjectApi, uid: str, desired: list[dict[str, Any]], refu
         if live is not None and not owned_by(live, uid):
             result.children.append(ChildResult(kind, meta["name"], "conflict", live, describe_owner(live)))
             continue
-        if kind == "Deployment" and any(c.kind == "ConfigMap" for c in result.conflicts + result.refused):
+        if kind in WORKLOADS and any(c.kind == "ConfigMap" for c in result.conflicts + result.refused):
             result.children.append(ChildResult(kind, meta["name"], "unchanged", live))
+            continue
+        if kind == "StatefulSet" and live is not None and not contains(
+                obj["spec"]["volumeClaimTemplates"], live.get("spec", {}).get("volumeClaimTemplates")):
+            result.children.append(ChildResult(kind, meta["name"], "refused", live, message=CLAIMS_IMMUTABLE))
             continue
         if live is not None and not needs_apply(obj, live):
             result.children.append(ChildResult(kind, meta["name"], "unchanged", live))

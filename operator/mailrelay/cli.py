@@ -12,6 +12,7 @@ from mailrelay.local import STATE_ROOT
 from mailrelay.manifests import dump, load_file
 from mailrelay.render import render
 from mailrelay.secret import Credentials, SecretProblem, credentials
+from mailrelay.settings import Settings, SettingsError
 from mailrelay.spec import MailRelay, SpecError
 
 EXIT_INVALID = 2
@@ -19,9 +20,10 @@ EXIT_INVALID = 2
 
 def _file_or_exit(source: str) -> tuple[list[MailRelay], list[dict[str, Any]]]:
     try:
-        return load_file(source)
-    except (SpecError, OSError) as exc:
-        problems = exc.problems if isinstance(exc, SpecError) else [f"{source}: {exc.strerror or exc}"]
+        return load_file(source, Settings.from_environment().postfix_image)
+    except (SpecError, OSError, SettingsError) as exc:
+        problems = exc.problems if isinstance(exc, SpecError) else [str(exc)] if isinstance(exc, SettingsError) \
+            else [f"{source}: {exc.strerror or exc}"]
         for problem in problems:
             print(problem, file=sys.stderr)
         raise SystemExit(EXIT_INVALID) from None
@@ -87,18 +89,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from mailrelay.controller import run
 
-    return run(namespaces=args.namespace, liveness_port=args.liveness_port, standby=args.standby,
-               peering=args.peering, verbose=args.verbose, metrics_port=args.metrics_port)
+    return run(namespaces=args.namespace, liveness_port=args.liveness_port, metrics_port=args.metrics_port,
+               verbose=args.verbose)
 
 
 def cmd_local(args: argparse.Namespace) -> int:
     from mailrelay.local import run_local
+    from mailrelay.local_dkim import secrets_in
 
     relays, secrets = _file_or_exit(args.file)
     if len(relays) != 1:
         return _fail(f"{args.file}: local mode runs one MailRelay, found {len(relays)}")
     login = _login(relays[0], secrets, args)
-    return run_local(relays[0], port=args.port, listen=args.listen, workdir=args.workdir, login=login)
+    return run_local(relays[0], port=args.port, listen=args.listen, workdir=args.workdir, login=login,
+                     secrets=secrets_in(secrets))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,17 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("-f", "--file", required=True, help="a YAML file of MailRelays, or - for stdin")
         sub.set_defaults(func=func)
 
-    run = commands.add_parser("run", help="run the controller against the current kubeconfig or in-cluster")
+    run = commands.add_parser("run", help="run the controller against the current kubeconfig or in-cluster; "
+                              "replicas elect a leader with a Lease in POD_NAMESPACE, only it reconciles")
     run.add_argument("-n", "--namespace", action="append", default=[],
                      help="watch this namespace (repeatable); all namespaces when omitted")
     run.add_argument("--liveness-port", type=int, default=8080, help="serve /healthz here (0 turns it off)")
     run.add_argument("--metrics-port", type=int, default=9090,
                      help="serve Prometheus metrics on /metrics here (0 turns it off)")
-    run.add_argument("--peering", default=None, metavar="NAME",
-                     help="kopf peering object shared by replicas: one is active, the others stand by "
-                          "(needs kopf's peering CRDs); without it the operator runs standalone")
-    run.add_argument("--standby", action="store_true", help="with --peering: lower priority, so this "
-                     "replica waits while another one is active")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     run.set_defaults(func=cmd_run)
 

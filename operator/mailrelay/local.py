@@ -18,8 +18,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from mailrelay import postfix
+from mailrelay import local_dkim
+from mailrelay.render import config_files
 from mailrelay.secret import Credentials
 from mailrelay.spec import MailRelay
 
@@ -78,7 +80,7 @@ class LocalPostfix:
 
     def __init__(self, relay: MailRelay, workdir: Path, *, listen: str = "127.0.0.1", port: int = 2525,
                  secret: dict[str, str] | None = None, extra_files: dict[str, str] | None = None,
-                 state: Path | None = None):
+                 dkim_keys: dict[str, bytes] | None = None, state: Path | None = None):
         """`workdir` holds the rendered files and the login (read by root only); `state` Postfix's own
         tree, which must be reachable by the `postfix` user (default: inside workdir, for callers
         that made workdir themselves)."""
@@ -89,6 +91,8 @@ class LocalPostfix:
         self.port = port
         self.source = workdir / "configmap"
         self.secret_dir = workdir / "secret"
+        self.dkim_key_dir = workdir / local_dkim.KEY_DIR  # root only, like the pod's Secret mount
+        self.opendkim_dir = self.state / "opendkim"  # reached by the opendkim and postfix users
         self.config_dir = self.state / "postfix"
         self.queue_dir = self.state / "queue"
         self.data_dir = self.state / "data"
@@ -97,7 +101,10 @@ class LocalPostfix:
         self.exporter: subprocess.Popen[bytes] | None = None
         self.extra_env: dict[str, str] = {}  # more of the pod's environment, e.g. the log copy to stdout
         self.output = workdir / "entrypoint.out"
+        self.termination_log = workdir / "termination-log"  # the pod's /dev/termination-log
         self._write(secret, extra_files or {})
+        if dkim_keys is not None:
+            self.write_dkim_keys(dkim_keys)
 
     def _write(self, secret: dict[str, str] | None, extra: dict[str, str]) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -109,7 +116,7 @@ class LocalPostfix:
                 link.symlink_to(self.state)
         self.source.mkdir(parents=True, exist_ok=True)
         self.maillog.parent.mkdir(parents=True, exist_ok=True)
-        for name, text in {**postfix.config_files(self.relay.spec), **extra}.items():
+        for name, text in {**config_files(self.relay.spec), **extra}.items():
             (self.source / name).write_text(text)
         if secret is not None:
             self.secret_dir.mkdir(mode=0o700, exist_ok=True)
@@ -120,12 +127,24 @@ class LocalPostfix:
                 path.chmod(0o600)
                 path.write_text(value)
 
+    def write_dkim_keys(self, keys: dict[str, bytes]) -> None:
+        """The DKIM key Secret's files, root-only like the pod's Secret mount."""
+        self.dkim_key_dir.mkdir(mode=0o700, exist_ok=True)
+        for name, data in keys.items():
+            path = self.dkim_key_dir / name
+            path.touch(mode=0o400)
+            path.chmod(0o600)
+            path.write_bytes(data)
+            path.chmod(0o400)
+
     @property
     def env(self) -> dict[str, str]:
         return {**os.environ,
                 "PATH": SEARCH_PATH,
                 "MAILRELAY_CONFIG_SOURCE": str(self.source),
                 "MAILRELAY_SECRET_DIR": str(self.secret_dir),
+                "MAILRELAY_DKIM_KEY_DIR": str(self.dkim_key_dir),
+                "MAILRELAY_OPENDKIM_DIR": str(self.opendkim_dir),
                 "POSTFIX_CONFIG_DIR": str(self.config_dir),
                 "POSTFIX_QUEUE_DIR": str(self.queue_dir),
                 "POSTFIX_DATA_DIR": str(self.data_dir),
@@ -134,6 +153,7 @@ class LocalPostfix:
                 "MAILRELAY_PROBE_ADDRESS": self.listen,
                 "MAILRELAY_PROBE_PORT": str(self.port),
                 "MAILRELAY_DRAIN_LOG_HERE": "1",
+                "MAILRELAY_TERMINATION_LOG": str(self.termination_log),
                 **self.extra_env}
 
     def start(self, timeout: float = 30.0) -> None:
@@ -189,9 +209,14 @@ class LocalPostfix:
                               text=True, check=False)
 
     def queued(self) -> int:
-        """Messages waiting in the queue (not yet delivered or bounced)."""
-        return sum(1 for part in ("maildrop", "incoming", "active", "deferred")
-                   for path in (self.queue_dir / part).rglob("*") if path.is_file())
+        """Messages waiting in the queue (not yet delivered or bounced).
+
+        Files move between the directories while they are listed, so they are listed in both orders
+        and each queue ID is counted once, as drain.sh does.
+        """
+        parts = ("maildrop", "incoming", "active", "deferred")
+        return len({path.name for order in (parts, parts[::-1]) for part in order
+                    for path in (self.queue_dir / part).rglob("*") if path.is_file()})
 
     def log(self) -> str:
         return self.maillog.read_text() if self.maillog.exists() else ""
@@ -226,16 +251,19 @@ class LocalPostfix:
         self._kill_leftovers()
 
     def _kill_leftovers(self) -> None:
-        """Postfix daemons keep running briefly after `stop`; none may outlive the instance."""
-        pid_file = self.queue_dir / "pid" / "master.pid"
-        deadline = time.monotonic() + 10
-        while pid_file.exists() and time.monotonic() < deadline:
-            try:
-                pid = int(pid_file.read_text().split()[0])
-                os.kill(pid, 0)
-            except (ValueError, IndexError, ProcessLookupError, FileNotFoundError):
-                return
-            time.sleep(0.1)
+        """Postfix daemons and OpenDKIM keep running briefly after the signal; none may outlive the instance.
+
+        An OpenDKIM still shutting down removes its socket by path on exit, which would take the
+        socket of the next instance in the same workdir with it.
+        """
+        for pid_file in [self.queue_dir / "pid" / "master.pid", *self.opendkim_dir.glob("*.pid")]:
+            deadline = time.monotonic() + 10
+            while pid_file.exists() and time.monotonic() < deadline:
+                try:
+                    os.kill(int(pid_file.read_text().split()[0]), 0)
+                except (ValueError, IndexError, ProcessLookupError, FileNotFoundError):
+                    break
+                time.sleep(0.1)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -243,7 +271,8 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def run_local(relay: MailRelay, *, port: int, listen: str, workdir: str | None,
-              login: Credentials | None = None) -> int:
+              login: Credentials | None = None,
+              secrets: dict[str, dict[str, Any]] | None = None) -> int:
     """`mailrelay-operator local`: run the relay in the foreground until interrupted.
 
     With --workdir the directory keeps its owner and mode (it may be private): it holds the
@@ -268,21 +297,29 @@ def run_local(relay: MailRelay, *, port: int, listen: str, workdir: str | None,
         return 1
     secret = {"username": login.username, "password": login.password} if login else None
     try:
-        instance = LocalPostfix(relay, base, listen=listen, port=port, secret=secret, state=state)
-        return _serve(instance, relay, listen, port)
+        try:
+            keys, dkim_note = local_dkim.prepare(relay, secrets or {}, base)
+        except local_dkim.LocalDkimError as exc:
+            print(f"mailrelay-operator local: {exc}", file=sys.stderr)
+            return 2
+        if keys and workdir is None:
+            dkim_note += "  (a temporary key: use --workdir to keep it, and its DNS record, across runs)\n"
+        instance = LocalPostfix(relay, base, listen=listen, port=port, secret=secret, state=state,
+                                dkim_keys=keys or None)
+        return _serve(instance, relay, listen, port, dkim_note)
     finally:
         os.close(lock)
         if workdir is None:  # ours, not the user's: leave nothing behind
             shutil.rmtree(base, ignore_errors=True)
 
 
-def _serve(instance: LocalPostfix, relay: MailRelay, listen: str, port: int) -> int:
+def _serve(instance: LocalPostfix, relay: MailRelay, listen: str, port: int, dkim_note: str = "") -> int:
     secret_note = ""
     if relay.spec.relay and relay.spec.relay.auth_secret:
         secret_note = f"\n  smarthost login: {instance.secret_dir} (username, password; root only)"
     print(f"mailrelay-operator local: {relay.namespace}/{relay.name} on {listen}:{port}, "
           f"senders rewritten to @{relay.spec.mail_from_fqdn}\n"
-          f"  files: {instance.source}  log: {instance.maillog}{secret_note}\n"
+          f"  files: {instance.source}  log: {instance.maillog}{secret_note}\n{dkim_note}"
           f"  try: swaks --server {listen}:{port} --from root@6ba2d5764050 --to you@example.org\n"
           f"  stop with Ctrl-C", flush=True)
     try:

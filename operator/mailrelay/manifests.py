@@ -11,6 +11,7 @@ import yaml
 
 from mailrelay import postfix
 from mailrelay.spec import MailRelay, SpecError, parse
+from mailrelay.version import RELEASED_POSTFIX_IMAGE
 
 MAX_INPUT_BYTES = 4 * 1024 * 1024
 
@@ -59,12 +60,12 @@ def load_documents(source: str) -> list[Any]:
         raise SpecError([f"{source}: nested too deeply to be a MailRelay"]) from None
 
 
-def load_relays(source: str) -> list[MailRelay]:
+def load_relays(source: str, default_image: str = RELEASED_POSTFIX_IMAGE) -> list[MailRelay]:
     """Parse every MailRelay in `source`; raise one SpecError listing all problems of all documents."""
-    return load_file(source)[0]
+    return load_file(source, default_image)[0]
 
 
-def load_file(source: str) -> tuple[list[MailRelay], list[dict[str, Any]]]:
+def load_file(source: str, default_image: str = RELEASED_POSTFIX_IMAGE) -> tuple[list[MailRelay], list[dict[str, Any]]]:
     """The MailRelays of `source`, and the Secrets next to them (local mode reads its login from one).
 
     Other Kubernetes objects in the same file are skipped; anything that claims to be of our API
@@ -83,7 +84,7 @@ def load_file(source: str) -> tuple[list[MailRelay], list[dict[str, Any]]]:
         name = meta.get("name") if isinstance(meta, dict) else None
         label = f"{source}: {name if isinstance(name, str) and name.isprintable() else f'document {index + 1}'}"
         try:
-            relay = parse(doc)
+            relay = parse(doc, default_image)
             postfix.config_files(relay.spec)  # raises UnsafeValue (a SpecError) rather than render it
             relays.append(relay)
         except SpecError as exc:

@@ -10,10 +10,13 @@ import time
 from collections import Counter as Tally
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.process_collector import ProcessCollector
+
+if TYPE_CHECKING:
+    from mailrelay.leader import Leadership
 
 PREFIX = "mailrelay_operator"
 REGISTRY = CollectorRegistry()
@@ -32,8 +35,8 @@ STATUS_WRITES = Counter(f"{PREFIX}_status_writes", "MailRelay status patches (no
                         registry=REGISTRY)
 RELAYS = Gauge(f"{PREFIX}_relays", "Relays by condition (Ready, Stalled, Delivering), status and reason, as of "
                "the last resync.", ["condition", "status", "reason"], registry=REGISTRY)
-LEADER = Gauge(f"{PREFIX}_leader", "1 while this replica reconciles (it leads), 0 while it stands by.",
-               registry=REGISTRY)
+LEADER = Gauge(f"{PREFIX}_leader", "1 while this replica holds the leader Lease and reconciles, 0 while it "
+               "stands by.", registry=REGISTRY)
 PROBE_FAILURES = Counter(f"{PREFIX}_relay_scrape_failures", "Relay pods whose metrics could not be read.",
                          registry=REGISTRY)
 COUNTED_CONDITIONS = ("Ready", "Stalled", "Delivering")
@@ -68,6 +71,11 @@ def count_relays(statuses: Iterable[dict[str, Any] | None]) -> None:
     RELAYS.clear()
     for labels, count in tally.items():
         RELAYS.labels(*labels).set(count)
+
+
+def follow_leadership(leadership: Leadership) -> None:
+    """The leader gauge reads the Leadership at each scrape: it is never stale after a lost Lease."""
+    LEADER.set_function(lambda: 1.0 if leadership.active() else 0.0)
 
 
 def serve(port: int) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from mailrelay import opendkim
 from mailrelay.spec import MailRelaySpec, Relay, SpecError
 
 MAIN_CF = "main.cf"
@@ -148,6 +149,7 @@ def main_cf(spec: MailRelaySpec) -> str:
         ("smtp_tls_loglevel", "1"),
     ]
     params += _relay_params(spec.relay)
+    params += milter_params(spec)
     params += _guardrail_params(spec)
     lines = ["# Rendered by mailrelay-operator; changes are overwritten."]
     lines += [_safe(f"{name} = {value}".rstrip()) for name, value in params]
@@ -171,6 +173,34 @@ def _relay_params(relay: Relay | None) -> list[tuple[str, str]]:
             ("smtp_sasl_tls_security_options", "noanonymous"),
         ]
     return params
+
+
+# A parameter of our own naming OpenDKIM's runtime directory: the entrypoint sets it where the relay
+# runs, and the milter parameters refer to it, so they stay the same everywhere.
+OPENDKIM_DIR_PARAM = "mailrelay_opendkim_dir"
+
+
+def milter_params(spec: MailRelaySpec) -> list[tuple[str, str]]:
+    """Hand every message, from SMTP and from the container's own sendmail, to OpenDKIM for signing.
+
+    The cleanup server rewrites the header senders before it sends the message to the milter, so
+    the signature covers the addresses as they leave. A milter that fails tempfails the message:
+    the client keeps it and retries, rather than the relay sending it unsigned.
+    """
+    if spec.dkim is None:
+        return []
+    milter = ", ".join(f"unix:${{{OPENDKIM_DIR_PARAM}}}/{opendkim.socket_name(a)}" for a in opendkim.algorithms(spec))
+    return [
+        (OPENDKIM_DIR_PARAM, opendkim.DEFAULT_RUNTIME_DIR),
+        ("smtpd_milters", milter),
+        ("non_smtpd_milters", milter),
+        ("milter_default_action", "tempfail"),
+        # Bounces and other notices the relay writes itself (From MAILER-DAEMON@mailFromFQDN) too.
+        ("internal_mail_filter_classes", "bounce, notify"),
+        ("milter_protocol", "6"),
+        # 8-bit to 7-bit conversion on the way out would change a signed body.
+        ("disable_mime_output_conversion", "yes"),
+    ]
 
 
 def _guardrail_params(spec: MailRelaySpec) -> list[tuple[str, str]]:

@@ -11,19 +11,34 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from mailrelay import metrics
+from mailrelay import dkim_keys, metrics
 from mailrelay import status as st
-from mailrelay.apply import ApplyResult, ChildResult, apply_children, prune, prune_services
+from mailrelay.apply import ApplyResult, ChildResult, ObjectApi, apply_children, owned_by, prune, prune_services
 from mailrelay.delivery import Health
-from mailrelay.kube import Api
 from mailrelay.postfix import config_files
-from mailrelay.render import config_hash, endpoint, label_selector, render, selector_labels
+from mailrelay.render import (
+    config_hash,
+    endpoint,
+    label_selector,
+    render,
+    selector_labels,
+    workload_kind,
+)
 from mailrelay.secret import SecretProblem, credentials
 from mailrelay.spec import MailRelay, SpecError, parse
+from mailrelay.version import RELEASED_POSTFIX_IMAGE
 
 log = logging.getLogger(__name__)
+
+
+class Api(ObjectApi, Protocol):
+    """What a pass needs of the API: mailrelay.kube.Api, or an in-memory fake in unit tests."""
+
+    def create(self, obj: dict[str, Any]) -> dict[str, Any]: ...
+
+    def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -73,21 +88,38 @@ def _conflict(result: ApplyResult) -> st.Assessment:
 DeliveryProbe = Callable[[MailRelay], Health | None]
 
 
-def _prune(api: Api, uid: str, relay: MailRelay, children: list[dict[str, Any]]) -> list[ChildResult]:
-    """Remove what this relay owns but no longer renders: a renamed Service, a switched-off NetworkPolicy."""
+def _prune(api: Api, uid: str, relay: MailRelay, children: list[dict[str, Any]],
+           rollout: st.Assessment) -> tuple[list[ChildResult], st.Assessment | None]:
+    """Remove what this relay owns but no longer renders: a renamed Service, a switched-off
+    NetworkPolicy, the budget below two replicas, and the workload of the other queue mode, but
+    that only once the new one is ready, so the old pods' drain has somewhere to hand its queue."""
     [service] = [c for c in children if c["kind"] == "Service"]
-    policies = {c["metadata"]["name"] for c in children if c["kind"] == "NetworkPolicy"}
     labels = selector_labels(relay)
-    return (prune_services(api, uid, service, labels)
-            + prune(api, uid, "NetworkPolicy", relay.namespace, policies, labels))
+
+    def rendered(kind: str) -> set[str]:
+        return {c["metadata"]["name"] for c in children if c["kind"] == kind}
+
+    pruned = (prune_services(api, uid, service, labels)
+              + prune(api, uid, "NetworkPolicy", relay.namespace, rendered("NetworkPolicy"), labels)
+              + prune(api, uid, "PodDisruptionBudget", relay.namespace, rendered("PodDisruptionBudget"), labels))
+    wanted = workload_kind(relay)
+    old_kind = "Deployment" if wanted == "StatefulSet" else "StatefulSet"
+    if not rollout.ready and any(owned_by(o, uid) for o in api.list(old_kind, relay.namespace, labels)):
+        return pruned, st.Assessment(False, st.SWITCHING_QUEUE, f"moving from a {old_kind} to a {wanted} "
+                                     f"(spec.queue): the {old_kind} stays until the new pods are ready, then its "
+                                     "pods hand their queue to them", reconciling=True)
+    return pruned + prune(api, uid, old_kind, relay.namespace, set(), labels), None
 
 
 def _refused(result: ApplyResult, previous: dict[str, Any]) -> st.Assessment:
-    """A child the API server refused for good: stalled until the relay changes, not retried.
+    """A child refused for good: stalled until the relay changes, not retried.
 
-    When an earlier pass got the refusal, its message (the server's words) is kept as it was.
+    A claim template change is refused before it is sent (QueueStorageImmutable). When an earlier
+    pass got the API server's refusal, its message (the server's words) is kept as it was.
     """
     first = result.refused[0]
+    if not first.owner and first.message:
+        return st.Assessment(False, st.QUEUE_STORAGE_IMMUTABLE, first.message, stalled=True)
     before = st.ready_condition(previous) or {}
     if not first.message and before.get("reason") == st.CHILD_REFUSED:
         return st.Assessment(False, st.CHILD_REFUSED, str(before.get("message", "")), stalled=True)
@@ -96,11 +128,12 @@ def _refused(result: ApplyResult, previous: dict[str, Any]) -> st.Assessment:
 
 
 def reconcile(api: Api, body: dict[str, Any], clock: str | None = None,
-              probe: DeliveryProbe | None = None) -> Outcome:
+              default_image: str = RELEASED_POSTFIX_IMAGE, probe: DeliveryProbe | None = None) -> Outcome:
     """Run one pass; API errors propagate (as ApiError) so the caller retries with backoff.
 
-    `probe` asks the relay's pods how delivery goes (the resync passes one); other passes keep
-    the last Delivering condition and queue.
+    `clock` fixes the time written into conditions (tests); `default_image` is the Postfix image
+    of a relay without spec.image (Settings.postfix_image); `probe` asks the relay's pods how
+    delivery goes (the resync passes one), other passes keep the last Delivering condition and queue.
     """
     meta = body["metadata"]
     namespace, name, generation = meta["namespace"], meta["name"], meta.get("generation")
@@ -111,8 +144,9 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None,
     refused = ""
     deployment = None
     health: Health | None = None
+    dkim_status = previous.get("dkim")  # kept while the spec cannot be read
     try:
-        relay = parse(body)
+        relay = parse(body, default_image)
         config_files(relay.spec)  # UnsafeValue (a SpecError): never render what validation missed
     except SpecError as exc:
         assessment = st.Assessment(False, st.INVALID_SPEC, "; ".join(exc.problems), stalled=True)
@@ -120,31 +154,40 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None,
         address = endpoint(relay)
         selector = label_selector(selector_labels(relay))
         secret_version, problem = _secret_version(api, relay)
+        keys = dkim_keys.ensure(api, relay, meta.get("annotations") or {})
+        events += keys.events
+        problem = problem or keys.problem
+        if keys.version:  # a new key rolls the pods, like a new smarthost password
+            secret_version += f"/dkim:{keys.version}"
         if problem:
             assessment = problem
         else:
             hash_value = config_hash(relay, secret_version)
             children = render(relay, secret_version)
             result = apply_children(api, meta["uid"], children, refused=previous.get(st.REFUSED_FIELD) or "")
+            deployment = result.live(workload_kind(relay))
+            assessment = st.rollout(deployment, relay.spec.replicas, hash_value)
             if not result.conflicts and not result.refused:
-                result.children += _prune(api, meta["uid"], relay, children)
-            deployment = result.live("Deployment")
+                pruned, switching = _prune(api, meta["uid"], relay, children, assessment)
+                result.children += pruned
+                assessment = switching or assessment
             if result.refused:
                 assessment = _refused(result, previous)
-                refused = result.refused[0].owner
-            else:
-                assessment = _conflict(result) if result.conflicts else st.rollout(
-                    deployment, relay.spec.replicas, hash_value)
+                refused = next((c.owner for c in result.refused if c.owner), "")
+            elif result.conflicts:
+                assessment = _conflict(result)
             if probe is not None and not result.conflicts and not result.refused:
                 health = probe(relay)
             if result.writes:
                 events.append(("Normal", "Applied", ", ".join(f"{c.action} {c.kind} {c.name}"
                                                              for c in result.writes)))
+        dkim_status = dkim_keys.status(keys, relay, assessment)
 
     def status_from(current: dict[str, Any]) -> dict[str, Any]:
-        return st.build(assessment=assessment, generation=generation, previous=current, now=clock or now(),
-                        deployment=deployment, config_hash=hash_value, endpoint=address,
-                        selector=selector, refused=refused, delivery=health)
+        return {**st.build(assessment=assessment, generation=generation, previous=current, now=clock or now(),
+                           deployment=deployment, config_hash=hash_value, endpoint=address,
+                           selector=selector, refused=refused, delivery=health),
+                "dkim": dkim_status}
 
     new_status = status_from(previous)
     outcome = Outcome(assessment, new_status, children=result, events=events)

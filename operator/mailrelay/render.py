@@ -1,4 +1,7 @@
-"""Pure functions from a validated MailRelay to the ConfigMap, Deployment, Service and NetworkPolicy it owns.
+"""Pure functions from a validated MailRelay to the children it owns.
+
+ConfigMap, Service, NetworkPolicy, and a Deployment (queue in an emptyDir) or a StatefulSet (queue
+on a PersistentVolumeClaim per pod, `spec.queue.storage`); a PodDisruptionBudget from two replicas on.
 
 No I/O and no clock: the same relay always renders the same bytes, which is what lets the
 controller compare live objects with these and write only when something really differs.
@@ -10,12 +13,10 @@ import hashlib
 import json
 from typing import Any
 
-from mailrelay import exporter, postfix
-from mailrelay.spec import API_VERSION, KIND, MailRelay
+from mailrelay import exporter, opendkim, postfix
+from mailrelay.identity import API_VERSION, CONFIG_HASH_ANNOTATION, KIND, MANAGED_BY, MANAGED_BY_LABEL
+from mailrelay.spec import MailRelay, MailRelaySpec
 
-FIELD_MANAGER = "mailrelay-operator"
-MANAGED_BY = "mailrelay-operator"
-CONFIG_HASH_ANNOTATION = "mailrelay.dev/config-hash"
 CONTAINER = "postfix"
 DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
 SMTP_PORT_NAME = "smtp"
@@ -24,14 +25,25 @@ DNS_PORT = 53
 # Paths inside the relay image; image/postfix/entrypoint.sh uses the same defaults.
 CONFIG_MOUNT = "/etc/mailrelay/config"
 SECRET_MOUNT = "/etc/mailrelay/secret"
+DKIM_KEY_MOUNT = "/etc/mailrelay/dkim-key"  # entrypoint.sh copies the keys from here for OpenDKIM
 RUNTIME_DIR = "/run/mailrelay"
 POSTFIX_CONFIG_DIR = f"{RUNTIME_DIR}/postfix"
 QUEUE_DIR = "/var/spool/postfix"
 DATA_DIR = "/var/lib/postfix"
+TMP_DIR = "/tmp"  # writable under the read-only root: `mail` (bsd-mailx) spools its draft here
 PROBE = "/usr/local/bin/mailrelay-probe"
 DRAIN = "/usr/local/bin/mailrelay-drain"
-TERMINATION_GRACE_SECONDS = 60
-DRAIN_SECONDS = 50  # leaves the kubelet time to stop Postfix after the drain gave up
+# The preStop drain's phases (image/postfix/drain.sh): keep accepting while the pod leaves the
+# Service's endpoints, let open sessions finish, deliver, hand the rest to the other replicas. The
+# grace period covers them all plus the time the kubelet needs to stop Postfix afterwards.
+ENDPOINT_WAIT_SECONDS = 10
+SESSION_WAIT_SECONDS = 5
+DRAIN_SECONDS = 20
+HANDOFF_SECONDS = 30
+TERMINATION_GRACE_SECONDS = ENDPOINT_WAIT_SECONDS + SESSION_WAIT_SECONDS + DRAIN_SECONDS + HANDOFF_SECONDS + 10
+TERMINATION_LOG = "/dev/termination-log"  # the drain's last word, which the operator posts as an Event
+PDB_MIN_REPLICAS = 2
+DEFAULT_SPREAD = ({"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway"},)
 
 DEFAULT_RESOURCES = {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "256Mi"}}
 # Postfix's master runs as root to bind port 25 and hand work to unprivileged children.
@@ -40,8 +52,27 @@ CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "NET_BIND_SERVICE", "
 
 def child_names(relay: MailRelay) -> dict[str, str]:
     """Kind → name of each object the relay owns."""
-    return {"ConfigMap": f"mailrelay-{relay.name}", "Deployment": f"mailrelay-{relay.name}",
-            "Service": relay.spec.service.name, "NetworkPolicy": f"mailrelay-{relay.name}"}
+    workload = f"mailrelay-{relay.name}"
+    return {"ConfigMap": workload, "Deployment": workload, "StatefulSet": workload,
+            "PodDisruptionBudget": workload, "Service": relay.spec.service.name, "NetworkPolicy": workload}
+
+
+def workload_kind(relay: MailRelay) -> str:
+    """StatefulSet when the queue is persistent (a claim per pod), else Deployment."""
+    return "StatefulSet" if relay.spec.queue_storage else "Deployment"
+
+
+def dkim_secret_name(relay: MailRelay) -> str | None:
+    """The Secret holding the DKIM keys: the user's, or the one the operator generates and owns."""
+    dkim = relay.spec.dkim
+    if dkim is None:
+        return None
+    return dkim.key_secret or f"mailrelay-{relay.name}-dkim"
+
+
+def config_files(spec: MailRelaySpec) -> dict[str, str]:
+    """Every file of the ConfigMap: Postfix's and, when signing, OpenDKIM's."""
+    return {**postfix.config_files(spec), **opendkim.config_files(spec)}
 
 
 def selector_labels(relay: MailRelay) -> dict[str, str]:
@@ -55,7 +86,7 @@ def label_selector(match: dict[str, str]) -> str:
 
 def labels(relay: MailRelay) -> dict[str, str]:
     return {**selector_labels(relay), "app.kubernetes.io/component": "smtp-relay",
-            "app.kubernetes.io/managed-by": MANAGED_BY}
+            MANAGED_BY_LABEL: MANAGED_BY}
 
 
 def owner_reference(relay: MailRelay) -> dict[str, Any]:
@@ -73,7 +104,7 @@ def _metadata(relay: MailRelay, name: str) -> dict[str, Any]:
 def config_map(relay: MailRelay) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": _metadata(relay, child_names(relay)["ConfigMap"]),
-            "data": postfix.config_files(relay.spec)}
+            "data": config_files(relay.spec)}
 
 
 def config_hash(relay: MailRelay, secret_version: str = "") -> str:
@@ -83,7 +114,7 @@ def config_hash(relay: MailRelay, secret_version: str = "") -> str:
     password rolls the pods. Replicas, resources and scheduling are left out on purpose.
     """
     secret = relay.spec.relay.auth_secret if relay.spec.relay else None
-    payload = {"files": postfix.config_files(relay.spec), "secret": secret, "secretVersion": secret_version}
+    payload = {"files": config_files(relay.spec), "secret": secret, "secretVersion": secret_version}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -92,37 +123,58 @@ def _probe(mode: str, period: int, failures: int) -> dict[str, Any]:
             "failureThreshold": failures}
 
 
-def deployment(relay: MailRelay, secret_version: str = "") -> dict[str, Any]:
+def _drain_env(relay: MailRelay) -> list[dict[str, str]]:
+    env = [{"name": "MAILRELAY_ENDPOINT_WAIT_SECONDS", "value": str(ENDPOINT_WAIT_SECONDS)},
+           {"name": "MAILRELAY_SESSION_WAIT_SECONDS", "value": str(SESSION_WAIT_SECONDS)},
+           {"name": "MAILRELAY_DRAIN_SECONDS", "value": str(DRAIN_SECONDS)},
+           {"name": "MAILRELAY_HANDOFF_SECONDS", "value": str(HANDOFF_SECONDS)},
+           {"name": "MAILRELAY_HANDOFF_TARGET", "value": endpoint(relay)}]
+    if relay.spec.queue_storage:
+        env.append({"name": "MAILRELAY_QUEUE_PERSISTENT", "value": "1"})
+    return env
+
+
+def pod_template(relay: MailRelay, secret_version: str = "") -> dict[str, Any]:
     spec = relay.spec
     volumes: list[dict[str, Any]] = [
         {"name": "config", "configMap": {"name": child_names(relay)["ConfigMap"]}},
         {"name": "runtime", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
-        {"name": "queue", "emptyDir": {}},
         {"name": "data", "emptyDir": {}},
+        {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
         exporter.log_volume(),
     ]
+    if not spec.queue_storage:  # else the StatefulSet's claim template provides it
+        volumes.insert(2, {"name": "queue", "emptyDir": {}})
     mounts: list[dict[str, Any]] = [
         {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
         {"name": "runtime", "mountPath": RUNTIME_DIR},
         {"name": "queue", "mountPath": QUEUE_DIR},
         {"name": "data", "mountPath": DATA_DIR},
+        {"name": "tmp", "mountPath": TMP_DIR},
         {"name": exporter.LOG_VOLUME, "mountPath": exporter.LOG_DIR},
     ]
     if spec.relay and spec.relay.auth_secret:
         volumes.append({"name": "relay-auth", "secret": {"secretName": spec.relay.auth_secret,
                                                          "defaultMode": 0o400}})
         mounts.append({"name": "relay-auth", "mountPath": SECRET_MOUNT, "readOnly": True})
+    dkim_secret = dkim_secret_name(relay)
+    if dkim_secret:
+        # Root-only in the mount; the entrypoint hands OpenDKIM its own copy, which Postfix cannot read.
+        volumes.append({"name": "dkim-key", "secret": {"secretName": dkim_secret, "defaultMode": 0o400}})
+        mounts.append({"name": "dkim-key", "mountPath": DKIM_KEY_MOUNT, "readOnly": True})
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": spec.image,
         "imagePullPolicy": "IfNotPresent",
-        "env": [{"name": "MAIL_FROM_FQDN", "value": spec.mail_from_fqdn},
-                {"name": "MAILRELAY_DRAIN_SECONDS", "value": str(DRAIN_SECONDS)}, *exporter.relay_env()],
+        "env": [{"name": "MAIL_FROM_FQDN", "value": spec.mail_from_fqdn}, *_drain_env(relay),
+                *exporter.relay_env()],
         "ports": [{"name": SMTP_PORT_NAME, "containerPort": postfix.SMTP_PORT, "protocol": "TCP"}],
         "volumeMounts": mounts,
         "readinessProbe": _probe("ready", 10, 3),
         "livenessProbe": _probe("live", 20, 3),
         "lifecycle": {"preStop": {"exec": {"command": [DRAIN]}}},
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "File",
         "resources": spec.resources or DEFAULT_RESOURCES,
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -144,30 +196,74 @@ def deployment(relay: MailRelay, secret_version: str = "") -> dict[str, Any]:
         pod_spec["tolerations"] = [dict(t) for t in spec.tolerations]
     pod_spec.update(_pod_placement(relay))
     return {
+        # The user's labels and annotations first: ours win (spec_pod refuses clashing keys anyway).
+        "metadata": {"labels": {**spec.pod.labels, **labels(relay)},
+                     "annotations": {**spec.pod.annotations,
+                                     CONFIG_HASH_ANNOTATION: config_hash(relay, secret_version),
+                                     # `kubectl logs` without -c shows Postfix's log.
+                                     DEFAULT_CONTAINER_ANNOTATION: CONTAINER}},
+        "spec": pod_spec,
+    }
+
+
+def deployment(relay: MailRelay, secret_version: str = "") -> dict[str, Any]:
+    return {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": _metadata(relay, child_names(relay)["Deployment"]),
         "spec": {
-            "replicas": spec.replicas,
+            "replicas": relay.spec.replicas,
             "selector": {"matchLabels": selector_labels(relay)},
-            # Never fewer ready relays than wanted during a rollout: new pod first, then drain the old.
+            # Never fewer ready relays than wanted during a rollout: new pod first, then drain the old
+            # one, which hands what it could not deliver to the new one.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-            "template": {
-                # The user's labels and annotations first: ours win (spec_pod refuses clashing keys anyway).
-                "metadata": {"labels": {**spec.pod.labels, **labels(relay)},
-                             "annotations": {**spec.pod.annotations,
-                                             CONFIG_HASH_ANNOTATION: config_hash(relay, secret_version),
-                                             # `kubectl logs` without -c shows Postfix's log.
-                                             DEFAULT_CONTAINER_ANNOTATION: CONTAINER}},
-                "spec": pod_spec,
-            },
+            "template": pod_template(relay, secret_version),
         },
     }
 
 
+def stateful_set(relay: MailRelay, secret_version: str = "") -> dict[str, Any]:
+    """A claim per pod, kept when a pod or the set goes away (the StatefulSet default), so a pod that
+    comes back with the same ordinal delivers what its predecessor left on the volume."""
+    storage = relay.spec.queue_storage
+    assert storage is not None
+    claim: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": storage.size}}}
+    if storage.storage_class:
+        claim["storageClassName"] = storage.storage_class
+    return {
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": _metadata(relay, child_names(relay)["StatefulSet"]),
+        "spec": {
+            "replicas": relay.spec.replicas,
+            "serviceName": child_names(relay)["StatefulSet"],  # immutable, so not the renamable Service
+            "podManagementPolicy": "Parallel",
+            "selector": {"matchLabels": selector_labels(relay)},
+            "updateStrategy": {"type": "RollingUpdate"},
+            "template": pod_template(relay, secret_version),
+            "volumeClaimTemplates": [{"metadata": {"name": "queue", "labels": selector_labels(relay)},
+                                      "spec": claim}],
+        },
+    }
+
+
+def workload(relay: MailRelay, secret_version: str = "") -> dict[str, Any]:
+    return stateful_set(relay, secret_version) if relay.spec.queue_storage else deployment(relay, secret_version)
+
+
+def pod_disruption_budget(relay: MailRelay) -> dict[str, Any] | None:
+    """One voluntary disruption (node drain, eviction) at a time, once there is a replica to spare."""
+    if relay.spec.replicas < PDB_MIN_REPLICAS:
+        return None
+    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": _metadata(relay, child_names(relay)["PodDisruptionBudget"]),
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(relay)}}}
+
+
 def _topology_spread(relay: MailRelay) -> list[dict[str, Any]]:
-    """spec.topologySpreadConstraints, each counting this relay's pods unless it names its own selector."""
+    """spec.topologySpreadConstraints, each counting this relay's pods unless it names its own selector.
+    Without any: spread replicas over nodes when the scheduler can, never blocking scheduling for it."""
+    constraints = relay.spec.pod.topology_spread_constraints or DEFAULT_SPREAD
     return [{**constraint, "labelSelector": constraint.get("labelSelector") or {"matchLabels": selector_labels(relay)}}
-            for constraint in relay.spec.pod.topology_spread_constraints]
+            for constraint in constraints]
 
 
 def _pod_placement(relay: MailRelay) -> dict[str, Any]:
@@ -226,10 +322,13 @@ def network_policy(relay: MailRelay) -> dict[str, Any]:
 
 def render(relay: MailRelay, secret_version: str = "") -> list[dict[str, Any]]:
     """The children, in the order they should be applied: the policy before the pods it guards,
-    the config before its users."""
+    the config before its users, Service last."""
     policy = [network_policy(relay)] if relay.spec.guard.network_policy else []
-    return [*policy, config_map(relay), deployment(relay, secret_version), service(relay)]
+    budget = pod_disruption_budget(relay)
+    return [*policy, config_map(relay), workload(relay, secret_version), *([budget] if budget else []),
+            service(relay)]
 
 
 def endpoint(relay: MailRelay) -> str:
+    """The Service's address; also the drain's hand-off target (resolved with the pod's search path)."""
     return f"{relay.spec.service.name}.{relay.namespace}.svc:{relay.spec.service.port}"

@@ -16,16 +16,13 @@ from publicsuffixlist import PublicSuffixList
 
 from mailrelay import grammar, guard
 from mailrelay.checker import Checker, kind
+from mailrelay.identity import API_VERSION, KIND
+from mailrelay.spec_dkim import DkimSpec, parse_dkim
 from mailrelay.spec_pod import POD_FIELDS, PodSettings, parse_pod
+from mailrelay.spec_queue import QueueStorage, parse_queue
 from mailrelay.spec_resources import parse_node_selector, parse_resources, parse_tolerations
 from mailrelay.spec_rules import RewriteRule, parse_rule
-from mailrelay.version import DEFAULT_POSTFIX_IMAGE
-
-GROUP = "mailrelay.dev"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-KIND = "MailRelay"
-PLURAL = "mailrelays"
+from mailrelay.version import RELEASED_POSTFIX_IMAGE
 
 TlsLevel = Literal["None", "May", "Encrypt", "Wrapper"]
 TLS_LEVELS: tuple[str, ...] = ("None", "May", "Encrypt", "Wrapper")
@@ -84,12 +81,14 @@ class MailRelaySpec:
     allowed_networks: tuple[str, ...] = DEFAULT_NETWORKS
     message_size_limit: int = DEFAULT_MESSAGE_SIZE_LIMIT
     replicas: int = 1
-    image: str = DEFAULT_POSTFIX_IMAGE
+    image: str = RELEASED_POSTFIX_IMAGE
     resources: dict[str, Any] = field(default_factory=dict, hash=False, compare=True)
     node_selector: dict[str, str] = field(default_factory=dict, hash=False, compare=True)
     tolerations: tuple[dict[str, Any], ...] = ()
     service: ServiceSpec = ServiceSpec()
+    dkim: DkimSpec | None = None
     pod: PodSettings = field(default_factory=PodSettings)  # pull secrets, scheduling, extra labels: spec_pod.py
+    queue_storage: QueueStorage | None = None
     guard: guard.Guardrails = field(default_factory=guard.Guardrails)
 
 
@@ -104,8 +103,11 @@ class MailRelay:
     generation: int | None = None
 
 
-def parse(obj: dict[str, Any]) -> MailRelay:
-    """Parse a whole MailRelay object (apiVersion, kind, metadata, spec) or raise SpecError."""
+def parse(obj: dict[str, Any], default_image: str = RELEASED_POSTFIX_IMAGE) -> MailRelay:
+    """Parse a whole MailRelay object (apiVersion, kind, metadata, spec) or raise SpecError.
+
+    `default_image` is the Postfix image for a relay without spec.image (Settings.postfix_image).
+    """
     check = Checker()
     if not isinstance(obj, dict):
         raise SpecError([f"document: must be a MailRelay object, got {kind(obj)}"])
@@ -123,7 +125,7 @@ def parse(obj: dict[str, Any]) -> MailRelay:
     namespace = meta.get("namespace")
     if namespace is not None and (not isinstance(namespace, str) or not DNS1123_LABEL_RE.fullmatch(namespace)):
         check.fail("metadata.namespace", f"must be a DNS-1123 label, got {namespace!r}")
-    spec = _parse_spec(check, obj.get("spec"))
+    spec = _parse_spec(check, obj.get("spec"), default_image)
     if check.problems or spec is None:
         raise SpecError(check.problems)
     generation = meta.get("generation")
@@ -131,20 +133,21 @@ def parse(obj: dict[str, Any]) -> MailRelay:
                      uid=meta.get("uid"), generation=generation if isinstance(generation, int) else None)
 
 
-def parse_spec(spec: Any) -> MailRelaySpec:
+def parse_spec(spec: Any, default_image: str = RELEASED_POSTFIX_IMAGE) -> MailRelaySpec:
     """Parse only the `spec` part; used where metadata comes from elsewhere (kopf handlers)."""
     check = Checker()
-    result = _parse_spec(check, spec)
+    result = _parse_spec(check, spec, default_image)
     if check.problems or result is None:
         raise SpecError(check.problems)
     return result
 
 
 _SPEC_FIELDS = {"mailFromFQDN", "rewrite", "relay", "allowedNetworks", "messageSizeLimitBytes",
-                "replicas", "image", "resources", "nodeSelector", "tolerations", "service"} | POD_FIELDS | guard.FIELDS
+                "replicas", "image", "resources", "nodeSelector", "tolerations", "service",
+                "dkim", "queue"} | POD_FIELDS | guard.FIELDS
 
 
-def _parse_spec(check: Checker, raw: Any) -> MailRelaySpec | None:
+def _parse_spec(check: Checker, raw: Any, default_image: str) -> MailRelaySpec | None:
     spec = check.mapping("spec", raw, _SPEC_FIELDS)
     if spec is None:
         return None
@@ -162,11 +165,13 @@ def _parse_spec(check: Checker, raw: Any) -> MailRelaySpec | None:
     size = check.integer("spec.messageSizeLimitBytes", spec.get("messageSizeLimitBytes", DEFAULT_MESSAGE_SIZE_LIMIT),
                          MIN_MESSAGE_SIZE_LIMIT, MAX_MESSAGE_SIZE_LIMIT)
     replicas = check.integer("spec.replicas", spec.get("replicas", 1), 0, MAX_REPLICAS)
-    image = check.token("spec.image", spec.get("image", DEFAULT_POSTFIX_IMAGE), "an image reference", 512)
+    image = check.token("spec.image", spec.get("image", default_image), "an image reference", 512)
     resources = parse_resources(check, spec.get("resources", {}))
     node_selector = parse_node_selector(check, spec.get("nodeSelector", {}))
     tolerations = parse_tolerations(check, spec.get("tolerations", []))
     service = _parse_service(check, spec.get("service", {}))
+    dkim = parse_dkim(check, spec["dkim"], fqdn) if spec.get("dkim") is not None else None
+    queue_storage = parse_queue(check, spec.get("queue", {}))
     pod = parse_pod(check, spec)
     guardrails = guard.parse(check, spec)
     if check.problems or pod is None:
@@ -177,7 +182,8 @@ def _parse_spec(check: Checker, raw: Any) -> MailRelaySpec | None:
     return MailRelaySpec(mail_from_fqdn=fqdn, keep_domains=keep, rules=rules, relay=relay,
                          allowed_networks=networks, message_size_limit=size, replicas=replicas,
                          image=image, resources=resources, node_selector=node_selector,
-                         tolerations=tolerations, service=service, pod=pod, guard=guardrails)
+                         tolerations=tolerations, service=service, pod=pod, queue_storage=queue_storage,
+                         guard=guardrails, dkim=dkim)
 
 
 def _parse_rewrite(check: Checker, raw: Any) -> tuple[tuple[str, ...], tuple[RewriteRule, ...]]:

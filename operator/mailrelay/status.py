@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mailrelay.delivery import DELIVERING, Health
-from mailrelay.render import CONFIG_HASH_ANNOTATION
+from mailrelay.identity import CONFIG_HASH_ANNOTATION
 
 READY = "Ready"
 RECONCILING = "Reconciling"
@@ -26,6 +26,8 @@ CONFLICT = "ServiceConflict"
 CHILD_CONFLICT = "ChildConflict"
 SECRET_NOT_FOUND = "SecretNotFound"
 SECRET_INCOMPLETE = "SecretIncomplete"
+QUEUE_STORAGE_IMMUTABLE = "QueueStorageImmutable"
+SWITCHING_QUEUE = "SwitchingQueueMode"
 SECRET_INVALID = "SecretInvalid"
 CHILD_REFUSED = "ChildRefused"
 REFUSED_FIELD = "refusedChild"  # the refusal_key() of the object the API server refused last
@@ -45,17 +47,19 @@ class Assessment:
 
 
 def rollout(deployment: dict[str, Any] | None, replicas: int, config_hash: str) -> Assessment:
-    """Is the live Deployment running the current configuration with every wanted pod ready?"""
+    """Is the live workload (Deployment or StatefulSet) running the current configuration with every
+    wanted pod ready?"""
     if deployment is None:
-        return Assessment(False, ROLLING_OUT, "waiting for the Deployment to be created", reconciling=True)
+        return Assessment(False, ROLLING_OUT, "waiting for the workload to be created", reconciling=True)
+    kind = deployment.get("kind", "Deployment")
     meta, status = deployment.get("metadata", {}), deployment.get("status") or {}
     template_hash = (deployment.get("spec", {}).get("template", {}).get("metadata", {})
                      .get("annotations", {}).get(CONFIG_HASH_ANNOTATION))
     if template_hash != config_hash:
-        return Assessment(False, ROLLING_OUT, "the Deployment does not have the current configuration yet",
+        return Assessment(False, ROLLING_OUT, f"the {kind} does not have the current configuration yet",
                           reconciling=True)
     if status.get("observedGeneration", 0) < meta.get("generation", 1):
-        return Assessment(False, ROLLING_OUT, "waiting for the Deployment controller to see the new spec",
+        return Assessment(False, ROLLING_OUT, f"waiting for the {kind} controller to see the new spec",
                           reconciling=True)
     updated, ready = status.get("updatedReplicas", 0), status.get("readyReplicas", 0)
     total = status.get("replicas", 0)

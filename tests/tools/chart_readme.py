@@ -41,10 +41,9 @@ helm test mailrelay-operator -n mailrelay-system   # the operator answers on /he
 The MailRelay CRD is in `crds/` (Helm installs it once and never upgrades or deletes it; apply
 `crds/mailrelay.dev_mailrelays.yaml` by hand on upgrades). Kubernetes {kube_version} is required.
 
-With `replicas` above 1 the replicas use kopf peering (one active, the others standing by); its CRDs
-are cluster-wide and shared by every kopf operator, so the chart does not install them; apply kopf's own first:
-`kubectl apply -f https://github.com/nolar/kopf/raw/main/peering.yaml`. With one replica nothing of
-kopf's peering is installed or needed.
+With `replicas` above 1 the replicas elect a leader with a Lease named after the release in the
+release namespace (`kubectl get lease -n <namespace>` shows the holder): only the leader reconciles;
+another takes over about 20 seconds after the leader dies, and at once when it stops normally.
 
 Names: cluster-scoped objects (ClusterRole, ClusterRoleBinding) and the Roles in `watchNamespaces`
 are named `<fullname>-<release namespace>`, so releases of the same name in different namespaces

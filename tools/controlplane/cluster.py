@@ -33,12 +33,14 @@ PR_SET_PDEATHSIG = 1
 SERVICE_CIDR = "10.96.0.0/16"
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 # The controllers a namespace-scoped operator relies on: owner-reference garbage collection, Deployments
-# down to Pods, namespace deletion, and ServiceAccounts with their tokens and CA bundle. Node health is
+# down to Pods, StatefulSets with their claims bound to statically provisioned volumes, namespace
+# deletion, and ServiceAccounts with their tokens and CA bundle. Node health is
 # kwok's alone: no node-lifecycle controller marks its pods NotReady when a heartbeat is late on a busy
 # machine, and so admission does not taint new nodes not-ready for that controller to lift.
 CONTROLLERS = ("garbage-collector-controller", "deployment-controller", "replicaset-controller",
                "namespace-controller", "serviceaccount-controller", "serviceaccount-token-controller",
-               "root-ca-certificate-publisher-controller")
+               "root-ca-certificate-publisher-controller", "statefulset-controller",
+               "persistentvolume-binder-controller")
 # On top of the default plugins: NodeRestriction as kubeadm enables it, and the owner-reference check some
 # distributions enable, under which blockOwnerDeletion needs update on the owner's finalizers.
 ADMISSION = ("NodeRestriction", "OwnerReferencesPermissionEnforcement")

@@ -49,7 +49,9 @@ def test_the_operator_reports_delivery_with_its_own_rbac(control_plane: ControlP
     plane.kubectl("create", "namespace", namespace)
     kubeconfig = plane.service_account_kubeconfig("mailrelay-system", "mailrelay-operator",
                                                   tmp_path / "operator.kubeconfig")
-    operator = Operator(kubeconfig, tmp_path / "operator.log", MAILRELAY_RESYNC_SECONDS="1").start()
+    # The leader Lease in the operator's own namespace, where the manifests let it write one.
+    operator = Operator(kubeconfig, tmp_path / "operator.log", MAILRELAY_RESYNC_SECONDS="1",
+                        POD_NAMESPACE="mailrelay-system", MAILRELAY_LEASE_NAME=namespace).start()
     try:
         relay = {"apiVersion": "mailrelay.dev/v1alpha1", "kind": "MailRelay",
                  "metadata": {"name": "relay", "namespace": namespace},

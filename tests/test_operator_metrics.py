@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -45,6 +46,69 @@ def test_relays_are_counted_by_condition_and_replaced_each_time() -> None:
                                                 "reason": "SmarthostAuthFailed"}) == 2
     metrics.count_relays([])
     assert sample("mailrelay_operator_relays", {"condition": "Ready", "status": "True", "reason": "Available"}) is None
+
+
+def test_the_leader_gauge_reads_the_lease_state_at_each_scrape() -> None:
+    from mailrelay.leader import Leadership
+
+    now = [100.0]
+    leadership = Leadership("op-1", renew_deadline=10.0, clock=lambda: now[0])
+    metrics.follow_leadership(leadership)
+
+    def leader() -> float | None:
+        return metrics.REGISTRY.get_sample_value("mailrelay_operator_leader")
+
+    assert leader() == 0  # a candidate
+    leadership.renewed(100.0)
+    assert leader() == 1
+    now[0] = 111.0  # the renew deadline passed with no renewal: no longer sure it leads
+    assert leader() == 0
+    leadership.renewed(111.0)
+    leadership.resign()
+    assert leader() == 0
+
+
+def test_passes_are_counted_by_trigger_and_only_the_resync_asks_about_delivery() -> None:
+    from mailrelay import delivery, resync
+    from mailrelay.context import Context
+    from mailrelay.identity import KIND
+    from mailrelay.leader import Leadership
+    from mailrelay.settings import Settings
+
+    from fake_api import FakeApi
+
+    api = FakeApi()
+    api.relay("apps", "counted", mailFromFQDN="apps.example.com")
+    asked: list[str] = []
+
+    def probe(relay: Any) -> delivery.Health:
+        asked.append(relay.name)
+        return delivery.Health("False", delivery.AUTH_FAILED, "2 messages deferred: 535 5.7.8 refused",
+                               {"active": 0, "deferred": 2, "hold": 0, "incoming": 0, "oldestMessageAge": "under 10s"})
+
+    context = Context(api=api, settings=Settings(), leadership=Leadership.unconditional("op"),  # type: ignore[arg-type]
+                      probe=probe)
+
+    def passes(trigger: str) -> float:
+        return metrics.REGISTRY.get_sample_value("mailrelay_operator_reconcile_passes_total", {"trigger": trigger}) or 0
+
+    before = passes("create"), passes("child"), passes("resync")
+    context.run_pass(api.get(KIND, "apps", "counted"), "create")  # type: ignore[arg-type]
+    context.run_pass(api.get(KIND, "apps", "counted"), "Deployment event")  # type: ignore[arg-type]
+    assert asked == []
+    assert resync.resync_all(context) == 1
+    assert asked == ["counted"]
+    assert (passes("create"), passes("child"), passes("resync")) == (before[0] + 1, before[1] + 1, before[2] + 1)
+    status = (api.get(KIND, "apps", "counted") or {})["status"]
+    [condition] = [c for c in status["conditions"] if c["type"] == delivery.DELIVERING]
+    assert (condition["status"], condition["reason"]) == ("False", delivery.AUTH_FAILED)
+    assert status["queue"]["deferred"] == 2
+    assert metrics.REGISTRY.get_sample_value("mailrelay_operator_relays", {
+        "condition": "Delivering", "status": "False", "reason": delivery.AUTH_FAILED}) == 1
+    context.run_pass(api.get(KIND, "apps", "counted"), "update")  # type: ignore[arg-type]
+    assert asked == ["counted"]  # the last report stays until the next resync
+    assert [c for c in (api.get(KIND, "apps", "counted") or {})["status"]["conditions"]
+            if c["type"] == delivery.DELIVERING] == [condition]
 
 
 @pytest.fixture(scope="module")

@@ -79,8 +79,8 @@ def test_the_sidecar_keeps_only_its_one_capability_and_a_read_only_view(network:
         out = pod.exec("sh", "-c", "grep -E '^(CapEff|NoNewPrivs):' /proc/self/status; touch /x 2>&1; "
                                    f"touch {exporter.LOG_DIR}/x 2>&1; touch /var/spool/postfix/x 2>&1",
                        container=sidecar.name).stdout
-        assert sidecar.spec["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["DAC_READ_SEARCH"]}
-        assert "CapEff:\t0000000000000004" in out and "NoNewPrivs:\t1" in out  # bit 2: DAC_READ_SEARCH
+        assert sidecar.spec["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["DAC_OVERRIDE"]}
+        assert "CapEff:\t0000000000000002" in out and "NoNewPrivs:\t1" in out  # bit 1: DAC_OVERRIDE
         assert out.count("Read-only file system") == 3, out
         send(pod, "root@pod")
         sink.wait_for(1)

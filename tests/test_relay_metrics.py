@@ -177,7 +177,7 @@ def test_the_log_reaches_stdout_and_stays_bounded_while_the_exporter_follows_it(
 
 
 def test_without_its_capability_the_sidecar_cannot_reach_the_queue(start_postfix: Any, exporter_ready: None) -> None:
-    """Postfix's public/ directory is postfix:postdrop 0710: DAC_READ_SEARCH is what lets root in."""
+    """Postfix's public/ directory is postfix:postdrop 0710: a DAC capability is what lets root in."""
     from mailrelay.local import LocalRelayError
 
     instance = start_postfix(make_relay({"mailFromFQDN": "a.example"}))

@@ -419,4 +419,4 @@ def test_the_metrics_sidecar_shares_the_queue_read_only_and_the_log_file() -> No
     assert metrics_env["MAILRELAY_METRICS_LISTEN"] == f":{port['containerPort']}"
     assert metrics["livenessProbe"]["httpGet"]["port"] == port["name"]
     assert metrics["securityContext"]["readOnlyRootFilesystem"] is True
-    assert metrics["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["DAC_READ_SEARCH"]}
+    assert metrics["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["DAC_OVERRIDE"]}

@@ -25,8 +25,11 @@ COMMAND = "/usr/local/bin/mailrelay-metrics"
 LOG_ECHO = "/usr/local/bin/mailrelay-log"
 RESOURCES = {"requests": {"cpu": "5m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}}
 # Postfix's public/ directory is postfix:postdrop 0710: reading the showq socket in it takes
-# DAC_READ_SEARCH (or a uid the image assigns at build time, which the operator cannot know).
-CAPABILITIES = ["DAC_READ_SEARCH"]
+# a capability (or a uid the image assigns at build time, which the operator cannot know).
+# DAC_OVERRIDE rather than the narrower DAC_READ_SEARCH: the Pod Security baseline level, which relay
+# namespaces enforce, allows the one and refuses the other. Its write half has nothing to act on:
+# the root filesystem and both mounts are read-only.
+CAPABILITIES = ["DAC_OVERRIDE"]
 
 
 def log_volume() -> dict[str, Any]:

@@ -117,6 +117,26 @@ def established(plane: ControlPlane, user: str | None = None, namespace: str = "
         time.sleep(0.5)
 
 
+def operator_client(plane: ControlPlane, folder: Path, *namespaces: str) -> Any:
+    """The operator's own Api, with a token of the ServiceAccount and only the grants that
+    manifests/cluster-wide ships (its Namespace, ServiceAccount, ClusterRole and binding applied as an
+    admin would), for tests that drive one reconcile pass or one call without the operator process."""
+    import kubernetes
+
+    from mailrelay.kube import Api
+
+    plane.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "mailrelay.dev_mailrelays.yaml"))
+    wanted = {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
+    rbac = [o for o in render(plane, "cluster-wide").objects if o["kind"] in wanted]
+    plane.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(rbac))
+    [account] = [o["metadata"] for o in rbac if o["kind"] == "ServiceAccount"]
+    established(plane, f"system:serviceaccount:{account['namespace']}:{account['name']}", account["namespace"])
+    for namespace in namespaces:
+        plane.kubectl("create", "namespace", namespace, check=False)
+    kubeconfig = plane.service_account_kubeconfig(account["namespace"], account["name"], folder / "kubeconfig")
+    return Api(kubernetes.config.new_client_from_config(config_file=str(kubeconfig)))
+
+
 def uninstall_rbac(plane: ControlPlane, shipped: Shipped) -> None:
     """Remove the variant's grants, so the next variant runs with its own rules only."""
     for obj in shipped.objects:

@@ -8,7 +8,6 @@ import base64
 from collections.abc import Iterator
 from typing import Any
 
-import kubernetes
 import pytest
 import yaml
 
@@ -17,9 +16,8 @@ from mailrelay.kube import Api, ApiError
 from mailrelay.reconcile import reconcile
 from mailrelay.spec import parse
 
-from conftest import ROOT
 from controlplane import ControlPlane
-from shipped_operator import established
+from shipped_operator import operator_client
 
 pytestmark = pytest.mark.controlplane
 
@@ -29,16 +27,8 @@ RELAYS = f"/apis/mailrelay.dev/v1alpha1/namespaces/{NAMESPACE}/mailrelays"
 
 @pytest.fixture(scope="module")
 def operator_api(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    """The operator's client, authenticated as its service account, bound by manifests/cluster-wide/rbac.yaml."""
-    control_plane.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "mailrelay.dev_mailrelays.yaml"))
-    for namespace in ("mailrelay-system", NAMESPACE):
-        control_plane.kubectl("create", "namespace", namespace, check=False)
-    control_plane.kubectl("-n", "mailrelay-system", "create", "serviceaccount", "mailrelay-operator", check=False)
-    control_plane.kubectl("apply", "-f", str(ROOT / "manifests" / "cluster-wide" / "rbac.yaml"))
-    established(control_plane, "system:serviceaccount:mailrelay-system:mailrelay-operator", "mailrelay-system")
-    config = control_plane.service_account_kubeconfig("mailrelay-system", "mailrelay-operator",
-                                                      tmp_path_factory.mktemp("sa") / "kubeconfig")
-    yield Api(kubernetes.config.new_client_from_config(config_file=str(config)))
+    """The operator's client, authenticated as its service account, bound by the cluster-wide RBAC."""
+    yield operator_client(control_plane, tmp_path_factory.mktemp("sa"), NAMESPACE)
     control_plane.kubectl("delete", "namespace", NAMESPACE, "--wait=false")
 
 

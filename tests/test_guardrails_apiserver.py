@@ -11,7 +11,6 @@ import copy
 from collections.abc import Iterator
 from typing import Any
 
-import kubernetes
 import pytest
 import yaml
 
@@ -21,9 +20,9 @@ from mailrelay.reconcile import reconcile
 from mailrelay.render import network_policy
 from mailrelay.spec import parse
 
-from conftest import CRD_PATH, ROOT, relay_object
+from conftest import ROOT, relay_object
 from controlplane import ControlPlane
-from shipped_operator import established
+from shipped_operator import operator_client
 from test_network_policy import GUARDED
 
 pytestmark = pytest.mark.controlplane
@@ -36,19 +35,8 @@ RELAYS = f"/apis/mailrelay.dev/v1alpha1/namespaces/{NAMESPACE}/mailrelays"
 @pytest.fixture(scope="module")
 def operator_api(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     """The operator's Api as its ServiceAccount, with the RBAC the cluster-wide kustomization grants."""
-    plane = control_plane
-    plane.kubectl("apply", "--server-side", "-f", str(CRD_PATH))
-    shipped = plane.kubectl("kustomize", str(ROOT / "manifests" / "cluster-wide")).stdout
-    wanted = {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
-    rbac = [d for d in yaml.safe_load_all(shipped) if d and d["kind"] in wanted]
-    plane.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(rbac))
-    established(plane, "system:serviceaccount:mailrelay-system:mailrelay-operator", "mailrelay-system")
-    [account] = [d for d in rbac if d["kind"] == "ServiceAccount"]
-    plane.kubectl("create", "namespace", NAMESPACE)
-    kubeconfig = plane.service_account_kubeconfig(account["metadata"]["namespace"], account["metadata"]["name"],
-                                                  tmp_path_factory.mktemp("operator") / "kubeconfig")
-    yield Api(kubernetes.config.new_client_from_config(str(kubeconfig)))
-    plane.kubectl("delete", "namespace", NAMESPACE, "--wait=false")
+    yield operator_client(control_plane, tmp_path_factory.mktemp("operator"), NAMESPACE)
+    control_plane.kubectl("delete", "namespace", NAMESPACE, "--wait=false")
 
 
 def _relay(plane: ControlPlane, spec: dict[str, Any]) -> dict[str, Any]:

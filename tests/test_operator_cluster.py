@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -155,6 +156,26 @@ def test_ready_only_after_kwok_reports_the_pods_ready(deployed: Deployed, space:
         assert {"Applied", "Ready"} <= set(event_reasons(plane, space))
     finally:
         plane.kubectl("label", "node", "kwok-node-0", f"{label}-")
+
+
+def test_kubectl_scale_drives_the_relay_through_its_scale_subresource(deployed: Deployed, space: str) -> None:
+    """`kubectl scale` (as HPA and KEDA do) writes spec.replicas through /scale; the operator follows it,
+    and /scale reports the Deployment's pods and their selector back."""
+    plane = deployed.plane
+    apply(plane, relay(space))
+    wait_reason(plane, space, "Available")
+    plane.kubectl("scale", "mailrelay/relay", "-n", space, "--replicas=3")
+    eventually(lambda: get(plane, "deployments", space, "mailrelay-relay")["spec"]["replicas"] == 3,  # type: ignore[index]
+               what="the Deployment scaled to 3")
+    wait_reason(plane, space, "Available", generation=2)
+    scale = json.loads(plane.kubectl("get", "mailrelay/relay", "-n", space, "--subresource=scale", "-o", "json").stdout)
+    assert scale["kind"] == "Scale" and scale["spec"]["replicas"] == 3 and scale["status"]["replicas"] == 3
+    selector = scale["status"]["selector"]
+    matched = json.loads(plane.kubectl("get", "pods", "-n", space, "-l", selector, "-o", "json").stdout)
+    assert len(matched["items"]) == 3
+    plane.kubectl("scale", "mailrelay/relay", "-n", space, "--replicas=0")
+    wait_reason(plane, space, "ScaledToZero")
+    assert get(plane, "deployments", space, "mailrelay-relay")["spec"]["replicas"] == 0  # type: ignore[index]
 
 
 def test_deleted_and_edited_children_are_repaired(deployed: Deployed, space: str) -> None:

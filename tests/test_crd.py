@@ -36,9 +36,20 @@ def test_crd_names_and_columns(crd: dict[str, Any]) -> None:
     [version] = crd["spec"]["versions"]
     assert version["name"] == "v1alpha1" and version["subresources"]["status"] == {}
     columns = [c["name"] for c in version["additionalPrinterColumns"] if not c.get("priority")]
-    assert columns == ["FQDN", "Ready", "Replicas", "DKIM", "Age"]
+    assert columns == ["FQDN", "Ready", "Replicas", "Delivering", "DKIM", "Age"]
     [replicas] = [c for c in version["additionalPrinterColumns"] if c["name"] == "Replicas"]
     assert replicas["type"] == "integer"
+
+
+def test_the_status_queue_schema_holds_what_the_operator_writes(crd: dict[str, Any]) -> None:
+    """A structural schema prunes unknown fields: every key of status.queue must be declared."""
+    from mailrelay import delivery
+
+    queue = delivery.queue_status([delivery.Sample(dict.fromkeys(delivery.QUEUES, 1), 100.0, 1, 1)])
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]["queue"]
+    assert set(queue) == set(schema["properties"])
+    for key, value in queue.items():
+        assert {"integer": int, "string": str}[schema["properties"][key]["type"]] is type(value)
 
 
 def _schema_at(crd: dict[str, Any], json_path: str) -> dict[str, Any]:

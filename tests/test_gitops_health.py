@@ -8,6 +8,7 @@ import pytest
 import yaml
 from lupa import LuaRuntime
 
+from mailrelay import delivery
 from mailrelay import status as st
 
 from conftest import ROOT
@@ -18,10 +19,14 @@ HEALTH = yaml.safe_load((ROOT / "manifests/argocd/argocd-cm-health.yaml").read_t
 ARGO_FOR_KSTATUS = {"Current": "Healthy", "InProgress": "Progressing", "Failed": "Degraded"}
 
 
-def argo_health(obj: dict[str, Any]) -> str:
+def argo_check(obj: dict[str, Any]) -> Any:
     lua = LuaRuntime(unpack_returned_tuples=True)
     check = lua.execute(f"return function(obj) {HEALTH} end")
-    return str(check(lua.table_from(obj, recursive=True))["status"])
+    return check(lua.table_from(obj, recursive=True))
+
+
+def argo_health(obj: dict[str, Any]) -> str:
+    return str(argo_check(obj)["status"])
 
 
 ASSESSMENTS = {
@@ -51,3 +56,26 @@ def test_an_unobserved_generation_is_progressing(status: dict[str, Any] | None) 
         obj["status"] = status
     assert kstatus(obj) == "InProgress"
     assert argo_health(obj) == "Progressing"
+
+
+DELIVERY = {
+    "flowing": delivery.Health("True", delivery.FLOWING, "no mail is waiting for a retry"),
+    "auth refused": delivery.Health("False", delivery.AUTH_FAILED, "3 messages deferred: SASL authentication failed"),
+    "deferred": delivery.Health("False", delivery.DEFERRED, "1 messages deferred"),
+    "no metrics": delivery.Health("Unknown", delivery.NO_METRICS, "1 of 1 relay pods did not answer"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DELIVERY))
+@pytest.mark.parametrize("ready", sorted(ASSESSMENTS))
+def test_delivery_health_changes_neither_tools_verdict(case: str, ready: str) -> None:
+    """Delivering is reported beside Ready, never instead of it: both tools say what Ready says."""
+    assessment, expected = ASSESSMENTS[ready]
+    status = st.build(assessment=assessment, generation=3, previous=None, now="2026-01-01T00:00:00Z",
+                      delivery=DELIVERY[case])
+    obj = {"metadata": {"generation": 3}, "status": status}
+    assert kstatus(obj) == expected
+    result = argo_check(obj)
+    assert result["status"] == ARGO_FOR_KSTATUS[expected]
+    if expected == "Current" and DELIVERY[case].status == "False":
+        assert f"mail is not leaving: {DELIVERY[case].reason}" in result["message"]

@@ -41,8 +41,7 @@ def relay_pod(spec: dict[str, Any]) -> tuple[Pod, int]:
     """The relay pod as the Deployment creates it, and the port its Service sends to."""
     children = _children(spec)
     template = children["Deployment"]["spec"]["template"]
-    [container] = template["spec"]["containers"]
-    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    ports = {p["name"]: p["containerPort"] for c in template["spec"]["containers"] for p in c.get("ports", [])}
     [service_port] = children["Service"]["spec"]["ports"]
     target = service_port["targetPort"]
     return Pod("apps", template["metadata"]["labels"], ports=ports), ports.get(target, target)
@@ -112,6 +111,19 @@ def test_without_the_own_namespace_only_the_selected_pods_of_it_get_through() ->
     assert not allows_ingress(policies(spec), Pod("apps", {"app": "batch"}), destination, smtp)
     assert not allows_ingress(policies(spec), Pod("shop", {"app": "web"}), destination, smtp)
     assert allows_ingress(policies(spec), Pod("web-eu", {}, {"team": "web"}), destination, smtp)
+
+
+def test_the_metrics_port_is_open_to_scrapers_anywhere_and_smtp_stays_closed() -> None:
+    """Prometheus and the operator's resync read the sidecar from their own namespaces; the
+    exporter serves counts only (no addresses, no content)."""
+    from mailrelay import exporter
+
+    destination, smtp = relay_pod(GUARDED)
+    monitoring = Pod("monitoring", {"app.kubernetes.io/name": "prometheus"})
+    operator = Pod("mailrelay-system", {"app.kubernetes.io/name": "mailrelay-operator"})
+    for scraper in (monitoring, operator):
+        assert allows_ingress(policies(GUARDED), scraper, destination, destination.ports[exporter.PORT_NAME])
+        assert not allows_ingress(policies(GUARDED), scraper, destination, smtp)
 
 
 def test_switched_off_there_is_no_policy_and_every_namespace_gets_through() -> None:

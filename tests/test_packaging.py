@@ -202,13 +202,15 @@ def test_hadolint_does_catch_problems(tmp_path: Path) -> None:
 
 
 def test_postfix_image_ships_the_scripts_the_deployment_runs() -> None:
+    from mailrelay import exporter
     from mailrelay.render import DRAIN, PROBE
 
     dockerfile = (ROOT / "image/postfix/Dockerfile").read_text()
     for script, target in (("entrypoint.sh", "/usr/local/bin/mailrelay-entrypoint"), ("probe.sh", PROBE),
-                           ("drain.sh", DRAIN)):
+                           ("drain.sh", DRAIN), ("metrics.sh", exporter.COMMAND), ("log.sh", exporter.LOG_ECHO)):
         assert f"COPY --chmod=0755 {script} {target}" in dockerfile
     assert 'ENTRYPOINT ["/usr/local/bin/mailrelay-entrypoint"]' in dockerfile
+    assert " prometheus-postfix-exporter" in dockerfile  # what metrics.sh runs
 
 
 @pytest.mark.parametrize("example", sorted(p.name for p in (ROOT / "examples").glob("*.yaml")))

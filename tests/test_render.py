@@ -17,7 +17,7 @@ from mailrelay.render import CONFIG_HASH_ANNOTATION, config_hash, render
 from mailrelay.spec import Relay, SpecError, parse
 from mailrelay.spec_rules import RewriteRule
 
-from conftest import ROOT, make_relay
+from conftest import ROOT, make_relay, pod_template
 
 FULL = {
     "mailFromFQDN": "apps.example.com",
@@ -96,7 +96,9 @@ def test_children_are_owned_labelled_and_wired_together() -> None:
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
     assert set(service["spec"]["selector"].items()) <= set(pod["metadata"]["labels"].items())
     assert pod["spec"]["volumes"][0]["configMap"]["name"] == config_map["metadata"]["name"]
-    [container] = pod["spec"]["containers"]
+    container, metrics = pod["spec"]["containers"]
+    assert pod["metadata"]["annotations"]["kubectl.kubernetes.io/default-container"] == container["name"]
+    assert metrics["image"] == container["image"]
     assert {"name": "MAIL_FROM_FQDN", "value": "apps.example.com"} in container["env"]
     assert container["livenessProbe"]["exec"]["command"][-1] == "live"
     assert container["readinessProbe"]["exec"]["command"][-1] == "ready"
@@ -398,3 +400,23 @@ def test_rendering_refuses_a_line_break_that_validation_missed(changes: dict[str
     spec = dataclasses.replace(make_relay({"mailFromFQDN": "a.example"}).spec, **changes)
     with pytest.raises(postfix.UnsafeValue, match="refusing to render a Postfix line"):
         postfix.config_files(spec)
+
+
+def test_the_metrics_sidecar_shares_the_queue_read_only_and_the_log_file() -> None:
+    """The exporter reads the showq socket in the relay's queue volume and follows the file Postfix logs to."""
+    pod = pod_template(make_relay({"mailFromFQDN": "a.example"}))["spec"]
+    postfix_container, metrics = pod["containers"]
+    env = {e["name"]: e["value"] for e in postfix_container["env"]}
+    metrics_env = {e["name"]: e["value"] for e in metrics["env"]}
+    assert env["MAILRELAY_MAILLOG"] == metrics_env["MAILRELAY_MAILLOG"]
+    relay_mounts = {m["name"]: m for m in postfix_container["volumeMounts"]}
+    for mount in metrics["volumeMounts"]:
+        assert mount["readOnly"] is True
+        assert mount["mountPath"] == relay_mounts[mount["name"]]["mountPath"]
+    assert metrics_env["MAILRELAY_MAILLOG"].startswith(relay_mounts["log"]["mountPath"] + "/")
+    assert metrics_env["POSTFIX_QUEUE_DIR"] == relay_mounts["queue"]["mountPath"]
+    [port] = metrics["ports"]
+    assert metrics_env["MAILRELAY_METRICS_LISTEN"] == f":{port['containerPort']}"
+    assert metrics["livenessProbe"]["httpGet"]["port"] == port["name"]
+    assert metrics["securityContext"]["readOnlyRootFilesystem"] is True
+    assert metrics["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["DAC_OVERRIDE"]}

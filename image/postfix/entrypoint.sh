@@ -11,6 +11,7 @@ QUEUE_DIR=${POSTFIX_QUEUE_DIR:-/var/spool/postfix}
 DATA_DIR=${POSTFIX_DATA_DIR:-/var/lib/postfix}
 LISTEN=${MAILRELAY_LISTEN:-}    # host:port for the SMTP listener; empty keeps port 25 on all interfaces
 MAILLOG=${MAILRELAY_MAILLOG:-}  # a log file instead of stdout
+LOG_ECHO=${MAILRELAY_MAILLOG_ECHO:-}  # with MAILLOG: this command copies the file to stdout and bounds it
 DKIM_KEY_DIR=${MAILRELAY_DKIM_KEY_DIR:-/etc/mailrelay/dkim-key}
 OPENDKIM_DIR=${MAILRELAY_OPENDKIM_DIR:-/run/mailrelay/opendkim}
 
@@ -108,6 +109,12 @@ problems=$(
 )
 [ -z "$problems" ] || die "the configuration is not usable:
 $problems"
+
+if [ -n "$MAILLOG" ] && [ -n "$LOG_ECHO" ]; then
+    mkdir -p "$(dirname "$MAILLOG")"
+    touch "$MAILLOG"
+    "$LOG_ECHO" "$MAILLOG" &  # outlives this shell: it becomes a child of Postfix's master
+fi
 
 echo "mailrelay: starting Postfix $(postconf -c "$CONFIG_DIR" -dh mail_version) for $(postconf -c "$CONFIG_DIR" -h myorigin)"
 exec postfix -c "$CONFIG_DIR" start-fg

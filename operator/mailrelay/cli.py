@@ -89,7 +89,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from mailrelay.controller import run
 
-    return run(namespaces=args.namespace, liveness_port=args.liveness_port, verbose=args.verbose)
+    return run(namespaces=args.namespace, liveness_port=args.liveness_port, metrics_port=args.metrics_port,
+               verbose=args.verbose)
 
 
 def cmd_local(args: argparse.Namespace) -> int:
@@ -119,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-n", "--namespace", action="append", default=[],
                      help="watch this namespace (repeatable); all namespaces when omitted")
     run.add_argument("--liveness-port", type=int, default=8080, help="serve /healthz here (0 turns it off)")
+    run.add_argument("--metrics-port", type=int, default=9090,
+                     help="serve Prometheus metrics on /metrics here (0 turns it off)")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     run.set_defaults(func=cmd_run)
 

@@ -15,11 +15,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from mailrelay import metrics
 from mailrelay.coalesce import Coalescer, Queued
 from mailrelay.informer import ChildIndex, IndexedApi
 from mailrelay.kube import Api
 from mailrelay.leader import Leadership
-from mailrelay.reconcile import Outcome, now, reconcile
+from mailrelay.reconcile import DeliveryProbe, Outcome, now, reconcile
 from mailrelay.settings import Settings
 
 log = logging.getLogger("mailrelay")
@@ -67,12 +68,14 @@ class Context:
     child_queue: Queued = field(default_factory=Queued)
     clock: Callable[[], str] = now  # the time written into conditions
     release: Callable[[], None] = lambda: None  # hands the leader Lease back (LeaderElector.release)
+    probe: DeliveryProbe | None = None  # asks each relay's metrics how delivery goes, on the resync only
 
     def run_pass(self, body: dict[str, Any], trigger: str) -> Outcome:
         """Reconcile one relay, one pass at a time per relay, and post what a user should know.
 
         A replica that cannot be sure it leads does not start a pass (and the API's write guard
-        stops one that is under way when the lease runs out).
+        stops one that is under way when the lease runs out). The resync's passes also read the
+        relay's delivery health (`probe`); the others keep the last one.
         """
         self.leadership.check()
         with self.locks.hold(body["metadata"]["uid"]):
@@ -81,7 +84,10 @@ class Context:
     def run_held(self, body: dict[str, Any], trigger: str) -> Outcome:
         """The pass of `run_pass`, with the relay's lock already held by the caller."""
         api = IndexedApi(self.api, self.index) if self.index is not None else self.api
-        outcome = reconcile(api, body, clock=self.clock(), default_image=self.settings.postfix_image)
+        probe = self.probe if trigger == "resync" else None
+        with metrics.timed_pass(trigger):
+            outcome = reconcile(api, body, clock=self.clock(), default_image=self.settings.postfix_image,
+                                probe=probe)
         for kind, reason, message in outcome.events:
             # Posted directly rather than with kopf.event(): the resync loop runs outside kopf's
             # handler context, where kopf's event queue is not reachable.

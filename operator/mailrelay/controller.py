@@ -25,12 +25,13 @@ import aiohttp.web
 import kopf
 import kubernetes
 
-from mailrelay import drainreport
+from mailrelay import drainreport, metrics
 from mailrelay import identity as ids
 from mailrelay.context import Context
 from mailrelay.informer import ChildIndex
 from mailrelay.kube import Api, ApiError, NotLeader
 from mailrelay.leader import LeaderElector, Leadership, holder_identity, lead
+from mailrelay.relayprobe import RelayProbe
 from mailrelay.resync import resync_loop
 from mailrelay.settings import Settings, SettingsError
 
@@ -102,6 +103,7 @@ def on_relay(body: kopf.Body, reason: str, retry: int, memo: kopf.Memo, **_: Any
     try:
         context.run_pass(copy.deepcopy(dict(body)), str(reason))
     except ApiError as exc:
+        metrics.RETRIES.inc()
         raise kopf.TemporaryError(str(exc), delay=context.settings.retry_delay(retry)) from exc
 
 
@@ -188,7 +190,7 @@ async def _serve(context: Context, elector: LeaderElector, liveness_port: int) -
             await runner.cleanup()
 
 
-def run(*, namespaces: list[str], liveness_port: int, verbose: bool) -> int:
+def run(*, namespaces: list[str], liveness_port: int, verbose: bool, metrics_port: int = 0) -> int:
     """`mailrelay-operator run`: the operator process."""
     try:
         settings = Settings.from_environment()
@@ -207,7 +209,10 @@ def run(*, namespaces: list[str], liveness_port: int, verbose: bool) -> int:
     # The Lease has its own connection pool, so renewals never queue behind reconcile passes.
     elector = LeaderElector(Api(kubernetes.client.ApiClient()), settings.leader, leadership)
     context = Context(api=api, settings=settings, leadership=leadership, namespaces=tuple(namespaces),
-                      release=elector.release)
+                      release=elector.release, probe=RelayProbe(api) if settings.delivery_probe else None)
+    metrics.follow_leadership(leadership)
+    if metrics_port:  # leader and standby alike, so a standby shows up with leader 0
+        metrics.serve(metrics_port)
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if settings.log_format == "json"
                    else kopf.LogFormat.PLAIN, log_refkey="object")
     return asyncio.run(_serve(context, elector, liveness_port))

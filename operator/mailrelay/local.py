@@ -98,6 +98,8 @@ class LocalPostfix:
         self.data_dir = self.state / "data"
         self.maillog = self.state / "log" / "maillog"
         self.process: subprocess.Popen[bytes] | None = None
+        self.exporter: subprocess.Popen[bytes] | None = None
+        self.extra_env: dict[str, str] = {}  # more of the pod's environment, e.g. the log copy to stdout
         self.output = workdir / "entrypoint.out"
         self.termination_log = workdir / "termination-log"  # the pod's /dev/termination-log
         self._write(secret, extra_files or {})
@@ -151,7 +153,8 @@ class LocalPostfix:
                 "MAILRELAY_PROBE_ADDRESS": self.listen,
                 "MAILRELAY_PROBE_PORT": str(self.port),
                 "MAILRELAY_DRAIN_LOG_HERE": "1",
-                "MAILRELAY_TERMINATION_LOG": str(self.termination_log)}
+                "MAILRELAY_TERMINATION_LOG": str(self.termination_log),
+                **self.extra_env}
 
     def start(self, timeout: float = 30.0) -> None:
         """Run the entrypoint in the background and wait until SMTP answers."""
@@ -171,6 +174,29 @@ class LocalPostfix:
                 time.sleep(0.1)
         self.stop()
         raise LocalRelayError(f"Postfix did not answer on {self.listen}:{self.port} within {timeout}s")
+
+    def start_exporter(self, port: int, capabilities: list[str] | None = None) -> str:
+        """Run the image's metrics sidecar script against this instance; returns its /metrics URL.
+
+        With `capabilities`, it runs with only those (and no new privileges), as the sidecar does
+        under its securityContext.
+        """
+        env = {**self.env, "MAILRELAY_METRICS_LISTEN": f"{self.listen}:{port}"}
+        command = [str(IMAGE_DIR / "metrics.sh")]
+        if capabilities is not None:
+            bounding = ",".join(["-all", *(f"+{c.lower()}" for c in capabilities)])
+            command = ["setpriv", "--no-new-privs", f"--bounding-set={bounding}", *command]
+        with (self.workdir / "exporter.out").open("wb") as out:
+            self.exporter = subprocess.Popen(command, env=env, stdout=out,
+                                             stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and self.exporter.poll() is None:
+            try:
+                socket.create_connection((self.listen, port), timeout=1).close()
+                return f"http://{self.listen}:{port}/metrics"
+            except OSError:
+                time.sleep(0.1)
+        raise LocalRelayError(f"the exporter did not start:\n{(self.workdir / 'exporter.out').read_text()}")
 
     def run_script(self, name: str, *args: str, env: dict[str, str] | None = None,
                    timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
@@ -196,7 +222,21 @@ class LocalPostfix:
         return self.maillog.read_text() if self.maillog.exists() else ""
 
     def stop(self) -> None:
-        """Stop Postfix and everything it started; safe to call twice."""
+        """Stop Postfix, the exporter and everything they started; safe to call twice."""
+        if self.exporter is not None:
+            self.exporter.terminate()
+            self.exporter.wait(timeout=10)
+            self.exporter = None
+        self.stop_postfix()
+
+    def restart(self, secret: dict[str, str] | None = None) -> None:
+        """Start Postfix again on the same queue (with new Secret files), as a rolled pod would."""
+        self.stop_postfix()
+        for key, value in (secret or {}).items():
+            (self.secret_dir / key).write_text(value)
+        self.start()
+
+    def stop_postfix(self) -> None:
         if self.config_dir.exists():
             self.postfix("stop")
         if self.process is not None:

@@ -8,13 +8,15 @@ a relay that is already right writes nothing at all.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from mailrelay import dkim_keys
+from mailrelay import dkim_keys, metrics
 from mailrelay import status as st
 from mailrelay.apply import ApplyResult, ChildResult, ObjectApi, apply_children, owned_by, prune, prune_services
+from mailrelay.delivery import Health
 from mailrelay.postfix import config_files
 from mailrelay.render import (
     config_hash,
@@ -83,6 +85,9 @@ def _conflict(result: ApplyResult) -> st.Assessment:
                          stalled=True)
 
 
+DeliveryProbe = Callable[[MailRelay], Health | None]
+
+
 def _prune(api: Api, uid: str, relay: MailRelay, children: list[dict[str, Any]],
            rollout: st.Assessment) -> tuple[list[ChildResult], st.Assessment | None]:
     """Remove what this relay owns but no longer renders: a renamed Service, a switched-off
@@ -123,11 +128,12 @@ def _refused(result: ApplyResult, previous: dict[str, Any]) -> st.Assessment:
 
 
 def reconcile(api: Api, body: dict[str, Any], clock: str | None = None,
-              default_image: str = RELEASED_POSTFIX_IMAGE) -> Outcome:
+              default_image: str = RELEASED_POSTFIX_IMAGE, probe: DeliveryProbe | None = None) -> Outcome:
     """Run one pass; API errors propagate (as ApiError) so the caller retries with backoff.
 
     `clock` fixes the time written into conditions (tests); `default_image` is the Postfix image
-    of a relay without spec.image (Settings.postfix_image).
+    of a relay without spec.image (Settings.postfix_image); `probe` asks the relay's pods how
+    delivery goes (the resync passes one), other passes keep the last Delivering condition and queue.
     """
     meta = body["metadata"]
     namespace, name, generation = meta["namespace"], meta["name"], meta.get("generation")
@@ -137,6 +143,7 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None,
     hash_value = address = selector = None
     refused = ""
     deployment = None
+    health: Health | None = None
     dkim_status = previous.get("dkim")  # kept while the spec cannot be read
     try:
         relay = parse(body, default_image)
@@ -169,6 +176,8 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None,
                 refused = next((c.owner for c in result.refused if c.owner), "")
             elif result.conflicts:
                 assessment = _conflict(result)
+            if probe is not None and not result.conflicts and not result.refused:
+                health = probe(relay)
             if result.writes:
                 events.append(("Normal", "Applied", ", ".join(f"{c.action} {c.kind} {c.name}"
                                                              for c in result.writes)))
@@ -177,7 +186,7 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None,
     def status_from(current: dict[str, Any]) -> dict[str, Any]:
         return {**st.build(assessment=assessment, generation=generation, previous=current, now=clock or now(),
                            deployment=deployment, config_hash=hash_value, endpoint=address,
-                           selector=selector, refused=refused),
+                           selector=selector, refused=refused, delivery=health),
                 "dkim": dkim_status}
 
     new_status = status_from(previous)
@@ -191,6 +200,7 @@ def reconcile(api: Api, body: dict[str, Any], clock: str | None = None,
         outcome.status = new_status = status_from(fresh.get("status") or {})
         if st.differs(new_status, fresh.get("status")):
             api.patch_status("MailRelay", namespace, name, new_status)
+            metrics.STATUS_WRITES.inc()
             outcome.status_written = True
             events += _transition_events(assessment, st.ready_condition(fresh.get("status")))
     return outcome

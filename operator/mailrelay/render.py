@@ -13,11 +13,12 @@ import hashlib
 import json
 from typing import Any
 
-from mailrelay import opendkim, postfix
+from mailrelay import exporter, opendkim, postfix
 from mailrelay.identity import API_VERSION, CONFIG_HASH_ANNOTATION, KIND, MANAGED_BY, MANAGED_BY_LABEL
 from mailrelay.spec import MailRelay, MailRelaySpec
 
 CONTAINER = "postfix"
+DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
 SMTP_PORT_NAME = "smtp"
 DNS_PORT = 53
 
@@ -140,6 +141,7 @@ def pod_template(relay: MailRelay, secret_version: str = "") -> dict[str, Any]:
         {"name": "runtime", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
         {"name": "data", "emptyDir": {}},
         {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
+        exporter.log_volume(),
     ]
     if not spec.queue_storage:  # else the StatefulSet's claim template provides it
         volumes.insert(2, {"name": "queue", "emptyDir": {}})
@@ -149,6 +151,7 @@ def pod_template(relay: MailRelay, secret_version: str = "") -> dict[str, Any]:
         {"name": "queue", "mountPath": QUEUE_DIR},
         {"name": "data", "mountPath": DATA_DIR},
         {"name": "tmp", "mountPath": TMP_DIR},
+        {"name": exporter.LOG_VOLUME, "mountPath": exporter.LOG_DIR},
     ]
     if spec.relay and spec.relay.auth_secret:
         volumes.append({"name": "relay-auth", "secret": {"secretName": spec.relay.auth_secret,
@@ -163,7 +166,8 @@ def pod_template(relay: MailRelay, secret_version: str = "") -> dict[str, Any]:
         "name": CONTAINER,
         "image": spec.image,
         "imagePullPolicy": "IfNotPresent",
-        "env": [{"name": "MAIL_FROM_FQDN", "value": spec.mail_from_fqdn}, *_drain_env(relay)],
+        "env": [{"name": "MAIL_FROM_FQDN", "value": spec.mail_from_fqdn}, *_drain_env(relay),
+                *exporter.relay_env()],
         "ports": [{"name": SMTP_PORT_NAME, "containerPort": postfix.SMTP_PORT, "protocol": "TCP"}],
         "volumeMounts": mounts,
         "readinessProbe": _probe("ready", 10, 3),
@@ -183,7 +187,7 @@ def pod_template(relay: MailRelay, secret_version: str = "") -> dict[str, Any]:
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
-        "containers": [container],
+        "containers": [container, exporter.container(spec.image, "queue", QUEUE_DIR)],
         "volumes": volumes,
     }
     if spec.node_selector:
@@ -195,7 +199,9 @@ def pod_template(relay: MailRelay, secret_version: str = "") -> dict[str, Any]:
         # The user's labels and annotations first: ours win (spec_pod refuses clashing keys anyway).
         "metadata": {"labels": {**spec.pod.labels, **labels(relay)},
                      "annotations": {**spec.pod.annotations,
-                                     CONFIG_HASH_ANNOTATION: config_hash(relay, secret_version)}},
+                                     CONFIG_HASH_ANNOTATION: config_hash(relay, secret_version),
+                                     # `kubectl logs` without -c shows Postfix's log.
+                                     DEFAULT_CONTAINER_ANNOTATION: CONTAINER}},
         "spec": pod_spec,
     }
 
@@ -287,6 +293,8 @@ def service(relay: MailRelay) -> dict[str, Any]:
 
 def network_policy(relay: MailRelay) -> dict[str, Any]:
     """Who may reach the relay pods on the SMTP port: their own namespace (unless turned off), plus `spec.clients`.
+    The metrics port is open to every source: Prometheus and the operator scrape it from their own
+    namespaces, and it serves counts only.
 
     Each `spec.clients` entry is one peer (its selectors ANDed); the peers are ORed. Egress stays
     open unless restricted to the smarthost's port (25 for direct delivery) and DNS.
@@ -297,7 +305,9 @@ def network_policy(relay: MailRelay) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "podSelector": {"matchLabels": selector_labels(relay)},
         "policyTypes": ["Ingress"],
-        "ingress": [{"from": peers, "ports": [{"protocol": "TCP", "port": postfix.SMTP_PORT}]}],
+        "ingress": [{"from": peers, "ports": [{"protocol": "TCP", "port": postfix.SMTP_PORT}]},
+                    # The metrics sidecar, for Prometheus and the operator's resync wherever they run.
+                    {"ports": [{"protocol": "TCP", "port": exporter.PORT_NAME}]}],
     }
     if guard.egress.restricted:
         smarthost: dict[str, Any] = {"ports": [{"protocol": "TCP", "port": postfix.smarthost_port(relay.spec)}]}

@@ -14,6 +14,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from mailrelay import metrics
 from mailrelay.context import Context
 from mailrelay.identity import API_VERSION, KIND
 from mailrelay.kube import ApiError, NotLeader
@@ -34,24 +35,28 @@ def resync_all(context: Context) -> int:
     """
     relays = context.api.list_relays(context.namespaces)
     with ThreadPoolExecutor(RESYNC_CONCURRENCY, thread_name_prefix="resync") as pool:
-        for _ in pool.map(lambda listed: _resync_one(context, listed), relays):
-            pass  # re-raises NotLeader from any pass
+        # re-raises NotLeader from any pass; the statuses feed the relays-by-condition gauge
+        statuses = list(pool.map(lambda listed: _resync_one(context, listed), relays))
+    metrics.count_relays(statuses)
     return len(relays)
 
 
-def _resync_one(context: Context, listed: dict[str, Any]) -> None:
+def _resync_one(context: Context, listed: dict[str, Any]) -> dict[str, Any] | None:
+    """The relay's status after its pass (as listed when the pass failed; None when it is gone)."""
     namespace, name = listed["metadata"]["namespace"], listed["metadata"]["name"]
     try:
         body = context.api.get(KIND, namespace, name)
         if body is None or body["metadata"]["uid"] != listed["metadata"]["uid"]:
-            return  # deleted (or deleted and created again, which the watch handles) since the list
-        context.run_pass({"apiVersion": API_VERSION, "kind": KIND, **body}, "resync")
+            return None  # deleted (or deleted and created again, which the watch handles) since the list
+        return context.run_pass({"apiVersion": API_VERSION, "kind": KIND, **body}, "resync").status
     except NotLeader:
         raise
     except ApiError as exc:
         log.warning("resync of %s/%s failed: %s", namespace, name, exc)
     except Exception:  # one broken relay must not stop the others' resync
         log.exception("resync of %s/%s failed", namespace, name)
+    status: dict[str, Any] | None = listed.get("status")
+    return status
 
 
 async def resync_loop(context: Context) -> None:

@@ -48,6 +48,7 @@ class Settings:
     workers: int = 16
     watch_timeout: int = 300
     log_format: str = "json"
+    delivery_probe: bool = True  # the resync reads each relay's metrics sidecars (status.queue, Delivering)
     leader: LeaderElection = field(default_factory=LeaderElection)
 
     def retry_delay(self, retry: int) -> float:
@@ -68,6 +69,14 @@ class Settings:
                 raise SettingsError(f"{name}={raw!r} must be more than {minimum}")
             return value
 
+        def flag(name: str, default: bool) -> bool:
+            raw = (env.get(name) or "").lower()
+            if not raw:
+                return default
+            if raw not in ("true", "false", "1", "0", "yes", "no"):
+                raise SettingsError(f"{name}={raw!r} must be true or false")
+            return raw in ("true", "1", "yes")
+
         log_format = env.get("MAILRELAY_LOG_FORMAT") or "json"
         if log_format not in ("json", "plain"):
             raise SettingsError(f"MAILRELAY_LOG_FORMAT={log_format!r} must be json or plain")
@@ -86,6 +95,7 @@ class Settings:
             workers=int(number("MAILRELAY_WORKERS", 16, 0.5)),
             watch_timeout=int(number("MAILRELAY_WATCH_TIMEOUT", 300, 0.5)),
             log_format=log_format,
+            delivery_probe=flag("MAILRELAY_DELIVERY_PROBE", True),
             leader=leader)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mailrelay.delivery import DELIVERING, Health
 from mailrelay.identity import CONFIG_HASH_ANNOTATION
 
 READY = "Ready"
@@ -70,9 +71,9 @@ def rollout(deployment: dict[str, Any] | None, replicas: int, config_hash: str) 
     return Assessment(True, AVAILABLE, f"{ready} of {replicas} pods ready with the current configuration")
 
 
-def _condition(kind: str, status: bool, reason: str, message: str, generation: int | None,
+def _condition(kind: str, status: bool | str, reason: str, message: str, generation: int | None,
                previous: dict[str, dict[str, Any]], now: str) -> dict[str, Any]:
-    text = "True" if status else "False"
+    text = status if isinstance(status, str) else "True" if status else "False"
     before = previous.get(kind)
     since = before["lastTransitionTime"] if before and before.get("status") == text and \
         before.get("lastTransitionTime") else now
@@ -85,8 +86,13 @@ def _condition(kind: str, status: bool, reason: str, message: str, generation: i
 
 def build(*, assessment: Assessment, generation: int | None, previous: dict[str, Any] | None, now: str,
           deployment: dict[str, Any] | None = None, config_hash: str | None = None,
-          endpoint: str | None = None, selector: str | None = None, refused: str = "") -> dict[str, Any]:
-    """The whole status object; `previous` is the current status, to keep transition times."""
+          endpoint: str | None = None, selector: str | None = None, refused: str = "",
+          delivery: Health | None = None) -> dict[str, Any]:
+    """The whole status object; `previous` is the current status, to keep transition times.
+
+    `delivery` is what the relay's metrics said (the resync asks); without it the last known
+    Delivering condition and queue are kept as they are.
+    """
     before: dict[str, dict[str, Any]] = {str(c.get("type")): c for c in (previous or {}).get("conditions") or []
                                          if isinstance(c, dict)}
     a = assessment
@@ -99,6 +105,15 @@ def build(*, assessment: Assessment, generation: int | None, previous: dict[str,
                        a.message if a.stalled else "", generation, before, now),
         ],
     }
+    if delivery is not None:
+        status["conditions"].append(_condition(DELIVERING, delivery.status, delivery.reason, delivery.message,
+                                               generation, before, now))
+        status["queue"] = delivery.queue
+    else:
+        if DELIVERING in before:
+            status["conditions"].append(before[DELIVERING])
+        if "queue" in (previous or {}):
+            status["queue"] = (previous or {})["queue"]
     if generation is not None:
         status["observedGeneration"] = generation
     dep_status = (deployment or {}).get("status") or {}
@@ -120,5 +135,9 @@ def differs(new: dict[str, Any], current: dict[str, Any] | None) -> bool:
     return any(current.get(key) != value for key, value in new.items())
 
 
+def condition(status: dict[str, Any] | None, kind: str) -> dict[str, Any] | None:
+    return next((c for c in (status or {}).get("conditions") or [] if c.get("type") == kind), None)
+
+
 def ready_condition(status: dict[str, Any] | None) -> dict[str, Any] | None:
-    return next((c for c in (status or {}).get("conditions") or [] if c.get("type") == READY), None)
+    return condition(status, READY)

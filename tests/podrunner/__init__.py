@@ -2,7 +2,8 @@
 
 `images` builds the images from image/*/Dockerfile and exports their root filesystems, `volumes`
 lays out the pod's volumes as the kubelet does, `oci` turns the pod spec into a runtime config,
-and `pod` runs the container in its own network namespace with its probes and its stop sequence.
+and `pod` runs every container of the pod in its own network namespace with its probes and its
+stop sequence (`container`: one of them).
 """
 
 from podrunner.network import PodNetwork

@@ -26,7 +26,10 @@
   verbs: [get, list, watch, create, patch, delete]  # delete: below two replicas
 - apiGroups: [""]
   resources: [pods]
-  verbs: [list, watch]  # the preStop drain's termination message, posted as an Event
+  verbs: [list, watch]  # the preStop drain's message as an Event; the pods the resync scrapes
+- apiGroups: [""]
+  resources: [pods/log]
+  verbs: [get]  # why mail is deferred: the last lines of a relay's Postfix log
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]
   verbs: [get, list, watch, create, patch, delete]  # delete: the policy after networkPolicy.enabled: false

@@ -3,7 +3,7 @@
 The Deployment is taken from `kubectl kustomize manifests/cluster-wide-ha` and from `helm template`
 with `replicas=2`; each replica runs the image's ENTRYPOINT with the container's args and env (the
 downward API filled in as the kubelet would: its own pod name, the Deployment's namespace). Only
-the liveness port is moved off 8080, as the replicas share this machine's loopback instead of
+the liveness and metrics ports are moved off 8080 and 9090, as the replicas share this machine's loopback instead of
 having one network namespace each. Each replica reaches the API server through its own TCP proxy,
 so one replica can be cut off (a network split) while the others keep talking.
 
@@ -44,7 +44,7 @@ VARIANTS = {
     "kustomize-cluster-wide-ha": ["kubectl", "kustomize", "manifests/cluster-wide-ha"],
     "helm-replicas-2": ["helm", "template", "mr", str(CHART), "-n", "mailrelay-system", "--set", "replicas=2"],
 }
-LIVENESS = re.compile(r"^--liveness-port=(\d+)$")
+PORT_ARG = re.compile(r"^--(liveness|metrics)-port=(\d+)$")
 FAILOVER_LIMIT = 30.0
 pytestmark = pytest.mark.controlplane
 
@@ -75,9 +75,10 @@ class Replica:
             self.env[item["name"]] = self._value(item)
         self.env["KUBECONFIG"] = str(self.kubeconfig)
         args = [re.sub(r"\$\((\w+)\)", lambda m: self.env.get(m.group(1), m.group(0)), a) for a in container["args"]]
-        assert any(LIVENESS.match(a) for a in args), "the manifest's liveness port is gone"
-        self.health_port = free_port()
-        self.command = [*entrypoint(), *[f"--liveness-port={self.health_port}" if LIVENESS.match(a) else a
+        assert any(a.startswith("--liveness-port=") for a in args), "the manifest's liveness port is gone"
+        self.ports = {m.group(1): free_port() for m in map(PORT_ARG.match, args) if m}
+        self.health_port = self.ports["liveness"]
+        self.command = [*entrypoint(), *[PORT_ARG.sub(lambda m: f"--{m.group(1)}-port={self.ports[m.group(1)]}", a)
                                          for a in args]]
         self.log_path = workdir / f"{self.pod_name}.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -180,8 +181,8 @@ def fleet(request: pytest.FixtureRequest, backend: Backend, tools: Path,
 @pytest.mark.parametrize("fleet", list(VARIANTS), indirect=True)
 def test_identical_replicas_elect_one_leader_and_fail_over(fleet: Fleet) -> None:
     assert len(fleet.replicas) >= 2, "an HA variant runs more than one replica"
-    # Identical replicas: the same command line (but the moved liveness port), the same settings.
-    assert len({tuple(LIVENESS.sub("--liveness-port=", a) for a in r.command) for r in fleet.replicas}) == 1
+    # Identical replicas: the same command line (but the moved ports), the same settings.
+    assert len({tuple(PORT_ARG.sub(r"--\1-port=", a) for a in r.command) for r in fleet.replicas}) == 1
     assert len({tuple(sorted((k, v) for k, v in r.env.items() if k not in ("POD_NAME", "KUBECONFIG")))
                 for r in fleet.replicas}) == 1
     for replica in fleet.replicas:

@@ -147,3 +147,28 @@ def test_a_new_index_over_existing_children_changes_nothing(api: WatchedApi) -> 
         assert [r for r in reads if r[1] != KIND] == []
     finally:
         index.stop()
+
+
+def test_a_passed_kind_is_handed_on_not_kept(api: WatchedApi) -> None:
+    """Relay pods (for the drain report): every listed and watched pod reaches the function, with its
+    kind; none is kept, and none starts a pass."""
+    pod = {"kind": "Pod", "metadata": {"name": "p0", "namespace": NS, "labels": CHILD_LABELS, "resourceVersion": "1"}}
+    api.objects[("Pod", NS, "p0")] = pod
+    seen: queue.Queue[dict[str, Any]] = queue.Queue()
+    changed: list[dict[str, Any]] = []
+    index = ChildIndex(api, kinds=("ConfigMap",), on_change=changed.append,  # type: ignore[arg-type]
+                       passed={"Pod": seen.put})
+    index.start()
+    try:
+        assert seen.get(timeout=5)["metadata"]["name"] == "p0"
+        gone = {**pod, "metadata": {**pod["metadata"], "name": "p1", "deletionTimestamp": "t"}}
+        api.events_out.setdefault("Pod", queue.Queue()).put(("MODIFIED", gone))
+        api.events_out["Pod"].put(("DELETED", gone))
+        got = [seen.get(timeout=5), seen.get(timeout=5)]
+        assert [(o["kind"], o["metadata"]["name"]) for o in got] == [("Pod", "p1")] * 2
+        assert index.get("Pod", NS, "p0") is None and index.get("Pod", NS, "p1") is None and len(index) == 0
+        assert changed == []
+    finally:
+        index.stop()
+        for events in api.events_out.values():
+            events.put(None)

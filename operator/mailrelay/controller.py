@@ -64,7 +64,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
 async def start_resync(memo: kopf.Memo, **_: Any) -> None:
     context = _context(memo)
     context.child_pool = concurrent.futures.ThreadPoolExecutor(context.settings.workers, thread_name_prefix="child")
-    context.index = ChildIndex(context.api, context.namespaces, on_change=lambda body: child_changed(context, body))
+    context.index = ChildIndex(context.api, context.namespaces, on_change=lambda body: child_changed(context, body),
+                               passed={"Pod": lambda pod: drain_report(context, pod)})
     context.index.start()
     memo["resync"] = asyncio.create_task(resync_loop(context), name="resync")
 
@@ -146,14 +147,15 @@ def _child_pass(context: Context, namespace: str, owner: dict[str, Any], kind: s
         log.exception("reconcile of %s/%s after a child event failed", namespace, owner["name"])
 
 
-@kopf.on.event("", "v1", "pods", labels=ids.CHILD_LABELS, id="drain-report")
-def on_relay_pod(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """A relay pod whose preStop drain left mail behind: say so in an Event (see drainreport)."""
-    context = _context(memo)
+def drain_report(context: Context, pod: dict[str, Any]) -> None:
+    """A relay pod whose preStop drain left mail behind: say so in an Event (see drainreport).
+    Relay pods come from the child index's pod watch (our label, server-side, nothing kept),
+    not from kopf, which would watch every pod and keep each one's event body until a handler
+    thread was free, behind the relays' passes."""
     try:
-        drainreport.report(context.api, copy.deepcopy(dict(body)), context.leadership.identity)
+        drainreport.report(context.api, pod, context.leadership.identity)
     except ApiError as exc:
-        log.warning("drain report of pod %s failed: %s", body.get("metadata", {}).get("name"), exc)
+        log.warning("drain report of pod %s failed: %s", pod.get("metadata", {}).get("name"), exc)
 
 
 async def _health(port: int, leadership: Leadership) -> aiohttp.web.AppRunner:
@@ -216,3 +218,4 @@ def run(*, namespaces: list[str], liveness_port: int, verbose: bool, metrics_por
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if settings.log_format == "json"
                    else kopf.LogFormat.PLAIN, log_refkey="object")
     return asyncio.run(_serve(context, elector, liveness_port))
+

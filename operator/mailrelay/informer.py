@@ -64,11 +64,14 @@ class ChildIndex:
 
     def __init__(self, api: Api, namespaces: tuple[str, ...] = (),
                  kinds: tuple[str, ...] = (*CHILD_KINDS, *MODE_CHILD_KINDS),
-                 on_change: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_change: Callable[[dict[str, Any]], None] | None = None,
+                 passed: dict[str, Callable[[dict[str, Any]], None]] | None = None) -> None:
         """`on_change` is called with each object a watch reports added, changed or deleted (not
-        with the initial list), after the index has taken it in."""
-        self.api, self.kinds, self.on_change = api, kinds, on_change
-        self.scopes = [(kind, ns) for kind in kinds for ns in (namespaces or (None,))]
+        with the initial list), after the index has taken it in. `passed` kinds are watched the same
+        way (our label, server-side) but not kept: each listed, added or changed object is handed
+        to its function and dropped (a deleted one too: it may carry the last state)."""
+        self.api, self.kinds, self.on_change, self.passed = api, kinds, on_change, dict(passed or {})
+        self.scopes = [(kind, ns) for kind in (*kinds, *self.passed) for ns in (namespaces or (None,))]
         self._objects: dict[Key, _Stored] = {}
         self._lock = threading.Lock()
         self._synced: set[tuple[str, str | None]] = set()
@@ -127,17 +130,32 @@ class ChildIndex:
                 self._objects[(kind, item["metadata"]["namespace"], item["metadata"]["name"])] = _Stored(item, kind)
             self._synced.add((kind, namespace))
 
+    def _pass_on(self, kind: str, items: builtins.list[dict[str, Any]]) -> None:
+        for item in items:
+            try:
+                self.passed[kind]({**item, "kind": kind})
+            except Exception:  # the watch must go on
+                log.exception("handling a %s event failed", kind)
+
     def _run(self, kind: str, namespace: str | None) -> None:
         while not self._stop.is_set():
             try:
                 items, version = self.api.list_all(kind, namespace, CHILD_LABELS)
-                self._replace(kind, namespace, items)
+                if kind in self.passed:
+                    self._pass_on(kind, items)
+                else:
+                    self._replace(kind, namespace, items)
+                del items
                 while not self._stop.is_set():  # until the server says the version is too old
                     expired = True
                     for event, obj in self.api.watch(kind, namespace, CHILD_LABELS, version, WATCH_SECONDS):
                         if event == "ERROR" or self._stop.is_set():
                             break
                         version = obj["metadata"].get("resourceVersion", version)
+                        if kind in self.passed:
+                            if event in ("ADDED", "MODIFIED", "DELETED"):
+                                self._pass_on(kind, [obj])
+                            continue
                         if event == "DELETED":
                             self.forget(kind, obj["metadata"]["namespace"], obj["metadata"]["name"])
                         elif event in ("ADDED", "MODIFIED"):

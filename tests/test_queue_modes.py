@@ -11,7 +11,7 @@ from test_apply import Store
 from mailrelay import drainreport
 from mailrelay import status as st
 from mailrelay.reconcile import reconcile
-from mailrelay.render import TERMINATION_GRACE_SECONDS, render
+from mailrelay.render import CONTAINER, TERMINATION_GRACE_SECONDS, render
 
 from conftest import make_relay, relay_object
 from test_render import by_kind
@@ -61,7 +61,7 @@ def test_persistent_queue_is_a_stateful_set_with_a_claim_per_pod() -> None:
                              "storageClassName": "fast-ssd"}
     pod = workload["spec"]["template"]["spec"]
     assert "queue" not in {v["name"] for v in pod["volumes"]}  # the claim template provides it
-    [container] = pod["containers"]
+    [container] = [c for c in pod["containers"] if c["name"] == CONTAINER]
     assert {"name": "queue", "mountPath": "/var/spool/postfix"} in container["volumeMounts"]
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["MAILRELAY_QUEUE_PERSISTENT"] == "1"
@@ -72,7 +72,7 @@ def test_the_drain_fits_in_the_grace_period_and_hands_off_to_the_relays_service(
     relay = make_relay({"mailFromFQDN": "a.example", "service": {"name": "smtp", "port": 2525}})
     deployment = by_kind(render(relay))["Deployment"]
     pod = deployment["spec"]["template"]["spec"]
-    [container] = pod["containers"]
+    [container] = [c for c in pod["containers"] if c["name"] == CONTAINER]
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["MAILRELAY_HANDOFF_TARGET"] == "smtp.apps.svc:2525"
     assert "MAILRELAY_QUEUE_PERSISTENT" not in env

@@ -31,11 +31,13 @@ images: $(VENV)/.installed system-deps
 	$(PY) image/build.py
 
 tools: $(VENV)/.installed
-	$(PY) tests/tools/fetch_kube_tools.py $(TOOLS)
+	$(PY) hack/fetch_kube_tools.py $(TOOLS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 # The real control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok), built once
 # from the pinned Go modules in tools/controlplane into /var/cache/mailrelay-operator (MAILRELAY_CACHE_DIR);
@@ -63,21 +65,22 @@ run: $(VENV)/.installed
 	fi
 
 # Mail path cost, relay memory, and the controller at 1,000 relays on the real control plane (about 15 min).
+# `make bench ARGS="--only scale --relays 1000"` for one part.
 bench: $(VENV)/.installed system-deps tools controlplane
-	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(PY) bench/run.py
+	PATH="$(CURDIR)/$(TOOLS):$$PATH" PYTHONPATH=tests:tools:hack:bench $(PY) bench/run.py $(ARGS)
 
-# Files copied from one source (RBAC from operator/mailrelay/identity.py, the chart's CRD, the API
+# Files copied from one source (RBAC from operator/mailrelay/api/names.py, the chart's CRD, the API
 # reference, the chart's README); tests/test_generated.py and tests/test_chart.py fail when they are stale.
 generate: $(VENV)/.installed
 	$(PY) hack/generate.py
-	$(PY) tests/tools/chart_readme.py write
-	$(PY) tests/tools/monitoring.py write
+	$(PY) hack/chart_readme.py write
+	$(PY) hack/monitoring.py write
 
 docs: generate
 
 # Upstream Kubernetes shapes (affinity, topology spread, ...) into the CRDs, the operator and the chart schema.
 schemas: $(VENV)/.installed
-	$(PY) tests/tools/upstream_schemas.py write
+	$(PY) hack/upstream_schemas.py write
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .ruff_cache .cluster

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import signal
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -17,13 +16,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def bench_failover(rounds: int) -> dict[str, Any]:
     from cluster import Cluster
+    from fetch_kube_tools import fetch
     from ha_backend import EmulatorBackend
     from test_ha import VARIANTS, Fleet, relay
     from test_packaging import objects
     from test_packaging import run as tool
-
-    sys.path.insert(0, str(ROOT / "tests" / "tools"))
-    from fetch_kube_tools import fetch
 
     tools = ROOT / ".tools" / "bin"
     fetch(tools)
@@ -51,5 +48,7 @@ def bench_failover(rounds: int) -> dict[str, Any]:
         for replica in fleet.replicas:
             replica.stop()
         cluster.close()
-    return {"rounds": rounds, **{how: {"runs": runs, "median": statistics.median(runs), "max": max(runs)}
-                                 for how, runs in results.items()}}
+    return {
+        "rounds": rounds,
+        **{how: {"runs": runs, "median": statistics.median(runs), "max": max(runs)} for how, runs in results.items()},
+    }

@@ -21,7 +21,7 @@ from typing import Any
 import kmock
 import requests
 
-from mailrelay.identity import RESOURCES
+from mailrelay.api.names import RESOURCES
 
 from kube_emulator import ApiServer
 
@@ -61,12 +61,18 @@ class Cluster:
         self.thread.join(10)
 
     def write_kubeconfig(self, path: Path) -> Path:
-        path.write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": "emulator",
-            "clusters": [{"name": "emulator", "cluster": {"server": self.url}}],
-            "users": [{"name": "emulator", "user": {"token": "test-token"}}],
-            "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "emulator"}}],
-        }))
+        path.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "emulator",
+                    "clusters": [{"name": "emulator", "cluster": {"server": self.url}}],
+                    "users": [{"name": "emulator", "user": {"token": "test-token"}}],
+                    "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "emulator"}}],
+                }
+            )
+        )
         return path
 
     # --- a tiny client -------------------------------------------------------------------------
@@ -82,8 +88,11 @@ class Cluster:
         return dict(response.json())
 
     def patch(self, plural: str, namespace: str, name: str, patch: dict[str, Any], sub: str = "") -> dict[str, Any]:
-        response = self.http.patch(self._url(plural, namespace, name, sub), json=patch,
-                                   headers={"Content-Type": "application/merge-patch+json"})
+        response = self.http.patch(
+            self._url(plural, namespace, name, sub),
+            json=patch,
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
         response.raise_for_status()
         return dict(response.json())
 
@@ -105,8 +114,15 @@ class Cluster:
         response.raise_for_status()
         return dict(response.json())
 
-    def fail(self, method: str, plural: str, status: int, times: int = 1, sub: str | None = None,
-             namespace: str | None = None) -> None:
+    def fail(
+        self,
+        method: str,
+        plural: str,
+        status: int,
+        times: int = 1,
+        sub: str | None = None,
+        namespace: str | None = None,
+    ) -> None:
         self.loop.call_soon_threadsafe(self.server.fail, method, plural, status, times, sub, namespace)
 
     def faults_left(self, plural: str, namespace: str) -> int:
@@ -117,8 +133,9 @@ class Cluster:
 class Operator:
     """`python -m mailrelay run` against a kubeconfig, with its log kept for assertions."""
 
-    def __init__(self, kubeconfig: Path, log: Path, args: list[str] | None = None,
-                 command: list[str] | None = None, **env: str):
+    def __init__(
+        self, kubeconfig: Path, log: Path, args: list[str] | None = None, command: list[str] | None = None, **env: str
+    ):
         """`args` follow `run`; `command` replaces `run` and its args (a container's args, verbatim)."""
         self.kubeconfig, self.log_path, self.env = kubeconfig, log, env
         run_args = args or ["--liveness-port", "0"]
@@ -128,11 +145,18 @@ class Operator:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Operator:
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "MAILRELAY_LOG_FORMAT": "plain",
-               "MAILRELAY_RESYNC_SECONDS": "2", "MAILRELAY_RETRY_SECONDS": "1", **self.env}
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "MAILRELAY_LOG_FORMAT": "plain",
+            "MAILRELAY_RESYNC_SECONDS": "2",
+            "MAILRELAY_RETRY_SECONDS": "1",
+            **self.env,
+        }
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "mailrelay", *self.command],
-                                            env=env, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "mailrelay", *self.command], env=env, stdout=log, stderr=subprocess.STDOUT
+            )
         return self
 
     def stop(self) -> None:

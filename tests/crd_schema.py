@@ -47,8 +47,9 @@ _Validator = jsonschema.validators.extend(jsonschema.Draft7Validator, {"pattern"
 
 def schema_errors(schema: dict[str, Any], value: Any) -> list[str]:
     validator = _Validator(schema)
-    return sorted(f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
-                  for e in validator.iter_errors(value))
+    return sorted(
+        f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in validator.iter_errors(value)
+    )
 
 
 def cel_errors(schema: dict[str, Any], value: Any, path: str = "") -> list[str]:

@@ -12,11 +12,13 @@ import itertools
 import uuid
 from typing import Any
 
-from mailrelay.identity import API_VERSION, KIND
-from mailrelay.kube import ApiError
+from mailrelay.api.names import API_VERSION, KIND, RESOURCES
+from mailrelay.kube.client import ApiError
 
 
 class FakeApi:
+    resources = RESOURCES
+
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.writes: list[tuple[str, str, str]] = []  # (verb, kind, name)
@@ -36,8 +38,9 @@ class FakeApi:
         return copy.deepcopy(obj)
 
     def relay(self, namespace: str, name: str, **spec: Any) -> dict[str, Any]:
-        return self.put({"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": name, "namespace": namespace},
-                         "spec": spec})
+        return self.put(
+            {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+        )
 
     def set_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
         self.objects[(kind, namespace, name)]["status"] = copy.deepcopy(status)
@@ -49,16 +52,22 @@ class FakeApi:
         return copy.deepcopy(obj) if obj is not None else None
 
     def list_relays(self, namespaces: list[str] | tuple[str, ...]) -> list[dict[str, Any]]:
-        return [copy.deepcopy(o) for (k, ns, _), o in sorted(self.objects.items())
-                if k == KIND and (not namespaces or ns in namespaces)]
+        return [
+            copy.deepcopy(o)
+            for (k, ns, _), o in sorted(self.objects.items())
+            if k == KIND and (not namespaces or ns in namespaces)
+        ]
 
     def remove(self, kind: str, namespace: str, name: str) -> None:
         """Delete an object as a user would (not counted as the operator's write)."""
         del self.objects[(kind, namespace, name)]
 
     def list(self, kind: str, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
-        return [copy.deepcopy(o) for (k, ns, _), o in sorted(self.objects.items()) if k == kind and ns == namespace
-                and labels.items() <= (o["metadata"].get("labels") or {}).items()]
+        return [
+            copy.deepcopy(o)
+            for (k, ns, _), o in sorted(self.objects.items())
+            if k == kind and ns == namespace and labels.items() <= (o["metadata"].get("labels") or {}).items()
+        ]
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         self.writes.append(("apply", obj["kind"], obj["metadata"]["name"]))
@@ -91,5 +100,12 @@ class FakeApi:
         return copy.deepcopy(obj)
 
     def post_event(self, obj: dict[str, Any], kind: str, reason: str, message: str, instance: str) -> None:
-        self.events.append({"object": obj["metadata"]["name"], "type": kind, "reason": reason, "message": message,
-                            "instance": instance})
+        self.events.append(
+            {
+                "object": obj["metadata"]["name"],
+                "type": kind,
+                "reason": reason,
+                "message": message,
+                "instance": instance,
+            }
+        )

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import pytest
 import yaml
 
-from mailrelay.identity import RESOURCES
+from mailrelay.api.names import RESOURCES
 
 from cluster import Cluster
 from shipped_operator import established
@@ -76,8 +76,9 @@ class ControlPlaneBackend:
         self.plane.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
         if any(d["kind"] == "CustomResourceDefinition" for d in docs):
             [account] = [d["metadata"] for d in docs if d["kind"] == "ServiceAccount"]
-            established(self.plane, f"system:serviceaccount:{account['namespace']}:{account['name']}",
-                        account["namespace"])
+            established(
+                self.plane, f"system:serviceaccount:{account['namespace']}:{account['name']}", account["namespace"]
+            )
 
     def pod_kubeconfig(self, deployment: dict[str, Any], path: Path) -> dict[str, Any]:
         account = deployment["spec"]["template"]["spec"]["serviceAccountName"]

@@ -46,8 +46,14 @@ import yaml
 from kmock._internal import apps, k8s
 
 LEASE_PATH = re.compile(r"^/apis/coordination\.k8s\.io/v1/namespaces/(?P<namespace>[^/]+)/leases/(?P<name>[^/]+)$")
-STATUS_SUBRESOURCE = {("mailrelay.dev", "mailrelays"), ("apps", "deployments"), ("", "services"),
-                      ("apps", "statefulsets"), ("policy", "poddisruptionbudgets"), ("", "pods")}
+STATUS_SUBRESOURCE = {
+    ("mailrelay.dev", "mailrelays"),
+    ("apps", "deployments"),
+    ("", "services"),
+    ("apps", "statefulsets"),
+    ("policy", "poddisruptionbudgets"),
+    ("", "pods"),
+}
 VERBS = {"get", "list", "watch", "create", "update", "patch", "delete"}
 RESOURCES = {
     "v1/configmaps": ("ConfigMap", True, set()),
@@ -106,13 +112,21 @@ class ApiServer(kmock.KubernetesEmulator):
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         for key, (kind, namespaced, subresources) in RESOURCES.items():
-            self.resources[key] = kmock.ResourceInfo(kind=kind, namespaced=namespaced, verbs=VERBS,
-                                                     subresources=subresources)
+            self.resources[key] = kmock.ResourceInfo(
+                kind=kind, namespaced=namespaced, verbs=VERBS, subresources=subresources
+            )
 
     # --- test-side helpers -------------------------------------------------------------------
 
-    def fail(self, method: str, plural: str, status: int, times: int = 1, subresource: str | None = None,
-             namespace: str | None = None) -> Fault:
+    def fail(
+        self,
+        method: str,
+        plural: str,
+        status: int,
+        times: int = 1,
+        subresource: str | None = None,
+        namespace: str | None = None,
+    ) -> Fault:
         """The next `times` requests of this method on this resource get `status`, changing nothing."""
         fault = Fault(method.upper(), plural, status, times, subresource, namespace)
         self.faults.append(fault)
@@ -123,8 +137,11 @@ class ApiServer(kmock.KubernetesEmulator):
         return copy.deepcopy(obj) if obj is not None else None
 
     def list(self, group: str, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
-        return [copy.deepcopy(o) for (g, p, ns, _), o in sorted(self.store.items())
-                if (g, p) == (group, plural) and (namespace is None or ns == namespace)]
+        return [
+            copy.deepcopy(o)
+            for (g, p, ns, _), o in sorted(self.store.items())
+            if (g, p) == (group, plural) and (namespace is None or ns == namespace)
+        ]
 
     # --- request handling --------------------------------------------------------------------
 
@@ -138,9 +155,14 @@ class ApiServer(kmock.KubernetesEmulator):
                 await asyncio.sleep(float(raw_request.query.get("timeoutSeconds") or 60))
                 return response
             names = sorted({ns for (_, _, ns, _) in self.store if ns})
-            return aiohttp.web.json_response({
-                "apiVersion": "v1", "kind": "NamespaceList", "metadata": {"resourceVersion": str(self.rv)},
-                "items": [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in names]})
+            return aiohttp.web.json_response(
+                {
+                    "apiVersion": "v1",
+                    "kind": "NamespaceList",
+                    "metadata": {"resourceVersion": str(self.rv)},
+                    "items": [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in names],
+                }
+            )
         if raw_request.method == "PUT" and (match := LEASE_PATH.match(raw_request.path)):
             return await self._replace_lease(match["namespace"], match["name"], await raw_request.json())
         return await super().__call__(raw_request)
@@ -151,8 +173,10 @@ class ApiServer(kmock.KubernetesEmulator):
         if old is None:
             return aiohttp.web.json_response({"kind": "Status", "code": 404, "reason": "NotFound"}, status=404)
         if (body.get("metadata") or {}).get("resourceVersion") != old["metadata"]["resourceVersion"]:
-            return aiohttp.web.json_response({"kind": "Status", "code": 409, "reason": "Conflict",
-                                              "message": "the object has been modified"}, status=409)
+            return aiohttp.web.json_response(
+                {"kind": "Status", "code": 409, "reason": "Conflict", "message": "the object has been modified"},
+                status=409,
+            )
         self.writes.append(("update", f"leases/{namespace}/{name}"))
         if self._changed is None:
             self._changed = asyncio.Condition()
@@ -168,12 +192,17 @@ class ApiServer(kmock.KubernetesEmulator):
         resource = request.resource
         if resource is not None and request.method is not None:
             for fault in self.faults:
-                if fault.times > 0 and fault.method == request.method.value.upper() \
-                        and fault.plural == resource.plural and fault.subresource == request.subresource \
-                        and fault.namespace in (None, request.namespace):
+                if (
+                    fault.times > 0
+                    and fault.method == request.method.value.upper()
+                    and fault.plural == resource.plural
+                    and fault.subresource == request.subresource
+                    and fault.namespace in (None, request.namespace)
+                ):
                     fault.times -= 1
-                    raise k8s.KubernetesError(status=fault.status, reason="Injected",
-                                              message=f"injected HTTP {fault.status}")
+                    raise k8s.KubernetesError(
+                        status=fault.status, reason="Injected", message=f"injected HTTP {fault.status}"
+                    )
         if self._changed is None:
             self._changed = asyncio.Condition()
         return await apps.RawHandler._handle(self, request)
@@ -206,8 +235,9 @@ class ApiServer(kmock.KubernetesEmulator):
             for field in ("uid", "creationTimestamp", "name", "namespace"):
                 if field in old["metadata"]:
                     meta[field] = old["metadata"][field]
-            changed = {k: v for k, v in obj.items() if k not in ("metadata", "status")} != \
-                {k: v for k, v in old.items() if k not in ("metadata", "status")}
+            changed = {k: v for k, v in obj.items() if k not in ("metadata", "status")} != {
+                k: v for k, v in old.items() if k not in ("metadata", "status")
+            }
             meta["generation"] = old["metadata"].get("generation", 1) + (1 if changed else 0)
         self.store[(*key, meta.get("namespace"), meta["name"])] = obj
         return obj
@@ -215,8 +245,11 @@ class ApiServer(kmock.KubernetesEmulator):
     async def _serve_list(self, request: kmock.Request) -> Any:
         key = self._key(request)
         selector = dict(p.split("=", 1) for p in (request.params.get("labelSelector") or "").split(",") if "=" in p)
-        items = [o for o in self.list(*key, request.namespace)
-                 if all(o["metadata"].get("labels", {}).get(k) == v for k, v in selector.items())]
+        items = [
+            o
+            for o in self.list(*key, request.namespace)
+            if all(o["metadata"].get("labels", {}).get(k) == v for k, v in selector.items())
+        ]
         return {"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": str(self.rv)}, "items": items}
 
     async def _serve_watch(self, request: kmock.Request) -> Any:
@@ -238,13 +271,18 @@ class ApiServer(kmock.KubernetesEmulator):
             position += len(pending)
             for _, event_key, event in pending:
                 meta = event["object"]["metadata"]
-                if event_key == key and (request.namespace is None or meta.get("namespace") == request.namespace) \
-                        and (request.name is None or meta["name"] == request.name):
+                if (
+                    event_key == key
+                    and (request.namespace is None or meta.get("namespace") == request.namespace)
+                    and (request.name is None or meta["name"] == request.name)
+                ):
                     yield event
             async with self._changed:
                 try:
-                    await asyncio.wait_for(self._changed.wait_for(lambda seen=position: len(self.events) > seen),
-                                           timeout=max(0.0, deadline - time.monotonic()))
+                    await asyncio.wait_for(
+                        self._changed.wait_for(lambda seen=position: len(self.events) > seen),
+                        timeout=max(0.0, deadline - time.monotonic()),
+                    )
                 except TimeoutError:
                     return
 
@@ -275,8 +313,9 @@ class ApiServer(kmock.KubernetesEmulator):
         content_type = request.headers.get("Content-Type", "application/merge-patch+json").split(";")[0]
         body = self._body(request)
         where = f"/{request.subresource}" if request.subresource else ""
-        self.writes.append((f"patch:{content_type.split('/')[-1]}{where}",
-                            f"{key[1]}/{request.namespace}/{request.name}"))
+        self.writes.append(
+            (f"patch:{content_type.split('/')[-1]}{where}", f"{key[1]}/{request.namespace}/{request.name}")
+        )
         if old is None:
             if content_type != "application/apply-patch+yaml":
                 raise k8s.KubernetesObjectNotFoundError()
@@ -330,5 +369,3 @@ class ApiServer(kmock.KubernetesEmulator):
         old["metadata"]["resourceVersion"] = str(self.rv)
         await self._emit("DELETED", key, old)
         return {"apiVersion": "v1", "kind": "Status", "status": "Success", "metadata": {}}
-
-

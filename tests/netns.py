@@ -60,9 +60,24 @@ class Namespace:
 
     def smtp(self, port: int, chunks: list[str]) -> list[str]:
         """Send raw SMTP chunks from inside the namespace; the replies read after each one."""
-        result = subprocess.run(["ip", "netns", "exec", self.name, sys.executable, "-c", _CLIENT, self.host_address,
-                                 str(port), json.dumps(chunks)], capture_output=True, text=True, timeout=120,
-                                check=True)
+        result = subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.name,
+                sys.executable,
+                "-c",
+                _CLIENT,
+                self.host_address,
+                str(port),
+                json.dumps(chunks),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
         replies: list[str] = json.loads(result.stdout)
         return replies
 

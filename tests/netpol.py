@@ -43,10 +43,12 @@ def selects(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
     for expression in selector.get("matchExpressions") or []:
         key, operator, values = expression["key"], expression["operator"], expression.get("values") or []
         present = key in labels
-        ok = {"In": present and labels.get(key) in values,
-              "NotIn": not present or labels.get(key) not in values,
-              "Exists": present,
-              "DoesNotExist": not present}[operator]
+        ok = {
+            "In": present and labels.get(key) in values,
+            "NotIn": not present or labels.get(key) not in values,
+            "Exists": present,
+            "DoesNotExist": not present,
+        }[operator]
         if not ok:
             return False
     return True
@@ -57,7 +59,8 @@ def _peer_matches(peer: dict[str, Any], policy_namespace: str, other: Pod) -> bo
         address = ipaddress.ip_address(other.ip)
         block = peer["ipBlock"]
         return address in ipaddress.ip_network(block["cidr"]) and not any(
-            address in ipaddress.ip_network(hole) for hole in block.get("except") or [])
+            address in ipaddress.ip_network(hole) for hole in block.get("except") or []
+        )
     namespace_selector, pod_selector = peer.get("namespaceSelector"), peer.get("podSelector")
     if namespace_selector is None and pod_selector is None:
         raise ValueError("a peer needs podSelector, namespaceSelector or ipBlock")
@@ -79,8 +82,9 @@ def _port_matches(rule_port: dict[str, Any], port: int, protocol: str, destinati
     return bool(wanted <= port <= rule_port.get("endPort", wanted))
 
 
-def _rule_admits(rule: dict[str, Any], peers_key: str, policy_namespace: str, other: Pod, port: int,
-                 protocol: str, destination: Pod) -> bool:
+def _rule_admits(
+    rule: dict[str, Any], peers_key: str, policy_namespace: str, other: Pod, port: int, protocol: str, destination: Pod
+) -> bool:
     ports = rule.get("ports")
     if ports and not any(_port_matches(p, port, protocol, destination) for p in ports):
         return False
@@ -93,23 +97,41 @@ def _directions(policy: dict[str, Any]) -> list[str]:
     return spec.get("policyTypes") or (["Ingress", "Egress"] if spec.get("egress") else ["Ingress"])
 
 
-def allows_ingress(policies: list[dict[str, Any]], source: Pod, destination: Pod, port: int,
-                   protocol: str = "TCP") -> bool:
+def allows_ingress(
+    policies: list[dict[str, Any]], source: Pod, destination: Pod, port: int, protocol: str = "TCP"
+) -> bool:
     """Whether `source` may open a connection to `destination` on `port`, given all these policies."""
-    applying = [p for p in policies if p["metadata"]["namespace"] == destination.namespace
-                and "Ingress" in _directions(p) and selects(p["spec"]["podSelector"], destination.labels)]
+    applying = [
+        p
+        for p in policies
+        if p["metadata"]["namespace"] == destination.namespace
+        and "Ingress" in _directions(p)
+        and selects(p["spec"]["podSelector"], destination.labels)
+    ]
     if not applying:
         return True
-    return any(_rule_admits(rule, "from", p["metadata"]["namespace"], source, port, protocol, destination)
-               for p in applying for rule in p["spec"].get("ingress") or [])
+    return any(
+        _rule_admits(rule, "from", p["metadata"]["namespace"], source, port, protocol, destination)
+        for p in applying
+        for rule in p["spec"].get("ingress") or []
+    )
 
 
-def allows_egress(policies: list[dict[str, Any]], source: Pod, destination: Pod, port: int,
-                  protocol: str = "TCP") -> bool:
+def allows_egress(
+    policies: list[dict[str, Any]], source: Pod, destination: Pod, port: int, protocol: str = "TCP"
+) -> bool:
     """Whether `source` may connect out to `destination` on `port`, given all these policies."""
-    applying = [p for p in policies if p["metadata"]["namespace"] == source.namespace
-                and "Egress" in _directions(p) and selects(p["spec"]["podSelector"], source.labels)]
+    applying = [
+        p
+        for p in policies
+        if p["metadata"]["namespace"] == source.namespace
+        and "Egress" in _directions(p)
+        and selects(p["spec"]["podSelector"], source.labels)
+    ]
     if not applying:
         return True
-    return any(_rule_admits(rule, "to", p["metadata"]["namespace"], destination, port, protocol, destination)
-               for p in applying for rule in p["spec"].get("egress") or [])
+    return any(
+        _rule_admits(rule, "to", p["metadata"]["namespace"], destination, port, protocol, destination)
+        for p in applying
+        for rule in p["spec"].get("egress") or []
+    )

@@ -8,22 +8,32 @@ from typing import Any
 
 import yaml
 
-from mailrelay.render import CONFIG_HASH_ANNOTATION
+from mailrelay.render.relay import CONFIG_HASH_ANNOTATION
 
 from cluster import eventually
 from controlplane import ControlPlane
 
 GROUP = "/apis/mailrelay.dev/v1alpha1"
-PATHS = {"configmaps": "/api/v1", "services": "/api/v1", "secrets": "/api/v1", "pods": "/api/v1",
-         "events": "/api/v1", "deployments": "/apis/apps/v1", "mailrelays": GROUP,
-         "networkpolicies": "/apis/networking.k8s.io/v1", "statefulsets": "/apis/apps/v1",
-         "poddisruptionbudgets": "/apis/policy/v1", "persistentvolumeclaims": "/api/v1"}
+PATHS = {
+    "configmaps": "/api/v1",
+    "services": "/api/v1",
+    "secrets": "/api/v1",
+    "pods": "/api/v1",
+    "events": "/api/v1",
+    "deployments": "/apis/apps/v1",
+    "mailrelays": GROUP,
+    "networkpolicies": "/apis/networking.k8s.io/v1",
+    "statefulsets": "/apis/apps/v1",
+    "poddisruptionbudgets": "/apis/policy/v1",
+    "persistentvolumeclaims": "/api/v1",
+}
 CHILDREN = ("configmaps", "deployments", "services", "networkpolicies")
 
 
 def url(plural: str, namespace: str, name: str = "", sub: str = "") -> str:
-    return f"{PATHS[plural]}/namespaces/{namespace}/{plural}" + (f"/{name}" if name else "") + (
-        f"/{sub}" if sub else "")
+    return (
+        f"{PATHS[plural]}/namespaces/{namespace}/{plural}" + (f"/{name}" if name else "") + (f"/{sub}" if sub else "")
+    )
 
 
 def get(plane: ControlPlane, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
@@ -36,8 +46,7 @@ def get(plane: ControlPlane, plural: str, namespace: str, name: str) -> dict[str
 
 
 def ours(plane: ControlPlane, plural: str, namespace: str, instance: str | None = None) -> list[dict[str, Any]]:
-    selector = "app.kubernetes.io/name%3Dmailrelay" + (f",app.kubernetes.io/instance%3D{instance}" if instance
-                                                        else "")
+    selector = "app.kubernetes.io/name%3Dmailrelay" + (f",app.kubernetes.io/instance%3D{instance}" if instance else "")
     return list(plane.request("GET", f"{url(plural, namespace)}?labelSelector={selector}")["items"])
 
 
@@ -53,9 +62,12 @@ def merge_patch(plane: ControlPlane, plural: str, namespace: str, name: str, pat
 
 
 def relay(namespace: str, name: str = "relay", **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": "mailrelay.dev/v1alpha1", "kind": "MailRelay",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {"mailFromFQDN": "apps.example.com", **spec}}
+    return {
+        "apiVersion": "mailrelay.dev/v1alpha1",
+        "kind": "MailRelay",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"mailFromFQDN": "apps.example.com", **spec},
+    }
 
 
 def ready(plane: ControlPlane, namespace: str, name: str = "relay") -> dict[str, Any] | None:
@@ -63,9 +75,16 @@ def ready(plane: ControlPlane, namespace: str, name: str = "relay") -> dict[str,
     return next((c for c in (obj.get("status") or {}).get("conditions", []) if c["type"] == "Ready"), None)
 
 
-def wait_reason(plane: ControlPlane, namespace: str, reason: str, name: str = "relay",
-                timeout: float = 60, generation: int | None = None) -> dict[str, Any]:
+def wait_reason(
+    plane: ControlPlane,
+    namespace: str,
+    reason: str,
+    name: str = "relay",
+    timeout: float = 60,
+    generation: int | None = None,
+) -> dict[str, Any]:
     """Wait for the Ready condition's reason (for that generation of the spec, when given)."""
+
     def check() -> dict[str, Any] | None:
         condition = ready(plane, namespace, name)
         if condition and condition["reason"] == reason and generation in (None, condition["observedGeneration"]):
@@ -81,11 +100,15 @@ def wait_reason(plane: ControlPlane, namespace: str, reason: str, name: str = "r
 def describe(plane: ControlPlane, namespace: str, name: str = "relay") -> str:
     """What the relay, its Deployment and its pods say, for a failure message."""
     deployment = get(plane, "deployments", namespace, f"mailrelay-{name}") or {}
-    lines = [f"relay status: {(get(plane, 'mailrelays', namespace, name) or {}).get('status')}",
-             f"deployment generation {deployment.get('metadata', {}).get('generation')}, "
-             f"status: {deployment.get('status')}"]
-    lines += [f"pod {p['metadata']['name']} on {p['spec'].get('nodeName')}: {p['status'].get('phase')} "
-              f"{p['status'].get('conditions')}" for p in pods(plane, namespace, name)]
+    lines = [
+        f"relay status: {(get(plane, 'mailrelays', namespace, name) or {}).get('status')}",
+        f"deployment generation {deployment.get('metadata', {}).get('generation')}, status: {deployment.get('status')}",
+    ]
+    lines += [
+        f"pod {p['metadata']['name']} on {p['spec'].get('nodeName')}: {p['status'].get('phase')} "
+        f"{p['status'].get('conditions')}"
+        for p in pods(plane, namespace, name)
+    ]
     return "\n".join(lines)
 
 
@@ -103,7 +126,8 @@ def pods(plane: ControlPlane, namespace: str, name: str = "relay") -> list[dict[
 
 def pod_ready(pod: dict[str, Any]) -> bool:
     return pod["status"].get("phase") == "Running" and any(
-        c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
+        c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", [])
+    )
 
 
 def template_hash(deployment: dict[str, Any]) -> str:

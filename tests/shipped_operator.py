@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from mailrelay.identity import LEASE_NAME
+from mailrelay.api.names import LEASE_NAME
 
 from cluster import Operator, eventually
 from controlplane import ControlPlane
@@ -60,8 +60,11 @@ class Shipped:
     def rules(self) -> list[tuple[str | None, dict[str, Any]]]:
         """(namespace or None for cluster-wide, rule) for every rule bound to the operator's ServiceAccount."""
         namespace, name = self.service_account
-        roles = {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]): o
-                 for o in self.objects if o["kind"] in ("Role", "ClusterRole")}
+        roles = {
+            (o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]): o
+            for o in self.objects
+            if o["kind"] in ("Role", "ClusterRole")
+        }
         granted: list[tuple[str | None, dict[str, Any]]] = []
         for binding in (o for o in self.objects if o["kind"] in ("RoleBinding", "ClusterRoleBinding")):
             if {"kind": "ServiceAccount", "name": name, "namespace": namespace} not in binding["subjects"]:
@@ -88,8 +91,9 @@ def install(plane: ControlPlane, variant: str) -> Shipped:
     return shipped
 
 
-def established(plane: ControlPlane, user: str | None = None, namespace: str = "default",
-                timeout: float = 90.0) -> None:
+def established(
+    plane: ControlPlane, user: str | None = None, namespace: str = "default", timeout: float = 90.0
+) -> None:
     """Wait until the MailRelay CRD is Established and the apiserver's admission maps its kind.
 
     `kubectl wait` fails at once while a new CRD has no status yet, and OwnerReferencesPermission-
@@ -97,18 +101,37 @@ def established(plane: ControlPlane, user: str | None = None, namespace: str = "
     yet. A server-side dry run, as the operator's user, of an object with such a reference tells when
     both are ready (an admin is exempt from that check, so the probe impersonates the operator).
     """
-    probe = {"apiVersion": "v1", "kind": "ConfigMap",
-             "metadata": {"name": "mailrelay-crd-probe", "namespace": namespace, "ownerReferences": [{
-                 "apiVersion": "mailrelay.dev/v1alpha1", "kind": "MailRelay", "name": "probe",
-                 "uid": "00000000-0000-0000-0000-000000000000", "blockOwnerDeletion": True}]}}
+    probe = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "mailrelay-crd-probe",
+            "namespace": namespace,
+            "ownerReferences": [
+                {
+                    "apiVersion": "mailrelay.dev/v1alpha1",
+                    "kind": "MailRelay",
+                    "name": "probe",
+                    "uid": "00000000-0000-0000-0000-000000000000",
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+    }
     deadline = time.monotonic() + timeout
     while True:
-        waited = plane.kubectl("wait", "--for=condition=Established", "--timeout=10s",
-                               "customresourcedefinition/mailrelays.mailrelay.dev", check=False)
+        waited = plane.kubectl(
+            "wait",
+            "--for=condition=Established",
+            "--timeout=10s",
+            "customresourcedefinition/mailrelays.mailrelay.dev",
+            check=False,
+        )
         unmapped = False
         if user is not None:
-            dry = plane.kubectl(f"--as={user}", "create", "--dry-run=server", "-f", "-",
-                                input=yaml.safe_dump(probe), check=False)
+            dry = plane.kubectl(
+                f"--as={user}", "create", "--dry-run=server", "-f", "-", input=yaml.safe_dump(probe), check=False
+            )
             unmapped = "RESTMapping" in dry.stderr or "no matches for kind" in dry.stderr
         if waited.returncode == 0 and not unmapped:
             return
@@ -123,7 +146,7 @@ def operator_client(plane: ControlPlane, folder: Path, *namespaces: str) -> Any:
     admin would), for tests that drive one reconcile pass or one call without the operator process."""
     import kubernetes
 
-    from mailrelay.kube import Api
+    from mailrelay.controller.client import OperatorApi as Api
 
     plane.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "mailrelay.dev_mailrelays.yaml"))
     wanted = {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
@@ -142,8 +165,14 @@ def uninstall_rbac(plane: ControlPlane, shipped: Shipped) -> None:
     for obj in shipped.objects:
         if obj["kind"] in RBAC_KINDS:
             namespace = obj["metadata"].get("namespace")
-            plane.kubectl("delete", obj["kind"].lower() + ".rbac.authorization.k8s.io", obj["metadata"]["name"],
-                          *(["-n", namespace] if namespace else []), "--ignore-not-found", "--wait=true")
+            plane.kubectl(
+                "delete",
+                obj["kind"].lower() + ".rbac.authorization.k8s.io",
+                obj["metadata"]["name"],
+                *(["-n", namespace] if namespace else []),
+                "--ignore-not-found",
+                "--wait=true",
+            )
 
 
 def lease(shipped: Shipped) -> tuple[str, str]:
@@ -162,8 +191,11 @@ def forget_lease(plane: ControlPlane, shipped: Shipped) -> None:
 
 def _expand(value: str, env: dict[str, str]) -> str:
     """The kubelet's $(VAR) expansion: known variables are replaced, $$ is a literal $."""
-    return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
-                  lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)), value)
+    return re.sub(
+        r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
+        lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)),
+        value,
+    )
 
 
 def container_env(shipped: Shipped, pod_name: str = "mailrelay-operator-test") -> dict[str, str]:
@@ -219,5 +251,4 @@ NOT_RBAC = ("because it is being terminated", 'no matches for kind "MailRelay"')
 
 def forbidden_lines(log: str) -> list[str]:
     """Refusals in the operator's log that a missing RBAC rule would explain."""
-    return [line for line in log.splitlines()
-            if FORBIDDEN.search(line) and not any(text in line for text in NOT_RBAC)]
+    return [line for line in log.splitlines() if FORBIDDEN.search(line) and not any(text in line for text in NOT_RBAC)]

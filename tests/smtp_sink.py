@@ -75,14 +75,14 @@ class Sink:
     def start(self) -> Sink:
         kwargs: dict[str, object] = {}
         if self.credentials:
-            kwargs.update(authenticator=self._authenticate, auth_required=True,
-                          auth_require_tls=self.tls_context is not None)
+            kwargs.update(
+                authenticator=self._authenticate, auth_required=True, auth_require_tls=self.tls_context is not None
+            )
         if self.tls_context:
             kwargs.update(tls_context=self.tls_context, require_starttls=True)
         if self.implicit_tls:
             kwargs.update(ssl_context=self.implicit_tls)
-        self._controller = Controller(self, hostname=self.host, port=self.port, ready_timeout=10,
-                                      **kwargs)  # type: ignore[arg-type]
+        self._controller = Controller(self, hostname=self.host, port=self.port, ready_timeout=10, **kwargs)  # type: ignore[arg-type]
         self._controller.start()
         return self
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mailrelay.spec import SpecError, parse
+from mailrelay.api.spec import SpecError, parse
 
 from conftest import CRD_PATH, ROOT, relay_object
 from controlplane import ControlPlane
@@ -84,14 +84,24 @@ def test_printer_columns_show_with_kubectl(api: ControlPlane) -> None:
     crd = yaml.safe_load(CRD_PATH.read_text())
     [version] = [v for v in crd["spec"]["versions"] if v["served"]]
     columns = [c["name"].upper() for c in version["additionalPrinterColumns"]]
-    api.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=yaml.safe_dump(
-        {**relay_object({"mailFromFQDN": "printed.example.com"}, name="printed", namespace=NAMESPACE, uid=None)}))
+    api.kubectl(
+        "apply",
+        "-n",
+        NAMESPACE,
+        "-f",
+        "-",
+        input=yaml.safe_dump(
+            {**relay_object({"mailFromFQDN": "printed.example.com"}, name="printed", namespace=NAMESPACE, uid=None)}
+        ),
+    )
     wide = api.kubectl("get", "mailrelays", "-n", NAMESPACE, "printed", "-o", "wide").stdout.splitlines()
     assert wide[0].split() == ["NAME", *columns], wide
     assert wide[1].split()[:2] == ["printed", "printed.example.com"], wide
     narrow = api.kubectl("get", "mailrelays", "-n", NAMESPACE, "printed").stdout.splitlines()[0].split()
-    assert narrow == ["NAME", *[c["name"].upper() for c in version["additionalPrinterColumns"]
-                                if not c.get("priority")]]
+    assert narrow == [
+        "NAME",
+        *[c["name"].upper() for c in version["additionalPrinterColumns"] if not c.get("priority")],
+    ]
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.name)
@@ -127,8 +137,8 @@ def _named(message: str, field: str) -> bool:
     (spec.allowedNetworks for spec.allowedNetworks[0], spec.relay for spec.relay.tls)."""
     names = {field}
     for cut in re.finditer(r"[.\[]", field):
-        if field[:cut.start()].count(".") >= 1:
-            names.add(field[:cut.start()])
+        if field[: cut.start()].count(".") >= 1:
+            names.add(field[: cut.start()])
     return any(f"{name}{after}" in message or f'"{name}' in message for name in names for after in ": [.")
 
 
@@ -158,8 +168,9 @@ def _case(case: str, obj: dict[str, Any]) -> Any:
 
 
 @pytest.mark.parametrize(("case", "obj"), [_case(c, o) for c, o in CASES])
-def test_invalid_relay_is_refused_by_the_apiserver_and_the_operator(api: ControlPlane, case: str,
-                                                                    obj: dict[str, Any]) -> None:
+def test_invalid_relay_is_refused_by_the_apiserver_and_the_operator(
+    api: ControlPlane, case: str, obj: dict[str, Any]
+) -> None:
     with pytest.raises(SpecError) as refused:
         parse(obj)
     status, message = create(api, obj)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from mailrelay.apply import APPLIED_HASH_ANNOTATION, apply_children, contains, prune, prune_services
-from mailrelay.render import render, selector_labels
+from mailrelay.controller.apply import APPLIED_HASH_ANNOTATION, apply_children, contains, prune, prune_services
+from mailrelay.render.relay import render_relay, selector_labels
 
 from conftest import make_relay
 
@@ -34,8 +34,11 @@ class Store:
         return copy.deepcopy(stored)
 
     def list(self, kind: str, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
-        return [copy.deepcopy(o) for (k, ns, _), o in self.objects.items() if k == kind and ns == namespace
-                and labels.items() <= o["metadata"].get("labels", {}).items()]
+        return [
+            copy.deepcopy(o)
+            for (k, ns, _), o in self.objects.items()
+            if k == kind and ns == namespace and labels.items() <= o["metadata"].get("labels", {}).items()
+        ]
 
     def delete(self, kind: str, namespace: str, name: str, uid: str) -> None:
         self.writes.append(("delete", f"{kind}/{name}"))
@@ -44,34 +47,49 @@ class Store:
 
 def test_first_pass_creates_and_second_pass_writes_nothing() -> None:
     store, relay = Store(), make_relay({"mailFromFQDN": "a.example.com"})
-    first = apply_children(store, UID, render(relay))
+    first = apply_children(store, UID, render_relay(relay))
     assert [c.action for c in first.children] == ["created"] * 4
-    second = apply_children(store, UID, render(relay))
+    second = apply_children(store, UID, render_relay(relay))
     assert [c.action for c in second.children] == ["unchanged"] * 4
     assert len(store.writes) == 4
 
 
 def test_a_hand_edit_or_a_removed_field_is_put_back() -> None:
     store, relay = Store(), make_relay({"mailFromFQDN": "a.example.com", "nodeSelector": {"pool": "mail"}})
-    apply_children(store, UID, render(relay))
+    apply_children(store, UID, render_relay(relay))
     store.objects[("ConfigMap", "apps", "mailrelay-relay")]["data"]["main.cf"] = "edited"
-    assert [c.action for c in apply_children(store, UID, render(relay)).children] == [
-        "unchanged", "updated", "unchanged", "unchanged"]
+    assert [c.action for c in apply_children(store, UID, render_relay(relay)).children] == [
+        "unchanged",
+        "updated",
+        "unchanged",
+        "unchanged",
+    ]
     # Dropping nodeSelector from the spec leaves the live object a superset: the applied hash sees it.
     without = make_relay({"mailFromFQDN": "a.example.com"})
-    assert [c.action for c in apply_children(store, UID, render(without)).children] == [
-        "unchanged", "unchanged", "updated", "unchanged"]
+    assert [c.action for c in apply_children(store, UID, render_relay(without)).children] == [
+        "unchanged",
+        "unchanged",
+        "updated",
+        "unchanged",
+    ]
 
 
 def test_foreign_objects_are_reported_and_never_written() -> None:
     store, relay = Store(), make_relay({"mailFromFQDN": "a.example.com"})
     owner = {"kind": "Other", "name": "x", "uid": "u", "controller": True}
-    foreign = {"apiVersion": "v1", "kind": "ConfigMap",
-               "metadata": {"name": "mailrelay-relay", "namespace": "apps", "ownerReferences": [owner]}}
+    foreign = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "mailrelay-relay", "namespace": "apps", "ownerReferences": [owner]},
+    }
     store.objects[("ConfigMap", "apps", "mailrelay-relay")] = foreign
-    result = apply_children(store, UID, render(relay))
+    result = apply_children(store, UID, render_relay(relay))
     assert [(c.kind, c.action) for c in result.children] == [
-        ("NetworkPolicy", "created"), ("ConfigMap", "conflict"), ("Deployment", "unchanged"), ("Service", "created")]
+        ("NetworkPolicy", "created"),
+        ("ConfigMap", "conflict"),
+        ("Deployment", "unchanged"),
+        ("Service", "created"),
+    ]
     assert result.conflicts[0].owner == "Other/x"
     assert store.objects[("ConfigMap", "apps", "mailrelay-relay")] == foreign
     assert store.get("Deployment", "apps", "mailrelay-relay") is None  # never started on foreign config
@@ -80,12 +98,12 @@ def test_foreign_objects_are_reported_and_never_written() -> None:
 def test_only_our_own_renamed_service_is_pruned() -> None:
     store = Store()
     old = make_relay({"mailFromFQDN": "a.example.com"})
-    apply_children(store, UID, render(old))
+    apply_children(store, UID, render_relay(old))
     lookalike = copy.deepcopy(store.objects[("Service", "apps", "mail")])
     lookalike["metadata"].update(name="lookalike", ownerReferences=[])
     store.objects[("Service", "apps", "lookalike")] = lookalike
     new = make_relay({"mailFromFQDN": "a.example.com", "service": {"name": "smtp"}})
-    children = render(new)
+    children = render_relay(new)
     apply_children(store, UID, children)
     pruned = prune_services(store, UID, children[-1], selector_labels(new))
     assert [(c.name, c.action) for c in pruned] == [("mail", "deleted")]
@@ -95,14 +113,14 @@ def test_only_our_own_renamed_service_is_pruned() -> None:
 def test_a_switched_off_network_policy_is_pruned_but_never_a_foreign_one() -> None:
     store = Store()
     relay = make_relay({"mailFromFQDN": "a.example.com"})
-    apply_children(store, UID, render(relay))
+    apply_children(store, UID, render_relay(relay))
     ours = store.objects[("NetworkPolicy", "apps", "mailrelay-relay")]
     for name, refs in (("lookalike", []), ("other-owner", [{**ours["metadata"]["ownerReferences"][0], "uid": "u2"}])):
         copied = copy.deepcopy(ours)
         copied["metadata"].update(name=name, ownerReferences=refs)
         store.objects[("NetworkPolicy", "apps", name)] = copied
     off = make_relay({"mailFromFQDN": "a.example.com", "networkPolicy": {"enabled": False}})
-    children = render(off)
+    children = render_relay(off)
     assert "NetworkPolicy" not in [c["kind"] for c in children]
     kept = prune(store, UID, "NetworkPolicy", "apps", set(), selector_labels(off))
     assert [(c.kind, c.name, c.action) for c in kept] == [("NetworkPolicy", "mailrelay-relay", "deleted")]
@@ -120,5 +138,5 @@ def test_contains_compares_quantities_by_value_and_lists_by_length() -> None:
 
 def test_every_child_carries_the_applied_hash() -> None:
     store, relay = Store(), make_relay({"mailFromFQDN": "a.example.com"})
-    apply_children(store, UID, render(relay))
+    apply_children(store, UID, render_relay(relay))
     assert all(APPLIED_HASH_ANNOTATION in o["metadata"]["annotations"] for o in store.objects.values())

@@ -12,8 +12,6 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-
 from accounting import (
     AccountingError,
     CpuGroup,
@@ -52,23 +50,41 @@ def test_spread_and_latency_summary() -> None:
     assert lat["p50"] == 10.5 and lat["max"] == 20 and lat["n"] == 20
 
 
-def _event(user: str, verb: str, resource: str, subresource: str = "", code: int = 200,
-           start: str = "2026-11-26T02:00:00.000000Z", end: str = "2026-11-26T02:00:00.250000Z") -> dict:
+def _event(
+    user: str,
+    verb: str,
+    resource: str,
+    subresource: str = "",
+    code: int = 200,
+    start: str = "2026-11-26T02:00:00.000000Z",
+    end: str = "2026-11-26T02:00:00.250000Z",
+) -> dict:
     ref = {"resource": resource, "namespace": "ns", "name": "x"}
     if subresource:
         ref["subresource"] = subresource
-    return {"kind": "Event", "stage": "ResponseComplete", "verb": verb, "user": {"username": user},
-            "objectRef": ref, "responseStatus": {"code": code}, "requestReceivedTimestamp": start,
-            "stageTimestamp": end}
+    return {
+        "kind": "Event",
+        "stage": "ResponseComplete",
+        "verb": verb,
+        "user": {"username": user},
+        "objectRef": ref,
+        "responseStatus": {"code": code},
+        "requestReceivedTimestamp": start,
+        "stageTimestamp": end,
+    }
 
 
 def test_audit_summary_counts_one_users_writes_apart_from_events_and_watches() -> None:
-    events = [_event(OPERATOR, "get", "configmaps"), _event(OPERATOR, "patch", "configmaps"),
-              _event(OPERATOR, "patch", "mailrelays", "status"), _event(OPERATOR, "create", "events"),
-              _event(OPERATOR, "watch", "deployments", end="2026-11-26T02:05:00Z"),
-              _event(OPERATOR, "patch", "deployments", code=409),
-              _event("admin", "create", "mailrelays"),
-              {**_event(OPERATOR, "patch", "services"), "stage": "ResponseStarted"}]
+    events = [
+        _event(OPERATOR, "get", "configmaps"),
+        _event(OPERATOR, "patch", "configmaps"),
+        _event(OPERATOR, "patch", "mailrelays", "status"),
+        _event(OPERATOR, "create", "events"),
+        _event(OPERATOR, "watch", "deployments", end="2026-11-26T02:05:00Z"),
+        _event(OPERATOR, "patch", "deployments", code=409),
+        _event("admin", "create", "mailrelays"),
+        {**_event(OPERATOR, "patch", "services"), "stage": "ResponseStarted"},
+    ]
     s = summarize(events, OPERATOR)
     assert s["requests"] == 6 and s["watches"] == 1
     assert s["writes"] == 3 and s["event_writes"] == 1
@@ -115,17 +131,26 @@ def _fake_proc(root: Path, processes: dict[int, tuple[str, int, int, int, int]])
     """pid -> (command, parent, utime, stime, pss kB) as files under a fake /proc."""
     for pid, (command, parent, utime, stime, pss) in processes.items():
         (root / str(pid)).mkdir(parents=True)
-        (root / str(pid) / "stat").write_text(f"{pid} ({command}) S {parent} {pid} {pid} 0 -1 0 0 0 0 0 "
-                                              f"{utime} {stime} 0 0 20 0 1 0 5 0 0")
+        (root / str(pid) / "stat").write_text(
+            f"{pid} ({command}) S {parent} {pid} {pid} 0 -1 0 0 0 0 0 {utime} {stime} 0 0 20 0 1 0 5 0 0"
+        )
         (root / str(pid) / "smaps_rollup").write_text(f"Rss: {2 * pss} kB\nPss: {pss} kB\n")
     (root / "self").mkdir()
     return root
 
 
 def test_descendants_pss_and_cpu_by_command(tmp_path: Path) -> None:
-    proc = _fake_proc(tmp_path, {1: ("init", 0, 0, 0, 1), 10: ("postfix-script", 1, 0, 0, 1024),
-                                 11: ("master", 10, 5, 5, 2048), 12: ("qmgr", 11, 1, 1, 1024),
-                                 13: ("smtpd", 11, 1, 1, 1024), 20: ("other", 1, 9, 9, 4096)})
+    proc = _fake_proc(
+        tmp_path,
+        {
+            1: ("init", 0, 0, 0, 1),
+            10: ("postfix-script", 1, 0, 0, 1024),
+            11: ("master", 10, 5, 5, 2048),
+            12: ("qmgr", 11, 1, 1, 1024),
+            13: ("smtpd", 11, 1, 1, 1024),
+            20: ("other", 1, 9, 9, 4096),
+        },
+    )
     assert sorted(descendants(10, proc)) == [10, 11, 12, 13]
     assert descendants(99, proc) == []
     assert pss_mb([10, 11, 12, 13, 404], proc) == 5.0  # 404 has exited: counted as nothing
@@ -174,8 +199,10 @@ def test_progress_takes_the_first_time_each_fact_held() -> None:
     child("ADDED", {"metadata": {"namespace": "ns", "ownerReferences": owner}, "data": {"main.cf": "size = 1"}}, 1.0)
     assert progress.created(key) is None
     progress.on_child("Deployment")("ADDED", {"metadata": {"namespace": "ns", "ownerReferences": owner}}, 2.0)
-    relay = {"metadata": {"namespace": "ns", "name": "r"},
-             "status": {"observedGeneration": 1, "conditions": [{"type": "Ready", "status": "False"}]}}
+    relay = {
+        "metadata": {"namespace": "ns", "name": "r"},
+        "status": {"observedGeneration": 1, "conditions": [{"type": "Ready", "status": "False"}]},
+    }
     progress.on_relay("MODIFIED", relay, 3.0)
     progress.on_relay("MODIFIED", relay, 4.0)
     assert progress.created(key) == 3.0 and progress.ready_at(key, 1) is None
@@ -183,8 +210,7 @@ def test_progress_takes_the_first_time_each_fact_held() -> None:
     progress.on_relay("MODIFIED", relay, 5.0)
     assert progress.ready_at(key, 1) == 5.0
     assert progress.updated(key, 2, "size = 2") is None
-    child("MODIFIED", {"metadata": {"namespace": "ns", "ownerReferences": owner}, "data": {"main.cf": "size = 2"}},
-          6.0)
+    child("MODIFIED", {"metadata": {"namespace": "ns", "ownerReferences": owner}, "data": {"main.cf": "size = 2"}}, 6.0)
     relay["status"]["observedGeneration"] = 2
     progress.on_relay("MODIFIED", relay, 7.0)
     assert progress.updated(key, 2, "size = 2") == 7.0
@@ -193,10 +219,20 @@ def test_progress_takes_the_first_time_each_fact_held() -> None:
 
 def test_mail_ratios_pair_the_runs_of_one_round() -> None:
     def run(cpu: float, rate: float) -> dict:
-        return {"messages": 1000, "cpu_ms_per_message": cpu, "msg_per_s": rate, "idle_pss_mb": 5.0,
-                "load_pss_mb": 50.0, "cpu_seconds_by_command": {"smtpd": cpu / 2}}
-    runs = {"sink": [{"msg_per_s": 900.0}], "stock": [run(2.0, 100), run(4.0, 50)],
-            "ours": [run(2.2, 100), run(4.4, 40)]}
+        return {
+            "messages": 1000,
+            "cpu_ms_per_message": cpu,
+            "msg_per_s": rate,
+            "idle_pss_mb": 5.0,
+            "load_pss_mb": 50.0,
+            "cpu_seconds_by_command": {"smtpd": cpu / 2},
+        }
+
+    runs = {
+        "sink": [{"msg_per_s": 900.0}],
+        "stock": [run(2.0, 100), run(4.0, 50)],
+        "ours": [run(2.2, 100), run(4.4, 40)],
+    }
     summary = summarize_mail(runs, [("ours", "stock")])
     assert summary["ratios"]["ours/stock"]["cpu"]["median"] == pytest.approx(1.1)  # 1.1 in both rounds
     assert summary["ratios"]["ours/stock"]["throughput"]["min"] == pytest.approx(0.8)

@@ -20,17 +20,15 @@ import kubernetes_validate.utils as kv
 import pytest
 import yaml
 
-from mailrelay.identity import RESOURCES
+from mailrelay.api.names import RESOURCES
 from mailrelay.version import OPERATOR_IMAGE, RELEASED_POSTFIX_IMAGE
 
+import chart_readme
 from cluster import Cluster, Operator
 from conftest import ROOT
 from smtp_sink import free_port
 from test_packaging import CHART, objects, run
 from test_render import K8S_VERSIONS
-
-sys.path.insert(0, str(ROOT / "tests" / "tools"))
-import chart_readme
 
 FULL_VALUES = ROOT / "tests" / "chart" / "full-values.yaml"
 # kopf's and the Prometheus Operator's kinds: no upstream schema here (tests/test_monitoring.py checks the latter).
@@ -50,8 +48,13 @@ def template(tools: Path, *args: str, namespace: str = "mailrelay-system", relea
 
 
 def helm_fails(tools: Path, *args: str) -> str:
-    result = subprocess.run([str(tools / "helm"), "template", "mr", str(CHART), *args], capture_output=True,
-                            text=True, cwd=ROOT, check=False)
+    result = subprocess.run(
+        [str(tools / "helm"), "template", "mr", str(CHART), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
     assert result.returncode != 0, result.stdout
     return result.stderr
 
@@ -92,8 +95,10 @@ def test_every_value_set_renders_valid_objects_for_every_supported_version(tools
     pod = deployment["spec"]["template"]
     [container] = pod["spec"]["containers"]
     assert deployment["metadata"]["name"] == "platform-mailrelay"
-    assert deployment["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "relay-op",
-                                                            "app.kubernetes.io/instance": "mr"}
+    assert deployment["spec"]["selector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "relay-op",
+        "app.kubernetes.io/instance": "mr",
+    }
     assert full["podLabels"].items() <= pod["metadata"]["labels"].items()
     assert pod["metadata"]["annotations"] == full["podAnnotations"]
     spec = pod["spec"]
@@ -104,10 +109,13 @@ def test_every_value_set_renders_valid_objects_for_every_supported_version(tools
     assert container["resources"] == full["resources"]
     assert container["image"] == f"{full['image']['repository']}:{full['image']['tag']}"
     assert container["imagePullPolicy"] == "Always"
-    assert full["extraEnv"] == container["env"][-len(full["extraEnv"]):]
+    assert full["extraEnv"] == container["env"][-len(full["extraEnv"]) :]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert (env["MAILRELAY_POSTFIX_IMAGE"], env["MAILRELAY_RESYNC_SECONDS"], env["MAILRELAY_LOG_FORMAT"]) == (
-        full["postfixImage"], "120", "plain")
+        full["postfixImage"],
+        "120",
+        "plain",
+    )
     assert {"--namespace=apps", "--namespace=billing", "--metrics-port=9191"} <= set(container["args"])
     assert env["MAILRELAY_LEASE_NAME"] == "platform-mailrelay"
     relay_monitor = next(d for d in docs if d["kind"] == "PodMonitor" and d["metadata"]["name"].endswith("-relays"))
@@ -119,8 +127,11 @@ def test_every_value_set_renders_valid_objects_for_every_supported_version(tools
     zone, host = spec["topologySpreadConstraints"]
     assert zone["labelSelector"] == deployment["spec"]["selector"]  # filled in: this release's operator pods
     assert host == full["topologySpreadConstraints"][1]  # the user's own selector is left alone
-    assert container["readinessProbe"]["httpGet"] == container["livenessProbe"]["httpGet"] == {
-        "path": "/healthz", "port": "health"}
+    assert (
+        container["readinessProbe"]["httpGet"]
+        == container["livenessProbe"]["httpGet"]
+        == {"path": "/healthz", "port": "health"}
+    )
     account = one(docs, "ServiceAccount")
     assert account["metadata"]["name"] == spec["serviceAccountName"] == "mailrelay-sa"
     assert account["metadata"]["annotations"] == full["serviceAccount"]["annotations"]
@@ -136,8 +147,15 @@ def test_kubernetes_older_than_supported_is_refused(tools: Path) -> None:
 
 
 def test_rbac_and_service_account_can_come_from_elsewhere(tools: Path) -> None:
-    docs = template(tools, "--set", "rbac.create=false", "--set", "serviceAccount.create=false",
-                    "--set", "serviceAccount.name=platform-operators")
+    docs = template(
+        tools,
+        "--set",
+        "rbac.create=false",
+        "--set",
+        "serviceAccount.create=false",
+        "--set",
+        "serviceAccount.name=platform-operators",
+    )
     kinds = {d["kind"] for d in docs}
     assert not {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"} & kinds
     assert one(docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "platform-operators"
@@ -148,10 +166,14 @@ def test_rbac_and_service_account_can_come_from_elsewhere(tools: Path) -> None:
 @pytest.mark.parametrize("values", [[], ["--set", "watchNamespaces={apps}"]])
 def test_same_release_name_in_two_namespaces_does_not_collide(tools: Path, values: list[str]) -> None:
     """Cluster-wide: the ClusterRole and its binding; with watchNamespaces: the Roles in a shared namespace."""
+
     def names(namespace: str) -> set[tuple[str, str | None, str]]:
         docs = template(tools, *values, namespace=namespace)
-        return {(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]) for d in docs
-                if d["kind"] in ("ClusterRole", "ClusterRoleBinding") or d["metadata"].get("namespace") == "apps"}
+        return {
+            (d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"])
+            for d in docs
+            if d["kind"] in ("ClusterRole", "ClusterRoleBinding") or d["metadata"].get("namespace") == "apps"
+        }
 
     first, second = names("team-a"), names("team-b")
     kinds = {"Role", "RoleBinding"} if values else {"ClusterRole", "ClusterRoleBinding"}
@@ -166,28 +188,40 @@ def test_nothing_of_kopf_peering_at_any_replica_count(tools: Path, replicas: str
     assert "kopf.dev" not in text and "--peering" not in text
     docs = objects(text)
     assert [d["metadata"]["name"] for d in docs if d["kind"] == "CustomResourceDefinition"] == [
-        "mailrelays.mailrelay.dev"]
+        "mailrelays.mailrelay.dev"
+    ]
     assert one(docs, "Deployment")["spec"]["replicas"] == int(replicas)
 
 
-@pytest.mark.parametrize(("values", "message"), [
-    (["--set", "replicas=two"], "at '/replicas': got string, want integer"),
-    (["--set", "replicas=0"], "at '/replicas': minimum"),
-    (["--set", "resources.limits.memory=true"], "at '/resources/limits/memory': got boolean, want number or string"),
-    (["--set", "resources.limit.memory=1Gi"], "at '/resources': additional properties 'limit' not allowed"),
-    (["--set", "tolerations[0].operator=Maybe"],
-     "at '/tolerations/0/operator': value must be one of 'Equal', 'Exists'"),
-    (["--set", "affinity.nodeAffinity=3"], "at '/affinity/nodeAffinity': got number, want object"),
-    (["--set", "topologySpreadConstraints[0].maxSkew=1"], "at '/topologySpreadConstraints/0': missing properties"),
-    (["--set", "extraEnv[0].value=x"], "at '/extraEnv/0': missing property 'name'"),
-    (["--set", "podLabels.app\\.kubernetes\\.io/instance=x"], "invalid propertyName 'app.kubernetes.io/instance'"),
-    (["--set", "podLabels.team=a/b"], "at '/podLabels/team'"),
-    (["--set", "serviceAccount.create=yes"], "at '/serviceAccount/create': got string, want boolean"),
-    (["--set", "podSecurityContext.runAsUser=root"], "at '/podSecurityContext/runAsUser': got string, want integer"),
-    (["--set", "priorityClassName=High"], "at '/priorityClassName'"),
-    (["--set", "nameOverride=Relay_Op"], "at '/nameOverride'"),
-    (["--set", "rbac.enabled=true"], "at '/rbac': additional properties 'enabled' not allowed"),
-])
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (["--set", "replicas=two"], "at '/replicas': got string, want integer"),
+        (["--set", "replicas=0"], "at '/replicas': minimum"),
+        (
+            ["--set", "resources.limits.memory=true"],
+            "at '/resources/limits/memory': got boolean, want number or string",
+        ),
+        (["--set", "resources.limit.memory=1Gi"], "at '/resources': additional properties 'limit' not allowed"),
+        (
+            ["--set", "tolerations[0].operator=Maybe"],
+            "at '/tolerations/0/operator': value must be one of 'Equal', 'Exists'",
+        ),
+        (["--set", "affinity.nodeAffinity=3"], "at '/affinity/nodeAffinity': got number, want object"),
+        (["--set", "topologySpreadConstraints[0].maxSkew=1"], "at '/topologySpreadConstraints/0': missing properties"),
+        (["--set", "extraEnv[0].value=x"], "at '/extraEnv/0': missing property 'name'"),
+        (["--set", "podLabels.app\\.kubernetes\\.io/instance=x"], "invalid propertyName 'app.kubernetes.io/instance'"),
+        (["--set", "podLabels.team=a/b"], "at '/podLabels/team'"),
+        (["--set", "serviceAccount.create=yes"], "at '/serviceAccount/create': got string, want boolean"),
+        (
+            ["--set", "podSecurityContext.runAsUser=root"],
+            "at '/podSecurityContext/runAsUser': got string, want integer",
+        ),
+        (["--set", "priorityClassName=High"], "at '/priorityClassName'"),
+        (["--set", "nameOverride=Relay_Op"], "at '/nameOverride'"),
+        (["--set", "rbac.enabled=true"], "at '/rbac': additional properties 'enabled' not allowed"),
+    ],
+)
 def test_wrong_values_are_refused_with_a_clear_message(tools: Path, values: list[str], message: str) -> None:
     assert message in helm_fails(tools, *values)
 
@@ -217,7 +251,10 @@ def test_every_pod_meets_the_restricted_pod_security_standard(tools: Path) -> No
     assert len(pods) == 2
     assert [p for pod in pods for p in restricted_problems(pod)] == []
     assert restricted_problems({"containers": [{"name": "x", "securityContext": {"runAsNonRoot": True}}]}) == [
-        "x: allowPrivilegeEscalation", "x: capabilities", "x: seccompProfile"]
+        "x: allowPrivilegeEscalation",
+        "x: capabilities",
+        "x: seccompProfile",
+    ]
 
 
 def test_helm_test_pod_checks_the_real_operator_through_its_service(tools: Path, tmp_path: Path) -> None:
@@ -239,8 +276,11 @@ def test_helm_test_pod_checks_the_real_operator_through_its_service(tools: Path,
     # The pod's command, run here against a real operator process (served by the emulated API server).
     cluster = Cluster()
     local_port = free_port()
-    process = Operator(cluster.write_kubeconfig(tmp_path / "kubeconfig"), tmp_path / "op.log",
-                       args=["--liveness-port", str(local_port)]).start()
+    process = Operator(
+        cluster.write_kubeconfig(tmp_path / "kubeconfig"),
+        tmp_path / "op.log",
+        args=["--liveness-port", str(local_port)],
+    ).start()
     try:
         env = {**os.environ, "HEALTH_URL": f"http://127.0.0.1:{local_port}{url.path}"}
         command = [sys.executable if c == "python3" else c for c in check["command"]]
@@ -261,8 +301,12 @@ def test_chart_metadata_and_rbac(tools: Path) -> None:
     events = RESOURCES["Event"]
     for args in ([], ["--set", "watchNamespaces={apps}"]):
         rules = [r for d in template(tools, *args) if d["kind"] in ("ClusterRole", "Role") for r in d["rules"]]
-        assert any(events.group in r["apiGroups"] and events.plural in r["resources"]
-                   and {"create", "patch"} <= set(r["verbs"]) for r in rules)
+        assert any(
+            events.group in r["apiGroups"]
+            and events.plural in r["resources"]
+            and {"create", "patch"} <= set(r["verbs"])
+            for r in rules
+        )
 
 
 def test_packaged_chart_has_what_users_read(tools: Path, tmp_path: Path) -> None:
@@ -270,5 +314,10 @@ def test_packaged_chart_has_what_users_read(tools: Path, tmp_path: Path) -> None
     [package] = tmp_path.glob("mailrelay-operator-*.tgz")
     with tarfile.open(package) as tar:
         names = {n.split("/", 1)[1] for n in tar.getnames()}
-    assert {"README.md", "values.schema.json", "templates/tests/health.yaml", "crds/mailrelay.dev_mailrelays.yaml",
-            ".helmignore"} <= names
+    assert {
+        "README.md",
+        "values.schema.json",
+        "templates/tests/health.yaml",
+        "crds/mailrelay.dev_mailrelays.yaml",
+        ".helmignore",
+    } <= names

@@ -7,7 +7,7 @@ from collections import defaultdict
 
 import pytest
 
-from mailrelay.coalesce import Coalescer
+from mailrelay.controller.coalesce import Coalescer
 
 
 def test_requests_while_one_waits_are_folded_into_it_and_a_later_one_runs_again() -> None:
@@ -27,8 +27,7 @@ def test_requests_while_one_waits_are_folded_into_it_and_a_later_one_runs_again(
     first.start()
     assert running.wait(10)
     # A pass is under way: the next request waits for the lock; the three after it are folded.
-    waiting = threading.Thread(target=coalescer.run,
-                               args=("relay", locks.__getitem__, lambda: passes.append("second")))
+    waiting = threading.Thread(target=coalescer.run, args=("relay", locks.__getitem__, lambda: passes.append("second")))
     waiting.start()
     while len(coalescer) == 0:
         threading.Event().wait(0.01)

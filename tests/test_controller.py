@@ -31,9 +31,12 @@ def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 def relay(namespace: str, name: str = "relay", **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": "mailrelay.dev/v1alpha1", "kind": "MailRelay",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {"mailFromFQDN": "apps.example.com", **spec}}
+    return {
+        "apiVersion": "mailrelay.dev/v1alpha1",
+        "kind": "MailRelay",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"mailFromFQDN": "apps.example.com", **spec},
+    }
 
 
 def ready(cluster: Cluster, namespace: str, name: str = "relay") -> dict[str, Any] | None:
@@ -42,8 +45,10 @@ def ready(cluster: Cluster, namespace: str, name: str = "relay") -> dict[str, An
 
 
 def wait_reason(cluster: Cluster, namespace: str, reason: str, name: str = "relay") -> dict[str, Any]:
-    return eventually(lambda: (c := ready(cluster, namespace, name)) and c["reason"] == reason and c,
-                      what=f"Ready reason {reason} in {namespace}")
+    return eventually(
+        lambda: (c := ready(cluster, namespace, name)) and c["reason"] == reason and c,
+        what=f"Ready reason {reason} in {namespace}",
+    )
 
 
 def wait_children(cluster: Cluster, namespace: str) -> dict[str, dict[str, Any]]:
@@ -57,10 +62,21 @@ def wait_children(cluster: Cluster, namespace: str) -> dict[str, dict[str, Any]]
 def roll_out(cluster: Cluster, namespace: str, replicas: int = 1, ready_replicas: int | None = None) -> None:
     """Play the Deployment controller: report the current generation rolled out."""
     [deployment] = cluster.list("deployments", namespace)
-    cluster.patch("deployments", namespace, deployment["metadata"]["name"], {"status": {
-        "observedGeneration": deployment["metadata"]["generation"], "replicas": replicas,
-        "updatedReplicas": replicas, "readyReplicas": replicas if ready_replicas is None else ready_replicas,
-        "availableReplicas": replicas if ready_replicas is None else ready_replicas}}, sub="status")
+    cluster.patch(
+        "deployments",
+        namespace,
+        deployment["metadata"]["name"],
+        {
+            "status": {
+                "observedGeneration": deployment["metadata"]["generation"],
+                "replicas": replicas,
+                "updatedReplicas": replicas,
+                "readyReplicas": replicas if ready_replicas is None else ready_replicas,
+                "availableReplicas": replicas if ready_replicas is None else ready_replicas,
+            }
+        },
+        sub="status",
+    )
 
 
 def our_writes(cluster: Cluster, namespace: str) -> list[tuple[str, str]]:
@@ -87,8 +103,9 @@ def test_run_without_a_cluster_says_what_to_do(tmp_path: Path) -> None:
     import sys
 
     env = {**os.environ, "KUBECONFIG": str(tmp_path / "missing"), "KUBERNETES_SERVICE_HOST": ""}
-    result = subprocess.run([sys.executable, "-m", "mailrelay", "run"], env=env, capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "mailrelay", "run"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 1
     assert "no cluster to talk to" in result.stderr and "mailrelay-operator local" in result.stderr
     assert "Traceback" not in result.stderr
@@ -96,20 +113,33 @@ def test_run_without_a_cluster_says_what_to_do(tmp_path: Path) -> None:
 
 def relay_pod(namespace: str, name: str, message: str, relay_name: str = "relay") -> dict[str, Any]:
     """A relay pod being deleted whose container ended with `message` (as the kubelet reports it)."""
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": namespace, "deletionTimestamp": "2026-01-01T00:00:00Z",
-                         "labels": {"app.kubernetes.io/name": "mailrelay", "app.kubernetes.io/instance": relay_name,
-                                    "app.kubernetes.io/managed-by": "mailrelay-operator"}},
-            "spec": {"containers": [{"name": "postfix", "image": "postfix"}]},
-            "status": {"containerStatuses": [{"name": "postfix", "state": {"terminated": {
-                "exitCode": 0, "message": message}}}]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "deletionTimestamp": "2026-01-01T00:00:00Z",
+            "labels": {
+                "app.kubernetes.io/name": "mailrelay",
+                "app.kubernetes.io/instance": relay_name,
+                "app.kubernetes.io/managed-by": "mailrelay-operator",
+            },
+        },
+        "spec": {"containers": [{"name": "postfix", "image": "postfix"}]},
+        "status": {
+            "containerStatuses": [{"name": "postfix", "state": {"terminated": {"exitCode": 0, "message": message}}}]
+        },
+    }
 
 
 def test_a_drain_that_left_mail_is_reported_once_as_an_event(cluster: Cluster, operator: Operator) -> None:
     cluster.create(relay("drained"))
     wait_children(cluster, "drained")
-    left = "mailrelay-drain: 7 message(s) left in the queue (no other replica took them at mail.drained.svc:25 " \
-           "within 30s); they are lost with this pod's emptyDir\n"
+    left = (
+        "mailrelay-drain: 7 message(s) left in the queue (no other replica took them at mail.drained.svc:25 "
+        "within 30s); they are lost with this pod's emptyDir\n"
+    )
     cluster.create(relay_pod("drained", "mailrelay-relay-abc", left))
     cluster.create(relay_pod("drained", "mailrelay-relay-def", "mailrelay-drain: queue empty, nothing left\n"))
     cluster.create(relay_pod("drained", "mailrelay-gone-xyz", left.replace("7", "2", 1), relay_name="gone"))
@@ -128,8 +158,9 @@ def test_a_drain_that_left_mail_is_reported_once_as_an_event(cluster: Cluster, o
     assert "2 message(s) left" in by_object[("Pod", "mailrelay-gone-xyz")]["note"]
 
 
-def test_a_child_the_api_server_refuses_stalls_the_relay_without_a_write_loop(cluster: Cluster,
-                                                                              operator: Operator) -> None:
+def test_a_child_the_api_server_refuses_stalls_the_relay_without_a_write_loop(
+    cluster: Cluster, operator: Operator
+) -> None:
     """HTTP 422 for the Deployment (emulated: our validation keeps a real server from ever saying it)."""
     cluster.fail("PATCH", "deployments", 422, times=100, namespace="refused")
     cluster.create(relay("refused"))
@@ -156,8 +187,14 @@ def test_a_child_the_api_server_refuses_stalls_the_relay_without_a_write_loop(cl
 
 def test_a_secret_that_cannot_work_is_reported_before_any_pod(cluster: Cluster, operator: Operator) -> None:
     encode = lambda s: base64.b64encode(s.encode()).decode()  # noqa: E731
-    cluster.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "smarthost", "namespace": "badsecret"},
-                    "data": {"username": encode("team:relay"), "password": encode("pass\nword")}})
+    cluster.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "smarthost", "namespace": "badsecret"},
+            "data": {"username": encode("team:relay"), "password": encode("pass\nword")},
+        }
+    )
     cluster.create(relay("badsecret", relay={"host": "smtp.example.net", "authSecretRef": {"name": "smarthost"}}))
     condition = wait_reason(cluster, "badsecret", "SecretInvalid")
     assert "username must not contain ':'" in condition["message"] and "word" not in condition["message"]

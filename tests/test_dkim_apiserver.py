@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 import yaml
 
-from mailrelay import dkim, dkim_keys
-from mailrelay.kube import Api, ApiError
-from mailrelay.reconcile import reconcile
-from mailrelay.spec import parse
+from mailrelay.api import dkim
+from mailrelay.api.spec import parse
+from mailrelay.controller import dkim_keys
+from mailrelay.controller.reconcile import reconcile
+from mailrelay.kube.client import Api, ApiError
 
 from controlplane import ControlPlane
 from shipped_operator import operator_client
@@ -33,9 +34,18 @@ def operator_api(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathF
 
 
 def create_relay(plane: ControlPlane, name: str) -> dict[str, Any]:
-    return dict(plane.request("POST", RELAYS, {
-        "apiVersion": "mailrelay.dev/v1alpha1", "kind": "MailRelay", "metadata": {"name": name},
-        "spec": {"mailFromFQDN": "apps.example.com", "dkim": {"domain": "example.com"}}}))
+    return dict(
+        plane.request(
+            "POST",
+            RELAYS,
+            {
+                "apiVersion": "mailrelay.dev/v1alpha1",
+                "kind": "MailRelay",
+                "metadata": {"name": name},
+                "spec": {"mailFromFQDN": "apps.example.com", "dkim": {"domain": "example.com"}},
+            },
+        )
+    )
 
 
 def get(plane: ControlPlane, path: str) -> dict[str, Any]:
@@ -43,7 +53,8 @@ def get(plane: ControlPlane, path: str) -> dict[str, Any]:
 
 
 def test_the_service_account_creates_keeps_and_rotates_only_its_own_secret(
-        control_plane: ControlPlane, operator_api: Api) -> None:
+    control_plane: ControlPlane, operator_api: Api
+) -> None:
     relay = create_relay(control_plane, "own")
     secret_path = f"/api/v1/namespaces/{NAMESPACE}/secrets/mailrelay-own-dkim"
     reconcile(operator_api, relay)
@@ -74,8 +85,12 @@ def test_the_service_account_creates_keeps_and_rotates_only_its_own_secret(
 
 
 def test_a_foreign_secret_of_that_name_is_never_written(control_plane: ControlPlane, operator_api: Api) -> None:
-    foreign = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "mailrelay-other-dkim"},
-               "stringData": {"note": "someone else's"}}
+    foreign = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "mailrelay-other-dkim"},
+        "stringData": {"note": "someone else's"},
+    }
     control_plane.kubectl("-n", NAMESPACE, "apply", "-f", "-", input=yaml.safe_dump(foreign))
     before = get(control_plane, f"/api/v1/namespaces/{NAMESPACE}/secrets/mailrelay-other-dkim")
     relay = create_relay(control_plane, "other")

@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 
-from mailrelay import dkim, dkim_keys
-from mailrelay.kube import Api
-from mailrelay.local_dkim import LocalDkimError, prepare, secrets_in
-from mailrelay.reconcile import reconcile
-from mailrelay.render import CONFIG_HASH_ANNOTATION, DKIM_KEY_MOUNT
+from mailrelay.api import dkim
+from mailrelay.controller import dkim_keys
+from mailrelay.controller.reconcile import reconcile
+from mailrelay.kube.client import Api
+from mailrelay.local.dkim import LocalDkimError, prepare, secrets_in
+from mailrelay.render.relay import CONFIG_HASH_ANNOTATION, DKIM_KEY_MOUNT
 
 from cluster import Cluster
 from conftest import make_relay
@@ -27,9 +28,14 @@ SECRET = "mailrelay-relay-dkim"
 
 
 def create_relay(cluster: Cluster, namespace: str, **dkim_spec: Any) -> dict[str, Any]:
-    return cluster.create({"apiVersion": "mailrelay.dev/v1alpha1", "kind": "MailRelay",
-                           "metadata": {"name": "relay", "namespace": namespace},
-                           "spec": {"mailFromFQDN": "apps.example.com", "dkim": dkim_spec}})
+    return cluster.create(
+        {
+            "apiVersion": "mailrelay.dev/v1alpha1",
+            "kind": "MailRelay",
+            "metadata": {"name": "relay", "namespace": namespace},
+            "spec": {"mailFromFQDN": "apps.example.com", "dkim": dkim_spec},
+        }
+    )
 
 
 def run(api: Api, cluster: Cluster, namespace: str) -> Any:
@@ -73,7 +79,7 @@ def test_a_generated_key_is_owned_kept_and_published_but_never_shown(api: Api, c
     [record] = shown["records"]
     assert record["name"] == "mail._domainkey.apps.example.com"
     assert record["value"] == f"v=DKIM1; k=rsa; p={dkim.public_key_data('rsa', pem, 'test')}"
-    assert record["zone"].startswith("mail._domainkey.apps.example.com. 3600 IN TXT \"v=DKIM1; k=rsa; p=")
+    assert record["zone"].startswith('mail._domainkey.apps.example.com. 3600 IN TXT "v=DKIM1; k=rsa; p=')
     assert all(len(part) <= 255 for part in record["zone"].split('"')[1::2])
     assert (shown["signing"], shown["keySecret"], shown["domain"]) == ("Pending", SECRET, "apps.example.com")
     template = pod_template(cluster, "gen")
@@ -83,8 +89,14 @@ def test_a_generated_key_is_owned_kept_and_published_but_never_shown(api: Api, c
     assert (mount["mountPath"], mount["readOnly"]) == (DKIM_KEY_MOUNT, True)
     assert [e[1] for e in outcome.events if e[1].startswith("Dkim")] == ["DkimKeyCreated"]
     # The key reaches no status, event, ConfigMap or Deployment, in any encoding.
-    shared = json.dumps([cluster.get("mailrelays", "gen", "relay"), outcome.events, cluster.list("configmaps", "gen"),
-                         cluster.list("deployments", "gen")])
+    shared = json.dumps(
+        [
+            cluster.get("mailrelays", "gen", "relay"),
+            outcome.events,
+            cluster.list("configmaps", "gen"),
+            cluster.list("deployments", "gen"),
+        ]
+    )
     body = b"".join(pem.splitlines()[1:-1]).decode()
     assert body[:40] not in shared and base64.b64encode(pem).decode()[:40] not in shared
 
@@ -117,8 +129,12 @@ def test_the_rotation_annotation_makes_one_new_key_and_rolls_the_pods(api: Api, 
 
 
 def test_a_foreign_secret_with_the_name_is_left_alone(api: Api, cluster: Cluster) -> None:
-    foreign = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": SECRET, "namespace": "foreign"},
-               "data": {"rsa.private": base64.b64encode(b"someone else's").decode()}}
+    foreign = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": SECRET, "namespace": "foreign"},
+        "data": {"rsa.private": base64.b64encode(b"someone else's").decode()},
+    }
     cluster.create(foreign)
     create_relay(cluster, "foreign")
     run(api, cluster, "foreign")
@@ -132,16 +148,26 @@ def test_a_foreign_secret_with_the_name_is_left_alone(api: Api, cluster: Cluster
 
 def test_a_bad_own_key_stops_before_the_rollout(api: Api, cluster: Cluster) -> None:
     good = dkim.generate("rsa", 2048)
-    cluster.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "byo", "namespace": "byo"},
-                    "data": {"rsa.private": base64.b64encode(good).decode()}})
+    cluster.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "byo", "namespace": "byo"},
+            "data": {"rsa.private": base64.b64encode(good).decode()},
+        }
+    )
     create_relay(cluster, "byo", keySecretRef={"name": "byo"})
     run(api, cluster, "byo")
     running = pod_template(cluster, "byo")
     assert cluster.get("secrets", "byo", SECRET) is None  # nothing generated beside a brought key
     assert status(cluster, "byo")["dkim"]["records"][0]["value"].endswith(dkim.public_key_data("rsa", good, "t"))
-    for bad, problem in [(b"-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n",
-                          "Secret byo key rsa.private is not an unencrypted PEM private key"),
-                         (dkim.generate("ed25519", 0), "Secret byo key rsa.private must be an RSA private key")]:
+    for bad, problem in [
+        (
+            b"-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n",
+            "Secret byo key rsa.private is not an unencrypted PEM private key",
+        ),
+        (dkim.generate("ed25519", 0), "Secret byo key rsa.private must be an RSA private key"),
+    ]:
         cluster.patch("secrets", "byo", "byo", {"data": {"rsa.private": base64.b64encode(bad).decode()}})
         run(api, cluster, "byo")
         condition = stalled(cluster, "byo")
@@ -157,8 +183,9 @@ def test_a_missing_own_secret_is_named(api: Api, cluster: Cluster) -> None:
     run(api, cluster, "missing")
     condition = stalled(cluster, "missing")
     assert condition["reason"] == dkim_keys.KEY_NOT_FOUND
-    assert condition["message"] == ("Secret nope (spec.dkim.keySecretRef) does not exist; create it with the "
-                                    "key(s) rsa.private and ed25519.private")
+    assert condition["message"] == (
+        "Secret nope (spec.dkim.keySecretRef) does not exist; create it with the key(s) rsa.private and ed25519.private"
+    )
 
 
 def test_switching_to_ed25519_adds_a_key_and_keeps_the_published_rsa_one(api: Api, cluster: Cluster) -> None:
@@ -196,8 +223,9 @@ def test_local_mode_names_a_missing_or_bad_key_secret(tmp_path: Path) -> None:
     relay = make_relay({"mailFromFQDN": "a.example.com", "dkim": {"keySecretRef": {"name": "k"}}})
     with pytest.raises(LocalDkimError, match="names Secret k: add it to the same YAML file"):
         prepare(relay, {}, tmp_path)
-    bad = secrets_in([{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "k"},
-                       "stringData": {"rsa.private": "not a key"}}])
+    bad = secrets_in(
+        [{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "k"}, "stringData": {"rsa.private": "not a key"}}]
+    )
     problem = "Secret k key rsa.private is not an unencrypted PEM private key"
     with pytest.raises(LocalDkimError, match=re.escape(problem)):
         prepare(relay, bad, tmp_path)

@@ -14,11 +14,11 @@ from typing import Any
 import dkim as dkimpy
 import pytest
 
-from mailrelay import dkim
-from mailrelay.local import LocalPostfix
-from mailrelay.spec import MailRelay
+from mailrelay.api import dkim
+from mailrelay.api.spec import MailRelay
 
 from conftest import make_relay
+from postfix_harness import HarnessPostfix
 from smtp_sink import Received, Sink
 from test_mail_path import FQDN, message, relay_spec, send
 
@@ -30,8 +30,13 @@ KEPT_OUTSIDE = "corp.example.org"  # a kept domain outside it: sent unsigned
 
 
 def dkim_relay(sink: Sink, key_type: str = "RSA") -> MailRelay:
-    return make_relay(relay_spec(sink, rewrite={"keepDomains": [KEPT_INSIDE, KEPT_OUTSIDE]},
-                                 dkim={"domain": SIGNING_DOMAIN, "selector": "s1", "keyType": key_type}))
+    return make_relay(
+        relay_spec(
+            sink,
+            rewrite={"keepDomains": [KEPT_INSIDE, KEPT_OUTSIDE]},
+            dkim={"domain": SIGNING_DOMAIN, "selector": "s1", "keyType": key_type},
+        )
+    )
 
 
 def keys_for(relay: MailRelay) -> dict[str, bytes]:
@@ -77,14 +82,18 @@ def verify_all(data: bytes, dns: Any) -> list[bool]:
     return results
 
 
-@pytest.mark.parametrize(("envelope", "header", "want_from"), [
-    ("root", "root", f"root@{FQDN}"),
-    ("root@6ba2d5764050", "root@6ba2d5764050", f"root@{FQDN}"),
-    ("worker@6ba2d5764050", None, f"worker@{FQDN}"),  # Postfix adds the From before OpenDKIM sees it
-    (f"jobs@{KEPT_INSIDE}", f"Jobs <jobs@{KEPT_INSIDE}>", f"Jobs <jobs@{KEPT_INSIDE}>"),
-])
-def test_rewritten_and_kept_senders_are_signed_and_verify(start_postfix: Any, sink: Sink, envelope: str,
-                                                          header: str | None, want_from: str) -> None:
+@pytest.mark.parametrize(
+    ("envelope", "header", "want_from"),
+    [
+        ("root", "root", f"root@{FQDN}"),
+        ("root@6ba2d5764050", "root@6ba2d5764050", f"root@{FQDN}"),
+        ("worker@6ba2d5764050", None, f"worker@{FQDN}"),  # Postfix adds the From before OpenDKIM sees it
+        (f"jobs@{KEPT_INSIDE}", f"Jobs <jobs@{KEPT_INSIDE}>", f"Jobs <jobs@{KEPT_INSIDE}>"),
+    ],
+)
+def test_rewritten_and_kept_senders_are_signed_and_verify(
+    start_postfix: Any, sink: Sink, envelope: str, header: str | None, want_from: str
+) -> None:
     relay = dkim_relay(sink)
     keys = keys_for(relay)
     instance = start_postfix(relay, dkim_keys=keys)
@@ -100,10 +109,15 @@ def test_mail_from_the_containers_own_sendmail_is_signed(start_postfix: Any, sin
     """The pickup path (non_smtpd_milters): `mail` and cron inside the relay container."""
     relay = dkim_relay(sink)
     keys = keys_for(relay)
-    instance: LocalPostfix = start_postfix(relay, dkim_keys=keys)
-    sent = subprocess.run(["sendmail", "-C", str(instance.config_dir), "-f", "root", "ops@example.org"],
-                          input=message("root", "from inside\n").as_bytes(), env=instance.env,
-                          capture_output=True, timeout=30, check=False)
+    instance: HarnessPostfix = start_postfix(relay, dkim_keys=keys)
+    sent = subprocess.run(
+        ["sendmail", "-C", str(instance.config_dir), "-f", "root", "ops@example.org"],
+        input=message("root", "from inside\n").as_bytes(),
+        env=instance.env,
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
     assert sent.returncode == 0, sent.stderr
     [got] = sink.wait_for(1)
     assert got.header("From") == f"root@{FQDN}"
@@ -132,8 +146,7 @@ def test_a_tampered_body_or_from_fails_verification(start_postfix: Any, sink: Si
 
 def test_a_kept_domain_outside_the_signing_domain_is_sent_unsigned(start_postfix: Any, sink: Sink) -> None:
     relay = dkim_relay(sink)
-    send(start_postfix(relay, dkim_keys=keys_for(relay)), f"noreply@{KEPT_OUTSIDE}",
-         message(f"noreply@{KEPT_OUTSIDE}"))
+    send(start_postfix(relay, dkim_keys=keys_for(relay)), f"noreply@{KEPT_OUTSIDE}", message(f"noreply@{KEPT_OUTSIDE}"))
     [got] = sink.wait_for(1)
     assert got.header("From") == f"noreply@{KEPT_OUTSIDE}"
     assert signatures(got) == []
@@ -142,14 +155,22 @@ def test_a_kept_domain_outside_the_signing_domain_is_sent_unsigned(start_postfix
 def test_ed25519_relays_sign_twice_with_keys_only_the_signer_reads(start_postfix: Any, sink: Sink) -> None:
     relay = dkim_relay(sink, key_type="Ed25519")
     keys = keys_for(relay)
-    instance: LocalPostfix = start_postfix(relay, dkim_keys=keys)
+    instance: HarnessPostfix = start_postfix(relay, dkim_keys=keys)
     for file in keys:  # each key is the signer's alone: Postfix's daemons cannot read it
         path = instance.opendkim_dir / "keys" / file
         assert (path.stat().st_mode & 0o777, path.owner()) == (0o400, "opendkim")
-        assert subprocess.run(["runuser", "-u", "postfix", "--", "cat", str(path)], capture_output=True,
-                              check=False).returncode != 0
-        assert subprocess.run(["runuser", "-u", "opendkim", "--", "cat", str(path)], capture_output=True,
-                              check=False).stdout == keys[file]
+        assert (
+            subprocess.run(
+                ["runuser", "-u", "postfix", "--", "cat", str(path)], capture_output=True, check=False
+            ).returncode
+            != 0
+        )
+        assert (
+            subprocess.run(
+                ["runuser", "-u", "opendkim", "--", "cat", str(path)], capture_output=True, check=False
+            ).stdout
+            == keys[file]
+        )
     send(instance, "root@6ba2d5764050", message("root@6ba2d5764050"))
     [got] = sink.wait_for(1)
     found = signatures(got)
@@ -160,7 +181,7 @@ def test_ed25519_relays_sign_twice_with_keys_only_the_signer_reads(start_postfix
 
 def test_without_opendkim_mail_is_refused_not_sent_unsigned(start_postfix: Any, sink: Sink) -> None:
     relay = dkim_relay(sink)
-    instance: LocalPostfix = start_postfix(relay, dkim_keys=keys_for(relay))
+    instance: HarnessPostfix = start_postfix(relay, dkim_keys=keys_for(relay))
     assert instance.run_script("probe.sh", "live").returncode == 0
     pid = int((instance.opendkim_dir / "rsa.pid").read_text().split()[0])
     os.kill(pid, signal.SIGKILL)
@@ -176,7 +197,7 @@ def test_a_missing_key_file_stops_the_start_with_a_clear_message(start_postfix: 
     relay = dkim_relay(sink, key_type="Ed25519")
     keys = keys_for(relay)
     del keys["ed25519.private"]
-    instance: LocalPostfix = start_postfix(relay, dkim_keys=keys, run=False)
+    instance: HarnessPostfix = start_postfix(relay, dkim_keys=keys, run=False)
     result = instance.run_script("entrypoint.sh", timeout=30)
     assert result.returncode == 1
     assert "the DKIM key Secret has no ed25519.private" in result.stderr

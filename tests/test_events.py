@@ -13,14 +13,17 @@ from typing import Any
 
 import pytest
 
-from mailrelay.kube import Api
+from mailrelay.kube.client import Api
 
 from cluster import Cluster
 from controlplane import ControlPlane
 from shipped_operator import operator_client
 
-RELAY = {"apiVersion": "mailrelay.dev/v1alpha1", "kind": "MailRelay",
-         "metadata": {"name": "relay", "namespace": "events", "uid": "0f4c7a52-9a0e-4f0b-8d5e-0d6b1e2a3c4d"}}
+RELAY = {
+    "apiVersion": "mailrelay.dev/v1alpha1",
+    "kind": "MailRelay",
+    "metadata": {"name": "relay", "namespace": "events", "uid": "0f4c7a52-9a0e-4f0b-8d5e-0d6b1e2a3c4d"},
+}
 
 
 class RealEvents:
@@ -48,18 +51,27 @@ def events(cluster: Cluster | RealEvents) -> list[dict[str, Any]]:
 
 
 @pytest.mark.controlplane
-def test_a_repeated_event_is_one_object_with_a_series(control_plane: ControlPlane, operator_api: Api,
-                                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_a_repeated_event_is_one_object_with_a_series(
+    control_plane: ControlPlane, operator_api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
     cluster, api = RealEvents(control_plane), operator_api
     for _ in range(3):
         api.post_event(RELAY, "Warning", "SecretNotFound", "Secret smarthost does not exist", "pod-a")
     assert not [r for r in caplog.records if "could not post event" in r.getMessage()]
     [event] = events(cluster)
     assert event["apiVersion"] == "events.k8s.io/v1"
-    assert event["regarding"] == {"apiVersion": "mailrelay.dev/v1alpha1", "kind": "MailRelay", "name": "relay",
-                                  "namespace": "events", "uid": RELAY["metadata"]["uid"]}
-    assert (event["type"], event["reason"], event["note"]) == ("Warning", "SecretNotFound",
-                                                               "Secret smarthost does not exist")
+    assert event["regarding"] == {
+        "apiVersion": "mailrelay.dev/v1alpha1",
+        "kind": "MailRelay",
+        "name": "relay",
+        "namespace": "events",
+        "uid": RELAY["metadata"]["uid"],
+    }
+    assert (event["type"], event["reason"], event["note"]) == (
+        "Warning",
+        "SecretNotFound",
+        "Secret smarthost does not exist",
+    )
     assert event["reportingController"] == "mailrelay-operator" and event["reportingInstance"] == "pod-a"
     assert event["series"]["count"] == 3 and event["series"]["lastObservedTime"] >= event["eventTime"]
 

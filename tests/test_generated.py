@@ -14,13 +14,11 @@ from typing import Any
 import pytest
 import yaml
 
-from mailrelay.identity import ALL_NAMESPACES_RULES, LEADER_RULES, RELAY_RULES, Rule
+from mailrelay.api.names import ALL_NAMESPACES_RULES, LEADER_RULES, RELAY_RULES, Rule
 
+import generate
 from conftest import ROOT
 from test_packaging import CHART, objects, run
-
-sys.path.insert(0, str(ROOT / "hack"))
-import generate
 
 
 def grants(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
@@ -33,8 +31,11 @@ def expected(*groups: tuple[Rule, ...]) -> set[tuple[str, str, str]]:
 
 def by_scope(docs: list[dict[str, Any]]) -> dict[tuple[str, str | None], set[tuple[str, str, str]]]:
     """(kind, namespace) → what the roles of that kind in that namespace grant, if they are bound."""
-    bound = {(d["roleRef"]["kind"], d["roleRef"]["name"], d["metadata"].get("namespace")) for d in docs
-             if d["kind"] in ("RoleBinding", "ClusterRoleBinding")}
+    bound = {
+        (d["roleRef"]["kind"], d["roleRef"]["name"], d["metadata"].get("namespace"))
+        for d in docs
+        if d["kind"] in ("RoleBinding", "ClusterRoleBinding")
+    }
     scopes: dict[tuple[str, str | None], set[tuple[str, str, str]]] = {}
     for doc in docs:
         if doc["kind"] in ("Role", "ClusterRole"):
@@ -56,8 +57,13 @@ def test_generate_check_reports_a_stale_file(tmp_path: Path) -> None:
     rbac = tmp_path / "manifests/cluster-wide/rbac.yaml"
     rbac.write_text(rbac.read_text().replace("verbs: [get, create, update]", "verbs: [get, create]"))
     assert generate.stale(tmp_path) == ["manifests/cluster-wide/rbac.yaml"]
-    result = subprocess.run([sys.executable, str(ROOT / "hack" / "generate.py"), "--check"], capture_output=True,
-                            text=True, check=False, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "hack" / "generate.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -68,8 +74,10 @@ def test_kustomize_rbac_is_the_identity_rules(tools: Path, variant: str) -> None
     if variant == "namespaced":
         assert scopes == {("Role", "mailrelay-system"): expected(RELAY_RULES, LEADER_RULES)}
     else:
-        assert scopes == {("ClusterRole", None): expected(RELAY_RULES, ALL_NAMESPACES_RULES),
-                          ("Role", "mailrelay-system"): expected(LEADER_RULES)}
+        assert scopes == {
+            ("ClusterRole", None): expected(RELAY_RULES, ALL_NAMESPACES_RULES),
+            ("Role", "mailrelay-system"): expected(LEADER_RULES),
+        }
 
 
 @pytest.mark.parametrize("values", [[], ["--set", "watchNamespaces={apps,billing}"]])
@@ -77,13 +85,19 @@ def test_chart_rbac_is_the_identity_rules(tools: Path, values: list[str]) -> Non
     docs = objects(run(tools, "helm", "template", "mr", str(CHART), "-n", "mailrelay-system", *values))
     scopes = by_scope(docs)
     if values:
-        assert scopes == {("Role", "mailrelay-system"): expected(LEADER_RULES),
-                          ("Role", "apps"): expected(RELAY_RULES), ("Role", "billing"): expected(RELAY_RULES)}
+        assert scopes == {
+            ("Role", "mailrelay-system"): expected(LEADER_RULES),
+            ("Role", "apps"): expected(RELAY_RULES),
+            ("Role", "billing"): expected(RELAY_RULES),
+        }
     else:
-        assert scopes == {("ClusterRole", None): expected(RELAY_RULES, ALL_NAMESPACES_RULES),
-                          ("Role", "mailrelay-system"): expected(LEADER_RULES)}
+        assert scopes == {
+            ("ClusterRole", None): expected(RELAY_RULES, ALL_NAMESPACES_RULES),
+            ("Role", "mailrelay-system"): expected(LEADER_RULES),
+        }
 
 
 def test_chart_crd_is_the_crd() -> None:
-    assert yaml.safe_load((CHART / "crds" / Path(generate.CRD).name).read_text()) == \
-        yaml.safe_load((ROOT / generate.CRD).read_text())
+    assert yaml.safe_load((CHART / "crds" / Path(generate.CRD).name).read_text()) == yaml.safe_load(
+        (ROOT / generate.CRD).read_text()
+    )

@@ -8,14 +8,16 @@ import pytest
 import yaml
 from lupa import LuaRuntime
 
-from mailrelay import delivery
-from mailrelay import status as st
+from mailrelay.api import conditions as cond
+from mailrelay.controller import delivery
+from mailrelay.controller import status as st
 
 from conftest import ROOT
 from kstatus import kstatus
 
 HEALTH = yaml.safe_load((ROOT / "manifests/argocd/argocd-cm-health.yaml").read_text())["data"][
-    "resource.customizations.health.mailrelay.dev_MailRelay"]
+    "resource.customizations.health.mailrelay.dev_MailRelay"
+]
 ARGO_FOR_KSTATUS = {"Current": "Healthy", "InProgress": "Progressing", "Failed": "Degraded"}
 
 
@@ -30,12 +32,12 @@ def argo_health(obj: dict[str, Any]) -> str:
 
 
 ASSESSMENTS = {
-    "available": (st.Assessment(True, st.AVAILABLE, "2 of 2 pods ready"), "Current"),
-    "scaled to zero": (st.Assessment(True, st.SCALED_TO_ZERO, "replicas is 0"), "Current"),
-    "rolling out": (st.Assessment(False, st.ROLLING_OUT, "1 of 2 ready", reconciling=True), "InProgress"),
-    "invalid spec": (st.Assessment(False, st.INVALID_SPEC, "spec.x: bad", stalled=True), "Failed"),
-    "service conflict": (st.Assessment(False, st.CONFLICT, "Service mail exists", stalled=True), "Failed"),
-    "secret missing": (st.Assessment(False, st.SECRET_NOT_FOUND, "no Secret", stalled=True), "Failed"),
+    "available": (cond.Assessment(True, cond.AVAILABLE, "2 of 2 pods ready"), "Current"),
+    "scaled to zero": (cond.Assessment(True, cond.SCALED_TO_ZERO, "replicas is 0"), "Current"),
+    "rolling out": (cond.Assessment(False, cond.ROLLING_OUT, "1 of 2 ready", reconciling=True), "InProgress"),
+    "invalid spec": (cond.Assessment(False, cond.INVALID_SPEC, "spec.x: bad", stalled=True), "Failed"),
+    "service conflict": (cond.Assessment(False, cond.CONFLICT, "Service mail exists", stalled=True), "Failed"),
+    "secret missing": (cond.Assessment(False, cond.SECRET_NOT_FOUND, "no Secret", stalled=True), "Failed"),
 }
 
 
@@ -59,10 +61,10 @@ def test_an_unobserved_generation_is_progressing(status: dict[str, Any] | None) 
 
 
 DELIVERY = {
-    "flowing": delivery.Health("True", delivery.FLOWING, "no mail is waiting for a retry"),
-    "auth refused": delivery.Health("False", delivery.AUTH_FAILED, "3 messages deferred: SASL authentication failed"),
-    "deferred": delivery.Health("False", delivery.DEFERRED, "1 messages deferred"),
-    "no metrics": delivery.Health("Unknown", delivery.NO_METRICS, "1 of 1 relay pods did not answer"),
+    "flowing": delivery.Health("True", cond.FLOWING, "no mail is waiting for a retry"),
+    "auth refused": delivery.Health("False", cond.AUTH_FAILED, "3 messages deferred: SASL authentication failed"),
+    "deferred": delivery.Health("False", cond.DEFERRED, "1 messages deferred"),
+    "no metrics": delivery.Health("Unknown", cond.NO_METRICS, "1 of 1 relay pods did not answer"),
 }
 
 
@@ -71,8 +73,9 @@ DELIVERY = {
 def test_delivery_health_changes_neither_tools_verdict(case: str, ready: str) -> None:
     """Delivering is reported beside Ready, never instead of it: both tools say what Ready says."""
     assessment, expected = ASSESSMENTS[ready]
-    status = st.build(assessment=assessment, generation=3, previous=None, now="2026-01-01T00:00:00Z",
-                      delivery=DELIVERY[case])
+    status = st.build(
+        assessment=assessment, generation=3, previous=None, now="2026-01-01T00:00:00Z", delivery=DELIVERY[case]
+    )
     obj = {"metadata": {"generation": 3}, "status": status}
     assert kstatus(obj) == expected
     result = argo_check(obj)

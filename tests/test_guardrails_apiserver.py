@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 import yaml
 
-from mailrelay.apply import contains
-from mailrelay.kube import Api, ApiError
-from mailrelay.reconcile import reconcile
-from mailrelay.render import network_policy
-from mailrelay.spec import parse
+from mailrelay.api.spec import parse
+from mailrelay.controller.apply import contains
+from mailrelay.controller.reconcile import reconcile
+from mailrelay.kube.client import Api, ApiError
+from mailrelay.render.relay import network_policy
 
 from conftest import ROOT, relay_object
 from controlplane import ControlPlane
@@ -46,8 +46,7 @@ def _relay(plane: ControlPlane, spec: dict[str, Any]) -> dict[str, Any]:
     return dict(plane.request("GET", f"{RELAYS}/relay"))
 
 
-def test_the_operator_creates_keeps_and_prunes_only_its_policy(control_plane: ControlPlane,
-                                                               operator_api: Api) -> None:
+def test_the_operator_creates_keeps_and_prunes_only_its_policy(control_plane: ControlPlane, operator_api: Api) -> None:
     plane = control_plane
     body = _relay(plane, GUARDED)
     first = reconcile(operator_api, body)
@@ -66,8 +65,9 @@ def test_the_operator_creates_keeps_and_prunes_only_its_policy(control_plane: Co
     open_egress = {key: value for key, value in GUARDED.items() if key != "egress"}
     off = _relay(plane, {**open_egress, "networkPolicy": {"enabled": False}})
     pruned = reconcile(operator_api, off)
-    assert ("NetworkPolicy", "mailrelay-relay", "deleted") in [(c.kind, c.name, c.action)
-                                                               for c in pruned.children.children]
+    assert ("NetworkPolicy", "mailrelay-relay", "deleted") in [
+        (c.kind, c.name, c.action) for c in pruned.children.children
+    ]
     names = [p["metadata"]["name"] for p in plane.request("GET", POLICIES)["items"]]
     assert names == ["lookalike"]
 
@@ -87,7 +87,7 @@ def test_every_example_policy_is_admitted(operator_api: Api) -> None:
         for doc in yaml.safe_load_all(path.read_text()):
             if doc and doc.get("kind") == "MailRelay":
                 relay = parse({**doc, "metadata": {**doc["metadata"], "namespace": NAMESPACE}})
-                if relay.spec.guard.network_policy:
+                if relay.spec.guardrails.network_policy:
                     policy = network_policy(relay)
                     policy["metadata"]["name"] = f"example-{path.stem}"
                     assert operator_api.apply(policy)["metadata"]["name"] == f"example-{path.stem}"

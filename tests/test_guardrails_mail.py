@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from mailrelay import postfix
-from mailrelay.local import LocalPostfix
-from mailrelay.postfix import RECIPIENT_REFUSAL
+from mailrelay.render import postfix
+from mailrelay.render.postfix import RECIPIENT_REFUSAL
 
 from conftest import make_relay
+from postfix_harness import HarnessPostfix
 from smtp_sink import Sink
 from test_mail_path import FQDN, OUTSIDER, POD, message, relay_spec, send
 
@@ -34,7 +34,7 @@ def sink(sinks: list[Sink]) -> Sink:
     return created
 
 
-def _try(instance: LocalPostfix, source: str, recipients: list[str]) -> tuple[Any, str]:
+def _try(instance: HarnessPostfix, source: str, recipients: list[str]) -> tuple[Any, str]:
     """Send one message; (None, Message-ID) when accepted, else (the refusal, Message-ID)."""
     msg = message("app@pod")
     try:
@@ -90,7 +90,7 @@ def test_limits_refuse_for_now_and_the_retry_is_delivered(start_postfix: Any, si
     assert instance.queued() == 0
 
 
-def _banner(source: str, instance: LocalPostfix) -> tuple[socket.socket, bytes]:
+def _banner(source: str, instance: HarnessPostfix) -> tuple[socket.socket, bytes]:
     sock = socket.create_connection((instance.listen, instance.port), timeout=10, source_address=(source, 0))
     return sock, sock.recv(512)
 
@@ -124,8 +124,9 @@ def test_without_the_loopback_only_exceptions_pods_would_be_exempt(start_postfix
     relay = make_relay(relay_spec(sink, limits={"messagesPerMinute": 1}))
     rendered = postfix.main_cf(relay.spec)
     assert "smtpd_client_event_limit_exceptions = 127.0.0.1/32 [::1]/128\n" in rendered
-    default = "".join(line for line in rendered.splitlines(True)
-                      if not line.startswith("smtpd_client_event_limit_exceptions"))
+    default = "".join(
+        line for line in rendered.splitlines(True) if not line.startswith("smtpd_client_event_limit_exceptions")
+    )
     instance = start_postfix(relay, extra_files={postfix.MAIN_CF: default})
     for _ in range(3):
         assert _try(instance, POD, ["ops@example.org"])[0] is None
@@ -144,10 +145,10 @@ ALLOWED = ["example.org", "corp.example.net"]
 RECIPIENTS = [  # (recipient, allowed)
     ("ops@example.org", True),
     ("OPS@EXAMPLE.ORG", True),
-    ("team@eu.example.org", True),            # a subdomain
+    ("team@eu.example.org", True),  # a subdomain
     ("x@a.b.corp.example.net", True),
-    ("x%evil.example@example.org", True),     # no percent hack for non-local domains: stays at example.org
-    ("x@notexample.org", False),              # a suffix is not a subdomain
+    ("x%evil.example@example.org", True),  # no percent hack for non-local domains: stays at example.org
+    ("x@notexample.org", False),  # a suffix is not a subdomain
     ("x@example.org.evil.example", False),
     ("x@example.net", False),
     ("x@corp-example.net", False),
@@ -177,8 +178,9 @@ def test_recipient_allow_list(start_postfix: Any, sink: Sink) -> None:
         assert any(domain == d or domain.endswith("." + d) for d in ALLOWED), address
 
 
-def test_allow_list_keeps_the_relay_closed_and_refuses_only_the_disallowed_recipients(start_postfix: Any,
-                                                                                      sink: Sink) -> None:
+def test_allow_list_keeps_the_relay_closed_and_refuses_only_the_disallowed_recipients(
+    start_postfix: Any, sink: Sink
+) -> None:
     instance = start_postfix(make_relay(relay_spec(sink, recipients={"allowDomains": ALLOWED})))
     # An allowed recipient does not open the relay to an outside client.
     # (The outside client is refused in the greeting, before any recipient is looked at.)
@@ -187,8 +189,11 @@ def test_allow_list_keeps_the_relay_closed_and_refuses_only_the_disallowed_recip
     assert refused.value.smtp_code == 554
     # Mixed recipients: the allowed ones get the message, the others a 550 each.
     with smtplib.SMTP(instance.listen, instance.port, source_address=(POD, 0), timeout=30) as smtp:
-        refused_now = smtp.send_message(message("app@pod"), from_addr="app@pod",
-                                        to_addrs=["a@example.org", "b@elsewhere.example", "c@corp.example.net"])
+        refused_now = smtp.send_message(
+            message("app@pod"),
+            from_addr="app@pod",
+            to_addrs=["a@example.org", "b@elsewhere.example", "c@corp.example.net"],
+        )
     assert list(refused_now) == ["b@elsewhere.example"] and refused_now["b@elsewhere.example"][0] == 550
     [got] = sink.wait_for(1)
     time.sleep(1)

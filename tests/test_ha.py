@@ -30,8 +30,8 @@ from urllib.parse import urlparse
 import pytest
 import requests
 
-from mailrelay.identity import API_VERSION, CHILD_KINDS, KIND, LEASE_NAME, RESOURCES
-from mailrelay.settings import LeaderElection
+from mailrelay.api.names import API_VERSION, CHILD_KINDS, KIND, LEASE_NAME, RESOURCES
+from mailrelay.controller.settings import LeaderElection
 
 from cluster import eventually
 from conftest import ROOT
@@ -78,8 +78,10 @@ class Replica:
         assert any(a.startswith("--liveness-port=") for a in args), "the manifest's liveness port is gone"
         self.ports = {m.group(1): free_port() for m in map(PORT_ARG.match, args) if m}
         self.health_port = self.ports["liveness"]
-        self.command = [*entrypoint(), *[PORT_ARG.sub(lambda m: f"--{m.group(1)}-port={self.ports[m.group(1)]}", a)
-                                         for a in args]]
+        self.command = [
+            *entrypoint(),
+            *[PORT_ARG.sub(lambda m: f"--{m.group(1)}-port={self.ports[m.group(1)]}", a) for a in args],
+        ]
         self.log_path = workdir / f"{self.pod_name}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -121,8 +123,12 @@ class Replica:
 
 
 def relay(namespace: str) -> dict[str, Any]:
-    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": "relay", "namespace": namespace},
-            "spec": {"mailFromFQDN": "apps.example.com"}}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": "relay", "namespace": namespace},
+        "spec": {"mailFromFQDN": "apps.example.com"},
+    }
 
 
 class Fleet:
@@ -161,13 +167,15 @@ class Fleet:
         return [r for r in self.replicas if f"reconciled {namespace}/relay" in r.log()]
 
     def wait_children(self, namespace: str, timeout: float = 60) -> None:
-        eventually(lambda: all(self.api.list(RESOURCES[k].plural, namespace) for k in CHILD_KINDS),
-                   what=f"children in {namespace}", timeout=timeout)
+        eventually(
+            lambda: all(self.api.list(RESOURCES[k].plural, namespace) for k in CHILD_KINDS),
+            what=f"children in {namespace}",
+            timeout=timeout,
+        )
 
 
 @pytest.fixture
-def fleet(request: pytest.FixtureRequest, backend: Backend, tools: Path,
-          tmp_path: Path) -> Iterator[Fleet]:
+def fleet(request: pytest.FixtureRequest, backend: Backend, tools: Path, tmp_path: Path) -> Iterator[Fleet]:
     fleet = Fleet(backend, objects(run(tools, *VARIANTS[request.param])), tmp_path)
     try:
         yield fleet
@@ -183,8 +191,15 @@ def test_identical_replicas_elect_one_leader_and_fail_over(fleet: Fleet) -> None
     assert len(fleet.replicas) >= 2, "an HA variant runs more than one replica"
     # Identical replicas: the same command line (but the moved ports), the same settings.
     assert len({tuple(PORT_ARG.sub(r"--\1-port=", a) for a in r.command) for r in fleet.replicas}) == 1
-    assert len({tuple(sorted((k, v) for k, v in r.env.items() if k not in ("POD_NAME", "KUBECONFIG")))
-                for r in fleet.replicas}) == 1
+    assert (
+        len(
+            {
+                tuple(sorted((k, v) for k, v in r.env.items() if k not in ("POD_NAME", "KUBECONFIG")))
+                for r in fleet.replicas
+            }
+        )
+        == 1
+    )
     for replica in fleet.replicas:
         replica.start()
     leader = fleet.leader()
@@ -251,8 +266,10 @@ def test_a_split_leader_stops_before_another_starts(fleet: Fleet) -> None:
             taken_at = time.monotonic()
         time.sleep(0.05)
     assert exited_at is not None and taken_at is not None, (exited_at, taken_at)
-    print(f"split: old leader exited {exited_at - cut_at:.1f} s after the cut, "
-          f"the new one took the Lease {taken_at - cut_at:.1f} s after it")
+    print(
+        f"split: old leader exited {exited_at - cut_at:.1f} s after the cut, "
+        f"the new one took the Lease {taken_at - cut_at:.1f} s after it"
+    )
     assert exited_at < taken_at  # never two leaders, not even for a moment
     assert leader.exit_code() not in (0, None)  # a lost Lease is an error exit, so the kubelet restarts it
     assert "lost the leader Lease" in leader.log()

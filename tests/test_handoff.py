@@ -24,9 +24,8 @@ from typing import Any
 
 import pytest
 
-from mailrelay.local import LocalPostfix
-
 from conftest import make_relay
+from postfix_harness import HarnessPostfix
 from smtp_sink import Sink, free_port
 from test_mail_path import FQDN, POD, message, relay_spec
 
@@ -35,21 +34,28 @@ pytestmark = pytest.mark.postfix
 CLIENT_SENDER = "app@pod-7f9c.default.svc.cluster.local"
 
 
-def drain(instance: LocalPostfix, target: LocalPostfix | str | None, env: dict[str, str] | None = None,
-          **phases: int) -> str:
+def drain(
+    instance: HarnessPostfix, target: HarnessPostfix | str | None, env: dict[str, str] | None = None, **phases: int
+) -> str:
     """Run the preStop hook; `target` is where the Service would send the hand-off."""
     extra = env or {}
-    env = {"MAILRELAY_ENDPOINT_WAIT_SECONDS": "0", "MAILRELAY_SESSION_WAIT_SECONDS": "5",
-           "MAILRELAY_DRAIN_SECONDS": "1", "MAILRELAY_HANDOFF_SECONDS": "60", "MAILRELAY_DRAIN_FLUSH_EVERY": "1",
-           "MAILRELAY_HANDOFF_TARGET": (f"{target.listen}:{target.port}" if isinstance(target, LocalPostfix)
-                                        else target or "")}
+    env = {
+        "MAILRELAY_ENDPOINT_WAIT_SECONDS": "0",
+        "MAILRELAY_SESSION_WAIT_SECONDS": "5",
+        "MAILRELAY_DRAIN_SECONDS": "1",
+        "MAILRELAY_HANDOFF_SECONDS": "60",
+        "MAILRELAY_DRAIN_FLUSH_EVERY": "1",
+        "MAILRELAY_HANDOFF_TARGET": (
+            f"{target.listen}:{target.port}" if isinstance(target, HarnessPostfix) else target or ""
+        ),
+    }
     env.update({f"MAILRELAY_{name.upper()}_SECONDS": str(value) for name, value in phases.items()}, **extra)
     result = instance.run_script("drain.sh", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
 
-def send_many(instance: LocalPostfix, count: int, per_connection: int = 50) -> list[str]:
+def send_many(instance: HarnessPostfix, count: int, per_connection: int = 50) -> list[str]:
     """Send `count` messages in a few SMTP sessions; the Message-IDs of those the relay accepted."""
     ids: list[str] = []
     while len(ids) < count:
@@ -61,7 +67,7 @@ def send_many(instance: LocalPostfix, count: int, per_connection: int = 50) -> l
     return ids
 
 
-def wait_deferred(instance: LocalPostfix, count: int, timeout: float = 60) -> None:
+def wait_deferred(instance: HarnessPostfix, count: int, timeout: float = 60) -> None:
     """Wait until `count` messages sit in the deferred queue: one still being tried when the flush
     comes would be deferred after it, for Postfix's 300 s minimal backoff."""
     deadline = time.monotonic() + timeout
@@ -117,7 +123,7 @@ def test_roll_and_scale_down_hand_500_messages_on_each_arriving_once(start_postf
     assert b1.queued() == 0
 
 
-def _kill_postfix(instance: LocalPostfix) -> None:
+def _kill_postfix(instance: HarnessPostfix) -> None:
     """SIGKILL the master and every process it started, as a node failure or OOM kill would."""
     master = int((instance.queue_dir / "pid" / "master.pid").read_text().split()[0])
     children = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout.split()
@@ -132,7 +138,8 @@ def _kill_postfix(instance: LocalPostfix) -> None:
 
 
 def test_sigkill_with_a_persistent_queue_the_next_relay_delivers_each_message_once(
-        start_postfix: Any, down_sink: Sink) -> None:
+    start_postfix: Any, down_sink: Sink
+) -> None:
     relay = make_relay(relay_spec(down_sink, queue={"storage": {"size": "1Gi"}}))
     first = start_postfix(relay)
     ids = send_many(first, 200)
@@ -140,7 +147,7 @@ def test_sigkill_with_a_persistent_queue_the_next_relay_delivers_each_message_on
     _kill_postfix(first)
     assert first.postfix("status").returncode != 0
     # The next pod mounts the same volume: a new instance over the same queue directory.
-    second = LocalPostfix(relay, first.workdir, listen=first.listen, port=free_port())
+    second = HarnessPostfix(relay, first.workdir, listen=first.listen, port=free_port())
     second.start()
     try:
         wait_deferred(second, 200)
@@ -171,8 +178,9 @@ def test_without_a_peer_the_drain_says_how_many_are_left(start_postfix: Any, dow
     assert "handing them" not in out  # nobody there: no hand-off time spent
 
 
-def test_a_hand_off_routed_back_to_the_draining_relay_is_not_lost_or_bounced(start_postfix: Any,
-                                                                             down_sink: Sink) -> None:
+def test_a_hand_off_routed_back_to_the_draining_relay_is_not_lost_or_bounced(
+    start_postfix: Any, down_sink: Sink
+) -> None:
     """The Service may still pick the draining pod: its listener is closed by then, so the mail stays."""
     instance = start_postfix(make_relay(relay_spec(down_sink)))
     send_many(instance, 5)
@@ -188,7 +196,7 @@ class Clients:
     """Parallel SMTP clients sending through a modelled Service: each connection goes to one of the
     endpoints listed at that moment, round robin, as kube-proxy would spread them."""
 
-    def __init__(self, endpoints: list[LocalPostfix], count: int = 8):
+    def __init__(self, endpoints: list[HarnessPostfix], count: int = 8):
         self.endpoints = list(endpoints)
         self.accepted: list[str] = []
         self.refused: list[str] = []
@@ -198,7 +206,7 @@ class Clients:
         self._turn = 0
         self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(count)]
 
-    def _pick(self) -> LocalPostfix:
+    def _pick(self) -> HarnessPostfix:
         with self._lock:
             self._turn += 1
             return self.endpoints[self._turn % len(self.endpoints)]
@@ -233,10 +241,12 @@ class Clients:
             thread.join(timeout=60)
 
 
-@pytest.mark.parametrize(("wait", "refusals_expected"), [(4, False), (0, True)],
-                         ids=["with-the-prestop-wait", "control-without-it"])
+@pytest.mark.parametrize(
+    ("wait", "refusals_expected"), [(4, False), (0, True)], ids=["with-the-prestop-wait", "control-without-it"]
+)
 def test_a_rollout_under_load_refuses_no_connection_and_loses_no_message(
-        start_postfix: Any, down_sink: Sink, wait: int, refusals_expected: bool) -> None:
+    start_postfix: Any, down_sink: Sink, wait: int, refusals_expected: bool
+) -> None:
     """Old relay A serves; new relay B becomes ready; A is deleted: its preStop starts at once, and
     the endpoint update reaches the clients 1.5 s later (kube-proxy lag). With the waits, clients
     that still pick A are served; without them (the control) they are refused or cut off, which

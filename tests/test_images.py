@@ -14,8 +14,23 @@ pytestmark = pytest.mark.pod
 
 def _inspect(reference: str) -> dict[str, object]:
     build = build_module()
-    out = subprocess.run(["podman", "--root", str(build.STORE), "--runroot", str(build.RUN_ROOT), "--storage-driver",
-                          "vfs", "image", "inspect", reference], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            "podman",
+            "--root",
+            str(build.STORE),
+            "--runroot",
+            str(build.RUN_ROOT),
+            "--storage-driver",
+            "vfs",
+            "image",
+            "inspect",
+            reference,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     [inspected] = json.loads(out)
     return dict(inspected)
 
@@ -30,8 +45,7 @@ def test_every_from_is_the_debootstrapped_debian_base(images: dict[str, str]) ->
         assert _inspect(image_id)["Labels"][build.ROOTFS_LABEL] == rootfs  # type: ignore[index]
 
 
-def test_an_unchanged_image_is_not_rebuilt(images: dict[str, str],
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_unchanged_image_is_not_rebuilt(images: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
     build = build_module()
     for image in build.images().values():
         assert build.build(image) == images[image.tag]

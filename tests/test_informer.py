@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from mailrelay.context import Context
-from mailrelay.identity import CHILD_KINDS, CHILD_LABELS, KIND
-from mailrelay.informer import ChildIndex
-from mailrelay.leader import Leadership
-from mailrelay.settings import Settings
+from mailrelay.api.names import CHILD_KINDS, CHILD_LABELS, KIND, MODE_CHILD_KINDS
+from mailrelay.controller.context import Context
+from mailrelay.controller.settings import Settings
+from mailrelay.kube.informer import ChildIndex
+from mailrelay.kube.leader import Leadership
 
 from fake_api import FakeApi
 
@@ -39,13 +39,18 @@ class WatchedApi(FakeApi):
 
     def list_all(self, kind: str, namespace: str | None, labels: dict[str, str]) -> tuple[list[dict[str, Any]], str]:
         # As the API server lists: items without apiVersion and kind.
-        items = [{k: v for k, v in o.items() if k not in ("apiVersion", "kind")}
-                 for (kind_, ns, _), o in self.objects.items() if kind_ == kind and namespace in (None, ns)
-                 and labels.items() <= (o["metadata"].get("labels") or {}).items()]
+        items = [
+            {k: v for k, v in o.items() if k not in ("apiVersion", "kind")}
+            for (kind_, ns, _), o in self.objects.items()
+            if kind_ == kind
+            and namespace in (None, ns)
+            and labels.items() <= (o["metadata"].get("labels") or {}).items()
+        ]
         return items, "0"
 
-    def watch(self, kind: str, namespace: str | None, labels: dict[str, str], resource_version: str,
-              seconds: int) -> Iterator[tuple[str, dict[str, Any]]]:
+    def watch(
+        self, kind: str, namespace: str | None, labels: dict[str, str], resource_version: str, seconds: int
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
         events = self.events_out.setdefault(kind, queue.Queue())
         while (event := events.get()) is not None:
             yield event
@@ -57,14 +62,18 @@ def api() -> Iterator[WatchedApi]:
 
 
 def started(api: WatchedApi) -> tuple[Context, ChildIndex]:
-    index = ChildIndex(api)  # type: ignore[arg-type]
+    index = ChildIndex(api, CHILD_LABELS, (*CHILD_KINDS, *MODE_CHILD_KINDS))  # type: ignore[arg-type]
     index.start()
     deadline = time.monotonic() + 5
     while not all(index.serves(kind, NS) for kind in index.kinds):
         assert time.monotonic() < deadline, "the index never listed"
         time.sleep(0.01)
-    context = Context(api=api, settings=Settings(), leadership=Leadership.unconditional("t"),  # type: ignore[arg-type]
-                      index=index)
+    context = Context(
+        api=api,
+        settings=Settings(),
+        leadership=Leadership.unconditional("t"),  # type: ignore[arg-type]
+        index=index,
+    )
     return context, index
 
 
@@ -125,9 +134,17 @@ def test_a_foreign_object_under_a_childs_name_is_still_a_conflict(api: WatchedAp
 
 
 def test_an_older_watch_event_does_not_replace_what_the_operator_just_wrote(api: WatchedApi) -> None:
-    index = ChildIndex(api)  # type: ignore[arg-type]
-    new = {"kind": "ConfigMap", "metadata": {"name": "c", "namespace": NS, "resourceVersion": "7",
-                                             "labels": CHILD_LABELS, "managedFields": [{"manager": "x"}]}}
+    index = ChildIndex(api, CHILD_LABELS, (*CHILD_KINDS, *MODE_CHILD_KINDS))  # type: ignore[arg-type]
+    new = {
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "c",
+            "namespace": NS,
+            "resourceVersion": "7",
+            "labels": CHILD_LABELS,
+            "managedFields": [{"manager": "x"}],
+        },
+    }
     index.observe(new)
     index.observe({**new, "metadata": {**new["metadata"], "resourceVersion": "5"}, "data": {"old": "1"}})
     kept = index.get("ConfigMap", NS, "c")
@@ -156,8 +173,13 @@ def test_a_passed_kind_is_handed_on_not_kept(api: WatchedApi) -> None:
     api.objects[("Pod", NS, "p0")] = pod
     seen: queue.Queue[dict[str, Any]] = queue.Queue()
     changed: list[dict[str, Any]] = []
-    index = ChildIndex(api, kinds=("ConfigMap",), on_change=changed.append,  # type: ignore[arg-type]
-                       passed={"Pod": seen.put})
+    index = ChildIndex(
+        api,
+        CHILD_LABELS,
+        ("ConfigMap",),
+        on_change=changed.append,  # type: ignore[arg-type]
+        passed={"Pod": seen.put},
+    )
     index.start()
     try:
         assert seen.get(timeout=5)["metadata"]["name"] == "p0"

@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from mailrelay.kube import ApiError
-from mailrelay.leader import LeaderElector, Leadership, holder_identity
-from mailrelay.settings import LeaderElection, Settings, SettingsError
+from mailrelay.controller.settings import LeaderElection, Settings, SettingsError
+from mailrelay.kube.client import ApiError
+from mailrelay.kube.leader import LeaderElector, Leadership, holder_identity
+from mailrelay.kube.resources import BUILTIN
 
 CONFIG = LeaderElection(namespace="mailrelay-system", lease_name="mailrelay-operator", pod_name="op-0")
 
@@ -22,13 +23,26 @@ CONFIG = LeaderElection(namespace="mailrelay-system", lease_name="mailrelay-oper
 class LeaseStore:
     """One Lease behind GET/POST/PUT with resourceVersion preconditions, as the API server keeps it."""
 
+    resources = BUILTIN
+
+    def path(self, kind: str, namespace: str | None, name: str | None = None) -> str:
+        return BUILTIN[kind].path(namespace, name)
+
     def __init__(self) -> None:
         self.lease: dict[str, Any] | None = None
         self.version = 0
         self.down = False  # the API server unreachable from every candidate
 
-    def call(self, what: str, method: str, url: str, body: Any = None, missing_ok: bool = False,
-             guarded: bool = True, **_: Any) -> dict[str, Any] | None:
+    def call(
+        self,
+        what: str,
+        method: str,
+        url: str,
+        body: Any = None,
+        missing_ok: bool = False,
+        guarded: bool = True,
+        **_: Any,
+    ) -> dict[str, Any] | None:
         assert url.startswith("/apis/coordination.k8s.io/v1/namespaces/mailrelay-system/leases")
         assert guarded is False or method == "GET"  # the election's writes bypass the write guard
         if self.down:
@@ -40,7 +54,8 @@ class LeaseStore:
             return copy.deepcopy(self.lease)
         current = (self.lease or {}).get("metadata", {}).get("resourceVersion")
         if (method == "POST" and self.lease is not None) or (
-                method == "PUT" and (self.lease is None or body["metadata"].get("resourceVersion") != current)):
+            method == "PUT" and (self.lease is None or body["metadata"].get("resourceVersion") != current)
+        ):
             raise ApiError(409, f"{what}: conflict")
         self.version += 1
         self.lease = copy.deepcopy(body)
@@ -63,8 +78,13 @@ class Clock:
 def candidate(store: LeaseStore, clock: Clock, pod: str) -> LeaderElector:
     wall = datetime(2026, 1, 1, tzinfo=UTC)
     leadership = Leadership(holder_identity(pod), CONFIG.renew_deadline_seconds, clock=clock)
-    return LeaderElector(store, CONFIG, leadership, clock=clock,  # type: ignore[arg-type]
-                         wall=lambda: wall + timedelta(seconds=clock.now))
+    return LeaderElector(
+        store,
+        CONFIG,
+        leadership,
+        clock=clock,  # type: ignore[arg-type]
+        wall=lambda: wall + timedelta(seconds=clock.now),
+    )
 
 
 @pytest.fixture
@@ -101,7 +121,8 @@ def test_others_stand_by_while_the_holder_renews(store: LeaseStore, clock: Clock
 
 
 def test_a_silent_holder_is_replaced_after_the_lease_duration_by_the_candidates_clock(
-        store: LeaseStore, clock: Clock) -> None:
+    store: LeaseStore, clock: Clock
+) -> None:
     leader, other = candidate(store, clock, "op-0"), candidate(store, clock, "op-1")
     assert leader.try_acquire_or_renew()
     clock.now += 100  # the candidate starts long after: it must still wait a whole lease from now
@@ -183,10 +204,16 @@ def test_two_candidates_racing_for_a_free_lease_get_one_leader(store: LeaseStore
 
 
 def test_leader_election_settings_are_checked() -> None:
-    with pytest.raises(SettingsError, match="renew deadline"):
+    with pytest.raises(ValueError, match="renew deadline"):
         LeaderElection(lease_seconds=10, renew_deadline_seconds=10, retry_seconds=2)
-    settings = Settings.from_environment({"POD_NAMESPACE": "ops", "POD_NAME": "op-7", "MAILRELAY_LEASE_NAME": "mr",
-                                          "MAILRELAY_POSTFIX_IMAGE": "mirror/postfix:1"})
+    settings = Settings.from_environment(
+        {
+            "POD_NAMESPACE": "ops",
+            "POD_NAME": "op-7",
+            "MAILRELAY_LEASE_NAME": "mr",
+            "MAILRELAY_POSTFIX_IMAGE": "mirror/postfix:1",
+        }
+    )
     assert (settings.leader.namespace, settings.leader.pod_name, settings.leader.lease_name) == ("ops", "op-7", "mr")
     assert settings.postfix_image == "mirror/postfix:1"
     with pytest.raises(SettingsError, match="MAILRELAY_RESYNC_SECONDS"):

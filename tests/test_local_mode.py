@@ -20,17 +20,22 @@ import dkim as dkimpy
 import pytest
 import yaml
 
-from mailrelay import dkim, local
-from mailrelay.spec import parse
+from mailrelay.api import dkim
+from mailrelay.api.spec import parse
+from mailrelay.local import runner as local
 
 from conftest import relay_object
 from smtp_sink import Sink, free_port
 
 
 def start_local(config: Path, workdir: Path, port: int, state: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "mailrelay", "local", "-f", str(config), "--port", str(port),
-                             "--workdir", str(workdir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "MAILRELAY_LOCAL_STATE": str(state)})
+    return subprocess.Popen(
+        [sys.executable, "-m", "mailrelay", "local", "-f", str(config), "--port", str(port), "--workdir", str(workdir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "MAILRELAY_LOCAL_STATE": str(state)},
+    )
 
 
 def send_when_up(process: subprocess.Popen[str], port: int) -> None:
@@ -68,13 +73,16 @@ def dirs() -> Iterator[tuple[Path, Path]]:
     shutil.rmtree(state, ignore_errors=True)
 
 
-def test_local_mode_relays_and_rewrites(postfix_ready: None, sinks: list[Sink], tmp_path: Path,
-                                        dirs: tuple[Path, Path]) -> None:
+def test_local_mode_relays_and_rewrites(
+    postfix_ready: None, sinks: list[Sink], tmp_path: Path, dirs: tuple[Path, Path]
+) -> None:
     workdir, state = dirs
     sink = Sink().start()
     sinks.append(sink)
-    relay = relay_object({"mailFromFQDN": "local.example.com",
-                          "relay": {"host": "127.0.0.1", "port": sink.port, "tls": "None"}}, uid=None)
+    relay = relay_object(
+        {"mailFromFQDN": "local.example.com", "relay": {"host": "127.0.0.1", "port": sink.port, "tls": "None"}},
+        uid=None,
+    )
     config = tmp_path / "relay.yaml"
     config.write_text(yaml.safe_dump(relay))
     port = free_port()
@@ -92,18 +100,27 @@ def test_local_mode_relays_and_rewrites(postfix_ready: None, sinks: list[Sink], 
     assert stat.S_IMODE(workdir.stat().st_mode) == 0o700  # the user's directory keeps its mode
     pid_file = (workdir / "postfix-state").resolve() / "queue" / "pid" / "master.pid"
     assert pid_file.parent.parent.parent.parent == state
-    assert not pid_file.exists() or subprocess.run(["kill", "-0", pid_file.read_text().split()[0]],
-                                                   capture_output=True).returncode != 0  # Postfix stopped
+    assert (
+        not pid_file.exists()
+        or subprocess.run(["kill", "-0", pid_file.read_text().split()[0]], capture_output=True).returncode != 0
+    )  # Postfix stopped
 
 
-def test_a_second_instance_on_the_same_workdir_refuses(postfix_ready: None, sinks: list[Sink], tmp_path: Path,
-                                                       dirs: tuple[Path, Path]) -> None:
+def test_a_second_instance_on_the_same_workdir_refuses(
+    postfix_ready: None, sinks: list[Sink], tmp_path: Path, dirs: tuple[Path, Path]
+) -> None:
     workdir, state = dirs
     sink = Sink().start()
     sinks.append(sink)
     config = tmp_path / "relay.yaml"
-    config.write_text(yaml.safe_dump(relay_object({"mailFromFQDN": "local.example.com", "relay": {
-        "host": "127.0.0.1", "port": sink.port, "tls": "None"}}, uid=None)))
+    config.write_text(
+        yaml.safe_dump(
+            relay_object(
+                {"mailFromFQDN": "local.example.com", "relay": {"host": "127.0.0.1", "port": sink.port, "tls": "None"}},
+                uid=None,
+            )
+        )
+    )
     port = free_port()
     first = start_local(config, workdir, port, state)
     try:
@@ -119,15 +136,25 @@ def test_a_second_instance_on_the_same_workdir_refuses(postfix_ready: None, sink
     assert first.returncode == 0
 
 
-def test_the_login_comes_from_a_secret_document_in_the_same_file(postfix_ready: None, sinks: list[Sink],
-                                                                 tmp_path: Path, dirs: tuple[Path, Path]) -> None:
+def test_the_login_comes_from_a_secret_document_in_the_same_file(
+    postfix_ready: None, sinks: list[Sink], tmp_path: Path, dirs: tuple[Path, Path]
+) -> None:
     workdir, state = dirs
     sink = Sink(credentials=("relay-user", "s3cret pass")).start()
     sinks.append(sink)
-    relay = relay_object({"mailFromFQDN": "local.example.com", "relay": {
-        "host": "127.0.0.1", "port": sink.port, "tls": "None", "authSecretRef": {"name": "smarthost"}}}, uid=None)
-    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "smarthost"},
-              "stringData": {"username": "relay-user", "password": "s3cret pass"}}
+    relay = relay_object(
+        {
+            "mailFromFQDN": "local.example.com",
+            "relay": {"host": "127.0.0.1", "port": sink.port, "tls": "None", "authSecretRef": {"name": "smarthost"}},
+        },
+        uid=None,
+    )
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "smarthost"},
+        "stringData": {"username": "relay-user", "password": "s3cret pass"},
+    }
     config = tmp_path / "relay.yaml"
     config.write_text(yaml.safe_dump_all([relay, secret]))
     port = free_port()
@@ -143,22 +170,45 @@ def test_the_login_comes_from_a_secret_document_in_the_same_file(postfix_ready: 
     assert stat.S_IMODE((workdir / "secret" / "password").stat().st_mode) == 0o600
 
 
-@pytest.mark.parametrize(("args", "documents", "message"), [
-    (["--port", "70000"], None, "argument --port: must be from 1 to 65535, got 70000"),
-    (["--port", "0"], None, "argument --port: must be from 1 to 65535, got 0"),
-    (["--listen", "localhost\nx"], None, "is not an IP address"),
-    ([], [], "names Secret smarthost, which is not in the file: add it as another document"),
-    ([], [{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "smarthost"},
-           "stringData": {"username": "a:b", "password": "p"}}], "Secret smarthost: username must not contain ':'"),
-])
-def test_local_mode_refuses_bad_arguments_before_starting(tmp_path: Path, args: list[str],
-                                                          documents: list[Any] | None, message: str) -> None:
-    relay = relay_object({"mailFromFQDN": "local.example.com", "relay": {
-        "host": "127.0.0.1", "port": 2525, "authSecretRef": {"name": "smarthost"}}}, uid=None)
+@pytest.mark.parametrize(
+    ("args", "documents", "message"),
+    [
+        (["--port", "70000"], None, "argument --port: must be from 1 to 65535, got 70000"),
+        (["--port", "0"], None, "argument --port: must be from 1 to 65535, got 0"),
+        (["--listen", "localhost\nx"], None, "is not an IP address"),
+        ([], [], "names Secret smarthost, which is not in the file: add it as another document"),
+        (
+            [],
+            [
+                {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": {"name": "smarthost"},
+                    "stringData": {"username": "a:b", "password": "p"},
+                }
+            ],
+            "Secret smarthost: username must not contain ':'",
+        ),
+    ],
+)
+def test_local_mode_refuses_bad_arguments_before_starting(
+    tmp_path: Path, args: list[str], documents: list[Any] | None, message: str
+) -> None:
+    relay = relay_object(
+        {
+            "mailFromFQDN": "local.example.com",
+            "relay": {"host": "127.0.0.1", "port": 2525, "authSecretRef": {"name": "smarthost"}},
+        },
+        uid=None,
+    )
     config = tmp_path / "relay.yaml"
     config.write_text(yaml.safe_dump_all([relay, *(documents or [])]))
-    result = subprocess.run([sys.executable, "-m", "mailrelay", "local", "-f", str(config), *args],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "mailrelay", "local", "-f", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert message in result.stderr
 
@@ -174,8 +224,9 @@ def test_local_mode_without_postfix_says_how_to_install(monkeypatch: Any, capsys
 def test_local_mode_refuses_an_invalid_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(relay_object({"mailFromFQDN": "nodot"})))
-    result = subprocess.run([sys.executable, "-m", "mailrelay", "local", "-f", str(bad)], capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "mailrelay", "local", "-f", str(bad)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2 and result.stdout == ""
     assert "spec.mailFromFQDN" in result.stderr
 
@@ -184,19 +235,29 @@ pytestmark = pytest.mark.postfix
 
 
 @pytest.mark.parametrize("key_from", ["generated", "secret in the file"])
-def test_local_mode_signs_and_writes_the_dns_record(postfix_ready: None, sinks: list[Sink], tmp_path: Path,
-                                                    dirs: tuple[Path, Path], key_from: str) -> None:
+def test_local_mode_signs_and_writes_the_dns_record(
+    postfix_ready: None, sinks: list[Sink], tmp_path: Path, dirs: tuple[Path, Path], key_from: str
+) -> None:
     workdir, state = dirs
     sink = Sink().start()
     sinks.append(sink)
-    spec: dict[str, Any] = {"mailFromFQDN": "local.example.com", "dkim": {"selector": "loc"},
-                            "relay": {"host": "127.0.0.1", "port": sink.port, "tls": "None"}}
+    spec: dict[str, Any] = {
+        "mailFromFQDN": "local.example.com",
+        "dkim": {"selector": "loc"},
+        "relay": {"host": "127.0.0.1", "port": sink.port, "tls": "None"},
+    }
     documents = [relay_object(spec, uid=None)]
     given = dkim.generate("rsa", 2048)
     if key_from != "generated":
         spec["dkim"]["keySecretRef"] = {"name": "my-dkim"}
-        documents.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "my-dkim", "namespace": "apps"},
-                          "stringData": {"rsa.private": given.decode()}})
+        documents.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "my-dkim", "namespace": "apps"},
+                "stringData": {"rsa.private": given.decode()},
+            }
+        )
     config = tmp_path / "relay.yaml"
     config.write_text(yaml.safe_dump_all(documents))
     outputs = []

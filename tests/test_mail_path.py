@@ -19,9 +19,8 @@ from typing import Any
 
 import pytest
 
-from mailrelay.local import LocalPostfix
-
 from conftest import make_relay, self_signed_server_context
+from postfix_harness import HarnessPostfix
 from smtp_sink import Sink
 
 pytestmark = pytest.mark.postfix
@@ -32,8 +31,11 @@ FQDN = "mail.example.com"
 
 
 def relay_spec(sink: Sink, **extra: Any) -> dict[str, Any]:
-    spec: dict[str, Any] = {"mailFromFQDN": FQDN, "allowedNetworks": ["127.0.0.4/30"],
-                            "relay": {"host": "127.0.0.1", "port": sink.port, "tls": "None"}}
+    spec: dict[str, Any] = {
+        "mailFromFQDN": FQDN,
+        "allowedNetworks": ["127.0.0.4/30"],
+        "relay": {"host": "127.0.0.1", "port": sink.port, "tls": "None"},
+    }
     relay = extra.pop("relay", None)
     if relay:
         spec["relay"].update(relay)
@@ -54,13 +56,14 @@ def message(sender_header: str | None, body: str = "hello from a pod\n", **heade
     return msg
 
 
-def send(instance: LocalPostfix, envelope_from: str, msg: EmailMessage, *, source: str = POD,
-         to: str = "ops@example.org") -> None:
+def send(
+    instance: HarnessPostfix, envelope_from: str, msg: EmailMessage, *, source: str = POD, to: str = "ops@example.org"
+) -> None:
     with smtplib.SMTP(instance.listen, instance.port, source_address=(source, 0), timeout=30) as smtp:
         smtp.send_message(msg, from_addr=envelope_from, to_addrs=[to])
 
 
-def wait_for_log(instance: LocalPostfix, text: str, timeout: float = 30) -> str:
+def wait_for_log(instance: HarnessPostfix, text: str, timeout: float = 30) -> str:
     """Postfix's log once it mentions `text` (a delivery attempt's outcome)."""
     deadline = time.monotonic() + timeout
     while text not in instance.log() and time.monotonic() < deadline:
@@ -70,8 +73,9 @@ def wait_for_log(instance: LocalPostfix, text: str, timeout: float = 30) -> str:
     return log
 
 
-def with_login(start_postfix: Any, sinks: list[Sink], accepted: tuple[str, str], secret: dict[str, str],
-               **relay: Any) -> tuple[Sink, LocalPostfix]:
+def with_login(
+    start_postfix: Any, sinks: list[Sink], accepted: tuple[str, str], secret: dict[str, str], **relay: Any
+) -> tuple[Sink, HarnessPostfix]:
     """A sink that requires AUTH with `accepted`, and Postfix logging in with the `secret` files."""
     sink = Sink(credentials=accepted, tls_context=relay.pop("tls_context", None)).start()
     sinks.append(sink)
@@ -79,26 +83,47 @@ def with_login(start_postfix: Any, sinks: list[Sink], accepted: tuple[str, str],
     return sink, start_postfix(make_relay(spec), secret=secret)
 
 
-@pytest.mark.parametrize(("envelope", "header", "want_envelope", "want_header"), [
-    ("root@6ba2d5764050", "root@6ba2d5764050", f"root@{FQDN}", f"root@{FQDN}"),
-    ("root", "root", f"root@{FQDN}", f"root@{FQDN}"),
-    ("app@pod-7f9c.default.svc.cluster.local", '"App" <app@pod-7f9c.default.svc.cluster.local>',
-     f"app@{FQDN}", f'"App" <app@{FQDN}>'),
-    (f"billing@{FQDN}", f"billing@{FQDN}", f"billing@{FQDN}", f"billing@{FQDN}"),
-    ("ROOT@POD-1.CLUSTER.LOCAL", "ROOT@POD-1.CLUSTER.LOCAL", f"ROOT@{FQDN}", f"ROOT@{FQDN}"),
-    ("noreply@corp.example.org", "noreply@corp.example.org", "noreply@corp.example.org",
-     "noreply@corp.example.org"),
-    ("jobs@eu.corp.example.org", "jobs@eu.corp.example.org", "jobs@eu.corp.example.org",
-     "jobs@eu.corp.example.org"),
-    ("x@notcorp.example.org", "x@notcorp.example.org", f"x@{FQDN}", f"x@{FQDN}"),
-    ("cron+alerts@6ba2d5764050", "cron+alerts@6ba2d5764050", f"alerts-cron@{FQDN}", f"alerts-cron@{FQDN}"),
-])
-def test_senders_are_rewritten_in_envelope_and_headers(start_postfix: Any, sink: Sink, envelope: str,
-                                                       header: str, want_envelope: str, want_header: str) -> None:
-    relay = make_relay(relay_spec(sink, rewrite={
-        "keepDomains": ["corp.example.org"],
-        "rules": [{"pattern": r"([^+@]+)\+alerts@.*", "replacement": f"alerts-$1@{FQDN}"}],
-    }))
+@pytest.mark.parametrize(
+    ("envelope", "header", "want_envelope", "want_header"),
+    [
+        ("root@6ba2d5764050", "root@6ba2d5764050", f"root@{FQDN}", f"root@{FQDN}"),
+        ("root", "root", f"root@{FQDN}", f"root@{FQDN}"),
+        (
+            "app@pod-7f9c.default.svc.cluster.local",
+            '"App" <app@pod-7f9c.default.svc.cluster.local>',
+            f"app@{FQDN}",
+            f'"App" <app@{FQDN}>',
+        ),
+        (f"billing@{FQDN}", f"billing@{FQDN}", f"billing@{FQDN}", f"billing@{FQDN}"),
+        ("ROOT@POD-1.CLUSTER.LOCAL", "ROOT@POD-1.CLUSTER.LOCAL", f"ROOT@{FQDN}", f"ROOT@{FQDN}"),
+        (
+            "noreply@corp.example.org",
+            "noreply@corp.example.org",
+            "noreply@corp.example.org",
+            "noreply@corp.example.org",
+        ),
+        (
+            "jobs@eu.corp.example.org",
+            "jobs@eu.corp.example.org",
+            "jobs@eu.corp.example.org",
+            "jobs@eu.corp.example.org",
+        ),
+        ("x@notcorp.example.org", "x@notcorp.example.org", f"x@{FQDN}", f"x@{FQDN}"),
+        ("cron+alerts@6ba2d5764050", "cron+alerts@6ba2d5764050", f"alerts-cron@{FQDN}", f"alerts-cron@{FQDN}"),
+    ],
+)
+def test_senders_are_rewritten_in_envelope_and_headers(
+    start_postfix: Any, sink: Sink, envelope: str, header: str, want_envelope: str, want_header: str
+) -> None:
+    relay = make_relay(
+        relay_spec(
+            sink,
+            rewrite={
+                "keepDomains": ["corp.example.org"],
+                "rules": [{"pattern": r"([^+@]+)\+alerts@.*", "replacement": f"alerts-$1@{FQDN}"}],
+            },
+        )
+    )
     instance = start_postfix(relay)
     body = "line one\nline two with unicode: \u00e9\n.leading dot\n"
     send(instance, envelope, message(header, body, Sender=header))
@@ -133,8 +158,9 @@ def test_a_bounce_keeps_the_null_sender_and_does_not_loop(start_postfix: Any, si
 
 def test_rule_result_outside_kept_domains_is_still_rewritten(start_postfix: Any, sink: Sink) -> None:
     """A rule cannot make mail leave from a domain the relay's owner did not list."""
-    relay = make_relay(relay_spec(sink, rewrite={
-        "rules": [{"pattern": "(.*)@db-.*", "replacement": "$1@elsewhere.example.net"}]}))
+    relay = make_relay(
+        relay_spec(sink, rewrite={"rules": [{"pattern": "(.*)@db-.*", "replacement": "$1@elsewhere.example.net"}]})
+    )
     instance = start_postfix(relay)
     send(instance, "backup@db-0", message("backup@db-0"))
     [got] = sink.wait_for(1)
@@ -142,8 +168,9 @@ def test_rule_result_outside_kept_domains_is_still_rewritten(start_postfix: Any,
 
 
 def test_smarthost_login_uses_the_secret(start_postfix: Any, sinks: list[Sink]) -> None:
-    sink, instance = with_login(start_postfix, sinks, ("relay-user", "s3cret pass"),
-                                {"username": "relay-user\n", "password": "s3cret pass"})
+    sink, instance = with_login(
+        start_postfix, sinks, ("relay-user", "s3cret pass"), {"username": "relay-user\n", "password": "s3cret pass"}
+    )
     send(instance, "root@pod", message("root@pod"))
     [got] = sink.wait_for(1)
     assert got.auth == ("relay-user", "s3cret pass")
@@ -156,8 +183,9 @@ def test_smarthost_login_uses_the_secret(start_postfix: Any, sinks: list[Sink]) 
 
 
 def test_wrong_password_keeps_mail_queued_with_a_clear_log(start_postfix: Any, sinks: list[Sink]) -> None:
-    sink, instance = with_login(start_postfix, sinks, ("relay-user", "right"),
-                                {"username": "relay-user", "password": "wrong"})
+    sink, instance = with_login(
+        start_postfix, sinks, ("relay-user", "right"), {"username": "relay-user", "password": "wrong"}
+    )
     send(instance, "root@pod", message("root@pod"))
     wait_for_log(instance, "SASL authentication failed")
     assert sink.auth_attempts and sink.auth_attempts[-1] == ("relay-user", "wrong")
@@ -188,18 +216,19 @@ def server_tls(tmp_path: Path) -> ssl.SSLContext:
     return self_signed_server_context(tmp_path)
 
 
-def test_encrypt_delivers_over_starttls_with_login(start_postfix: Any, sinks: list[Sink],
-                                                   server_tls: ssl.SSLContext) -> None:
-    sink, instance = with_login(start_postfix, sinks, ("u", "p"), {"username": "u", "password": "p"},
-                                tls="Encrypt", tls_context=server_tls)
+def test_encrypt_delivers_over_starttls_with_login(
+    start_postfix: Any, sinks: list[Sink], server_tls: ssl.SSLContext
+) -> None:
+    sink, instance = with_login(
+        start_postfix, sinks, ("u", "p"), {"username": "u", "password": "p"}, tls="Encrypt", tls_context=server_tls
+    )
     send(instance, "root@pod", message("root@pod"))
     [got] = sink.wait_for(1)
     assert got.auth == ("u", "p")
     assert "TLS connection established to 127.0.0.1" in instance.log()
 
 
-def test_wrapper_delivers_over_smtps_on_465(start_postfix: Any, sinks: list[Sink],
-                                            server_tls: ssl.SSLContext) -> None:
+def test_wrapper_delivers_over_smtps_on_465(start_postfix: Any, sinks: list[Sink], server_tls: ssl.SSLContext) -> None:
     """tls: Wrapper speaks TLS from the first byte, as port 465 wants; the spec only allows 465."""
     try:
         sink = Sink(port=465, credentials=("u", "p"), implicit_tls=server_tls).start()
@@ -280,14 +309,16 @@ def test_drain_gives_up_at_its_deadline_and_says_so(start_postfix: Any, sinks: l
     sinks.append(sink)
     instance = start_postfix(make_relay(relay_spec(sink)))
     send(instance, "root@pod", message("root@pod"))
-    result = instance.run_script("drain.sh", env={
-        "MAILRELAY_DRAIN_SECONDS": "2", "MAILRELAY_ENDPOINT_WAIT_SECONDS": "0", "MAILRELAY_HANDOFF_TARGET": ""})
+    result = instance.run_script(
+        "drain.sh",
+        env={"MAILRELAY_DRAIN_SECONDS": "2", "MAILRELAY_ENDPOINT_WAIT_SECONDS": "0", "MAILRELAY_HANDOFF_TARGET": ""},
+    )
     assert result.returncode == 0
     assert "1 message(s) left in the queue (no hand-off target is set)" in result.stdout
     assert instance.termination_log.read_text().startswith("mailrelay-drain: 1 message(s) left in the queue")
 
 
-def _postfix_pids(instance: LocalPostfix) -> list[int]:
+def _postfix_pids(instance: HarnessPostfix) -> list[int]:
     master = int((instance.queue_dir / "pid" / "master.pid").read_text().split()[0])
     children = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout.split()
     return [master, *map(int, children)]

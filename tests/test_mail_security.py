@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from mailrelay.postfix import UnsafeValue
-from mailrelay.spec import Relay
+from mailrelay.api.spec import Relay
+from mailrelay.render.postfix import UnsafeValue
 
 import netns
 from conftest import make_relay
@@ -36,12 +36,20 @@ def namespace(postfix_ready: None) -> Iterator[netns.Namespace]:
         yield created
 
 
-RECIPIENTS = ["postmaster", "Postmaster", f"postmaster@{FQDN}", "abuse", "root", "ops@example.org",
-              "postmaster@example.org"]
+RECIPIENTS = [
+    "postmaster",
+    "Postmaster",
+    f"postmaster@{FQDN}",
+    "abuse",
+    "root",
+    "ops@example.org",
+    "postmaster@example.org",
+]
 
 
-def test_no_recipient_at_all_is_accepted_from_outside(start_postfix: Any, sink: Sink,
-                                                      namespace: netns.Namespace) -> None:
+def test_no_recipient_at_all_is_accepted_from_outside(
+    start_postfix: Any, sink: Sink, namespace: netns.Namespace
+) -> None:
     """Rejected at connect: Postfix's postmaster exception never gets a chance to apply."""
     relay = make_relay(relay_spec(sink))  # allowedNetworks 127.0.0.4/30: the namespace is outside
     instance = start_postfix(relay, listen=namespace.host_address)
@@ -62,16 +70,24 @@ SMUGGLING = {"LF.CRLF": "\n.\r\n", "CRLF.LF": "\r\n.\n", "LF.LF": "\n.\n"}
 
 
 @pytest.mark.parametrize("ending", SMUGGLING.values(), ids=SMUGGLING.keys())
-def test_smtp_smuggling_cannot_start_a_second_message(start_postfix: Any, sink: Sink, namespace: netns.Namespace,
-                                                       ending: str) -> None:
+def test_smtp_smuggling_cannot_start_a_second_message(
+    start_postfix: Any, sink: Sink, namespace: netns.Namespace, ending: str
+) -> None:
     """A trusted client (its address in allowedNetworks) still cannot end DATA with a bare LF."""
     relay = make_relay(relay_spec(sink, allowedNetworks=[f"{namespace.client_address}/32"]))
     instance = start_postfix(relay, listen=namespace.host_address)
-    smuggled = ("MAIL FROM:<ceo@victim.example>\r\nRCPT TO:<smuggled@example.org>\r\nDATA\r\n"
-                "From: ceo@victim.example\r\nSubject: smuggled\r\n\r\npay now\r\n")
-    chunks = ["EHLO pod.example\r\n", "MAIL FROM:<app@pod.example>\r\n", "RCPT TO:<ops@example.org>\r\n",
-              "DATA\r\n", f"From: app@pod.example\r\nSubject: first\r\n\r\nhello{ending}{smuggled}\r\n.\r\n",
-              "QUIT\r\n"]
+    smuggled = (
+        "MAIL FROM:<ceo@victim.example>\r\nRCPT TO:<smuggled@example.org>\r\nDATA\r\n"
+        "From: ceo@victim.example\r\nSubject: smuggled\r\n\r\npay now\r\n"
+    )
+    chunks = [
+        "EHLO pod.example\r\n",
+        "MAIL FROM:<app@pod.example>\r\n",
+        "RCPT TO:<ops@example.org>\r\n",
+        "DATA\r\n",
+        f"From: app@pod.example\r\nSubject: first\r\n\r\nhello{ending}{smuggled}\r\n.\r\n",
+        "QUIT\r\n",
+    ]
     replies = namespace.smtp(instance.port, chunks)
     [got] = sink.wait_for(1)
     time.sleep(2)  # a second, smuggled message would have arrived by now
@@ -82,11 +98,15 @@ def test_smtp_smuggling_cannot_start_a_second_message(start_postfix: Any, sink: 
     assert all("smuggled" not in r for received in sink.received for r in received.rcpt_tos)
 
 
-@pytest.mark.parametrize("rule", [
-    {"pattern": r"(.*)@partner\.example", "replacement": "$1@partner.example"},
-    {"pattern": "(.*)", "replacement": "$1"},
-    {"pattern": ".*", "replacement": "nobody"},
-], ids=["maps to itself", "identity", "no domain"])
+@pytest.mark.parametrize(
+    "rule",
+    [
+        {"pattern": r"(.*)@partner\.example", "replacement": "$1@partner.example"},
+        {"pattern": "(.*)", "replacement": "$1"},
+        {"pattern": ".*", "replacement": "nobody"},
+    ],
+    ids=["maps to itself", "identity", "no domain"],
+)
 def test_a_rule_cannot_switch_rewriting_off(start_postfix: Any, sink: Sink, rule: dict[str, str]) -> None:
     """A rule's result outside mailFromFQDN and keepDomains is still rewritten to @mailFromFQDN."""
     instance = start_postfix(make_relay(relay_spec(sink, rewrite={"rules": [rule]})))
@@ -116,8 +136,11 @@ def test_back_references_in_a_rule_work_as_written(start_postfix: Any, sink: Sin
 
 def test_sender_headers_are_rewritten_and_reply_headers_kept(start_postfix: Any, sink: Sink) -> None:
     instance = start_postfix(make_relay(relay_spec(sink)))
-    kept = {"Reply-To": "Team <team@partner.example>", "Errors-To": "errors@partner.example",
-            "Disposition-Notification-To": "receipts@partner.example"}
+    kept = {
+        "Reply-To": "Team <team@partner.example>",
+        "Errors-To": "errors@partner.example",
+        "Disposition-Notification-To": "receipts@partner.example",
+    }
     rewritten = {"Sender": "app@pod-1", "Resent-From": "resender@pod-1", "Return-Path": "<bounce@pod-1>"}
     msg = message("App <app@pod-1>")
     for name, value in {**kept, **rewritten}.items():
@@ -139,9 +162,14 @@ def test_an_injected_line_never_reaches_a_postfix_file(start_postfix: Any, sink:
     """Even a spec built around validation (the CRD and `parse` refuse this host) cannot write main.cf."""
     relay = make_relay(relay_spec(sink))
     assert relay.spec.relay is not None
-    injected = dataclasses.replace(relay.spec, relay=Relay(
-        host="::1%lo\nalways_bcc = spy@collector.test\nsmtpd_authorized_xclient_hosts = static:all",
-        port=relay.spec.relay.port, tls="None"))
+    injected = dataclasses.replace(
+        relay.spec,
+        relay=Relay(
+            host="::1%lo\nalways_bcc = spy@collector.test\nsmtpd_authorized_xclient_hosts = static:all",
+            port=relay.spec.relay.port,
+            tls="None",
+        ),
+    )
     with pytest.raises(UnsafeValue):
         start_postfix(dataclasses.replace(relay, spec=injected))
     clean = start_postfix(relay)  # the same relay without the injection runs, with no such line

@@ -10,25 +10,42 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from mailrelay import exporter, metrics
+from mailrelay.controller import metrics
+from mailrelay.render import sidecar
 
+import monitoring
 from conftest import ROOT, make_relay, pod_template
 from test_packaging import CHART, objects, run
 
-sys.path.insert(0, str(ROOT / "tests" / "tools"))
-import monitoring
-
-ENABLED = ["--set", "monitoring.podMonitors.enabled=true", "--set", "monitoring.prometheusRule.enabled=true",
-           "--set", "monitoring.dashboard.enabled=true"]
-PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "offset",
-                "bool", "inf", "nan"}
+ENABLED = [
+    "--set",
+    "monitoring.podMonitors.enabled=true",
+    "--set",
+    "monitoring.prometheusRule.enabled=true",
+    "--set",
+    "monitoring.dashboard.enabled=true",
+]
+PROMQL_WORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "bool",
+    "inf",
+    "nan",
+}
 
 
 def helm(tools: Path, *args: str) -> list[dict[str, Any]]:
@@ -61,15 +78,19 @@ def test_kustomize_carries_the_charts_rules_and_dashboard(tools: Path) -> None:
     [chart_dashboard] = [d for d in kind(chart, "ConfigMap") if d["metadata"]["name"].endswith("-dashboard")]
     [kustomize_dashboard] = kind(kustomized, "ConfigMap")
     assert json.loads(chart_dashboard["data"]["mailrelay.json"]) == json.loads(
-        kustomize_dashboard["data"]["mailrelay.json"])
+        kustomize_dashboard["data"]["mailrelay.json"]
+    )
     assert chart_dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert kustomize_dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
 
 
 @pytest.mark.parametrize("source", ["helm", "kustomize"])
 def test_alert_rules_pass_promtool_check_and_unit_tests(tools: Path, tmp_path: Path, source: str) -> None:
-    docs = helm(tools, *ENABLED) if source == "helm" else objects(
-        run(tools, "kubectl", "kustomize", "manifests/monitoring"))
+    docs = (
+        helm(tools, *ENABLED)
+        if source == "helm"
+        else objects(run(tools, "kubectl", "kustomize", "manifests/monitoring"))
+    )
     [rule] = kind(docs, "PrometheusRule")
     rules = tmp_path / "rules.yaml"
     rules.write_text(yaml.safe_dump(rule["spec"]))
@@ -78,8 +99,9 @@ def test_alert_rules_pass_promtool_check_and_unit_tests(tools: Path, tmp_path: P
     unit = yaml.safe_load((ROOT / "tests" / "monitoring" / "alerts-test.yaml").read_text())
     unit["rule_files"] = [str(rules)]
     (tmp_path / "test.yaml").write_text(yaml.safe_dump(unit))
-    result = subprocess.run([promtool(), "test", "rules", str(tmp_path / "test.yaml")], capture_output=True,
-                            text=True, check=False)
+    result = subprocess.run(
+        [promtool(), "test", "rules", str(tmp_path / "test.yaml")], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
     tested = {t["alertname"] for case in unit["tests"] for t in case["alert_rule_test"]}
@@ -93,8 +115,9 @@ def test_promtool_unit_tests_do_fail_on_a_wrong_expectation(tmp_path: Path) -> N
     unit["rule_files"] = [str(rules)]
     unit["tests"][0]["alert_rule_test"][0]["eval_time"] = "15m"  # the auth alert fires by then
     (tmp_path / "test.yaml").write_text(yaml.safe_dump(unit))
-    result = subprocess.run([promtool(), "test", "rules", str(tmp_path / "test.yaml")], capture_output=True,
-                            text=True, check=False)
+    result = subprocess.run(
+        [promtool(), "test", "rules", str(tmp_path / "test.yaml")], capture_output=True, text=True, check=False
+    )
     assert result.returncode != 0 and "MailRelaySmarthostAuthFailed" in result.stdout + result.stderr
 
 
@@ -105,8 +128,11 @@ def test_pod_monitors_select_the_rendered_pods_and_ports(tools: Path, source: st
         operator = next(d for d in docs if d["kind"] == "Deployment")
     else:
         docs = objects(run(tools, "kubectl", "kustomize", "manifests/monitoring"))
-        operator = next(d for d in objects(run(tools, "kubectl", "kustomize", "manifests/cluster-wide"))
-                        if d["kind"] == "Deployment")
+        operator = next(
+            d
+            for d in objects(run(tools, "kubectl", "kustomize", "manifests/cluster-wide"))
+            if d["kind"] == "Deployment"
+        )
     relay_pod = pod_template(make_relay({"mailFromFQDN": "a.example"}))
     relay_ports = {p["name"] for c in relay_pod["spec"]["containers"] for p in c.get("ports", [])}
     operator_pod = operator["spec"]["template"]
@@ -122,7 +148,7 @@ def test_pod_monitors_select_the_rendered_pods_and_ports(tools: Path, source: st
                 assert endpoint["port"] in ports
                 matched.append(pod is relay_pod)
     assert sorted(matched) == [False, True]  # one monitor each, for the operator and the relays
-    assert exporter.PORT_NAME in relay_ports
+    assert sidecar.PORT_NAME in relay_ports
 
 
 def queried_metrics(expr: str) -> set[str]:
@@ -133,7 +159,7 @@ def queried_metrics(expr: str) -> set[str]:
     expr = re.sub(r"\[[^\]]*\]", "", expr)  # ranges
     names = set()
     for match in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", expr):
-        following = expr[match.end():].lstrip()
+        following = expr[match.end() :].lstrip()
         if not following.startswith("(") and match.group() not in PROMQL_WORDS:
             names.add(match.group())
     return names
@@ -141,12 +167,15 @@ def queried_metrics(expr: str) -> set[str]:
 
 def test_the_expression_reader_finds_metrics_only() -> None:
     assert queried_metrics('histogram_quantile(0.95, sum by (le, trigger) (rate(a_bucket{x="y"}[5m]))) / b') == {
-        "a_bucket", "b"}
+        "a_bucket",
+        "b",
+    }
 
 
 def dashboard(tools: Path) -> dict[str, Any]:
-    [config_map] = [d for d in helm(tools, *ENABLED) if d["kind"] == "ConfigMap"
-                    and d["metadata"]["name"].endswith("-dashboard")]
+    [config_map] = [
+        d for d in helm(tools, *ENABLED) if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-dashboard")
+    ]
     parsed: dict[str, Any] = json.loads(config_map["data"]["mailrelay.json"])
     return parsed
 
@@ -170,24 +199,34 @@ def exported_relay_metrics(start_postfix: Any, sinks: list[Any]) -> set[str]:
         pytest.fail("Debian's prometheus-postfix-exporter is needed (make system-deps)", pytrace=False)
     sink = Sink().start()
     sinks.append(sink)
-    instance = start_postfix(make_relay({"mailFromFQDN": "mail.example.com", "allowedNetworks": ["127.0.0.4/30"],
-                                         "recipients": {"allowDomains": ["example.org"]},
-                                         "relay": {"host": "127.0.0.1", "port": sink.port, "tls": "None"}}))
+    instance = start_postfix(
+        make_relay(
+            {
+                "mailFromFQDN": "mail.example.com",
+                "allowedNetworks": ["127.0.0.4/30"],
+                "recipients": {"allowDomains": ["example.org"]},
+                "relay": {"host": "127.0.0.1", "port": sink.port, "tls": "None"},
+            }
+        )
+    )
     url = instance.start_exporter(free_port())
     with smtplib.SMTP(instance.listen, instance.port, source_address=("127.0.0.5", 0), timeout=30) as smtp:
         smtp.sendmail("app@pod.local", ["ops@example.org"], b"Subject: hi\r\n\r\nhello\r\n")
     # A recipient outside the allow-list is refused at RCPT, which the exporter counts by reply code.
     # (A client outside allowedNetworks is refused at CONNECT, which exporter 0.3.0 does not count.)
-    with smtplib.SMTP(instance.listen, instance.port, source_address=("127.0.0.5", 0), timeout=30) as smtp, \
-            pytest.raises(smtplib.SMTPRecipientsRefused):
+    with (
+        smtplib.SMTP(instance.listen, instance.port, source_address=("127.0.0.5", 0), timeout=30) as smtp,
+        pytest.raises(smtplib.SMTPRecipientsRefused),
+    ):
         smtp.sendmail("app@pod.local", ["someone@elsewhere.test"], b"Subject: no\r\n\r\nno\r\n")
     sink.wait_for(1)
     deadline = time.monotonic() + 30
     while True:
         with urllib.request.urlopen(url, timeout=10) as response:
             text = response.read().decode()
-        if ("postfix_smtpd_messages_rejected_total" in text and "postfix_qmgr_messages_removed_total 1" in text) \
-                or time.monotonic() > deadline:
+        if (
+            "postfix_smtpd_messages_rejected_total" in text and "postfix_qmgr_messages_removed_total 1" in text
+        ) or time.monotonic() > deadline:
             break
         time.sleep(0.3)
     return {line.split("{")[0].split()[0] for line in text.splitlines() if line and not line.startswith("#")}
@@ -207,14 +246,33 @@ def test_every_metric_the_dashboard_queries_is_exported(tools: Path, exported_re
     assert alerted - operator_names - exported_relay_metrics == set()
 
 
-@pytest.mark.parametrize("variant", ["kustomize:cluster-wide", "kustomize:namespaced", "kustomize:cluster-wide-ha",
-                                     "helm:", "helm:watchNamespaces={apps}"])
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "kustomize:cluster-wide",
+        "kustomize:namespaced",
+        "kustomize:cluster-wide-ha",
+        "helm:",
+        "helm:watchNamespaces={apps}",
+    ],
+)
 def test_every_install_lets_the_operator_read_relay_pods_and_their_log(tools: Path, variant: str) -> None:
     """The resync lists a relay's pods and, while mail is deferred, reads their log; pods are only read
     (the watch is the drain report's)."""
     tool, _, setting = variant.partition(":")
-    docs = objects(run(tools, "kubectl", "kustomize", f"manifests/{setting}")) if tool == "kustomize" else \
-        helm(tools, *(["--set", setting] if setting else []))
-    granted = {(res, verb) for d in docs if d["kind"] in ("Role", "ClusterRole") for r in d["rules"]
-               if r["apiGroups"] == [""] for res in r["resources"] if res.startswith("pods") for verb in r["verbs"]}
+    docs = (
+        objects(run(tools, "kubectl", "kustomize", f"manifests/{setting}"))
+        if tool == "kustomize"
+        else helm(tools, *(["--set", setting] if setting else []))
+    )
+    granted = {
+        (res, verb)
+        for d in docs
+        if d["kind"] in ("Role", "ClusterRole")
+        for r in d["rules"]
+        if r["apiGroups"] == [""]
+        for res in r["resources"]
+        if res.startswith("pods")
+        for verb in r["verbs"]
+    }
     assert granted == {("pods", "list"), ("pods", "watch"), ("pods/log", "get")}

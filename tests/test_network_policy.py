@@ -12,8 +12,8 @@ import kubernetes_validate.utils as kv
 import pytest
 import yaml
 
-from mailrelay.render import network_policy, render
-from mailrelay.spec import parse
+from mailrelay.api.spec import parse
+from mailrelay.render.relay import network_policy, render_relay
 
 from conftest import ROOT, make_relay
 from netpol import Pod, allows_egress, allows_ingress
@@ -21,20 +21,25 @@ from test_render import K8S_VERSIONS, by_kind
 
 CLIENTS = [
     {"namespaceSelector": {"matchLabels": {"team": "web"}}},
-    {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "billing"}},
-     "podSelector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["invoices"]}]}},
-    {"namespaceSelector": {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["batch"]}]},
-     "podSelector": {"matchLabels": {"mail": "yes"}}},
+    {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "billing"}},
+        "podSelector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["invoices"]}]},
+    },
+    {
+        "namespaceSelector": {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["batch"]}]},
+        "podSelector": {"matchLabels": {"mail": "yes"}},
+    },
 ]
 GUARDED: dict[str, Any] = {
-    "mailFromFQDN": "apps.example.com", "clients": CLIENTS,
+    "mailFromFQDN": "apps.example.com",
+    "clients": CLIENTS,
     "relay": {"host": "smtp.example.net", "port": 587},
     "egress": {"restricted": True, "smarthostNetworks": ["203.0.113.10/32", "2001:db8::/64"]},
 }
 
 
 def _children(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return by_kind(render(make_relay(spec)))
+    return by_kind(render_relay(make_relay(spec)))
 
 
 def relay_pod(spec: dict[str, Any]) -> tuple[Pod, int]:
@@ -48,13 +53,17 @@ def relay_pod(spec: dict[str, Any]) -> tuple[Pod, int]:
 
 
 def policies(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    return [o for o in render(make_relay(spec)) if o["kind"] == "NetworkPolicy"]
+    return [o for o in render_relay(make_relay(spec)) if o["kind"] == "NetworkPolicy"]
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 def test_the_policy_validates_against_kubernetes_schemas(version: str) -> None:
-    for spec in (GUARDED, {"mailFromFQDN": "a.example"}, {**GUARDED, "egress": {"restricted": True}},
-                 {"mailFromFQDN": "a.example", "egress": {"restricted": True}}):
+    for spec in (
+        GUARDED,
+        {"mailFromFQDN": "a.example"},
+        {**GUARDED, "egress": {"restricted": True}},
+        {"mailFromFQDN": "a.example", "egress": {"restricted": True}},
+    ):
         kv.validate(network_policy(make_relay(spec)), version, strict=True)
 
 
@@ -68,23 +77,27 @@ def test_the_policy_is_owned_and_guards_only_this_relays_pods() -> None:
     assert policy["spec"]["podSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
 
 
-@pytest.mark.parametrize(("source", "port", "protocol", "admitted"), [
-    (Pod("apps", {"app": "shop"}), None, "TCP", True),                     # same namespace
-    (Pod("apps", {}), None, "TCP", True),                                  # any pod of it
-    (Pod("apps", {"app": "shop"}), 587, "TCP", False),                     # another port
-    (Pod("apps", {"app": "shop"}), None, "UDP", False),                    # another protocol
-    (Pod("shop", {"app": "shop"}), None, "TCP", False),                    # another namespace
-    (Pod("jobs", {"mail": "yes"}, {"tier": "batch"}), None, "TCP", True),   # In on namespace labels
-    (Pod("jobs", {"mail": "no"}, {"tier": "batch"}), None, "TCP", False),
-    (Pod("web-eu", {}, {"team": "web"}), None, "TCP", True),               # selected namespace, any pod
-    (Pod("web-eu", {}, {"team": "web"}), 2525, "TCP", False),
-    (Pod("web-eu", {}, {"team": "ops"}), None, "TCP", False),
-    (Pod("billing", {"app": "invoices"}), None, "TCP", True),              # selected pod in selected namespace
-    (Pod("billing", {"app": "reports"}), None, "TCP", False),              # selected namespace, other pod
-    (Pod("billing2", {"app": "invoices"}, {"team": "ops"}), None, "TCP", False),  # selected pod, other namespace
-])
-def test_ingress_admits_its_namespace_and_the_selected_clients_only(source: Pod, port: int | None, protocol: str,
-                                                                    admitted: bool) -> None:
+@pytest.mark.parametrize(
+    ("source", "port", "protocol", "admitted"),
+    [
+        (Pod("apps", {"app": "shop"}), None, "TCP", True),  # same namespace
+        (Pod("apps", {}), None, "TCP", True),  # any pod of it
+        (Pod("apps", {"app": "shop"}), 587, "TCP", False),  # another port
+        (Pod("apps", {"app": "shop"}), None, "UDP", False),  # another protocol
+        (Pod("shop", {"app": "shop"}), None, "TCP", False),  # another namespace
+        (Pod("jobs", {"mail": "yes"}, {"tier": "batch"}), None, "TCP", True),  # In on namespace labels
+        (Pod("jobs", {"mail": "no"}, {"tier": "batch"}), None, "TCP", False),
+        (Pod("web-eu", {}, {"team": "web"}), None, "TCP", True),  # selected namespace, any pod
+        (Pod("web-eu", {}, {"team": "web"}), 2525, "TCP", False),
+        (Pod("web-eu", {}, {"team": "ops"}), None, "TCP", False),
+        (Pod("billing", {"app": "invoices"}), None, "TCP", True),  # selected pod in selected namespace
+        (Pod("billing", {"app": "reports"}), None, "TCP", False),  # selected namespace, other pod
+        (Pod("billing2", {"app": "invoices"}, {"team": "ops"}), None, "TCP", False),  # selected pod, other namespace
+    ],
+)
+def test_ingress_admits_its_namespace_and_the_selected_clients_only(
+    source: Pod, port: int | None, protocol: str, admitted: bool
+) -> None:
     destination, smtp = relay_pod(GUARDED)
     assert allows_ingress(policies(GUARDED), source, destination, port or smtp, protocol) is admitted
 
@@ -103,9 +116,14 @@ def test_default_policy_admits_only_the_relays_namespace() -> None:
 
 
 def test_without_the_own_namespace_only_the_selected_pods_of_it_get_through() -> None:
-    spec = {"mailFromFQDN": "a.example", "networkPolicy": {"sameNamespace": False},
-            "clients": [{"podSelector": {"matchLabels": {"app": "web"}}},
-                        {"namespaceSelector": {"matchLabels": {"team": "web"}}}]}
+    spec = {
+        "mailFromFQDN": "a.example",
+        "networkPolicy": {"sameNamespace": False},
+        "clients": [
+            {"podSelector": {"matchLabels": {"app": "web"}}},
+            {"namespaceSelector": {"matchLabels": {"team": "web"}}},
+        ],
+    }
     destination, smtp = relay_pod(spec)
     assert allows_ingress(policies(spec), Pod("apps", {"app": "web"}), destination, smtp)
     assert not allows_ingress(policies(spec), Pod("apps", {"app": "batch"}), destination, smtp)
@@ -116,13 +134,13 @@ def test_without_the_own_namespace_only_the_selected_pods_of_it_get_through() ->
 def test_the_metrics_port_is_open_to_scrapers_anywhere_and_smtp_stays_closed() -> None:
     """Prometheus and the operator's resync read the sidecar from their own namespaces; the
     exporter serves counts only (no addresses, no content)."""
-    from mailrelay import exporter
+    from mailrelay.render import sidecar
 
     destination, smtp = relay_pod(GUARDED)
     monitoring = Pod("monitoring", {"app.kubernetes.io/name": "prometheus"})
     operator = Pod("mailrelay-system", {"app.kubernetes.io/name": "mailrelay-operator"})
     for scraper in (monitoring, operator):
-        assert allows_ingress(policies(GUARDED), scraper, destination, destination.ports[exporter.PORT_NAME])
+        assert allows_ingress(policies(GUARDED), scraper, destination, destination.ports[sidecar.PORT_NAME])
         assert not allows_ingress(policies(GUARDED), scraper, destination, smtp)
 
 
@@ -133,17 +151,19 @@ def test_switched_off_there_is_no_policy_and_every_namespace_gets_through() -> N
     assert allows_ingress(policies(spec), Pod("other", {}), destination, smtp)
 
 
-@pytest.mark.parametrize(("ip", "port", "protocol", "allowed"), [
-    ("203.0.113.10", 587, "TCP", True),      # the smarthost
-    ("2001:db8::25", 587, "TCP", True),
-    ("203.0.113.11", 587, "TCP", False),     # another address on the smarthost port
-    ("203.0.113.10", 25, "TCP", False),      # the smarthost, another port
-    ("10.96.0.10", 53, "UDP", True),         # DNS
-    ("10.96.0.10", 53, "TCP", True),
-    ("10.96.0.10", 5353, "UDP", False),
-])
-def test_restricted_egress_reaches_dns_and_the_smarthost_only(ip: str, port: int, protocol: str,
-                                                              allowed: bool) -> None:
+@pytest.mark.parametrize(
+    ("ip", "port", "protocol", "allowed"),
+    [
+        ("203.0.113.10", 587, "TCP", True),  # the smarthost
+        ("2001:db8::25", 587, "TCP", True),
+        ("203.0.113.11", 587, "TCP", False),  # another address on the smarthost port
+        ("203.0.113.10", 25, "TCP", False),  # the smarthost, another port
+        ("10.96.0.10", 53, "UDP", True),  # DNS
+        ("10.96.0.10", 53, "TCP", True),
+        ("10.96.0.10", 5353, "UDP", False),
+    ],
+)
+def test_restricted_egress_reaches_dns_and_the_smarthost_only(ip: str, port: int, protocol: str, allowed: bool) -> None:
     source, _ = relay_pod(GUARDED)
     assert allows_egress(policies(GUARDED), source, Pod("elsewhere", ip=ip), port, protocol) is allowed
 
@@ -162,8 +182,7 @@ def _policy(peers: list[dict[str, Any]], ports: list[dict[str, Any]] | None = No
     rule: dict[str, Any] = {"from": peers}
     if ports is not None:
         rule["ports"] = ports
-    return {"metadata": {"namespace": "ns"}, "spec": {"podSelector": {}, "policyTypes": ["Ingress"],
-                                                      "ingress": [rule]}}
+    return {"metadata": {"namespace": "ns"}, "spec": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [rule]}}
 
 
 TARGET = Pod("ns", {"app": "db"}, ports={"pg": 5432})
@@ -182,8 +201,17 @@ def test_evaluator_ands_within_a_peer_and_ors_across_peers() -> None:
 
 def test_evaluator_selector_operators_ports_and_policy_scope() -> None:
     def expression(operator: str, *values: str) -> dict[str, Any]:
-        return _policy([{"podSelector": {"matchExpressions": [{"key": "t", "operator": operator,
-                                                               **({"values": list(values)} if values else {})}]}}])
+        return _policy(
+            [
+                {
+                    "podSelector": {
+                        "matchExpressions": [
+                            {"key": "t", "operator": operator, **({"values": list(values)} if values else {})}
+                        ]
+                    }
+                }
+            ]
+        )
 
     pods = [Pod("ns", {"t": "a"}), Pod("ns", {"t": "z"}), Pod("ns", {})]
     assert [allows_ingress([expression("In", "a")], p, TARGET, 1) for p in pods] == [True, False, False]
@@ -210,8 +238,8 @@ def test_the_guardrails_example_admits_the_ci_runners_it_names() -> None:
     [labels] = [d["metadata"]["labels"] for d in docs if d["kind"] == "Namespace" and "labels" in d["metadata"]]
     spec = doc["spec"]
     relay = parse(doc)
-    [policy] = [o for o in render(relay) if o["kind"] == "NetworkPolicy"]
-    destination = Pod("staging", by_kind(render(relay))["Deployment"]["spec"]["template"]["metadata"]["labels"])
+    [policy] = [o for o in render_relay(relay) if o["kind"] == "NetworkPolicy"]
+    destination = Pod("staging", by_kind(render_relay(relay))["Deployment"]["spec"]["template"]["metadata"]["labels"])
     runner = {"app.kubernetes.io/component": "ci-runner"}
     assert allows_ingress([policy], Pod("payments-ci", runner, labels), destination, 25)
     assert not allows_ingress([policy], Pod("payments-ci", {"app": "web"}, {"team": "payments"}), destination, 25)

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from test_api_validation import CASES, KNOWN_GAPS
 
-from mailrelay.identity import RESOURCES
-from mailrelay.render import CONFIG_HASH_ANNOTATION
+from mailrelay.api.names import RESOURCES
+from mailrelay.render.relay import CONFIG_HASH_ANNOTATION
 
 from cluster import Operator, eventually
 from controlplane import ControlPlane
@@ -67,8 +67,9 @@ class Deployed:
 
 
 @pytest.fixture(scope="module", params=VARIANTS)
-def deployed(request: pytest.FixtureRequest, control_plane: ControlPlane,
-             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
+def deployed(
+    request: pytest.FixtureRequest, control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployed]:
     mark = sum(1 for _ in control_plane.audit_events())
     shipped = install(control_plane, request.param)
     forget_lease(control_plane, shipped)
@@ -113,10 +114,14 @@ def event_reasons(plane: ControlPlane, namespace: str) -> list[str]:
 def operator_writes(deployed: Deployed, namespace: str) -> list[tuple[str, str]]:
     """The operator's writes in a namespace, but for renewals of its leader Lease (the namespaced
     variant serves the namespace the Lease is in; a renewal is not a write about any relay)."""
-    return [(e["verb"], e["requestURI"]) for e in deployed.audit()
-            if e["user"]["username"] == deployed.user and e["verb"] in WRITES
-            and (e.get("objectRef") or {}).get("namespace") == namespace
-            and (e.get("objectRef") or {}).get("resource") != RESOURCES["Lease"].plural]
+    return [
+        (e["verb"], e["requestURI"])
+        for e in deployed.audit()
+        if e["user"]["username"] == deployed.user
+        and e["verb"] in WRITES
+        and (e.get("objectRef") or {}).get("namespace") == namespace
+        and (e.get("objectRef") or {}).get("resource") != RESOURCES["Lease"].plural
+    ]
 
 
 # -- the tests -----------------------------------------------------------------------------------------
@@ -165,8 +170,10 @@ def test_kubectl_scale_drives_the_relay_through_its_scale_subresource(deployed: 
     apply(plane, relay(space))
     wait_reason(plane, space, "Available")
     plane.kubectl("scale", "mailrelay/relay", "-n", space, "--replicas=3")
-    eventually(lambda: get(plane, "deployments", space, "mailrelay-relay")["spec"]["replicas"] == 3,  # type: ignore[index]
-               what="the Deployment scaled to 3")
+    eventually(
+        lambda: get(plane, "deployments", space, "mailrelay-relay")["spec"]["replicas"] == 3,  # type: ignore[index]
+        what="the Deployment scaled to 3",
+    )
     wait_reason(plane, space, "Available", generation=2)
     scale = json.loads(plane.kubectl("get", "mailrelay/relay", "-n", space, "--subresource=scale", "-o", "json").stdout)
     assert scale["kind"] == "Scale" and scale["spec"]["replicas"] == 3 and scale["status"]["replicas"] == 3
@@ -189,21 +196,39 @@ def test_deleted_and_edited_children_are_repaired(deployed: Deployed, space: str
         assert again["metadata"]["uid"] != first[plural]["metadata"]["uid"]
     original = first["configmaps"]["data"]["main.cf"]
     merge_patch(plane, "configmaps", space, "mailrelay-relay", {"data": {"main.cf": "mynetworks = 0.0.0.0/0\n"}})
-    eventually(lambda: get(plane, "configmaps", space, "mailrelay-relay")["data"]["main.cf"] == original,  # type: ignore[index]
-               what="main.cf restored")
+    eventually(
+        lambda: get(plane, "configmaps", space, "mailrelay-relay")["data"]["main.cf"] == original,  # type: ignore[index]
+        what="main.cf restored",
+    )
     merge_patch(plane, "deployments", space, "mailrelay-relay", {"spec": {"replicas": 7}})
-    eventually(lambda: get(plane, "deployments", space, "mailrelay-relay")["spec"]["replicas"] == 1,  # type: ignore[index]
-               what="replicas restored")
+    eventually(
+        lambda: get(plane, "deployments", space, "mailrelay-relay")["spec"]["replicas"] == 1,  # type: ignore[index]
+        what="replicas restored",
+    )
     merge_patch(plane, "services", space, "mail", {"spec": {"selector": {"app.kubernetes.io/instance": "other"}}})
-    eventually(lambda: get(plane, "services", space, "mail")["spec"]["selector"][  # type: ignore[index]
-        "app.kubernetes.io/instance"] == "relay", what="selector restored")
+    eventually(
+        lambda: (
+            get(plane, "services", space, "mail")["spec"]["selector"][  # type: ignore[index]
+                "app.kubernetes.io/instance"
+            ]
+            == "relay"
+        ),
+        what="selector restored",
+    )
 
 
 def test_foreign_service_is_left_alone_with_service_conflict(deployed: Deployed, space: str) -> None:
     plane = deployed.plane
     mark = len(operator_writes(deployed, space))
-    foreign = apply(plane, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "mail", "namespace": space},
-                            "spec": {"selector": {"app": "legacy-postfix"}, "ports": [{"port": 25}]}})
+    foreign = apply(
+        plane,
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "mail", "namespace": space},
+            "spec": {"selector": {"app": "legacy-postfix"}, "ports": [{"port": 25}]},
+        },
+    )
     apply(plane, relay(space))
     condition = wait_reason(plane, space, "ServiceConflict")
     assert "Service mail" in condition["message"]
@@ -213,8 +238,10 @@ def test_foreign_service_is_left_alone_with_service_conflict(deployed: Deployed,
     assert not [w for w in operator_writes(deployed, space)[mark:] if "/services/mail" in w[1]]
     assert event_reasons(plane, space).count("ServiceConflict") == 1  # reported once, not per pass
     plane.kubectl("delete", "service", "mail", "-n", space)
-    owned = eventually(lambda: (s := get(plane, "services", space, "mail")) and s["metadata"].get(
-        "ownerReferences") and s, what="our Service once the foreign one is gone")
+    owned = eventually(
+        lambda: (s := get(plane, "services", space, "mail")) and s["metadata"].get("ownerReferences") and s,
+        what="our Service once the foreign one is gone",
+    )
     assert owned["spec"]["selector"]["app.kubernetes.io/instance"] == "relay"
     wait_reason(plane, space, "Available")
 
@@ -226,8 +253,15 @@ def test_missing_secret_then_recovery_and_rotation_rolls_the_pods(deployed: Depl
     assert "Secret smarthost" in condition["message"]
     assert ours(plane, "deployments", space) == []  # no rollout that could only crash
     encode = lambda s: base64.b64encode(s.encode()).decode()  # noqa: E731
-    apply(plane, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "smarthost", "namespace": space},
-                  "data": {"username": encode("relay-user"), "password": encode("first-password")}})
+    apply(
+        plane,
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "smarthost", "namespace": space},
+            "data": {"username": encode("relay-user"), "password": encode("first-password")},
+        },
+    )
     wait_reason(plane, space, "Available")
     before = template_hash(wait_children(plane, space)["deployments"])
     old_pods = {p["metadata"]["name"] for p in pods(plane, space)}
@@ -235,8 +269,9 @@ def test_missing_secret_then_recovery_and_rotation_rolls_the_pods(deployed: Depl
 
     def rolled() -> bool:
         current = pods(plane, space)
-        return bool(current) and all(p["metadata"]["annotations"].get(CONFIG_HASH_ANNOTATION) != before
-                                     and pod_ready(p) for p in current)
+        return bool(current) and all(
+            p["metadata"]["annotations"].get(CONFIG_HASH_ANNOTATION) != before and pod_ready(p) for p in current
+        )
 
     eventually(rolled, timeout=60, what="new Ready pods after the rotation")
     assert not old_pods & {p["metadata"]["name"] for p in pods(plane, space)}
@@ -249,17 +284,23 @@ def test_dkim_key_is_generated_published_and_rotated(deployed: Deployed, space: 
     plane = deployed.plane
     apply(plane, relay(space, dkim={}))
     secret = eventually(lambda: get(plane, "secrets", space, "mailrelay-relay-dkim"), what="the key Secret")
-    status = eventually(lambda: ((get(plane, "mailrelays", space, "relay") or {}).get("status") or {}).get("dkim"),
-                        what="status.dkim")
+    status = eventually(
+        lambda: ((get(plane, "mailrelays", space, "relay") or {}).get("status") or {}).get("dkim"), what="status.dkim"
+    )
     assert status["records"][0]["name"] == "mail._domainkey.apps.example.com"
     eventually(lambda: "DkimKeyCreated" in event_reasons(plane, space), what="a DkimKeyCreated event")
     wait_reason(plane, space, "Available")
-    eventually(lambda: get(plane, "mailrelays", space, "relay")["status"]["dkim"]["signing"] == "Active",  # type: ignore[index]
-               what="signing Active")
-    merge_patch(plane, "mailrelays", space, "relay",
-                {"metadata": {"annotations": {"mailrelay.dev/rotate-dkim-key": "1"}}})
-    eventually(lambda: get(plane, "secrets", space, "mailrelay-relay-dkim")["data"] != secret["data"],  # type: ignore[index]
-               what="a new key after the rotation annotation")
+    eventually(
+        lambda: get(plane, "mailrelays", space, "relay")["status"]["dkim"]["signing"] == "Active",  # type: ignore[index]
+        what="signing Active",
+    )
+    merge_patch(
+        plane, "mailrelays", space, "relay", {"metadata": {"annotations": {"mailrelay.dev/rotate-dkim-key": "1"}}}
+    )
+    eventually(
+        lambda: get(plane, "secrets", space, "mailrelay-relay-dkim")["data"] != secret["data"],  # type: ignore[index]
+        what="a new key after the rotation annotation",
+    )
     eventually(lambda: "DkimKeyRotated" in event_reasons(plane, space), what="a DkimKeyRotated event")
     log = deployed.operator.log()
     pem_body = b"".join(base64.b64decode(secret["data"]["rsa.private"]).splitlines()[1:-1]).decode()
@@ -299,10 +340,13 @@ def test_deleting_the_relay_lets_the_garbage_collector_remove_the_children(deplo
     plane.kubectl("delete", "mailrelay", "relay", "-n", space)
     for plural in CHILDREN:
         eventually(lambda p=plural: not ours(plane, p, space), timeout=60, what=f"{plural} collected")
-    deleters = {e["user"]["username"] for e in itertools.islice(plane.audit_events(), mark, None)
-                if e["verb"] == "delete"
-                and (e.get("objectRef") or {}).get("namespace") == space
-                and (e.get("objectRef") or {}).get("name") in {c["metadata"]["name"] for c in children.values()}}
+    deleters = {
+        e["user"]["username"]
+        for e in itertools.islice(plane.audit_events(), mark, None)
+        if e["verb"] == "delete"
+        and (e.get("objectRef") or {}).get("namespace") == space
+        and (e.get("objectRef") or {}).get("name") in {c["metadata"]["name"] for c in children.values()}
+    }
     assert deleters == {"system:serviceaccount:kube-system:generic-garbage-collector"}
 
 
@@ -312,12 +356,18 @@ def test_spec_change_rewrites_the_config_and_rolls_the_pods(deployed: Deployed, 
     wait_reason(plane, space, "Available")
     before = template_hash(wait_children(plane, space)["deployments"])
     merge_patch(plane, "mailrelays", space, "relay", {"spec": {"mailFromFQDN": "new.example.com", "replicas": 3}})
-    eventually(lambda: "myorigin = new.example.com" in get(plane, "configmaps", space, "mailrelay-relay")[  # type: ignore[index]
-        "data"]["main.cf"], what="the new main.cf")
+    eventually(
+        lambda: (
+            "myorigin = new.example.com"
+            in get(plane, "configmaps", space, "mailrelay-relay")[  # type: ignore[index]
+                "data"
+            ]["main.cf"]
+        ),
+        what="the new main.cf",
+    )
     wait_reason(plane, space, "Available", generation=2)
     current = pods(plane, space)
-    assert len(current) == 3 and all(p["metadata"]["annotations"][CONFIG_HASH_ANNOTATION] != before
-                                     for p in current)
+    assert len(current) == 3 and all(p["metadata"]["annotations"][CONFIG_HASH_ANNOTATION] != before for p in current)
 
 
 def test_invalid_spec_is_reported_and_changes_no_child(deployed: Deployed, space: str) -> None:
@@ -336,8 +386,9 @@ def test_invalid_spec_is_reported_and_changes_no_child(deployed: Deployed, space
     # The Deployment controller still writes its status: compare its generation, the others' versions.
     version = lambda o: o["metadata"].get("generation", o["metadata"]["resourceVersion"])  # noqa: E731
     assert {p: version(o) for p, o in after.items()} == {p: version(o) for p, o in children.items()}
-    assert not [w for w in operator_writes(deployed, space)[mark:]
-                if "/mailrelays/" not in w[1] and "/events" not in w[1]]  # status and an InvalidSpec event only
+    assert not [
+        w for w in operator_writes(deployed, space)[mark:] if "/mailrelays/" not in w[1] and "/events" not in w[1]
+    ]  # status and an InvalidSpec event only
 
 
 def test_network_policy_switched_off_is_deleted(deployed: Deployed, space: str) -> None:
@@ -349,17 +400,29 @@ def test_network_policy_switched_off_is_deleted(deployed: Deployed, space: str) 
     assert all(len(ours(plane, p, space)) == 1 for p in CHILDREN if p != "networkpolicies")
 
 
-def test_queue_modes_switch_through_ready_pods_and_the_budget_follows_the_replicas(deployed: Deployed,
-                                                                                  space: str) -> None:
+def test_queue_modes_switch_through_ready_pods_and_the_budget_follows_the_replicas(
+    deployed: Deployed, space: str
+) -> None:
     """Persistent queue ⇄ emptyDir: the old workload goes only once the new one is ready; a budget from 2 replicas."""
     plane = deployed.plane
     storage_class = f"queue-{space}"[:63]
     volumes = [f"{storage_class}-{i}"[:63] for i in range(2)]
     for volume in volumes:  # statically provisioned: the real PV controller binds the relay's claims to them
-        plane.request("POST", "/api/v1/persistentvolumes", {
-            "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": volume},
-            "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
-                     "storageClassName": storage_class, "hostPath": {"path": f"/tmp/{volume}"}}})
+        plane.request(
+            "POST",
+            "/api/v1/persistentvolumes",
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": volume},
+                "spec": {
+                    "capacity": {"storage": "1Gi"},
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": storage_class,
+                    "hostPath": {"path": f"/tmp/{volume}"},
+                },
+            },
+        )
     queue = {"storage": {"size": "1Gi", "storageClassName": storage_class}}
     try:
         apply(plane, relay(space, replicas=2, queue=queue))
@@ -369,8 +432,11 @@ def test_queue_modes_switch_through_ready_pods_and_the_budget_follows_the_replic
         assert len(ours(plane, "statefulsets", space)) == 1 and not ours(plane, "deployments", space)
 
         merge_patch(plane, "mailrelays", space, "relay", {"spec": {"queue": None, "replicas": 1}})
-        eventually(lambda: not ours(plane, "statefulsets", space) and not ours(plane, "poddisruptionbudgets", space),
-                   timeout=120, what="the StatefulSet and the budget deleted")
+        eventually(
+            lambda: not ours(plane, "statefulsets", space) and not ours(plane, "poddisruptionbudgets", space),
+            timeout=120,
+            what="the StatefulSet and the budget deleted",
+        )
         [deployment] = ours(plane, "deployments", space)
         assert deployment["status"].get("readyReplicas") == 1  # the new pods were ready before the old ones went
 
@@ -393,8 +459,7 @@ def test_restart_makes_no_duplicates_and_no_writes(deployed: Deployed, space: st
     before = operator_writes(deployed, space)
     deployed.operator.stop()
     deployed.operator.start()
-    eventually(lambda: deployed.operator.log().count("Resuming is processed") >= 1, timeout=60,
-               what="the resume pass")
+    eventually(lambda: deployed.operator.log().count("Resuming is processed") >= 1, timeout=60, what="the resume pass")
     time.sleep(2 * RESYNC)
     assert operator_writes(deployed, space) == before
     assert all(len(ours(plane, p, space)) == 1 for p in CHILDREN)
@@ -404,9 +469,15 @@ def test_restart_makes_no_duplicates_and_no_writes(deployed: Deployed, space: st
 def test_a_foreign_service_with_our_labels_is_never_pruned(deployed: Deployed, space: str) -> None:
     plane = deployed.plane
     labels = {"app.kubernetes.io/name": "mailrelay", "app.kubernetes.io/instance": "lookalike"}
-    apply(plane, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "lookalike", "namespace": space,
-                                                                     "labels": labels},
-                  "spec": {"ports": [{"port": 25}]}})
+    apply(
+        plane,
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "lookalike", "namespace": space, "labels": labels},
+            "spec": {"ports": [{"port": 25}]},
+        },
+    )
     try:
         apply(plane, relay(space, name="lookalike", service={"name": "smtp"}))
         eventually(lambda: get(plane, "services", space, "smtp"), what="our Service")
@@ -438,9 +509,12 @@ def test_namespaces_served_are_those_the_variant_names(deployed: Deployed, space
 # -- permissions: last, over everything the operator did above --------------------------------------
 # Granted but never seen as a request of the operator's own, with the reason it is still needed.
 NOT_A_REQUEST = {
-    ("mailrelay.dev", "mailrelays/finalizers", "update"):
-        "checked by the OwnerReferencesPermissionEnforcement admission plugin when a child sets "
-        "blockOwnerDeletion on its owner reference",
+    (
+        "mailrelay.dev",
+        "mailrelays/finalizers",
+        "update",
+    ): "checked by the OwnerReferencesPermissionEnforcement admission plugin when a child sets "
+    "blockOwnerDeletion on its owner reference",
     # The delivery probe is off here (kwok's pod addresses are off this machine); the listing runs under
     # the shipped RBAC in tests/test_delivery_controlplane.py, which also asks the authorizer for both.
     ("", "pods", "list"): "the resync's delivery probe lists a relay's pods",
@@ -449,16 +523,22 @@ NOT_A_REQUEST = {
 
 
 def _allows(rule: dict[str, Any], group: str, resource: str, verb: str) -> bool:
-    return (group in rule["apiGroups"] or "*" in rule["apiGroups"]) and (
-        resource in rule["resources"] or "*" in rule["resources"]) and (verb in rule["verbs"] or "*" in rule["verbs"])
+    return (
+        (group in rule["apiGroups"] or "*" in rule["apiGroups"])
+        and (resource in rule["resources"] or "*" in rule["resources"])
+        and (verb in rule["verbs"] or "*" in rule["verbs"])
+    )
 
 
 def test_every_request_was_allowed_and_every_grant_was_needed(deployed: Deployed) -> None:
     assert not forbidden_lines(deployed.operator.log())
     events = [e for e in deployed.audit() if e["user"]["username"] == deployed.user]
     assert events, "the audit log recorded nothing of the operator's"
-    refused = [(e["verb"], e["requestURI"], e["responseStatus"].get("message", "")) for e in events
-               if e.get("responseStatus", {}).get("code") == 403]
+    refused = [
+        (e["verb"], e["requestURI"], e["responseStatus"].get("message", ""))
+        for e in events
+        if e.get("responseStatus", {}).get("code") == 403
+    ]
     refused = [r for r in refused if not any(text in r[2] for text in NOT_RBAC)]  # retried, as the log shows
     assert not refused
     rules = deployed.shipped.rules()
@@ -469,13 +549,14 @@ def test_every_request_was_allowed_and_every_grant_was_needed(deployed: Deployed
             continue  # discovery: allowed to every authenticated user by the default policy
         resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
         group, verb, namespace = ref.get("apiGroup", ""), event["verb"], ref.get("namespace")
-        assert any(_allows(rule, group, resource, verb) and scope in (None, namespace) for scope, rule in rules), \
+        assert any(_allows(rule, group, resource, verb) and scope in (None, namespace) for scope, rule in rules), (
             f"{verb} {group}/{resource} in {namespace} is not in the shipped rules"
+        )
         used.add((group, resource, verb))
         if verb == "patch" and event.get("responseStatus", {}).get("code") == 201:
             used.add((group, resource, "create"))  # server-side apply that creates is authorized as create
-    granted = {(g, r, v) for _, rule in rules for g in rule["apiGroups"] for r in rule["resources"]
-               for v in rule["verbs"]}
+    granted = {
+        (g, r, v) for _, rule in rules for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]
+    }
     unused = granted - used - set(NOT_A_REQUEST)
     assert not unused, f"granted but never used: {sorted(unused)}"
-

@@ -23,8 +23,11 @@ OPERATOR_NS = "mailrelay-system"
 
 
 def shipped_deployment() -> dict[str, Any]:
-    return next(d for d in yaml.safe_load_all((ROOT / "manifests/base/deployment.yaml").read_text())
-                if d["kind"] == "Deployment")
+    return next(
+        d
+        for d in yaml.safe_load_all((ROOT / "manifests/base/deployment.yaml").read_text())
+        if d["kind"] == "Deployment"
+    )
 
 
 @pytest.fixture
@@ -41,12 +44,18 @@ def networks() -> Iterator[Callable[[], PodNetwork]]:
 
 
 def test_operator_image_runs_as_its_non_root_user_with_a_read_only_root(
-        images: dict[str, str], networks: Callable[[], PodNetwork]) -> None:
+    images: dict[str, str], networks: Callable[[], PodNetwork]
+) -> None:
     """The shipped pod, with the container's args or command swapped as `kubectl debug` would."""
-    runs: list[tuple[dict[str, Any], int, str]] = [({"args": ["--help"]}, 0, "usage: mailrelay-operator"),
-            ({}, 1, "no cluster to talk to"),  # unchanged, without a service account: a clear message
-            ({"command": ["python3", "-c", "import os; print(os.getuid(), os.getgid()); open('/x', 'w')"]}, 1,
-             "10001 10001")]
+    runs: list[tuple[dict[str, Any], int, str]] = [
+        ({"args": ["--help"]}, 0, "usage: mailrelay-operator"),
+        ({}, 1, "no cluster to talk to"),  # unchanged, without a service account: a clear message
+        (
+            {"command": ["python3", "-c", "import os; print(os.getuid(), os.getgid()); open('/x', 'w')"]},
+            1,
+            "10001 10001",
+        ),
+    ]
     for override, status, text in runs:
         pod = Pod(shipped_deployment(), config_maps={}, network=networks())
         try:
@@ -57,16 +66,19 @@ def test_operator_image_runs_as_its_non_root_user_with_a_read_only_root(
         assert "Traceback" not in result.stderr or "Read-only file system" in result.stderr
 
 
-def test_operator_pod_reconciles_against_the_real_api_server(images: dict[str, str], control_plane: Any,
-                                                              networks: Callable[[], PodNetwork]) -> None:
+def test_operator_pod_reconciles_against_the_real_api_server(
+    images: dict[str, str], control_plane: Any, networks: Callable[[], PodNetwork]
+) -> None:
     """The operator in its image, with the kubelet's service-account volume, turns a MailRelay into a
     Deployment on the API server; that Deployment and ConfigMap then run as a relay pod that gets ready."""
     control_plane.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(ROOT / "manifests/cluster-wide"))
     established(control_plane, f"system:serviceaccount:{OPERATOR_NS}:mailrelay-operator", OPERATOR_NS)
     deployment = control_plane.request("GET", f"/apis/apps/v1/namespaces/{OPERATOR_NS}/deployments/mailrelay-operator")
-    token = control_plane.request("POST", f"/api/v1/namespaces/{OPERATOR_NS}/serviceaccounts/mailrelay-operator/token",
-                                  {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-                                   "spec": {"expirationSeconds": 3600}})["status"]["token"]
+    token = control_plane.request(
+        "POST",
+        f"/api/v1/namespaces/{OPERATOR_NS}/serviceaccounts/mailrelay-operator/token",
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 3600}},
+    )["status"]["token"]
     # The resync's delivery probe would scrape the kwok pods' made-up addresses, which are not this machine's.
     [container] = deployment["spec"]["template"]["spec"]["containers"]
     container["env"].append({"name": "MAILRELAY_DELIVERY_PROBE", "value": "false"})
@@ -74,21 +86,43 @@ def test_operator_pod_reconciles_against_the_real_api_server(images: dict[str, s
     network.add_address(SERVICE_HOST)
     host, port = control_plane.server.removeprefix("https://").rsplit(":", 1)
     forwarder = Forwarder((SERVICE_HOST, 443), (host, int(port)))
-    operator = Pod(deployment, config_maps={}, network=network,
-                   service_account={"token": token, "ca.crt": (control_plane.pki / "ca.crt").read_text(),
-                                    "namespace": OPERATOR_NS})
+    operator = Pod(
+        deployment,
+        config_maps={},
+        network=network,
+        service_account={
+            "token": token,
+            "ca.crt": (control_plane.pki / "ca.crt").read_text(),
+            "namespace": OPERATOR_NS,
+        },
+    )
     relay_pod: Pod | None = None
     try:
         operator.start()
         control_plane.kubectl("create", "namespace", "pod-apps")
-        control_plane.kubectl("apply", "-f", "-", input=yaml.safe_dump({
-            "apiVersion": "mailrelay.dev/v1alpha1", "kind": "MailRelay",
-            "metadata": {"name": "relay", "namespace": "pod-apps"},
-            "spec": {"mailFromFQDN": "apps.example.com", "allowedNetworks": ["10.0.0.0/8"]}}))
-        relay_deployment = wait_until(lambda: _get(control_plane, "/apis/apps/v1/namespaces/pod-apps/deployments/"
-                                              "mailrelay-relay"), 90, f"the operator's Deployment\n{operator.log()}")
-        wait_until(lambda: any(k == "livenessProbe" and s == 0 for k, s, _ in operator.probe_log), 60,
-              "the operator's liveness endpoint")
+        control_plane.kubectl(
+            "apply",
+            "-f",
+            "-",
+            input=yaml.safe_dump(
+                {
+                    "apiVersion": "mailrelay.dev/v1alpha1",
+                    "kind": "MailRelay",
+                    "metadata": {"name": "relay", "namespace": "pod-apps"},
+                    "spec": {"mailFromFQDN": "apps.example.com", "allowedNetworks": ["10.0.0.0/8"]},
+                }
+            ),
+        )
+        relay_deployment = wait_until(
+            lambda: _get(control_plane, "/apis/apps/v1/namespaces/pod-apps/deployments/mailrelay-relay"),
+            90,
+            f"the operator's Deployment\n{operator.log()}",
+        )
+        wait_until(
+            lambda: any(k == "livenessProbe" and s == 0 for k, s, _ in operator.probe_log),
+            60,
+            "the operator's liveness endpoint",
+        )
         managers = {field["manager"] for field in relay_deployment["metadata"]["managedFields"]}
         assert "mailrelay-operator" in managers  # written by the operator in the pod, not by this test
         config_map = _get(control_plane, "/api/v1/namespaces/pod-apps/configmaps/mailrelay-relay")

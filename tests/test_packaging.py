@@ -16,14 +16,12 @@ import kubernetes_validate.utils as kv
 import pytest
 import yaml
 
-from mailrelay.identity import RESOURCES
+from mailrelay.api.names import RESOURCES
 from mailrelay.version import OPERATOR_IMAGE, RELEASED_POSTFIX_IMAGE, __version__
 
+import upstream_schemas
 from conftest import CRD_PATH, ROOT
 from crd_schema import check
-
-sys.path.insert(0, str(ROOT / "tests" / "tools"))
-import upstream_schemas
 
 CHART = ROOT / "manifests" / "helm" / "mailrelay-operator"
 KUSTOMIZATIONS = ["cluster-wide", "namespaced", "cluster-wide-ha"]
@@ -65,11 +63,20 @@ def test_kustomize_variants_build_and_validate(tools: Path, crd: dict[str, Any],
     assert not [a for a in args if a.startswith(("--peering", "--standby"))]  # kopf peering is gone
     assert deployment["spec"]["replicas"] == (2 if variant == "cluster-wide-ha" else 1)
     events = RESOURCES["Event"]
-    assert any(events.group in r["apiGroups"] and events.plural in r["resources"] and {"create", "patch"} <= set(
-        r["verbs"]) for d in docs if d["kind"] in ("Role", "ClusterRole") for r in d["rules"]), "events not allowed"
+    assert any(
+        events.group in r["apiGroups"] and events.plural in r["resources"] and {"create", "patch"} <= set(r["verbs"])
+        for d in docs
+        if d["kind"] in ("Role", "ClusterRole")
+        for r in d["rules"]
+    ), "events not allowed"
     if variant == "namespaced":
-        assert not [r for d in docs if d["kind"] == "ClusterRole" for r in d["rules"]
-                    if r["apiGroups"] != ["apiextensions.k8s.io"]], "namespaced variant grants cluster-wide access"
+        assert not [
+            r
+            for d in docs
+            if d["kind"] == "ClusterRole"
+            for r in d["rules"]
+            if r["apiGroups"] != ["apiextensions.k8s.io"]
+        ], "namespaced variant grants cluster-wide access"
 
 
 def _operator_pod(docs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -82,8 +89,11 @@ def test_operator_deployment_is_locked_down(tools: Path) -> None:
     assert pod["securityContext"]["runAsNonRoot"] is True
     [container] = pod["containers"]
     security = container["securityContext"]
-    assert security == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                        "capabilities": {"drop": ["ALL"]}}
+    assert security == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["resources"]["limits"]["memory"]
 
@@ -96,11 +106,18 @@ def test_rbac_is_least_privilege(tools: Path) -> None:
     # Only children the spec can stop wanting: a renamed Service, a NetworkPolicy switched off, the
     # other queue mode's workload, a budget below two replicas.
     assert {key for key, v in verbs.items() if "delete" in v} == {
-        ("", "services"), ("networking.k8s.io", "networkpolicies"), ("apps", "deployments"),
-        ("apps", "statefulsets"), ("policy", "poddisruptionbudgets")}
+        ("", "services"),
+        ("networking.k8s.io", "networkpolicies"),
+        ("apps", "deployments"),
+        ("apps", "statefulsets"),
+        ("policy", "poddisruptionbudgets"),
+    }
     assert verbs[("", "pods")] == {"list", "watch"}  # read only: the drain's termination message
-    assert all("update" not in v and "*" not in v
-               for key, v in verbs.items() if key != ("mailrelay.dev", "mailrelays/finalizers"))
+    assert all(
+        "update" not in v and "*" not in v
+        for key, v in verbs.items()
+        if key != ("mailrelay.dev", "mailrelays/finalizers")
+    )
     assert all("*" not in r["resources"] and "*" not in r["apiGroups"] for r in rules)
     # The events the operator posts (identity.RESOURCES): created, and patched to count a repeat.
     events = RESOURCES["Event"]
@@ -121,16 +138,18 @@ def _granted(docs: list[dict[str, Any]], namespace: str) -> dict[tuple[str, str]
     return verbs
 
 
-@pytest.mark.parametrize(("source", "namespace"), [
-    (("kubectl", "kustomize", "manifests/cluster-wide"), "apps"),
-    (("kubectl", "kustomize", "manifests/namespaced"), "mailrelay-system"),
-    (("helm", "template", "mr", str(CHART), "-n", "mailrelay-system"), "apps"),
-    (("helm", "template", "mr", str(CHART), "-n", "mailrelay-system", "--set", "watchNamespaces={apps}"), "apps"),
-])
-def test_rbac_grants_what_the_operator_writes_and_watches(tools: Path, source: tuple[str, ...],
-                                                          namespace: str) -> None:
+@pytest.mark.parametrize(
+    ("source", "namespace"),
+    [
+        (("kubectl", "kustomize", "manifests/cluster-wide"), "apps"),
+        (("kubectl", "kustomize", "manifests/namespaced"), "mailrelay-system"),
+        (("helm", "template", "mr", str(CHART), "-n", "mailrelay-system"), "apps"),
+        (("helm", "template", "mr", str(CHART), "-n", "mailrelay-system", "--set", "watchNamespaces={apps}"), "apps"),
+    ],
+)
+def test_rbac_grants_what_the_operator_writes_and_watches(tools: Path, source: tuple[str, ...], namespace: str) -> None:
     """Every child kind the controller watches and applies, in every install variant."""
-    from mailrelay.identity import CHILD_KINDS
+    from mailrelay.api.names import CHILD_KINDS
 
     verbs = _granted(objects(run(tools, *source)), namespace)
     for kind in CHILD_KINDS:
@@ -144,20 +163,38 @@ def test_helm_chart_lints(tools: Path) -> None:
     assert "0 chart(s) failed" in output
 
 
-@pytest.mark.parametrize("values", [[], ["--set", "replicas=2"],
-                                    ["--set", "watchNamespaces={apps,billing}"],
-                                    ["--set", "replicas=3", "--set", "watchNamespaces={apps}",
-                                     "--set", "image.tag=9.9.9", "--set", "nodeSelector.pool=system"]])
+@pytest.mark.parametrize(
+    "values",
+    [
+        [],
+        ["--set", "replicas=2"],
+        ["--set", "watchNamespaces={apps,billing}"],
+        [
+            "--set",
+            "replicas=3",
+            "--set",
+            "watchNamespaces={apps}",
+            "--set",
+            "image.tag=9.9.9",
+            "--set",
+            "nodeSelector.pool=system",
+        ],
+    ],
+)
 def test_helm_template_renders_valid_objects(tools: Path, crd: dict[str, Any], values: list[str]) -> None:
-    docs = objects(run(tools, "helm", "template", "mr", str(CHART), "-n", "mailrelay-system", "--include-crds",
-                       *values))
+    docs = objects(
+        run(tools, "helm", "template", "mr", str(CHART), "-n", "mailrelay-system", "--include-crds", *values)
+    )
     validate_all(docs, crd)
     pod = _operator_pod(docs)
     args = pod["containers"][0]["args"]
     if "watchNamespaces={apps,billing}" in values:
         assert {"--namespace=apps", "--namespace=billing"} <= set(args)
-        assert {d["metadata"]["namespace"] for d in docs if d["kind"] == "Role"
-                and not d["metadata"]["name"].endswith("-leader-election")} == {"apps", "billing"}
+        assert {
+            d["metadata"]["namespace"]
+            for d in docs
+            if d["kind"] == "Role" and not d["metadata"]["name"].endswith("-leader-election")
+        } == {"apps", "billing"}
     assert not [a for a in args if a.startswith(("--peering", "--standby"))]  # every replica alike
     assert not [d for d in docs if d["apiVersion"].startswith("kopf.dev/")]
     [lease_role] = [d for d in docs if d["kind"] == "Role" and d["metadata"]["name"].endswith("-leader-election")]
@@ -166,8 +203,13 @@ def test_helm_template_renders_valid_objects(tools: Path, crd: dict[str, Any], v
 
 def test_helm_refuses_bad_values(tools: Path) -> None:
     binary = shutil.which("helm") or str(tools / "helm")
-    result = subprocess.run([binary, "template", "mr", str(CHART), "--set", "replicas=0"], capture_output=True,
-                            text=True, cwd=ROOT, check=False)
+    result = subprocess.run(
+        [binary, "template", "mr", str(CHART), "--set", "replicas=0"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
     assert result.returncode != 0 and "replicas" in result.stderr
 
 
@@ -188,8 +230,13 @@ def test_one_source_for_versions_and_images(tools: Path) -> None:
 @pytest.mark.parametrize("dockerfile", ["image/postfix/Dockerfile", "image/operator/Dockerfile"])
 def test_dockerfiles_pass_hadolint(dockerfile: str) -> None:
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
-    result = subprocess.run([hadolint, "--config", str(ROOT / ".hadolint.yaml"), dockerfile], cwd=ROOT,
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [hadolint, "--config", str(ROOT / ".hadolint.yaml"), dockerfile],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -202,12 +249,17 @@ def test_hadolint_does_catch_problems(tmp_path: Path) -> None:
 
 
 def test_postfix_image_ships_the_scripts_the_deployment_runs() -> None:
-    from mailrelay import exporter
-    from mailrelay.render import DRAIN, PROBE
+    from mailrelay.render import sidecar
+    from mailrelay.render.relay import DRAIN, PROBE
 
     dockerfile = (ROOT / "image/postfix/Dockerfile").read_text()
-    for script, target in (("entrypoint.sh", "/usr/local/bin/mailrelay-entrypoint"), ("probe.sh", PROBE),
-                           ("drain.sh", DRAIN), ("metrics.sh", exporter.COMMAND), ("log.sh", exporter.LOG_ECHO)):
+    for script, target in (
+        ("entrypoint.sh", "/usr/local/bin/mailrelay-entrypoint"),
+        ("probe.sh", PROBE),
+        ("drain.sh", DRAIN),
+        ("metrics.sh", sidecar.COMMAND),
+        ("log.sh", sidecar.LOG_ECHO),
+    ):
         assert f"COPY --chmod=0755 {script} {target}" in dockerfile
     assert 'ENTRYPOINT ["/usr/local/bin/mailrelay-entrypoint"]' in dockerfile
     assert " prometheus-postfix-exporter" in dockerfile  # what metrics.sh runs
@@ -233,12 +285,18 @@ def test_the_wheel_the_operator_image_installs_is_complete(tmp_path: Path) -> No
     """image/operator/Dockerfile builds a wheel from the repository; it must carry the whole package."""
     import zipfile
 
-    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
-                            capture_output=True, text=True, check=False, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     [wheel] = tmp_path.glob("mailrelay_operator-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    modules = {f"mailrelay/{p.name}" for p in (ROOT / "operator" / "mailrelay").glob("*.py")}
-    assert modules <= names and "mailrelay/pod_schema.json" in names
+    package = ROOT / "operator"
+    modules = {p.relative_to(package).as_posix() for p in (package / "mailrelay").rglob("*.py")}
+    assert modules <= names and "mailrelay/api/pod_schema.json" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "mailrelay-operator = mailrelay.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

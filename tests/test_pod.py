@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from mailrelay import render
+from mailrelay.render import relay
 
 from conftest import make_relay, self_signed_server_context
 from podrunner import Pod, PodNetwork, wait_until
@@ -38,17 +38,22 @@ def server_tls(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
 
 
 def relay_spec(network: PodNetwork, sink: Sink, fqdn: str = FQDN, **relay: Any) -> dict[str, Any]:
-    return {"mailFromFQDN": fqdn, "allowedNetworks": [f"{network.address(16)}/28"],
-            "relay": {"host": network.gateway, "port": sink.port, "tls": "None", **relay}}
+    return {
+        "mailFromFQDN": fqdn,
+        "allowedNetworks": [f"{network.address(16)}/28"],
+        "relay": {"host": network.gateway, "port": sink.port, "tls": "None", **relay},
+    }
 
 
-def rendered_pod(spec: dict[str, Any], network: PodNetwork, secrets: dict[str, dict[str, str]] | None = None,
-                 name: str = "relay") -> Pod:
+def rendered_pod(
+    spec: dict[str, Any], network: PodNetwork, secrets: dict[str, dict[str, str]] | None = None, name: str = "relay"
+) -> Pod:
     """The pod the operator's children describe: the rendered ConfigMap's data and Deployment."""
-    children = {child["kind"]: child for child in render.render(make_relay(spec, name=name))}
+    children = {child["kind"]: child for child in relay.render_relay(make_relay(spec, name=name))}
     config_map, deployment = children["ConfigMap"], children["Deployment"]
-    return Pod(deployment, config_maps={config_map["metadata"]["name"]: config_map["data"]}, secrets=secrets,
-               network=network)
+    return Pod(
+        deployment, config_maps={config_map["metadata"]["name"]: config_map["data"]}, secrets=secrets, network=network
+    )
 
 
 @pytest.fixture
@@ -82,8 +87,12 @@ def send(pod: Pod, envelope_from: str, *, source: int = CLIENT, header: str | No
 
 
 def queued(pod: Pod) -> int:
-    result = pod.exec("sh", "-c", "find /var/spool/postfix/maildrop /var/spool/postfix/incoming "
-                                  "/var/spool/postfix/active /var/spool/postfix/deferred -type f | wc -l")
+    result = pod.exec(
+        "sh",
+        "-c",
+        "find /var/spool/postfix/maildrop /var/spool/postfix/incoming "
+        "/var/spool/postfix/active /var/spool/postfix/deferred -type f | wc -l",
+    )
     return int(result.stdout)
 
 
@@ -93,8 +102,12 @@ def tls_relay(images: dict[str, str], server_tls: ssl.SSLContext) -> Iterator[tu
     network = PodNetwork().create()
     network.add_host_address(CLIENT)
     network.add_host_address(OUTSIDER)
-    sink = Sink(host=network.gateway, port=free_port(network.gateway), credentials=("relay-user", "s3cret pass"),
-                tls_context=server_tls).start()
+    sink = Sink(
+        host=network.gateway,
+        port=free_port(network.gateway),
+        credentials=("relay-user", "s3cret pass"),
+        tls_context=server_tls,
+    ).start()
     spec = relay_spec(network, sink, tls="Encrypt", authSecretRef={"name": "smarthost"})
     pod = rendered_pod(spec, network, secrets={"smarthost": {"username": "relay-user", "password": "s3cret pass"}})
     try:
@@ -116,10 +129,14 @@ def test_relay_becomes_ready_by_its_own_probe(tls_relay: tuple[Pod, Sink]) -> No
 def test_the_pod_gets_what_its_spec_says(tls_relay: tuple[Pod, Sink]) -> None:
     """Read-only root, 0777 emptyDirs made Postfix-safe by the entrypoint, the Secret's 0400 mode."""
     pod, _ = tls_relay
-    check = pod.exec("sh", "-c", "touch /probe-file 2>&1; stat -c '%a %U %n' /var/spool/postfix /var/lib/postfix "
-                                 "/run/mailrelay /tmp; stat -L -c '%a %n' /etc/mailrelay/secret/password "
-                                 "/etc/mailrelay/config/main.cf; grep -E '^(CapEff|NoNewPrivs|Seccomp):' "
-                                 "/proc/self/status")
+    check = pod.exec(
+        "sh",
+        "-c",
+        "touch /probe-file 2>&1; stat -c '%a %U %n' /var/spool/postfix /var/lib/postfix "
+        "/run/mailrelay /tmp; stat -L -c '%a %n' /etc/mailrelay/secret/password "
+        "/etc/mailrelay/config/main.cf; grep -E '^(CapEff|NoNewPrivs|Seccomp):' "
+        "/proc/self/status",
+    )
     out = check.stdout
     assert "Read-only file system" in out
     assert "755 root /var/spool/postfix" in out and "755 postfix /var/lib/postfix" in out
@@ -193,8 +210,9 @@ def test_liveness_fails_while_postfix_is_stopped_and_passes_otherwise(tls_relay:
 
 
 # --- pods of their own ---------------------------------------------------------------------------
-def test_a_hung_relay_is_restarted_by_its_liveness_probe(pods: list[Pod],
-                                                         new_network: Callable[[], PodNetwork]) -> None:
+def test_a_hung_relay_is_restarted_by_its_liveness_probe(
+    pods: list[Pod], new_network: Callable[[], PodNetwork]
+) -> None:
     """failureThreshold failures in a row, periodSeconds apart: the container is replaced, mail kept."""
     network = new_network()
     sink = Sink(host=network.gateway, port=free_port(network.gateway))  # down for now
@@ -208,8 +226,11 @@ def test_a_hung_relay_is_restarted_by_its_liveness_probe(pods: list[Pod],
         os.kill(pid, signal.SIGSTOP)
     live = pod.container["livenessProbe"]
     grace = pod.spec["terminationGracePeriodSeconds"]  # the hung container gets its preStop and grace period
-    wait_until(lambda: pod.restarts == 1, live["periodSeconds"] * (live["failureThreshold"] + 1) + grace + 30,
-             "the liveness restart")
+    wait_until(
+        lambda: pod.restarts == 1,
+        live["periodSeconds"] * (live["failureThreshold"] + 1) + grace + 30,
+        "the liveness restart",
+    )
     assert "liveness probe failed 3 times" in pod.log()
     assert pod.id != first
     pod.wait_ready()
@@ -221,8 +242,9 @@ def test_a_hung_relay_is_restarted_by_its_liveness_probe(pods: list[Pod],
         sink.stop()
 
 
-def test_prestop_drain_delivers_the_queue_before_the_container_stops(pods: list[Pod],
-                                                                     new_network: Callable[[], PodNetwork]) -> None:
+def test_prestop_drain_delivers_the_queue_before_the_container_stops(
+    pods: list[Pod], new_network: Callable[[], PodNetwork]
+) -> None:
     network = new_network()
     sink = Sink(host=network.gateway, port=free_port(network.gateway))  # the smarthost is down at first
     pod = rendered_pod(relay_spec(network, sink), network)
@@ -242,8 +264,9 @@ def test_prestop_drain_delivers_the_queue_before_the_container_stops(pods: list[
         sink.stop()
 
 
-def test_a_config_change_starts_cleanly_in_a_new_container(pods: list[Pod],
-                                                           new_network: Callable[[], PodNetwork]) -> None:
+def test_a_config_change_starts_cleanly_in_a_new_container(
+    pods: list[Pod], new_network: Callable[[], PodNetwork]
+) -> None:
     """The rollout: a new ConfigMap and config hash, a new pod ready first, then the old one drained."""
     old_network, new_network_ = new_network(), new_network()
     sinks = [Sink(host=n.gateway, port=free_port(n.gateway)).start() for n in (old_network, new_network_)]

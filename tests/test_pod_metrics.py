@@ -14,8 +14,10 @@ from collections.abc import Iterator
 import pytest
 from test_pod import CLIENT, relay_spec, rendered_pod, send
 
-from mailrelay import delivery, exporter, render
-from mailrelay.relayprobe import RelayProbe
+from mailrelay.api import conditions as cond
+from mailrelay.controller import delivery
+from mailrelay.controller.scrape import RelayProbe
+from mailrelay.render import relay, sidecar
 
 from conftest import make_relay
 from podrunner import Pod, PodNetwork, wait_until
@@ -34,10 +36,15 @@ def network(images: dict[str, str]) -> Iterator[PodNetwork]:
 
 def _probe(pod: Pod) -> RelayProbe:
     """The operator's resync probe, given this pod as the API would list it and its log as pods/log serves it."""
-    listed = {"metadata": {"name": pod.meta["name"]},
-              "status": {"podIP": pod.network.pod_ip, "conditions": [{"type": "Ready", "status": str(pod.ready)}]}}
-    return RelayProbe(api=None, pods=lambda namespace, selector: [listed],  # type: ignore[arg-type]
-                      read_log=lambda namespace, name: pod.log())
+    listed = {
+        "metadata": {"name": pod.meta["name"]},
+        "status": {"podIP": pod.network.pod_ip, "conditions": [{"type": "Ready", "status": str(pod.ready)}]},
+    }
+    return RelayProbe(
+        api=None,
+        pods=lambda namespace, selector: [listed],  # type: ignore[arg-type]
+        read_log=lambda namespace, name: pod.log(),
+    )
 
 
 def test_the_sidecar_reports_a_refused_login_and_the_probe_names_it(network: PodNetwork) -> None:
@@ -46,20 +53,23 @@ def test_the_sidecar_reports_a_refused_login_and_the_probe_names_it(network: Pod
     pod = rendered_pod(spec, network, secrets={"smarthost": {"username": "relay-user", "password": "wrong"}})
     try:
         pod.start().wait_ready(timeout=120)
-        assert [c.name for c in pod.containers] == [render.CONTAINER, exporter.CONTAINER]
-        assert pod.meta["annotations"]["kubectl.kubernetes.io/default-container"] == render.CONTAINER
+        assert [c.name for c in pod.containers] == [relay.CONTAINER, sidecar.CONTAINER]
+        assert pod.meta["annotations"]["kubectl.kubernetes.io/default-container"] == relay.CONTAINER
         for _ in range(2):
             send(pod, "root@pod")
-        relay = make_relay(spec, name="relay")
-        health = wait_until(lambda: (h := _probe(pod)(relay)) and h.queue.get("deferred") == 2 and h, 90,
-                            "two deferred messages in the sidecar's metrics")
-        assert health.status == "False" and health.reason == delivery.AUTH_FAILED, health
+        the_relay = make_relay(spec, name="relay")
+        health = wait_until(
+            lambda: (h := _probe(pod)(the_relay)) and h.queue.get("deferred") == 2 and h,
+            90,
+            "two deferred messages in the sidecar's metrics",
+        )
+        assert health.status == "False" and health.reason == cond.AUTH_FAILED, health
         assert health.message.startswith("2 messages deferred") and "wrong" not in health.message
         assert not sink.received and sink.auth_attempts
         # `kubectl logs` (the default container) still shows Postfix's own log, copied from the file.
         assert "status=deferred" in pod.log() and "postfix/smtpd" in pod.log()
-        [port] = [p["containerPort"] for p in pod.named(exporter.CONTAINER).spec["ports"]]
-        with urllib.request.urlopen(f"http://{pod.network.pod_ip}:{port}{exporter.PATH}", timeout=10) as answer:
+        [port] = [p["containerPort"] for p in pod.named(sidecar.CONTAINER).spec["ports"]]
+        with urllib.request.urlopen(f"http://{pod.network.pod_ip}:{port}{sidecar.PATH}", timeout=10) as answer:
             text = answer.read().decode()
         sample = delivery.parse(text)
         assert sample.deferred_attempts >= 2 and sample.queues["deferred"] == 2, text
@@ -75,11 +85,15 @@ def test_the_sidecar_keeps_only_its_one_capability_and_a_read_only_view(network:
     pod = rendered_pod(relay_spec(network, sink), network)
     try:
         pod.start().wait_ready(timeout=120)
-        sidecar = pod.named(exporter.CONTAINER)
-        out = pod.exec("sh", "-c", "grep -E '^(CapEff|NoNewPrivs):' /proc/self/status; touch /x 2>&1; "
-                                   f"touch {exporter.LOG_DIR}/x 2>&1; touch /var/spool/postfix/x 2>&1",
-                       container=sidecar.name).stdout
-        assert sidecar.spec["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["DAC_OVERRIDE"]}
+        metrics = pod.named(sidecar.CONTAINER)
+        out = pod.exec(
+            "sh",
+            "-c",
+            "grep -E '^(CapEff|NoNewPrivs):' /proc/self/status; touch /x 2>&1; "
+            f"touch {sidecar.LOG_DIR}/x 2>&1; touch /var/spool/postfix/x 2>&1",
+            container=metrics.name,
+        ).stdout
+        assert metrics.spec["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["DAC_OVERRIDE"]}
         assert "CapEff:\t0000000000000002" in out and "NoNewPrivs:\t1" in out  # bit 1: DAC_OVERRIDE
         assert out.count("Read-only file system") == 3, out
         send(pod, "root@pod")

@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
-from mailrelay.apply import apply_children, prune
-from mailrelay.kube import Api, ApiError
-from mailrelay.render import render, selector_labels, stateful_set
-from mailrelay.spec import parse
+from mailrelay.api.spec import parse
+from mailrelay.controller.apply import apply_children, prune
+from mailrelay.controller.client import OperatorApi as Api
+from mailrelay.kube.client import ApiError
+from mailrelay.render.relay import render_relay, selector_labels, stateful_set
 
 from conftest import CRD_PATH, relay_object
 from controlplane import ControlPlane
@@ -51,12 +52,16 @@ def test_persistent_children_on_the_real_apiserver(kube: tuple[ControlPlane, Api
     plane, api = kube
     body = _relay(plane, SPEC)
     uid, relay = body["metadata"]["uid"], parse(body)
-    first = apply_children(api, uid, render(relay))
+    first = apply_children(api, uid, render_relay(relay))
     assert [(c.kind, c.action) for c in first.children] == [
-        ("NetworkPolicy", "created"), ("ConfigMap", "created"), ("StatefulSet", "created"),
-        ("PodDisruptionBudget", "created"), ("Service", "created")]
+        ("NetworkPolicy", "created"),
+        ("ConfigMap", "created"),
+        ("StatefulSet", "created"),
+        ("PodDisruptionBudget", "created"),
+        ("Service", "created"),
+    ]
     # The server defaults StatefulSet, claim template and budget fields: none of that is drift.
-    second = apply_children(api, uid, render(relay))
+    second = apply_children(api, uid, render_relay(relay))
     assert {c.action for c in second.children} == {"unchanged"}
 
     bigger = copy.deepcopy(body)
@@ -65,7 +70,7 @@ def test_persistent_children_on_the_real_apiserver(kube: tuple[ControlPlane, Api
     with pytest.raises(ApiError) as rejected:  # what the operator would meet on every pass
         api.apply(stateful_set(changed))
     assert rejected.value.status == 422 and "Forbidden" in str(rejected.value)
-    refused = apply_children(api, uid, render(changed))
+    refused = apply_children(api, uid, render_relay(changed))
     [refusal] = refused.refused
     assert refusal.kind == "StatefulSet" and "cannot change on a running relay" in refusal.message
     live = api.get("StatefulSet", NAMESPACE, "mailrelay-relay")
@@ -74,7 +79,8 @@ def test_persistent_children_on_the_real_apiserver(kube: tuple[ControlPlane, Api
 
     labels = selector_labels(relay)
     assert [(c.name, c.action) for c in prune(api, uid, "PodDisruptionBudget", NAMESPACE, set(), labels)] == [
-        ("mailrelay-relay", "deleted")]
+        ("mailrelay-relay", "deleted")
+    ]
     assert api.get("PodDisruptionBudget", NAMESPACE, "mailrelay-relay") is None
     assert prune(api, "another-relay", "StatefulSet", NAMESPACE, set(), labels) == []  # not ours
     assert api.get("StatefulSet", NAMESPACE, "mailrelay-relay") is not None

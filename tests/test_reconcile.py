@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from mailrelay.context import Context, KeyedLocks
-from mailrelay.identity import CONFIG_HASH_ANNOTATION, KIND
-from mailrelay.leader import Leadership
-from mailrelay.settings import Settings
-from mailrelay.status import ready_condition
+from mailrelay.api.names import CONFIG_HASH_ANNOTATION, KIND
+from mailrelay.controller.context import Context, KeyedLocks
+from mailrelay.controller.settings import Settings
+from mailrelay.controller.status import ready_condition
+from mailrelay.kube.leader import Leadership
 
 from fake_api import FakeApi
 
@@ -44,8 +44,12 @@ def clock() -> Clock:
 
 @pytest.fixture
 def context(api: FakeApi, clock: Clock) -> Context:
-    return Context(api=api, settings=Settings(postfix_image="registry.local/postfix:9"),  # type: ignore[arg-type]
-                   leadership=Leadership.unconditional("test-replica"), clock=clock)
+    return Context(
+        api=api,
+        settings=Settings(postfix_image="registry.local/postfix:9"),  # type: ignore[arg-type]
+        leadership=Leadership.unconditional("test-replica"),
+        clock=clock,
+    )
 
 
 def run(api: FakeApi, context: Context) -> tuple[list[tuple[str, str, str]], list[str], dict[str, Any]]:
@@ -58,20 +62,36 @@ def run(api: FakeApi, context: Context) -> tuple[list[tuple[str, str, str]], lis
 
 
 def secret(api: FakeApi, **data: str) -> None:
-    api.put({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "smarthost", "namespace": NS},
-             "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}})
+    api.put(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "smarthost", "namespace": NS},
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+        }
+    )
 
 
 def roll_out(api: FakeApi, ready: int = 1) -> None:
     deployment = api.get("Deployment", NS, f"mailrelay-{NAME}")
     assert deployment is not None
-    api.set_status("Deployment", NS, f"mailrelay-{NAME}", {
-        "observedGeneration": deployment["metadata"]["generation"], "replicas": 1, "updatedReplicas": 1,
-        "readyReplicas": ready, "availableReplicas": ready})
+    api.set_status(
+        "Deployment",
+        NS,
+        f"mailrelay-{NAME}",
+        {
+            "observedGeneration": deployment["metadata"]["generation"],
+            "replicas": 1,
+            "updatedReplicas": 1,
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+        },
+    )
 
 
 def test_missing_then_incomplete_secret_stalls_without_children_and_reports_once(
-        api: FakeApi, context: Context, clock: Clock) -> None:
+    api: FakeApi, context: Context, clock: Clock
+) -> None:
     api.relay(NS, NAME, mailFromFQDN="apps.example.com", relay=SMARTHOST)
     writes, events, status = run(api, context)
     assert writes == [("status", KIND, NAME)] and events == ["SecretNotFound"]
@@ -91,7 +111,8 @@ def test_missing_then_incomplete_secret_stalls_without_children_and_reports_once
 
 
 def test_complete_secret_creates_children_then_rollout_makes_ready_once(
-        api: FakeApi, context: Context, clock: Clock) -> None:
+    api: FakeApi, context: Context, clock: Clock
+) -> None:
     api.relay(NS, NAME, mailFromFQDN="apps.example.com", relay=SMARTHOST)
     secret(api, username="relay", password="first")
     writes, events, status = run(api, context)
@@ -133,8 +154,11 @@ def test_losing_pods_is_a_transition_without_a_warning(api: FakeApi, context: Co
     assert writes == [("status", KIND, NAME)] and events == []  # not stalled: the Deployment recovers by itself
     ready = ready_condition(status)
     assert ready is not None and ready["status"] == "False" and ready["lastTransitionTime"] == T2
-    assert {c["type"]: c["status"] for c in status["conditions"]} == \
-        {"Ready": "False", "Reconciling": "True", "Stalled": "False"}
+    assert {c["type"]: c["status"] for c in status["conditions"]} == {
+        "Ready": "False",
+        "Reconciling": "True",
+        "Stalled": "False",
+    }
 
 
 def test_invalid_spec_keeps_the_children_and_reports_once(api: FakeApi, context: Context, clock: Clock) -> None:
@@ -170,7 +194,7 @@ def test_the_lock_table_only_holds_locks_in_use() -> None:
 
 
 def test_a_replica_that_does_not_lead_starts_no_pass(api: FakeApi) -> None:
-    from mailrelay.kube import NotLeader
+    from mailrelay.kube.client import NotLeader
 
     api.relay(NS, NAME, mailFromFQDN="apps.example.com")
     follower = Context(api=api, settings=Settings(), leadership=Leadership("standby", 10.0))  # type: ignore[arg-type]
@@ -179,10 +203,11 @@ def test_a_replica_that_does_not_lead_starts_no_pass(api: FakeApi) -> None:
     assert api.writes == [] and api.events == []
 
 
-def test_a_resync_skips_a_relay_deleted_after_its_list(api: FakeApi, context: Context,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_resync_skips_a_relay_deleted_after_its_list(
+    api: FakeApi, context: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The resync lists, then reads each relay again: one deleted in between gets no children back."""
-    from mailrelay import resync
+    from mailrelay.controller import resync
 
     api.relay(NS, "kept", mailFromFQDN="apps.example.com")
     api.relay(NS, "gone", mailFromFQDN="apps.example.com")

@@ -2,7 +2,7 @@
 
 The exporter runs through the image's own sidecar script (image/postfix/metrics.sh) against a local
 Postfix started by the image's entrypoint; the condition is computed by the operator's code
-(mailrelay.delivery, mailrelay.status) from what that exporter and Postfix's log really say.
+(mailrelay.controller.delivery, mailrelay.controller.status) from what that exporter and Postfix's log really say.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ from typing import Any
 
 import pytest
 
-from mailrelay import delivery
-from mailrelay import status as st
-from mailrelay.local import LocalPostfix
-from mailrelay.relayprobe import RelayProbe
+from mailrelay.api import conditions as cond
+from mailrelay.controller import delivery
+from mailrelay.controller import status as st
+from mailrelay.controller.scrape import RelayProbe
 
 from conftest import make_relay, pod_template
+from postfix_harness import HarnessPostfix
 from smtp_sink import Sink, free_port
 
 pytestmark = pytest.mark.postfix
@@ -45,7 +46,7 @@ def sidecar_capabilities() -> list[str]:
     return list(caps["add"])
 
 
-def send(instance: LocalPostfix, count: int) -> None:
+def send(instance: HarnessPostfix, count: int) -> None:
     for number in range(count):
         msg = EmailMessage()
         msg["From"], msg["To"], msg["Subject"] = "app@pod.local", "ops@example.org", f"message {number}"
@@ -70,22 +71,35 @@ def wait_for(url: str, done: Callable[[delivery.Sample], bool], timeout: float =
 
 
 def relay_spec(port: int, **relay: Any) -> dict[str, Any]:
-    return {"mailFromFQDN": "mail.example.com", "allowedNetworks": ["127.0.0.4/30"],
-            "relay": {"host": "127.0.0.1", "port": port, "tls": "None", **relay}}
+    return {
+        "mailFromFQDN": "mail.example.com",
+        "allowedNetworks": ["127.0.0.4/30"],
+        "relay": {"host": "127.0.0.1", "port": port, "tls": "None", **relay},
+    }
 
 
 def delivering(health: delivery.Health, previous: dict[str, Any] | None = None) -> dict[str, Any]:
     """The Delivering condition as status.build writes it for a Ready relay."""
-    built = st.build(assessment=st.Assessment(True, st.AVAILABLE, "up"), generation=1, previous=previous,
-                     now="2026-01-01T00:00:00Z", delivery=health)
-    condition = st.condition(built, delivery.DELIVERING)
+    built = st.build(
+        assessment=cond.Assessment(True, cond.AVAILABLE, "up"),
+        generation=1,
+        previous=previous,
+        now="2026-01-01T00:00:00Z",
+        delivery=health,
+    )
+    condition = st.condition(built, cond.DELIVERING)
     assert condition is not None
-    return {"status": condition["status"], "reason": condition["reason"], "message": condition["message"],
-            "queue": built.get("queue")}
+    return {
+        "status": condition["status"],
+        "reason": condition["reason"],
+        "message": condition["message"],
+        "queue": built.get("queue"),
+    }
 
 
-def test_deliveries_to_a_working_smarthost_are_counted(start_postfix: Any, sinks: list[Sink],
-                                                       exporter_ready: None) -> None:
+def test_deliveries_to_a_working_smarthost_are_counted(
+    start_postfix: Any, sinks: list[Sink], exporter_ready: None
+) -> None:
     sink = Sink().start()
     sinks.append(sink)
     instance = start_postfix(make_relay(relay_spec(sink.port)))
@@ -96,21 +110,25 @@ def test_deliveries_to_a_working_smarthost_are_counted(start_postfix: Any, sinks
     assert "postfix_up" in text and sample.attempts == 2 and sample.deferred_attempts == 0
     assert sample.queues == dict.fromkeys(delivery.QUEUES, 0)
     assert delivery.parse(text).queues["deferred"] == 0
-    families = {line.split()[0]: float(line.split()[-1]) for line in text.splitlines()
-                if line and not line.startswith("#")}
+    families = {
+        line.split()[0]: float(line.split()[-1]) for line in text.splitlines() if line and not line.startswith("#")
+    }
     assert families["postfix_cleanup_messages_processed_total"] == 2
     assert families["postfix_smtpd_connects_total"] >= 2
     condition = delivering(delivery.assess([sample], pods=1))
-    assert condition["status"] == "True" and condition["reason"] == delivery.FLOWING
+    assert condition["status"] == "True" and condition["reason"] == cond.FLOWING
     assert condition["queue"] == {"active": 0, "deferred": 0, "hold": 0, "incoming": 0, "oldestMessageAge": ""}
 
 
 def test_a_refused_login_turns_delivering_false_until_the_secret_is_fixed(
-        start_postfix: Any, sinks: list[Sink], exporter_ready: None) -> None:
+    start_postfix: Any, sinks: list[Sink], exporter_ready: None
+) -> None:
     sink = Sink(credentials=("relay-user", "right")).start()
     sinks.append(sink)
-    instance = start_postfix(make_relay(relay_spec(sink.port, authSecretRef={"name": "smarthost"})),
-                             secret={"username": "relay-user", "password": "wrong"})
+    instance = start_postfix(
+        make_relay(relay_spec(sink.port, authSecretRef={"name": "smarthost"})),
+        secret={"username": "relay-user", "password": "wrong"},
+    )
     url = instance.start_exporter(free_port(), capabilities=sidecar_capabilities())
     send(instance, 3)
     sample, text = wait_for(url, lambda s: s.queues["deferred"] == 3 and s.deferred_attempts == 3)
@@ -119,17 +137,23 @@ def test_a_refused_login_turns_delivering_false_until_the_secret_is_fixed(
     assert not sink.received and sink.auth_attempts
     reasons = delivery.deferral_reasons(instance.log())
     assert len(reasons) == 3 and "535" in reasons[-1]
-    assert delivery.assess([sample], pods=1, reasons=reasons).reason == delivery.AUTH_FAILED
+    assert delivery.assess([sample], pods=1, reasons=reasons).reason == cond.AUTH_FAILED
     # The operator's probe, as the resync runs it: the pod's IP and metrics port, the pod's log.
     port = int(url.rsplit(":", 1)[1].split("/")[0])
-    pod = {"metadata": {"name": "mailrelay-a-1"},
-           "status": {"podIP": "127.0.0.1", "conditions": [{"type": "Ready", "status": "True"}]}}
-    probe = RelayProbe(api=None, port=port, pods=lambda ns, selector: [pod],  # type: ignore[arg-type]
-                       read_log=lambda ns, name: instance.log())
+    pod = {
+        "metadata": {"name": "mailrelay-a-1"},
+        "status": {"podIP": "127.0.0.1", "conditions": [{"type": "Ready", "status": "True"}]},
+    }
+    probe = RelayProbe(
+        api=None,
+        port=port,
+        pods=lambda ns, selector: [pod],  # type: ignore[arg-type]
+        read_log=lambda ns, name: instance.log(),
+    )
     health = probe(make_relay(relay_spec(sink.port)))
     assert health is not None
     failed = delivering(health)
-    assert failed["status"] == "False" and failed["reason"] == delivery.AUTH_FAILED
+    assert failed["status"] == "False" and failed["reason"] == cond.AUTH_FAILED
     assert failed["message"].startswith("3 messages deferred") and "SASL authentication failed" in failed["message"]
     assert failed["queue"]["deferred"] == 3 and failed["queue"]["oldestMessageAge"] in ("under 10s", "under 100s")
     assert "wrong" not in str(failed)  # the password never reaches the status
@@ -139,18 +163,25 @@ def test_a_refused_login_turns_delivering_false_until_the_secret_is_fixed(
     sink.wait_for(3)
     sample, text = wait_for(url, lambda s: s.queues["deferred"] == 0 and s.attempts >= 6)
     assert sample.queues["deferred"] == 0 and sample.attempts == 6 and sample.deferred_attempts == 3, text
-    built = st.build(assessment=st.Assessment(True, st.AVAILABLE, "up"), generation=1, previous=None,
-                     now="2026-01-01T00:00:00Z", delivery=health)
-    recovered = delivering(delivery.assess([sample], pods=1, reasons=delivery.deferral_reasons(instance.log())),
-                           previous=built)
-    assert recovered["status"] == "True" and recovered["reason"] == delivery.FLOWING
+    built = st.build(
+        assessment=cond.Assessment(True, cond.AVAILABLE, "up"),
+        generation=1,
+        previous=None,
+        now="2026-01-01T00:00:00Z",
+        delivery=health,
+    )
+    recovered = delivering(
+        delivery.assess([sample], pods=1, reasons=delivery.deferral_reasons(instance.log())), previous=built
+    )
+    assert recovered["status"] == "True" and recovered["reason"] == cond.FLOWING
     assert recovered["queue"]["deferred"] == 0 and recovered["queue"]["oldestMessageAge"] == ""
 
 
 def test_the_log_reaches_stdout_and_stays_bounded_while_the_exporter_follows_it(
-        start_postfix: Any, sinks: list[Sink], exporter_ready: None) -> None:
+    start_postfix: Any, sinks: list[Sink], exporter_ready: None
+) -> None:
     """The pod's logging as rendered: Postfix writes the file, log.sh copies it to stdout and truncates it."""
-    from mailrelay.local import IMAGE_DIR
+    from mailrelay import scripts
 
     sink = Sink().start()
     sinks.append(sink)
@@ -158,8 +189,11 @@ def test_the_log_reaches_stdout_and_stays_bounded_while_the_exporter_follows_it(
     [container, _] = pod_template(relay)["spec"]["containers"]
     env = {e["name"]: e["value"] for e in container["env"]}
     instance = start_postfix(relay, run=False)
-    instance.extra_env = {"MAILRELAY_MAILLOG_ECHO": str(IMAGE_DIR / "log.sh"),  # /usr/local/bin/mailrelay-log there
-                          "MAILRELAY_MAILLOG_MAX_BYTES": "2000", "MAILRELAY_MAILLOG_CHECK_SECONDS": "1"}
+    instance.extra_env = {
+        "MAILRELAY_MAILLOG_ECHO": str(scripts.path("log.sh")),  # /usr/local/bin/mailrelay-log there
+        "MAILRELAY_MAILLOG_MAX_BYTES": "2000",
+        "MAILRELAY_MAILLOG_CHECK_SECONDS": "1",
+    }
     assert env["MAILRELAY_MAILLOG_ECHO"].endswith("mailrelay-log") and int(env["MAILRELAY_MAILLOG_MAX_BYTES"]) > 0
     instance.start()
     url = instance.start_exporter(free_port())
@@ -178,7 +212,7 @@ def test_the_log_reaches_stdout_and_stays_bounded_while_the_exporter_follows_it(
 
 def test_without_its_capability_the_sidecar_cannot_reach_the_queue(start_postfix: Any, exporter_ready: None) -> None:
     """Postfix's public/ directory is postfix:postdrop 0710: a DAC capability is what lets root in."""
-    from mailrelay.local import LocalRelayError
+    from mailrelay.local.runner import LocalRelayError
 
     instance = start_postfix(make_relay({"mailFromFQDN": "a.example"}))
     instance.extra_env = {"MAILRELAY_METRICS_WAIT_SECONDS": "2"}

@@ -20,8 +20,9 @@ RUNC_ROOT = "/run/mailrelay-operator/runc"
 
 
 def runc(*args: str, timeout: float | None = None, check: bool = False) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["runc", "--root", RUNC_ROOT, *args], capture_output=True, text=True, timeout=timeout,
-                          check=check)
+    return subprocess.run(
+        ["runc", "--root", RUNC_ROOT, *args], capture_output=True, text=True, timeout=timeout, check=check
+    )
 
 
 class Container:
@@ -46,9 +47,15 @@ class Container:
         self.id = f"mr{os.getpid()}-{self.pod.network.name.rsplit('-', 1)[1]}-{self.index}-{self._generation}"
         bundle = self.pod.dir / f"bundle-{self.name}-{self._generation}"
         bundle.mkdir()
-        config = oci.runtime_config(pod={"metadata": self.pod.meta, "spec": self.pod.spec}, container=container,
-                                    image=images.image_config(self.image_id), rootfs=images.rootfs(self.image_id),
-                                    volumes=self.pod._volumes, etc_files=self.pod._etc, netns=self.pod.network.path)
+        config = oci.runtime_config(
+            pod={"metadata": self.pod.meta, "spec": self.pod.spec},
+            container=container,
+            image=images.image_config(self.image_id),
+            rootfs=images.rootfs(self.image_id),
+            volumes=self.pod._volumes,
+            etc_files=self.pod._etc,
+            netns=self.pod.network.path,
+        )
         (bundle / "config.json").write_text(json.dumps(config, indent=1))
         return bundle
 
@@ -56,9 +63,14 @@ class Container:
         bundle = self._bundle(self.spec)
         read, write = os.pipe()  # the container's stdout and stderr, as containerd's shim collects them
         try:
-            result = subprocess.run(["runc", "--root", RUNC_ROOT, "run", "-d", "--bundle", str(bundle), self.id],
-                                    stdin=subprocess.DEVNULL, stdout=write, stderr=write, check=False,
-                                    timeout=60)
+            result = subprocess.run(
+                ["runc", "--root", RUNC_ROOT, "run", "-d", "--bundle", str(bundle), self.id],
+                stdin=subprocess.DEVNULL,
+                stdout=write,
+                stderr=write,
+                check=False,
+                timeout=60,
+            )
         finally:
             os.close(write)
         threading.Thread(target=self._collect_log, args=(read,), daemon=True).start()
@@ -83,8 +95,14 @@ class Container:
         return json.loads(result.stdout)["status"] if result.returncode == 0 else "gone"
 
     def exec(self, *command: str, timeout: float = 60, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["runc", "--root", RUNC_ROOT, "exec", self.id, *command], input=stdin,
-                              capture_output=True, text=True, timeout=timeout, check=False)
+        return subprocess.run(
+            ["runc", "--root", RUNC_ROOT, "exec", self.id, *command],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
     def run_probe(self, probe: dict[str, Any]) -> tuple[int, str]:
         if "httpGet" in probe:  # from the node, to the pod's address, as the kubelet does

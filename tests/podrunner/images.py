@@ -35,8 +35,7 @@ def built_images() -> dict[str, str]:
 
 def _podman(*args: str) -> str:
     build = build_module()
-    command = ["podman", "--root", str(build.STORE), "--runroot", str(build.RUN_ROOT), "--storage-driver",
-               "vfs", *args]
+    command = ["podman", "--root", str(build.STORE), "--runroot", str(build.RUN_ROOT), "--storage-driver", "vfs", *args]
     return subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
 
 

@@ -25,8 +25,12 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 def _free_subnet() -> ipaddress.IPv4Network:
     """A 10.x.y.0/24 that no interface on the host uses yet, derived from the pid."""
-    used = [ipaddress.ip_interface(word).network for line in _ip("-4", "-o", "addr").stdout.splitlines()
-            for word in line.split() if "/" in word and word[0].isdigit()]
+    used = [
+        ipaddress.ip_interface(word).network
+        for line in _ip("-4", "-o", "addr").stdout.splitlines()
+        for word in line.split()
+        if "/" in word and word[0].isdigit()
+    ]
     start = os.getpid() * 7 + next(_counter) * 131
     for offset in range(4096):
         n = (start + offset) % (200 * 256)

@@ -16,12 +16,35 @@ from typing import Any
 from podrunner.volumes import HostVolume
 
 # containerd's default capabilities for a CRI container (pkg/oci defaults).
-DEFAULT_CAPABILITIES = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
-                        "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
-                        "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"]
-MASKED_PATHS = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
-                "/sys/devices/virtual/powercap"]
+DEFAULT_CAPABILITIES = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+]
+MASKED_PATHS = [
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+]
 READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 # The default profile of containers-common: the same moby-derived list containerd's RuntimeDefault uses.
 SECCOMP_PROFILE = Path("/usr/share/containers/seccomp.json")
@@ -39,8 +62,14 @@ def seccomp(caps: list[str]) -> dict[str, Any]:
     """RuntimeDefault: the moby-format profile turned into the runtime's form for this arch and caps."""
     profile = json.loads(SECCOMP_PROFILE.read_text())
     arch = _GO_ARCH.get(platform.machine(), platform.machine())
-    arches = next(([m["architecture"], *m.get("subArchitectures", [])] for m in profile["archMap"]
-                   if m["architecture"].endswith(platform.machine().upper())), [])
+    arches = next(
+        (
+            [m["architecture"], *m.get("subArchitectures", [])]
+            for m in profile["archMap"]
+            if m["architecture"].endswith(platform.machine().upper())
+        ),
+        [],
+    )
     rules = []
     for rule in profile["syscalls"]:
         includes, excludes = rule.get("includes") or {}, rule.get("excludes") or {}
@@ -96,8 +125,11 @@ def user(security: dict[str, Any], image: dict[str, Any], rootfs: Path) -> dict[
     if security.get("runAsNonRoot") and uid == 0:
         raise ValueError("runAsNonRoot with a root user: the kubelet refuses to start this container")
     username = next((f[0] for f in passwd.values() if f[2] == str(uid)), None)
-    extra = [int(f[2]) for f in (line.split(":") for line in _read(rootfs / "etc/group"))
-             if len(f) > 3 and username in f[3].split(",")]
+    extra = [
+        int(f[2])
+        for f in (line.split(":") for line in _read(rootfs / "etc/group"))
+        if len(f) > 3 and username in f[3].split(",")
+    ]
     extra += security.get("supplementalGroups", [])
     return {"uid": uid, "gid": gid, **({"additionalGids": sorted(set(extra))} if extra else {})}
 
@@ -110,8 +142,16 @@ def _mount(destination: str, kind: str, source: str, options: list[str]) -> dict
     return {"destination": destination, "type": kind, "source": source, "options": options}
 
 
-def runtime_config(*, pod: dict[str, Any], container: dict[str, Any], image: dict[str, Any], rootfs: Path,
-                   volumes: dict[str, HostVolume], etc_files: dict[str, Path], netns: Path) -> dict[str, Any]:
+def runtime_config(
+    *,
+    pod: dict[str, Any],
+    container: dict[str, Any],
+    image: dict[str, Any],
+    rootfs: Path,
+    volumes: dict[str, HostVolume],
+    etc_files: dict[str, Path],
+    netns: Path,
+) -> dict[str, Any]:
     """config.json for `runc run`: one container of `pod` (a pod template: metadata + spec)."""
     spec = pod["spec"]
     security = {**spec.get("securityContext", {}), **container.get("securityContext", {})}
@@ -120,8 +160,9 @@ def runtime_config(*, pod: dict[str, Any], container: dict[str, Any], image: dic
     mounts = [
         _mount("/proc", "proc", "proc", ["nosuid", "noexec", "nodev"]),
         _mount("/dev", "tmpfs", "tmpfs", ["nosuid", "strictatime", "mode=755", "size=65536k"]),
-        _mount("/dev/pts", "devpts", "devpts", ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620",
-                                                "gid=5"]),
+        _mount(
+            "/dev/pts", "devpts", "devpts", ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]
+        ),
         _mount("/dev/mqueue", "mqueue", "mqueue", ["nosuid", "noexec", "nodev"]),
         _mount("/sys", "sysfs", "sysfs", ["nosuid", "noexec", "nodev", "ro"]),
         _mount("/dev/shm", "tmpfs", "shm", ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]),
@@ -134,8 +175,13 @@ def runtime_config(*, pod: dict[str, Any], container: dict[str, Any], image: dic
         ro = volume.always_read_only or mount.get("readOnly", False)
         mounts.append(_mount(mount["mountPath"], "bind", str(source), ["rbind", "rprivate", "ro" if ro else "rw"]))
     linux: dict[str, Any] = {
-        "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"},
-                       {"type": "network", "path": str(netns)}],
+        "namespaces": [
+            {"type": "pid"},
+            {"type": "ipc"},
+            {"type": "uts"},
+            {"type": "mount"},
+            {"type": "network", "path": str(netns)},
+        ],
         "maskedPaths": MASKED_PATHS,
         "readonlyPaths": READONLY_PATHS,
     }

@@ -46,9 +46,16 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
 
 
 class Pod:
-    def __init__(self, deployment: dict[str, Any], *, config_maps: dict[str, dict[str, str]],
-                 secrets: dict[str, dict[str, str]] | None = None, network: PodNetwork | None = None,
-                 name: str | None = None, service_account: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        deployment: dict[str, Any],
+        *,
+        config_maps: dict[str, dict[str, str]],
+        secrets: dict[str, dict[str, str]] | None = None,
+        network: PodNetwork | None = None,
+        name: str | None = None,
+        service_account: dict[str, str] | None = None,
+    ) -> None:
         """`service_account`: token, ca.crt and namespace for the kubelet's kube-api-access volume
         (mounted into every container unless automountServiceAccountToken is false), with the API
         server at SERVICE_HOST."""
@@ -58,17 +65,26 @@ class Pod:
         secrets = dict(secrets or {})
         if service_account is not None and self.spec.get("automountServiceAccountToken", True):
             secrets[API_ACCESS] = service_account
-            self.spec["volumes"] = [*self.spec.get("volumes", []),
-                                    {"name": API_ACCESS, "secret": {"secretName": API_ACCESS, "defaultMode": 0o644}}]
+            self.spec["volumes"] = [
+                *self.spec.get("volumes", []),
+                {"name": API_ACCESS, "secret": {"secretName": API_ACCESS, "defaultMode": 0o644}},
+            ]
             for spec in specs:
-                spec["volumeMounts"] = [*spec.get("volumeMounts", []),
-                                        {"name": API_ACCESS, "mountPath": TOKEN_DIR, "readOnly": True}]
-                spec["env"] = [*spec.get("env", []), {"name": "KUBERNETES_SERVICE_HOST", "value": SERVICE_HOST},
-                               {"name": "KUBERNETES_SERVICE_PORT", "value": "443"}]
+                spec["volumeMounts"] = [
+                    *spec.get("volumeMounts", []),
+                    {"name": API_ACCESS, "mountPath": TOKEN_DIR, "readOnly": True},
+                ]
+                spec["env"] = [
+                    *spec.get("env", []),
+                    {"name": "KUBERNETES_SERVICE_HOST", "value": SERVICE_HOST},
+                    {"name": "KUBERNETES_SERVICE_PORT", "value": "443"},
+                ]
         self.spec["containers"] = specs
-        self.meta = {"name": name or f"{deployment['metadata']['name']}-{os.getpid()}",
-                     "namespace": deployment["metadata"].get("namespace", "default"),
-                     "annotations": template["metadata"].get("annotations", {})}
+        self.meta = {
+            "name": name or f"{deployment['metadata']['name']}-{os.getpid()}",
+            "namespace": deployment["metadata"].get("namespace", "default"),
+            "annotations": template["metadata"].get("annotations", {}),
+        }
         self.network = network or PodNetwork()
         self.dir = Path(tempfile.mkdtemp(prefix="mailrelay-pod-"))
         self.volumes = Volumes(self.dir / "volumes", self.spec, config_maps, secrets)
@@ -110,8 +126,9 @@ class Pod:
     def status(self, container: str | None = None) -> str:
         return self.named(container).status()
 
-    def exec(self, *command: str, timeout: float = 60, stdin: str | None = None,
-             container: str | None = None) -> subprocess.CompletedProcess[str]:
+    def exec(
+        self, *command: str, timeout: float = 60, stdin: str | None = None, container: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """`kubectl exec [-c container]`: a process in the container with its user, capabilities and environment."""
         return self.named(container).exec(*command, timeout=timeout, stdin=stdin)
 
@@ -147,11 +164,13 @@ class Pod:
         etc = self.dir / "etc"
         etc.mkdir(exist_ok=True)
         name, ns = self.meta["name"], self.meta["namespace"]
-        files = {"hosts": f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-                          f"{self.network.pod_ip}\t{name}\n",
-                 "hostname": f"{name}\n",
-                 "resolv.conf": f"search {ns}.svc.cluster.local svc.cluster.local cluster.local\n"
-                                f"nameserver {self.network.gateway}\noptions ndots:5\n"}
+        files = {
+            "hosts": f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+            f"{self.network.pod_ip}\t{name}\n",
+            "hostname": f"{name}\n",
+            "resolv.conf": f"search {ns}.svc.cluster.local svc.cluster.local cluster.local\n"
+            f"nameserver {self.network.gateway}\noptions ndots:5\n",
+        }
         for file, text in files.items():
             (etc / file).write_text(text)
         return {f"/etc/{file}": etc / file for file in files}
@@ -162,9 +181,14 @@ class Pod:
         self._prepare()
         bundle = self.main._bundle({**self.main.spec, **override})
         try:
-            return subprocess.run(["runc", "--root", RUNC_ROOT, "run", "--bundle", str(bundle), self.main.id],
-                                  stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
-                                  check=False)
+            return subprocess.run(
+                ["runc", "--root", RUNC_ROOT, "run", "--bundle", str(bundle), self.main.id],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
         finally:
             runc("delete", "--force", self.main.id)
 
@@ -176,8 +200,9 @@ class Pod:
                     raise AssertionError(f"container {container.name} exited before it was ready:\n{container.log()}")
             time.sleep(0.2)
         waiting = [c.name for c in self.containers if not c.ready]
-        assert self.ready, (f"{waiting} not ready within {timeout}s; probes: {self.probe_log[-3:]}\n"
-                            + "\n".join(f"--- {c.name}:\n{c.log()[-3000:]}" for c in self.containers))
+        assert self.ready, f"{waiting} not ready within {timeout}s; probes: {self.probe_log[-3:]}\n" + "\n".join(
+            f"--- {c.name}:\n{c.log()[-3000:]}" for c in self.containers
+        )
 
     # --- probes ----------------------------------------------------------------------------------
     def _probe_loop(self, container: Container, kind: str) -> None:

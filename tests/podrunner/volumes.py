@@ -35,8 +35,13 @@ class HostVolume:
 class Volumes:
     """Creates every volume of a pod spec under `base`; `teardown` unmounts the tmpfs ones."""
 
-    def __init__(self, base: Path, pod_spec: dict[str, Any], config_maps: dict[str, dict[str, str]],
-                 secrets: dict[str, dict[str, str]]) -> None:
+    def __init__(
+        self,
+        base: Path,
+        pod_spec: dict[str, Any],
+        config_maps: dict[str, dict[str, str]],
+        secrets: dict[str, dict[str, str]],
+    ) -> None:
         self.base = base
         self.pod_spec = pod_spec
         self.config_maps = config_maps

@@ -22,9 +22,14 @@ HERE = Path(__file__).resolve().parent
 MODULES = ("kubernetes", "etcd", "kwok")
 # module folder -> (module whose version is reported, main packages built from it)
 PACKAGES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "kubernetes": ("k8s.io/kubernetes", ("k8s.io/kubernetes/cmd/kube-apiserver",
-                                         "k8s.io/kubernetes/cmd/kube-controller-manager",
-                                         "k8s.io/kubernetes/cmd/kube-scheduler")),
+    "kubernetes": (
+        "k8s.io/kubernetes",
+        (
+            "k8s.io/kubernetes/cmd/kube-apiserver",
+            "k8s.io/kubernetes/cmd/kube-controller-manager",
+            "k8s.io/kubernetes/cmd/kube-scheduler",
+        ),
+    ),
     "etcd": ("go.etcd.io/etcd/server/v3", ("go.etcd.io/etcd/server/v3",)),
     "kwok": ("sigs.k8s.io/kwok", ("sigs.k8s.io/kwok/cmd/kwok",)),
 }
@@ -61,8 +66,10 @@ class Binaries:
 def find_go() -> str:
     go = shutil.which("go") or (str(GO_FALLBACK) if GO_FALLBACK.exists() else None)
     if not go:
-        raise BuildError("Go is not installed (no `go` on PATH, nor /usr/local/go/bin/go); the control plane "
-                         "for the tests and `make cluster` is built from Go modules: install Go 1.26 or newer")
+        raise BuildError(
+            "Go is not installed (no `go` on PATH, nor /usr/local/go/bin/go); the control plane "
+            "for the tests and `make cluster` is built from Go modules: install Go 1.26 or newer"
+        )
     return go
 
 
@@ -71,11 +78,25 @@ def _run(go: str, args: list[str], cwd: Path, env: dict[str, str]) -> str:
     if done.returncode:
         text = done.stderr.strip()[-3000:]
         hint = ""
-        if any(s in text for s in ("dial tcp", "proxy", "no such host", "connection refused", "i/o timeout",
-                                   "403 Forbidden", "404 Not Found", "GOPROXY", "lookup ")):
+        if any(
+            s in text
+            for s in (
+                "dial tcp",
+                "proxy",
+                "no such host",
+                "connection refused",
+                "i/o timeout",
+                "403 Forbidden",
+                "404 Not Found",
+                "GOPROXY",
+                "lookup ",
+            )
+        ):
             proxy = env.get("GOPROXY") or _goenv(go, "GOPROXY")
-            hint = (f"\nthe Go module proxy could not be reached (GOPROXY={proxy}); "
-                    "the control plane is built from the modules it serves")
+            hint = (
+                f"\nthe Go module proxy could not be reached (GOPROXY={proxy}); "
+                "the control plane is built from the modules it serves"
+            )
         raise BuildError(f"`go {' '.join(args)}` failed in {cwd.name}/:\n{text}{hint}")
     return done.stdout
 
@@ -92,8 +113,12 @@ def _kube_version_flags(kube_version: str) -> list[str]:
     """What Kubernetes' own build stamps into component-base, so /version and kubectl report the release."""
     major, minor = kube_version.lstrip("v").split(".")[:2]
     pkg = "k8s.io/component-base/version"
-    return [f"-X {pkg}.gitVersion={kube_version}", f"-X {pkg}.gitMajor={major}", f"-X {pkg}.gitMinor={minor}",
-            f"-X {pkg}.gitTreeState=clean"]
+    return [
+        f"-X {pkg}.gitVersion={kube_version}",
+        f"-X {pkg}.gitMajor={major}",
+        f"-X {pkg}.gitMinor={minor}",
+        f"-X {pkg}.gitTreeState=clean",
+    ]
 
 
 def _pinned_versions() -> dict[str, str]:
@@ -153,8 +178,11 @@ def _build(go: str, folder: Path, versions: dict[str, str], log: bool) -> None:
     try:
         for module_folder, (module, packages) in PACKAGES.items():
             if log:
-                print(f"control plane: building {module} {versions[module]} (first time only; minutes)",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"control plane: building {module} {versions[module]} (first time only; minutes)",
+                    file=sys.stderr,
+                    flush=True,
+                )
             cwd = HERE / module_folder
             _run(go, ["mod", "download"], cwd, env)
             ldflags = ["-s", "-w"]
@@ -162,8 +190,12 @@ def _build(go: str, folder: Path, versions: dict[str, str], log: bool) -> None:
                 ldflags += _kube_version_flags(versions[module])
             for package in packages:
                 name = OUTPUT_NAMES.get(package, package.rsplit("/", 1)[-1])
-                _run(go, ["build", "-trimpath", f"-ldflags={' '.join(ldflags)}", "-o", str(staging / "bin" / name),
-                          package], cwd, env)
+                _run(
+                    go,
+                    ["build", "-trimpath", f"-ldflags={' '.join(ldflags)}", "-o", str(staging / "bin" / name), package],
+                    cwd,
+                    env,
+                )
         lines = [f"{module} {version}" for module, version in versions.items()]
         lines.append(f"go {_go_version(go)}")
         (staging / "VERSIONS").write_text("\n".join(lines) + "\n")

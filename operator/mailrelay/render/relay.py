@@ -15,7 +15,7 @@ from typing import Any
 
 from mailrelay.api.names import API_VERSION, CONFIG_HASH_ANNOTATION, KIND, MANAGED_BY, MANAGED_BY_LABEL
 from mailrelay.api.spec import MailRelay, MailRelaySpec
-from mailrelay.render import opendkim, postfix, sidecar
+from mailrelay.render import opendkim, postfix, sidecar, xoauth2
 
 CONTAINER = "postfix"
 DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
@@ -77,8 +77,9 @@ def dkim_secret_name(relay: MailRelay) -> str | None:
 
 
 def config_files(spec: MailRelaySpec) -> dict[str, str]:
-    """Every file of the ConfigMap: Postfix's and, when signing, OpenDKIM's."""
-    return {**postfix.config_files(spec), **opendkim.config_files(spec)}
+    """Every file of the ConfigMap: Postfix's and, when signing, OpenDKIM's; with OAuth2, the XOAUTH2 relay's."""
+    linger = ENDPOINT_WAIT_SECONDS + SESSION_WAIT_SECONDS + DRAIN_SECONDS
+    return {**postfix.config_files(spec), **opendkim.config_files(spec), **xoauth2.config_files(spec, linger)}
 
 
 def selector_labels(relay: MailRelay) -> dict[str, str]:
@@ -195,12 +196,16 @@ def pod_template(relay: MailRelay, secret_version: str = "") -> dict[str, Any]:
             "capabilities": {"drop": ["ALL"], "add": CAPABILITIES},
         },
     }
+    volumes += xoauth2.volumes(relay, child_names(relay)["ConfigMap"])
+    containers = [container, sidecar.container(spec.image, "queue", QUEUE_DIR)]
+    if xoauth2.enabled(spec):
+        containers.append(xoauth2.container(spec.image))
     pod_spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
-        "containers": [container, sidecar.container(spec.image, "queue", QUEUE_DIR)],
+        "containers": containers,
         "volumes": volumes,
     }
     if spec.node_selector:

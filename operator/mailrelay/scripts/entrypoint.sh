@@ -14,6 +14,7 @@ MAILLOG=${MAILRELAY_MAILLOG:-}  # a log file instead of stdout
 LOG_ECHO=${MAILRELAY_MAILLOG_ECHO:-}  # with MAILLOG: this command copies the file to stdout and bounds it
 DKIM_KEY_DIR=${MAILRELAY_DKIM_KEY_DIR:-/etc/mailrelay/dkim-key}
 OPENDKIM_DIR=${MAILRELAY_OPENDKIM_DIR:-/run/mailrelay/opendkim}
+XOAUTH2_LISTEN=${MAILRELAY_XOAUTH2_LISTEN:-}  # host:port of the XOAUTH2 relay when not the rendered one (local mode)
 
 die() {
     echo "mailrelay: $*" >&2
@@ -42,6 +43,9 @@ fi
 if [ -n "$LISTEN" ]; then
     postconf -c "$CONFIG_DIR" -MX smtp/inet
     postconf -c "$CONFIG_DIR" -M "$LISTEN/inet=$LISTEN inet n - n - - smtpd"
+fi
+if [ -n "$XOAUTH2_LISTEN" ] && [ -f "$CONFIG_DIR/xoauth2.json" ]; then
+    postconf -c "$CONFIG_DIR" -e "relayhost=[${XOAUTH2_LISTEN%:*}]:${XOAUTH2_LISTEN##*:}"
 fi
 
 # The smarthost password map is built here, from the mounted Secret, readable by root only.

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from support.oauth_doubles import LoopbackCA, TokenEndpoint, XOAuth2Smarthost
 
 from mailrelay.oauth.client import TokenRequest, fetch
 from mailrelay.relayd import token as tokens
@@ -23,6 +22,7 @@ from mailrelay.relayd.server import Server
 from mailrelay.relayd.upstream import Smarthost
 
 from smtp_sink import free_port
+from support.oauth_doubles import LoopbackCA, TokenEndpoint, XOAuth2Smarthost
 
 USER = "relay@example.com"
 

@@ -51,3 +51,8 @@ TLS_FAILED = "SmarthostTLSFailed"
 DEFERRED = "DeliveriesDeferred"
 NO_METRICS = "MetricsUnavailable"
 STOPPED = "NoRelayPods"
+
+# OAuth2 smarthost logins (controller.oauth).
+TOKEN_REFRESH_FAILED = "TokenRefreshFailed"  # a Delivering reason: no valid access token, and the refresh failed
+REFRESH_TOKEN_EXPIRING = "RefreshTokenExpiring"  # a condition type; True when the refresh token is likely to lapse
+TOKEN_SECRET_CONFLICT = "OAuth2TokenSecretConflict"

@@ -28,6 +28,7 @@ from mailrelay.controller.apply import (
     prune_services,
 )
 from mailrelay.controller.delivery import Health
+from mailrelay.controller.oauth import TokenKeeper, Tokens
 from mailrelay.kube.resources import label_selector
 from mailrelay.render.postfix import config_files
 from mailrelay.render.relay import (
@@ -160,6 +161,7 @@ def reconcile(
     clock: str | None = None,
     default_image: str = RELEASED_POSTFIX_IMAGE,
     probe: DeliveryProbe | None = None,
+    keeper: TokenKeeper | None = None,
 ) -> Outcome:
     """Run one pass; API errors propagate (as ApiError) so the caller retries with backoff.
 
@@ -177,6 +179,7 @@ def reconcile(
     deployment = None
     health: Health | None = None
     dkim_status = previous.get("dkim")  # kept while the spec cannot be read
+    tokens = Tokens(status=previous.get("oauth2"))
     try:
         relay = parse(body, default_image)
         config_files(relay.spec)  # UnsafeValue (a SpecError): never render what validation missed
@@ -186,6 +189,9 @@ def reconcile(
         address = endpoint(relay)
         selector = label_selector(selector_labels(relay))
         secret_version, problem = _secret_version(api, relay)
+        tokens = (keeper or TokenKeeper()).keep(api, relay, previous)  # before the pods that mount its Secret
+        events += tokens.events
+        problem = problem or tokens.problem
         keys = dkim_keys.ensure(api, relay, meta.get("annotations") or {})
         events += keys.events
         problem = problem or keys.problem
@@ -210,6 +216,7 @@ def reconcile(
                 assessment = _conflict(result)
             if probe is not None and not result.conflicts and not result.refused:
                 health = probe(relay)
+            health = tokens.delivering(health, previous)
             if result.writes:
                 events.append(("Normal", "Applied", ", ".join(f"{c.action} {c.kind} {c.name}" for c in result.writes)))
         dkim_status = dkim_keys.status(keys, relay, assessment)
@@ -227,8 +234,10 @@ def reconcile(
                 selector=selector,
                 refused=refused,
                 delivery=health,
+                extra=tokens.conditions,
             ),
             "dkim": dkim_status,
+            "oauth2": tokens.status,
         }
 
     new_status = status_from(previous)

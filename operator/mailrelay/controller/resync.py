@@ -38,6 +38,7 @@ def resync_all(context: Context) -> int:
         # re-raises NotLeader from any pass; the statuses feed the relays-by-condition gauge
         statuses = list(pool.map(lambda listed: _resync_one(context, listed), relays))
     metrics.count_relays(statuses)
+    metrics.track_tokens(zip(relays, statuses, strict=True))
     return len(relays)
 
 

@@ -11,6 +11,21 @@ from typing import Any
 
 BASE_SPEC: dict[str, Any] = {"mailFromFQDN": "apps.example.com"}
 
+
+def _oauth2(change: dict[str, Any]) -> dict[str, Any]:
+    """The Microsoft 365 login below with `change` (None removes a field)."""
+    return {key: value for key, value in {**_M365, **change}.items() if value is not None}
+
+
+_M365: dict[str, Any] = {
+    "provider": "Microsoft365",
+    "tenantID": "contoso.onmicrosoft.com",
+    "clientID": "client-1",
+    "grant": "ClientCredentials",
+    "secretRef": {"name": "oauth"},
+    "username": "relay@contoso.com",
+}
+
 REFUSED_BY_BOTH: list[tuple[str, dict[str, Any], str, str]] = [
     # Configuration injection and strings that cannot start: one grammar, in the CRD and the operator.
     (
@@ -204,5 +219,92 @@ REFUSED_BY_BOTH: list[tuple[str, dict[str, Any], str, str]] = [
         {"queue": {"storage": {"size": "1Gi", "storageClassName": "Fast_SSD"}}},
         "does not match",
         "spec.queue.storage.storageClassName: 'Fast_SSD' is not a valid StorageClass name",
+    ),
+    # OAuth2 logins (api/oauth2.py).
+    *(
+        (
+            name,
+            {"relay": {"host": "smtp.office365.com", "authType": "OAuth2", "oauth2": _oauth2(change), **relay}},
+            crd,
+            operator,
+        )
+        for name, change, relay, crd, operator in [
+            (
+                "oauth2 without tenant",
+                {"tenantID": None},
+                {},
+                "tenantID is required for provider Microsoft365",
+                "tenantID: is required",
+            ),
+            (
+                "oauth2 tenant for google",
+                {"provider": "Google", "grant": "RefreshToken"},
+                {},
+                "tenantID is required for provider Microsoft365 and only for it",
+                "tenantID: is only for provider Microsoft365",
+            ),
+            (
+                "oauth2 custom without url",
+                {"provider": "Custom", "tenantID": None},
+                {},
+                "tokenURL is required for provider Custom and only for it",
+                "tokenURL: is required for provider Custom",
+            ),
+            (
+                "oauth2 google client credentials",
+                {"provider": "Google", "tenantID": None},
+                {},
+                "Google sends Gmail only with a user's refresh token",
+                "Google sends Gmail only with a user's refresh token",
+            ),
+            (
+                "oauth2 plain http url",
+                {"provider": "Custom", "tenantID": None, "tokenURL": "http://idp.example/token"},
+                {},
+                "does not match",
+                "is not an https URL",
+            ),
+            ("oauth2 scope with line break", {"scope": "a\nb"}, {}, "does not match", "is not a list of scopes"),
+            (
+                "oauth2 username with space",
+                {"username": "a b@example.com"},
+                {},
+                "does not match",
+                "is not an SMTP user name",
+            ),
+            (
+                "oauth2 tls none",
+                {},
+                {"tls": "None"},
+                "a bearer token never goes in clear text",
+                "a bearer token never goes in clear text",
+            ),
+            (
+                "oauth2 tls may",
+                {},
+                {"tls": "May"},
+                "a bearer token never goes in clear text",
+                "a bearer token never goes in clear text",
+            ),
+            (
+                "oauth2 and a password",
+                {},
+                {"authSecretRef": {"name": "login"}},
+                "authSecretRef is for authType Password",
+                "authSecretRef: is for authType Password",
+            ),
+        ]
+    ),
+    (
+        "oauth2 settings without the type",
+        {"relay": {"host": "smtp.office365.com", "oauth2": _M365}},
+        "oauth2 is required with authType OAuth2 and only with it",
+        "spec.relay.oauth2: needs authType: OAuth2",
+    ),
+    (
+        "oauth2 type without settings",
+        {"relay": {"host": "smtp.office365.com", "authType": "OAuth2"}},
+        "oauth2 is required with authType OAuth2 and only with it",
+        "spec.relay.oauth2: is required with authType OAuth2",
     ),
 ]

@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TOOLS := .tools/bin
 DEB_PACKAGES := postfix libsasl2-modules openssl ca-certificates procps iproute2 opendkim opendkim-tools \
-	debootstrap podman runc prometheus-postfix-exporter prometheus
+	debootstrap podman runc prometheus-postfix-exporter prometheus strace
 EXAMPLE ?= examples/mailrelay.yaml
 
 .PHONY: run test lint unit bench system-deps tools controlplane cluster docs generate schemas clean images

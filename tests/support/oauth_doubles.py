@@ -12,6 +12,7 @@ document first, then 535. Emulators of the providers, labelled as such: no real 
 from __future__ import annotations
 
 import base64
+import copy
 import datetime
 import ipaddress
 import json
@@ -28,6 +29,9 @@ from typing import Any
 
 from aiosmtpd.smtp import AuthResult
 
+from mailrelay.kube.client import ApiError
+
+from fake_api import FakeApi
 from smtp_sink import Sink, free_port
 
 
@@ -254,3 +258,28 @@ class XOAuth2Smarthost(Sink):
         self._controller = Controller(self, hostname=self.host, port=self.port, ready_timeout=10, **kwargs)
         self._controller.start()
         return self
+
+
+class SecretsApi(FakeApi):
+    """Server-side apply for Secrets: preconditions checked, data and annotations merged."""
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        meta = obj["metadata"]
+        live = self.get("Secret", meta["namespace"], meta["name"]) if obj["kind"] == "Secret" else None
+        if live is None:
+            return super().apply(obj)
+        for key in ("uid", "resourceVersion"):
+            if key in meta and meta[key] != live["metadata"][key]:
+                raise ApiError(409, f"apply Secret {meta['name']}: the object has been modified")
+        merged = copy.deepcopy(live)
+        merged["data"] = {**(live.get("data") or {}), **(obj.get("data") or {})}
+        if "token" in (live.get("data") or {}) and "token" not in (obj.get("data") or {}) and "labels" in meta:
+            merged["data"].pop("token")  # our own Secret: the fields we stop giving are removed
+        merged["metadata"]["annotations"] = {
+            **(live["metadata"].get("annotations") or {}),
+            **(meta.get("annotations") or {}),
+        }
+        if "labels" in meta:  # the operator's own Secret: apply states its whole annotation set
+            merged["metadata"]["annotations"] = dict(meta.get("annotations") or {})
+        self.writes.append(("apply", "Secret", meta["name"]))
+        return self.put(merged)

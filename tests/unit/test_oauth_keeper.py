@@ -7,7 +7,6 @@ server-side apply's merge and its uid/resourceVersion preconditions for Secrets.
 from __future__ import annotations
 
 import base64
-import copy
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,13 +18,12 @@ from mailrelay.api import conditions as cond
 from mailrelay.controller import metrics
 from mailrelay.controller.delivery import Health
 from mailrelay.controller.oauth import TokenKeeper, Tokens
-from mailrelay.kube.client import ApiError
 from mailrelay.oauth import client
 from mailrelay.oauth.keeper import FAILURE, ROTATED
 
 from conftest import make_relay
 from fake_api import FakeApi
-from support.oauth_doubles import LoopbackCA, TokenEndpoint
+from support.oauth_doubles import LoopbackCA, SecretsApi, TokenEndpoint
 
 NS = "apps"
 START = 1_800_000_000.0
@@ -37,31 +35,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-class SecretsApi(FakeApi):
-    """Server-side apply for Secrets: preconditions checked, data and annotations merged."""
-
-    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
-        meta = obj["metadata"]
-        live = self.get("Secret", meta["namespace"], meta["name"]) if obj["kind"] == "Secret" else None
-        if live is None:
-            return super().apply(obj)
-        for key in ("uid", "resourceVersion"):
-            if key in meta and meta[key] != live["metadata"][key]:
-                raise ApiError(409, f"apply Secret {meta['name']}: the object has been modified")
-        merged = copy.deepcopy(live)
-        merged["data"] = {**(live.get("data") or {}), **(obj.get("data") or {})}
-        if "token" in (live.get("data") or {}) and "token" not in (obj.get("data") or {}) and "labels" in meta:
-            merged["data"].pop("token")  # our own Secret: the fields we stop giving are removed
-        merged["metadata"]["annotations"] = {
-            **(live["metadata"].get("annotations") or {}),
-            **(meta.get("annotations") or {}),
-        }
-        if "labels" in meta:  # the operator's own Secret: apply states its whole annotation set
-            merged["metadata"]["annotations"] = dict(meta.get("annotations") or {})
-        self.writes.append(("apply", "Secret", meta["name"]))
-        return self.put(merged)
 
 
 @pytest.fixture

@@ -109,6 +109,7 @@ class LocalPostfix:
         self.maillog = self.state / "log" / "maillog"
         self.process: subprocess.Popen[bytes] | None = None
         self.extra_env: dict[str, str] = {}  # more of the pod's environment, e.g. the log copy to stdout
+        self.wrapper: list[str] = []  # a command the entrypoint runs under (a test's exec tracer)
         self.output = workdir / "entrypoint.out"
         self.termination_log = workdir / "termination-log"  # the pod's /dev/termination-log
         self._write(secret, extra_files or {})
@@ -171,7 +172,7 @@ class LocalPostfix:
         """Run the entrypoint in the background and wait until SMTP answers."""
         with self.output.open("wb") as out:
             self.process = subprocess.Popen(
-                scripts.command("entrypoint.sh"),
+                [*self.wrapper, *scripts.command("entrypoint.sh")],
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -288,3 +288,44 @@ def test_no_token_or_secret_in_any_argv_environment_log_or_configmap(oauth_rig: 
     }
     leaks = {where: [s for s in secrets if s in text] for where, text in shown.items()}
     assert leaks == {where: [] for where in shown}
+
+
+def test_local_mode_keeps_the_token_and_runs_the_relay_itself(
+    start_postfix: Callable[..., Any], tmp_path: Path
+) -> None:
+    """`mailrelay-operator local`'s OAuth2 part (mailrelay.local.oauth) with the Secret from the -f file."""
+    from mailrelay.local.oauth import LocalXOAuth2
+
+    ca = LoopbackCA(tmp_path / "ca")
+    endpoint = TokenEndpoint(ca, rotate=True)
+    smarthost = XOAuth2Smarthost(endpoint, ca, USER).start()
+    relay = make_relay(oauth_spec(endpoint, smarthost, "RefreshToken"))
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "oauth"},
+        "stringData": {"refresh-token": "refresh-1"},
+    }
+    port = free_port()
+    local = LocalXOAuth2(
+        relay,
+        tmp_path,
+        secret,
+        port=port,
+        fetch=lambda request: client.fetch(request, context=ca.client_context()),
+        env={"SSL_CERT_FILE": str(ca.ca_file)},
+    )
+    try:
+        local.start()
+        instance = start_postfix(relay, run=False)
+        instance.extra_env["MAILRELAY_XOAUTH2_LISTEN"] = f"127.0.0.1:{port}"
+        instance.start()
+        send(instance, "app@pod-1", message("app@pod-1"))
+        smarthost.wait_for(1)
+        assert smarthost.logins and all(login.accepted for login in smarthost.logins)
+        assert (tmp_path / "oauth2-token").stat().st_mode & 0o777 == 0o600
+        assert (tmp_path / "oauth2-refresh-token").read_text().strip() in endpoint.refresh_tokens
+    finally:
+        local.stop()
+        smarthost.stop()
+        endpoint.stop()

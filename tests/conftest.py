@@ -71,7 +71,7 @@ def pod_template(relay: MailRelay) -> dict[str, Any]:
     """The relay's rendered pod template, whichever workload carries it."""
     from mailrelay.render.relay import render_relay
 
-    workload = next(o for o in render_relay(relay) if o["kind"] in ("Deployment", "StatefulSet"))
+    workload = next(o for o in render_relay(relay).objects if o["kind"] in ("Deployment", "StatefulSet"))
     template: dict[str, Any] = workload["spec"]["template"]
     return template
 
@@ -105,12 +105,10 @@ def cluster() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def api(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The operator's own API client, over HTTP to the emulated API server."""
-    import kubernetes
-
-    from mailrelay.controller.client import OperatorApi as Api
+    from mailrelay.controller.client import OperatorApi
 
     config = cluster.write_kubeconfig(tmp_path_factory.mktemp("kube") / "kubeconfig")
-    return Api(kubernetes.config.new_client_from_config(config_file=str(config)))
+    return OperatorApi.from_kubeconfig(config)
 
 
 @pytest.fixture
@@ -207,7 +205,7 @@ def control_plane() -> Iterator[ControlPlane]:
 
     Built from the pinned Go modules in tools/controlplane the first time on a machine (cached outside the
     repo), then started in seconds. Without Go or the module proxy the tests that use it fail, never skip.
-    Gives `.kubeconfig` (admin), `.kubectl(...)`, `.api_client()`, `.request(...)`,
+    Gives `.kubeconfig` (admin), `.kubectl(...)`, `.request(...)`,
     `.service_account_kubeconfig(...)`, `.audit_log` and `.logs`; see tools/controlplane/__init__.py.
     """
     from controlplane import BuildError, ControlPlane

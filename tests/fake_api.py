@@ -22,6 +22,7 @@ class FakeApi:
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.writes: list[tuple[str, str, str]] = []  # (verb, kind, name)
+        self.reads: list[tuple[str, str, str]] = []  # GETs a pass makes past the caches (Secrets)
         self.events: list[dict[str, str]] = []
         self._versions = itertools.count(1)
 
@@ -62,12 +63,36 @@ class FakeApi:
         """Delete an object as a user would (not counted as the operator's write)."""
         del self.objects[(kind, namespace, name)]
 
-    def list(self, kind: str, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+    def list(self, kind: str, namespace: str | None, labels: dict[str, str]) -> list[dict[str, Any]]:
         return [
             copy.deepcopy(o)
             for (k, ns, _), o in sorted(self.objects.items())
-            if k == kind and ns == namespace and labels.items() <= (o["metadata"].get("labels") or {}).items()
+            if k == kind and namespace in (None, ns) and labels.items() <= (o["metadata"].get("labels") or {}).items()
         ]
+
+    # --- a pass reads these from the caches; here the store is the cache ------------------------
+
+    def cached(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.get(kind, namespace, name)
+
+    def cached_list(self, kind: str, namespace: str | None, labels: dict[str, str]) -> list[dict[str, Any]]:
+        return self.list(kind, namespace, labels)
+
+    def read(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        self.reads.append(("get", kind, name))
+        return self.get(kind, namespace, name)
+
+    def patch_json(self, kind: str, namespace: str, name: str, operations: list[dict[str, Any]]) -> dict[str, Any]:
+        self.writes.append(("patch", kind, name))
+        obj = self.objects[(kind, namespace, name)]
+        for operation in operations:
+            *parents, last = operation["path"].lstrip("/").split("/")
+            target = obj
+            for part in parents:
+                target = target[part]
+            target[last] = copy.deepcopy(operation["value"])
+        obj["metadata"]["resourceVersion"] = str(next(self._versions))
+        return copy.deepcopy(obj)
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         self.writes.append(("apply", obj["kind"], obj["metadata"]["name"]))
@@ -92,14 +117,24 @@ class FakeApi:
         if (live := self.objects.get((kind, namespace, name))) and live["metadata"]["uid"] == uid:
             del self.objects[(kind, namespace, name)]
 
-    def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+    def patch_status(
+        self, kind: str, namespace: str, name: str, status: dict[str, Any], resource_version: str | None = None
+    ) -> dict[str, Any] | None:
+        """A merge patch of status (None removes a key), 409 when `resource_version` is not current."""
+        obj = self.objects.get((kind, namespace, name))
+        if obj is None:
+            return None
+        if resource_version is not None and resource_version != obj["metadata"]["resourceVersion"]:
+            raise ApiError(409, f"patch status of {kind} {namespace}/{name}: the object has been modified")
         self.writes.append(("status", kind, name))
-        obj = self.objects[(kind, namespace, name)]
-        obj["status"] = {**(obj.get("status") or {}), **copy.deepcopy(status)}
+        merged = {**(obj.get("status") or {}), **copy.deepcopy(status)}
+        obj["status"] = {key: value for key, value in merged.items() if value is not None}
         obj["metadata"]["resourceVersion"] = str(next(self._versions))
         return copy.deepcopy(obj)
 
-    def post_event(self, obj: dict[str, Any], kind: str, reason: str, message: str, instance: str) -> None:
+    def post_event(
+        self, obj: dict[str, Any], kind: str, reason: str, message: str, instance: str, name: str | None = None
+    ) -> None:
         self.events.append(
             {
                 "object": obj["metadata"]["name"],

@@ -144,9 +144,7 @@ def operator_client(plane: ControlPlane, folder: Path, *namespaces: str) -> Any:
     """The operator's own Api, with a token of the ServiceAccount and only the grants that
     manifests/cluster-wide ships (its Namespace, ServiceAccount, ClusterRole and binding applied as an
     admin would), for tests that drive one reconcile pass or one call without the operator process."""
-    import kubernetes
-
-    from mailrelay.controller.client import OperatorApi as Api
+    from mailrelay.controller.client import OperatorApi
 
     plane.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "mailrelay.dev_mailrelays.yaml"))
     wanted = {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
@@ -157,7 +155,7 @@ def operator_client(plane: ControlPlane, folder: Path, *namespaces: str) -> Any:
     for namespace in namespaces:
         plane.kubectl("create", "namespace", namespace, check=False)
     kubeconfig = plane.service_account_kubeconfig(account["namespace"], account["name"], folder / "kubeconfig")
-    return Api(kubernetes.config.new_client_from_config(config_file=str(kubeconfig)))
+    return OperatorApi.from_kubeconfig(kubeconfig)
 
 
 def uninstall_rbac(plane: ControlPlane, shipped: Shipped) -> None:

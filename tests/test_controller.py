@@ -85,9 +85,10 @@ def our_writes(cluster: Cluster, namespace: str) -> list[tuple[str, str]]:
 
 
 def test_api_errors_are_retried_until_converged(cluster: Cluster, operator: Operator) -> None:
-    cluster.fail("PATCH", "deployments", 500, times=3)
-    cluster.fail("PATCH", "configmaps", 409, times=2)
-    cluster.fail("GET", "services", 429, times=2)
+    # Children are created with a POST; a 409 there reads as "someone else's name" and is checked again.
+    cluster.fail("POST", "deployments", 500, times=3)
+    cluster.fail("POST", "configmaps", 409, times=2)
+    cluster.fail("GET", "services", 429, times=2)  # the Service cache's list: listed again
     cluster.fail("PATCH", "mailrelays", 503, times=2, sub="status")
     cluster.create(relay("errors"))
     wait_children(cluster, "errors")
@@ -111,8 +112,11 @@ def test_run_without_a_cluster_says_what_to_do(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def relay_pod(namespace: str, name: str, message: str, relay_name: str = "relay") -> dict[str, Any]:
-    """A relay pod being deleted whose container ended with `message` (as the kubelet reports it)."""
+def relay_pod(
+    namespace: str, name: str, message: str, relay_name: str = "relay", owner: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A relay pod being deleted whose container ended with `message` (as the kubelet reports it),
+    controlled by `owner` (a ReplicaSet, as the Deployment controller makes them) if given."""
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -120,6 +124,17 @@ def relay_pod(namespace: str, name: str, message: str, relay_name: str = "relay"
             "name": name,
             "namespace": namespace,
             "deletionTimestamp": "2026-01-01T00:00:00Z",
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "ReplicaSet",
+                    "name": owner["metadata"]["name"],
+                    "uid": owner["metadata"]["uid"],
+                    "controller": True,
+                }
+            ]
+            if owner
+            else [],
             "labels": {
                 "app.kubernetes.io/name": "mailrelay",
                 "app.kubernetes.io/instance": relay_name,
@@ -140,8 +155,39 @@ def test_a_drain_that_left_mail_is_reported_once_as_an_event(cluster: Cluster, o
         "mailrelay-drain: 7 message(s) left in the queue (no other replica took them at mail.drained.svc:25 "
         "within 30s); they are lost with this pod's emptyDir\n"
     )
-    cluster.create(relay_pod("drained", "mailrelay-relay-abc", left))
-    cluster.create(relay_pod("drained", "mailrelay-relay-def", "mailrelay-drain: queue empty, nothing left\n"))
+    [deployment] = cluster.list("deployments", "drained")
+    labels = {
+        "app.kubernetes.io/name": "mailrelay",
+        "app.kubernetes.io/instance": "relay",
+        "app.kubernetes.io/managed-by": "mailrelay-operator",
+    }
+    replicas = cluster.create(
+        {  # as the Deployment controller makes it
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "metadata": {
+                "name": "mailrelay-relay-5d8f",
+                "namespace": "drained",
+                "labels": labels,
+                "ownerReferences": [
+                    {
+                        "apiVersion": "apps/v1",
+                        "kind": "Deployment",
+                        "name": deployment["metadata"]["name"],
+                        "uid": deployment["metadata"]["uid"],
+                        "controller": True,
+                    }
+                ],
+            },
+            "spec": {"selector": {"matchLabels": labels}, "template": {"metadata": {"labels": labels}}},
+        }
+    )
+    # A look-alike with the relay's labels and a message of its own, controlled by nothing of the relay's.
+    cluster.create(relay_pod("drained", "mailrelay-relay-fake", "mailrelay-drain: 99 message(s) left in the queue"))
+    cluster.create(relay_pod("drained", "mailrelay-relay-abc", left, owner=replicas))
+    cluster.create(
+        relay_pod("drained", "mailrelay-relay-def", "mailrelay-drain: queue empty, nothing left\n", owner=replicas)
+    )
     cluster.create(relay_pod("drained", "mailrelay-gone-xyz", left.replace("7", "2", 1), relay_name="gone"))
 
     def reports() -> list[dict[str, Any]]:
@@ -154,7 +200,11 @@ def test_a_drain_that_left_mail_is_reported_once_as_an_event(cluster: Cluster, o
     assert set(by_object) == {("MailRelay", "relay"), ("Pod", "mailrelay-gone-xyz")}
     event = by_object[("MailRelay", "relay")]
     assert event["type"] == "Warning"
-    assert event["note"] == f"pod mailrelay-relay-abc: {left.strip()}"
+    assert event["note"] == (
+        "pod mailrelay-relay-abc: 7 message(s) left in the queue when it stopped (no other replica took them at "
+        "mail.drained.svc:25 within 30s); they could not be handed to another replica and are lost with the "
+        "pod's emptyDir"
+    )
     assert "2 message(s) left" in by_object[("Pod", "mailrelay-gone-xyz")]["note"]
 
 
@@ -162,7 +212,7 @@ def test_a_child_the_api_server_refuses_stalls_the_relay_without_a_write_loop(
     cluster: Cluster, operator: Operator
 ) -> None:
     """HTTP 422 for the Deployment (emulated: our validation keeps a real server from ever saying it)."""
-    cluster.fail("PATCH", "deployments", 422, times=100, namespace="refused")
+    cluster.fail("POST", "deployments", 422, times=100, namespace="refused")
     cluster.create(relay("refused"))
     condition = wait_reason(cluster, "refused", "ChildRefused")
     assert "the API server refused Deployment mailrelay-relay" in condition["message"]

@@ -10,16 +10,17 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hst
+from one_pass import one_pass
 
 from mailrelay.api import conditions as cond
 from mailrelay.api import dkim, grammar, guardrails
 from mailrelay.api import spec as spec_module
 from mailrelay.api.spec import SpecError, parse
-from mailrelay.controller.reconcile import reconcile
 from mailrelay.render.relay import render_relay
 
 from conftest import CRD_PATH, ROOT, relay_object
 from crd_schema import check
+from fake_api import FakeApi
 from invalid_specs import BASE_SPEC, REFUSED_BY_BOTH
 from test_render import FULL, K8S_VERSIONS, by_kind
 
@@ -68,17 +69,13 @@ def test_scale_subresource_points_at_fields_the_operator_keeps(crd: dict[str, An
     assert scale["specReplicasPath"] == ".spec.replicas"
 
     # What the operator writes there selects exactly the relay's pods.
-    class NoApi:
-        def get(self, *_: Any) -> None:
-            return None
-
     body = relay_object(
         {"mailFromFQDN": "a.example", "relay": {"host": "h.example", "authSecretRef": {"name": "missing"}}}
     )
-    outcome = reconcile(NoApi(), body, clock="2026-01-01T00:00:00Z")  # type: ignore[arg-type]
-    assert outcome.assessment.reason == cond.SECRET_NOT_FOUND
-    selector = dict(pair.split("=") for pair in outcome.status["selector"].split(","))
-    deployment = by_kind(render_relay(parse(body)))["Deployment"]
+    done = one_pass(FakeApi(), body)
+    assert done.plan.assessment.reason == cond.SECRET_NOT_FOUND and done.plan.status is not None
+    selector = dict(pair.split("=") for pair in done.plan.status["selector"].split(","))
+    deployment = by_kind(render_relay(parse(body)).objects)["Deployment"]
     assert selector == deployment["spec"]["selector"]["matchLabels"]
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from one_pass import one_pass
 
 from mailrelay.api import dkim
 from mailrelay.controller import dkim_keys
-from mailrelay.controller.reconcile import reconcile
 from mailrelay.kube.client import Api
 from mailrelay.local.dkim import LocalDkimError, prepare, secrets_in
 from mailrelay.render.relay import CONFIG_HASH_ANNOTATION, DKIM_KEY_MOUNT
@@ -41,7 +41,8 @@ def create_relay(cluster: Cluster, namespace: str, **dkim_spec: Any) -> dict[str
 def run(api: Api, cluster: Cluster, namespace: str) -> Any:
     body = cluster.get("mailrelays", namespace, "relay")
     assert body is not None
-    return reconcile(api, body)
+    done = one_pass(api, body)
+    return done.plan.keys.events + done.plan.events
 
 
 def status(cluster: Cluster, namespace: str) -> dict[str, Any]:
@@ -68,7 +69,7 @@ def stalled(cluster: Cluster, namespace: str) -> dict[str, Any]:
 
 def test_a_generated_key_is_owned_kept_and_published_but_never_shown(api: Api, cluster: Cluster) -> None:
     relay = create_relay(cluster, "gen")
-    outcome = run(api, cluster, "gen")
+    events = run(api, cluster, "gen")
     secret = cluster.get("secrets", "gen", SECRET)
     assert secret is not None
     [owner] = secret["metadata"]["ownerReferences"]
@@ -87,12 +88,12 @@ def test_a_generated_key_is_owned_kept_and_published_but_never_shown(api: Api, c
     assert volume["secret"] == {"secretName": SECRET, "defaultMode": 0o400}
     mount = next(m for m in template["spec"]["containers"][0]["volumeMounts"] if m["name"] == "dkim-key")
     assert (mount["mountPath"], mount["readOnly"]) == (DKIM_KEY_MOUNT, True)
-    assert [e[1] for e in outcome.events if e[1].startswith("Dkim")] == ["DkimKeyCreated"]
+    assert [e[1] for e in events if e[1].startswith("Dkim")] == ["DkimKeyCreated"]
     # The key reaches no status, event, ConfigMap or Deployment, in any encoding.
     shared = json.dumps(
         [
             cluster.get("mailrelays", "gen", "relay"),
-            outcome.events,
+            events,
             cluster.list("configmaps", "gen"),
             cluster.list("deployments", "gen"),
         ]
@@ -115,10 +116,10 @@ def test_the_rotation_annotation_makes_one_new_key_and_rolls_the_pods(api: Api, 
     old_record = status(cluster, "rot")["dkim"]["records"][0]
     old_hash = pod_template(cluster, "rot")["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
     cluster.patch("mailrelays", "rot", "relay", {"metadata": {"annotations": {dkim_keys.ROTATE_ANNOTATION: "2025"}}})
-    outcome = run(api, cluster, "rot")
+    events = run(api, cluster, "rot")
     new_key = secret_data(cluster, "rot")["rsa.private"]
     assert new_key != old_key
-    assert "DkimKeyRotated" in [e[1] for e in outcome.events]
+    assert "DkimKeyRotated" in [e[1] for e in events]
     secret = cluster.get("secrets", "rot", SECRET)
     assert secret is not None and secret["metadata"]["annotations"][dkim_keys.ROTATION_ANNOTATION] == "2025"
     new_record = status(cluster, "rot")["dkim"]["records"][0]

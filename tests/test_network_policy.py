@@ -39,7 +39,7 @@ GUARDED: dict[str, Any] = {
 
 
 def _children(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return by_kind(render_relay(make_relay(spec)))
+    return by_kind(render_relay(make_relay(spec)).objects)
 
 
 def relay_pod(spec: dict[str, Any]) -> tuple[Pod, int]:
@@ -53,7 +53,7 @@ def relay_pod(spec: dict[str, Any]) -> tuple[Pod, int]:
 
 
 def policies(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    return [o for o in render_relay(make_relay(spec)) if o["kind"] == "NetworkPolicy"]
+    return [o for o in render_relay(make_relay(spec)).objects if o["kind"] == "NetworkPolicy"]
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
@@ -238,8 +238,10 @@ def test_the_guardrails_example_admits_the_ci_runners_it_names() -> None:
     [labels] = [d["metadata"]["labels"] for d in docs if d["kind"] == "Namespace" and "labels" in d["metadata"]]
     spec = doc["spec"]
     relay = parse(doc)
-    [policy] = [o for o in render_relay(relay) if o["kind"] == "NetworkPolicy"]
-    destination = Pod("staging", by_kind(render_relay(relay))["Deployment"]["spec"]["template"]["metadata"]["labels"])
+    [policy] = [o for o in render_relay(relay).objects if o["kind"] == "NetworkPolicy"]
+    destination = Pod(
+        "staging", by_kind(render_relay(relay).objects)["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    )
     runner = {"app.kubernetes.io/component": "ci-runner"}
     assert allows_ingress([policy], Pod("payments-ci", runner, labels), destination, 25)
     assert not allows_ingress([policy], Pod("payments-ci", {"app": "web"}, {"team": "payments"}), destination, 25)

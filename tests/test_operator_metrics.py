@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
@@ -82,9 +81,10 @@ def test_the_leader_gauge_reads_the_lease_state_at_each_scrape() -> None:
     assert leader() == 0
 
 
-def test_passes_are_counted_by_trigger_and_only_the_resync_asks_about_delivery() -> None:
+def test_passes_are_counted_by_trigger_and_read_the_last_delivery_report() -> None:
+    """No pass asks the pods: the scrape's loop does, and every pass reads its last report."""
     from mailrelay.api.names import KIND
-    from mailrelay.controller import delivery, resync
+    from mailrelay.controller import delivery
     from mailrelay.controller.context import Context
     from mailrelay.controller.settings import Settings
     from mailrelay.kube.leader import Leadership
@@ -93,49 +93,40 @@ def test_passes_are_counted_by_trigger_and_only_the_resync_asks_about_delivery()
 
     api = FakeApi()
     api.relay("apps", "counted", mailFromFQDN="apps.example.com")
-    asked: list[str] = []
-
-    def probe(relay: Any) -> delivery.Health:
-        asked.append(relay.name)
-        return delivery.Health(
-            "False",
-            cond.AUTH_FAILED,
-            "2 messages deferred: 535 5.7.8 refused",
-            {"active": 0, "deferred": 2, "hold": 0, "incoming": 0, "oldestMessageAge": "under 10s"},
-        )
-
-    context = Context(
-        api=api,
-        settings=Settings(),
-        leadership=Leadership.unconditional("op"),  # type: ignore[arg-type]
-        probe=probe,
-    )
+    reports: dict[tuple[str, str], delivery.Health] = {}
+    context = Context(api, Settings(), Leadership.unconditional("op"), health=reports.get)
 
     def passes(trigger: str) -> float:
         return metrics.REGISTRY.get_sample_value("mailrelay_operator_reconcile_passes_total", {"trigger": trigger}) or 0
 
     before = passes("create"), passes("child"), passes("resync")
-    context.run_pass(api.get(KIND, "apps", "counted"), "create")  # type: ignore[arg-type]
-    context.run_pass(api.get(KIND, "apps", "counted"), "Deployment event")  # type: ignore[arg-type]
-    assert asked == []
-    assert resync.resync_all(context) == 1
-    assert asked == ["counted"]
+    context.process(("apps", "counted"), "create")
+    context.process(("apps", "counted"), "child")
+    assert not [
+        c for c in (api.get(KIND, "apps", "counted") or {})["status"]["conditions"] if c["type"] == cond.DELIVERING
+    ]
+    reports[("apps", "counted")] = delivery.Health(
+        "False",
+        cond.AUTH_FAILED,
+        "2 messages deferred: 535 5.7.8 refused",
+        {"active": 0, "deferred": 2, "hold": 0, "incoming": 0, "oldestMessageAge": "under 10s"},
+    )
+    context.resync()
+    item = context.queue.get(timeout=0)
+    assert item == (("apps", "counted"), "resync")
+    context.process(*item)
     assert (passes("create"), passes("child"), passes("resync")) == (before[0] + 1, before[1] + 1, before[2] + 1)
     status = (api.get(KIND, "apps", "counted") or {})["status"]
     [condition] = [c for c in status["conditions"] if c["type"] == cond.DELIVERING]
     assert (condition["status"], condition["reason"]) == ("False", cond.AUTH_FAILED)
     assert status["queue"]["deferred"] == 2
+    context.resync()  # counts the relays as the cache holds them now
     assert (
         metrics.REGISTRY.get_sample_value(
             "mailrelay_operator_relays", {"condition": "Delivering", "status": "False", "reason": cond.AUTH_FAILED}
         )
         == 1
     )
-    context.run_pass(api.get(KIND, "apps", "counted"), "update")  # type: ignore[arg-type]
-    assert asked == ["counted"]  # the last report stays until the next resync
-    assert [
-        c for c in (api.get(KIND, "apps", "counted") or {})["status"]["conditions"] if c["type"] == cond.DELIVERING
-    ] == [condition]
 
 
 @pytest.fixture(scope="module")

@@ -49,7 +49,7 @@ def rendered_pod(
     spec: dict[str, Any], network: PodNetwork, secrets: dict[str, dict[str, str]] | None = None, name: str = "relay"
 ) -> Pod:
     """The pod the operator's children describe: the rendered ConfigMap's data and Deployment."""
-    children = {child["kind"]: child for child in relay.render_relay(make_relay(spec, name=name))}
+    children = {child["kind"]: child for child in relay.render_relay(make_relay(spec, name=name)).objects}
     config_map, deployment = children["ConfigMap"], children["Deployment"]
     return Pod(
         deployment, config_maps={config_map["metadata"]["name"]: config_map["data"]}, secrets=secrets, network=network

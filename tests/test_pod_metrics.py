@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from one_pass import scrape_once
 from test_pod import CLIENT, relay_spec, rendered_pod, send
 
 from mailrelay.api import conditions as cond
 from mailrelay.controller import delivery
-from mailrelay.controller.scrape import RelayProbe
 from mailrelay.render import relay, sidecar
 
-from conftest import make_relay
+from conftest import relay_object
 from podrunner import Pod, PodNetwork, wait_until
 from smtp_sink import Sink, free_port
 
@@ -34,15 +35,13 @@ def network(images: dict[str, str]) -> Iterator[PodNetwork]:
     made.delete()
 
 
-def _probe(pod: Pod) -> RelayProbe:
-    """The operator's resync probe, given this pod as the API would list it and its log as pods/log serves it."""
-    listed = {
-        "metadata": {"name": pod.meta["name"]},
-        "status": {"podIP": pod.network.pod_ip, "conditions": [{"type": "Ready", "status": str(pod.ready)}]},
-    }
-    return RelayProbe(
-        api=None,
-        pods=lambda namespace, selector: [listed],  # type: ignore[arg-type]
+def _probe(pod: Pod) -> Any:
+    """The operator's delivery scrape, given this pod as its ReplicaSet controls it and its log as pods/log
+    serves it."""
+    return lambda relay: scrape_once(
+        relay,
+        [(pod.meta["name"], pod.network.pod_ip, pod.ready)],
+        port=sidecar.PORT,
         read_log=lambda namespace, name: pod.log(),
     )
 
@@ -57,7 +56,7 @@ def test_the_sidecar_reports_a_refused_login_and_the_probe_names_it(network: Pod
         assert pod.meta["annotations"]["kubectl.kubernetes.io/default-container"] == relay.CONTAINER
         for _ in range(2):
             send(pod, "root@pod")
-        the_relay = make_relay(spec, name="relay")
+        the_relay = relay_object(spec, name="relay")
         health = wait_until(
             lambda: (h := _probe(pod)(the_relay)) and h.queue.get("deferred") == 2 and h,
             90,

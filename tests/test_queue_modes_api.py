@@ -37,7 +37,7 @@ def kube(control_plane: ControlPlane) -> Iterator[tuple[ControlPlane, Api]]:
     control_plane.kubectl("wait", "--for=create", "--timeout=60s", "crd/mailrelays.mailrelay.dev")
     established(control_plane)
     control_plane.kubectl("create", "namespace", NAMESPACE)
-    yield control_plane, Api(control_plane.api_client())
+    yield control_plane, Api.from_kubeconfig(control_plane.kubeconfig)
     control_plane.kubectl("delete", "namespace", NAMESPACE, "--wait=false")
 
 
@@ -52,7 +52,7 @@ def test_persistent_children_on_the_real_apiserver(kube: tuple[ControlPlane, Api
     plane, api = kube
     body = _relay(plane, SPEC)
     uid, relay = body["metadata"]["uid"], parse(body)
-    first = apply_children(api, uid, render_relay(relay))
+    first = apply_children(api, uid, render_relay(relay).objects)
     assert [(c.kind, c.action) for c in first.children] == [
         ("NetworkPolicy", "created"),
         ("ConfigMap", "created"),
@@ -61,7 +61,7 @@ def test_persistent_children_on_the_real_apiserver(kube: tuple[ControlPlane, Api
         ("Service", "created"),
     ]
     # The server defaults StatefulSet, claim template and budget fields: none of that is drift.
-    second = apply_children(api, uid, render_relay(relay))
+    second = apply_children(api, uid, render_relay(relay).objects)
     assert {c.action for c in second.children} == {"unchanged"}
 
     bigger = copy.deepcopy(body)
@@ -70,7 +70,7 @@ def test_persistent_children_on_the_real_apiserver(kube: tuple[ControlPlane, Api
     with pytest.raises(ApiError) as rejected:  # what the operator would meet on every pass
         api.apply(stateful_set(changed))
     assert rejected.value.status == 422 and "Forbidden" in str(rejected.value)
-    refused = apply_children(api, uid, render_relay(changed))
+    refused = apply_children(api, uid, render_relay(changed).objects)
     [refusal] = refused.refused
     assert refusal.kind == "StatefulSet" and "cannot change on a running relay" in refusal.message
     live = api.get("StatefulSet", NAMESPACE, "mailrelay-relay")

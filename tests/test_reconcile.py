@@ -1,7 +1,8 @@
 """One reconcile pass at a time, through the operator's own Context, on an in-memory API and a fixed clock.
 
 Each test drives a relay through a sequence of states and checks what each pass wrote: children,
-status (conditions and their transition times) and Events, posted once per transition.
+status (conditions and their transition times) and Events, posted once per transition. The in-memory
+API is the pass's cache too, so what a pass reads past the caches (`api.reads`) is counted.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from typing import Any
 import pytest
 
 from mailrelay.api.names import CONFIG_HASH_ANNOTATION, KIND
-from mailrelay.controller.context import Context, KeyedLocks
+from mailrelay.controller.context import Context
+from mailrelay.controller.reconcile import Renders, run
 from mailrelay.controller.settings import Settings
 from mailrelay.controller.status import ready_condition
 from mailrelay.kube.leader import Leadership
@@ -45,17 +47,17 @@ def clock() -> Clock:
 @pytest.fixture
 def context(api: FakeApi, clock: Clock) -> Context:
     return Context(
-        api=api,
-        settings=Settings(postfix_image="registry.local/postfix:9"),  # type: ignore[arg-type]
+        store=api,
+        settings=Settings(postfix_image="registry.local/postfix:9"),
         leadership=Leadership.unconditional("test-replica"),
         clock=clock,
     )
 
 
-def run(api: FakeApi, context: Context) -> tuple[list[tuple[str, str, str]], list[str], dict[str, Any]]:
+def one_pass(api: FakeApi, context: Context) -> tuple[list[tuple[str, str, str]], list[str], dict[str, Any]]:
     """One pass over the live relay: (writes, event reasons, the relay's status after)."""
     writes, events = len(api.writes), len(api.events)
-    context.run_pass(api.get(KIND, NS, NAME), "test")  # type: ignore[arg-type]
+    context.process((NS, NAME), "test")
     relay = api.get(KIND, NS, NAME)
     assert relay is not None
     return api.writes[writes:], [e["reason"] for e in api.events[events:]], relay.get("status") or {}
@@ -93,16 +95,16 @@ def test_missing_then_incomplete_secret_stalls_without_children_and_reports_once
     api: FakeApi, context: Context, clock: Clock
 ) -> None:
     api.relay(NS, NAME, mailFromFQDN="apps.example.com", relay=SMARTHOST)
-    writes, events, status = run(api, context)
+    writes, events, status = one_pass(api, context)
     assert writes == [("status", KIND, NAME)] and events == ["SecretNotFound"]
     ready = ready_condition(status)
     assert ready is not None and ready["reason"] == "SecretNotFound" and ready["lastTransitionTime"] == T0
     assert "Secret smarthost" in ready["message"]
     assert not [k for k in api.objects if k[0] in ("ConfigMap", "Deployment", "Service")]
     clock.now = T1
-    assert run(api, context)[:2] == ([], [])  # nothing changed: no write, no second Event
+    assert one_pass(api, context)[:2] == ([], [])  # nothing changed: no write, no second Event
     secret(api, username="user-7c1d", password="  ")
-    writes, events, status = run(api, context)
+    writes, events, status = one_pass(api, context)
     assert writes == [("status", KIND, NAME)] and events == ["SecretIncomplete"]
     assert ready_condition(status)["reason"] == "SecretIncomplete"  # type: ignore[index]
     assert ready_condition(status)["lastTransitionTime"] == T0  # still False: no transition  # type: ignore[index]
@@ -115,8 +117,8 @@ def test_complete_secret_creates_children_then_rollout_makes_ready_once(
 ) -> None:
     api.relay(NS, NAME, mailFromFQDN="apps.example.com", relay=SMARTHOST)
     secret(api, username="relay", password="first")
-    writes, events, status = run(api, context)
-    assert sorted(w[1] for w in writes if w[0] == "apply") == ["ConfigMap", "Deployment", "NetworkPolicy", "Service"]
+    writes, events, status = one_pass(api, context)
+    assert sorted(w[1] for w in writes if w[0] == "create") == ["ConfigMap", "Deployment", "NetworkPolicy", "Service"]
     assert events == ["Applied"]
     assert ready_condition(status)["reason"] == "RollingOut" and status["observedGeneration"] == 1  # type: ignore[index]
     deployment = api.get("Deployment", NS, f"mailrelay-{NAME}")
@@ -126,15 +128,16 @@ def test_complete_secret_creates_children_then_rollout_makes_ready_once(
     assert status["configHash"] == pod_hash
     roll_out(api)
     clock.now = T1
-    writes, events, status = run(api, context)
-    assert writes == [("status", KIND, NAME)] and events == ["Ready"]
+    writes, events, status = one_pass(api, context)
+    # A routine rollout: told by the Applied Event and the conditions, not by a second Event.
+    assert writes == [("status", KIND, NAME)] and events == []
     ready = ready_condition(status)
     assert ready is not None and ready["status"] == "True" and ready["lastTransitionTime"] == T1
     clock.now = T2
-    assert run(api, context)[:2] == ([], [])  # settled: no write, no Event
+    assert one_pass(api, context)[:2] == ([], [])  # settled: no write, no Event
     # Rotation: a new pod-template hash, so the pods roll; Ready stays until the controller reports.
     secret(api, username="relay", password="rotated")
-    writes, events, status = run(api, context)
+    writes, events, status = one_pass(api, context)
     assert [w[1] for w in writes if w[0] == "apply"] == ["Deployment"] and events[0] == "Applied"
     rotated = api.get("Deployment", NS, f"mailrelay-{NAME}")
     assert rotated["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION] != pod_hash  # type: ignore[index]
@@ -144,13 +147,13 @@ def test_complete_secret_creates_children_then_rollout_makes_ready_once(
 
 def test_losing_pods_is_a_transition_without_a_warning(api: FakeApi, context: Context, clock: Clock) -> None:
     api.relay(NS, NAME, mailFromFQDN="apps.example.com")
-    run(api, context)
+    one_pass(api, context)
     roll_out(api)
     clock.now = T1
-    assert run(api, context)[1] == ["Ready"]
+    assert one_pass(api, context)[1] == []
     roll_out(api, ready=0)
     clock.now = T2
-    writes, events, status = run(api, context)
+    writes, events, status = one_pass(api, context)
     assert writes == [("status", KIND, NAME)] and events == []  # not stalled: the Deployment recovers by itself
     ready = ready_condition(status)
     assert ready is not None and ready["status"] == "False" and ready["lastTransitionTime"] == T2
@@ -163,61 +166,59 @@ def test_losing_pods_is_a_transition_without_a_warning(api: FakeApi, context: Co
 
 def test_invalid_spec_keeps_the_children_and_reports_once(api: FakeApi, context: Context, clock: Clock) -> None:
     api.relay(NS, NAME, mailFromFQDN="apps.example.com")
-    run(api, context)
+    one_pass(api, context)
     children = {k: v["metadata"]["resourceVersion"] for k, v in api.objects.items() if k[0] != KIND}
     relay = api.get(KIND, NS, NAME)
     relay["spec"]["allowedNetworks"] = ["0.0.0.0/0"]  # type: ignore[index]
     api.put(relay)  # type: ignore[arg-type]
     clock.now = T1
-    writes, events, status = run(api, context)
+    writes, events, status = one_pass(api, context)
     assert writes == [("status", KIND, NAME)] and events == ["InvalidSpec"]
     assert status["observedGeneration"] == 2 and ready_condition(status)["reason"] == "InvalidSpec"  # type: ignore[index]
     assert {k: v["metadata"]["resourceVersion"] for k, v in api.objects.items() if k[0] != KIND} == children
-    assert run(api, context)[:2] == ([], [])
+    assert one_pass(api, context)[:2] == ([], [])
 
 
 def test_a_stale_body_writes_no_status(api: FakeApi, context: Context) -> None:
-    """A watch event older than the relay's latest generation: the pass for that generation reports."""
+    """A cached body older than the relay: the status patch carries its resourceVersion and is refused
+    (409), and the pass asks to run again instead of writing what the old body would show."""
     old = api.relay(NS, NAME, mailFromFQDN="apps.example.com")
     api.relay(NS, NAME, mailFromFQDN="new.example.com")
-    context.run_pass(old, "test")
+    done = run(api, api, context.memory, Renders(), old, default_image="registry.local/postfix:9", instance="t")
+    assert done.plan.status is not None and done.outcome.again and not done.outcome.status_written
     assert ("status", KIND, NAME) not in api.writes
     assert (api.get(KIND, NS, NAME) or {}).get("status") is None
-
-
-def test_the_lock_table_only_holds_locks_in_use() -> None:
-    locks = KeyedLocks()
-    for uid in (f"uid-{i}" for i in range(1000)):
-        with locks.hold(uid):
-            assert len(locks) == 1
-    assert len(locks) == 0
 
 
 def test_a_replica_that_does_not_lead_starts_no_pass(api: FakeApi) -> None:
     from mailrelay.kube.client import NotLeader
 
     api.relay(NS, NAME, mailFromFQDN="apps.example.com")
-    follower = Context(api=api, settings=Settings(), leadership=Leadership("standby", 10.0))  # type: ignore[arg-type]
+    follower = Context(store=api, settings=Settings(), leadership=Leadership("standby", 10.0))
     with pytest.raises(NotLeader):
-        follower.run_pass(api.get(KIND, NS, NAME), "test")  # type: ignore[arg-type]
+        follower.process((NS, NAME), "test")
     assert api.writes == [] and api.events == []
 
 
-def test_a_resync_skips_a_relay_deleted_after_its_list(
-    api: FakeApi, context: Context, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The resync lists, then reads each relay again: one deleted in between gets no children back."""
-    from mailrelay.controller import resync
-
+def test_a_relay_gone_from_the_cache_gets_no_pass(api: FakeApi, context: Context) -> None:
+    """A resync queues every cached relay; one deleted before its turn is a no-op, not a pass on a ghost."""
     api.relay(NS, "kept", mailFromFQDN="apps.example.com")
     api.relay(NS, "gone", mailFromFQDN="apps.example.com")
-    listed = api.list_relays(())
-
-    def list_then_delete(namespaces: tuple[str, ...]) -> list[dict[str, Any]]:
-        api.remove(KIND, NS, "gone")
-        return listed
-
-    monkeypatch.setattr(api, "list_relays", list_then_delete)
-    assert resync.resync_all(context) == 2
+    context.resync()
+    api.remove(KIND, NS, "gone")
+    while (item := context.queue.get(timeout=0)) is not None:
+        context.process(*item)
+        context.queue.done(item[0])
     assert {name for _, _, name in api.writes} >= {"mailrelay-kept", "kept"}
     assert not [w for w in api.writes if "gone" in w[2]]
+
+
+def test_a_settled_relay_costs_no_request(api: FakeApi, context: Context) -> None:
+    api.relay(NS, NAME, mailFromFQDN="apps.example.com")
+    one_pass(api, context)
+    roll_out(api)
+    one_pass(api, context)
+    writes, reads = len(api.writes), len(api.reads)
+    for _ in range(3):
+        assert one_pass(api, context)[:2] == ([], [])
+    assert len(api.writes) == writes and len(api.reads) == reads

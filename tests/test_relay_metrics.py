@@ -16,13 +16,13 @@ from email.message import EmailMessage
 from typing import Any
 
 import pytest
+from one_pass import scrape_once
 
 from mailrelay.api import conditions as cond
 from mailrelay.controller import delivery
 from mailrelay.controller import status as st
-from mailrelay.controller.scrape import RelayProbe
 
-from conftest import make_relay, pod_template
+from conftest import make_relay, pod_template, relay_object
 from postfix_harness import HarnessPostfix
 from smtp_sink import Sink, free_port
 
@@ -140,17 +140,12 @@ def test_a_refused_login_turns_delivering_false_until_the_secret_is_fixed(
     assert delivery.assess([sample], pods=1, reasons=reasons).reason == cond.AUTH_FAILED
     # The operator's probe, as the resync runs it: the pod's IP and metrics port, the pod's log.
     port = int(url.rsplit(":", 1)[1].split("/")[0])
-    pod = {
-        "metadata": {"name": "mailrelay-a-1"},
-        "status": {"podIP": "127.0.0.1", "conditions": [{"type": "Ready", "status": "True"}]},
-    }
-    probe = RelayProbe(
-        api=None,
+    health = scrape_once(
+        relay_object(relay_spec(sink.port)),
+        [("mailrelay-a-1", "127.0.0.1", True)],
         port=port,
-        pods=lambda ns, selector: [pod],  # type: ignore[arg-type]
         read_log=lambda ns, name: instance.log(),
     )
-    health = probe(make_relay(relay_spec(sink.port)))
     assert health is not None
     failed = delivering(health)
     assert failed["status"] == "False" and failed["reason"] == cond.AUTH_FAILED

@@ -95,12 +95,12 @@ def test_versions_cover_1_29_to_the_newest_known() -> None:
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 def test_every_manifest_validates_against_kubernetes_schemas(version: str) -> None:
     for relay in sample_relays():
-        for manifest in render_relay(relay, secret_version="abc"):
+        for manifest in render_relay(relay, secret_version="abc").objects:
             kv.validate(manifest, version, strict=True)
 
 
 def test_kubernetes_validate_catches_a_broken_manifest() -> None:
-    deployment = by_kind(render_relay(make_relay(FULL)))["Deployment"]
+    deployment = by_kind(render_relay(make_relay(FULL)).objects)["Deployment"]
     deployment["spec"]["replicas"] = "two"
     with pytest.raises(kv.ValidationError):
         kv.validate(deployment, K8S_VERSIONS[-1], strict=True)
@@ -108,7 +108,7 @@ def test_kubernetes_validate_catches_a_broken_manifest() -> None:
 
 def test_children_are_owned_labelled_and_wired_together() -> None:
     relay = make_relay(FULL)
-    policy, config_map, deployment, budget, service = render_relay(relay)
+    policy, config_map, deployment, budget, service = render_relay(relay).objects
     for obj in (policy, config_map, deployment, budget, service):
         [owner] = obj["metadata"]["ownerReferences"]
         assert owner == {
@@ -138,12 +138,12 @@ def test_children_are_owned_labelled_and_wired_together() -> None:
     assert deployment["spec"]["replicas"] == 2
     assert pod["spec"]["tolerations"] == FULL["tolerations"]
     # No secret material anywhere in what is rendered.
-    assert "password" not in str(render_relay(relay)).lower().replace("smtp_sasl_password_maps", "")
+    assert "password" not in str(render_relay(relay).objects).lower().replace("smtp_sasl_password_maps", "")
 
 
 def test_the_pod_carries_every_pod_knob() -> None:
     relay = make_relay(FULL)
-    deployment = by_kind(render_relay(relay))["Deployment"]
+    deployment = by_kind(render_relay(relay).objects)["Deployment"]
     template = deployment["spec"]["template"]
     pod = template["spec"]
     assert pod["imagePullSecrets"] == FULL["imagePullSecrets"]
@@ -160,17 +160,19 @@ def test_the_pod_carries_every_pod_knob() -> None:
 
 
 def test_a_relay_without_pod_knobs_renders_none_of_them() -> None:
-    pod = by_kind(render_relay(make_relay({"mailFromFQDN": "a.example"})))["Deployment"]["spec"]["template"]["spec"]
+    pod = by_kind(render_relay(make_relay({"mailFromFQDN": "a.example"})).objects)["Deployment"]["spec"]["template"][
+        "spec"
+    ]
     assert not {"imagePullSecrets", "affinity", "priorityClassName"} & set(pod)
 
 
 def test_rendering_without_uid_has_no_owner_reference() -> None:
     relay = make_relay({"mailFromFQDN": "a.example"}, uid=None)
-    assert all("ownerReferences" not in obj["metadata"] for obj in render_relay(relay))
+    assert all("ownerReferences" not in obj["metadata"] for obj in render_relay(relay).objects)
 
 
 def test_rendering_is_deterministic() -> None:
-    assert render_relay(make_relay(FULL), "v1") == render_relay(make_relay(FULL), "v1")
+    assert render_relay(make_relay(FULL), "v1").objects == render_relay(make_relay(FULL), "v1").objects
 
 
 def test_main_cf_has_the_relay_settings() -> None:
@@ -280,7 +282,7 @@ def test_allow_list_comes_before_permit_mynetworks() -> None:
 
 def test_dkim_adds_one_opendkim_milter_per_key_and_fails_closed() -> None:
     def config(relay: Any) -> dict[str, str]:
-        return dict(next(o for o in render_relay(relay) if o["kind"] == "ConfigMap")["data"])
+        return dict(next(o for o in render_relay(relay).objects if o["kind"] == "ConfigMap")["data"])
 
     plain = config(make_relay(FULL))
     assert "milter" not in plain["main.cf"] and not [f for f in plain if f.startswith("opendkim")]
@@ -358,7 +360,7 @@ def test_config_hash_ignores_what_does_not_need_a_restart(change: dict[str, Any]
 
 def test_config_hash_follows_the_secret_content_and_lands_on_the_pod() -> None:
     assert _hash(FULL, "v1") != _hash(FULL, "v2")
-    deployment = by_kind(render_relay(make_relay(FULL), "v1"))["Deployment"]
+    deployment = by_kind(render_relay(make_relay(FULL), "v1").objects)["Deployment"]
     assert deployment["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION] == _hash(FULL, "v1")
 
 

@@ -6,13 +6,15 @@ import base64
 from typing import Any
 
 import pytest
+from one_pass import one_pass
 
 from mailrelay.api import conditions as cond
 from mailrelay.api.secret import SecretProblem, credentials
-from mailrelay.controller.reconcile import _secret_version
+from mailrelay.controller.reconcile import secret_version
 from mailrelay.render.relay import config_hash
 
-from conftest import make_relay
+from conftest import make_relay, relay_object
+from fake_api import FakeApi
 
 
 def _secret(uid: str = "u-1", version: str = "7", **values: str) -> dict[str, Any]:
@@ -25,17 +27,19 @@ def _secret(uid: str = "u-1", version: str = "7", **values: str) -> dict[str, An
     }
 
 
-class _Api:
-    def __init__(self, secret: dict[str, Any] | None):
-        self.secret = secret
-
-    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.secret
+SPEC = {"mailFromFQDN": "a.example", "relay": {"host": "smtp.example.net", "authSecretRef": {"name": "smarthost"}}}
+RELAY = make_relay(SPEC)
 
 
-RELAY = make_relay(
-    {"mailFromFQDN": "a.example", "relay": {"host": "smtp.example.net", "authSecretRef": {"name": "smarthost"}}}
-)
+def _secret_version(secret: dict[str, Any]) -> tuple[str, cond.Assessment | None]:
+    """What a pass makes of this Secret: the version that goes into the config hash, or the problem."""
+    api = FakeApi()
+    api.put(relay_object(SPEC))
+    api.objects[("Secret", "apps", "smarthost")] = secret  # as given: its uid and resourceVersion
+    done = one_pass(api, api.get("MailRelay", "apps", "relay") or {})
+    if done.plan.assessment.reason in (cond.SECRET_INVALID, cond.SECRET_INCOMPLETE, cond.SECRET_NOT_FOUND):
+        return "", done.plan.assessment
+    return secret_version(done.seen), None
 
 
 @pytest.mark.parametrize(
@@ -51,7 +55,7 @@ def test_a_secret_that_would_corrupt_the_password_map_is_invalid(values: dict[st
     with pytest.raises(SecretProblem, match=problem) as error:
         credentials(_secret(**values))
     assert not error.value.incomplete
-    version, assessment = _secret_version(_Api(_secret(**values)), RELAY)  # type: ignore[arg-type]
+    version, assessment = _secret_version(_secret(**values))
     assert version == "" and assessment is not None
     assert assessment.reason == cond.SECRET_INVALID and assessment.stalled
     assert values["password"] not in assessment.message
@@ -70,11 +74,8 @@ def test_trailing_newlines_and_string_data_are_read_as_the_entrypoint_reads_them
 
 def test_the_config_hash_follows_the_secret_identity_not_its_content() -> None:
     """status.configHash is public to relay readers: it must not let anyone test password guesses."""
-    first, _ = _secret_version(_Api(_secret(username="u", password="hunter2")), RELAY)  # type: ignore[arg-type]
-    other_password, _ = _secret_version(_Api(_secret(username="u", password="letmein")), RELAY)  # type: ignore[arg-type]
-    rotated, _ = _secret_version(
-        _Api(_secret(version="8", username="u", password="hunter2")),  # type: ignore[arg-type]
-        RELAY,
-    )
+    first, _ = _secret_version(_secret(username="u", password="hunter2"))
+    other_password, _ = _secret_version(_secret(username="u", password="letmein"))
+    rotated, _ = _secret_version(_secret(version="8", username="u", password="hunter2"))
     assert first == other_password == "u-1/7"  # same object version: the content plays no part
     assert config_hash(RELAY, first) != config_hash(RELAY, rotated)  # a rotation still rolls the pods

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 import yaml
+from one_pass import one_pass
 
 from mailrelay.api import dkim
 from mailrelay.api.spec import parse
 from mailrelay.controller import dkim_keys
-from mailrelay.controller.reconcile import reconcile
 from mailrelay.kube.client import Api, ApiError
 
 from controlplane import ControlPlane
@@ -57,7 +57,7 @@ def test_the_service_account_creates_keeps_and_rotates_only_its_own_secret(
 ) -> None:
     relay = create_relay(control_plane, "own")
     secret_path = f"/api/v1/namespaces/{NAMESPACE}/secrets/mailrelay-own-dkim"
-    reconcile(operator_api, relay)
+    one_pass(operator_api, relay)
     secret = get(control_plane, secret_path)
     [owner] = secret["metadata"]["ownerReferences"]
     assert owner["uid"] == relay["metadata"]["uid"] and owner["controller"] is True
@@ -66,11 +66,11 @@ def test_the_service_account_creates_keeps_and_rotates_only_its_own_secret(
     assert shown["records"][0]["name"] == "mail._domainkey.example.com"
     assert shown["records"][0]["value"].endswith(dkim.public_key_data("rsa", key, "t"))
 
-    reconcile(operator_api, get(control_plane, f"{RELAYS}/own"))
+    one_pass(operator_api, get(control_plane, f"{RELAYS}/own"))
     assert get(control_plane, secret_path)["metadata"]["resourceVersion"] == secret["metadata"]["resourceVersion"]
 
     control_plane.kubectl("-n", NAMESPACE, "annotate", "mailrelay", "own", f"{dkim_keys.ROTATE_ANNOTATION}=1")
-    reconcile(operator_api, get(control_plane, f"{RELAYS}/own"))
+    one_pass(operator_api, get(control_plane, f"{RELAYS}/own"))
     rotated = get(control_plane, secret_path)
     assert base64.b64decode(rotated["data"]["rsa.private"]) != key
     assert rotated["metadata"]["uid"] == secret["metadata"]["uid"]  # the same object, patched
@@ -94,8 +94,8 @@ def test_a_foreign_secret_of_that_name_is_never_written(control_plane: ControlPl
     control_plane.kubectl("-n", NAMESPACE, "apply", "-f", "-", input=yaml.safe_dump(foreign))
     before = get(control_plane, f"/api/v1/namespaces/{NAMESPACE}/secrets/mailrelay-other-dkim")
     relay = create_relay(control_plane, "other")
-    outcome = reconcile(operator_api, relay)
-    assert outcome.assessment.reason == dkim_keys.SECRET_CONFLICT and outcome.assessment.stalled
+    outcome = one_pass(operator_api, relay)
+    assert outcome.plan.assessment.reason == dkim_keys.SECRET_CONFLICT and outcome.plan.assessment.stalled
     after = get(control_plane, f"/api/v1/namespaces/{NAMESPACE}/secrets/mailrelay-other-dkim")
     assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
     # Creating over it is refused too, not retried into an overwrite.
@@ -107,5 +107,5 @@ def test_a_foreign_secret_of_that_name_is_never_written(control_plane: ControlPl
 def test_the_service_account_cannot_list_secrets(operator_api: Api) -> None:
     """RBAC grants get/create/patch, not list or watch: the operator cannot enumerate Secrets."""
     with pytest.raises(ApiError) as refused:
-        operator_api.list("Secret", NAMESPACE, {})
+        operator_api.list_all("Secret", NAMESPACE, {})
     assert refused.value.status == 403

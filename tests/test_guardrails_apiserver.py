@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 import yaml
+from one_pass import one_pass
 
 from mailrelay.api.spec import parse
 from mailrelay.controller.apply import contains
-from mailrelay.controller.reconcile import reconcile
 from mailrelay.kube.client import Api, ApiError
 from mailrelay.render.relay import network_policy
 
@@ -49,25 +49,23 @@ def _relay(plane: ControlPlane, spec: dict[str, Any]) -> dict[str, Any]:
 def test_the_operator_creates_keeps_and_prunes_only_its_policy(control_plane: ControlPlane, operator_api: Api) -> None:
     plane = control_plane
     body = _relay(plane, GUARDED)
-    first = reconcile(operator_api, body)
-    assert ("NetworkPolicy", "created") in [(c.kind, c.action) for c in first.children.children], first.assessment
+    first = one_pass(operator_api, body)
+    assert "created NetworkPolicy mailrelay-relay" in first.outcome.done, first.plan.assessment
     live = plane.request("GET", f"{POLICIES}/mailrelay-relay")
     desired = network_policy(parse(body))
     assert contains(desired["spec"], live["spec"]), (desired["spec"], live["spec"])
     assert live["metadata"]["ownerReferences"][0]["uid"] == body["metadata"]["uid"]
     # Nothing to write on the next pass: the server's defaults did not turn into drift.
-    again = reconcile(operator_api, dict(plane.request("GET", f"{RELAYS}/relay")))
-    assert [c.action for c in again.children.children] == ["unchanged"] * len(again.children.children)
+    again = one_pass(operator_api, dict(plane.request("GET", f"{RELAYS}/relay")))
+    assert again.plan.writes == [] and again.outcome.done == []
     # A policy that is not the relay's, with the relay's labels: never pruned.
     lookalike = copy.deepcopy(desired)
     lookalike["metadata"] = {"name": "lookalike", "namespace": NAMESPACE, "labels": desired["metadata"]["labels"]}
     plane.kubectl("apply", "-f", "-", input=yaml.safe_dump(lookalike))
     open_egress = {key: value for key, value in GUARDED.items() if key != "egress"}
     off = _relay(plane, {**open_egress, "networkPolicy": {"enabled": False}})
-    pruned = reconcile(operator_api, off)
-    assert ("NetworkPolicy", "mailrelay-relay", "deleted") in [
-        (c.kind, c.name, c.action) for c in pruned.children.children
-    ]
+    pruned = one_pass(operator_api, off)
+    assert "deleted NetworkPolicy mailrelay-relay" in pruned.outcome.done
     names = [p["metadata"]["name"] for p in plane.request("GET", POLICIES)["items"]]
     assert names == ["lookalike"]
 

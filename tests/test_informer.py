@@ -191,7 +191,7 @@ def test_a_relay_deleted_while_the_watch_was_down_is_reported_gone_by_the_next_l
         api.remove(KIND, NS, "gone")  # no DELETED event: the watch was down
         api.expire(KIND)
         eventually(lambda: ("DELETED", "gone") in heard, "the list after the gap did not report the deletion")
-        assert [key[1] for key in informer.keys()] == ["kept"]
+        assert [key[1] for key in informer.known()] == ["kept"]
     finally:
         informer.stop()
         api.events_out[KIND].put(None)

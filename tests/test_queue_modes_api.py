@@ -1,6 +1,6 @@
 """The persistent-queue children on the real kube-apiserver: accepted, stable, refused where it must.
 
-The operator's write path (kube.Api, apply_children, prune) against the control plane, with a
+The operator's passes (decide, execute, the kube client) against the control plane, with a
 real MailRelay as owner so the garbage collector keeps the children. Shows that the server takes
 the rendered StatefulSet and PodDisruptionBudget, that its defaulting does not make the next pass
 write again, that it would reject a changed claim template (so the operator refuses it first, with
@@ -14,12 +14,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from one_pass import one_pass
 
+from mailrelay.api import conditions as cond
 from mailrelay.api.spec import parse
-from mailrelay.controller.apply import apply_children, prune
 from mailrelay.controller.client import OperatorApi as Api
+from mailrelay.controller.reconcile import Pass
 from mailrelay.kube.client import ApiError
-from mailrelay.render.relay import render_relay, selector_labels, stateful_set
+from mailrelay.render.relay import stateful_set
 
 from conftest import CRD_PATH, relay_object
 from controlplane import ControlPlane
@@ -48,39 +50,46 @@ def _relay(plane: ControlPlane, spec: dict[str, Any]) -> dict[str, Any]:
     return dict(created)
 
 
+def _pass(plane: ControlPlane, api: Api, **spec: Any) -> Pass:
+    """One pass over the relay as it is now, its spec changed first when `spec` is given."""
+    body = dict(plane.request("GET", f"/apis/mailrelay.dev/v1alpha1/namespaces/{NAMESPACE}/mailrelays/relay"))
+    if spec:
+        body["spec"].update(spec)
+        body = dict(plane.request("PUT", f"/apis/mailrelay.dev/v1alpha1/namespaces/{NAMESPACE}/mailrelays/relay", body))
+    return one_pass(api, body)
+
+
 def test_persistent_children_on_the_real_apiserver(kube: tuple[ControlPlane, Api]) -> None:
     plane, api = kube
     body = _relay(plane, SPEC)
-    uid, relay = body["metadata"]["uid"], parse(body)
-    first = apply_children(api, uid, render_relay(relay).objects)
-    assert [(c.kind, c.action) for c in first.children] == [
-        ("NetworkPolicy", "created"),
-        ("ConfigMap", "created"),
-        ("StatefulSet", "created"),
-        ("PodDisruptionBudget", "created"),
-        ("Service", "created"),
+    first = _pass(plane, api)
+    assert first.outcome.done == [
+        f"created {kind} {name}"
+        for kind, name in [
+            ("NetworkPolicy", "mailrelay-relay"),
+            ("ConfigMap", "mailrelay-relay"),
+            ("StatefulSet", "mailrelay-relay"),
+            ("PodDisruptionBudget", "mailrelay-relay"),
+            ("Service", "mail"),
+        ]
     ]
     # The server defaults StatefulSet, claim template and budget fields: none of that is drift.
-    second = apply_children(api, uid, render_relay(relay).objects)
-    assert {c.action for c in second.children} == {"unchanged"}
+    assert _pass(plane, api).plan.writes == []
 
     bigger = copy.deepcopy(body)
     bigger["spec"]["queue"]["storage"]["size"] = "2Gi"
-    changed = parse(bigger)
     with pytest.raises(ApiError) as rejected:  # what the operator would meet on every pass
-        api.apply(stateful_set(changed))
+        api.apply(stateful_set(parse(bigger)))
     assert rejected.value.status == 422 and "Forbidden" in str(rejected.value)
-    refused = apply_children(api, uid, render_relay(changed).objects)
-    [refusal] = refused.refused
-    assert refusal.kind == "StatefulSet" and "cannot change on a running relay" in refusal.message
+    refused = _pass(plane, api, queue={"storage": {"size": "2Gi"}})
+    assert refused.plan.assessment.reason == cond.QUEUE_STORAGE_IMMUTABLE
+    assert "cannot change on a running relay" in refused.plan.assessment.message
+    assert not [w for w in refused.plan.writes if w.kind == "StatefulSet"]
     live = api.get("StatefulSet", NAMESPACE, "mailrelay-relay")
     assert live is not None
     assert live["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "1Gi"
 
-    labels = selector_labels(relay)
-    assert [(c.name, c.action) for c in prune(api, uid, "PodDisruptionBudget", NAMESPACE, set(), labels)] == [
-        ("mailrelay-relay", "deleted")
-    ]
+    pruned = _pass(plane, api, queue={"storage": {"size": "1Gi"}}, replicas=1)
+    assert "deleted PodDisruptionBudget mailrelay-relay" in pruned.outcome.done
     assert api.get("PodDisruptionBudget", NAMESPACE, "mailrelay-relay") is None
-    assert prune(api, "another-relay", "StatefulSet", NAMESPACE, set(), labels) == []  # not ours
     assert api.get("StatefulSet", NAMESPACE, "mailrelay-relay") is not None

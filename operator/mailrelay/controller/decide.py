@@ -172,18 +172,20 @@ def child_writes(i: Inputs, verdict: cond.Assessment) -> list[Write]:
             writes.append(Write("create", kind, name, obj))
         elif needs_apply(obj, live):
             writes.append(Write("apply", kind, name, obj))
-    if verdict.reason not in (cond.CONFLICT, cond.CHILD_CONFLICT, cond.CHILD_REFUSED, cond.QUEUE_STORAGE_IMMUTABLE):
-        writes += _prunes(i, verdict)
-    return writes
+    return writes + _prunes(i, writes)
 
 
-def _prunes(i: Inputs, verdict: cond.Assessment) -> list[Write]:
-    """What the relay owns but no longer renders: a renamed Service, a switched-off NetworkPolicy, the
-    budget below two replicas, and the other queue mode's workload once the new one is ready."""
+def _prunes(i: Inputs, writes: list[Write]) -> list[Write]:
+    """What the relay owns but no longer renders: a switched-off NetworkPolicy, the budget below two
+    replicas; a renamed Service once the new one is ours (a name someone else holds keeps the old one
+    serving); the other queue mode's workload once the new one is ready (its pods hand their queue over)."""
     assert i.rendered is not None and i.seen.relay is not None
     rendered = {(o["kind"], o["metadata"]["name"]) for o in i.rendered.objects}
-    kinds = ["Service", "NetworkPolicy", "PodDisruptionBudget"]
-    if verdict.reason != cond.SWITCHING_QUEUE:
+    service = next(o["metadata"]["name"] for o in i.rendered.objects if o["kind"] == "Service")
+    kinds = ["NetworkPolicy", "PodDisruptionBudget"]
+    if ("Service", service) in i.seen.children or any(w.kind == "Service" and w.action == "create" for w in writes):
+        kinds.append("Service")
+    if _rollout(i).ready:
         kinds.append("Deployment" if workload_kind(i.seen.relay) == "StatefulSet" else "StatefulSet")
     return [
         Write("delete", kind, o["metadata"]["name"], uid=o["metadata"]["uid"])

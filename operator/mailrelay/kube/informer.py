@@ -115,7 +115,7 @@ class Informer:
             ]
         return [o.decode() for o in found]
 
-    def keys(self) -> builtins.list[tuple[str, str]]:
+    def known(self) -> builtins.list[tuple[str, str]]:
         with self._lock:
             return list(self._objects)
 

@@ -72,7 +72,7 @@ def scale_tables(scale: dict[str, Any]) -> list[str]:
     idle = scale["idle"]
     out += [
         "",
-        f"Idle over {idle['seconds']:.0f} s ({idle['resync_passes_started']} resync passes started): "
+        f"Idle over {idle['seconds']:.0f} s ({idle['resync_rounds']} resync rounds): "
         f"operator writes {idle['operator_api']['writes']} (goal 0), Events "
         f"{idle['operator_api']['event_writes']}, Lease renewals {idle['operator_api'].get('lease_writes', 0)}, "
         f"requests {idle['operator_api']['requests']}",

@@ -187,7 +187,7 @@ def test_a_relay_deleted_while_the_watch_was_down_is_reported_gone_by_the_next_l
     informer.start()
     try:
         eventually(informer.synced, "never listed")
-        assert sorted(heard) == [("ADDED", "gone"), ("ADDED", "kept")]
+        assert sorted(heard) == [("LISTED", "gone"), ("LISTED", "kept")]
         api.remove(KIND, NS, "gone")  # no DELETED event: the watch was down
         api.expire(KIND)
         eventually(lambda: ("DELETED", "gone") in heard, "the list after the gap did not report the deletion")

@@ -54,7 +54,7 @@ class Rule:
 # at a time, and written only for the DKIM key the operator generates; pods only read.
 # Granted cluster-wide (a ClusterRole) or in each served namespace (a Role).
 RELAY_RULES: tuple[Rule, ...] = (
-    Rule(GROUP, (PLURAL,), ("get", "list", "watch")),
+    Rule(GROUP, (PLURAL,), ("list", "watch"), "the relay cache: one list, then a watch"),
     Rule(GROUP, (f"{PLURAL}/status",), ("patch",)),
     Rule(GROUP, (f"{PLURAL}/finalizers",), ("update",), "lets children carry blockOwnerDeletion"),
     Rule("", ("configmaps",), ("get", "list", "watch", "create", "patch")),

@@ -103,7 +103,7 @@ class Context:
     # -- triggers --------------------------------------------------------------------------------
     def relay_event(self, event: str, obj: dict[str, Any]) -> None:
         key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
-        self.queue.add(key, {"ADDED": "create", "MODIFIED": "update"}.get(event, "delete"))
+        self.queue.add(key, {"LISTED": "resume", "ADDED": "create", "MODIFIED": "update"}.get(event, "delete"))
 
     def child_event(self, event: str, obj: dict[str, Any]) -> None:
         key = relay_key(obj)

@@ -57,6 +57,7 @@ async def start_leading(memo: kopf.Memo, **_: Any) -> None:
     if not caches.synced():
         log.warning("caches not complete after %.0fs; starting the workers anyway", SYNC_TIMEOUT)
     context.start_workers(stopping)
+    log.info("caches listed (%d relays); %d workers started", len(caches.relays), context.settings.workers)
     if context.settings.delivery_probe:
         scraper = scrape.Scraper(
             caches, lambda key: context.queue.add(key, "delivery"), interval=context.settings.resync_seconds

@@ -25,7 +25,7 @@ from mailrelay.kube.client import Api, ApiError
 log = logging.getLogger(__name__)
 WATCH_SECONDS = 240
 RETRY_SECONDS = 2.0
-Handler = Callable[[str, dict[str, Any]], None]  # (ADDED | MODIFIED | DELETED, object)
+Handler = Callable[[str, dict[str, Any]], None]  # (LISTED | ADDED | MODIFIED | DELETED, object)
 Projection = Callable[[dict[str, Any]], dict[str, Any]]
 
 
@@ -151,9 +151,11 @@ class Informer:
                 log.exception("handling a %s event of %s failed", event, self.kind)
 
     def _replace(self, scope: str | None, items: builtins.list[dict[str, Any]]) -> None:
-        """Make the store equal the list, and report each difference as the event it stands for."""
+        """Make the store equal the list, and report each difference as the event it stands for; the
+        first list reports everything as LISTED (what was there before this informer started)."""
         fresh = {(i["metadata"]["namespace"], i["metadata"]["name"]): self._store(i) for i in items}
         with self._lock:
+            first = scope not in self._synced
             old = {k: v for k, v in self._objects.items() if scope is None or k[0] == scope}
             for key in old:
                 del self._objects[key]
@@ -162,7 +164,7 @@ class Informer:
         for key, stored in fresh.items():
             before = old.get(key)
             if before is None or before.raw != stored.raw:
-                self._tell("ADDED" if before is None else "MODIFIED", stored)
+                self._tell("LISTED" if first else "ADDED" if before is None else "MODIFIED", stored)
         for key, stored in old.items():
             if key not in fresh:
                 self._tell("DELETED", stored)

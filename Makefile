@@ -54,7 +54,7 @@ test: $(VENV)/.installed system-deps tools controlplane lint $(if $(filter 0,$(s
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(PY) -m pytest
 
 unit: $(VENV)/.installed
-	$(PY) -m pytest -m "not postfix and not controlplane and not pod"
+	$(PY) -m pytest tests/unit
 
 # With a kubeconfig (KUBECONFIG or ~/.kube/config): run the operator. Without: run one relay locally.
 run: $(VENV)/.installed

@@ -14,8 +14,8 @@ from typing import Any
 from mailrelay.api.names import API_VERSION, KIND, PLURAL, RESOURCES
 
 from accounting import rss_mb
-from cluster import Cluster, Operator
 from stats import percentile
+from support.emulator import Cluster, Operator
 
 
 def _stored(store: dict[Any, Any], kind: str, ns: str, name: str) -> Any:

@@ -31,8 +31,8 @@ from mailrelay.local.runner import postfix_problem
 from mailrelay.render.postfix import config_files
 
 from accounting import CpuGroup, cpu_by_command, own_cpu, pss_mb
-from postfix_harness import HarnessPostfix
 from stats import spread
+from support.postfix_harness import HarnessPostfix
 
 HERE = Path(__file__).resolve().parent
 FQDN = "bench.example.com"
@@ -207,7 +207,7 @@ def _dkim() -> Configuration | None:
 
 
 def _start_exporter(instance: HarnessPostfix, group: CpuGroup) -> None:
-    from smtp_sink import free_port
+    from support.smtp_sink import free_port
 
     instance.start_exporter(free_port())  # type: ignore[attr-defined]
     group.adopt_tree(instance.exporter.pid)  # type: ignore[attr-defined]
@@ -217,7 +217,7 @@ class SinkProcess:
     """The aiosmtpd sink in its own process, so it shares no GIL with the load generator."""
 
     def __init__(self, workdir: Path):
-        from smtp_sink import free_port
+        from support.smtp_sink import free_port
 
         self.port = free_port()
         self.path = workdir / f"sink-{self.port}.tsv"
@@ -309,7 +309,7 @@ def mail_run(config: Configuration | None, count: int, connections: int, workdir
         target = sink.port
         result: dict[str, Any] = {"kind": kind, "messages": count}
         if config is not None:
-            from smtp_sink import free_port
+            from support.smtp_sink import free_port
 
             relay = parse(
                 {

@@ -164,8 +164,8 @@ def bench_scale(
     timeout: float = 600,
     operator_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    from cluster import Operator
     from controlplane import ControlPlane
+    from support.emulator import Operator
 
     workdir = Path(tempfile.mkdtemp(prefix="mailrelay-bench-scale-"))
     plane = ControlPlane(

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import kubernetes_validate.utils as kv
 import pytest
 import yaml
 
@@ -25,8 +24,8 @@ from mailrelay.version import OPERATOR_IMAGE, RELEASED_POSTFIX_IMAGE
 
 import chart_readme
 from support.emulator import Cluster, Operator
+from support.kube_schemas import K8S_VERSIONS, validate
 from support.paths import CHART, ROOT
-from support.samples import K8S_VERSIONS
 from support.smtp_sink import free_port
 from support.tools import objects, run
 
@@ -43,7 +42,7 @@ def template(tools: Path, *args: str, namespace: str = "mailrelay-system", relea
     for doc in docs:
         if doc["apiVersion"] not in NO_UPSTREAM_SCHEMA:
             for version in (K8S_VERSIONS[0], K8S_VERSIONS[-1]):
-                kv.validate(doc, version, strict=True)
+                validate(doc, version)
     return docs
 
 
@@ -88,7 +87,7 @@ def test_every_value_set_renders_valid_objects_for_every_supported_version(tools
     for doc in docs:
         if doc["apiVersion"] not in NO_UPSTREAM_SCHEMA:
             for version in K8S_VERSIONS[1:-1]:
-                kv.validate(doc, version, strict=True)
+                validate(doc, version)
     lint = run(tools, "helm", "lint", "--strict", str(CHART), "-f", str(FULL_VALUES))
     assert "0 chart(s) failed" in lint
     deployment = one(docs, "Deployment")

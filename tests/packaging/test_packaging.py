@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import kubernetes_validate.utils as kv
 import pytest
 import yaml
 
@@ -21,13 +20,12 @@ from mailrelay.version import OPERATOR_IMAGE, RELEASED_POSTFIX_IMAGE, __version_
 
 import upstream_schemas
 from support.crd_schema import check
+from support.kube_schemas import NEWEST, OLDEST, validate
 from support.paths import CHART, CRD_PATH, ROOT
 from support.tools import objects, run
 
 KUSTOMIZATIONS = ["cluster-wide", "namespaced", "cluster-wide-ha"]
 CUSTOM_KINDS = {"MailRelay"}  # not in the upstream schemas; checked against our CRD
-NEWEST = kv.latest_version()
-OLDEST = "1.29.0"
 
 
 def validate_all(docs: list[dict[str, Any]], crd: dict[str, Any]) -> None:
@@ -37,7 +35,7 @@ def validate_all(docs: list[dict[str, Any]], crd: dict[str, Any]) -> None:
             assert check(crd, doc) == [], doc["metadata"]["name"]
         else:
             for version in (OLDEST, NEWEST):
-                kv.validate(doc, version, strict=True)
+                validate(doc, version)
 
 
 @pytest.mark.parametrize("variant", KUSTOMIZATIONS)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import kubernetes_validate.utils as kv
 import yaml
 
 from mailrelay.api.spec import MailRelay, parse
@@ -95,11 +94,6 @@ FULL = {
     "podLabels": {"cost-center": "platform", "example.com/team": "mail"},
     "podAnnotations": {"sidecar.istio.io/inject": "false", "example.com/note": "relays: {a: b}"},
 }
-
-K8S_VERSIONS = sorted(
-    {v for v in kv.all_versions() if tuple(map(int, v.split(".")[:2])) >= (1, 29)},
-    key=lambda v: tuple(map(int, v.split("."))),
-)
 
 
 def by_kind(children: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -1,13 +1,17 @@
-"""Whatever file a user gives `-f`, the answer is one line on stderr and exit 2, never a traceback."""
+"""Whatever file a user gives `-f`, the answer is one line on stderr and exit 2, never a traceback.
+
+In this process (`cli.main`); tests/packaging/test_entry_point.py runs the command as installed.
+"""
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import io
 from pathlib import Path
 
 import pytest
 import yaml
+
+from mailrelay.cli import main
 
 from support.samples import relay_object
 
@@ -47,25 +51,29 @@ BAD_FILES: dict[str, tuple[bytes, str]] = {
 }
 
 
+def answer(capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[int | str | None, str, str]:
+    """`mailrelay-operator <argv>` in this process: its exit status, stdout and stderr."""
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    out, err = capsys.readouterr()
+    return exited.value.code, out, err
+
+
 @pytest.mark.parametrize("command", ["validate", "render"])
 @pytest.mark.parametrize(("content", "message"), BAD_FILES.values(), ids=BAD_FILES.keys())
-def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, command: str, content: bytes, message: str) -> None:
+def test_bad_input_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, content: bytes, message: str
+) -> None:
     path = tmp_path / "input.yaml"
     path.write_bytes(content)
-    result = subprocess.run(
-        [sys.executable, "-m", "mailrelay", command, "-f", str(path)], capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr and result.stdout == ""
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and message in lines[0], result.stderr
+    code, out, err = answer(capsys, [command, "-f", str(path)])  # any other exception fails the test
+    assert code == 2, err
+    assert "Traceback" not in err and out == ""
+    lines = err.splitlines()
+    assert len(lines) == 1 and message in lines[0], err
 
 
-def test_bad_input_on_stdin_too() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "mailrelay", "validate", "-f", "-"],
-        input=b"\xff\xfe\x00",
-        capture_output=True,
-        timeout=60,
-    )
-    assert result.returncode == 2 and b"not UTF-8 text" in result.stderr and b"Traceback" not in result.stderr
+def test_bad_input_on_stdin_too(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"\xff\xfe\x00")))
+    code, _, err = answer(capsys, ["validate", "-f", "-"])
+    assert code == 2 and "not UTF-8 text" in err and "Traceback" not in err

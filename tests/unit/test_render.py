@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import kubernetes_validate.utils as kv
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -17,8 +16,9 @@ from mailrelay.manifests import load_relays
 from mailrelay.render import postfix
 from mailrelay.render.relay import CONFIG_HASH_ANNOTATION, config_hash, render_relay
 
+from support.kube_schemas import K8S_VERSIONS, NEWEST, ValidationError, validate
 from support.paths import ROOT
-from support.samples import FULL, K8S_VERSIONS, by_kind, make_relay, pod_template
+from support.samples import FULL, by_kind, make_relay, pod_template
 
 
 def sample_relays() -> list[Any]:
@@ -34,21 +34,21 @@ def sample_relays() -> list[Any]:
 
 
 def test_versions_cover_1_29_to_the_newest_known() -> None:
-    assert K8S_VERSIONS[0].startswith("1.29") and K8S_VERSIONS[-1] == kv.latest_version()
+    assert K8S_VERSIONS[0].startswith("1.29") and K8S_VERSIONS[-1] == NEWEST
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 def test_every_manifest_validates_against_kubernetes_schemas(version: str) -> None:
     for relay in sample_relays():
         for manifest in render_relay(relay, secret_version="abc"):
-            kv.validate(manifest, version, strict=True)
+            validate(manifest, version)
 
 
 def test_kubernetes_validate_catches_a_broken_manifest() -> None:
     deployment = by_kind(render_relay(make_relay(FULL)))["Deployment"]
     deployment["spec"]["replicas"] = "two"
-    with pytest.raises(kv.ValidationError):
-        kv.validate(deployment, K8S_VERSIONS[-1], strict=True)
+    with pytest.raises(ValidationError):
+        validate(deployment, K8S_VERSIONS[-1])
 
 
 def test_children_are_owned_labelled_and_wired_together() -> None:

@@ -1,0 +1,75 @@
+"""The unit tier is pure, and this makes it stay so: no process, no socket, no name lookup.
+
+Every unit test runs with the calls that would start a process or reach a network refused: the call
+fails the test at once (with an exception no `except Exception` can swallow), and a violation in a
+thread the test started, where that exception would only end the thread, fails the test at
+teardown. A test that needs a subprocess, a server or Postfix belongs in another tier.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+# (object, attribute, what it does): every way the product and its libraries start a process or
+# reach an address. asyncio's and aiohttp's subprocesses go through subprocess.Popen, their
+# connections through socket.connect or getaddrinfo.
+GUARDED: list[tuple[Any, str, str]] = [
+    (subprocess.Popen, "__init__", "starts a process"),
+    (os, "system", "starts a process"),
+    (os, "fork", "starts a process"),
+    (os, "posix_spawn", "starts a process"),
+    (os, "posix_spawnp", "starts a process"),
+    (os, "execv", "replaces the process"),
+    (os, "execve", "replaces the process"),
+    (socket.socket, "connect", "opens a connection"),
+    (socket.socket, "connect_ex", "opens a connection"),
+    (socket.socket, "bind", "listens on an address"),
+    (socket.socket, "sendto", "sends a datagram"),
+    (socket, "getaddrinfo", "looks up a name"),
+    (socket, "gethostbyname", "looks up a name"),
+]
+
+
+class Purity:
+    """What a unit test tried that the tier forbids."""
+
+    def __init__(self) -> None:
+        self.violations: list[str] = []
+
+    def refuse(self, name: str, what: str) -> Callable[..., Any]:
+        def refused(*args: Any, **kwargs: Any) -> Any:
+            message = f"a unit test must be pure, but it called {name}, which {what}: move it to another tier"
+            self.violations.append(message)
+            pytest.fail(message, pytrace=True)
+
+        return refused
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    report: pytest.TestReport = yield
+    if report.when == "call":
+        item.stash[CALL_FAILED] = report.failed
+    return report
+
+
+CALL_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.fixture(autouse=True)
+def purity(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[Purity]:
+    guard = Purity()
+    for owner, attribute, what in GUARDED:
+        name = f"{getattr(owner, '__name__', owner)}.{attribute}"
+        monkeypatch.setattr(owner, attribute, guard.refuse(name, what))
+    yield guard
+    monkeypatch.undo()
+    # A violation the test body raised has failed it already; one swallowed or in a thread has not.
+    if guard.violations and not request.node.stash.get(CALL_FAILED, False):
+        pytest.fail("\n".join(guard.violations), pytrace=False)

@@ -256,7 +256,9 @@ def test_every_pod_meets_the_restricted_pod_security_standard(tools: Path) -> No
     ]
 
 
-def test_helm_test_pod_checks_the_real_operator_through_its_service(tools: Path, tmp_path: Path) -> None:
+def test_helm_test_pod_checks_the_real_operator_through_its_service(
+    tools: Path, tmp_path: Path, emulator: Cluster
+) -> None:
     docs = template(tools)
     [test_pod] = [d for d in docs if d["kind"] == "Pod"]
     assert test_pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
@@ -273,10 +275,9 @@ def test_helm_test_pod_checks_the_real_operator_through_its_service(tools: Path,
     [health] = [p for p in operator["ports"] if p["name"] == port["targetPort"]]
     assert f"--liveness-port={health['containerPort']}" in operator["args"]
     # The pod's command, run here against a real operator process (served by the emulated API server).
-    cluster = Cluster()
     local_port = free_port()
     process = Operator(
-        cluster.write_kubeconfig(tmp_path / "kubeconfig"),
+        emulator.write_kubeconfig(tmp_path / "kubeconfig"),
         tmp_path / "op.log",
         args=["--liveness-port", str(local_port)],
     ).start()
@@ -287,7 +288,6 @@ def test_helm_test_pod_checks_the_real_operator_through_its_service(tools: Path,
         assert result.returncode == 0 and " 200" in result.stdout, result.stdout + result.stderr
     finally:
         process.stop()
-        cluster.close()
 
 
 def test_chart_metadata_and_rbac(tools: Path) -> None:

@@ -1,28 +1,16 @@
-"""The operator's /metrics: passes by trigger, errors, durations, relays by condition, leader state."""
+"""The operator's metrics: passes by trigger, errors, durations, relays by condition, leader state.
+
+tests/apiserver/test_metrics_endpoint.py scrapes them from a running operator.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from mailrelay.api import conditions as cond
 from mailrelay.controller import metrics
-
-from support.emulator import Cluster, Operator, eventually, roll_out, wait_children, wait_reason
-from support.samples import relay
-from support.smtp_sink import free_port
-
-
-def values(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
 
 
 def test_a_failed_pass_counts_as_an_error_of_its_trigger() -> None:
@@ -135,43 +123,3 @@ def test_passes_are_counted_by_trigger_and_only_the_resync_asks_about_delivery()
     assert [
         c for c in (api.get(KIND, "apps", "counted") or {})["status"]["conditions"] if c["type"] == cond.DELIVERING
     ] == [condition]
-
-
-def test_the_running_operator_serves_its_metrics(tmp_path: Path, emulator: Cluster) -> None:
-    port = free_port()
-    operator = Operator(
-        emulator.write_kubeconfig(tmp_path / "kubeconfig"),
-        tmp_path / "op.log",
-        args=["--liveness-port", "0", "--metrics-port", str(port)],
-        MAILRELAY_RESYNC_SECONDS="1",
-    ).start()
-    try:
-        emulator.create(relay("metrics"))
-        wait_children(emulator, "metrics")
-        roll_out(emulator, "metrics")
-        wait_reason(emulator, "metrics", "Available")
-
-        def scraped() -> dict[tuple[str, tuple[tuple[str, str], ...]], float] | None:
-            found = values(requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text)
-            key = ("mailrelay_operator_relays", (("condition", "Ready"), ("reason", "Available"), ("status", "True")))
-            return found if found.get(key) == 1 else None
-
-        found = eventually(scraped, what="the relay counted as Ready in /metrics", timeout=30)
-    finally:
-        operator.stop()
-    assert found[("mailrelay_operator_reconcile_passes_total", (("trigger", "create"),))] >= 1
-    assert found[("mailrelay_operator_reconcile_passes_total", (("trigger", "resync"),))] >= 1
-    assert found[("mailrelay_operator_reconcile_passes_total", (("trigger", "child"),))] >= 1
-    assert found[("mailrelay_operator_reconcile_duration_seconds_count", (("trigger", "resync"),))] >= 1
-    assert found[("mailrelay_operator_leader", ())] == 1
-    assert found[("mailrelay_operator_status_writes_total", ())] >= 1
-    assert (
-        found[
-            (
-                "mailrelay_operator_relays",
-                (("condition", "Delivering"), ("reason", "NoRelayPods"), ("status", "Unknown")),
-            )
-        ]
-        == 1
-    )
-    assert {name for name, _ in found} <= metrics.names()

@@ -51,6 +51,15 @@ class Purity:
         return refused
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _process_setup() -> None:
+    """What the product does once per process, outside any test: the validation finds the C library
+    for regcomp() with ctypes.util.find_library, which runs `ldconfig -p` on its first call."""
+    from mailrelay.api import posix_regex
+
+    posix_regex.compile_problem("a")
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
     report: pytest.TestReport = yield

@@ -7,14 +7,14 @@ import copy
 from mailrelay.controller.apply import APPLIED_HASH_ANNOTATION, apply_children, contains, prune, prune_services
 from mailrelay.render.relay import render_relay, selector_labels
 
-from support.fake_api import Store
+from support.fake_api import FakeApi
 from support.samples import make_relay
 
 UID = "6b0c1a4e-1d2f-4c1e-9a57-3f0e7a1b2c3d"
 
 
 def test_first_pass_creates_and_second_pass_writes_nothing() -> None:
-    store, relay = Store(), make_relay({"mailFromFQDN": "a.example.com"})
+    store, relay = FakeApi(), make_relay({"mailFromFQDN": "a.example.com"})
     first = apply_children(store, UID, render_relay(relay))
     assert [c.action for c in first.children] == ["created"] * 4
     second = apply_children(store, UID, render_relay(relay))
@@ -23,7 +23,7 @@ def test_first_pass_creates_and_second_pass_writes_nothing() -> None:
 
 
 def test_a_hand_edit_or_a_removed_field_is_put_back() -> None:
-    store, relay = Store(), make_relay({"mailFromFQDN": "a.example.com", "nodeSelector": {"pool": "mail"}})
+    store, relay = FakeApi(), make_relay({"mailFromFQDN": "a.example.com", "nodeSelector": {"pool": "mail"}})
     apply_children(store, UID, render_relay(relay))
     store.objects[("ConfigMap", "apps", "mailrelay-relay")]["data"]["main.cf"] = "edited"
     assert [c.action for c in apply_children(store, UID, render_relay(relay)).children] == [
@@ -43,14 +43,14 @@ def test_a_hand_edit_or_a_removed_field_is_put_back() -> None:
 
 
 def test_foreign_objects_are_reported_and_never_written() -> None:
-    store, relay = Store(), make_relay({"mailFromFQDN": "a.example.com"})
+    store, relay = FakeApi(), make_relay({"mailFromFQDN": "a.example.com"})
     owner = {"kind": "Other", "name": "x", "uid": "u", "controller": True}
     foreign = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": "mailrelay-relay", "namespace": "apps", "ownerReferences": [owner]},
     }
-    store.objects[("ConfigMap", "apps", "mailrelay-relay")] = foreign
+    store.stored(foreign)
     result = apply_children(store, UID, render_relay(relay))
     assert [(c.kind, c.action) for c in result.children] == [
         ("NetworkPolicy", "created"),
@@ -64,7 +64,7 @@ def test_foreign_objects_are_reported_and_never_written() -> None:
 
 
 def test_only_our_own_renamed_service_is_pruned() -> None:
-    store = Store()
+    store = FakeApi()
     old = make_relay({"mailFromFQDN": "a.example.com"})
     apply_children(store, UID, render_relay(old))
     lookalike = copy.deepcopy(store.objects[("Service", "apps", "mail")])
@@ -79,7 +79,7 @@ def test_only_our_own_renamed_service_is_pruned() -> None:
 
 
 def test_a_switched_off_network_policy_is_pruned_but_never_a_foreign_one() -> None:
-    store = Store()
+    store = FakeApi()
     relay = make_relay({"mailFromFQDN": "a.example.com"})
     apply_children(store, UID, render_relay(relay))
     ours = store.objects[("NetworkPolicy", "apps", "mailrelay-relay")]
@@ -105,6 +105,6 @@ def test_contains_compares_quantities_by_value_and_lists_by_length() -> None:
 
 
 def test_every_child_carries_the_applied_hash() -> None:
-    store, relay = Store(), make_relay({"mailFromFQDN": "a.example.com"})
+    store, relay = FakeApi(), make_relay({"mailFromFQDN": "a.example.com"})
     apply_children(store, UID, render_relay(relay))
     assert all(APPLIED_HASH_ANNOTATION in o["metadata"]["annotations"] for o in store.objects.values())

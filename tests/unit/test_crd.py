@@ -18,6 +18,7 @@ from mailrelay.controller.reconcile import reconcile
 from mailrelay.render.relay import render_relay
 
 from support.crd_schema import check
+from support.fake_api import FakeApi
 from support.invalid_specs import BAD, _with
 from support.kube_schemas import K8S_VERSIONS, validate
 from support.paths import CRD_PATH, ROOT
@@ -68,14 +69,10 @@ def test_scale_subresource_points_at_fields_the_operator_keeps(crd: dict[str, An
     assert scale["specReplicasPath"] == ".spec.replicas"
 
     # What the operator writes there selects exactly the relay's pods.
-    class NoApi:
-        def get(self, *_: Any) -> None:
-            return None
-
     body = relay_object(
         {"mailFromFQDN": "a.example", "relay": {"host": "h.example", "authSecretRef": {"name": "missing"}}}
     )
-    outcome = reconcile(NoApi(), body, clock="2026-01-01T00:00:00Z")  # type: ignore[arg-type]
+    outcome = reconcile(FakeApi(), body, clock="2026-01-01T00:00:00Z")
     assert outcome.assessment.reason == cond.SECRET_NOT_FOUND
     selector = dict(pair.split("=") for pair in outcome.status["selector"].split(","))
     deployment = by_kind(render_relay(parse(body)))["Deployment"]

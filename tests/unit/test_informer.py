@@ -21,47 +21,14 @@ from support.fake_api import FakeApi
 NS, NAME = "apps", "relay"
 
 
-class WatchedApi(FakeApi):
-    """FakeApi with list+watch: the test pushes watch events; reads of children are counted."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reads: list[tuple[str, str]] = []  # (verb, kind) of get/list calls
-        self.events_out: dict[str, queue.Queue[tuple[str, dict[str, Any]] | None]] = {}
-
-    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        self.reads.append(("get", kind))
-        return super().get(kind, namespace, name)
-
-    def list(self, kind: str, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
-        self.reads.append(("list", kind))
-        return super().list(kind, namespace, labels)
-
-    def list_all(self, kind: str, namespace: str | None, labels: dict[str, str]) -> tuple[list[dict[str, Any]], str]:
-        # As the API server lists: items without apiVersion and kind.
-        items = [
-            {k: v for k, v in o.items() if k not in ("apiVersion", "kind")}
-            for (kind_, ns, _), o in self.objects.items()
-            if kind_ == kind
-            and namespace in (None, ns)
-            and labels.items() <= (o["metadata"].get("labels") or {}).items()
-        ]
-        return items, "0"
-
-    def watch(
-        self, kind: str, namespace: str | None, labels: dict[str, str], resource_version: str, seconds: int
-    ) -> Iterator[tuple[str, dict[str, Any]]]:
-        events = self.events_out.setdefault(kind, queue.Queue())
-        while (event := events.get()) is not None:
-            yield event
-
-
 @pytest.fixture
-def api() -> Iterator[WatchedApi]:
-    yield WatchedApi()
+def api() -> Iterator[FakeApi]:
+    api = FakeApi()
+    yield api
+    api.end_watches()
 
 
-def started(api: WatchedApi) -> tuple[Context, ChildIndex]:
+def started(api: FakeApi) -> tuple[Context, ChildIndex]:
     index = ChildIndex(api, CHILD_LABELS, (*CHILD_KINDS, *MODE_CHILD_KINDS))  # type: ignore[arg-type]
     index.start()
     deadline = time.monotonic() + 5
@@ -77,15 +44,15 @@ def started(api: WatchedApi) -> tuple[Context, ChildIndex]:
     return context, index
 
 
-def one_pass(api: WatchedApi, context: Context) -> tuple[list[tuple[str, str, str]], list[tuple[str, str]]]:
-    writes, reads = len(api.writes), len(api.reads)
-    relay = FakeApi.get(api, KIND, NS, NAME)
+def one_pass(api: FakeApi, context: Context) -> tuple[list[tuple[str, str, str]], list[tuple[str, str]]]:
+    relay = api.get(KIND, NS, NAME)
     assert relay is not None
+    writes, reads = len(api.writes), len(api.reads)
     context.run_pass(relay, "test")
     return api.writes[writes:], api.reads[reads:]
 
 
-def test_a_pass_over_an_unchanged_relay_reads_no_child_and_writes_nothing(api: WatchedApi) -> None:
+def test_a_pass_over_an_unchanged_relay_reads_no_child_and_writes_nothing(api: FakeApi) -> None:
     api.relay(NS, NAME, mailFromFQDN="example.com")
     context, index = started(api)
     try:
@@ -99,15 +66,15 @@ def test_a_pass_over_an_unchanged_relay_reads_no_child_and_writes_nothing(api: W
         index.stop()
 
 
-def test_a_child_deleted_behind_the_operators_back_is_created_again(api: WatchedApi) -> None:
+def test_a_child_deleted_behind_the_operators_back_is_created_again(api: FakeApi) -> None:
     api.relay(NS, NAME, mailFromFQDN="example.com")
     context, index = started(api)
     try:
         one_pass(api, context)
-        service = FakeApi.get(api, "Service", NS, "mail")
+        service = api.get("Service", NS, "mail")
         assert service is not None
         api.remove("Service", NS, "mail")
-        api.events_out["Service"].put(("DELETED", service))
+        api.push("Service", "DELETED", service)
         deadline = time.monotonic() + 5
         while index.get("Service", NS, "mail") is not None:
             assert time.monotonic() < deadline
@@ -118,7 +85,7 @@ def test_a_child_deleted_behind_the_operators_back_is_created_again(api: Watched
         index.stop()
 
 
-def test_a_foreign_object_under_a_childs_name_is_still_a_conflict(api: WatchedApi) -> None:
+def test_a_foreign_object_under_a_childs_name_is_still_a_conflict(api: FakeApi) -> None:
     """Someone else's Service has none of our labels, so the index cannot hold it: the pass asks the API."""
     api.relay(NS, NAME, mailFromFQDN="example.com")
     api.put({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "mail", "namespace": NS}, "spec": {}})
@@ -127,13 +94,13 @@ def test_a_foreign_object_under_a_childs_name_is_still_a_conflict(api: WatchedAp
         writes, reads = one_pass(api, context)
         assert ("get", "Service") in reads
         assert ("apply", "Service", "mail") not in writes
-        status = (FakeApi.get(api, KIND, NS, NAME) or {}).get("status") or {}
+        status = (api.get(KIND, NS, NAME) or {}).get("status") or {}
         assert [c["reason"] for c in status["conditions"] if c["type"] == "Ready"] == ["ServiceConflict"]
     finally:
         index.stop()
 
 
-def test_an_older_watch_event_does_not_replace_what_the_operator_just_wrote(api: WatchedApi) -> None:
+def test_an_older_watch_event_does_not_replace_what_the_operator_just_wrote(api: FakeApi) -> None:
     index = ChildIndex(api, CHILD_LABELS, (*CHILD_KINDS, *MODE_CHILD_KINDS))  # type: ignore[arg-type]
     new = {
         "kind": "ConfigMap",
@@ -151,7 +118,7 @@ def test_an_older_watch_event_does_not_replace_what_the_operator_just_wrote(api:
     assert kept is not None and "data" not in kept and "managedFields" not in kept["metadata"]
 
 
-def test_a_new_index_over_existing_children_changes_nothing(api: WatchedApi) -> None:
+def test_a_new_index_over_existing_children_changes_nothing(api: FakeApi) -> None:
     """After a restart the children come from the list (items without apiVersion or kind): no write."""
     api.relay(NS, NAME, mailFromFQDN="example.com")
     context, index = started(api)
@@ -166,11 +133,11 @@ def test_a_new_index_over_existing_children_changes_nothing(api: WatchedApi) -> 
         index.stop()
 
 
-def test_a_passed_kind_is_handed_on_not_kept(api: WatchedApi) -> None:
+def test_a_passed_kind_is_handed_on_not_kept(api: FakeApi) -> None:
     """Relay pods (for the drain report): every listed and watched pod reaches the function, with its
     kind; none is kept, and none starts a pass."""
     pod = {"kind": "Pod", "metadata": {"name": "p0", "namespace": NS, "labels": CHILD_LABELS, "resourceVersion": "1"}}
-    api.objects[("Pod", NS, "p0")] = pod
+    api.stored(pod)
     seen: queue.Queue[dict[str, Any]] = queue.Queue()
     changed: list[dict[str, Any]] = []
     index = ChildIndex(
@@ -184,13 +151,11 @@ def test_a_passed_kind_is_handed_on_not_kept(api: WatchedApi) -> None:
     try:
         assert seen.get(timeout=5)["metadata"]["name"] == "p0"
         gone = {**pod, "metadata": {**pod["metadata"], "name": "p1", "deletionTimestamp": "t"}}
-        api.events_out.setdefault("Pod", queue.Queue()).put(("MODIFIED", gone))
-        api.events_out["Pod"].put(("DELETED", gone))
+        api.push("Pod", "MODIFIED", gone)
+        api.push("Pod", "DELETED", gone)
         got = [seen.get(timeout=5), seen.get(timeout=5)]
         assert [(o["kind"], o["metadata"]["name"]) for o in got] == [("Pod", "p1")] * 2
         assert index.get("Pod", NS, "p0") is None and index.get("Pod", NS, "p1") is None and len(index) == 0
         assert changed == []
     finally:
         index.stop()
-        for events in api.events_out.values():
-            events.put(None)

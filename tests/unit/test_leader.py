@@ -7,64 +7,30 @@ algorithm is pinned: who may take the Lease and when, and when a holder must sto
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from mailrelay.controller.settings import LeaderElection, Settings, SettingsError
-from mailrelay.kube.client import ApiError
 from mailrelay.kube.leader import LeaderElector, Leadership, holder_identity
-from mailrelay.kube.resources import BUILTIN
+
+from support.fake_api import FakeApi
 
 CONFIG = LeaderElection(namespace="mailrelay-system", lease_name="mailrelay-operator", pod_name="op-0")
+LEASES = "/apis/coordination.k8s.io/v1/namespaces/mailrelay-system/leases"
 
 
-class LeaseStore:
-    """One Lease behind GET/POST/PUT with resourceVersion preconditions, as the API server keeps it."""
+def lease(store: FakeApi) -> dict[str, Any]:
+    found = store.objects.get(("Lease", CONFIG.namespace, CONFIG.lease_name))
+    assert found is not None
+    return found
 
-    resources = BUILTIN
 
-    def path(self, kind: str, namespace: str | None, name: str | None = None) -> str:
-        return BUILTIN[kind].path(namespace, name)
-
-    def __init__(self) -> None:
-        self.lease: dict[str, Any] | None = None
-        self.version = 0
-        self.down = False  # the API server unreachable from every candidate
-
-    def call(
-        self,
-        what: str,
-        method: str,
-        url: str,
-        body: Any = None,
-        missing_ok: bool = False,
-        guarded: bool = True,
-        **_: Any,
-    ) -> dict[str, Any] | None:
-        assert url.startswith("/apis/coordination.k8s.io/v1/namespaces/mailrelay-system/leases")
-        assert guarded is False or method == "GET"  # the election's writes bypass the write guard
-        if self.down:
-            raise ApiError(0, f"{what}: connection refused")
-        if method == "GET":
-            if self.lease is None:
-                assert missing_ok
-                return None
-            return copy.deepcopy(self.lease)
-        current = (self.lease or {}).get("metadata", {}).get("resourceVersion")
-        if (method == "POST" and self.lease is not None) or (
-            method == "PUT" and (self.lease is None or body["metadata"].get("resourceVersion") != current)
-        ):
-            raise ApiError(409, f"{what}: conflict")
-        self.version += 1
-        self.lease = copy.deepcopy(body)
-        self.lease["metadata"]["resourceVersion"] = str(self.version)
-        return copy.deepcopy(self.lease)
-
-    @property
-    def holder(self) -> str:
-        return str(((self.lease or {}).get("spec") or {}).get("holderIdentity") or "")
+def holder(store: FakeApi) -> str:
+    found = store.objects.get(("Lease", CONFIG.namespace, CONFIG.lease_name)) or {}
+    return str((found.get("spec") or {}).get("holderIdentity") or "")
 
 
 class Clock:
@@ -75,7 +41,7 @@ class Clock:
         return self.now
 
 
-def candidate(store: LeaseStore, clock: Clock, pod: str) -> LeaderElector:
+def candidate(store: FakeApi, clock: Clock, pod: str) -> LeaderElector:
     wall = datetime(2026, 1, 1, tzinfo=UTC)
     leadership = Leadership(holder_identity(pod), CONFIG.renew_deadline_seconds, clock=clock)
     return LeaderElector(
@@ -88,8 +54,14 @@ def candidate(store: LeaseStore, clock: Clock, pod: str) -> LeaderElector:
 
 
 @pytest.fixture
-def store() -> LeaseStore:
-    return LeaseStore()
+def store() -> Iterator[FakeApi]:
+    """One Lease behind GET/POST/PUT with resourceVersion preconditions, as the API server keeps it."""
+    api = FakeApi()
+    yield api
+    assert all(url.startswith(LEASES) for _, url, _ in api.calls)  # nothing but the Lease
+    assert not [url for method, url, guarded in api.calls if method != "GET" and guarded], (
+        "the election's writes bypass the write guard"
+    )
 
 
 @pytest.fixture
@@ -97,11 +69,11 @@ def clock() -> Clock:
     return Clock()
 
 
-def test_the_first_candidate_creates_the_lease_and_leads(store: LeaseStore, clock: Clock) -> None:
+def test_the_first_candidate_creates_the_lease_and_leads(store: FakeApi, clock: Clock) -> None:
     first = candidate(store, clock, "op-0")
     assert first.try_acquire_or_renew() and first.leadership.active()
-    assert store.holder == first.leadership.identity and store.holder.startswith("op-0_")
-    spec = store.lease["spec"]  # type: ignore[index]
+    assert holder(store) == first.leadership.identity and holder(store).startswith("op-0_")
+    spec = lease(store)["spec"]
     assert spec["leaseDurationSeconds"] == 15 and spec["leaseTransitions"] == 0
     assert spec["renewTime"].endswith("Z") and "." in spec["renewTime"]  # MicroTime
 
@@ -110,18 +82,18 @@ def test_a_pod_restarted_under_the_same_name_is_a_new_candidate() -> None:
     assert holder_identity("op-0") != holder_identity("op-0")
 
 
-def test_others_stand_by_while_the_holder_renews(store: LeaseStore, clock: Clock) -> None:
+def test_others_stand_by_while_the_holder_renews(store: FakeApi, clock: Clock) -> None:
     leader, other = candidate(store, clock, "op-0"), candidate(store, clock, "op-1")
     assert leader.try_acquire_or_renew()
     for _ in range(30):  # a minute of renewals every 2 s
         clock.now += 2
         assert leader.try_acquire_or_renew()
         assert not other.try_acquire_or_renew()
-    assert not other.leadership.active() and store.holder == leader.leadership.identity
+    assert not other.leadership.active() and holder(store) == leader.leadership.identity
 
 
 def test_a_silent_holder_is_replaced_after_the_lease_duration_by_the_candidates_clock(
-    store: LeaseStore, clock: Clock
+    store: FakeApi, clock: Clock
 ) -> None:
     leader, other = candidate(store, clock, "op-0"), candidate(store, clock, "op-1")
     assert leader.try_acquire_or_renew()
@@ -132,12 +104,12 @@ def test_a_silent_holder_is_replaced_after_the_lease_duration_by_the_candidates_
     assert not leader.leadership.active()  # the holder stopped reconciling long before
     clock.now += 0.2
     assert other.try_acquire_or_renew() and other.leadership.active()
-    assert store.lease["spec"]["leaseTransitions"] == 1  # type: ignore[index]
+    assert lease(store)["spec"]["leaseTransitions"] == 1
     clock.now += 1
     assert not leader.try_acquire_or_renew()  # the old holder sees the new one, and stays out
 
 
-def test_the_holder_stops_leading_before_anyone_else_may_start(store: LeaseStore, clock: Clock) -> None:
+def test_the_holder_stops_leading_before_anyone_else_may_start(store: FakeApi, clock: Clock) -> None:
     leader, other = candidate(store, clock, "op-0"), candidate(store, clock, "op-1")
     assert leader.try_acquire_or_renew()
     assert not other.try_acquire_or_renew()  # the other observes the record at the same moment
@@ -155,18 +127,18 @@ def test_the_holder_stops_leading_before_anyone_else_may_start(store: LeaseStore
     assert started - stopped >= CONFIG.lease_seconds - CONFIG.renew_deadline_seconds
 
 
-def test_release_lets_another_take_over_at_once(store: LeaseStore, clock: Clock) -> None:
+def test_release_lets_another_take_over_at_once(store: FakeApi, clock: Clock) -> None:
     leader, other = candidate(store, clock, "op-0"), candidate(store, clock, "op-1")
     assert leader.try_acquire_or_renew()
     assert not other.try_acquire_or_renew()
     leader.release()
-    assert store.holder == "" and not leader.leadership.active()
-    assert not leader.try_acquire_or_renew() and store.holder == ""  # a resigned replica stays out
+    assert holder(store) == "" and not leader.leadership.active()
+    assert not leader.try_acquire_or_renew() and holder(store) == ""  # a resigned replica stays out
     clock.now += 0.1
     assert other.try_acquire_or_renew()
 
 
-def test_release_reads_again_when_a_renewal_lands_first(store: LeaseStore, clock: Clock) -> None:
+def test_release_reads_again_when_a_renewal_lands_first(store: FakeApi, clock: Clock) -> None:
     leader = candidate(store, clock, "op-0")
     assert leader.try_acquire_or_renew()
     original_call = store.call
@@ -181,13 +153,13 @@ def test_release_reads_again_when_a_renewal_lands_first(store: LeaseStore, clock
 
     store.call = renewal_lands_first  # type: ignore[method-assign]
     leader.release()
-    assert renewal and store.holder == ""
+    assert renewal and holder(store) == ""
 
 
-def test_two_candidates_racing_for_a_free_lease_get_one_leader(store: LeaseStore, clock: Clock) -> None:
+def test_two_candidates_racing_for_a_free_lease_get_one_leader(store: FakeApi, clock: Clock) -> None:
     first, second = candidate(store, clock, "op-0"), candidate(store, clock, "op-1")
     assert first.try_acquire_or_renew()
-    store.lease["spec"]["holderIdentity"] = ""  # type: ignore[index]  # released
+    lease(store)["spec"]["holderIdentity"] = ""  # released
     # Both read the same free record; the second write carries a stale resourceVersion.
     original_call = store.call
     seen: dict[str, Any] = {}

@@ -73,20 +73,7 @@ def secret(api: FakeApi, **data: str) -> None:
 
 
 def roll_out(api: FakeApi, ready: int = 1) -> None:
-    deployment = api.get("Deployment", NS, f"mailrelay-{NAME}")
-    assert deployment is not None
-    api.set_status(
-        "Deployment",
-        NS,
-        f"mailrelay-{NAME}",
-        {
-            "observedGeneration": deployment["metadata"]["generation"],
-            "replicas": 1,
-            "updatedReplicas": 1,
-            "readyReplicas": ready,
-            "availableReplicas": ready,
-        },
-    )
+    api.roll_out("Deployment", NS, f"mailrelay-{NAME}", ready=ready)
 
 
 def test_missing_then_incomplete_secret_stalls_without_children_and_reports_once(

@@ -12,6 +12,7 @@ from mailrelay.api.secret import SecretProblem, credentials
 from mailrelay.controller.reconcile import _secret_version
 from mailrelay.render.relay import config_hash
 
+from support.fake_api import FakeApi
 from support.samples import make_relay
 
 
@@ -25,12 +26,10 @@ def _secret(uid: str = "u-1", version: str = "7", **values: str) -> dict[str, An
     }
 
 
-class _Api:
-    def __init__(self, secret: dict[str, Any] | None):
-        self.secret = secret
-
-    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.secret
+def _api(secret: dict[str, Any]) -> FakeApi:
+    api = FakeApi()
+    api.stored(secret)
+    return api
 
 
 RELAY = make_relay(
@@ -51,7 +50,7 @@ def test_a_secret_that_would_corrupt_the_password_map_is_invalid(values: dict[st
     with pytest.raises(SecretProblem, match=problem) as error:
         credentials(_secret(**values))
     assert not error.value.incomplete
-    version, assessment = _secret_version(_Api(_secret(**values)), RELAY)  # type: ignore[arg-type]
+    version, assessment = _secret_version(_api(_secret(**values)), RELAY)
     assert version == "" and assessment is not None
     assert assessment.reason == cond.SECRET_INVALID and assessment.stalled
     assert values["password"] not in assessment.message
@@ -70,10 +69,10 @@ def test_trailing_newlines_and_string_data_are_read_as_the_entrypoint_reads_them
 
 def test_the_config_hash_follows_the_secret_identity_not_its_content() -> None:
     """status.configHash is public to relay readers: it must not let anyone test password guesses."""
-    first, _ = _secret_version(_Api(_secret(username="u", password="hunter2")), RELAY)  # type: ignore[arg-type]
-    other_password, _ = _secret_version(_Api(_secret(username="u", password="letmein")), RELAY)  # type: ignore[arg-type]
+    first, _ = _secret_version(_api(_secret(username="u", password="hunter2")), RELAY)
+    other_password, _ = _secret_version(_api(_secret(username="u", password="letmein")), RELAY)
     rotated, _ = _secret_version(
-        _Api(_secret(version="8", username="u", password="hunter2")),  # type: ignore[arg-type]
+        _api(_secret(version="8", username="u", password="hunter2")),
         RELAY,
     )
     assert first == other_password == "u-1/7"  # same object version: the content plays no part

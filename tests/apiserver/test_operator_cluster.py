@@ -24,7 +24,7 @@ from mailrelay.render.relay import CONFIG_HASH_ANNOTATION
 
 from controlplane import ControlPlane
 from support.emulator import Operator, eventually
-from support.invalid_specs import CASES, KNOWN_GAPS
+from support.invalid_specs import INVALID
 from support.kstatus import kstatus
 from support.real_api import (
     CHILDREN,
@@ -382,8 +382,8 @@ def test_invalid_spec_is_reported_and_changes_no_child(deployed: Deployed, space
     children = wait_children(plane, space)
     wait_reason(plane, space, "Available")
     mark = len(operator_writes(deployed, space))
-    # A spec the apiserver stores but the operator refuses: the first of test_api_validation.KNOWN_GAPS.
-    spec = next(obj["spec"] for case, obj in CASES if case in KNOWN_GAPS)
+    # A spec the apiserver stores but the operator refuses: the first such row of support/invalid_specs.
+    spec = next(r.obj["spec"] for r in INVALID if not r.by_crd)
     merge_patch(plane, "mailrelays", space, "relay", {"spec": {**spec, "mailFromFQDN": "apps.example.com"}})
     condition = wait_reason(plane, space, "InvalidSpec")
     assert condition["message"].startswith("spec.")

@@ -12,7 +12,8 @@ from mailrelay.api.guardrails import ClientPeer, Egress, LabelSelector, Limits
 from mailrelay.api.spec import DEFAULT_NETWORKS, MailRelaySpec, Relay, RewriteRule, SpecError, parse
 from mailrelay.version import RELEASED_POSTFIX_IMAGE
 
-from support.invalid_specs import INVALID, REFUSED_BY_BOTH, VALID, with_spec
+from support.invalid_specs import BASE_SPEC as VALID
+from support.invalid_specs import INVALID, Invalid
 from support.samples import relay_object
 
 
@@ -92,24 +93,27 @@ def test_dkim_defaults_and_a_parent_signing_domain() -> None:
     assert parse_spec({"mailFromFQDN": "a.example.com"}).dkim is None
 
 
-@pytest.mark.parametrize(("spec", "message"), [(s, m) for _, s, m in INVALID], ids=[i for i, _, _ in INVALID])
-def test_invalid_spec_names_the_field_and_the_fault(spec: dict[str, Any] | None, message: str) -> None:
+@pytest.mark.parametrize("case", [r for r in INVALID if r.by_operator], ids=lambda r: r.id)
+def test_invalid_spec_names_the_field_and_the_fault(case: Invalid) -> None:
     with pytest.raises(SpecError) as error:
-        parse(relay_object(spec))  # type: ignore[arg-type]
-    assert any(message in problem for problem in error.value.problems), error.value.problems
+        parse(case.obj)
+    assert any(case.operator in problem for problem in error.value.problems), error.value.problems
 
 
 def test_there_are_at_least_25_invalid_cases() -> None:
-    assert len(INVALID) >= 25
-    assert sum(1 for _, spec, _ in INVALID if spec and guardrails.FIELDS & set(spec)) >= 15  # the tenant guardrails
-    assert len(REFUSED_BY_BOTH) >= 25  # each also refused by the CRD (tests/test_crd.py)
+    named = [r for r in INVALID if r.by_operator and r.operator]
+    assert len(named) >= 25
+    tenant = [r for r in named if isinstance(r.obj["spec"], dict) and guardrails.FIELDS & set(r.obj["spec"])]
+    assert len(tenant) >= 15  # the tenant guardrails
+    assert len([r for r in named if r.by_crd and r.crd]) >= 25  # what the CRD says is checked too (test_crd.py)
 
 
 def test_a_rule_may_use_back_references_and_literal_parentheses() -> None:
     spec = parse_spec(
-        with_spec(
-            rewrite={"rules": [{"pattern": "(a)\\1@x|[(]b[)]@y|\\(c\\)@z", "replacement": "$1@apps.example.com"}]}
-        )
+        {
+            **VALID,
+            "rewrite": {"rules": [{"pattern": "(a)\\1@x|[(]b[)]@y|\\(c\\)@z", "replacement": "$1@apps.example.com"}]},
+        }
     )
     assert spec.rules[0].anchored == "^(a)\\1@x$|^[(]b[)]@y$|^\\(c\\)@z$"
 

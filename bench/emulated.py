@@ -15,7 +15,8 @@ from mailrelay.api.names import API_VERSION, KIND, PLURAL, RESOURCES
 
 from accounting import rss_mb
 from stats import percentile
-from support.emulator import Cluster, Operator
+from support.emulator import Cluster
+from support.operator import OperatorProcess
 
 
 def _stored(store: dict[Any, Any], kind: str, ns: str, name: str) -> Any:
@@ -77,7 +78,7 @@ def _writes(cluster: Cluster) -> int:
 def bench_controller(relays: int, namespaces: int, resync: int) -> dict[str, Any]:
     cluster = Cluster()
     workdir = Path(tempfile.mkdtemp(prefix="mailrelay-bench-op-"))
-    operator = Operator(
+    operator = OperatorProcess.run(
         cluster.write_kubeconfig(workdir / "kubeconfig"),
         workdir / "operator.log",
         MAILRELAY_RESYNC_SECONDS=str(resync),

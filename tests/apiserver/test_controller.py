@@ -15,16 +15,18 @@ from typing import Any
 
 import pytest
 
-from support.emulator import Cluster, Operator, eventually, roll_out, wait_children, wait_reason
+from support.emulator import Cluster, roll_out, wait_children, wait_reason
+from support.operator import OperatorProcess
 from support.samples import relay
+from support.wait import eventually
 
 CHILD_PLURALS = ("configmaps", "deployments", "services", "networkpolicies")
 
 
 @pytest.fixture(scope="module")
-def operator(emulator: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
+def operator(emulator: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
     base = tmp_path_factory.mktemp("operator")
-    process = Operator(emulator.write_kubeconfig(base / "kubeconfig"), base / "operator.log").start()
+    process = OperatorProcess.run(emulator.write_kubeconfig(base / "kubeconfig"), base / "operator.log").start()
     yield process
     process.stop()
     print(process.log()[-5000:])
@@ -35,7 +37,7 @@ def our_writes(emulator: Cluster, namespace: str) -> list[tuple[str, str]]:
     return [w for w in emulator.writes(namespace) if not w[1].startswith("events/")]
 
 
-def test_api_errors_are_retried_until_converged(emulator: Cluster, operator: Operator) -> None:
+def test_api_errors_are_retried_until_converged(emulator: Cluster, operator: OperatorProcess) -> None:
     emulator.fail("PATCH", "deployments", 500, times=3)
     emulator.fail("PATCH", "configmaps", 409, times=2)
     emulator.fail("GET", "services", 429, times=2)
@@ -70,7 +72,7 @@ def relay_pod(namespace: str, name: str, message: str, relay_name: str = "relay"
     }
 
 
-def test_a_drain_that_left_mail_is_reported_once_as_an_event(emulator: Cluster, operator: Operator) -> None:
+def test_a_drain_that_left_mail_is_reported_once_as_an_event(emulator: Cluster, operator: OperatorProcess) -> None:
     emulator.create(relay("drained"))
     wait_children(emulator, "drained")
     left = (
@@ -96,7 +98,7 @@ def test_a_drain_that_left_mail_is_reported_once_as_an_event(emulator: Cluster, 
 
 
 def test_a_child_the_api_server_refuses_stalls_the_relay_without_a_write_loop(
-    emulator: Cluster, operator: Operator
+    emulator: Cluster, operator: OperatorProcess
 ) -> None:
     """HTTP 422 for the Deployment (emulated: our validation keeps a real server from ever saying it)."""
     emulator.fail("PATCH", "deployments", 422, times=100, namespace="refused")
@@ -122,7 +124,7 @@ def test_a_child_the_api_server_refuses_stalls_the_relay_without_a_write_loop(
     assert "refusedChild" not in emulator.get("mailrelays", "refused", "relay")["status"]  # type: ignore[index]
 
 
-def test_a_secret_that_cannot_work_is_reported_before_any_pod(emulator: Cluster, operator: Operator) -> None:
+def test_a_secret_that_cannot_work_is_reported_before_any_pod(emulator: Cluster, operator: OperatorProcess) -> None:
     encode = lambda s: base64.b64encode(s.encode()).decode()  # noqa: E731
     emulator.create(
         {

@@ -17,8 +17,9 @@ from typing import Any
 import yaml
 
 from controlplane import ControlPlane
-from support.emulator import Operator, eventually
+from support.operator import OperatorProcess
 from support.tools import objects, run
+from support.wait import eventually
 
 ACCOUNT = "system:serviceaccount:mailrelay-system:mailrelay-operator"
 
@@ -65,7 +66,7 @@ def test_the_operator_reports_delivery_with_its_own_rbac(
         "mailrelay-system", "mailrelay-operator", tmp_path / "operator.kubeconfig"
     )
     # The leader Lease in the operator's own namespace, where the manifests let it write one.
-    operator = Operator(
+    operator = OperatorProcess.run(
         kubeconfig,
         tmp_path / "operator.log",
         MAILRELAY_RESYNC_SECONDS="1",

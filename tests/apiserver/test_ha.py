@@ -22,10 +22,11 @@ import pytest
 
 from mailrelay.controller.settings import LeaderElection
 
-from support.emulator import eventually
-from support.ha import PORT_ARG, VARIANTS, Backend, Fleet
+from support.ha import VARIANTS, Backend, Fleet
+from support.operator import PORT_ARG
 from support.samples import relay
 from support.tools import objects, run
+from support.wait import eventually
 
 FAILOVER_LIMIT = 30.0
 

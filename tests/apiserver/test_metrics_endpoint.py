@@ -10,9 +10,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mailrelay.controller import metrics
 
-from support.emulator import Cluster, Operator, eventually, roll_out, wait_children, wait_reason
+from support.emulator import Cluster, roll_out, wait_children, wait_reason
+from support.operator import OperatorProcess
 from support.samples import relay
 from support.smtp_sink import free_port
+from support.wait import eventually
 
 
 def values(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -25,7 +27,7 @@ def values(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def test_the_running_operator_serves_its_metrics(tmp_path: Path, emulator: Cluster) -> None:
     port = free_port()
-    operator = Operator(
+    operator = OperatorProcess.run(
         emulator.write_kubeconfig(tmp_path / "kubeconfig"),
         tmp_path / "op.log",
         args=["--liveness-port", "0", "--metrics-port", str(port)],

@@ -23,9 +23,9 @@ from mailrelay.api.names import RESOURCES
 from mailrelay.render.relay import CONFIG_HASH_ANNOTATION
 
 from controlplane import ControlPlane
-from support.emulator import Operator, eventually
 from support.invalid_specs import INVALID
 from support.kstatus import kstatus
+from support.operator import OperatorProcess
 from support.real_api import (
     CHILDREN,
     apply,
@@ -49,6 +49,7 @@ from support.shipped_operator import (
     start_operator,
     uninstall_rbac,
 )
+from support.wait import eventually
 
 VARIANTS = ("cluster-wide", "namespaced")
 WRITES = {"create", "update", "patch", "delete", "deletecollection"}
@@ -60,7 +61,7 @@ _serial = itertools.count()
 class Deployed:
     plane: ControlPlane
     shipped: Shipped
-    operator: Operator
+    operator: OperatorProcess
     user: str  # the ServiceAccount's user name in the audit log
     audit_mark: int  # audit events before this operator started (both variants share the user name)
 

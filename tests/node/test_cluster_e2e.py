@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
+from support.operator import OperatorProcess
 from support.paths import CRD_PATH
 from support.podrunner import wait_until
 
@@ -62,22 +62,18 @@ def namespace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     kubectl("wait", "--for=condition=Established", "crd/mailrelays.mailrelay.dev", "--timeout=60s")
     kubectl("create", "namespace", name)
     log = tmp_path_factory.mktemp("e2e") / "operator.log"
-    env = {**os.environ, "KUBECONFIG": KUBECONFIG, "MAILRELAY_LOG_FORMAT": "plain"}
+    # A real cluster: the operator's own resync and retry settings, not the tests' shortened ones.
+    env = {"MAILRELAY_RESYNC_SECONDS": "60", "MAILRELAY_RETRY_SECONDS": "1"}
     if POSTFIX_IMAGE:
         env["MAILRELAY_POSTFIX_IMAGE"] = POSTFIX_IMAGE
-    with log.open("wb") as out:
-        operator = subprocess.Popen(
-            [sys.executable, "-m", "mailrelay", "run", "--namespace", name, "--liveness-port", "0"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    operator = OperatorProcess.run(
+        Path(KUBECONFIG), log, args=["--namespace", name, "--liveness-port", "0"], **env
+    ).start()
     try:
         yield name
     finally:
-        operator.terminate()
-        operator.wait(30)
-        print(Path(log).read_text()[-5000:])
+        operator.stop()
+        print(operator.log()[-5000:])
         kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 

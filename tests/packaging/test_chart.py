@@ -23,14 +23,16 @@ from mailrelay.api.names import RESOURCES
 from mailrelay.version import OPERATOR_IMAGE, RELEASED_POSTFIX_IMAGE
 
 import chart_readme
-from support.emulator import Cluster, Operator
+from support.emulator import Cluster
 from support.kube_schemas import K8S_VERSIONS, validate
+from support.operator import OperatorProcess
 from support.paths import CHART, ROOT
 from support.smtp_sink import free_port
 from support.tools import objects, run
 
 FULL_VALUES = Path(__file__).parent / "chart-full-values.yaml"
-# kopf's and the Prometheus Operator's kinds: no upstream schema here (tests/test_monitoring.py checks the latter).
+# kopf's and the Prometheus Operator's kinds: no upstream schema here (tests/packaging/test_monitoring.py
+# checks the latter).
 NO_UPSTREAM_SCHEMA = ("kopf.dev/v1", "monitoring.coreos.com/v1")
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
@@ -276,7 +278,7 @@ def test_helm_test_pod_checks_the_real_operator_through_its_service(
     assert f"--liveness-port={health['containerPort']}" in operator["args"]
     # The pod's command, run here against a real operator process (served by the emulated API server).
     local_port = free_port()
-    process = Operator(
+    process = OperatorProcess.run(
         emulator.write_kubeconfig(tmp_path / "kubeconfig"),
         tmp_path / "op.log",
         args=["--liveness-port", str(local_port)],

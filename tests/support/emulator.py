@@ -1,4 +1,4 @@
-"""The emulated API server on a background event loop, and the real operator as a child process.
+"""The emulated API server on a background event loop, with a small synchronous client.
 
 The operator talks to the emulator over real HTTP and watch streams through a kubeconfig, exactly as
 it would to a cluster. Tests change objects over HTTP too, so every change reaches the watches.
@@ -8,13 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +18,7 @@ import requests
 from mailrelay.api.names import RESOURCES
 
 from support.kube_emulator import ApiServer
+from support.wait import eventually
 
 CHILD_PLURALS = ("configmaps", "deployments", "services", "networkpolicies")
 PATHS = {r.plural: r.prefix for r in RESOURCES.values()}
@@ -129,63 +124,6 @@ class Cluster:
     def faults_left(self, plural: str, namespace: str) -> int:
         """How many injected faults for this resource and namespace have not been hit yet."""
         return sum(f.times for f in list(self.server.faults) if f.plural == plural and f.namespace == namespace)
-
-
-class Operator:
-    """`python -m mailrelay run` against a kubeconfig, with its log kept for assertions."""
-
-    def __init__(
-        self, kubeconfig: Path, log: Path, args: list[str] | None = None, command: list[str] | None = None, **env: str
-    ):
-        """`args` follow `run`; `command` replaces `run` and its args (a container's args, verbatim)."""
-        self.kubeconfig, self.log_path, self.env = kubeconfig, log, env
-        run_args = args or ["--liveness-port", "0"]
-        if not any(a.startswith("--metrics-port") for a in run_args):  # several operators run at once here
-            run_args = [*run_args, "--metrics-port", "0"]
-        self.command = command or ["run", *run_args]
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Operator:
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(self.kubeconfig),
-            "MAILRELAY_LOG_FORMAT": "plain",
-            "MAILRELAY_RESYNC_SECONDS": "2",
-            "MAILRELAY_RETRY_SECONDS": "1",
-            **self.env,
-        }
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "mailrelay", *self.command], env=env, stdout=log, stderr=subprocess.STDOUT
-            )
-        return self
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-def eventually(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    """Poll until `check` returns something truthy (and return it), or fail with the last error."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-            if result:
-                return result
-        except (AssertionError, KeyError, TypeError, IndexError, OSError) as exc:
-            last = exc
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}: {last!r}")
 
 
 # --- what the tests on the emulated server wait for ----------------------------------------------

@@ -11,27 +11,22 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
-import signal
-import subprocess
-import sys
 import urllib.error
 import uuid
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
-import requests
 import yaml
 
 from mailrelay.api.names import CHILD_KINDS, LEASE_NAME, RESOURCES
 
-from support.emulator import Cluster, eventually
-from support.paths import CHART, ROOT
+from support.emulator import Cluster
+from support.operator import OperatorProcess, deployed_command
+from support.paths import CHART
 from support.shipped_operator import established
-from support.smtp_sink import free_port
 from support.tcp_proxy import TcpProxy
+from support.wait import eventually
 
 PLURAL_PATHS = {r.plural: (r.prefix, r.namespaced) for r in RESOURCES.values()}
 
@@ -121,80 +116,25 @@ VARIANTS = {
     "kustomize-cluster-wide-ha": ["kubectl", "kustomize", "manifests/cluster-wide-ha"],
     "helm-replicas-2": ["helm", "template", "mr", str(CHART), "-n", "mailrelay-system", "--set", "replicas=2"],
 }
-PORT_ARG = re.compile(r"^--(liveness|metrics)-port=(\d+)$")
 
 
-def entrypoint() -> list[str]:
-    """The operator image's ENTRYPOINT, resolved to this virtualenv's console script."""
-    match = re.search(r"^ENTRYPOINT (\[.*\])$", (ROOT / "image/operator/Dockerfile").read_text(), re.M)
-    assert match, "image/operator/Dockerfile has no exec-form ENTRYPOINT"
-    command = json.loads(match.group(1))
-    return [shutil.which(command[0], path=str(Path(sys.executable).parent)) or command[0], *command[1:]]
-
-
-class Replica:
-    """One operator pod: the container's command line and environment, a log, and its own proxy."""
+class Replica(OperatorProcess):
+    """One operator pod of the Deployment, reaching the API server through a TCP proxy of its own."""
 
     def __init__(self, deployment: dict[str, Any], index: int, backend: Backend, workdir: Path):
-        self.namespace = deployment["metadata"]["namespace"]
         self.pod_name = f"{deployment['metadata']['name']}-{index}-{os.getpid()}"
-        [container] = deployment["spec"]["template"]["spec"]["containers"]
         api = urlparse(backend.url)
         self.proxy = TcpProxy(api.hostname or "127.0.0.1", api.port or 443)
-        self.kubeconfig = workdir / f"{self.pod_name}.kubeconfig"
-        config = backend.pod_kubeconfig(deployment, self.kubeconfig)
+        kubeconfig = workdir / f"{self.pod_name}.kubeconfig"
+        config = backend.pod_kubeconfig(deployment, kubeconfig)
         config["clusters"][0]["cluster"]["server"] = f"{api.scheme}://127.0.0.1:{self.proxy.port}"
-        self.kubeconfig.write_text(json.dumps(config))
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("MAILRELAY_", "POD_", "KUBE"))}
-        for item in container.get("env", []):
-            self.env[item["name"]] = self._value(item)
-        self.env["KUBECONFIG"] = str(self.kubeconfig)
-        args = [re.sub(r"\$\((\w+)\)", lambda m: self.env.get(m.group(1), m.group(0)), a) for a in container["args"]]
-        assert any(a.startswith("--liveness-port=") for a in args), "the manifest's liveness port is gone"
-        self.ports = {m.group(1): free_port() for m in map(PORT_ARG.match, args) if m}
-        self.health_port = self.ports["liveness"]
-        self.command = [
-            *entrypoint(),
-            *[PORT_ARG.sub(lambda m: f"--{m.group(1)}-port={self.ports[m.group(1)]}", a) for a in args],
-        ]
-        self.log_path = workdir / f"{self.pod_name}.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def _value(self, item: dict[str, Any]) -> str:
-        if "value" in item:
-            return str(item["value"])
-        field = item["valueFrom"]["fieldRef"]["fieldPath"]
-        return {"metadata.name": self.pod_name, "metadata.namespace": self.namespace}[field]
-
-    def start(self) -> Replica:
-        """Start (or restart, as the kubelet does after an exit) the container's process."""
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        return self
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def signal(self, signum: int) -> None:
-        assert self.process is not None
-        self.process.send_signal(signum)
-
-    def exit_code(self) -> int | None:
-        return self.process.poll() if self.process else None
+        kubeconfig.write_text(json.dumps(config))
+        command, env, ports = deployed_command(deployment, kubeconfig, self.pod_name)
+        super().__init__(command, env, ports, log=workdir / f"{self.pod_name}.log")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        super().stop()
         self.proxy.close()
-
-    def health(self) -> dict[str, Any]:
-        return dict(requests.get(f"http://127.0.0.1:{self.health_port}/healthz", timeout=2).json())
 
 
 class Fleet:

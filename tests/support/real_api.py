@@ -11,7 +11,7 @@ import yaml
 from mailrelay.render.relay import CONFIG_HASH_ANNOTATION
 
 from controlplane import ControlPlane
-from support.emulator import eventually
+from support.wait import eventually
 
 GROUP = "/apis/mailrelay.dev/v1alpha1"
 PATHS = {

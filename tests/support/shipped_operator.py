@@ -20,15 +20,17 @@ import yaml
 from mailrelay.api.names import LEASE_NAME
 
 from controlplane import ControlPlane
-from support.emulator import Operator, eventually
+from support import operator
+from support.operator import OperatorProcess, container_env
 from support.paths import ROOT
-from support.smtp_sink import free_port
+from support.wait import eventually
 
 RBAC_KINDS = ("Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")
 # Settings the tests shorten; the operator reads them from its environment.
 # No delivery probe: kwok gives relay pods addresses off this machine, and tests send traffic to
 # loopback only (tests/test_delivery_controlplane.py checks the probe with a relay scaled to zero).
-TEST_SETTINGS = {"MAILRELAY_RESYNC_SECONDS": "2", "MAILRELAY_RETRY_SECONDS": "1", "MAILRELAY_DELIVERY_PROBE": "false"}
+TEST_SETTINGS = {**operator.TEST_SETTINGS, "MAILRELAY_DELIVERY_PROBE": "false"}
+POD_NAME = "mailrelay-operator-test"
 FORBIDDEN = re.compile(r"\b403\b|Forbidden|forbidden")
 
 
@@ -177,7 +179,7 @@ def uninstall_rbac(plane: ControlPlane, shipped: Shipped) -> None:
 
 def lease(shipped: Shipped) -> tuple[str, str]:
     """The leader-election Lease the Deployment's pods use: (namespace, name), from its env."""
-    env = container_env(shipped)
+    env = container_env(shipped.deployment, POD_NAME)
     return env["POD_NAMESPACE"], env.get("MAILRELAY_LEASE_NAME") or LEASE_NAME
 
 
@@ -189,50 +191,16 @@ def forget_lease(plane: ControlPlane, shipped: Shipped) -> None:
     plane.kubectl("delete", "leases.coordination.k8s.io", name, "-n", namespace, "--ignore-not-found")
 
 
-def _expand(value: str, env: dict[str, str]) -> str:
-    """The kubelet's $(VAR) expansion: known variables are replaced, $$ is a literal $."""
-    return re.sub(
-        r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
-        lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)),
-        value,
-    )
-
-
-def container_env(shipped: Shipped, pod_name: str = "mailrelay-operator-test") -> dict[str, str]:
-    fields = {"metadata.namespace": shipped.deployment["metadata"]["namespace"], "metadata.name": pod_name}
-    env: dict[str, str] = {}
-    for var in shipped.container.get("env", []):
-        if "value" in var:
-            env[var["name"]] = _expand(var["value"], env)
-        elif "fieldRef" in var.get("valueFrom", {}):
-            env[var["name"]] = fields[var["valueFrom"]["fieldRef"]["fieldPath"]]
-        else:
-            raise AssertionError(f"no test support for env {var}")
-    return env
-
-
-def container_args(shipped: Shipped, liveness_port: int) -> list[str]:
-    env = container_env(shipped)
-    args = [_expand(a, env) for a in shipped.container.get("args", [])]
-    moved = [re.sub(r"^--liveness-port=.*", f"--liveness-port={liveness_port}", a) for a in args]
-    # Any free port for /metrics: several operators run at once on this machine.
-    moved = [re.sub(r"^--metrics-port=.*", f"--metrics-port={free_port()}", a) for a in moved]
-    if "--liveness-port" in moved:
-        moved[moved.index("--liveness-port") + 1] = str(liveness_port)
-    return moved
-
-
-def start_operator(plane: ControlPlane, shipped: Shipped, folder: Path) -> tuple[Operator, int]:
+def start_operator(plane: ControlPlane, shipped: Shipped, folder: Path) -> tuple[OperatorProcess, int]:
     """Start `mailrelay-operator` with the ServiceAccount's token and the Deployment's args and env."""
     folder.mkdir(parents=True, exist_ok=True)
     namespace, name = shipped.service_account
     kubeconfig = plane.service_account_kubeconfig(namespace, name, folder / "kubeconfig")
-    port = free_port()
-    env = {**container_env(shipped), **TEST_SETTINGS, "MAILRELAY_LOG_FORMAT": "plain"}
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    # The image's entrypoint is `mailrelay-operator`, i.e. `python -m mailrelay`; the args follow it.
-    operator = Operator(kubeconfig, folder / "operator.log", command=container_args(shipped, port), **env)
+    operator = OperatorProcess.deployed(
+        shipped.deployment, kubeconfig, folder / "operator.log", POD_NAME, **TEST_SETTINGS
+    )
     operator.start()
+    port = operator.ports["liveness"]
     probe = shipped.container["livenessProbe"]["httpGet"]["path"]
     eventually(lambda: _answers(f"http://127.0.0.1:{port}{probe}"), timeout=60, what="the operator's liveness probe")
     return operator, port

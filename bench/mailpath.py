@@ -194,7 +194,8 @@ def _dkim() -> Configuration | None:
             "spec": relay_spec(25, extra),
         }
     )
-    spec = relay.spec.dkim  # type: ignore[attr-defined]
+    spec = relay.spec.dkim
+    assert spec is not None
     keys = {file: dkim.generate(algorithm, spec.rsa_bits) for algorithm, file in dkim.needed(spec).items()}
     return Configuration(
         "ours_dkim",
@@ -209,8 +210,9 @@ def _dkim() -> Configuration | None:
 def _start_exporter(instance: HarnessPostfix, group: CpuGroup) -> None:
     from support.smtp_sink import free_port
 
-    instance.start_exporter(free_port())  # type: ignore[attr-defined]
-    group.adopt_tree(instance.exporter.pid)  # type: ignore[attr-defined]
+    instance.start_exporter(free_port())
+    assert instance.exporter is not None
+    group.adopt_tree(instance.exporter.pid)
 
 
 class SinkProcess:

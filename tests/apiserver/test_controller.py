@@ -18,7 +18,7 @@ import pytest
 from support.emulator import Cluster, roll_out, wait_children, wait_reason
 from support.operator import OperatorProcess
 from support.samples import relay
-from support.wait import eventually
+from support.wait import eventually, present
 
 CHILD_PLURALS = ("configmaps", "deployments", "services", "networkpolicies")
 
@@ -105,7 +105,7 @@ def test_a_child_the_api_server_refuses_stalls_the_relay_without_a_write_loop(
     emulator.create(relay("refused"))
     condition = wait_reason(emulator, "refused", "ChildRefused")
     assert "the API server refused Deployment mailrelay-relay" in condition["message"]
-    status = emulator.get("mailrelays", "refused", "relay")["status"]  # type: ignore[index]
+    status = present(emulator.get("mailrelays", "refused", "relay"))["status"]
     stalled = next(c for c in status["conditions"] if c["type"] == "Stalled")
     assert stalled["status"] == "True" and stalled["reason"] == "ChildRefused"
     assert status["refusedChild"].startswith("Deployment/mailrelay-relay@")
@@ -121,7 +121,7 @@ def test_a_child_the_api_server_refuses_stalls_the_relay_without_a_write_loop(
     emulator.patch("mailrelays", "refused", "relay", {"spec": {"replicas": 2}})
     wait_reason(emulator, "refused", "RollingOut")
     assert emulator.list("deployments", "refused")[0]["spec"]["replicas"] == 2
-    assert "refusedChild" not in emulator.get("mailrelays", "refused", "relay")["status"]  # type: ignore[index]
+    assert "refusedChild" not in present(emulator.get("mailrelays", "refused", "relay"))["status"]
 
 
 def test_a_secret_that_cannot_work_is_reported_before_any_pod(emulator: Cluster, operator: OperatorProcess) -> None:

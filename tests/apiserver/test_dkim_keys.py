@@ -17,6 +17,7 @@ from mailrelay.kube.client import Api
 from mailrelay.render.relay import CONFIG_HASH_ANNOTATION, DKIM_KEY_MOUNT
 
 from support.emulator import Cluster
+from support.wait import present
 
 SECRET = "mailrelay-relay-dkim"
 
@@ -132,7 +133,7 @@ def test_a_foreign_secret_with_the_name_is_left_alone(api: Api, emulator: Cluste
     emulator.create(foreign)
     create_relay(emulator, "foreign")
     run(api, emulator, "foreign")
-    assert emulator.get("secrets", "foreign", SECRET)["data"] == foreign["data"]  # type: ignore[index]
+    assert present(emulator.get("secrets", "foreign", SECRET))["data"] == foreign["data"]
     condition = stalled(emulator, "foreign")
     assert condition["status"] == "True" and condition["reason"] == dkim_keys.SECRET_CONFLICT
     assert f"Secret {SECRET} already exists and is not this relay's" in condition["message"]

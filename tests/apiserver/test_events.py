@@ -19,7 +19,7 @@ from controlplane import ControlPlane
 from support.emulator import Cluster
 from support.shipped_operator import operator_client
 
-RELAY = {
+RELAY: dict[str, Any] = {
     "apiVersion": "mailrelay.dev/v1alpha1",
     "kind": "MailRelay",
     "metadata": {"name": "relay", "namespace": "events", "uid": "0f4c7a52-9a0e-4f0b-8d5e-0d6b1e2a3c4d"},

@@ -24,6 +24,7 @@ from controlplane import ControlPlane
 from support.paths import ROOT
 from support.samples import GUARDED, relay_object
 from support.shipped_operator import operator_client
+from support.wait import present
 
 NAMESPACE = "guarded"
 POLICIES = f"/apis/networking.k8s.io/v1/namespaces/{NAMESPACE}/networkpolicies"
@@ -48,14 +49,16 @@ def test_the_operator_creates_keeps_and_prunes_only_its_policy(control_plane: Co
     plane = control_plane
     body = _relay(plane, GUARDED)
     first = reconcile(operator_api, body)
-    assert ("NetworkPolicy", "created") in [(c.kind, c.action) for c in first.children.children], first.assessment
+    assert ("NetworkPolicy", "created") in [(c.kind, c.action) for c in present(first.children).children], (
+        first.assessment
+    )
     live = plane.request("GET", f"{POLICIES}/mailrelay-relay")
     desired = network_policy(parse(body))
     assert contains(desired["spec"], live["spec"]), (desired["spec"], live["spec"])
     assert live["metadata"]["ownerReferences"][0]["uid"] == body["metadata"]["uid"]
     # Nothing to write on the next pass: the server's defaults did not turn into drift.
     again = reconcile(operator_api, dict(plane.request("GET", f"{RELAYS}/relay")))
-    assert [c.action for c in again.children.children] == ["unchanged"] * len(again.children.children)
+    assert [c.action for c in present(again.children).children] == ["unchanged"] * len(present(again.children).children)
     # A policy that is not the relay's, with the relay's labels: never pruned.
     lookalike = copy.deepcopy(desired)
     lookalike["metadata"] = {"name": "lookalike", "namespace": NAMESPACE, "labels": desired["metadata"]["labels"]}
@@ -64,7 +67,7 @@ def test_the_operator_creates_keeps_and_prunes_only_its_policy(control_plane: Co
     off = _relay(plane, {**open_egress, "networkPolicy": {"enabled": False}})
     pruned = reconcile(operator_api, off)
     assert ("NetworkPolicy", "mailrelay-relay", "deleted") in [
-        (c.kind, c.name, c.action) for c in pruned.children.children
+        (c.kind, c.name, c.action) for c in present(pruned.children).children
     ]
     names = [p["metadata"]["name"] for p in plane.request("GET", POLICIES)["items"]]
     assert names == ["lookalike"]

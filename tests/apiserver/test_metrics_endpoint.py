@@ -30,7 +30,10 @@ def test_the_running_operator_serves_its_metrics(tmp_path: Path, emulator: Clust
     operator = OperatorProcess.run(
         emulator.write_kubeconfig(tmp_path / "kubeconfig"),
         tmp_path / "op.log",
-        args=["--liveness-port", "0", "--metrics-port", str(port)],
+        "--liveness-port",
+        "0",
+        "--metrics-port",
+        str(port),
         MAILRELAY_RESYNC_SECONDS="1",
     ).start()
     try:

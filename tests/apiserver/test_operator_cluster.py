@@ -13,8 +13,9 @@ import base64
 import itertools
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import pytest
@@ -49,7 +50,7 @@ from support.shipped_operator import (
     start_operator,
     uninstall_rbac,
 )
-from support.wait import eventually
+from support.wait import eventually, present
 
 VARIANTS = ("cluster-wide", "namespaced")
 WRITES = {"create", "update", "patch", "delete", "deletecollection"}
@@ -104,13 +105,13 @@ def space(deployed: Deployed, request: pytest.FixtureRequest) -> Iterator[str]:
     plane.kubectl("delete", "mailrelays", "--all", "-n", namespace, "--wait=true")
     plane.kubectl("delete", "service/mail", "secret/smarthost", "-n", namespace, "--ignore-not-found")
     for plural in CHILDREN:
-        eventually(lambda p=plural: not ours(plane, p, namespace), timeout=60, what=f"{plural} collected")
+        eventually(collected(plane, plural, namespace), timeout=60, what=f"{plural} collected")
     # A pass that read the relay just before its deletion may still write its children once; the garbage
     # collector removes them again (their owner is gone). Let that settle before the next test reuses the
     # names, or its relay would meet a stale child owned by the old uid.
     time.sleep(2 * RESYNC)
     for plural in CHILDREN:
-        eventually(lambda p=plural: not ours(plane, p, namespace), timeout=60, what=f"{plural} collected")
+        eventually(collected(plane, plural, namespace), timeout=60, what=f"{plural} collected")
     eventually(lambda: get(plane, "services", namespace, "mail") is None, timeout=60, what="Service mail gone")
 
 
@@ -131,6 +132,11 @@ def operator_writes(deployed: Deployed, namespace: str) -> list[tuple[str, str]]
     ]
 
 
+def collected(plane: ControlPlane, plural: str, namespace: str) -> Callable[[], bool]:
+    """Whether the garbage collector removed every object of ours of that kind in the namespace."""
+    return lambda: not ours(plane, plural, namespace)
+
+
 # -- the tests -----------------------------------------------------------------------------------------
 def test_ready_only_after_kwok_reports_the_pods_ready(deployed: Deployed, space: str) -> None:
     plane = deployed.plane
@@ -147,7 +153,7 @@ def test_ready_only_after_kwok_reports_the_pods_ready(deployed: Deployed, space:
     eventually(lambda: len(pods(plane, space)) == 2, what="two pods from the real ReplicaSet")
     wait_reason(plane, space, "RollingOut")
     time.sleep(2 * RESYNC)
-    assert ready(plane, space)["status"] == "False"  # type: ignore[index]
+    assert present(ready(plane, space))["status"] == "False"
     assert not any(pod_ready(p) for p in pods(plane, space))
     plane.kubectl("label", "node", "kwok-node-0", f"{label}=yes")
     try:
@@ -156,8 +162,7 @@ def test_ready_only_after_kwok_reports_the_pods_ready(deployed: Deployed, space:
         ready_pods = pods(plane, space)
         assert len(ready_pods) == 2 and all(pod_ready(p) for p in ready_pods), ready_pods
         assert all(p["spec"]["nodeName"] == "kwok-node-0" for p in ready_pods)
-        obj = get(plane, "mailrelays", space, "relay")
-        assert obj is not None and obj["status"]["readyReplicas"] == 2
+        assert present(get(plane, "mailrelays", space, "relay"))["status"]["readyReplicas"] == 2
         assert obj["status"]["configHash"] == template_hash(children["deployments"])
         assert obj["status"]["endpoint"] == f"mail.{space}.svc:25" and kstatus(obj) == "Current"
         # The scale subresource's selector: exactly the Deployment's pods.
@@ -178,7 +183,7 @@ def test_kubectl_scale_drives_the_relay_through_its_scale_subresource(deployed: 
     wait_reason(plane, space, "Available")
     plane.kubectl("scale", "mailrelay/relay", "-n", space, "--replicas=3")
     eventually(
-        lambda: get(plane, "deployments", space, "mailrelay-relay")["spec"]["replicas"] == 3,  # type: ignore[index]
+        lambda: present(get(plane, "deployments", space, "mailrelay-relay"))["spec"]["replicas"] == 3,
         what="the Deployment scaled to 3",
     )
     wait_reason(plane, space, "Available", generation=2)
@@ -189,7 +194,7 @@ def test_kubectl_scale_drives_the_relay_through_its_scale_subresource(deployed: 
     assert len(matched["items"]) == 3
     plane.kubectl("scale", "mailrelay/relay", "-n", space, "--replicas=0")
     wait_reason(plane, space, "ScaledToZero")
-    assert get(plane, "deployments", space, "mailrelay-relay")["spec"]["replicas"] == 0  # type: ignore[index]
+    assert present(get(plane, "deployments", space, "mailrelay-relay"))["spec"]["replicas"] == 0
 
 
 def test_deleted_and_edited_children_are_repaired(deployed: Deployed, space: str) -> None:
@@ -199,26 +204,23 @@ def test_deleted_and_edited_children_are_repaired(deployed: Deployed, space: str
     for plural in CHILDREN:
         name = first[plural]["metadata"]["name"]
         plane.kubectl("delete", plural, name, "-n", space)
-        again = eventually(lambda p=plural, n=name: get(plane, p, space, n), what=f"{plural} back")
+        again = eventually(partial(get, plane, plural, space, name), what=f"{plural} back")
         assert again["metadata"]["uid"] != first[plural]["metadata"]["uid"]
     original = first["configmaps"]["data"]["main.cf"]
     merge_patch(plane, "configmaps", space, "mailrelay-relay", {"data": {"main.cf": "mynetworks = 0.0.0.0/0\n"}})
     eventually(
-        lambda: get(plane, "configmaps", space, "mailrelay-relay")["data"]["main.cf"] == original,  # type: ignore[index]
+        lambda: present(get(plane, "configmaps", space, "mailrelay-relay"))["data"]["main.cf"] == original,
         what="main.cf restored",
     )
     merge_patch(plane, "deployments", space, "mailrelay-relay", {"spec": {"replicas": 7}})
     eventually(
-        lambda: get(plane, "deployments", space, "mailrelay-relay")["spec"]["replicas"] == 1,  # type: ignore[index]
+        lambda: present(get(plane, "deployments", space, "mailrelay-relay"))["spec"]["replicas"] == 1,
         what="replicas restored",
     )
     merge_patch(plane, "services", space, "mail", {"spec": {"selector": {"app.kubernetes.io/instance": "other"}}})
     eventually(
         lambda: (
-            get(plane, "services", space, "mail")["spec"]["selector"][  # type: ignore[index]
-                "app.kubernetes.io/instance"
-            ]
-            == "relay"
+            present(get(plane, "services", space, "mail"))["spec"]["selector"]["app.kubernetes.io/instance"] == "relay"
         ),
         what="selector restored",
     )
@@ -298,14 +300,14 @@ def test_dkim_key_is_generated_published_and_rotated(deployed: Deployed, space: 
     eventually(lambda: "DkimKeyCreated" in event_reasons(plane, space), what="a DkimKeyCreated event")
     wait_reason(plane, space, "Available")
     eventually(
-        lambda: get(plane, "mailrelays", space, "relay")["status"]["dkim"]["signing"] == "Active",  # type: ignore[index]
+        lambda: present(get(plane, "mailrelays", space, "relay"))["status"]["dkim"]["signing"] == "Active",
         what="signing Active",
     )
     merge_patch(
         plane, "mailrelays", space, "relay", {"metadata": {"annotations": {"mailrelay.dev/rotate-dkim-key": "1"}}}
     )
     eventually(
-        lambda: get(plane, "secrets", space, "mailrelay-relay-dkim")["data"] != secret["data"],  # type: ignore[index]
+        lambda: present(get(plane, "secrets", space, "mailrelay-relay-dkim"))["data"] != secret["data"],
         what="a new key after the rotation annotation",
     )
     eventually(lambda: "DkimKeyRotated" in event_reasons(plane, space), what="a DkimKeyRotated event")
@@ -321,11 +323,11 @@ def test_an_idle_relay_causes_no_writes(deployed: Deployed, space: str) -> None:
     time.sleep(RESYNC)  # the last watch events of the rollout
     before = operator_writes(deployed, space)
     versions = {p: [o["metadata"]["resourceVersion"] for o in ours(plane, p, space)] for p in CHILDREN}
-    relay_version = get(plane, "mailrelays", space, "relay")["metadata"]["resourceVersion"]  # type: ignore[index]
+    relay_version = present(get(plane, "mailrelays", space, "relay"))["metadata"]["resourceVersion"]
     time.sleep(3 * RESYNC)
     assert operator_writes(deployed, space) == before
     assert {p: [o["metadata"]["resourceVersion"] for o in ours(plane, p, space)] for p in CHILDREN} == versions
-    assert get(plane, "mailrelays", space, "relay")["metadata"]["resourceVersion"] == relay_version  # type: ignore[index]
+    assert present(get(plane, "mailrelays", space, "relay"))["metadata"]["resourceVersion"] == relay_version
     assert before, "the audit log recorded none of the operator's writes"
 
 
@@ -346,7 +348,7 @@ def test_deleting_the_relay_lets_the_garbage_collector_remove_the_children(deplo
     mark = sum(1 for _ in plane.audit_events())
     plane.kubectl("delete", "mailrelay", "relay", "-n", space)
     for plural in CHILDREN:
-        eventually(lambda p=plural: not ours(plane, p, space), timeout=60, what=f"{plural} collected")
+        eventually(collected(plane, plural, space), timeout=60, what=f"{plural} collected")
     deleters = {
         e["user"]["username"]
         for e in itertools.islice(plane.audit_events(), mark, None)
@@ -366,9 +368,7 @@ def test_spec_change_rewrites_the_config_and_rolls_the_pods(deployed: Deployed, 
     eventually(
         lambda: (
             "myorigin = new.example.com"
-            in get(plane, "configmaps", space, "mailrelay-relay")[  # type: ignore[index]
-                "data"
-            ]["main.cf"]
+            in present(get(plane, "configmaps", space, "mailrelay-relay"))["data"]["main.cf"]
         ),
         what="the new main.cf",
     )
@@ -470,7 +470,7 @@ def test_restart_makes_no_duplicates_and_no_writes(deployed: Deployed, space: st
     time.sleep(2 * RESYNC)
     assert operator_writes(deployed, space) == before
     assert all(len(ours(plane, p, space)) == 1 for p in CHILDREN)
-    assert ready(plane, space)["status"] == "True"  # type: ignore[index]
+    assert present(ready(plane, space))["status"] == "True"
 
 
 def test_a_foreign_service_with_our_labels_is_never_pruned(deployed: Deployed, space: str) -> None:

@@ -22,6 +22,7 @@ from mailrelay.controller import delivery
 from mailrelay.controller import status as st
 from mailrelay.controller.scrape import RelayProbe
 
+from support.fake_api import FakeApi
 from support.postfix_harness import HarnessPostfix
 from support.samples import make_relay, pod_template
 from support.smtp_sink import Sink, free_port
@@ -143,9 +144,9 @@ def test_a_refused_login_turns_delivering_false_until_the_secret_is_fixed(
         "status": {"podIP": "127.0.0.1", "conditions": [{"type": "Ready", "status": "True"}]},
     }
     probe = RelayProbe(
-        api=None,
+        api=FakeApi(),  # unused: the pod listing and the log are given
         port=port,
-        pods=lambda ns, selector: [pod],  # type: ignore[arg-type]
+        pods=lambda ns, selector: [pod],
         read_log=lambda ns, name: instance.log(),
     )
     health = probe(make_relay(relay_spec(sink.port)))

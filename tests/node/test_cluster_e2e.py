@@ -66,9 +66,7 @@ def namespace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env = {"MAILRELAY_RESYNC_SECONDS": "60", "MAILRELAY_RETRY_SECONDS": "1"}
     if POSTFIX_IMAGE:
         env["MAILRELAY_POSTFIX_IMAGE"] = POSTFIX_IMAGE
-    operator = OperatorProcess.run(
-        Path(KUBECONFIG), log, args=["--namespace", name, "--liveness-port", "0"], **env
-    ).start()
+    operator = OperatorProcess.run(Path(KUBECONFIG), log, "--namespace", name, "--liveness-port", "0", **env).start()
     try:
         yield name
     finally:

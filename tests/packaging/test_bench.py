@@ -9,6 +9,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -199,7 +200,7 @@ def test_progress_takes_the_first_time_each_fact_held() -> None:
     child("ADDED", {"metadata": {"namespace": "ns", "ownerReferences": owner}, "data": {"main.cf": "size = 1"}}, 1.0)
     assert progress.created(key) is None
     progress.on_child("Deployment")("ADDED", {"metadata": {"namespace": "ns", "ownerReferences": owner}}, 2.0)
-    relay = {
+    relay: dict[str, Any] = {
         "metadata": {"namespace": "ns", "name": "r"},
         "status": {"observedGeneration": 1, "conditions": [{"type": "Ready", "status": "False"}]},
     }

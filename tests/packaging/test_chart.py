@@ -281,7 +281,8 @@ def test_helm_test_pod_checks_the_real_operator_through_its_service(
     process = OperatorProcess.run(
         emulator.write_kubeconfig(tmp_path / "kubeconfig"),
         tmp_path / "op.log",
-        args=["--liveness-port", str(local_port)],
+        "--liveness-port",
+        str(local_port),
     ).start()
     try:
         env = {**os.environ, "HEALTH_URL": f"http://127.0.0.1:{local_port}{url.path}"}

@@ -18,6 +18,7 @@ from mailrelay.controller import delivery
 from mailrelay.controller.scrape import RelayProbe
 from mailrelay.render import relay, sidecar
 
+from support.fake_api import FakeApi
 from support.podrunner import Pod, PodNetwork, wait_until
 from support.relay_pod import CLIENT, relay_spec, rendered_pod, send
 from support.samples import make_relay
@@ -39,8 +40,8 @@ def _probe(pod: Pod) -> RelayProbe:
         "status": {"podIP": pod.network.pod_ip, "conditions": [{"type": "Ready", "status": str(pod.ready)}]},
     }
     return RelayProbe(
-        api=None,
-        pods=lambda namespace, selector: [listed],  # type: ignore[arg-type]
+        api=FakeApi(),  # unused: the pod listing and the log are given
+        pods=lambda namespace, selector: [listed],
         read_log=lambda namespace, name: pod.log(),
     )
 

@@ -7,6 +7,7 @@ it would to a cluster. Tests change objects over HTTP too, so every change reach
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import threading
 from pathlib import Path
@@ -96,12 +97,12 @@ class Cluster:
         self.http.delete(self._url(plural, namespace, name)).raise_for_status()
 
     def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.server.get(GROUPS[plural], plural, namespace, name)
+        return self.server.stored(GROUPS[plural], plural, namespace, name)
 
     def list(self, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
-        return self.server.list(GROUPS[plural], plural, namespace)
+        return self.server.stored_list(GROUPS[plural], plural, namespace)
 
-    def writes(self, namespace: str | None = None) -> list[tuple[str, str]]:
+    def writes(self, namespace: str | None = None) -> builtins.list[tuple[str, str]]:
         """Write requests so far, optionally only those on objects in one namespace."""
         return [w for w in list(self.server.writes) if namespace is None or f"/{namespace}/" in w[1]]
 

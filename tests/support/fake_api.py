@@ -11,6 +11,7 @@ resourceVersion preconditions. No network, no clock: what a test asserts is what
 
 from __future__ import annotations
 
+import builtins
 import copy
 import itertools
 import queue
@@ -24,6 +25,7 @@ from mailrelay.controller.client import OperatorApi
 from mailrelay.kube.client import ApiError
 
 Key = tuple[str, str, str]  # (kind, namespace, name)
+Objects = list[dict[str, Any]]  # in the class, `list` is a method
 WatchEvent = tuple[str, dict[str, Any]]
 _OBJECT_URL = re.compile(
     r"^(?P<prefix>/apis?/.+)/namespaces/(?P<namespace>[^/]+)/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?$"
@@ -59,10 +61,10 @@ class FakeApi(OperatorApi):
         self.timeout = 0.0
         self.write_guard = _writes_allowed
         self.objects: dict[Key, dict[str, Any]] = {}
-        self.writes: list[tuple[str, str, str]] = []  # (verb, kind, name)
-        self.reads: list[tuple[str, str]] = []  # (verb, kind) of get and list calls
-        self.events: list[dict[str, str]] = []
-        self.calls: list[tuple[str, str, bool]] = []  # (method, url, guarded) of raw calls
+        self.writes: builtins.list[tuple[str, str, str]] = []  # (verb, kind, name)
+        self.reads: builtins.list[tuple[str, str]] = []  # (verb, kind) of get and list calls
+        self.events: builtins.list[dict[str, str]] = []
+        self.calls: builtins.list[tuple[str, str, bool]] = []  # (method, url, guarded) of raw calls
         self.watch_events: dict[str, queue.Queue[WatchEvent | None]] = {}
         self.down = False  # the API server unreachable: every raw call fails as a refused connection
         self._versions = itertools.count(1)
@@ -137,11 +139,11 @@ class FakeApi(OperatorApi):
         obj = self.objects.get((kind, namespace, name))
         return copy.deepcopy(obj) if obj is not None else None
 
-    def list(self, kind: str, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+    def list(self, kind: str, namespace: str, labels: dict[str, str]) -> Objects:
         self.reads.append(("list", kind))
         return [copy.deepcopy(o) for o in self._matching(kind, namespace, labels)]
 
-    def list_relays(self, namespaces: list[str] | tuple[str, ...]) -> list[dict[str, Any]]:
+    def list_relays(self, namespaces: builtins.list[str] | tuple[str, ...]) -> Objects:
         return [
             copy.deepcopy(o)
             for (k, ns, _), o in sorted(self.objects.items())
@@ -194,7 +196,7 @@ class FakeApi(OperatorApi):
 
     # --- what the child index calls --------------------------------------------------------------
 
-    def list_all(self, kind: str, namespace: str | None, labels: dict[str, str]) -> tuple[list[dict[str, Any]], str]:
+    def list_all(self, kind: str, namespace: str | None, labels: dict[str, str]) -> tuple[Objects, str]:
         """As the API server lists: items without apiVersion and kind."""
         items = [
             {k: copy.deepcopy(v) for k, v in o.items() if k not in ("apiVersion", "kind")}
@@ -218,7 +220,7 @@ class FakeApi(OperatorApi):
         method: str,
         url: str,
         body: Any = None,
-        query: list[tuple[str, str]] | None = None,
+        query: builtins.list[tuple[str, str]] | None = None,
         content_type: str = "application/json",
         timeout: float | None = None,
         missing_ok: bool = False,
@@ -255,7 +257,7 @@ class FakeApi(OperatorApi):
 
     # ---------------------------------------------------------------------------------------------
 
-    def _matching(self, kind: str, namespace: str | None, labels: dict[str, str]) -> list[dict[str, Any]]:
+    def _matching(self, kind: str, namespace: str | None, labels: dict[str, str]) -> Objects:
         return [
             o
             for (k, ns, _), o in sorted(self.objects.items())

@@ -132,11 +132,12 @@ class ApiServer(kmock.KubernetesEmulator):
         self.faults.append(fault)
         return fault
 
-    def get(self, group: str, plural: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+    def stored(self, group: str, plural: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        """One stored object (not kmock's `get`, which is an HTTP request)."""
         obj = self.store.get((group, plural, namespace, name))
         return copy.deepcopy(obj) if obj is not None else None
 
-    def list(self, group: str, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
+    def stored_list(self, group: str, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
         return [
             copy.deepcopy(o)
             for (g, p, ns, _), o in sorted(self.store.items())
@@ -186,7 +187,7 @@ class ApiServer(kmock.KubernetesEmulator):
         await self._emit("MODIFIED", key, stored)
         return aiohttp.web.json_response(stored)
 
-    async def _handle(self, request: kmock.Request) -> Any:  # type: ignore[override]
+    async def _handle(self, request: kmock.Request) -> Any:
         # Skip KubernetesEmulator's own state mutation; keep kmock's reaction matching and fallbacks.
         del self._requests[:-1]  # kmock matches each request against all earlier ones: keep only this one
         resource = request.resource
@@ -247,7 +248,7 @@ class ApiServer(kmock.KubernetesEmulator):
         selector = dict(p.split("=", 1) for p in (request.params.get("labelSelector") or "").split(",") if "=" in p)
         items = [
             o
-            for o in self.list(*key, request.namespace)
+            for o in self.stored_list(*key, request.namespace)
             if all(o["metadata"].get("labels", {}).get(k) == v for k, v in selector.items())
         ]
         return {"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": str(self.rv)}, "items": items}
@@ -260,7 +261,7 @@ class ApiServer(kmock.KubernetesEmulator):
         deadline = time.monotonic() + timeout
         if not since:
             since = self.rv
-            for obj in self.list(*key, request.namespace):
+            for obj in self.stored_list(*key, request.namespace):
                 yield {"type": "ADDED", "object": obj}
         # Events are appended in resourceVersion order: find the first one after `since`, then
         # follow the log by position.
@@ -277,17 +278,21 @@ class ApiServer(kmock.KubernetesEmulator):
                     and (request.name is None or meta["name"] == request.name)
                 ):
                     yield event
+
+            def grown(seen: int = position) -> bool:
+                return len(self.events) > seen
+
             async with self._changed:
                 try:
                     await asyncio.wait_for(
-                        self._changed.wait_for(lambda seen=position: len(self.events) > seen),
+                        self._changed.wait_for(grown),
                         timeout=max(0.0, deadline - time.monotonic()),
                     )
                 except TimeoutError:
                     return
 
     async def _serve_fetch(self, request: kmock.Request) -> Any:
-        obj = self.get(*self._key(request), request.namespace, request.name or "")
+        obj = self.stored(*self._key(request), request.namespace, request.name or "")
         if obj is None:
             raise k8s.KubernetesObjectNotFoundError()
         return obj

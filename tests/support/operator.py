@@ -91,9 +91,9 @@ class OperatorProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     @classmethod
-    def run(cls, kubeconfig: Path, log: Path, args: list[str] | None = None, **env: str) -> OperatorProcess:
+    def run(cls, kubeconfig: Path, log: Path, *args: str, **env: str) -> OperatorProcess:
         """`mailrelay-operator run <args>` against a kubeconfig; any free port for /metrics unless given."""
-        run_args = args or ["--liveness-port", "0"]
+        run_args = list(args) or ["--liveness-port", "0"]
         if not any(a.startswith("--metrics-port") for a in run_args):  # several operators run at once here
             run_args = [*run_args, "--metrics-port", "0"]
         environment = {**os.environ, "KUBECONFIG": str(kubeconfig), **TEST_SETTINGS, **env}

@@ -48,7 +48,7 @@ def pod_template(relay: MailRelay) -> dict[str, Any]:
     return template
 
 
-FULL = {
+FULL: dict[str, Any] = {
     "mailFromFQDN": "apps.example.com",
     "rewrite": {
         "keepDomains": ["corp.example.org"],

@@ -12,9 +12,10 @@ import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -37,7 +38,9 @@ class Received:
 
     @property
     def message(self) -> EmailMessage:
-        return email.message_from_bytes(self.data, policy=email.policy.default)  # type: ignore[return-value]
+        message = email.message_from_bytes(self.data, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)  # the default policy's class
+        return message
 
 
 @dataclass
@@ -54,20 +57,26 @@ class Sink:
     _controller: Controller | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:  # type: ignore[no-untyped-def]
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
         if address.startswith("reject"):
             return f"550 5.1.1 <{address}>: no such user here"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server, session, envelope) -> str:  # type: ignore[no-untyped-def]
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         auth = session.auth_data
         login = (auth.login.decode(), auth.password.decode()) if isinstance(auth, LoginPassword) else None
         with self._lock:
-            self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content, login))
+            content = envelope.content
+            assert isinstance(content, bytes)  # no decode_data: the bytes as they came
+            self.received.append(Received(envelope.mail_from or "", list(envelope.rcpt_tos), content, login))
         return "250 OK"
 
-    def _authenticate(self, server, session, envelope, mechanism, auth_data):  # type: ignore[no-untyped-def]
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
         if not isinstance(auth_data, LoginPassword):
             return AuthResult(success=False, handled=False)
         attempt = (auth_data.login.decode(), auth_data.password.decode())
@@ -75,7 +84,7 @@ class Sink:
         return AuthResult(success=attempt == self.credentials, handled=False, auth_data=auth_data)
 
     def start(self) -> Sink:
-        kwargs: dict[str, object] = {}
+        kwargs: dict[str, Any] = {}
         if self.credentials:
             kwargs.update(
                 authenticator=self._authenticate, auth_required=True, auth_require_tls=self.tls_context is not None
@@ -84,7 +93,7 @@ class Sink:
             kwargs.update(tls_context=self.tls_context, require_starttls=True)
         if self.implicit_tls:
             kwargs.update(ssl_context=self.implicit_tls)
-        self._controller = Controller(self, hostname=self.host, port=self.port, ready_timeout=10, **kwargs)  # type: ignore[arg-type]
+        self._controller = Controller(self, hostname=self.host, port=self.port, ready_timeout=10, **kwargs)
         self._controller.start()
         return self
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def eventually(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
@@ -20,3 +22,9 @@ def eventually(check: Callable[[], Any], timeout: float = 30.0, what: str = "con
             last = exc
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}: {last!r}")
+
+
+def present(value: T | None, what: str = "the object") -> T:
+    """`value`, which must be there: an AssertionError (which `eventually` retries) when it is None."""
+    assert value is not None, f"{what} is missing"
+    return value

@@ -14,6 +14,7 @@ from mailrelay.controller import status as st
 
 from support.kstatus import kstatus
 from support.paths import ROOT
+from support.wait import present
 
 HEALTH = yaml.safe_load((ROOT / "manifests/argocd/argocd-cm-health.yaml").read_text())["data"][
     "resource.customizations.health.mailrelay.dev_MailRelay"
@@ -48,7 +49,7 @@ def test_argo_cd_and_kstatus_agree_on_every_status_the_operator_writes(case: str
     obj = {"metadata": {"generation": 3}, "status": status}
     assert kstatus(obj) == expected
     assert argo_health(obj) == ARGO_FOR_KSTATUS[expected]
-    assert (expected == "Current") == (st.ready_condition(status)["status"] == "True")  # type: ignore[index]
+    assert (expected == "Current") == (present(st.ready_condition(status))["status"] == "True")
 
 
 @pytest.mark.parametrize("status", [None, {"observedGeneration": 2, "conditions": []}])

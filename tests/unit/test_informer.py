@@ -29,7 +29,7 @@ def api() -> Iterator[FakeApi]:
 
 
 def started(api: FakeApi) -> tuple[Context, ChildIndex]:
-    index = ChildIndex(api, CHILD_LABELS, (*CHILD_KINDS, *MODE_CHILD_KINDS))  # type: ignore[arg-type]
+    index = ChildIndex(api, CHILD_LABELS, (*CHILD_KINDS, *MODE_CHILD_KINDS))
     index.start()
     deadline = time.monotonic() + 5
     while not all(index.serves(kind, NS) for kind in index.kinds):
@@ -38,7 +38,7 @@ def started(api: FakeApi) -> tuple[Context, ChildIndex]:
     context = Context(
         api=api,
         settings=Settings(),
-        leadership=Leadership.unconditional("t"),  # type: ignore[arg-type]
+        leadership=Leadership.unconditional("t"),
         index=index,
     )
     return context, index
@@ -101,8 +101,8 @@ def test_a_foreign_object_under_a_childs_name_is_still_a_conflict(api: FakeApi) 
 
 
 def test_an_older_watch_event_does_not_replace_what_the_operator_just_wrote(api: FakeApi) -> None:
-    index = ChildIndex(api, CHILD_LABELS, (*CHILD_KINDS, *MODE_CHILD_KINDS))  # type: ignore[arg-type]
-    new = {
+    index = ChildIndex(api, CHILD_LABELS, (*CHILD_KINDS, *MODE_CHILD_KINDS))
+    new: dict[str, Any] = {
         "kind": "ConfigMap",
         "metadata": {
             "name": "c",
@@ -136,7 +136,10 @@ def test_a_new_index_over_existing_children_changes_nothing(api: FakeApi) -> Non
 def test_a_passed_kind_is_handed_on_not_kept(api: FakeApi) -> None:
     """Relay pods (for the drain report): every listed and watched pod reaches the function, with its
     kind; none is kept, and none starts a pass."""
-    pod = {"kind": "Pod", "metadata": {"name": "p0", "namespace": NS, "labels": CHILD_LABELS, "resourceVersion": "1"}}
+    pod: dict[str, Any] = {
+        "kind": "Pod",
+        "metadata": {"name": "p0", "namespace": NS, "labels": CHILD_LABELS, "resourceVersion": "1"},
+    }
     api.stored(pod)
     seen: queue.Queue[dict[str, Any]] = queue.Queue()
     changed: list[dict[str, Any]] = []
@@ -144,7 +147,7 @@ def test_a_passed_kind_is_handed_on_not_kept(api: FakeApi) -> None:
         api,
         CHILD_LABELS,
         ("ConfigMap",),
-        on_change=changed.append,  # type: ignore[arg-type]
+        on_change=changed.append,
         passed={"Pod": seen.put},
     )
     index.start()

@@ -17,6 +17,7 @@ from mailrelay.controller.settings import LeaderElection, Settings, SettingsErro
 from mailrelay.kube.leader import LeaderElector, Leadership, holder_identity
 
 from support.fake_api import FakeApi
+from support.wait import present
 
 CONFIG = LeaderElection(namespace="mailrelay-system", lease_name="mailrelay-operator", pod_name="op-0")
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/mailrelay-system/leases"
@@ -48,7 +49,7 @@ def candidate(store: FakeApi, clock: Clock, pod: str) -> LeaderElector:
         store,
         CONFIG,
         leadership,
-        clock=clock,  # type: ignore[arg-type]
+        clock=clock,
         wall=lambda: wall + timedelta(seconds=clock.now),
     )
 
@@ -138,7 +139,9 @@ def test_release_lets_another_take_over_at_once(store: FakeApi, clock: Clock) ->
     assert other.try_acquire_or_renew()
 
 
-def test_release_reads_again_when_a_renewal_lands_first(store: FakeApi, clock: Clock) -> None:
+def test_release_reads_again_when_a_renewal_lands_first(
+    store: FakeApi, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     leader = candidate(store, clock, "op-0")
     assert leader.try_acquire_or_renew()
     original_call = store.call
@@ -147,16 +150,18 @@ def test_release_reads_again_when_a_renewal_lands_first(store: FakeApi, clock: C
     def renewal_lands_first(what: str, method: str, url: str, body: Any = None, **kw: Any) -> Any:
         if method == "PUT" and not renewal:  # the renewal sent before resigning overtakes the release
             renewal.append(1)
-            lease = original_call("get", "GET", url)
+            lease = present(original_call("get", "GET", url))
             original_call("renew", "PUT", url, {**lease, "spec": {**lease["spec"], "renewTime": "later"}}, **kw)
         return original_call(what, method, url, body, **kw)
 
-    store.call = renewal_lands_first  # type: ignore[method-assign]
+    monkeypatch.setattr(store, "call", renewal_lands_first)
     leader.release()
     assert renewal and holder(store) == ""
 
 
-def test_two_candidates_racing_for_a_free_lease_get_one_leader(store: FakeApi, clock: Clock) -> None:
+def test_two_candidates_racing_for_a_free_lease_get_one_leader(
+    store: FakeApi, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     first, second = candidate(store, clock, "op-0"), candidate(store, clock, "op-1")
     assert first.try_acquire_or_renew()
     lease(store)["spec"]["holderIdentity"] = ""  # released
@@ -170,7 +175,7 @@ def test_two_candidates_racing_for_a_free_lease_get_one_leader(store: FakeApi, c
             return copy.deepcopy(seen["lease"])
         return original_call(what, method, url, body, **kw)
 
-    store.call = racing  # type: ignore[method-assign]
+    monkeypatch.setattr(store, "call", racing)
     results = [second.try_acquire_or_renew(), first.try_acquire_or_renew()]
     assert results.count(True) == 1
 

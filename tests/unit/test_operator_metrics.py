@@ -12,6 +12,8 @@ import pytest
 from mailrelay.api import conditions as cond
 from mailrelay.controller import metrics
 
+from support.wait import present
+
 
 def test_a_failed_pass_counts_as_an_error_of_its_trigger() -> None:
     def count(name: str, trigger: str) -> float:
@@ -94,7 +96,7 @@ def test_passes_are_counted_by_trigger_and_only_the_resync_asks_about_delivery()
     context = Context(
         api=api,
         settings=Settings(),
-        leadership=Leadership.unconditional("op"),  # type: ignore[arg-type]
+        leadership=Leadership.unconditional("op"),
         probe=probe,
     )
 
@@ -102,8 +104,8 @@ def test_passes_are_counted_by_trigger_and_only_the_resync_asks_about_delivery()
         return metrics.REGISTRY.get_sample_value("mailrelay_operator_reconcile_passes_total", {"trigger": trigger}) or 0
 
     before = passes("create"), passes("child"), passes("resync")
-    context.run_pass(api.get(KIND, "apps", "counted"), "create")  # type: ignore[arg-type]
-    context.run_pass(api.get(KIND, "apps", "counted"), "Deployment event")  # type: ignore[arg-type]
+    context.run_pass(present(api.get(KIND, "apps", "counted")), "create")
+    context.run_pass(present(api.get(KIND, "apps", "counted")), "Deployment event")
     assert asked == []
     assert resync.resync_all(context) == 1
     assert asked == ["counted"]
@@ -118,7 +120,7 @@ def test_passes_are_counted_by_trigger_and_only_the_resync_asks_about_delivery()
         )
         == 1
     )
-    context.run_pass(api.get(KIND, "apps", "counted"), "update")  # type: ignore[arg-type]
+    context.run_pass(present(api.get(KIND, "apps", "counted")), "update")
     assert asked == ["counted"]  # the last report stays until the next resync
     assert [
         c for c in (api.get(KIND, "apps", "counted") or {})["status"]["conditions"] if c["type"] == cond.DELIVERING

@@ -8,9 +8,10 @@ import subprocess
 import threading
 
 import pytest
+from unit.conftest import Purity
 
 
-def test_a_process_a_connection_a_listener_and_a_lookup_fail_the_test(purity: object) -> None:
+def test_a_process_a_connection_a_listener_and_a_lookup_fail_the_test(purity: Purity) -> None:
     for attempt, name in [
         (lambda: subprocess.run(["true"], check=False), "Popen.__init__"),
         (lambda: os.system("true"), "os.system"),
@@ -20,16 +21,16 @@ def test_a_process_a_connection_a_listener_and_a_lookup_fail_the_test(purity: ob
     ]:
         with pytest.raises(pytest.fail.Exception, match=f"it called {name}"):
             attempt()
-    violations = purity.violations  # type: ignore[attr-defined]
+    violations = purity.violations
     assert len(violations) == 5
     violations.clear()  # refused as expected: the test itself stays green
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the thread ends on it
-def test_a_violation_in_a_thread_is_kept_for_the_teardown(purity: object) -> None:
+def test_a_violation_in_a_thread_is_kept_for_the_teardown(purity: Purity) -> None:
     thread = threading.Thread(target=lambda: subprocess.run(["true"], check=False))
     thread.start()
     thread.join()
-    violations = purity.violations  # type: ignore[attr-defined]
+    violations = purity.violations
     assert [v for v in violations if "Popen.__init__" in v] == violations and len(violations) == 1
     violations.clear()

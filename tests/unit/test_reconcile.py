@@ -18,6 +18,7 @@ from mailrelay.controller.status import ready_condition
 from mailrelay.kube.leader import Leadership
 
 from support.fake_api import FakeApi
+from support.wait import present
 
 NS, NAME = "apps", "relay"
 T0, T1, T2 = "2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z", "2026-01-01T00:02:00Z"
@@ -46,7 +47,7 @@ def clock() -> Clock:
 def context(api: FakeApi, clock: Clock) -> Context:
     return Context(
         api=api,
-        settings=Settings(postfix_image="registry.local/postfix:9"),  # type: ignore[arg-type]
+        settings=Settings(postfix_image="registry.local/postfix:9"),
         leadership=Leadership.unconditional("test-replica"),
         clock=clock,
     )
@@ -55,7 +56,7 @@ def context(api: FakeApi, clock: Clock) -> Context:
 def run(api: FakeApi, context: Context) -> tuple[list[tuple[str, str, str]], list[str], dict[str, Any]]:
     """One pass over the live relay: (writes, event reasons, the relay's status after)."""
     writes, events = len(api.writes), len(api.events)
-    context.run_pass(api.get(KIND, NS, NAME), "test")  # type: ignore[arg-type]
+    context.run_pass(present(api.get(KIND, NS, NAME)), "test")
     relay = api.get(KIND, NS, NAME)
     assert relay is not None
     return api.writes[writes:], [e["reason"] for e in api.events[events:]], relay.get("status") or {}
@@ -91,9 +92,9 @@ def test_missing_then_incomplete_secret_stalls_without_children_and_reports_once
     secret(api, username="user-7c1d", password="  ")
     writes, events, status = run(api, context)
     assert writes == [("status", KIND, NAME)] and events == ["SecretIncomplete"]
-    assert ready_condition(status)["reason"] == "SecretIncomplete"  # type: ignore[index]
-    assert ready_condition(status)["lastTransitionTime"] == T0  # still False: no transition  # type: ignore[index]
-    assert "password" in ready_condition(status)["message"]  # type: ignore[index]
+    assert present(ready_condition(status))["reason"] == "SecretIncomplete"
+    assert present(ready_condition(status))["lastTransitionTime"] == T0  # still False: no transition
+    assert "password" in present(ready_condition(status))["message"]
     assert all("user-7c1d" not in e["message"] for e in api.events)  # the Secret's content stays out
 
 
@@ -105,7 +106,7 @@ def test_complete_secret_creates_children_then_rollout_makes_ready_once(
     writes, events, status = run(api, context)
     assert sorted(w[1] for w in writes if w[0] == "apply") == ["ConfigMap", "Deployment", "NetworkPolicy", "Service"]
     assert events == ["Applied"]
-    assert ready_condition(status)["reason"] == "RollingOut" and status["observedGeneration"] == 1  # type: ignore[index]
+    assert present(ready_condition(status))["reason"] == "RollingOut" and status["observedGeneration"] == 1
     deployment = api.get("Deployment", NS, f"mailrelay-{NAME}")
     assert deployment is not None
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.local/postfix:9"
@@ -123,10 +124,10 @@ def test_complete_secret_creates_children_then_rollout_makes_ready_once(
     secret(api, username="relay", password="rotated")
     writes, events, status = run(api, context)
     assert [w[1] for w in writes if w[0] == "apply"] == ["Deployment"] and events[0] == "Applied"
-    rotated = api.get("Deployment", NS, f"mailrelay-{NAME}")
-    assert rotated["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION] != pod_hash  # type: ignore[index]
-    assert ready_condition(status)["reason"] == "RollingOut"  # type: ignore[index]
-    assert ready_condition(status)["lastTransitionTime"] == T2  # type: ignore[index]
+    rotated = present(api.get("Deployment", NS, f"mailrelay-{NAME}"))
+    assert rotated["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION] != pod_hash
+    assert present(ready_condition(status))["reason"] == "RollingOut"
+    assert present(ready_condition(status))["lastTransitionTime"] == T2
 
 
 def test_losing_pods_is_a_transition_without_a_warning(api: FakeApi, context: Context, clock: Clock) -> None:
@@ -152,13 +153,13 @@ def test_invalid_spec_keeps_the_children_and_reports_once(api: FakeApi, context:
     api.relay(NS, NAME, mailFromFQDN="apps.example.com")
     run(api, context)
     children = {k: v["metadata"]["resourceVersion"] for k, v in api.objects.items() if k[0] != KIND}
-    relay = api.get(KIND, NS, NAME)
-    relay["spec"]["allowedNetworks"] = ["0.0.0.0/0"]  # type: ignore[index]
-    api.put(relay)  # type: ignore[arg-type]
+    relay = present(api.get(KIND, NS, NAME))
+    relay["spec"]["allowedNetworks"] = ["0.0.0.0/0"]
+    api.put(relay)
     clock.now = T1
     writes, events, status = run(api, context)
     assert writes == [("status", KIND, NAME)] and events == ["InvalidSpec"]
-    assert status["observedGeneration"] == 2 and ready_condition(status)["reason"] == "InvalidSpec"  # type: ignore[index]
+    assert status["observedGeneration"] == 2 and present(ready_condition(status))["reason"] == "InvalidSpec"
     assert {k: v["metadata"]["resourceVersion"] for k, v in api.objects.items() if k[0] != KIND} == children
     assert run(api, context)[:2] == ([], [])
 
@@ -184,9 +185,9 @@ def test_a_replica_that_does_not_lead_starts_no_pass(api: FakeApi) -> None:
     from mailrelay.kube.client import NotLeader
 
     api.relay(NS, NAME, mailFromFQDN="apps.example.com")
-    follower = Context(api=api, settings=Settings(), leadership=Leadership("standby", 10.0))  # type: ignore[arg-type]
+    follower = Context(api=api, settings=Settings(), leadership=Leadership("standby", 10.0))
     with pytest.raises(NotLeader):
-        follower.run_pass(api.get(KIND, NS, NAME), "test")  # type: ignore[arg-type]
+        follower.run_pass(present(api.get(KIND, NS, NAME)), "test")
     assert api.writes == [] and api.events == []
 
 

@@ -121,7 +121,7 @@ def test_rendering_is_deterministic() -> None:
 def test_main_cf_has_the_relay_settings() -> None:
     main = postfix.main_cf(make_relay(FULL).spec)
     params = dict(
-        line.split(" = ", 1) if " = " in line else (line.rstrip(" ="), "")
+        (line.partition(" = ")[0], line.partition(" = ")[2]) if " = " in line else (line.rstrip(" ="), "")
         for line in main.splitlines()
         if not line.startswith("#")
     )

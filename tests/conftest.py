@@ -25,15 +25,26 @@ TESTS = Path(__file__).parent
 TIERS = ("unit", "apiserver", "mail", "pod", "node", "packaging")
 
 
+# Tests that share one machine-wide thing run on one pytest-xdist worker (`make test`: --dist
+# loadgroup), in the order of this list: the pods (runc, the image store) and the real control plane
+# (a session fixture: its namespaces, CRD and Leases are shared by every test that uses it).
+SERIAL_GROUPS = (("images", "pods"), ("control_plane", "controlplane"))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark each test with its folder's tier, and label every test on the emulated API server."""
+    """Mark each test with its folder's tier, label every test on the emulated API server, and keep
+    the tests of one shared machine-wide thing on one worker."""
     for item in items:
         tier = item.path.relative_to(TESTS).parts[0]
         if tier not in TIERS:
             raise pytest.UsageError(f"{item.nodeid}: a test belongs in one of the tier folders {', '.join(TIERS)}")
         item.add_marker(tier)
-        if "emulator" in getattr(item, "fixturenames", ()):
+        fixtures = getattr(item, "fixturenames", ())
+        if "emulator" in fixtures:
             item.add_marker("emulated")
+        group = next((name for fixture, name in SERIAL_GROUPS if fixture in fixtures), None)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")

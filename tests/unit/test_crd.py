@@ -112,7 +112,12 @@ def test_crd_defaults_are_the_operator_defaults(crd: dict[str, Any]) -> None:
     assert schema["egress"]["properties"]["smarthostNetworks"]["maxItems"] == guardrails.MAX_EGRESS_NETWORKS
 
 
-@pytest.mark.parametrize("obj", GOOD + example_relays(), ids=lambda o: o["metadata"]["name"] + str(id(o))[-4:])
+GOOD_AND_EXAMPLES = GOOD + example_relays()
+
+
+@pytest.mark.parametrize(
+    "obj", GOOD_AND_EXAMPLES, ids=[f"{o['metadata']['name']}-{i}" for i, o in enumerate(GOOD_AND_EXAMPLES)]
+)
 def test_good_samples_pass_the_crd_and_the_operator(crd: dict[str, Any], obj: dict[str, Any]) -> None:
     assert check(crd, obj) == []
     parse(obj)

@@ -1,4 +1,4 @@
-"""The controller against the emulated API server (tests/kube_emulator.py), labelled as such in the report.
+"""The controller against the emulated API server (tests/support/kube_emulator.py), labelled as such in the report.
 
 Kept beside the real control plane figures (bench/scale.py) because it isolates the operator: the
 emulator answers in-process without admission, defaulting, audit or other controllers.

@@ -1,4 +1,4 @@
-"""Failover: two operator replicas as manifests/cluster-wide-ha runs them (the harness of tests/test_ha.py,
+"""Failover: two operator replicas as manifests/cluster-wide-ha runs them (the harness of tests/apiserver/test_ha.py,
 emulated API server); the leader is stopped, and the clock runs until a relay created at that moment has
 its children from the other replica."""
 

@@ -1,7 +1,7 @@
 """The mail path: CPU per message of the whole Postfix process tree, throughput, and memory per relay.
 
 Each configuration runs through the image's own entrypoint (the mail tests' harness,
-tests/postfix_harness.py, over mailrelay.local) with the files the operator renders, or with a stock
+tests/support/postfix_harness.py, over mailrelay.local) with the files the operator renders, or with a stock
 relay main.cf. The relay's processes are moved into their own cgroup, whose CPU counter is the
 figure: it is what the relay itself consumed, whatever else the machine was doing, where throughput
 also measures the load generator, the sink and the neighbours. Configurations alternate within a

@@ -1,6 +1,6 @@
 """Faults a real API server does not produce on demand, against the emulated API server.
 
-EMULATED: tests/kube_emulator.py serves the API here so a test can inject 409, 429, 500 and 503 answers
+EMULATED: tests/support/kube_emulator.py serves the API here so a test can inject 409, 429, 500 and 503 answers
 and check that the operator retries until it converges. It has no admission, schema validation,
 server-side apply field ownership, garbage collection or RBAC, so nothing else is tested on it: the
 operator's behaviour is tested on the real control plane in test_operator_cluster.py.

@@ -4,7 +4,7 @@ The operator runs with its ServiceAccount's token (from manifests/cluster-wide) 
 control plane. Its relay is scaled to zero: kwok would give pods addresses outside this machine, and
 the tests send traffic only to loopback; the pod listing, the Delivering condition it produces and
 the pods/log permission are what this checks. The scrape itself is proven on real Postfix in
-tests/test_relay_metrics.py.
+tests/mail/test_relay_metrics.py.
 """
 
 from __future__ import annotations

@@ -523,7 +523,7 @@ NOT_A_REQUEST = {
     ): "checked by the OwnerReferencesPermissionEnforcement admission plugin when a child sets "
     "blockOwnerDeletion on its owner reference",
     # The delivery probe is off here (kwok's pod addresses are off this machine); the listing runs under
-    # the shipped RBAC in tests/test_delivery_controlplane.py, which also asks the authorizer for both.
+    # the shipped RBAC in tests/apiserver/test_delivery_controlplane.py, which also asks the authorizer for both.
     ("", "pods", "list"): "the resync's delivery probe lists a relay's pods",
     ("", "pods/log", "get"): "the delivery probe reads a relay's last log lines while mail is deferred",
 }

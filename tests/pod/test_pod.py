@@ -1,6 +1,6 @@
 """The relay image, built from image/postfix/Dockerfile, run under runc exactly as `render` describes it.
 
-Every pod here comes from the rendered Deployment and ConfigMap (tests/podrunner/ applies the pod
+Every pod here comes from the rendered Deployment and ConfigMap (tests/support/podrunner/ applies the pod
 spec the way the kubelet and containerd do: 0777 emptyDirs, tmpfs, ConfigMap and Secret layouts,
 capabilities, read-only root, no-new-privileges, seccomp, probes, preStop). The pod has its own
 network namespace; clients and the smarthost sink use addresses on the host end of its veth.

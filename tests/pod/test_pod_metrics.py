@@ -1,6 +1,6 @@
 """The relay pod's metrics sidecar, as rendered: both containers under runc, the operator's probe reading them.
 
-The pod is the rendered Deployment's (tests/podrunner/ runs every container of it with its own
+The pod is the rendered Deployment's (tests/support/podrunner/ runs every container of it with its own
 securityContext, mounts and probes). The sidecar is Debian's prometheus-postfix-exporter from the relay
 image, following the log file Postfix writes on the shared volume and the queue through showq; the
 relay container copies that log to its own stdout, which is what `kubectl logs` shows.

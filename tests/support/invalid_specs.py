@@ -435,7 +435,7 @@ INVALID: list[Invalid] = [
         offline=False,
     ),
     # Refused by the operator only: the CRD cannot know the Public Suffix List, run regcomp() or
-    # compare quantities (tests/test_api_validation.py lists them as known gaps).
+    # compare quantities (tests/apiserver/test_api_validation.py lists them as known gaps).
     Invalid(
         "fqdn is a public suffix",
         spec(mailFromFQDN="co.uk"),

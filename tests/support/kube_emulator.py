@@ -2,7 +2,7 @@
 
 EMULATED, for injected faults only (409/429/500/503 on chosen requests): a real kube-apiserver does not
 produce those on demand. Every other test of the operator runs on the real control plane
-(tools/controlplane, tests/test_operator_cluster.py).
+(tools/controlplane, tests/apiserver/test_operator_cluster.py).
 
 kmock 0.8's emulator stores objects as plain dicts and mutates state before any user reaction. For
 kopf that falls short: objects get no uid, resourceVersion or generation; watches ignore

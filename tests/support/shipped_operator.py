@@ -28,7 +28,7 @@ from support.wait import eventually
 RBAC_KINDS = ("Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")
 # Settings the tests shorten; the operator reads them from its environment.
 # No delivery probe: kwok gives relay pods addresses off this machine, and tests send traffic to
-# loopback only (tests/test_delivery_controlplane.py checks the probe with a relay scaled to zero).
+# loopback only (tests/apiserver/test_delivery_controlplane.py checks the probe with a relay scaled to zero).
 TEST_SETTINGS = {**operator.TEST_SETTINGS, "MAILRELAY_DELIVERY_PROBE": "false"}
 POD_NAME = "mailrelay-operator-test"
 FORBIDDEN = re.compile(r"\b403\b|Forbidden|forbidden")

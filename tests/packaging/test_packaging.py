@@ -247,7 +247,9 @@ def test_postfix_image_ships_the_scripts_the_deployment_runs() -> None:
         ("metrics.sh", sidecar.COMMAND),
         ("log.sh", sidecar.LOG_ECHO),
     ):
-        assert f"COPY --chmod=0755 {script} {target}" in dockerfile
+        # From the package's own scripts/ (what local mode runs), not a copy beside the Dockerfile.
+        assert f"COPY --chmod=0755 operator/mailrelay/scripts/{script} {target}" in dockerfile
+        assert (ROOT / "operator/mailrelay/scripts" / script).is_file()
     assert 'ENTRYPOINT ["/usr/local/bin/mailrelay-entrypoint"]' in dockerfile
     assert " prometheus-postfix-exporter" in dockerfile  # what metrics.sh runs
 

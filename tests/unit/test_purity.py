@@ -8,7 +8,8 @@ import subprocess
 import threading
 
 import pytest
-from unit.conftest import Purity
+
+from support.purity import Purity
 
 
 def test_a_process_a_connection_a_listener_and_a_lookup_fail_the_test(purity: Purity) -> None:

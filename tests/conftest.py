@@ -31,6 +31,7 @@ TIERS = ("unit", "apiserver", "mail", "pod", "node", "packaging")
 SERIAL_GROUPS = (("images", "pods"), ("control_plane", "controlplane"))
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's, which reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark each test with its folder's tier, label every test on the emulated API server, and keep
     the tests of one shared machine-wide thing on one worker."""

@@ -162,14 +162,15 @@ def test_ready_only_after_kwok_reports_the_pods_ready(deployed: Deployed, space:
         ready_pods = pods(plane, space)
         assert len(ready_pods) == 2 and all(pod_ready(p) for p in ready_pods), ready_pods
         assert all(p["spec"]["nodeName"] == "kwok-node-0" for p in ready_pods)
-        assert present(get(plane, "mailrelays", space, "relay"))["status"]["readyReplicas"] == 2
-        assert obj["status"]["configHash"] == template_hash(children["deployments"])
-        assert obj["status"]["endpoint"] == f"mail.{space}.svc:25" and kstatus(obj) == "Current"
+        shown = present(get(plane, "mailrelays", space, "relay"))
+        assert shown["status"]["readyReplicas"] == 2
+        assert shown["status"]["configHash"] == template_hash(children["deployments"])
+        assert shown["status"]["endpoint"] == f"mail.{space}.svc:25" and kstatus(shown) == "Current"
         # The scale subresource's selector: exactly the Deployment's pods.
-        selector = dict(pair.split("=") for pair in obj["status"]["selector"].split(","))
+        selector = dict(pair.split("=") for pair in shown["status"]["selector"].split(","))
         assert selector == children["deployments"]["spec"]["selector"]["matchLabels"]
-        assert not obj["metadata"].get("finalizers")  # deletion is the garbage collector's job
-        assert not [a for a in obj["metadata"].get("annotations", {}) if a.startswith("kopf.zalando.org")]
+        assert not shown["metadata"].get("finalizers")  # deletion is the garbage collector's job
+        assert not [a for a in shown["metadata"].get("annotations", {}) if a.startswith("kopf.zalando.org")]
         assert {"Applied", "Ready"} <= set(event_reasons(plane, space))
     finally:
         plane.kubectl("label", "node", "kwok-node-0", f"{label}-")

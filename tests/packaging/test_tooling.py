@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
+from pathlib import Path
 
 import yaml
 
@@ -42,3 +44,41 @@ def test_the_hooks_and_make_lint_run_the_same_tools() -> None:
     assert {tool for tool, *_ in hook_tools} == {tool for tool, *_ in lint_tools}
     assert {args[0] for tool, *args in hook_tools if tool.endswith("ruff")} == {"check", "format"}
     assert {args[0] for tool, *args in lint_tools if tool.endswith("ruff")} == {"check", "format"}
+
+
+def test_make_test_keeps_a_group_on_one_worker(tmp_path: Path) -> None:
+    """tests/conftest.py marks the control plane's and the pods' tests with xdist_group; pytest-xdist
+    has silently stopped honouring that before (pytest-dev/pytest-xdist#1386), so check it here, with
+    the hook as tests/conftest.py has it, on the pytest and pytest-xdist this virtualenv has."""
+    (tmp_path / "conftest.py").write_text(
+        "import pytest\n\n\n"
+        "@pytest.hookimpl(tryfirst=True)\n"
+        "def pytest_collection_modifyitems(config, items):\n"
+        "    for item in items:\n"
+        "        if 'shared' in item.fixturenames:\n"
+        "            item.add_marker(pytest.mark.xdist_group('shared'))\n\n\n"
+        "@pytest.fixture\n"
+        "def shared():\n"
+        "    return None\n"
+    )
+    (tmp_path / "test_a.py").write_text(
+        "import os\n\nimport pytest\n\n\n"
+        "@pytest.mark.parametrize('n', range(12))\n"
+        "def test_grouped(shared, n):\n"
+        "    assert os.environ['PYTEST_XDIST_WORKER']\n\n\n"
+        "@pytest.mark.parametrize('n', range(12))\n"
+        "def test_free(n):\n"
+        "    pass\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadgroup", "-v", "-p", "no:cacheprovider"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    workers = {line.split()[0] for line in result.stdout.splitlines() if "PASSED" in line and "test_grouped" in line}
+    ran = [line for line in result.stdout.splitlines() if "PASSED" in line and "test_grouped" in line]
+    assert len(ran) == 12 and len(workers) == 1, "\n".join(ran)

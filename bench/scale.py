@@ -164,8 +164,8 @@ def bench_scale(
     timeout: float = 600,
     operator_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    from cluster import Operator
     from controlplane import ControlPlane
+    from support.operator import OperatorProcess
 
     workdir = Path(tempfile.mkdtemp(prefix="mailrelay-bench-scale-"))
     plane = ControlPlane(
@@ -180,7 +180,7 @@ def bench_scale(
             "kube-apiserver": ["--audit-log-maxsize=100000"],
         },
     )
-    operator: Operator | None = None
+    operator: OperatorProcess | None = None
     watches: list[Watch] = []
     try:
         plane.start()
@@ -208,7 +208,7 @@ def bench_scale(
                 local.session = _session(plane)
             return local.session
 
-        operator = Operator(
+        operator = OperatorProcess.run(
             kubeconfig,
             workdir / "operator.log",
             MAILRELAY_RESYNC_SECONDS=str(resync),

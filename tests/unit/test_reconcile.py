@@ -1,0 +1,211 @@
+"""One reconcile pass at a time, through the operator's own Context, on an in-memory API and a fixed clock.
+
+Each test drives a relay through a sequence of states and checks what each pass wrote: children,
+status (conditions and their transition times) and Events, posted once per transition.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+
+from mailrelay.api.names import CONFIG_HASH_ANNOTATION, KIND
+from mailrelay.controller.context import Context, KeyedLocks
+from mailrelay.controller.settings import Settings
+from mailrelay.controller.status import ready_condition
+from mailrelay.kube.leader import Leadership
+
+from support.fake_api import FakeApi
+from support.wait import present
+
+NS, NAME = "apps", "relay"
+T0, T1, T2 = "2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z", "2026-01-01T00:02:00Z"
+SMARTHOST = {"host": "smtp.example.net", "authSecretRef": {"name": "smarthost"}}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> str:
+        return self.now
+
+
+@pytest.fixture
+def api() -> FakeApi:
+    return FakeApi()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def context(api: FakeApi, clock: Clock) -> Context:
+    return Context(
+        api=api,
+        settings=Settings(postfix_image="registry.local/postfix:9"),
+        leadership=Leadership.unconditional("test-replica"),
+        clock=clock,
+    )
+
+
+def run(api: FakeApi, context: Context) -> tuple[list[tuple[str, str, str]], list[str], dict[str, Any]]:
+    """One pass over the live relay: (writes, event reasons, the relay's status after)."""
+    writes, events = len(api.writes), len(api.events)
+    context.run_pass(present(api.get(KIND, NS, NAME)), "test")
+    relay = api.get(KIND, NS, NAME)
+    assert relay is not None
+    return api.writes[writes:], [e["reason"] for e in api.events[events:]], relay.get("status") or {}
+
+
+def secret(api: FakeApi, **data: str) -> None:
+    api.put(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "smarthost", "namespace": NS},
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+        }
+    )
+
+
+def roll_out(api: FakeApi, ready: int = 1) -> None:
+    api.roll_out("Deployment", NS, f"mailrelay-{NAME}", ready=ready)
+
+
+def test_missing_then_incomplete_secret_stalls_without_children_and_reports_once(
+    api: FakeApi, context: Context, clock: Clock
+) -> None:
+    api.relay(NS, NAME, mailFromFQDN="apps.example.com", relay=SMARTHOST)
+    writes, events, status = run(api, context)
+    assert writes == [("status", KIND, NAME)] and events == ["SecretNotFound"]
+    ready = ready_condition(status)
+    assert ready is not None and ready["reason"] == "SecretNotFound" and ready["lastTransitionTime"] == T0
+    assert "Secret smarthost" in ready["message"]
+    assert not [k for k in api.objects if k[0] in ("ConfigMap", "Deployment", "Service")]
+    clock.now = T1
+    assert run(api, context)[:2] == ([], [])  # nothing changed: no write, no second Event
+    secret(api, username="user-7c1d", password="  ")
+    writes, events, status = run(api, context)
+    assert writes == [("status", KIND, NAME)] and events == ["SecretIncomplete"]
+    assert present(ready_condition(status))["reason"] == "SecretIncomplete"
+    assert present(ready_condition(status))["lastTransitionTime"] == T0  # still False: no transition
+    assert "password" in present(ready_condition(status))["message"]
+    assert all("user-7c1d" not in e["message"] for e in api.events)  # the Secret's content stays out
+
+
+def test_complete_secret_creates_children_then_rollout_makes_ready_once(
+    api: FakeApi, context: Context, clock: Clock
+) -> None:
+    api.relay(NS, NAME, mailFromFQDN="apps.example.com", relay=SMARTHOST)
+    secret(api, username="relay", password="first")
+    writes, events, status = run(api, context)
+    assert sorted(w[1] for w in writes if w[0] == "apply") == ["ConfigMap", "Deployment", "NetworkPolicy", "Service"]
+    assert events == ["Applied"]
+    assert present(ready_condition(status))["reason"] == "RollingOut" and status["observedGeneration"] == 1
+    deployment = api.get("Deployment", NS, f"mailrelay-{NAME}")
+    assert deployment is not None
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.local/postfix:9"
+    pod_hash = deployment["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
+    assert status["configHash"] == pod_hash
+    roll_out(api)
+    clock.now = T1
+    writes, events, status = run(api, context)
+    assert writes == [("status", KIND, NAME)] and events == ["Ready"]
+    ready = ready_condition(status)
+    assert ready is not None and ready["status"] == "True" and ready["lastTransitionTime"] == T1
+    clock.now = T2
+    assert run(api, context)[:2] == ([], [])  # settled: no write, no Event
+    # Rotation: a new pod-template hash, so the pods roll; Ready stays until the controller reports.
+    secret(api, username="relay", password="rotated")
+    writes, events, status = run(api, context)
+    assert [w[1] for w in writes if w[0] == "apply"] == ["Deployment"] and events[0] == "Applied"
+    rotated = present(api.get("Deployment", NS, f"mailrelay-{NAME}"))
+    assert rotated["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION] != pod_hash
+    assert present(ready_condition(status))["reason"] == "RollingOut"
+    assert present(ready_condition(status))["lastTransitionTime"] == T2
+
+
+def test_losing_pods_is_a_transition_without_a_warning(api: FakeApi, context: Context, clock: Clock) -> None:
+    api.relay(NS, NAME, mailFromFQDN="apps.example.com")
+    run(api, context)
+    roll_out(api)
+    clock.now = T1
+    assert run(api, context)[1] == ["Ready"]
+    roll_out(api, ready=0)
+    clock.now = T2
+    writes, events, status = run(api, context)
+    assert writes == [("status", KIND, NAME)] and events == []  # not stalled: the Deployment recovers by itself
+    ready = ready_condition(status)
+    assert ready is not None and ready["status"] == "False" and ready["lastTransitionTime"] == T2
+    assert {c["type"]: c["status"] for c in status["conditions"]} == {
+        "Ready": "False",
+        "Reconciling": "True",
+        "Stalled": "False",
+    }
+
+
+def test_invalid_spec_keeps_the_children_and_reports_once(api: FakeApi, context: Context, clock: Clock) -> None:
+    api.relay(NS, NAME, mailFromFQDN="apps.example.com")
+    run(api, context)
+    children = {k: v["metadata"]["resourceVersion"] for k, v in api.objects.items() if k[0] != KIND}
+    relay = present(api.get(KIND, NS, NAME))
+    relay["spec"]["allowedNetworks"] = ["0.0.0.0/0"]
+    api.put(relay)
+    clock.now = T1
+    writes, events, status = run(api, context)
+    assert writes == [("status", KIND, NAME)] and events == ["InvalidSpec"]
+    assert status["observedGeneration"] == 2 and present(ready_condition(status))["reason"] == "InvalidSpec"
+    assert {k: v["metadata"]["resourceVersion"] for k, v in api.objects.items() if k[0] != KIND} == children
+    assert run(api, context)[:2] == ([], [])
+
+
+def test_a_stale_body_writes_no_status(api: FakeApi, context: Context) -> None:
+    """A watch event older than the relay's latest generation: the pass for that generation reports."""
+    old = api.relay(NS, NAME, mailFromFQDN="apps.example.com")
+    api.relay(NS, NAME, mailFromFQDN="new.example.com")
+    context.run_pass(old, "test")
+    assert ("status", KIND, NAME) not in api.writes
+    assert (api.get(KIND, NS, NAME) or {}).get("status") is None
+
+
+def test_the_lock_table_only_holds_locks_in_use() -> None:
+    locks = KeyedLocks()
+    for uid in (f"uid-{i}" for i in range(1000)):
+        with locks.hold(uid):
+            assert len(locks) == 1
+    assert len(locks) == 0
+
+
+def test_a_replica_that_does_not_lead_starts_no_pass(api: FakeApi) -> None:
+    from mailrelay.kube.client import NotLeader
+
+    api.relay(NS, NAME, mailFromFQDN="apps.example.com")
+    follower = Context(api=api, settings=Settings(), leadership=Leadership("standby", 10.0))
+    with pytest.raises(NotLeader):
+        follower.run_pass(present(api.get(KIND, NS, NAME)), "test")
+    assert api.writes == [] and api.events == []
+
+
+def test_a_resync_skips_a_relay_deleted_after_its_list(
+    api: FakeApi, context: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The resync lists, then reads each relay again: one deleted in between gets no children back."""
+    from mailrelay.controller import resync
+
+    api.relay(NS, "kept", mailFromFQDN="apps.example.com")
+    api.relay(NS, "gone", mailFromFQDN="apps.example.com")
+    listed = api.list_relays(())
+
+    def list_then_delete(namespaces: tuple[str, ...]) -> list[dict[str, Any]]:
+        api.remove(KIND, NS, "gone")
+        return listed
+
+    monkeypatch.setattr(api, "list_relays", list_then_delete)
+    assert resync.resync_all(context) == 2
+    assert {name for _, _, name in api.writes} >= {"mailrelay-kept", "kept"}
+    assert not [w for w in api.writes if "gone" in w[2]]

@@ -93,7 +93,7 @@ def scale_tables(scale: dict[str, Any]) -> list[str]:
 
 def emulated_tables(ctl: dict[str, Any]) -> list[str]:
     out = [
-        f"Controller on the EMULATED API server (tests/kube_emulator.py): {ctl['relays']} MailRelays in "
+        f"Controller on the EMULATED API server (tests/support/kube_emulator.py): {ctl['relays']} MailRelays in "
         f"{ctl['namespaces']} namespaces",
         "",
         "| wave | all converged (s) | p50 (s) | p95 (s) | operator writes per relay |",

@@ -163,9 +163,9 @@ def bench_scale(
     timeout: float = 600,
     operator_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    from cluster import Operator
     from controlplane import ControlPlane
-    from smtp_sink import free_port
+    from support.operator import OperatorProcess
+    from support.smtp_sink import free_port
 
     workdir = Path(tempfile.mkdtemp(prefix="mailrelay-bench-scale-"))
     plane = ControlPlane(
@@ -180,7 +180,7 @@ def bench_scale(
             "kube-apiserver": ["--audit-log-maxsize=100000"],
         },
     )
-    operator: Operator | None = None
+    operator: OperatorProcess | None = None
     watches: list[Watch] = []
     try:
         plane.start()
@@ -209,10 +209,13 @@ def bench_scale(
             return local.session
 
         metrics_port = free_port()
-        operator = Operator(
+        operator = OperatorProcess.run(
             kubeconfig,
             workdir / "operator.log",
-            args=["--liveness-port", "0", "--metrics-port", str(metrics_port)],
+            "--liveness-port",
+            "0",
+            "--metrics-port",
+            str(metrics_port),
             MAILRELAY_RESYNC_SECONDS=str(resync),
             # kwok's pods have made-up addresses that are not this machine's: nothing may be sent there.
             MAILRELAY_DELIVERY_PROBE="false",

@@ -60,7 +60,7 @@ async def start_leading(memo: kopf.Memo, **_: Any) -> None:
     log.info("caches listed (%d relays); %d workers started", len(caches.relays), context.settings.workers)
     if context.settings.delivery_probe:
         scraper = scrape.Scraper(
-            caches, lambda key: context.queue.add(key, "delivery"), interval=context.settings.resync_seconds
+            caches, caches.api, lambda key: context.queue.add(key, "delivery"), interval=context.settings.resync_seconds
         )
         context.health = scraper.health
         context.on_stop.append(scraper.stop)

@@ -22,9 +22,8 @@ from typing import Any
 
 from mailrelay.api.names import KIND
 from mailrelay.controller import delivery, metrics
-from mailrelay.controller.caches import Caches
-from mailrelay.controller.observe import Key
-from mailrelay.kube.client import ApiError
+from mailrelay.controller.observe import Key, Reader
+from mailrelay.kube.client import Api, ApiError
 from mailrelay.render import sidecar
 from mailrelay.render.relay import CONTAINER
 
@@ -79,7 +78,7 @@ def _controller(obj: dict[str, Any] | None) -> dict[str, Any]:
     return next((r for r in refs if r.get("controller")), {})
 
 
-def _controllers(caches: Caches, namespace: str, relay_uid: str | None) -> set[str]:
+def _controllers(caches: Reader, namespace: str, relay_uid: str | None) -> set[str]:
     """The uids of the relay's workloads and of the ReplicaSets its Deployment controls."""
     workloads = {
         o["metadata"]["uid"]
@@ -95,7 +94,7 @@ def _controllers(caches: Caches, namespace: str, relay_uid: str | None) -> set[s
     return workloads | sets
 
 
-def relay_pods(caches: Caches, relay: dict[str, Any]) -> list[dict[str, Any]]:
+def relay_pods(caches: Reader, relay: dict[str, Any]) -> list[dict[str, Any]]:
     """The pods the relay's own Deployment (through its ReplicaSets) or StatefulSet controls."""
     meta = relay["metadata"]
     ours = _controllers(caches, meta["namespace"], meta.get("uid"))
@@ -103,7 +102,7 @@ def relay_pods(caches: Caches, relay: dict[str, Any]) -> list[dict[str, Any]]:
     return [p for p in caches.cached_list("Pod", meta["namespace"], selector) if _controller(p).get("uid") in ours]
 
 
-def drained_pod_subject(caches: Caches, pod: dict[str, Any]) -> dict[str, Any] | None:
+def drained_pod_subject(caches: Reader, pod: dict[str, Any]) -> dict[str, Any] | None:
     """What a drain report of `pod` is about: the relay its labels name, only if the relay's own workload
     controls the pod; the pod itself when no such relay exists any more (a deleted relay's pods drain
     after it); None for a look-alike of a relay that exists."""
@@ -118,7 +117,8 @@ def drained_pod_subject(caches: Caches, pod: dict[str, Any]) -> dict[str, Any] |
 
 @dataclass
 class Scraper:
-    caches: Caches  # or anything with its reads (the tests' in-memory API)
+    caches: Reader  # the informers (or the tests' in-memory API)
+    api: Api  # for the relay containers' logs
     on_change: Callable[[Key], None]
     interval: float = 60.0
     port: int = sidecar.PORT
@@ -139,7 +139,7 @@ class Scraper:
     def _log(self, namespace: str, pod: str) -> str:
         if self.read_log is not None:
             return self.read_log(namespace, pod)
-        api = self.caches.api
+        api = self.api
         return api.text(
             f"log of pod {namespace}/{pod}",
             api.path("Pod", namespace, pod, "log"),

@@ -31,8 +31,8 @@ from aiosmtpd.smtp import AuthResult
 
 from mailrelay.kube.client import ApiError
 
-from fake_api import FakeApi
-from smtp_sink import Sink, free_port
+from support.fake_api import FakeApi
+from support.smtp_sink import Sink, free_port
 
 
 @dataclass
@@ -218,7 +218,10 @@ class XOAuth2Smarthost(Sink):
 
     def __init__(self, endpoint: TokenEndpoint, ca: LoopbackCA, user: str, *, implicit: bool = False):
         context = ca.server_context()
-        super().__init__(**({"implicit_tls": context} if implicit else {"tls_context": context}))
+        if implicit:
+            super().__init__(implicit_tls=context)
+        else:
+            super().__init__(tls_context=context)
         self.endpoint, self.user = endpoint, user
         self.logins: list[Login] = []
         self.malformed: list[bytes] = []

@@ -1,6 +1,8 @@
 """The operator's side of OAuth2 smarthost logins: one access token per relay, kept fresh in a Secret.
 
-`TokenKeeper.keep(api, relay, previous_status)` reads the user's Secret (client secret or refresh
+A pass runs `TokenKeeper.keep(store, relay, previous_status)` right after it observes the relay: the
+one step of a pass that makes its own requests (a token endpoint can only be asked, not planned). It
+reads the user's Secret (client secret or refresh
 token) and the token Secret the operator owns (`mailrelay-<name>-oauth2-token`), lets
 mailrelay.oauth.keeper decide, asks the token endpoint when a refresh is due, and writes:
 
@@ -43,7 +45,7 @@ Fetch = Callable[[client.TokenRequest], client.TokenResponse]
 
 
 class SecretApi(Protocol):
-    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None: ...
+    def read(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None: ...
 
     def create(self, obj: dict[str, Any]) -> dict[str, Any]: ...
 
@@ -83,12 +85,12 @@ class TokenKeeper:
         name = f"mailrelay-{relay.name}-oauth2-token"
         if oauth2 is None:
             if previous.get("oauth2"):  # switched back to a password: the last token goes (the empty Secret
-                live = api.get("Secret", relay.namespace, name)  # goes with the relay; no delete grant needed)
+                live = api.read("Secret", relay.namespace, name)  # goes with the relay; no delete grant needed)
                 if live is not None and owned_by(live, relay.uid or "") and live.get("data"):
                     self._write(api, relay, live, None, {}, clear=True)
             return Tokens()
         assert token_secret_name(relay) == name
-        source = api.get("Secret", relay.namespace, oauth2.secret)
+        source = api.read("Secret", relay.namespace, oauth2.secret)
         what = f"Secret {oauth2.secret} (spec.relay.oauth2.secretRef)"
         if source is None:
             key = "client-secret" if oauth2.grant == "ClientCredentials" else "refresh-token"
@@ -97,7 +99,7 @@ class TokenKeeper:
             credentials = oauth2_credentials(source, oauth2.grant)
         except SecretProblem as exc:
             return _stalled(cond.SECRET_INCOMPLETE if exc.incomplete else cond.SECRET_INVALID, f"{what}: {exc}")
-        live = api.get("Secret", relay.namespace, name)
+        live = api.read("Secret", relay.namespace, name)
         if live is not None and not owned_by(live, relay.uid or ""):
             return _stalled(
                 cond.TOKEN_SECRET_CONFLICT,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from mailrelay.api.names import API_VERSION, CONFIG_HASH_ANNOTATION, KIND, MANAGED_BY, MANAGED_BY_LABEL
@@ -108,23 +109,24 @@ def _metadata(relay: MailRelay, name: str) -> dict[str, Any]:
     return meta
 
 
-def config_map(relay: MailRelay) -> dict[str, Any]:
+def config_map(relay: MailRelay, files: dict[str, str] | None = None) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _metadata(relay, child_names(relay)["ConfigMap"]),
-        "data": config_files(relay.spec),
+        "data": config_files(relay.spec) if files is None else files,
     }
 
 
-def config_hash(relay: MailRelay, secret_version: str = "") -> str:
+def config_hash(relay: MailRelay, secret_version: str = "", files: dict[str, str] | None = None) -> str:
     """Digest of everything that needs a Postfix restart: the files and the relay Secret.
 
-    `secret_version` is a digest of the Secret's data (the caller reads it), so rotating the
+    `secret_version` names the Secrets' versions (the caller reads them), so rotating the
     password rolls the pods. Replicas, resources and scheduling are left out on purpose.
     """
     secret = relay.spec.relay.auth_secret if relay.spec.relay else None
-    payload = {"files": config_files(relay.spec), "secret": secret, "secretVersion": secret_version}
+    files = config_files(relay.spec) if files is None else files
+    payload = {"files": files, "secret": secret, "secretVersion": secret_version}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -150,7 +152,7 @@ def _drain_env(relay: MailRelay) -> list[dict[str, str]]:
     return env
 
 
-def pod_template(relay: MailRelay, secret_version: str = "") -> dict[str, Any]:
+def pod_template(relay: MailRelay, secret_version: str = "", *, digest: str | None = None) -> dict[str, Any]:
     spec = relay.spec
     volumes: list[dict[str, Any]] = [
         {"name": "config", "configMap": {"name": child_names(relay)["ConfigMap"]}},
@@ -219,7 +221,7 @@ def pod_template(relay: MailRelay, secret_version: str = "") -> dict[str, Any]:
             "labels": {**spec.pod.labels, **labels(relay)},
             "annotations": {
                 **spec.pod.annotations,
-                CONFIG_HASH_ANNOTATION: config_hash(relay, secret_version),
+                CONFIG_HASH_ANNOTATION: digest or config_hash(relay, secret_version),
                 # `kubectl logs` without -c shows Postfix's log.
                 DEFAULT_CONTAINER_ANNOTATION: CONTAINER,
             },
@@ -228,7 +230,7 @@ def pod_template(relay: MailRelay, secret_version: str = "") -> dict[str, Any]:
     }
 
 
-def deployment(relay: MailRelay, secret_version: str = "") -> dict[str, Any]:
+def deployment(relay: MailRelay, secret_version: str = "", *, digest: str | None = None) -> dict[str, Any]:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -239,12 +241,12 @@ def deployment(relay: MailRelay, secret_version: str = "") -> dict[str, Any]:
             # Never fewer ready relays than wanted during a rollout: new pod first, then drain the old
             # one, which hands what it could not deliver to the new one.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-            "template": pod_template(relay, secret_version),
+            "template": pod_template(relay, secret_version, digest=digest),
         },
     }
 
 
-def stateful_set(relay: MailRelay, secret_version: str = "") -> dict[str, Any]:
+def stateful_set(relay: MailRelay, secret_version: str = "", *, digest: str | None = None) -> dict[str, Any]:
     """A claim per pod, kept when a pod or the set goes away (the StatefulSet default), so a pod that
     comes back with the same ordinal delivers what its predecessor left on the volume."""
     storage = relay.spec.queue_storage
@@ -262,14 +264,15 @@ def stateful_set(relay: MailRelay, secret_version: str = "") -> dict[str, Any]:
             "podManagementPolicy": "Parallel",
             "selector": {"matchLabels": selector_labels(relay)},
             "updateStrategy": {"type": "RollingUpdate"},
-            "template": pod_template(relay, secret_version),
+            "template": pod_template(relay, secret_version, digest=digest),
             "volumeClaimTemplates": [{"metadata": {"name": "queue", "labels": selector_labels(relay)}, "spec": claim}],
         },
     }
 
 
-def workload(relay: MailRelay, secret_version: str = "") -> dict[str, Any]:
-    return stateful_set(relay, secret_version) if relay.spec.queue_storage else deployment(relay, secret_version)
+def workload(relay: MailRelay, secret_version: str = "", *, digest: str | None = None) -> dict[str, Any]:
+    build = stateful_set if relay.spec.queue_storage else deployment
+    return build(relay, secret_version, digest=digest)
 
 
 def pod_disruption_budget(relay: MailRelay) -> dict[str, Any] | None:
@@ -361,12 +364,30 @@ def network_policy(relay: MailRelay) -> dict[str, Any]:
     }
 
 
-def render_relay(relay: MailRelay, secret_version: str = "") -> list[dict[str, Any]]:
-    """The children, in the order they should be applied: the policy before the pods it guards,
-    the config before its users, Service last."""
+@dataclass(frozen=True)
+class Rendered:
+    """One relay rendered once: the ConfigMap's files, the restart hash over them, every child."""
+
+    files: dict[str, str]
+    config_hash: str
+    objects: list[dict[str, Any]]
+
+
+def render_relay(relay: MailRelay, secret_version: str = "") -> Rendered:
+    """The children in the order they should be applied: the policy before the pods it guards, the
+    config before its users, Service last. Raises UnsafeValue (a SpecError) for an unsafe file line."""
+    files = config_files(relay.spec)
+    digest = config_hash(relay, secret_version, files)
     policy = [network_policy(relay)] if relay.spec.guardrails.network_policy else []
     budget = pod_disruption_budget(relay)
-    return [*policy, config_map(relay), workload(relay, secret_version), *([budget] if budget else []), service(relay)]
+    objects = [
+        *policy,
+        config_map(relay, files),
+        workload(relay, secret_version, digest=digest),
+        *([budget] if budget else []),
+        service(relay),
+    ]
+    return Rendered(files, digest, objects)
 
 
 def endpoint(relay: MailRelay) -> str:

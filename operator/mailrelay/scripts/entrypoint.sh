@@ -76,10 +76,14 @@ if ls "$CONFIG_DIR"/opendkim-*.conf >/dev/null 2>&1; then
     for file in "$CONFIG_DIR"/opendkim-*; do
         sed "s|@OPENDKIM_DIR@|$OPENDKIM_DIR|g" "$file" >"$OPENDKIM_DIR/${file##*/}"
     done
-    for key in $(awk '!/^#/ { n = split($2, part, ":"); print part[n] }' "$OPENDKIM_DIR"/opendkim-*.keytable); do
+    # A here-document, not a pipe: the loop stays in this shell, so `die` ends the start.
+    while read -r key; do
+        [ -n "$key" ] || continue
         [ -s "$DKIM_KEY_DIR/${key##*/}" ] || die "the DKIM key Secret has no ${key##*/} (looked in $DKIM_KEY_DIR)"
         install -m 0400 -o opendkim -g opendkim "$DKIM_KEY_DIR/${key##*/}" "$key"
-    done
+    done <<KEYS
+$(awk '!/^#/ { n = split($2, part, ":"); print part[n] }' "$OPENDKIM_DIR"/opendkim-*.keytable)
+KEYS
     chown opendkim:opendkim "$OPENDKIM_DIR/keys"
     chmod 0700 "$OPENDKIM_DIR/keys"
     chown "opendkim:$(id -gn "$(postconf -c "$CONFIG_DIR" -h mail_owner)")" "$OPENDKIM_DIR"
@@ -106,8 +110,10 @@ problems=$(
         postfix -c "$CONFIG_DIR" check 2>&1 || echo "postfix check failed"
         # The maps, and the recipient allow-list among the restrictions (the words with a ':').
         for map in $(postconf -c "$CONFIG_DIR" -xh sender_canonical_maps canonical_maps header_checks \
-            smtp_header_checks smtpd_recipient_restrictions | tr ', ' '\n\n' | grep ':'); do
-            postmap -c "$CONFIG_DIR" -q probe@mailrelay.invalid "$map" 2>&1 >/dev/null || true
+            smtp_header_checks smtpd_recipient_restrictions | tr ',' ' '); do
+            case $map in
+            *:*) postmap -c "$CONFIG_DIR" -q probe@mailrelay.invalid "$map" 2>&1 >/dev/null || true ;;
+            esac
         done
     } | grep -E 'warning|fatal|error|failed' || true
 )

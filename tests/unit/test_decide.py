@@ -12,6 +12,7 @@ from mailrelay.api import conditions as cond
 from mailrelay.controller import dkim_keys
 from mailrelay.controller.apply import APPLIED_HASH_ANNOTATION, contains
 from mailrelay.controller.decide import CHECKS, Inputs, assess
+from mailrelay.controller.oauth import Tokens
 from mailrelay.controller.observe import Memory, Observed
 from mailrelay.kube.client import ApiError
 from mailrelay.render.relay import render_relay
@@ -202,18 +203,19 @@ def test_a_child_the_server_refuses_for_good_is_not_sent_again_until_the_relay_c
 @pytest.mark.parametrize(
     ("case", "expected"),
     [
-        # (invalid spec, Secret missing, DKIM problem, foreign child, refused child) → the verdict
-        ((True, True, True, True, True), cond.INVALID_SPEC),
-        ((False, True, True, True, True), cond.SECRET_NOT_FOUND),
-        ((False, False, True, True, True), dkim_keys.KEY_NOT_FOUND),
-        ((False, False, False, True, True), cond.CONFLICT),
-        ((False, False, False, False, True), cond.CHILD_REFUSED),
-        ((False, False, False, False, False), cond.ROLLING_OUT),
+        # (invalid spec, Secret missing, OAuth2 token Secret taken, DKIM problem, foreign child, refused child)
+        ((True, True, True, True, True, True), cond.INVALID_SPEC),
+        ((False, True, True, True, True, True), cond.SECRET_NOT_FOUND),
+        ((False, False, True, True, True, True), cond.TOKEN_SECRET_CONFLICT),
+        ((False, False, False, True, True, True), dkim_keys.KEY_NOT_FOUND),
+        ((False, False, False, False, True, True), cond.CONFLICT),
+        ((False, False, False, False, False, True), cond.CHILD_REFUSED),
+        ((False, False, False, False, False, False), cond.ROLLING_OUT),
     ],
 )
 def test_the_first_check_with_something_to_say_decides(case: tuple[bool, ...], expected: str) -> None:
     """The order of CHECKS, not of statements, decides which problem the status names."""
-    invalid, secret, key, foreign, refused = case
+    invalid, secret, token, key, foreign, refused = case
     spec = {"mailFromFQDN": "a.example.com", "relay": {"host": "h.example", "authSecretRef": {"name": "s"}}}
     relay = make_relay(spec)
     rendered = render_relay(relay, "v")
@@ -233,5 +235,8 @@ def test_the_first_check_with_something_to_say_decides(case: tuple[bool, ...], e
     keys = dkim_keys.KeyState(
         problem=cond.Assessment(False, dkim_keys.KEY_NOT_FOUND, "no key", stalled=True) if key else None
     )
-    assert assess(Inputs(seen, keys, rendered)).reason == expected
-    assert len(CHECKS) == 6
+    tokens = Tokens(
+        problem=cond.Assessment(False, cond.TOKEN_SECRET_CONFLICT, "taken", stalled=True) if token else None
+    )
+    assert assess(Inputs(seen, keys, rendered, tokens)).reason == expected
+    assert len(CHECKS) == 7

@@ -24,6 +24,8 @@ CHILD_LABELS = {MANAGED_BY_LABEL: MANAGED_BY}  # what the operator watches child
 
 CONFIG_HASH_ANNOTATION = f"{GROUP}/config-hash"
 APPLIED_HASH_ANNOTATION = f"{GROUP}/applied-hash"
+# On a relay's workload: the operator version whose rendering it is (controller.rollouts).
+RENDERED_BY_ANNOTATION = f"{GROUP}/rendered-by"
 
 LEASE_NAME = "mailrelay-operator"  # the default leader-election Lease, in the operator's namespace
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -95,8 +96,10 @@ def plan(
     clock: str,
     generate: dkim_keys.Generate | None = None,
     tokens: Tokens | None = None,
+    admit: Callable[[], bool] | None = None,
 ) -> Plan:
-    """Prepare the DKIM keys (the one step that may make new material), render once, decide."""
+    """Prepare the DKIM keys (the one step that may make new material), render once, decide; a plan
+    that rolls pods another operator version rendered asks `admit` for a slot, and waits without one."""
     keys = dkim_keys.KeyState()
     rendered = None
     if seen.relay is not None:
@@ -108,7 +111,11 @@ def plan(
                 rendered = renders.render(seen.relay, version)
             except SpecError as exc:  # UnsafeValue: never render what validation missed
                 seen.relay, seen.problems, keys = None, list(exc.problems), dkim_keys.KeyState()
-    return decide(Inputs(seen, keys, rendered, tokens or Tokens(status=seen.status.get("oauth2"))), clock)
+    inputs = Inputs(seen, keys, rendered, tokens or Tokens(status=seen.status.get("oauth2")))
+    decided = decide(inputs, clock)
+    if decided.gated and admit is not None and not admit():
+        decided = decide(replace(inputs, waiting=True), clock)
+    return decided
 
 
 def run(
@@ -123,13 +130,14 @@ def run(
     clock: str | None = None,
     health: Health | None = None,
     keeper: TokenKeeper | None = None,
+    admit: Callable[[], bool] | None = None,
 ) -> Pass:
     """One pass over the relay `body` (as the cache holds it); ApiError propagates for the queue's backoff."""
     seen = observe(reader, memory, body, default_image, health)
     tokens = None
     if seen.relay is not None:  # the OAuth2 token step makes its own requests (controller.oauth)
         tokens = (keeper or TokenKeeper()).keep(TokenStore(reader, writer), seen.relay, seen.status)
-    decided = plan(seen, renders, clock or now(), tokens=tokens)
+    decided = plan(seen, renders, clock or now(), tokens=tokens, admit=admit)
     for kind, reason, message in tokens.events if tokens else []:
         writer.post_event(seen.body, kind, reason, message, instance)
     outcome = execute(writer, memory, seen, decided, instance)

@@ -128,6 +128,91 @@ REFUSED_BY_BOTH: list[tuple[str, dict[str, Any], str, str]] = [
         "pattern parentheses must balance",
         "parentheses must balance",
     ),
+    # Rewrite patterns whose cost in Postfix's cleanup is not bounded by their length (issue 23).
+    (
+        "rule back-references from the issue",
+        {"rewrite": {"rules": [{"pattern": r"(.*)(.*)(.*)(.*)\4\3\2\1@x", "replacement": "a@a.example"}]}},
+        "no back-reference",
+        "must not use the back-reference \\4",
+    ),
+    (
+        "rule back-reference to an earlier group",
+        {"rewrite": {"rules": [{"pattern": r"([a-z])\1-(.*)@(.*)", "replacement": "a@a.example"}]}},
+        "no back-reference",
+        "must not use the back-reference \\1",
+    ),
+    (
+        "rule interval of an interval from the issue",
+        {"rewrite": {"rules": [{"pattern": r"(.{0,255}){0,255}x", "replacement": "a@a.example"}]}},
+        "no back-reference",
+        "repeats up to 9 times at most",
+    ),
+    (
+        "rule interval above nine",
+        {"rewrite": {"rules": [{"pattern": r"[0-9]{10}@x", "replacement": "a@a.example"}]}},
+        "no back-reference",
+        "repeats up to 9 times at most in an interval, got {10}",
+    ),
+    (
+        "rule interval after a group",
+        {"rewrite": {"rules": [{"pattern": r"(ab){2}@x", "replacement": "a@a.example"}]}},
+        "no back-reference",
+        "must put {2} (at position 4) right after one character",
+    ),
+    (
+        "rule plus after a group",
+        {"rewrite": {"rules": [{"pattern": r"([a-z]+\.)+example\.com", "replacement": "a@a.example"}]}},
+        "no back-reference",
+        "must put + (at position 10) right after one character",
+    ),
+    (
+        "rule nested plus",
+        {"rewrite": {"rules": [{"pattern": r"((((a?a?a?)+)+)+)+", "replacement": "a@a.example"}]}},
+        "no back-reference",
+        "write (x)(x)* for (x)+",
+    ),
+    (
+        "rule interval after an interval",
+        {"rewrite": {"rules": [{"pattern": r"a{2}{3}", "replacement": "a@a.example"}]}},
+        "no back-reference",
+        "must put {3} (at position 4) right after one character",
+    ),
+    (
+        "rule interval after a star",
+        {"rewrite": {"rules": [{"pattern": r"a*{2}", "replacement": "a@a.example"}]}},
+        "no back-reference",
+        "must put {2} (at position 2)",
+    ),
+    (
+        "rule plus after a plus",
+        {"rewrite": {"rules": [{"pattern": r"a++", "replacement": "a@a.example"}]}},
+        "no back-reference",
+        "must put + (at position 2)",
+    ),
+    (
+        "rule plus after an interval",
+        {"rewrite": {"rules": [{"pattern": r"a{9}+", "replacement": "a@a.example"}]}},
+        "no back-reference",
+        "must put + (at position 4)",
+    ),
+    (
+        "rule bare opening brace",
+        {"rewrite": {"rules": [{"pattern": r"a{x}@y", "replacement": "a@a.example"}]}},
+        "no back-reference",
+        "has a '{' that starts no interval",
+    ),
+    (
+        "rule interval without a lower count",
+        {"rewrite": {"rules": [{"pattern": r"a{,5}", "replacement": "a@a.example"}]}},
+        "no back-reference",
+        "has a '{' that starts no interval",
+    ),
+    (
+        "rule bare closing brace",
+        {"rewrite": {"rules": [{"pattern": r"a}@y", "replacement": "a@a.example"}]}},
+        "no back-reference",
+        "has a '}' that closes no interval",
+    ),
     # Pod fields Kubernetes would refuse after the relay was accepted.
     (
         "negative quantity string",

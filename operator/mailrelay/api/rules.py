@@ -1,9 +1,11 @@
-"""Sender-rewrite rules: a POSIX ERE pattern and a replacement, checked so the rendered map line is safe.
+"""Sender-rewrite rules: a POSIX ERE pattern and a replacement, checked so the rendered map line is safe
+and the pattern cheap to run.
 
 A rule's pattern goes into Postfix's regexp map as `/^branch$|^branch$/` (each top-level branch
-anchored on its own), which adds no group, so `$N` in the replacement and `\\N` back-references in
-the pattern mean what the user wrote. The grammar (balanced parentheses outside escapes and bracket
-expressions) keeps the pattern inside its anchors: `x)|(y` cannot close a group it did not open.
+anchored on its own), which adds no group, so `$N` in the replacement means what the user wrote. The
+grammar (balanced parentheses outside escapes and bracket expressions) keeps the pattern inside its
+anchors: `x)|(y` cannot close a group it did not open. It also refuses what makes glibc's matcher
+slow (grammar.py says why): back-references, and `+` or `{m,n}` after anything but one character.
 """
 
 from __future__ import annotations
@@ -34,8 +36,59 @@ class RewriteRule:
         return "|".join(f"^{branch}$" for branch in branches)
 
 
+_INTERVAL = re.compile(r"\{([0-9]+)(,([0-9]*))?\}")
+
+
+def _cost_problem(pattern: str) -> str | None:
+    """Name the first construct the grammar refuses for its cost, with the way to write it instead."""
+    index, previous = 0, ""  # previous: "char" (one character), "group" (a closed group), "repeat" or ""
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
+            if pattern[index + 1 : index + 2] in tuple("123456789"):
+                return (
+                    f"must not use the back-reference {pattern[index : index + 2]} (at position {index}): "
+                    "back-references make matching exponential in the address length"
+                )
+            index, previous = index + 2, "char"
+            continue
+        if char == "[":
+            match = re.compile(grammar.BRACKET).match(pattern, index)
+            if match is None:
+                return None  # an unclosed bracket: the grammar's message says it
+            index, previous = match.end(), "char"
+            continue
+        if char in "+{":
+            interval = _INTERVAL.match(pattern, index) if char == "{" else None
+            if char == "{" and interval is None:
+                return (
+                    f"has a '{{' that starts no interval {{m}}, {{m,}} or {{m,n}} (at position {index}); "
+                    "write a literal brace as \\{"
+                )
+            if interval is not None and any(
+                n and int(n) > grammar.MAX_REPEAT for n in (interval.group(1), interval.group(3))
+            ):
+                return (
+                    f"repeats up to {grammar.MAX_REPEAT} times at most in an interval, got {interval.group(0)} "
+                    f"(at position {index})"
+                )
+            if previous != "char":
+                what = char if interval is None else interval.group(0)
+                return (
+                    f"must put {what} (at position {index}) right after one character, '.', an escape or [...], "
+                    "not after a group or another repetition: write (x)(x)* for (x)+"
+                )
+            index, previous = (index + 1 if interval is None else interval.end()), "repeat"
+            continue
+        if char == "}":
+            return f"has a '}}' that closes no interval (at position {index}); write a literal brace as \\}}"
+        previous = {"(": "", "|": "", ")": "group", "*": "repeat", "?": "repeat"}.get(char, "char")
+        index += 1
+    return None
+
+
 def _pattern_problem(pattern: str) -> str | None:
-    problem = posix_regex.delimiter_problem(pattern)
+    problem = posix_regex.delimiter_problem(pattern) or _cost_problem(pattern)
     if problem:
         return problem
     branches = grammar.pattern_branches(pattern)

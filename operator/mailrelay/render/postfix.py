@@ -29,6 +29,10 @@ CONFIG_FILES = (MAIN_CF, MASTER_CF, SENDER_CANONICAL, SENDER_DOMAINS, HEADER_CHE
 KEPT_HEADERS = ("Reply-To", "Errors-To", "Disposition-Notification-To", "Mail-Followup-To", "Resent-Reply-To")
 KEPT_PREFIX = "X-Mailrelay-Kept-"
 NOT_NULL_SENDER = 'if !/^""$/'  # regexp_table(5) block: the null sender (bounces) is never rewritten
+# The user's rules see addresses of at most this many characters (RFC 5321's limit for a path is 256
+# octets with the brackets): their cost grows with the address, which a header can make 100 kB long.
+# Longer addresses skip them and get the default rewrite.
+MAX_RULE_ADDRESS = 254
 _UNSAFE = re.compile(r"[^\x20-\x7e]")
 
 
@@ -257,9 +261,9 @@ def sender_canonical(spec: MailRelaySpec) -> str:
         "# Rendered by mailrelay-operator; changes are overwritten.",
         "# regexp_table(5): case-insensitive, first match wins. Results go through sender_domains.",
     ]
-    lines.append(NOT_NULL_SENDER)
+    lines += [NOT_NULL_SENDER, f"if !/^.{{{MAX_RULE_ADDRESS + 1}}}/"]
     lines += [_safe(f"/{rule.anchored}/ {rule.replacement}") for rule in spec.rules]
-    lines.append("endif")
+    lines += ["endif", "endif"]
     return "\n".join(lines) + "\n"
 
 

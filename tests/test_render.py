@@ -269,12 +269,16 @@ def test_allow_list_comes_before_permit_mynetworks() -> None:
     )
     lines = [ln for ln in postfix.recipient_access(spec).splitlines() if not ln.startswith("#")]
     assert lines == [
+        f"/^recipient-syntax@mailrelay\\.invalid$/ {postfix.UNPLAIN_REFUSAL}",
         r"/@([^@]+\.)?example\.org$/ DUNNO",
         r"/@([^@]+\.)?x-y\.net$/ DUNNO",
         f"/./ {postfix.RECIPIENT_REFUSAL}",
     ]
     without = make_relay({"mailFromFQDN": "a.example"}).spec
     assert postfix.RECIPIENT_ACCESS not in postfix.config_files(without)
+    assert postfix.COMMAND_FILTER not in postfix.config_files(without)
+    assert params["smtpd_command_filter"] == "regexp:${config_directory}/command_filter"
+    assert "smtpd_command_filter" not in _params(postfix.main_cf(without))
     assert _params(postfix.main_cf(without))["smtpd_recipient_restrictions"] == "permit_mynetworks, reject"
 
 

@@ -14,6 +14,7 @@ import re
 
 from mailrelay.api.spec import MailRelaySpec, Relay, SpecError
 from mailrelay.render import opendkim
+from mailrelay.render.headers import KEPT_HEADERS, KEPT_PREFIX
 
 MAIN_CF = "main.cf"
 MASTER_CF = "master.cf"
@@ -25,10 +26,6 @@ RECIPIENT_ACCESS = "recipient_access"  # only with spec.recipients.allowDomains
 COMMAND_FILTER = "command_filter"  # only with spec.recipients.allowDomains
 SASL_PASSWORDS = "sasl_passwd"  # written at start-up by the entrypoint from the Secret, never rendered
 CONFIG_FILES = (MAIN_CF, MASTER_CF, SENDER_CANONICAL, SENDER_DOMAINS, HEADER_CHECKS, SMTP_HEADER_CHECKS)
-# Postfix treats these as sender headers, but they say where replies and reports go, not who sent:
-# they are hidden from the canonical maps under a private name and restored on the way out.
-KEPT_HEADERS = ("Reply-To", "Errors-To", "Disposition-Notification-To", "Mail-Followup-To", "Resent-Reply-To")
-KEPT_PREFIX = "X-Mailrelay-Kept-"
 NOT_NULL_SENDER = 'if !/^""$/'  # regexp_table(5) block: the null sender (bounces) is never rewritten
 # The user's rules see addresses of at most this many characters (RFC 5321's limit for a path is 256
 # octets with the brackets): their cost grows with the address, which a header can make 100 kB long.
@@ -158,6 +155,8 @@ def main_cf(spec: MailRelaySpec) -> str:
         ("canonical_classes", "envelope_sender, header_sender"),
         ("local_header_rewrite_clients", "permit_mynetworks"),
         ("header_checks", f"regexp:${{config_directory}}/{HEADER_CHECKS}"),
+        # Headers of an attached message are its own: no copies in them (the default is $header_checks).
+        ("nested_header_checks", ""),
         ("smtp_header_checks", f"regexp:${{config_directory}}/{SMTP_HEADER_CHECKS}"),
         # Logs go to the container's stdout; `postfix start-fg` keeps the master in the foreground.
         ("maillog_file", "/dev/stdout"),
@@ -327,19 +326,25 @@ def sender_domains(spec: MailRelaySpec) -> str:
 
 
 def header_checks() -> str:
-    """Hide the reply headers from the canonical maps (cleanup classifies a replaced header anew)."""
+    """Copy each reply header under a private name before the canonical maps rewrite it (headers.py).
+
+    A private name arriving from a client is dropped first, so nobody can smuggle a header that
+    would be renamed into a reply header on the way out.
+    """
     names = "|".join(KEPT_HEADERS)
     return (
         "# Rendered by mailrelay-operator; changes are overwritten.\n"
-        f"/^({names}):(.*)$/ REPLACE {KEPT_PREFIX}${{1}}:${{2}}\n"
+        f"/^{KEPT_PREFIX}/ IGNORE\n"
+        f"/^({names}):(.*)$/ PREPEND {KEPT_PREFIX}${{1}}:${{2}}\n"
     )
 
 
 def smtp_header_checks() -> str:
-    """Give the reply headers their names back as the message leaves."""
+    """As the message leaves: drop the rewritten reply headers, give the copies their names back."""
     names = "|".join(KEPT_HEADERS)
     return (
         "# Rendered by mailrelay-operator; changes are overwritten.\n"
+        f"/^({names}):/ IGNORE\n"
         f"/^{KEPT_PREFIX}({names}):(.*)$/ REPLACE ${{1}}:${{2}}\n"
     )
 

@@ -66,14 +66,24 @@ def _login(relay: MailRelay, secrets: list[dict[str, Any]], args: argparse.Names
             return credentials(found[0])
         except SecretProblem as exc:
             raise SystemExit(_fail(f"{args.file}: Secret {name}: {exc}")) from None
-    if args.workdir and all((Path(args.workdir) / "secret" / key).is_file() for key in ("username", "password")):
-        return None  # written there earlier; the entrypoint checks them
+    if args.workdir and _stored_login(args.workdir):
+        return None  # written there earlier by this user; the entrypoint checks them
     raise SystemExit(
         _fail(
             f"{args.file}: spec.relay.authSecretRef names Secret {name}, which is not in the file: add it as another "
             f"document (apiVersion: v1, kind: Secret, metadata.name: {name}, stringData: username and password)"
         )
     )
+
+
+def _stored_login(workdir: str) -> bool:
+    from mailrelay.local.files import UnsafePath
+    from mailrelay.local.runner import stored_login
+
+    try:
+        return stored_login(Path(workdir))
+    except (UnsafePath, FileNotFoundError) as exc:
+        raise SystemExit(_fail(f"mailrelay-operator local: {exc}")) from None
 
 
 def _fail(message: str) -> int:

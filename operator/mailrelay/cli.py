@@ -174,8 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument(
         "--workdir",
         default=None,
-        help="keep the rendered files and the login here (its mode is left alone) and Postfix's "
-        f"queue under {STATE_ROOT}; one instance per workdir (default: a temp dir)",
+        help="keep the rendered files and the login here and Postfix's queue under "
+        f"{STATE_ROOT}; it must be yours and writable only by you, below directories only root or you can "
+        "change (made 0700 if missing); one instance per workdir (default: a temp dir)",
     )
     local.set_defaults(func=cmd_local)
     return parser

@@ -293,9 +293,10 @@ def test_dkim_adds_one_opendkim_milter_per_key_and_fails_closed() -> None:
     sockets = "unix:${mailrelay_opendkim_dir}/ed25519.sock, unix:${mailrelay_opendkim_dir}/rsa.sock"
     assert main_cf["smtpd_milters"] == main_cf["non_smtpd_milters"] == sockets
     assert main_cf["milter_default_action"] == "tempfail"  # never unsigned, never lost: the client retries
-    assert sorted(f for f in data if f.startswith("opendkim")) == [
-        f"opendkim-{a}.{kind}" for a in ("ed25519", "rsa") for kind in ("conf", "keytable", "signingtable")
-    ]
+    assert sorted(f for f in data if f.startswith("opendkim")) == sorted(
+        ["opendkim-kept-headers.lua"]
+        + [f"opendkim-{a}.{kind}" for a in ("ed25519", "rsa") for kind in ("conf", "keytable", "signingtable")]
+    )
     assert "SignatureAlgorithm ed25519-sha256" in data["opendkim-ed25519.conf"]
     assert "SignatureAlgorithm rsa-sha256" in data["opendkim-rsa.conf"]
     assert data["opendkim-rsa.keytable"].splitlines()[1] == "rsa example.com:mail:@OPENDKIM_DIR@/keys/rsa.private"

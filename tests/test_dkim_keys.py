@@ -152,7 +152,7 @@ def test_a_bad_own_key_stops_before_the_rollout(api: Api, cluster: Cluster) -> N
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": "byo", "namespace": "byo"},
+            "metadata": {"name": "byo", "namespace": "byo", "annotations": {"mailrelay.dev/relays": "relay"}},
             "data": {"rsa.private": base64.b64encode(good).decode()},
         }
     )

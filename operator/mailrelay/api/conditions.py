@@ -25,6 +25,7 @@ SECRET_INCOMPLETE = "SecretIncomplete"
 QUEUE_STORAGE_IMMUTABLE = "QueueStorageImmutable"
 SWITCHING_QUEUE = "SwitchingQueueMode"
 SECRET_INVALID = "SecretInvalid"
+SECRET_NOT_GRANTED = "SecretNotGranted"  # the Secret does not name the relay (api.secret.grant_problem)
 CHILD_REFUSED = "ChildRefused"
 REFUSED_FIELD = "refusedChild"  # the refusal_key() of the object the API server refused last
 API_ERROR = "ApiError"

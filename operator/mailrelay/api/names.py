@@ -30,6 +30,8 @@ KOPF_DIFFBASE_KEY = "last-handled-configuration"
 KOPF_FINALIZER = f"{GROUP}/kopf-finalizer"
 
 LEASE_NAME = "mailrelay-operator"  # the default leader-election Lease, in the operator's namespace
+# On a Secret: the MailRelays of its namespace that may use it (comma-separated names, or *).
+SECRET_GRANT_ANNOTATION = f"{GROUP}/relays"
 
 
 # Kind → resource, for everything the operator reads or writes.

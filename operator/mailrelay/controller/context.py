@@ -86,7 +86,14 @@ class Context:
         api = IndexedApi(self.api, self.index) if self.index is not None else self.api
         probe = self.probe if trigger == "resync" else None
         with metrics.timed_pass(trigger):
-            outcome = reconcile(api, body, clock=self.clock(), default_image=self.settings.postfix_image, probe=probe)
+            outcome = reconcile(
+                api,
+                body,
+                clock=self.clock(),
+                default_image=self.settings.postfix_image,
+                probe=probe,
+                require_grant=self.settings.require_secret_grant,
+            )
         for kind, reason, message in outcome.events:
             # Posted directly rather than with kopf.event(): the resync loop runs outside kopf's
             # handler context, where kopf's event queue is not reachable.

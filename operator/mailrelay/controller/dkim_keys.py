@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from mailrelay.api import conditions as cond
 from mailrelay.api import dkim
+from mailrelay.api.secret import grant_problem
 from mailrelay.api.spec import MailRelay
 from mailrelay.controller.apply import describe_owner, owned_by
 from mailrelay.render.relay import dkim_secret_name, labels, owner_reference
@@ -49,8 +50,9 @@ class KeyState:
     events: list[tuple[str, str, str]] = field(default_factory=list)
 
 
-def ensure(api: SecretApi, relay: MailRelay, annotations: dict[str, str]) -> KeyState:
-    """Make sure the relay's DKIM keys exist and are usable; write only the relay's own Secret."""
+def ensure(api: SecretApi, relay: MailRelay, annotations: dict[str, str], require_grant: bool = True) -> KeyState:
+    """Make sure the relay's DKIM keys exist and are usable; write only the relay's own Secret; a
+    Secret named in keySecretRef must name the relay (api.secret.grant_problem) unless not required."""
     spec = relay.spec.dkim
     name = dkim_secret_name(relay)
     if spec is None or name is None:
@@ -68,6 +70,9 @@ def ensure(api: SecretApi, relay: MailRelay, annotations: dict[str, str]) -> Key
                     stalled=True,
                 ),
             )
+        refused = grant_problem(live, relay.name, "spec.dkim.keySecretRef") if require_grant else None
+        if refused:
+            return KeyState(name, problem=cond.Assessment(False, cond.SECRET_NOT_GRANTED, refused, stalled=True))
         return _checked(relay, name, dkim.decode_secret(live), [])
     if live is not None and not owned_by(live, relay.uid or ""):
         return KeyState(

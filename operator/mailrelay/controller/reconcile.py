@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from mailrelay.api import conditions as cond
-from mailrelay.api.secret import SecretProblem, credentials
+from mailrelay.api.secret import SecretProblem, credentials, grant_problem
 from mailrelay.api.spec import MailRelay, SpecError, parse
 from mailrelay.controller import dkim_keys, metrics
 from mailrelay.controller import status as st
@@ -63,7 +63,7 @@ def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _secret_version(api: Api, relay: MailRelay) -> tuple[str, cond.Assessment | None]:
+def _secret_version(api: Api, relay: MailRelay, require_grant: bool = True) -> tuple[str, cond.Assessment | None]:
     """The Secret's identity (uid and resourceVersion), so rotation rolls the pods, or why it is unusable.
 
     Identity, not content: the version ends up in status.configHash and the pod template, which
@@ -80,6 +80,9 @@ def _secret_version(api: Api, relay: MailRelay) -> tuple[str, cond.Assessment | 
             f"Secret {name} (spec.relay.authSecretRef) does not exist; create it with the keys username and password",
             stalled=True,
         )
+    refused = grant_problem(secret, relay.name, "spec.relay.authSecretRef") if require_grant else None
+    if refused:  # before the content is looked at: nothing about it reaches the status
+        return "", cond.Assessment(False, cond.SECRET_NOT_GRANTED, refused, stalled=True)
     try:
         credentials(secret)
     except SecretProblem as exc:
@@ -160,12 +163,14 @@ def reconcile(
     clock: str | None = None,
     default_image: str = RELEASED_POSTFIX_IMAGE,
     probe: DeliveryProbe | None = None,
+    require_grant: bool = True,
 ) -> Outcome:
     """Run one pass; API errors propagate (as ApiError) so the caller retries with backoff.
 
     `clock` fixes the time written into conditions (tests); `default_image` is the Postfix image
     of a relay without spec.image (Settings.postfix_image); `probe` asks the relay's pods how
-    delivery goes (the resync passes one), other passes keep the last Delivering condition and queue.
+    delivery goes (the resync passes one), other passes keep the last Delivering condition and queue;
+    `require_grant` (Settings.require_secret_grant) makes referenced Secrets name the relay.
     """
     meta = body["metadata"]
     namespace, name, generation = meta["namespace"], meta["name"], meta.get("generation")
@@ -185,8 +190,8 @@ def reconcile(
     else:
         address = endpoint(relay)
         selector = label_selector(selector_labels(relay))
-        secret_version, problem = _secret_version(api, relay)
-        keys = dkim_keys.ensure(api, relay, meta.get("annotations") or {})
+        secret_version, problem = _secret_version(api, relay, require_grant)
+        keys = dkim_keys.ensure(api, relay, meta.get("annotations") or {}, require_grant)
         events += keys.events
         problem = problem or keys.problem
         if keys.version:  # a new key rolls the pods, like a new smarthost password

@@ -33,6 +33,9 @@ class Settings:
     watch_timeout: int = 300
     log_format: str = "json"
     delivery_probe: bool = True  # the resync reads each relay's metrics sidecars (status.queue, Delivering)
+    # A Secret a relay names must name the relay back (api.secret.grant_problem); false trusts anyone
+    # who may create a MailRelay with every Secret of the namespace, as before 0.2.
+    require_secret_grant: bool = True
     leader: LeaderElection = field(default_factory=lambda: LeaderElection(lease_name=LEASE_NAME))
 
     def retry_delay(self, retry: int) -> float:
@@ -84,6 +87,7 @@ class Settings:
             watch_timeout=int(number("MAILRELAY_WATCH_TIMEOUT", 300, 0.5)),
             log_format=log_format,
             delivery_probe=flag("MAILRELAY_DELIVERY_PROBE", True),
+            require_secret_grant=flag("MAILRELAY_REQUIRE_SECRET_GRANT", True),
             leader=leader,
         )
 

@@ -34,7 +34,7 @@ class Settings:
     log_format: str = "json"
     delivery_probe: bool = True  # the resync reads each relay's metrics sidecars (status.queue, Delivering)
     # A Secret a relay names must name the relay back (api.secret.grant_problem); false trusts anyone
-    # who may create a MailRelay with every Secret of the namespace, as before 0.2.
+    # who may create a MailRelay with every Secret of the namespace, as 0.1.0 did.
     require_secret_grant: bool = True
     leader: LeaderElection = field(default_factory=lambda: LeaderElection(lease_name=LEASE_NAME))
 

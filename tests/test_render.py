@@ -526,3 +526,18 @@ def test_the_metrics_sidecar_shares_the_queue_read_only_and_the_log_file() -> No
     assert metrics["livenessProbe"]["httpGet"]["port"] == port["name"]
     assert metrics["securityContext"]["readOnlyRootFilesystem"] is True
     assert metrics["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["DAC_OVERRIDE"]}
+
+
+def test_the_relay_container_has_a_cpu_limit_unless_resources_say_otherwise() -> None:
+    """A backstop for whatever rules and clients make cleanup do (docs/security.md, CPU)."""
+
+    def resources(spec: dict[str, Any]) -> dict[str, Any]:
+        [container] = [c for c in pod_template(make_relay(spec))["spec"]["containers"] if c["name"] == "postfix"]
+        return dict(container["resources"])
+
+    assert resources({"mailFromFQDN": "a.example"}) == {
+        "requests": {"cpu": "10m", "memory": "32Mi"},
+        "limits": {"cpu": "1", "memory": "256Mi"},
+    }
+    chosen = {"requests": {"cpu": "2"}, "limits": {"cpu": "4", "memory": "1Gi"}}
+    assert resources({"mailFromFQDN": "a.example", "resources": chosen}) == chosen  # replaces all four

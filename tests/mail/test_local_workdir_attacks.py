@@ -135,16 +135,25 @@ def plant(mallory: pwd.struct_passwd, place: dict[str, Path], attack: str, work:
     as_user(mallory, script, stdin=place["key"].read_bytes())
 
 
+def prepared(mallory: pwd.struct_passwd, place: dict[str, Path], attack: str) -> Path:
+    """A workdir the other user made, with `attack` planted in it."""
+    work = place["shared"] / "work"
+    as_user(mallory, f"mkdir -m 0755 {work}")
+    plant(mallory, place, attack, work)
+    return work
+
+
+def who(user: pwd.struct_passwd) -> str:
+    return f"{user.pw_name} (uid {user.pw_uid})"
+
+
 @pytest.mark.parametrize("attack", PLANTS)
 def test_a_workdir_another_user_made_is_refused(
     mallory: pwd.struct_passwd, place: dict[str, Path], attack: str
 ) -> None:
-    work = place["shared"] / "work"
-    as_user(mallory, f"mkdir -m 0755 {work}")
-    plant(mallory, place, attack, work)
-    result = run_local(place, work)
+    work = prepared(mallory, place, attack)
     assert_refused_and_untouched(
-        place, result, f"refusing the workdir {work}: it is owned by {mallory.pw_name} (uid {mallory.pw_uid})"
+        place, run_local(place, work), f"refusing the workdir {work}: it is owned by {who(mallory)}"
     )
 
 
@@ -163,14 +172,10 @@ def test_what_another_user_planted_is_refused_after_a_takeover(
     mallory: pwd.struct_passwd, place: dict[str, Path], attack: str
 ) -> None:
     """The workdir passes (root's, 0700), the files inside are still the other user's: each is refused."""
-    work = place["shared"] / "work"
-    as_user(mallory, f"mkdir -m 0755 {work}")
-    plant(mallory, place, attack, work)
+    work = prepared(mallory, place, attack)
     os.chown(work, 0, 0)
     work.chmod(0o700)
-    result = run_local(place, work)
-    want = TAKEN_OVER[attack].format(work=work, user=f"{mallory.pw_name} (uid {mallory.pw_uid})")
-    assert_refused_and_untouched(place, result, want)
+    assert_refused_and_untouched(place, run_local(place, work), TAKEN_OVER[attack].format(work=work, user=who(mallory)))
 
 
 @pytest.mark.parametrize("attack", ["pre-created password file", "planted dkim key"])
@@ -178,9 +183,7 @@ def test_a_planted_file_in_a_directory_of_ours_is_refused(
     mallory: pwd.struct_passwd, place: dict[str, Path], attack: str
 ) -> None:
     """Directory and workdir taken over too: the file itself, still the other user's, is refused."""
-    work = place["shared"] / "work"
-    as_user(mallory, f"mkdir -m 0755 {work}")
-    plant(mallory, place, attack, work)
+    work = prepared(mallory, place, attack)
     inner = work / ("secret" if "password" in attack else "dkim-key")
     for directory in (work, inner):
         os.chown(directory, 0, 0)

@@ -123,7 +123,7 @@ def subdir(path: Path, mode: int = 0o755) -> Path:
         os.mkdir(path, mode)
     except FileExistsError:
         _checked_dir(path, own=True, what="directory", private=not mode & 0o077)
-    os.chmod(path, mode, follow_symlinks=False)
+    os.chmod(path, mode)  # a directory of ours in a checked workdir: no link to follow
     return path
 
 

@@ -148,7 +148,6 @@ KNOWN_GAPS = {
     "spec: duplicate keepDomain": "no case-insensitive uniqueness rule on keepDomains",
     "spec: duplicate allowDomain": "no case-insensitive uniqueness rule on allowDomains",
     "spec: rule pattern does not compile": "CEL cannot compile a POSIX regular expression",
-    "spec: rule pattern is Python, not POSIX": "CEL cannot compile a POSIX regular expression",
     "spec: replacement refers to a missing group": "no rule relates replacement groups to pattern groups",
     "spec: replacement with a stray dollar": "no pattern on replacement for '$' references",
     "spec: network with host bits": "no rule against host bits in allowedNetworks",

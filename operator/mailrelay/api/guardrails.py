@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from mailrelay.api.checker import Checker
+from mailrelay.api.checker import Checker, quote
 
 FIELDS = {"networkPolicy", "clients", "egress", "limits", "recipients"}
 
@@ -133,7 +133,7 @@ def parse(check: Checker, spec: dict[str, Any]) -> Guardrails | None:
 
 def _boolean(check: Checker, path: str, value: Any) -> bool | None:
     if not isinstance(value, bool):
-        check.fail(path, f"must be true or false, got {value!r}")
+        check.fail(path, f"must be true or false, got {quote(value)}")
         return None
     return value
 
@@ -216,7 +216,7 @@ def _parse_expression(check: Checker, path: str, raw: Any) -> tuple[str, str, tu
     key_ok = _label_key(check, f"{path}.key", expression.get("key"))
     operator = expression.get("operator")
     if operator not in OPERATORS:
-        check.fail(f"{path}.operator", f"must be one of {', '.join(OPERATORS)}, got {operator!r}")
+        check.fail(f"{path}.operator", f"must be one of {', '.join(OPERATORS)}, got {quote(operator)}")
         return None
     values = check.string_list(f"{path}.values", expression.get("values", []), MAX_SELECTOR_VALUES)
     if values is None:
@@ -237,7 +237,7 @@ def _label_key(check: Checker, path: str, key: Any) -> bool:
     if not isinstance(key, str) or not LABEL_KEY_RE.match(key) or len(prefix) > 253 or len(name) > 63:
         check.fail(
             path,
-            f"{key!r} is not a label key (an optional DNS prefix of at most 253 characters and '/', "
+            f"{quote(key)} is not a label key (an optional DNS prefix of at most 253 characters and '/', "
             "then at most 63 letters, digits, '-', '_' or '.')",
         )
         return False
@@ -248,7 +248,7 @@ def _label_value(check: Checker, path: str, value: Any) -> bool:
     if not isinstance(value, str) or len(value) > 63 or not LABEL_VALUE_RE.match(value):
         check.fail(
             path,
-            f"{value!r} is not a label value (at most 63 letters, digits, '-', '_' or '.', starting "
+            f"{quote(value)} is not a label value (at most 63 letters, digits, '-', '_' or '.', starting "
             "and ending with a letter or digit)",
         )
         return False
@@ -274,10 +274,10 @@ def _parse_egress(check: Checker, raw: Any) -> Egress | None:
                 raise ValueError("needs a prefix length")
             network = ipaddress.ip_network(item, strict=True)
         except ValueError as exc:
-            check.fail(path, f"{item!r} is not a CIDR network such as 203.0.113.10/32 ({exc})")
+            check.fail(path, f"{quote(item)} is not a CIDR network such as 203.0.113.10/32 ({exc})")
             continue
         if str(network) in networks:
-            check.fail(path, f"duplicate network {str(network)!r}")
+            check.fail(path, f"duplicate network {quote(str(network))}")
             continue
         networks.append(str(network))
     if len(networks) != len(items):
@@ -322,7 +322,7 @@ def _parse_recipients(check: Checker, raw: Any) -> tuple[str, ...] | None:
         if host is None:
             continue
         if host in domains:
-            check.fail(f"spec.recipients.allowDomains[{i}]", f"duplicate entry {host!r}")
+            check.fail(f"spec.recipients.allowDomains[{i}]", f"duplicate entry {quote(host)}")
             continue
         domains.append(host)
     return tuple(domains) if len(domains) == len(items) else None

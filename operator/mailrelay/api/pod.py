@@ -16,6 +16,8 @@ from functools import cache
 from importlib import resources
 from typing import Any, Protocol
 
+from mailrelay.api.checker import quote
+
 MAX_PULL_SECRETS = 16
 MAX_SPREAD_CONSTRAINTS = 8
 MAX_POD_LABELS = 32
@@ -103,7 +105,7 @@ def conform(check: Problems, path: str, schema: dict[str, Any], value: Any) -> b
         check.fail(path, f"must be {_KIND_NAMES[expected]}, got {_kind(value)}")
         return False
     if "enum" in schema and value not in schema["enum"]:
-        check.fail(path, f"must be one of {', '.join(map(repr, schema['enum']))}, got {value!r}")
+        check.fail(path, f"must be one of {', '.join(map(repr, schema['enum']))}, got {quote(value)}")
         return False
     ok = True
     if isinstance(value, dict):
@@ -134,10 +136,10 @@ def qualified_name_problem(key: str) -> str | None:
     """Kubernetes' rule for label and annotation keys: [DNS-subdomain prefix '/'] name (≤ 63)."""
     prefix, slash, name = key.rpartition("/")
     if slash and (not prefix or len(prefix) > 253 or not DNS1123_SUBDOMAIN.match(prefix)):
-        return f"{key!r}: the prefix before '/' must be a DNS subdomain of at most 253 characters"
+        return f"{quote(key)}: the prefix before '/' must be a DNS subdomain of at most 253 characters"
     if not name or len(name) > 63 or not _NAME.match(name):
         return (
-            f"{key!r}: the name must be 1 to 63 letters, digits, '-', '_' or '.', "
+            f"{quote(key)}: the name must be 1 to 63 letters, digits, '-', '_' or '.', "
             "starting and ending with a letter or digit"
         )
     return None
@@ -156,7 +158,7 @@ def _string_map(
     for key, value in raw.items():
         problem = qualified_name_problem(str(key))
         if problem is None and (key in reserved or str(key).startswith(RESERVED_PREFIX)):
-            problem = f"{key!r} is set by the operator (reserved: {', '.join(reserved)}, {RESERVED_PREFIX}*)"
+            problem = f"{quote(key)} is set by the operator (reserved: {', '.join(reserved)}, {RESERVED_PREFIX}*)"
         if problem is not None:
             check.fail(f"{path}.{key}", problem)
             ok = False
@@ -166,7 +168,7 @@ def _string_map(
         elif label_values and (len(value) > 63 or not _LABEL_VALUE.match(value)):
             check.fail(
                 f"{path}.{key}",
-                f"{value!r} is not a label value (at most 63 letters, digits, '-', '_' "
+                f"{quote(value)} is not a label value (at most 63 letters, digits, '-', '_' "
                 "or '.', starting and ending with a letter or digit)",
             )
             ok = False
@@ -189,9 +191,9 @@ def _pull_secrets(check: Problems, raw: Any) -> tuple[str, ...] | None:
     for i, item in enumerate(raw):
         name = item["name"]
         if len(name) > 253 or not DNS1123_SUBDOMAIN.match(name):
-            check.fail(f"{path}[{i}].name", f"{name!r} is not a valid Secret name")
+            check.fail(f"{path}[{i}].name", f"{quote(name)} is not a valid Secret name")
         elif name in names:
-            check.fail(f"{path}[{i}].name", f"duplicate Secret {name!r}")
+            check.fail(f"{path}[{i}].name", f"duplicate Secret {quote(name)}")
         else:
             names.append(name)
     return tuple(names) if len(names) == len(raw) else None
@@ -215,7 +217,7 @@ def parse_pod(check: Problems, spec: dict[str, Any]) -> PodSettings | None:
         isinstance(priority, str) and len(priority) <= 253 and bool(DNS1123_SUBDOMAIN.match(priority))
     )
     if not priority_ok:
-        check.fail("spec.priorityClassName", f"{priority!r} is not a valid PriorityClass name (a DNS subdomain)")
+        check.fail("spec.priorityClassName", f"{quote(priority)} is not a valid PriorityClass name (a DNS subdomain)")
     labels = _string_map(check, "spec.podLabels", spec.get("podLabels", {}), MAX_POD_LABELS, True, RESERVED_LABELS)
     annotations = _string_map(
         check, "spec.podAnnotations", spec.get("podAnnotations", {}), MAX_POD_ANNOTATIONS, False, ()

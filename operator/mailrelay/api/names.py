@@ -93,8 +93,7 @@ RELAY_RULES: tuple[Rule, ...] = (
         "",
         ("secrets",),
         ("get", "create", "patch"),
-        "create/patch: the generated DKIM key and OAuth2 token Secrets, and a rotated refresh token written "
-        "back to the user's OAuth2 Secret (checked in code)",
+        "create/patch: DKIM keys, OAuth2 tokens, a rotated refresh token (checked in code)",
     ),
     Rule(
         "events.k8s.io",

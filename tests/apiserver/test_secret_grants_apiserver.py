@@ -26,8 +26,6 @@ from controlplane import ControlPlane
 from support.one_pass import one_pass
 from support.shipped_operator import operator_client
 
-pytestmark = pytest.mark.controlplane
-
 NAMESPACE = "secret-grants"
 RELAYS = f"/apis/mailrelay.dev/v1alpha1/namespaces/{NAMESPACE}/mailrelays"
 PASSWORD = "the-other-teams-password"

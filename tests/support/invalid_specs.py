@@ -1572,3 +1572,60 @@ INVALID += [
         crd="oauth2 is required with authType OAuth2 and only with it",
     ),
 ]
+# Selectors and topology keys inside affinity and spread constraints: the upstream schema the CRD
+# embeds types them; label syntax is checked by the operator (issue 23, class 6).
+_SCHEDULING_GAP = "the embedded upstream schema types selectors and topology keys; label syntax is not in it"
+_ANTI = "podAntiAffinity"
+_POOL_IN_NOTHING = {"key": "pool", "operator": "In"}
+_TERM = "requiredDuringSchedulingIgnoredDuringExecution"
+INVALID += [
+    Invalid(
+        "affinity label selector value with a space",
+        spec(
+            affinity={
+                _ANTI: {
+                    _TERM: [{"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"app": "a b"}}}]
+                }
+            }
+        ),
+        OPERATOR,
+        operator=f"spec.affinity.{_ANTI}.{_TERM}[0].labelSelector.matchLabels.app: 'a b' is not a label value",
+        gap=_SCHEDULING_GAP,
+    ),
+    Invalid(
+        "affinity topologyKey that is no label key",
+        spec(affinity={_ANTI: {_TERM: [{"topologyKey": "zone!", "labelSelector": {}}]}}),
+        OPERATOR,
+        operator=f"spec.affinity.{_ANTI}.{_TERM}[0].topologyKey: 'zone!'",
+        gap=_SCHEDULING_GAP,
+    ),
+    Invalid(
+        "node affinity In without values",
+        spec(
+            affinity={
+                "nodeAffinity": {
+                    _TERM: {"nodeSelectorTerms": [{"matchExpressions": [{"key": "pool", "operator": "In"}]}]}
+                }
+            }
+        ),
+        OPERATOR,
+        operator="values: must not be empty for operator In",
+        gap=_SCHEDULING_GAP,
+    ),
+    Invalid(
+        "spread constraint selector operator unknown",
+        spec(
+            topologySpreadConstraints=[
+                {
+                    "maxSkew": 1,
+                    "topologyKey": "kubernetes.io/hostname",
+                    "whenUnsatisfiable": "DoNotSchedule",
+                    "labelSelector": {"matchExpressions": [{"key": "app", "operator": "Gt", "values": ["1"]}]},
+                }
+            ]
+        ),
+        BOTH,
+        operator="labelSelector.matchExpressions[0].operator: must be one of 'In', 'NotIn'",
+        crd="'Gt' is not one of",
+    ),
+]

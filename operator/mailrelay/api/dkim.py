@@ -60,7 +60,7 @@ def parse_dkim(check: Checker, raw: Any, mail_from_fqdn: str | None) -> DkimSpec
         return None
     before = len(check.problems)
     selector = check.string("spec.dkim.selector", dkim.get("selector", DEFAULT_SELECTOR))
-    if selector is not None and not SELECTOR_RE.match(selector):
+    if selector is not None and not SELECTOR_RE.fullmatch(selector):
         check.fail(
             "spec.dkim.selector",
             f"{quote(selector)} must be one DNS label of at most 52 lower-case letters, "
@@ -81,6 +81,8 @@ def parse_dkim(check: Checker, raw: Any, mail_from_fqdn: str | None) -> DkimSpec
     if key_type not in KEY_TYPES:
         check.fail("spec.dkim.keyType", f"must be one of {', '.join(KEY_TYPES)}, got {quote(key_type)}")
     bits = dkim.get("rsaBits", DEFAULT_RSA_BITS)
+    if isinstance(bits, float) and bits.is_integer():
+        bits = int(bits)  # JSON has one number type: the API server takes 2048.0 for an integer field
     if isinstance(bits, bool) or bits not in RSA_SIZES:
         check.fail("spec.dkim.rsaBits", f"must be one of {', '.join(map(str, RSA_SIZES))}, got {quote(bits)}")
     secret: str | None = None

@@ -11,8 +11,11 @@ from __future__ import annotations
 import ipaddress
 import re
 
-_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
-HOSTNAME = rf"{_LABEL}(\.{_LABEL})*"
+DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"  # RFC 1123 label: namespaces, the parts of a DNS name
+HOSTNAME = rf"{DNS_LABEL}(\.{DNS_LABEL})*"
+# A Kubernetes object name or key prefix (DNS-1123 subdomain as apimachinery checks it): labels
+# unbounded, the whole at most 253 characters (checked by the caller).
+DNS_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
 # The last label of a name is never all digits (RFC 3696 2): `10.0.0.1` is an address, not a name.
 ALPHA_TOP_LABEL = r"(^|\.)[-a-z0-9]*[a-z][-a-z0-9]*$"
 IPV4 = r"((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"

@@ -10,13 +10,20 @@ refused, since a user value there would orphan the pods or hide a configuration 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from typing import Any, Protocol
 
+from mailrelay.api import grammar
 from mailrelay.api.checker import quote
+from mailrelay.api.labels import (
+    check_affinity,
+    check_spread,
+    is_label_value,
+    label_value_problem,
+    qualified_name_problem,
+)
 
 MAX_PULL_SECRETS = 16
 MAX_SPREAD_CONSTRAINTS = 8
@@ -40,11 +47,6 @@ RESERVED_LABELS = (
     "pod-template-hash",
 )
 RESERVED_PREFIX = "mailrelay.dev/"
-
-_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-DNS1123_SUBDOMAIN = re.compile(rf"^{_DNS_LABEL}(\.{_DNS_LABEL})*$")
-_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 
 class Problems(Protocol):
@@ -132,19 +134,6 @@ def conform(check: Problems, path: str, schema: dict[str, Any], value: Any) -> b
     return ok
 
 
-def qualified_name_problem(key: str) -> str | None:
-    """Kubernetes' rule for label and annotation keys: [DNS-subdomain prefix '/'] name (≤ 63)."""
-    prefix, slash, name = key.rpartition("/")
-    if slash and (not prefix or len(prefix) > 253 or not DNS1123_SUBDOMAIN.match(prefix)):
-        return f"{quote(key)}: the prefix before '/' must be a DNS subdomain of at most 253 characters"
-    if not name or len(name) > 63 or not _NAME.match(name):
-        return (
-            f"{quote(key)}: the name must be 1 to 63 letters, digits, '-', '_' or '.', "
-            "starting and ending with a letter or digit"
-        )
-    return None
-
-
 def _string_map(
     check: Problems, path: str, raw: Any, limit: int, label_values: bool, reserved: tuple[str, ...]
 ) -> dict[str, str] | None:
@@ -165,12 +154,8 @@ def _string_map(
         elif not isinstance(value, str):
             check.fail(f"{path}.{key}", f"must be a string, got {_kind(value)}")
             ok = False
-        elif label_values and (len(value) > 63 or not _LABEL_VALUE.match(value)):
-            check.fail(
-                f"{path}.{key}",
-                f"{quote(value)} is not a label value (at most 63 letters, digits, '-', '_' "
-                "or '.', starting and ending with a letter or digit)",
-            )
+        elif label_values and not is_label_value(value):
+            check.fail(f"{path}.{key}", label_value_problem(value))
             ok = False
         elif not label_values and len(value) > MAX_ANNOTATION_VALUE:
             check.fail(f"{path}.{key}", f"must be at most {MAX_ANNOTATION_VALUE} characters, got {len(value)}")
@@ -190,7 +175,7 @@ def _pull_secrets(check: Problems, raw: Any) -> tuple[str, ...] | None:
     names: list[str] = []
     for i, item in enumerate(raw):
         name = item["name"]
-        if len(name) > 253 or not DNS1123_SUBDOMAIN.match(name):
+        if len(name) > 253 or not grammar.full(grammar.DNS_SUBDOMAIN, name):
             check.fail(f"{path}[{i}].name", f"{quote(name)} is not a valid Secret name")
         elif name in names:
             check.fail(f"{path}[{i}].name", f"duplicate Secret {quote(name)}")
@@ -204,17 +189,17 @@ def parse_pod(check: Problems, spec: dict[str, Any]) -> PodSettings | None:
     shapes = upstream_shapes()
     secrets = _pull_secrets(check, spec.get("imagePullSecrets", []))
     affinity = spec.get("affinity", {})
-    affinity_ok = conform(check, "spec.affinity", shapes["affinity"], affinity)
+    affinity_ok = conform(check, "spec.affinity", shapes["affinity"], affinity) and check_affinity(check, affinity)
     spread = spec.get("topologySpreadConstraints", [])
     spread_ok = conform(
         check,
         "spec.topologySpreadConstraints",
         {"type": "array", "maxItems": MAX_SPREAD_CONSTRAINTS, "items": shapes["topologySpreadConstraint"]},
         spread,
-    )
+    ) and check_spread(check, spread)
     priority = spec.get("priorityClassName")
     priority_ok = priority is None or (
-        isinstance(priority, str) and len(priority) <= 253 and bool(DNS1123_SUBDOMAIN.match(priority))
+        isinstance(priority, str) and len(priority) <= 253 and grammar.full(grammar.DNS_SUBDOMAIN, priority)
     )
     if not priority_ok:
         check.fail("spec.priorityClassName", f"{quote(priority)} is not a valid PriorityClass name (a DNS subdomain)")

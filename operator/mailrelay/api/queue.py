@@ -39,7 +39,7 @@ def parse_queue(check: Checker, raw: Any) -> QueueStorage | None:
     else:
         size = check.string("spec.queue.storage.size", storage["size"])
     if size is not None:
-        if len(size) > MAX_QUEUE_SIZE_LENGTH or not _QUEUE_SIZE_RE.match(size):
+        if len(size) > MAX_QUEUE_SIZE_LENGTH or not _QUEUE_SIZE_RE.fullmatch(size):
             check.fail("spec.queue.storage.size", f"{quote(size)} is not a storage quantity such as 512Mi or 2Gi")
             size = None
         elif _quantity_bytes(size) == 0:

@@ -10,7 +10,7 @@ from typing import Any
 
 from mailrelay.api import grammar
 from mailrelay.api.checker import Checker, kind, quote
-from mailrelay.api.pod import qualified_name_problem
+from mailrelay.api.labels import qualified_name_problem
 from mailrelay.kube.quantity import parse_quantity
 
 MAX_SELECTOR_ENTRIES = 20

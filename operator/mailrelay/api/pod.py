@@ -87,50 +87,58 @@ def _kind(value: Any) -> str:
 
 def conform(check: Problems, path: str, schema: dict[str, Any], value: Any) -> bool:
     """Whether `value` fits a structural schema; each misfit is reported with its path."""
-    kind = schema.get("type")
-    if schema.get("x-kubernetes-int-or-string"):
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            check.fail(path, f"must be an integer or a string, got {_kind(value)}")
-            return False
-        return True
-    expected = _PYTHON_TYPES.get(str(kind))
-    if kind == "integer":
-        if isinstance(value, bool) or not isinstance(value, int):
-            check.fail(path, f"must be an integer, got {_kind(value)}")
-            return False
-        low, high = schema.get("minimum"), schema.get("maximum")
-        if (low is not None and value < low) or (high is not None and value > high):
-            check.fail(path, f"must be from {low} to {high if high is not None else 'any'}, got {value}")
-            return False
-        return True
-    if expected is not None and not isinstance(value, expected):
-        check.fail(path, f"must be {_KIND_NAMES[expected]}, got {_kind(value)}")
+    problem = _scalar_problem(schema, value)
+    if problem is not None:
+        check.fail(path, problem)
         return False
-    if "enum" in schema and value not in schema["enum"]:
-        check.fail(path, f"must be one of {', '.join(map(repr, schema['enum']))}, got {quote(value)}")
-        return False
-    ok = True
     if isinstance(value, dict):
-        known = schema.get("properties", {})
-        extra = schema.get("additionalProperties")
-        for key in schema.get("required", []):
-            if key not in value:
-                check.fail(f"{path}.{key}", "is required")
-                ok = False
-        for key, item in value.items():
-            if key in known:
-                ok = conform(check, f"{path}.{key}", known[key], item) and ok
-            elif isinstance(extra, dict):
-                ok = conform(check, f"{path}.{key}", extra, item) and ok
-            else:
-                check.fail(f"{path}.{key}", f"unknown field (known: {', '.join(sorted(known))})")
-                ok = False
-    elif isinstance(value, list):
+        return _conform_object(check, path, schema, value)
+    if isinstance(value, list):
         if "maxItems" in schema and len(value) > schema["maxItems"]:
             check.fail(path, f"must have at most {schema['maxItems']} entries, got {len(value)}")
             return False
-        for i, item in enumerate(value):
-            ok = conform(check, f"{path}[{i}]", schema.get("items", {}), item) and ok
+        items = schema.get("items", {})
+        return all([conform(check, f"{path}[{i}]", items, item) for i, item in enumerate(value)])
+    return True
+
+
+def _scalar_problem(schema: dict[str, Any], value: Any) -> str | None:
+    """What is wrong with `value`'s type, range or enum, if anything."""
+    kind = schema.get("type")
+    if schema.get("x-kubernetes-int-or-string"):
+        ok = not isinstance(value, bool) and isinstance(value, int | str)
+        return None if ok else f"must be an integer or a string, got {_kind(value)}"
+    if kind == "integer":
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"must be an integer, got {_kind(value)}"
+        low, high = schema.get("minimum"), schema.get("maximum")
+        if (low is not None and value < low) or (high is not None and value > high):
+            return f"must be from {low} to {high if high is not None else 'any'}, got {value}"
+        return None
+    expected = _PYTHON_TYPES.get(str(kind))
+    if expected is not None and not isinstance(value, expected):
+        return f"must be {_KIND_NAMES[expected]}, got {_kind(value)}"
+    if "enum" in schema and value not in schema["enum"]:
+        return f"must be one of {', '.join(map(repr, schema['enum']))}, got {quote(value)}"
+    return None
+
+
+def _conform_object(check: Problems, path: str, schema: dict[str, Any], value: dict[str, Any]) -> bool:
+    known = schema.get("properties", {})
+    extra = schema.get("additionalProperties")
+    ok = True
+    for key in schema.get("required", []):
+        if key not in value:
+            check.fail(f"{path}.{key}", "is required")
+            ok = False
+    for key, item in value.items():
+        if key in known:
+            ok = conform(check, f"{path}.{key}", known[key], item) and ok
+        elif isinstance(extra, dict):
+            ok = conform(check, f"{path}.{key}", extra, item) and ok
+        else:
+            check.fail(f"{path}.{key}", f"unknown field (known: {', '.join(sorted(known))})")
+            ok = False
     return ok
 
 

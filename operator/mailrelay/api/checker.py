@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import reprlib
+from collections.abc import Callable
 from typing import Any
 
 from mailrelay.api import grammar
@@ -17,17 +19,20 @@ _REPR.maxlevel = 2
 _REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 4
 
 
+KIND_NAMES: dict[type, str] = {
+    bool: "a boolean",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    list: "a list",
+    dict: "an object",
+    type(None): "null",
+}
+
+
 def kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {
-        bool: "a boolean",
-        int: "an integer",
-        float: "a number",
-        str: "a string",
-        list: "a list",
-        dict: "an object",
-    }.get(type(value), type(value).__name__)
+    """How a message names a value's JSON type."""
+    return KIND_NAMES.get(type(value), type(value).__name__)
 
 
 class Checker:
@@ -107,6 +112,42 @@ class Checker:
             self.fail(path, f"must have at most {limit} entries, got {len(value)}")
             return None
         return value
+
+    def networks(
+        self, path: str, items: list[Any], problem: Callable[[Network], str | None] = lambda _: None
+    ) -> tuple[str, ...] | None:
+        """CIDR networks (address/prefix, host bits zero, no %zone), each once, none with a `problem`."""
+        networks: list[str] = []
+        for i, item in enumerate(items):
+            text = self.string(f"{path}[{i}]", item)
+            if text is None:
+                continue
+            fault = _network_fault(text)
+            network = ipaddress.ip_network(text, strict=True) if fault is None else None
+            if network is not None and str(network) in networks:
+                self.fail(f"{path}[{i}]", f"duplicate network {quote(str(network))}")
+                continue
+            fault = fault or (problem(network) if network is not None else None)
+            if fault is not None or network is None:
+                self.fail(f"{path}[{i}]", f"{quote(text)} {fault}")
+                continue
+            networks.append(str(network))
+        return tuple(networks) if len(networks) == len(items) else None
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _network_fault(text: str) -> str | None:
+    if "/" not in text and grammar.ip_literal(text):
+        return f"needs a prefix length, e.g. 10.0.0.0/8 or {text}/32"
+    if not grammar.full(r"[0-9a-f:.]+/[0-9]{1,3}", text, ignore_case=True):
+        return "is not a CIDR network (address/prefix, no %zone)"
+    try:
+        ipaddress.ip_network(text, strict=True)
+    except ValueError as exc:
+        return f"is not a CIDR network ({exc})"
+    return None
 
 
 def field_name(key: Any) -> str:

@@ -8,7 +8,6 @@ the spec, with the same collecting checker, so every problem names its field.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
@@ -235,23 +234,10 @@ def _parse_egress(check: Checker, raw: Any) -> Egress | None:
     if items and not restricted:
         check.fail("spec.egress.smarthostNetworks", "only takes effect with spec.egress.restricted: true")
         return None
-    networks: list[str] = []
-    for i, item in enumerate(items):
-        path = f"spec.egress.smarthostNetworks[{i}]"
-        try:
-            if not isinstance(item, str) or "/" not in item:
-                raise ValueError("needs a prefix length")
-            network = ipaddress.ip_network(item, strict=True)
-        except ValueError as exc:
-            check.fail(path, f"{quote(item)} is not a CIDR network such as 203.0.113.10/32 ({exc})")
-            continue
-        if str(network) in networks:
-            check.fail(path, f"duplicate network {quote(str(network))}")
-            continue
-        networks.append(str(network))
-    if len(networks) != len(items):
+    networks = check.networks("spec.egress.smarthostNetworks", items)
+    if networks is None:
         return None
-    return Egress(restricted=restricted, smarthost_networks=tuple(networks))
+    return Egress(restricted=restricted, smarthost_networks=networks)
 
 
 _LIMITS = (

@@ -16,7 +16,7 @@ from importlib import resources
 from typing import Any, Protocol
 
 from mailrelay.api import grammar
-from mailrelay.api.checker import quote
+from mailrelay.api.checker import KIND_NAMES, kind, quote
 from mailrelay.api.labels import (
     check_affinity,
     check_spread,
@@ -69,20 +69,7 @@ def upstream_shapes() -> dict[str, Any]:
     return dict(json.loads(resources.files("mailrelay.api").joinpath("pod_schema.json").read_text()))
 
 
-_KIND_NAMES: dict[type, str] = {
-    bool: "a boolean",
-    int: "an integer",
-    float: "a number",
-    str: "a string",
-    list: "a list",
-    dict: "an object",
-    type(None): "null",
-}
 _PYTHON_TYPES: dict[str, type] = {"object": dict, "array": list, "string": str, "boolean": bool}
-
-
-def _kind(value: Any) -> str:
-    return _KIND_NAMES.get(type(value), type(value).__name__)
 
 
 def conform(check: Problems, path: str, schema: dict[str, Any], value: Any) -> bool:
@@ -104,20 +91,20 @@ def conform(check: Problems, path: str, schema: dict[str, Any], value: Any) -> b
 
 def _scalar_problem(schema: dict[str, Any], value: Any) -> str | None:
     """What is wrong with `value`'s type, range or enum, if anything."""
-    kind = schema.get("type")
+    type_name = schema.get("type")
     if schema.get("x-kubernetes-int-or-string"):
         ok = not isinstance(value, bool) and isinstance(value, int | str)
-        return None if ok else f"must be an integer or a string, got {_kind(value)}"
-    if kind == "integer":
+        return None if ok else f"must be an integer or a string, got {kind(value)}"
+    if type_name == "integer":
         if isinstance(value, bool) or not isinstance(value, int):
-            return f"must be an integer, got {_kind(value)}"
+            return f"must be an integer, got {kind(value)}"
         low, high = schema.get("minimum"), schema.get("maximum")
         if (low is not None and value < low) or (high is not None and value > high):
             return f"must be from {low} to {high if high is not None else 'any'}, got {value}"
         return None
-    expected = _PYTHON_TYPES.get(str(kind))
+    expected = _PYTHON_TYPES.get(str(type_name))
     if expected is not None and not isinstance(value, expected):
-        return f"must be {_KIND_NAMES[expected]}, got {_kind(value)}"
+        return f"must be {KIND_NAMES[expected]}, got {kind(value)}"
     if "enum" in schema and value not in schema["enum"]:
         return f"must be one of {', '.join(map(repr, schema['enum']))}, got {quote(value)}"
     return None
@@ -146,7 +133,7 @@ def _string_map(
     check: Problems, path: str, raw: Any, limit: int, label_values: bool, reserved: tuple[str, ...]
 ) -> dict[str, str] | None:
     if not isinstance(raw, dict):
-        check.fail(path, f"must be an object of strings, got {_kind(raw)}")
+        check.fail(path, f"must be an object of strings, got {kind(raw)}")
         return None
     if len(raw) > limit:
         check.fail(path, f"must have at most {limit} entries, got {len(raw)}")
@@ -160,7 +147,7 @@ def _string_map(
             check.fail(f"{path}.{key}", problem)
             ok = False
         elif not isinstance(value, str):
-            check.fail(f"{path}.{key}", f"must be a string, got {_kind(value)}")
+            check.fail(f"{path}.{key}", f"must be a string, got {kind(value)}")
             ok = False
         elif label_values and not is_label_value(value):
             check.fail(f"{path}.{key}", label_value_problem(value))

@@ -339,32 +339,7 @@ def _parse_networks(check: Checker, raw: Any) -> tuple[str, ...] | None:
     if not items:
         check.fail("spec.allowedNetworks", "must list at least one network; an empty list would let no pod relay")
         return None
-    networks: list[str] = []
-    for i, item in enumerate(items):
-        path = f"spec.allowedNetworks[{i}]"
-        text = check.string(path, item)
-        if text is None:
-            continue
-        if "/" not in text and grammar.ip_literal(text):
-            check.fail(path, f"{quote(text)} needs a prefix length, e.g. 10.0.0.0/8 or {text}/32")
-            continue
-        if not grammar.full(r"[0-9a-f:.]+/[0-9]{1,3}", text, ignore_case=True):
-            check.fail(path, f"{quote(text)} is not a CIDR network (address/prefix, no %zone)")
-            continue
-        try:
-            network = ipaddress.ip_network(text, strict=True)
-        except ValueError as exc:
-            check.fail(path, f"{quote(text)} is not a CIDR network ({exc})")
-            continue
-        problem = _network_problem(network)
-        if problem:
-            check.fail(path, f"{quote(text)} {problem}")
-            continue
-        if str(network) in networks:
-            check.fail(path, f"duplicate network {quote(str(network))}")
-            continue
-        networks.append(str(network))
-    return tuple(networks) if len(networks) == len(items) else None
+    return check.networks("spec.allowedNetworks", items, _network_problem)
 
 
 def _network_problem(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str | None:

@@ -227,6 +227,15 @@ def test_deleted_and_edited_children_are_repaired(deployed: Deployed, space: str
         ),
         what="selector restored",
     )
+    # A JSON patch of the port: a forced apply alone would put our port 25 beside 2999 under the same
+    # name, which the server refuses (422); the operator takes the list back whole (issue 25).
+    patch = '[{"op": "replace", "path": "/spec/ports/0/port", "value": 2999}]'
+    plane.kubectl("patch", "service", "mail", "-n", space, "--type=json", "-p", patch)
+    eventually(
+        lambda: [p["port"] for p in present(get(plane, "services", space, "mail"))["spec"]["ports"]] == [25],
+        what="port 25 back, alone",
+    )
+    wait_reason(plane, space, "Available")
 
 
 def test_foreign_service_is_left_alone_with_service_conflict(deployed: Deployed, space: str) -> None:

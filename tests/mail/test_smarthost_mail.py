@@ -94,7 +94,7 @@ def build(start_postfix: Callable[..., Any], sinks: list[Sink]) -> Iterator[Call
         if sink_started:
             sink.start()
         smarthost = api.parse(smarthost_object(sink, **spec))
-        keys = egress_keys.generate(egress.hostname(smarthost, OPERATOR_NAMESPACE))
+        keys = egress_keys.generate(egress.hostname(smarthost.name, OPERATOR_NAMESPACE))
         relays = {
             ns: make_relay(tenant_spec(ns), name="mail", namespace=ns, uid=f"0f6a1c2e-0000-4000-8000-00000000010{i}")
             for i, ns in enumerate(("shop", "web"))

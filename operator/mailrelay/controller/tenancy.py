@@ -12,6 +12,8 @@ derived from the egress tier's login key, written to one Secret in the tenant's 
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -21,6 +23,7 @@ from mailrelay.api import smarthost as api
 from mailrelay.api.dkim import DkimSpec, decode_secret
 from mailrelay.api.names import SMARTHOST_KIND
 from mailrelay.api.spec import MailRelay, Relay, SpecError
+from mailrelay.controller.dkim_keys import KeyWrite
 from mailrelay.gate import tenants as gate
 from mailrelay.render import egress, postfix
 from mailrelay.render.relay import labels, owner_reference
@@ -46,7 +49,9 @@ class Verdict:
 
     problem: cond.Assessment | None = None
     relay: MailRelay | None = None
-    login_write: dict[str, Any] | None = None  # the tenant login Secret to create or apply
+    secret: dict[str, Any] | None = None  # the tenant login Secret as it must be
+    write: KeyWrite | None = None  # ... and the write that makes it so, when it is not
+    version: str = ""  # a digest of the login, for the restart hash (a new login rolls the relay)
 
 
 def login_secret_name(relay: MailRelay) -> str:
@@ -120,12 +125,20 @@ def assess(relay: MailRelay, seen: Seen) -> Verdict:
     resolved = resolve(
         relay,
         smarthost,
-        host=egress.hostname(smarthost, seen.operator_namespace),
+        host=egress.hostname(smarthost.name, seen.operator_namespace),
         port=postfix.SMTP_PORT,
         pin=egress_keys.fingerprint(data[egress_keys.TLS_CERT]),
         login_secret=login_secret_name(relay),
     )
-    return Verdict(relay=resolved, login_write=None if _same(secret, seen.login, relay) else secret)
+    write = None
+    if seen.login is None:
+        write = KeyWrite("create", secret)
+    elif not _same(secret, seen.login, relay):
+        live = seen.login["metadata"]
+        secret["metadata"].update(uid=live["uid"], resourceVersion=live["resourceVersion"])  # exactly that one
+        write = KeyWrite("apply", secret)
+    version = hashlib.sha256(json.dumps(secret["data"], sort_keys=True).encode()).hexdigest()[:16]
+    return Verdict(relay=resolved, secret=secret, write=write, version=version)
 
 
 def login_secret(relay: MailRelay, username: str, password: str) -> dict[str, Any]:

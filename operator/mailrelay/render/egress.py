@@ -33,16 +33,22 @@ LINGER_SECONDS = relay.ENDPOINT_WAIT_SECONDS + relay.SESSION_WAIT_SECONDS + 5  #
 TENANT_POD_LABELS = {"app.kubernetes.io/name": "mailrelay", "app.kubernetes.io/component": "smtp-relay"}
 
 
-def name(smarthost: ClusterSmarthost) -> str:
-    return f"mailrelay-smarthost-{smarthost.name}"
+def name(smarthost: str) -> str:
+    """The egress tier's objects' name, for the ClusterSmarthost named `smarthost`."""
+    return f"mailrelay-smarthost-{smarthost}"
 
 
-def keys_secret_name(smarthost: ClusterSmarthost) -> str:
+def relay_name(smarthost: str) -> str:
+    """The egress tier's name as a relay: its pods' app.kubernetes.io/instance label."""
+    return f"smarthost-{smarthost}"
+
+
+def keys_secret_name(smarthost: str) -> str:
     """The operator's Secret for this egress tier: its TLS key and certificate, and its login key."""
     return f"{name(smarthost)}-keys"
 
 
-def hostname(smarthost: ClusterSmarthost, namespace: str) -> str:
+def hostname(smarthost: str, namespace: str) -> str:
     """The egress Service's name, as tenant relays reach it and its certificate names it."""
     return f"{name(smarthost)}.{namespace}.svc"
 
@@ -51,18 +57,18 @@ def egress_relay(smarthost: ClusterSmarthost, namespace: str) -> MailRelay:
     """The egress tier as the relay it is: its pod, Service and budget are rendered as a relay's."""
     spec = smarthost.spec
     return MailRelay(
-        name=f"smarthost-{smarthost.name}",
+        name=relay_name(smarthost.name),
         namespace=namespace,
         uid=smarthost.uid,
         generation=smarthost.generation,
         spec=MailRelaySpec(
-            mail_from_fqdn=hostname(smarthost, namespace),
+            mail_from_fqdn=hostname(smarthost.name, namespace),
             relay=spec.relay,
             message_size_limit=spec.message_size_limit,
             replicas=spec.egress.replicas,
             image=spec.egress.image,
             resources=spec.egress.resources,
-            service=ServiceSpec(name=name(smarthost), port=postfix.SMTP_PORT),
+            service=ServiceSpec(name=name(smarthost.name), port=postfix.SMTP_PORT),
             guardrails=Guardrails(),
         ),
     )
@@ -84,7 +90,9 @@ def config_files(smarthost: ClusterSmarthost, namespace: str, tenants: tuple[gat
     pseudo = egress_relay(smarthost, namespace)
     linger = relay.ENDPOINT_WAIT_SECONDS + relay.SESSION_WAIT_SECONDS + relay.DRAIN_SECONDS
     return {
-        postfix.MAIN_CF: egress_postfix.main_cf(hostname(smarthost, namespace), spec.relay, spec.message_size_limit),
+        postfix.MAIN_CF: egress_postfix.main_cf(
+            hostname(smarthost.name, namespace), spec.relay, spec.message_size_limit
+        ),
         postfix.MASTER_CF: egress_postfix.master_cf(),
         SENDER_LOGINS: postfix.sender_logins(tenants),
         gate.FILE: gate.dump(gate.Document(tenants, spec.egress.replicas)),
@@ -97,7 +105,7 @@ def _pod_template(smarthost: ClusterSmarthost, pseudo: MailRelay, digest: str) -
     template["metadata"]["labels"]["app.kubernetes.io/component"] = COMPONENT
     pod = template["spec"]
     pod["volumes"].append(
-        {"name": "egress-keys", "secret": {"secretName": keys_secret_name(smarthost), "defaultMode": 0o400}}
+        {"name": "egress-keys", "secret": {"secretName": keys_secret_name(smarthost.name), "defaultMode": 0o400}}
     )
     postfix_container = pod["containers"][0]
     postfix_container["volumeMounts"].append({"name": "egress-keys", "mountPath": KEYS_MOUNT, "readOnly": True})
@@ -146,7 +154,7 @@ def network_policy(smarthost: ClusterSmarthost, pseudo: MailRelay) -> dict[str, 
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": {"name": name(smarthost), "namespace": pseudo.namespace},
+        "metadata": {"name": name(smarthost.name), "namespace": pseudo.namespace},
         "spec": {
             "podSelector": {"matchLabels": relay.selector_labels(pseudo)},
             "policyTypes": ["Ingress"],

@@ -24,6 +24,7 @@ SECRET_NOT_FOUND = "SecretNotFound"
 SECRET_INCOMPLETE = "SecretIncomplete"
 QUEUE_STORAGE_IMMUTABLE = "QueueStorageImmutable"
 SWITCHING_QUEUE = "SwitchingQueueMode"
+ROLLOUT_WAITING = "RolloutWaiting"  # an operator upgrade's new rendering, waiting for its turn to roll
 SECRET_INVALID = "SecretInvalid"
 CHILD_REFUSED = "ChildRefused"
 REFUSED_FIELD = "refusedChild"  # the refusal_key() of the object the API server refused last

@@ -24,6 +24,8 @@ CHILD_LABELS = {MANAGED_BY_LABEL: MANAGED_BY}  # what the operator watches child
 
 CONFIG_HASH_ANNOTATION = f"{GROUP}/config-hash"
 APPLIED_HASH_ANNOTATION = f"{GROUP}/applied-hash"
+# On a relay's workload: the operator version whose rendering it is (controller.rollouts).
+RENDERED_BY_ANNOTATION = f"{GROUP}/rendered-by"
 
 LEASE_NAME = "mailrelay-operator"  # the default leader-election Lease, in the operator's namespace
 
@@ -97,8 +99,7 @@ RELAY_RULES: tuple[Rule, ...] = (
         "",
         ("secrets",),
         ("get", "create", "patch"),
-        "create/patch: the generated DKIM key and OAuth2 token Secrets, and a rotated refresh token written "
-        "back to the user's OAuth2 Secret (checked in code)",
+        "create/patch: DKIM keys, OAuth2 tokens, a rotated refresh token (checked in code)",
     ),
     Rule(
         "events.k8s.io",

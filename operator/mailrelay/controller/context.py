@@ -15,16 +15,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from mailrelay.api import conditions as cond
 from mailrelay.api.names import KIND, SMARTHOST_KIND
 from mailrelay.controller import drainreport, metrics, smarthosts
 from mailrelay.controller.execute import Writer
 from mailrelay.controller.observe import Key, Memory, Platform, Reader
 from mailrelay.controller.queue import WorkQueue
 from mailrelay.controller.reconcile import Pass, Renders, now, run
+from mailrelay.controller.rollouts import RolloutGate
 from mailrelay.controller.settings import Settings
 from mailrelay.kube.client import ApiError, NotLeader
 from mailrelay.kube.leader import Leadership
 from mailrelay.render import egress
+from mailrelay.render.relay import workload_kind
 
 log = logging.getLogger("mailrelay")
 SYNC_TIMEOUT = 120.0
@@ -60,6 +63,7 @@ class Context:
     queue: WorkQueue[Key] = field(default_factory=WorkQueue)
     health: Callable[[Key], Any] = lambda key: None  # the delivery scrape's last report of a relay
     platform: Platform = field(default_factory=Platform)  # ClusterSmarthosts: served? their egress tiers' namespace
+    rollouts: RolloutGate = field(default_factory=lambda: RolloutGate(5))  # replaced from the settings in run
     on_stop: list[Callable[[], None]] = field(default_factory=list)
     _threads: list[threading.Thread] = field(default_factory=list)
     _generations: dict[str, int] = field(default_factory=dict)  # each ClusterSmarthost's last generation seen
@@ -73,9 +77,10 @@ class Context:
         body = self.store.cached(KIND, *key)
         if body is None:
             self.memory.forget(key)
+            self._rolled(key)
             return None
         with metrics.timed_pass(why or "resync"):
-            return run(
+            done = run(
                 self.store,
                 self.store,
                 self.memory,
@@ -86,7 +91,22 @@ class Context:
                 instance=self.leadership.identity,
                 health=self.health(key),
                 platform=self.platform,
+                admit=lambda: self.rollouts.admit(key),
             )
+        kind = done.seen.relay and workload_kind(done.seen.relay)
+        if any(w.kind == kind and w.action != "delete" for w in done.plan.writes) and done.outcome.done:
+            self.rollouts.rolling(key)  # a new pod template: this relay holds a slot until it is rolled out
+        elif done.plan.assessment.reason in (cond.AVAILABLE, cond.SCALED_TO_ZERO):
+            self._rolled(key)
+        metrics.ROLLOUTS.labels("rolling").set(self.rollouts.counts()[0])
+        metrics.ROLLOUTS.labels("waiting").set(self.rollouts.counts()[1])
+        return done
+
+    def _rolled(self, key: Key) -> None:
+        """`key` holds no slot any more: the next relay waiting for one gets its turn."""
+        turn = self.rollouts.done(key)
+        if turn is not None:
+            self.queue.add(turn, "turn")
 
     def _process_smarthost(self, key: Key, why: str) -> smarthosts.SmarthostPass | None:
         body = self.store.cached(SMARTHOST_KIND, "", key[1])

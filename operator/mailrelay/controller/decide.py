@@ -18,6 +18,7 @@ from mailrelay.controller import status as st
 from mailrelay.controller.apply import CLAIMS_IMMUTABLE, WORKLOADS, contains, needs_apply, refusal_key, stamped
 from mailrelay.controller.oauth import Tokens
 from mailrelay.controller.observe import Observed
+from mailrelay.controller.rollouts import operator_caused
 from mailrelay.kube.resources import label_selector
 from mailrelay.render.relay import Rendered, endpoint, selector_labels, workload_kind
 
@@ -56,6 +57,7 @@ class Plan:
     events: list[Event] = field(default_factory=list)  # for the transition, once the status is written
     tokens: Tokens | None = None  # the OAuth2 token step's state (its next look at the token)
     login: dkim_keys.KeyWrite | None = None  # spec.smarthostRef: the tenant login Secret (written first)
+    gated: bool = False  # it rolls pods another operator version rendered: it needs a slot first
 
 
 @dataclass
@@ -69,6 +71,7 @@ class Inputs:
     blocked: cond.Assessment | None = None
     login: dkim_keys.KeyWrite | None = None  # spec.smarthostRef: the tenant login Secret to write, if it differs
     extra_status: dict[str, Any] = field(default_factory=dict)  # more fields for the status (a ClusterSmarthost's)
+    waiting: bool = False  # an operator-caused rollout refused a slot (controller.rollouts): write nothing
 
 
 def _invalid_spec(i: Inputs) -> cond.Assessment | None:
@@ -237,6 +240,16 @@ def decide(i: Inputs, now: str) -> Plan:
         and not i.blocked
     )
     writes = child_writes(i, verdict) if renders else []
+    gated = relay is not None and any(
+        w.kind == workload_kind(relay)
+        and w.action == "apply"
+        and w.obj is not None
+        and operator_caused(seen.child(w.kind) or {}, w.obj)
+        for w in writes
+    )
+    if gated and i.waiting:
+        writes, verdict = [], waiting_turn(seen.status)
+        renders = False  # the status keeps the configuration hash the running pods have
     if (
         relay is not None
         and verdict.reason in ROLLOUT_REASONS
@@ -249,7 +262,9 @@ def decide(i: Inputs, now: str) -> Plan:
             f"waiting for the {workload_kind(relay)} controller to see the new spec",
             reconciling=True,
         )
-    plan = Plan(verdict, writes, i.keys, tokens=i.tokens, login=i.login if renders else None)
+    plan = Plan(
+        verdict, writes, i.keys, tokens=i.tokens, login=i.login if renders else None, gated=gated and not i.waiting
+    )
     previous = seen.status
     stuck = verdict.reason in (cond.CONFLICT, cond.CHILD_CONFLICT, cond.CHILD_REFUSED)
     new = st.build(
@@ -272,6 +287,18 @@ def decide(i: Inputs, now: str) -> Plan:
         plan.status = new
         plan.events = transition_events(verdict, previous)
     return plan
+
+
+def waiting_turn(previous: dict[str, Any]) -> cond.Assessment:
+    """The verdict while an upgrade's new rendering waits: the running pods stay as Ready as they were."""
+    ready = (st.ready_condition(previous) or {}).get("status") == "True"
+    return cond.Assessment(
+        ready,
+        cond.ROLLOUT_WAITING,
+        "the operator renders this relay's pods anew; it waits for its "
+        "turn, as a few relays roll at a time after an operator upgrade",
+        reconciling=True,
+    )
 
 
 def transition_events(verdict: cond.Assessment, previous: dict[str, Any]) -> list[Event]:

@@ -19,7 +19,8 @@ import kopf
 
 from mailrelay.controller import scrape
 from mailrelay.controller.caches import Caches
-from mailrelay.controller.context import SYNC_TIMEOUT, Context, report_drain
+from mailrelay.controller.context import SYNC_TIMEOUT, Context, relay_key, report_drain
+from mailrelay.controller.rollouts import rolling_now
 
 log = logging.getLogger("mailrelay")
 
@@ -58,6 +59,10 @@ async def start_leading(memo: kopf.Memo, **_: Any) -> None:
         await asyncio.sleep(0.05)
     if not caches.synced():
         log.warning("caches not complete after %.0fs; starting the workers anyway", SYNC_TIMEOUT)
+    for key in rolling_now(
+        caches.cached_list("Deployment", None, {}) + caches.cached_list("StatefulSet", None, {}), relay_key
+    ):
+        context.rollouts.rolling(key)
     context.start_workers(stopping)
     log.info("caches listed (%d relays); %d workers started", len(caches.relays), context.settings.workers)
     if context.settings.delivery_probe:

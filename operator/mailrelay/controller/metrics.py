@@ -51,6 +51,13 @@ RELAYS = Gauge(
     ["condition", "status", "reason"],
     registry=REGISTRY,
 )
+ROLLOUTS = Gauge(
+    f"{PREFIX}_rollouts",
+    "Relays rolling out now, and waiting for their turn after an operator upgrade (at most "
+    "MAILRELAY_MAX_ROLLING_RELAYS roll at once).",
+    ["state"],
+    registry=REGISTRY,
+)
 LEADER = Gauge(
     f"{PREFIX}_leader",
     "1 while this replica holds the leader Lease and reconciles, 0 while it stands by.",

@@ -21,6 +21,7 @@ from mailrelay.controller.caches import Caches
 from mailrelay.controller.client import OperatorApi
 from mailrelay.controller.context import Context
 from mailrelay.controller.observe import Platform
+from mailrelay.controller.rollouts import RolloutGate
 from mailrelay.controller.settings import Settings, SettingsError
 from mailrelay.kube.client import Api
 from mailrelay.kube.config import ConfigError
@@ -91,7 +92,13 @@ def run(*, namespaces: list[str], liveness_port: int, verbose: bool, metrics_por
     caches = Caches(api, tuple(namespaces))
     platform = Platform(namespace=settings.leader.namespace, served=caches.smarthosts_served)
     context = Context(
-        caches, settings, leadership, namespaces=tuple(namespaces), release=elector.release, platform=platform
+        caches,
+        settings,
+        leadership,
+        namespaces=tuple(namespaces),
+        release=elector.release,
+        rollouts=RolloutGate(settings.max_rolling_relays),
+        platform=platform,
     )
     metrics.follow_leadership(leadership)
     if metrics_port:  # leader and standby alike, so a standby shows up with leader 0

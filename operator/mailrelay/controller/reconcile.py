@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -95,9 +96,11 @@ def plan(
     clock: str,
     generate: dkim_keys.Generate | None = None,
     tokens: Tokens | None = None,
+    admit: Callable[[], bool] | None = None,
 ) -> Plan:
     """Resolve a platform smarthost, prepare the DKIM keys (the one step that may make new material),
-    render once, decide."""
+    render once, decide; a plan that rolls pods another operator version rendered asks `admit` for a
+    slot, and waits without one."""
     keys = dkim_keys.KeyState()
     rendered = None
     problem, login, login_version = None, None, ""
@@ -116,8 +119,13 @@ def plan(
                 rendered = renders.render(seen.relay, version)
             except SpecError as exc:  # UnsafeValue: never render what validation missed
                 seen.relay, seen.problems, keys = None, list(exc.problems), dkim_keys.KeyState()
-    tokens = tokens or Tokens(status=seen.status.get("oauth2"))
-    return decide(Inputs(seen, keys, rendered, tokens, blocked=problem, login=login), clock)
+    inputs = Inputs(
+        seen, keys, rendered, tokens or Tokens(status=seen.status.get("oauth2")), blocked=problem, login=login
+    )
+    decided = decide(inputs, clock)
+    if decided.gated and admit is not None and not admit():
+        decided = decide(replace(inputs, waiting=True), clock)
+    return decided
 
 
 def run(
@@ -133,13 +141,14 @@ def run(
     health: Health | None = None,
     keeper: TokenKeeper | None = None,
     platform: Platform | None = None,
+    admit: Callable[[], bool] | None = None,
 ) -> Pass:
     """One pass over the relay `body` (as the cache holds it); ApiError propagates for the queue's backoff."""
     seen = observe(reader, memory, body, default_image, health, platform)
     tokens = None
     if seen.relay is not None:  # the OAuth2 token step makes its own requests (controller.oauth)
         tokens = (keeper or TokenKeeper()).keep(TokenStore(reader, writer), seen.relay, seen.status)
-    decided = plan(seen, renders, clock or now(), tokens=tokens)
+    decided = plan(seen, renders, clock or now(), tokens=tokens, admit=admit)
     for kind, reason, message in tokens.events if tokens else []:
         writer.post_event(seen.body, kind, reason, message, instance)
     outcome = execute(writer, memory, seen, decided, instance)

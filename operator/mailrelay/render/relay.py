@@ -14,9 +14,17 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from mailrelay.api.names import API_VERSION, CONFIG_HASH_ANNOTATION, KIND, MANAGED_BY, MANAGED_BY_LABEL
+from mailrelay.api.names import (
+    API_VERSION,
+    CONFIG_HASH_ANNOTATION,
+    KIND,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    RENDERED_BY_ANNOTATION,
+)
 from mailrelay.api.spec import MailRelay, MailRelaySpec
 from mailrelay.render import opendkim, postfix, sidecar, xoauth2
+from mailrelay.version import __version__
 
 CONTAINER = "postfix"
 DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
@@ -230,11 +238,19 @@ def pod_template(relay: MailRelay, secret_version: str = "", *, digest: str | No
     }
 
 
+def _workload_metadata(relay: MailRelay, kind: str) -> dict[str, Any]:
+    """The workload says which operator version rendered it: a new version's pod template is rolled
+    a few relays at a time (controller.rollouts); an owner's edit is not held back."""
+    meta = _metadata(relay, child_names(relay)[kind])
+    meta["annotations"] = {RENDERED_BY_ANNOTATION: __version__}
+    return meta
+
+
 def deployment(relay: MailRelay, secret_version: str = "", *, digest: str | None = None) -> dict[str, Any]:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _metadata(relay, child_names(relay)["Deployment"]),
+        "metadata": _workload_metadata(relay, "Deployment"),
         "spec": {
             "replicas": relay.spec.replicas,
             "selector": {"matchLabels": selector_labels(relay)},
@@ -257,7 +273,7 @@ def stateful_set(relay: MailRelay, secret_version: str = "", *, digest: str | No
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
-        "metadata": _metadata(relay, child_names(relay)["StatefulSet"]),
+        "metadata": _workload_metadata(relay, "StatefulSet"),
         "spec": {
             "replicas": relay.spec.replicas,
             "serviceName": child_names(relay)["StatefulSet"],  # immutable, so not the renamable Service

@@ -38,7 +38,7 @@
   verbs: [get, list, watch, create, patch, delete]  # delete: the policy after networkPolicy.enabled: false
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get, create, patch]  # create/patch: the generated DKIM key and OAuth2 token Secrets, and a rotated refresh token written back to the user's OAuth2 Secret (checked in code)
+  verbs: [get, create, patch]  # create/patch: DKIM keys, OAuth2 tokens, a rotated refresh token (checked in code)
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]  # the operator's events; patch counts a repeat in the event's series

@@ -21,7 +21,7 @@ from mailrelay.version import OPERATOR_IMAGE, RELEASED_POSTFIX_IMAGE, __version_
 import upstream_schemas
 from support.crd_schema import check
 from support.kube_schemas import NEWEST, OLDEST, validate
-from support.paths import CHART, CRD_PATH, ROOT
+from support.paths import CHART, CRD_PATH, ROOT, SMARTHOST_CRD_PATH
 from support.tools import objects, run
 
 KUSTOMIZATIONS = ["cluster-wide", "namespaced", "cluster-wide-ha"]
@@ -33,6 +33,8 @@ def validate_all(docs: list[dict[str, Any]], crd: dict[str, Any]) -> None:
     for doc in docs:
         if doc["kind"] == "MailRelay":
             assert check(crd, doc) == [], doc["metadata"]["name"]
+        elif doc["kind"] == "ClusterSmarthost":
+            assert check(yaml.safe_load(SMARTHOST_CRD_PATH.read_text()), doc) == [], doc["metadata"]["name"]
         else:
             for version in (OLDEST, NEWEST):
                 validate(doc, version)

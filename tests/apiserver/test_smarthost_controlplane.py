@@ -28,7 +28,7 @@ from mailrelay.controller.status import ready_condition
 from mailrelay.kube.leader import Leadership
 
 from controlplane import ControlPlane
-from support.one_pass import UncachedStore
+from support.one_pass import UncachedStore, settle
 from support.paths import ROOT
 from support.shipped_operator import established, render
 
@@ -115,22 +115,6 @@ def setup(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory)
     plane.kubectl("delete", "clustersmarthost", SMARTHOST, "--wait=false")
 
 
-def _settle(context: Context) -> list[Any]:
-    """Work the queue from the ClusterSmarthost and both relays until it is empty (as the operator would)."""
-    for key in (smarthosts.key(SMARTHOST), (ALLOWED, "mail"), (OUTSIDE, "mail")):
-        context.queue.add(key, "test")
-    done = []
-    while (item := context.queue.get(timeout=0)) is not None:
-        key, _ = item
-        result = context.process(key, "test")
-        context.queue.done(key)
-        done.append(key)
-        if result is not None and result.outcome.again:
-            context.queue.add(key, "again")
-        assert len(done) < 30, done
-    return done
-
-
 def _names(plane: ControlPlane, kind: str, ns: str) -> set[str]:
     listing = plane.kubectl("get", kind, "-n", ns, "-o", "json").stdout
     return {item["metadata"]["name"] for item in json.loads(listing)["items"]}
@@ -140,7 +124,7 @@ def test_the_egress_tier_and_its_tenants_on_the_real_apiserver(
     control_plane: ControlPlane, setup: tuple[Context, str]
 ) -> None:
     plane, (context, operator_ns) = control_plane, setup
-    _settle(context)
+    settle(context, smarthosts.key(SMARTHOST), (ALLOWED, "mail"), (OUTSIDE, "mail"))
     for kind in ("deployments", "services", "configmaps", "networkpolicies", "poddisruptionbudgets"):
         assert EGRESS in _names(plane, kind, operator_ns), kind
     shown = plane.request("GET", f"{GROUP_PATH}/clustersmarthosts/{SMARTHOST}")["status"]
@@ -165,7 +149,7 @@ def test_no_trace_of_the_platform_login_in_either_tenant_namespace(
     control_plane: ControlPlane, setup: tuple[Context, str]
 ) -> None:
     plane, (context, _) = control_plane, setup
-    _settle(context)
+    settle(context, smarthosts.key(SMARTHOST), (ALLOWED, "mail"), (OUTSIDE, "mail"))
     forms = [PASSWORD, base64.b64encode(PASSWORD.encode()).decode()]
     kinds = "secrets,configmaps,deployments,replicasets,services,networkpolicies,poddisruptionbudgets,mailrelays,events"
     for ns in (ALLOWED, OUTSIDE):

@@ -17,13 +17,14 @@ from mailrelay.api import conditions as cond
 from mailrelay.api.names import CONFIG_HASH_ANNOTATION, KIND, SMARTHOST_KIND
 from mailrelay.controller import smarthosts
 from mailrelay.controller.context import Context
-from mailrelay.controller.observe import Key, Platform
+from mailrelay.controller.observe import Platform
 from mailrelay.controller.settings import Settings
 from mailrelay.controller.status import ready_condition
 from mailrelay.gate import tenants as gate
 from mailrelay.kube.leader import Leadership
 
 from support.fake_api import FakeApi
+from support.one_pass import settle
 
 OPNS = "mailrelay-system"
 PASSWORD = "platform-password-Zq81"
@@ -85,22 +86,6 @@ def context(api: FakeApi) -> Context:
         clock=lambda: "2026-01-01T00:00:00Z",
         platform=Platform(OPNS, served=True),
     )
-
-
-def settle(context: Context, *keys: Key) -> list[Key]:
-    """Queue `keys`, then work the queue until it is empty; the keys processed, in order."""
-    for key in keys:
-        context.queue.add(key, "test")
-    done: list[Key] = []
-    while (item := context.queue.get(timeout=0)) is not None:
-        key, _ = item
-        result = context.process(key, "test")
-        context.queue.done(key)
-        done.append(key)
-        if result is not None and result.outcome.again:
-            context.queue.add(key, "again")
-        assert len(done) < 50, done
-    return done
 
 
 def status(api: FakeApi, kind: str, ns: str, name: str) -> dict[str, Any]:

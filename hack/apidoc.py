@@ -1,4 +1,4 @@
-"""Write the MailRelay API reference (Markdown) from the CRD's schema, so the two cannot drift.
+"""Write the API reference (Markdown) of a CRD from its schema, so the two cannot drift.
 
 python hack/apidoc.py crds/mailrelay.dev_mailrelays.yaml > docs/api-reference.md
 """
@@ -70,7 +70,7 @@ def _spec_rules(spec: dict[str, Any]) -> list[str]:
     return ["Rules across fields: " + "; ".join(rules) + ".", ""] if rules else []
 
 
-def render(crd: dict[str, Any]) -> str:
+def render(crd: dict[str, Any], source: str = "crds/mailrelay.dev_mailrelays.yaml") -> str:
     version = crd["spec"]["versions"][0]
     schema = version["schema"]["openAPIV3Schema"]
     names = crd["spec"]["names"]
@@ -79,7 +79,7 @@ def render(crd: dict[str, Any]) -> str:
     lines = [
         f"# {names['kind']} API reference ({group}/{version['name']})",
         "",
-        "Generated from `crds/mailrelay.dev_mailrelays.yaml` by `make docs`; a test fails when it is out of date.",
+        f"Generated from `{source}` by `make docs`; a test fails when it is out of date.",
         "",
         f"Kind `{names['kind']}`, plural `{names['plural']}`, short name `{', '.join(names.get('shortNames', []))}`,"
         f" {crd['spec']['scope'].lower()}.",

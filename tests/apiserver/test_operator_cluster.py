@@ -526,6 +526,56 @@ def test_namespaces_served_are_those_the_variant_names(deployed: Deployed, space
 
 
 # -- permissions: last, over everything the operator did above --------------------------------------
+def test_a_cluster_smarthost_serves_the_namespaces_it_selects(deployed: Deployed, space: str) -> None:
+    """Cluster-wide: a relay naming a ClusterSmarthost waits for it, is refused outside its selector,
+    and is served once its namespace is labelled, while the egress tier runs in the operator's namespace.
+    Namespaced: the operator serves no ClusterSmarthost and says so on the relay."""
+    plane = deployed.plane
+    operator_ns = deployed.shipped.deployment["metadata"]["namespace"]
+    apply(plane, relay(space, mailFromFQDN=f"{space}.apps.example.com", smarthostRef={"name": "audit"}))
+    missing = wait_reason(plane, space, "SmarthostNotFound")
+    if deployed.namespaced:
+        assert "named namespaces" in missing["message"], missing
+        return
+    login = {"username": "relay@example.com", "password": "audit-platform-password"}
+    plane.kubectl(
+        "create",
+        "secret",
+        "generic",
+        "audit-login",
+        "-n",
+        operator_ns,
+        *(f"--from-literal={k}={v}" for k, v in login.items()),
+    )
+    smarthost = {
+        "apiVersion": "mailrelay.dev/v1alpha1",
+        "kind": "ClusterSmarthost",
+        "metadata": {"name": "audit"},
+        "spec": {
+            "host": "smtp.example.net",
+            "authSecretRef": {"name": "audit-login"},
+            "allowedNamespaces": [
+                {
+                    "namespaceSelector": {"matchLabels": {"mail.example.com/smarthost": "audit"}},
+                    "senderDomains": ["{namespace}.apps.example.com"],
+                }
+            ],
+        },
+    }
+    try:
+        plane.kubectl("apply", "-f", "-", input=json.dumps(smarthost))
+        wait_reason(plane, space, "SmarthostNotAllowed")
+        plane.kubectl("label", "namespace", space, "mail.example.com/smarthost=audit")
+        eventually(lambda: get(plane, "deployments", space, "mailrelay-relay"), timeout=60, what="the tenant relay")
+        assert get(plane, "deployments", operator_ns, "mailrelay-smarthost-audit") is not None
+        shown = lambda: plane.request("GET", "/apis/mailrelay.dev/v1alpha1/clustersmarthosts/audit").get("status") or {}  # noqa: E731
+        tenants = eventually(lambda: shown().get("tenants"), timeout=60, what="the ClusterSmarthost's tenants")
+        assert tenants == [{"namespace": space, "relays": ["relay"], "senderDomains": [f"{space}.apps.example.com"]}]
+    finally:
+        plane.kubectl("delete", "clustersmarthost", "audit", "--ignore-not-found", "--wait=false")
+        plane.kubectl("delete", "secret", "audit-login", "-n", operator_ns, "--ignore-not-found")
+
+
 # Granted but never seen as a request of the operator's own, with the reason it is still needed.
 NOT_A_REQUEST = {
     (
@@ -537,6 +587,8 @@ NOT_A_REQUEST = {
     # The delivery scrape is off here (kwok's pod addresses are off this machine); it runs under the
     # shipped RBAC in tests/apiserver/test_delivery_controlplane.py, which also asks the authorizer.
     ("", "pods/log", "get"): "the delivery scrape reads a relay's last log lines while mail is deferred",
+    ("mailrelay.dev", "clustersmarthosts/finalizers", "update"): "the same admission check, for the egress tier's "
+    "owner reference to its ClusterSmarthost",
     # Children are read from the caches; a GET is only for a foreign object under a child's name (it has
     # no label of ours, so no cache holds it): exercised here for the Service, the same for the others.
     **{

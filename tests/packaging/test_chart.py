@@ -31,6 +31,7 @@ from support.smtp_sink import free_port
 from support.tools import objects, run
 
 FULL_VALUES = Path(__file__).parent / "chart-full-values.yaml"
+CRDS = sorted((ROOT / "crds").glob("mailrelay.dev_*.yaml"))
 # kopf's and the Prometheus Operator's kinds: no upstream schema here (tests/packaging/test_monitoring.py
 # checks the latter).
 NO_UPSTREAM_SCHEMA = ("kopf.dev/v1", "monitoring.coreos.com/v1")
@@ -188,8 +189,9 @@ def test_nothing_of_kopf_peering_at_any_replica_count(tools: Path, replicas: str
     text = run(tools, "helm", "template", "mr", str(CHART), "--include-crds", "--set", f"replicas={replicas}")
     assert "kopf.dev" not in text and "--peering" not in text
     docs = objects(text)
-    assert [d["metadata"]["name"] for d in docs if d["kind"] == "CustomResourceDefinition"] == [
-        "mailrelays.mailrelay.dev"
+    assert sorted(d["metadata"]["name"] for d in docs if d["kind"] == "CustomResourceDefinition") == [
+        "clustersmarthosts.mailrelay.dev",
+        "mailrelays.mailrelay.dev",
     ]
     assert one(docs, "Deployment")["spec"]["replicas"] == int(replicas)
 
@@ -298,8 +300,8 @@ def test_chart_metadata_and_rbac(tools: Path) -> None:
     assert chart["sources"] and chart["maintainers"] and chart["kubeVersion"].startswith(">=1.29")
     images = {i["name"]: i["image"] for i in yaml.safe_load(chart["annotations"]["artifacthub.io/images"])}
     assert images == {"mailrelay-operator": OPERATOR_IMAGE, "postfix": RELEASED_POSTFIX_IMAGE}
-    [crd] = yaml.safe_load(chart["annotations"]["artifacthub.io/crds"])
-    assert crd["name"] == "mailrelays.mailrelay.dev"
+    crds = yaml.safe_load(chart["annotations"]["artifacthub.io/crds"])
+    assert {c["name"] for c in crds} == {yaml.safe_load(p.read_text())["metadata"]["name"] for p in CRDS}
     events = RESOURCES["Event"]
     for args in ([], ["--set", "watchNamespaces={apps}"]):
         rules = [r for d in template(tools, *args) if d["kind"] in ("ClusterRole", "Role") for r in d["rules"]]
@@ -309,6 +311,15 @@ def test_chart_metadata_and_rbac(tools: Path) -> None:
             and {"create", "patch"} <= set(r["verbs"])
             for r in rules
         )
+        # ClusterSmarthosts only when serving every namespace; their Secrets only in the release namespace.
+        smarthosts = [r for r in rules if "clustersmarthosts" in r["resources"]]
+        assert bool(smarthosts) == (not args), args
+        [own] = [
+            d
+            for d in template(tools, *args)
+            if d["kind"] == "Role" and d["metadata"]["name"].endswith("-leader-election")
+        ]
+        assert any("secrets" in r["resources"] for r in own["rules"]) == (not args), own
 
 
 def test_packaged_chart_has_what_users_read(tools: Path, tmp_path: Path) -> None:
@@ -320,6 +331,6 @@ def test_packaged_chart_has_what_users_read(tools: Path, tmp_path: Path) -> None
         "README.md",
         "values.schema.json",
         "templates/tests/health.yaml",
-        "crds/mailrelay.dev_mailrelays.yaml",
+        *(f"crds/{p.name}" for p in CRDS),
         ".helmignore",
     } <= names

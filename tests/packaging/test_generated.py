@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mailrelay.api.names import ALL_NAMESPACES_RULES, LEADER_RULES, RELAY_RULES, Rule
+from mailrelay.api.names import ALL_NAMESPACES_RULES, LEADER_RULES, PLATFORM_RULES, RELAY_RULES, Rule
 
 import generate
 from support.paths import CHART, ROOT
@@ -76,7 +76,7 @@ def test_kustomize_rbac_is_the_identity_rules(tools: Path, variant: str) -> None
     else:
         assert scopes == {
             ("ClusterRole", None): expected(RELAY_RULES, ALL_NAMESPACES_RULES),
-            ("Role", "mailrelay-system"): expected(LEADER_RULES),
+            ("Role", "mailrelay-system"): expected(LEADER_RULES, PLATFORM_RULES),
         }
 
 
@@ -93,11 +93,10 @@ def test_chart_rbac_is_the_identity_rules(tools: Path, values: list[str]) -> Non
     else:
         assert scopes == {
             ("ClusterRole", None): expected(RELAY_RULES, ALL_NAMESPACES_RULES),
-            ("Role", "mailrelay-system"): expected(LEADER_RULES),
+            ("Role", "mailrelay-system"): expected(LEADER_RULES, PLATFORM_RULES),
         }
 
 
-def test_chart_crd_is_the_crd() -> None:
-    assert yaml.safe_load((CHART / "crds" / Path(generate.CRD).name).read_text()) == yaml.safe_load(
-        (ROOT / generate.CRD).read_text()
-    )
+@pytest.mark.parametrize("crd", [generate.CRD, generate.SMARTHOST_CRD])
+def test_chart_crd_is_the_crd(crd: str) -> None:
+    assert yaml.safe_load((CHART / "crds" / Path(crd).name).read_text()) == yaml.safe_load((ROOT / crd).read_text())

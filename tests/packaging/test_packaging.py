@@ -21,7 +21,7 @@ from mailrelay.version import OPERATOR_IMAGE, RELEASED_POSTFIX_IMAGE, __version_
 import upstream_schemas
 from support.crd_schema import check
 from support.kube_schemas import NEWEST, OLDEST, validate
-from support.paths import CHART, CRD_PATH, ROOT
+from support.paths import CHART, CRD_PATH, ROOT, SMARTHOST_CRD_PATH
 from support.tools import objects, run
 
 KUSTOMIZATIONS = ["cluster-wide", "namespaced", "cluster-wide-ha"]
@@ -33,6 +33,8 @@ def validate_all(docs: list[dict[str, Any]], crd: dict[str, Any]) -> None:
     for doc in docs:
         if doc["kind"] == "MailRelay":
             assert check(crd, doc) == [], doc["metadata"]["name"]
+        elif doc["kind"] == "ClusterSmarthost":
+            assert check(yaml.safe_load(SMARTHOST_CRD_PATH.read_text()), doc) == [], doc["metadata"]["name"]
         else:
             for version in (OLDEST, NEWEST):
                 validate(doc, version)
@@ -103,7 +105,7 @@ def test_rbac_is_least_privilege(tools: Path) -> None:
     assert all(
         "update" not in v and "*" not in v
         for key, v in verbs.items()
-        if key != ("mailrelay.dev", "mailrelays/finalizers")
+        if key not in (("mailrelay.dev", "mailrelays/finalizers"), ("mailrelay.dev", "clustersmarthosts/finalizers"))
     )
     assert all("*" not in r["resources"] and "*" not in r["apiGroups"] for r in rules)
     # The events the operator posts (identity.RESOURCES): created, and patched to count a repeat.
@@ -211,7 +213,8 @@ def test_one_source_for_versions_and_images(tools: Path) -> None:
     assert container["image"] == OPERATOR_IMAGE
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["MAILRELAY_POSTFIX_IMAGE"] == RELEASED_POSTFIX_IMAGE
-    assert sorted(p.name for p in (CHART / "crds").iterdir()) == [CRD_PATH.name]  # kopf's peering CRDs: not ours
+    # kopf's peering CRDs: not ours
+    assert sorted(p.name for p in (CHART / "crds").iterdir()) == [SMARTHOST_CRD_PATH.name, CRD_PATH.name]
 
 
 @pytest.mark.parametrize("dockerfile", ["image/postfix/Dockerfile", "image/operator/Dockerfile"])

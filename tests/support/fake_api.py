@@ -79,17 +79,17 @@ class FakeApi(OperatorApi):
     def put(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Create or replace an object as a user would (not counted as the operator's write)."""
         meta = obj.setdefault("metadata", {})
-        old = self.objects.get((obj["kind"], meta["namespace"], meta["name"]))
+        old = self.objects.get((obj["kind"], meta.get("namespace", ""), meta["name"]))
         meta.setdefault("uid", old["metadata"]["uid"] if old else str(uuid.uuid4()))
         meta["generation"] = (old["metadata"]["generation"] + (old.get("spec") != obj.get("spec"))) if old else 1
         meta["resourceVersion"] = str(next(self._versions))
-        self.objects[(obj["kind"], meta["namespace"], meta["name"])] = copy.deepcopy(obj)
+        self.objects[(obj["kind"], meta.get("namespace", ""), meta["name"])] = copy.deepcopy(obj)
         return copy.deepcopy(obj)
 
     def stored(self, obj: dict[str, Any]) -> None:
         """Hold exactly this object, as a server returned it (its uid and resourceVersion included)."""
         meta = obj["metadata"]
-        self.objects[(obj["kind"], meta["namespace"], meta["name"])] = obj
+        self.objects[(obj["kind"], meta.get("namespace", ""), meta["name"])] = obj
 
     def relay(self, namespace: str, name: str, **spec: Any) -> dict[str, Any]:
         return self.put(
@@ -172,17 +172,17 @@ class FakeApi(OperatorApi):
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         self.writes.append(("apply", obj["kind"], obj["metadata"]["name"]))
-        live = self.objects.get((obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"]))
+        live = self.objects.get((obj["kind"], obj["metadata"].get("namespace", ""), obj["metadata"]["name"]))
         stored = self.put(copy.deepcopy(obj))
         # The server keeps the status (and adds one of its own to a new object).
         stored["status"] = copy.deepcopy((live or {}).get("status") or {})
-        self.set_status(obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"], stored["status"])
+        self.set_status(obj["kind"], obj["metadata"].get("namespace", ""), obj["metadata"]["name"], stored["status"])
         return stored
 
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         """POST: refused (409, as the API server does) when the name is taken."""
         meta = obj["metadata"]
-        if (obj["kind"], meta["namespace"], meta["name"]) in self.objects:
+        if (obj["kind"], meta.get("namespace", ""), meta["name"]) in self.objects:
             raise ApiError(409, f"create {obj['kind']} {meta['namespace']}/{meta['name']}: it already exists")
         self.writes.append(("create", obj["kind"], meta["name"]))
         return self.put(copy.deepcopy(obj))

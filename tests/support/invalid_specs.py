@@ -1571,6 +1571,26 @@ INVALID += [
         operator="spec.relay.oauth2: is required with authType OAuth2",
         crd="oauth2 is required with authType OAuth2 and only with it",
     ),
+    Invalid(
+        "smarthostRef with relay",
+        spec(relay={"host": "smtp.example.net"}, smarthostRef={"name": "company"}),
+        BOTH,
+        operator="spec.smarthostRef: and spec.relay exclude each other",
+        crd="smarthostRef and relay exclude each other",
+    ),
+    Invalid(
+        "smarthostRef with smarthostNetworks",
+        spec(smarthostRef={"name": "company"}, egress={"restricted": True, "smarthostNetworks": ["203.0.113.10/32"]}),
+        BOTH,
+        operator="spec.egress.smarthostNetworks: does not apply with spec.smarthostRef",
+        crd="egress.smarthostNetworks does not apply with smarthostRef",
+    ),
+    Invalid(
+        "smarthostRef name not a DNS-1035 label",
+        spec(smarthostRef={"name": "Company"}),
+        BOTH,
+        operator="spec.smarthostRef.name: 'Company' is not a ClusterSmarthost name",
+    ),
 ]
 # Selectors and topology keys inside affinity and spread constraints: the upstream schema the CRD
 # embeds types them; label syntax is checked by the operator (issue 23, class 6).

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mailrelay.controller.observe import Memory
+from mailrelay.controller.context import Context
+from mailrelay.controller.observe import Key, Memory
 from mailrelay.controller.reconcile import Pass, Renders, run
 from mailrelay.version import RELEASED_POSTFIX_IMAGE
 
@@ -61,6 +62,23 @@ def one_pass(
         instance="test",
         require_grant=require_grant,
     )
+
+
+def settle(context: Context, *keys: Key) -> list[Key]:
+    """Queue `keys`, then work the operator's queue by hand until it is empty (a pass that asks to run
+    again is queued again); the keys processed, in order."""
+    for key in keys:
+        context.queue.add(key, "test")
+    done: list[Key] = []
+    while (item := context.queue.get(timeout=0)) is not None:
+        key, _ = item
+        result = context.process(key, "test")
+        context.queue.done(key)
+        done.append(key)
+        if result is not None and result.outcome.again:
+            context.queue.add(key, "again")
+        assert len(done) < 50, done
+    return done
 
 
 def scrape_once(

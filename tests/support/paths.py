@@ -6,5 +6,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = ROOT / "crds" / "mailrelay.dev_mailrelays.yaml"
+SMARTHOST_CRD_PATH = ROOT / "crds" / "mailrelay.dev_clustersmarthosts.yaml"
 CHART = ROOT / "manifests" / "helm" / "mailrelay-operator"
 EXAMPLES = ROOT / "examples"

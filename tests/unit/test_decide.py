@@ -204,19 +204,21 @@ def test_a_child_the_server_refuses_for_good_is_not_sent_again_until_the_relay_c
 @pytest.mark.parametrize(
     ("case", "expected"),
     [
-        # (invalid spec, Secret missing, OAuth2 token Secret taken, DKIM problem, foreign child, refused child)
-        ((True, True, True, True, True, True), cond.INVALID_SPEC),
-        ((False, True, True, True, True, True), cond.SECRET_NOT_FOUND),
-        ((False, False, True, True, True, True), cond.TOKEN_SECRET_CONFLICT),
-        ((False, False, False, True, True, True), dkim_keys.KEY_NOT_FOUND),
-        ((False, False, False, False, True, True), cond.CONFLICT),
-        ((False, False, False, False, False, True), cond.CHILD_REFUSED),
-        ((False, False, False, False, False, False), cond.ROLLING_OUT),
+        # (invalid spec, smarthostRef refused, Secret missing, OAuth2 token Secret taken, DKIM problem,
+        #  foreign child, refused child)
+        ((True, True, True, True, True, True, True), cond.INVALID_SPEC),
+        ((False, True, True, True, True, True, True), cond.SMARTHOST_NOT_ALLOWED),
+        ((False, False, True, True, True, True, True), cond.SECRET_NOT_FOUND),
+        ((False, False, False, True, True, True, True), cond.TOKEN_SECRET_CONFLICT),
+        ((False, False, False, False, True, True, True), dkim_keys.KEY_NOT_FOUND),
+        ((False, False, False, False, False, True, True), cond.CONFLICT),
+        ((False, False, False, False, False, False, True), cond.CHILD_REFUSED),
+        ((False, False, False, False, False, False, False), cond.ROLLING_OUT),
     ],
 )
 def test_the_first_check_with_something_to_say_decides(case: tuple[bool, ...], expected: str) -> None:
     """The order of CHECKS, not of statements, decides which problem the status names."""
-    invalid, secret, token, key, foreign, refused = case
+    invalid, blocked, secret, token, key, foreign, refused = case
     spec = {"mailFromFQDN": "a.example.com", "relay": {"host": "h.example", "authSecretRef": {"name": "s"}}}
     relay = make_relay(spec)
     rendered = render_relay(relay, "v")
@@ -241,5 +243,6 @@ def test_the_first_check_with_something_to_say_decides(case: tuple[bool, ...], e
     tokens = Tokens(
         problem=cond.Assessment(False, cond.TOKEN_SECRET_CONFLICT, "taken", stalled=True) if token else None
     )
-    assert assess(Inputs(seen, keys, rendered, tokens)).reason == expected
-    assert len(CHECKS) == 7
+    refusal = cond.Assessment(False, cond.SMARTHOST_NOT_ALLOWED, "not here", stalled=True) if blocked else None
+    assert assess(Inputs(seen, keys, rendered, tokens, blocked=refusal)).reason == expected
+    assert len(CHECKS) == 8

@@ -58,3 +58,10 @@ STOPPED = "NoRelayPods"
 TOKEN_REFRESH_FAILED = "TokenRefreshFailed"  # a Delivering reason: no valid access token, and the refresh failed
 REFRESH_TOKEN_EXPIRING = "RefreshTokenExpiring"  # a condition type; True when the refresh token is likely to lapse
 TOKEN_SECRET_CONFLICT = "OAuth2TokenSecretConflict"
+
+# Platform smarthosts (spec.smarthostRef, controller.tenancy): why a tenant relay may not use one.
+SMARTHOST_NOT_FOUND = "SmarthostNotFound"
+SMARTHOST_NOT_ALLOWED = "SmarthostNotAllowed"  # its namespace is not among the ClusterSmarthost's
+SENDER_DOMAIN_NOT_ALLOWED = "SenderDomainNotAllowed"  # mailFromFQDN or a kept domain is outside its grant
+SMARTHOST_NOT_READY = "SmarthostNotReady"
+LOGIN_SECRET_CONFLICT = "SmarthostLoginConflict"

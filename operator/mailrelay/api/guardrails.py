@@ -48,6 +48,21 @@ class LabelSelector:
     match_labels: tuple[tuple[str, str], ...] = ()
     match_expressions: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
 
+    def matches(self, labels: dict[str, str]) -> bool:
+        """As Kubernetes matches it: every label and every expression; an empty selector matches all."""
+        if any(labels.get(key) != value for key, value in self.match_labels):
+            return False
+        for key, operator, values in self.match_expressions:
+            present = key in labels
+            if (
+                (operator == "In" and (not present or labels[key] not in values))
+                or (operator == "NotIn" and present and labels[key] in values)
+                or (operator == "Exists" and not present)
+                or (operator == "DoesNotExist" and present)
+            ):
+                return False
+        return True
+
     def to_k8s(self) -> dict[str, Any]:
         selector: dict[str, Any] = {}
         if self.match_labels:
@@ -168,14 +183,14 @@ def _parse_clients(check: Checker, raw: Any, same_namespace: bool) -> tuple[Clie
             continue
         namespaces = pods = None
         if peer.get("namespaceSelector") is not None:
-            namespaces = _parse_selector(check, f"{path}.namespaceSelector", peer["namespaceSelector"])
+            namespaces = parse_selector(check, f"{path}.namespaceSelector", peer["namespaceSelector"])
         if peer.get("podSelector") is not None:
-            pods = _parse_selector(check, f"{path}.podSelector", peer["podSelector"])
+            pods = parse_selector(check, f"{path}.podSelector", peer["podSelector"])
         peers.append(ClientPeer(namespace_selector=namespaces, pod_selector=pods))
     return tuple(peers)
 
 
-def _parse_selector(check: Checker, path: str, raw: Any) -> LabelSelector | None:
+def parse_selector(check: Checker, path: str, raw: Any) -> LabelSelector | None:
     selector = check.mapping(path, raw, {"matchLabels", "matchExpressions"})
     if selector is None:
         return None

@@ -31,9 +31,17 @@ LEASE_NAME = "mailrelay-operator"  # the default leader-election Lease, in the o
 # On a Secret: the MailRelays of its namespace that may use it (comma-separated names, or *).
 SECRET_GRANT_ANNOTATION = f"{GROUP}/relays"
 
+# The platform's smarthost (api/smarthost.py): cluster-scoped, its egress tier in the operator's namespace.
+SMARTHOST_KIND = "ClusterSmarthost"
+SMARTHOST_PLURAL = "clustersmarthosts"
+SMARTHOST_CRD_NAME = f"{SMARTHOST_PLURAL}.{GROUP}"
 
 # Kind → resource, for everything the operator reads or writes.
-RESOURCES: dict[str, Resource] = {**BUILTIN, KIND: Resource(GROUP, VERSION, PLURAL)}
+RESOURCES: dict[str, Resource] = {
+    **BUILTIN,
+    KIND: Resource(GROUP, VERSION, PLURAL),
+    SMARTHOST_KIND: Resource(GROUP, VERSION, SMARTHOST_PLURAL, namespaced=False),
+}
 CHILD_KINDS = ("NetworkPolicy", "ConfigMap", "Deployment", "Service")  # what every default relay owns
 # Owned only in some modes: a StatefulSet instead of the Deployment (spec.queue), a budget from two replicas.
 MODE_CHILD_KINDS = ("StatefulSet", "PodDisruptionBudget")
@@ -102,9 +110,24 @@ RELAY_RULES: tuple[Rule, ...] = (
         "the operator's events; patch counts a repeat in the event's series",
     ),
 )
-# Only when serving every namespace (a ClusterRole): nothing more today (kopf's scanning of CRDs and
-# namespaces is off; the operator's own informers watch its kinds cluster-wide).
-ALL_NAMESPACES_RULES: tuple[Rule, ...] = ()
+# Only when serving every namespace (a ClusterRole): the platform's ClusterSmarthosts, and the namespaces'
+# labels their selectors match (kopf's scanning of CRDs and namespaces stays off).
+ALL_NAMESPACES_RULES: tuple[Rule, ...] = (
+    Rule(GROUP, (SMARTHOST_PLURAL,), ("list", "watch"), "the platform's smarthosts: one list, then a watch"),
+    Rule(GROUP, (f"{SMARTHOST_PLURAL}/status",), ("patch",)),
+    Rule(GROUP, (f"{SMARTHOST_PLURAL}/finalizers",), ("update",), "lets the egress tier carry blockOwnerDeletion"),
+    Rule("", ("namespaces",), ("list", "watch"), "the labels a ClusterSmarthost's namespaceSelector matches"),
+)
+# In the operator's own namespace only: a ClusterSmarthost's login Secret and the egress tier's own
+# Secret (its TLS key and the key tenant logins are derived from). Never Secrets cluster-wide for this.
+PLATFORM_RULES: tuple[Rule, ...] = (
+    Rule(
+        "",
+        ("secrets",),
+        ("get", "create", "patch"),
+        "a ClusterSmarthost's login, the egress tier's TLS and login keys, its OAuth2 token",
+    ),
+)
 # In the operator's own namespace only: leader election among replicas.
 LEADER_RULES: tuple[Rule, ...] = (
     Rule("coordination.k8s.io", ("leases",), ("get", "create", "update"), "leader election"),

@@ -56,8 +56,7 @@ def token_url(provider: str, tenant: str | None, url: str | None) -> str | None:
     return url
 
 
-def parse_oauth2(check: Checker, raw: Any) -> OAuth2 | None:
-    path = "spec.relay.oauth2"
+def parse_oauth2(check: Checker, raw: Any, path: str = "spec.relay.oauth2") -> OAuth2 | None:
     spec = check.mapping(path, raw, FIELDS)
     if spec is None:
         return None

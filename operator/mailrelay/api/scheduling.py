@@ -25,8 +25,8 @@ def _qualified_name(check: Checker, path: str, key: Any) -> bool:
     return problem is None
 
 
-def parse_resources(check: Checker, raw: Any) -> dict[str, Any] | None:
-    resources = check.mapping("spec.resources", raw, {"limits", "requests"})
+def parse_resources(check: Checker, raw: Any, where: str = "spec.resources") -> dict[str, Any] | None:
+    resources = check.mapping(where, raw, {"limits", "requests"})
     if resources is None:
         return None
     clean: dict[str, dict[str, str]] = {}
@@ -36,13 +36,13 @@ def parse_resources(check: Checker, raw: Any) -> dict[str, Any] | None:
             continue
         if not isinstance(values, dict) or len(values) > MAX_RESOURCE_ENTRIES:
             check.fail(
-                f"spec.resources.{part}",
+                f"{where}.{part}",
                 f"must be an object of at most {MAX_RESOURCE_ENTRIES} quantities, got {kind(values)}",
             )
             continue
         clean[part] = {}
         for key, quantity in values.items():
-            path = f"spec.resources.{part}.{key}"
+            path = f"{where}.{part}.{key}"
             if not _qualified_name(check, path, key):
                 continue
             text = str(quantity)
@@ -59,7 +59,7 @@ def parse_resources(check: Checker, raw: Any) -> dict[str, Any] | None:
         limit = clean.get("limits", {}).get(key)
         if limit is not None and parse_quantity(request) > parse_quantity(limit):
             check.fail(
-                f"spec.resources.requests.{key}",
+                f"{where}.requests.{key}",
                 f"{request} is more than the limit {limit}; Kubernetes refuses such a pod",
             )
     return clean

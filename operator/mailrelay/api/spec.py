@@ -17,7 +17,7 @@ from publicsuffixlist import PublicSuffixList
 from mailrelay.api import grammar, guardrails
 from mailrelay.api.checker import Checker, kind, quote
 from mailrelay.api.dkim import DkimSpec, parse_dkim
-from mailrelay.api.names import API_VERSION, KIND
+from mailrelay.api.names import API_VERSION, KIND, SMARTHOST_KIND
 from mailrelay.api.oauth2 import AUTH_TYPES, OAuth2, parse_oauth2
 from mailrelay.api.pod import POD_FIELDS, PodSettings, parse_pod
 from mailrelay.api.queue import QueueStorage, parse_queue
@@ -36,6 +36,7 @@ MAX_MESSAGE_SIZE_LIMIT = 1_073_741_824
 MAX_REPLICAS = 100
 MAX_RULES = 50
 MAX_NAME_LENGTH = 50  # leaves room for the "mailrelay-" prefix and pod suffixes in label values
+MAX_SMARTHOST_NAME = 40  # its egress tier is the relay "smarthost-<name>", within MAX_NAME_LENGTH
 
 DNS1035_RE = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 DNS1123_LABEL_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
@@ -61,6 +62,11 @@ MIN_PUBLIC_PREFIX = {4: 16, 6: 32}
 IPV4_IN_IPV6 = ipaddress.ip_network("::/8")
 
 
+def is_public_suffix(domain: str) -> bool:
+    """A domain nobody can own (com, co.uk, github.io), by the bundled Public Suffix List."""
+    return bool(_PUBLIC_SUFFIXES.is_public(domain))
+
+
 class SpecError(ValueError):
     """A MailRelay that cannot be rendered; `problems` holds one line per fault."""
 
@@ -76,6 +82,9 @@ class Relay:
     tls: TlsLevel = "Encrypt"
     auth_secret: str | None = None  # authType Password: the Secret with username and password
     oauth2: OAuth2 | None = None  # authType OAuth2: api/oauth2.py
+    # Never parsed: a relay that names a ClusterSmarthost sends to its egress tier, whose TLS
+    # certificate it pins by this SHA-256 fingerprint (controller.tenancy fills it in).
+    pin: str = ""
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,7 @@ class MailRelaySpec:
     keep_domains: tuple[str, ...] = ()
     rules: tuple[RewriteRule, ...] = ()
     relay: Relay | None = None
+    smarthost: str | None = None  # spec.smarthostRef: a ClusterSmarthost instead of relay (api/smarthost.py)
     allowed_networks: tuple[str, ...] = DEFAULT_NETWORKS
     message_size_limit: int = DEFAULT_MESSAGE_SIZE_LIMIT
     replicas: int = 1
@@ -160,6 +170,7 @@ _SPEC_FIELDS = (
         "mailFromFQDN",
         "rewrite",
         "relay",
+        "smarthostRef",
         "allowedNetworks",
         "messageSizeLimitBytes",
         "replicas",
@@ -192,6 +203,7 @@ def _parse_spec(check: Checker, raw: Any, default_image: str) -> MailRelaySpec |
             )
     keep, rules = _parse_rewrite(check, spec.get("rewrite", {}))
     relay = _parse_relay(check, spec["relay"]) if spec.get("relay") is not None else None
+    smarthost = _parse_smarthost_ref(check, spec)
     networks = _parse_networks(check, spec.get("allowedNetworks", list(DEFAULT_NETWORKS)))
     size = check.integer(
         "spec.messageSizeLimitBytes",
@@ -219,6 +231,7 @@ def _parse_spec(check: Checker, raw: Any, default_image: str) -> MailRelaySpec |
         keep_domains=keep,
         rules=rules,
         relay=relay,
+        smarthost=smarthost,
         allowed_networks=networks,
         message_size_limit=size,
         replicas=replicas,
@@ -262,74 +275,105 @@ def _parse_rewrite(check: Checker, raw: Any) -> tuple[tuple[str, ...], tuple[Rew
     return tuple(keep), tuple(rules)
 
 
-def _parse_relay(check: Checker, raw: Any) -> Relay | None:
-    relay = check.mapping("spec.relay", raw, {"host", "port", "tls", "authSecretRef", "authType", "oauth2"})
-    if relay is None:
+def _parse_smarthost_ref(check: Checker, spec: dict[str, Any]) -> str | None:
+    """spec.smarthostRef: the platform's smarthost, instead of a relay of one's own (never both)."""
+    if spec.get("smarthostRef") is None:
         return None
+    ref = check.mapping("spec.smarthostRef", spec["smarthostRef"], {"name", "kind"})
+    if ref is None:
+        return None
+    if ref.get("kind", SMARTHOST_KIND) != SMARTHOST_KIND:
+        check.fail("spec.smarthostRef.kind", f"must be {SMARTHOST_KIND}, got {ref.get('kind')!r}")
+    name = check.string("spec.smarthostRef.name", ref.get("name"))
+    if name is not None and (not DNS1035_RE.fullmatch(name) or len(name) > MAX_SMARTHOST_NAME):
+        check.fail("spec.smarthostRef.name", f"{name!r} is not a ClusterSmarthost name")
+        name = None
+    if spec.get("relay") is not None:
+        check.fail("spec.smarthostRef", "and spec.relay exclude each other: the ClusterSmarthost is the relay")
+    egress = spec.get("egress")
+    if isinstance(egress, dict) and egress.get("smarthostNetworks"):
+        check.fail(
+            "spec.egress.smarthostNetworks",
+            "does not apply with spec.smarthostRef: the ClusterSmarthost's egress tier is inside the cluster",
+        )
+    return name
+
+
+RELAY_FIELDS = {"host", "port", "tls", "authSecretRef", "authType", "oauth2"}
+
+
+def _parse_relay(check: Checker, raw: Any) -> Relay | None:
+    relay = check.mapping("spec.relay", raw, RELAY_FIELDS)
+    return None if relay is None else parse_relay(check, relay, "spec.relay", "when relay is set")
+
+
+def parse_relay(check: Checker, relay: dict[str, Any], path: str, required: str = "") -> Relay | None:
+    """A smarthost and its login (host, port, tls, authType, authSecretRef, oauth2) from the mapping at
+    `path`: a MailRelay's spec.relay, or a ClusterSmarthost's spec (api/smarthost.py)."""
     if "host" not in relay:
-        check.fail("spec.relay.host", "is required when relay is set")
+        check.fail(f"{path}.host", f"is required {required}".rstrip())
         host = None
     else:
-        host = _parse_relay_host(check, relay["host"])
-    port = check.integer("spec.relay.port", relay.get("port", 587), 1, 65535)
+        host = _parse_relay_host(check, f"{path}.host", relay["host"])
+    port = check.integer(f"{path}.port", relay.get("port", 587), 1, 65535)
     tls = relay.get("tls", "Encrypt")
     if tls not in TLS_LEVELS:
-        check.fail("spec.relay.tls", f"must be one of {', '.join(TLS_LEVELS)}, got {quote(tls)}")
+        check.fail(f"{path}.tls", f"must be one of {', '.join(TLS_LEVELS)}, got {quote(tls)}")
         tls = None
     elif tls == "Wrapper" and port is not None and port != SMTPS_PORT:
-        check.fail("spec.relay.tls", f"Wrapper (SMTPS) needs port {SMTPS_PORT}, got port {port}")
+        check.fail(f"{path}.tls", f"Wrapper (SMTPS) needs port {SMTPS_PORT}, got port {port}")
         tls = None
     secret: str | None = None
     if relay.get("authSecretRef") is not None:
-        ref = check.mapping("spec.relay.authSecretRef", relay["authSecretRef"], {"name"})
+        ref = check.mapping(f"{path}.authSecretRef", relay["authSecretRef"], {"name"})
         if ref is not None:
-            name = check.string("spec.relay.authSecretRef.name", ref.get("name"))
+            name = check.string(f"{path}.authSecretRef.name", ref.get("name"))
             if name is not None and (not grammar.full(grammar.HOSTNAME, name) or len(name) > 253):
-                check.fail("spec.relay.authSecretRef.name", f"{quote(name)} is not a valid Secret name")
+                check.fail(f"{path}.authSecretRef.name", f"{quote(name)} is not a valid Secret name")
             elif name is not None:
                 secret = name
-    oauth2 = _parse_login(check, relay, tls)
+    oauth2 = _parse_login(check, relay, tls, path)
     if host is None or port is None or tls is None or (relay.get("authType") == "OAuth2" and oauth2 is None):
         return None
     return Relay(host=host, port=port, tls=tls, auth_secret=secret, oauth2=oauth2)
 
 
-def _parse_login(check: Checker, relay: dict[str, Any], tls: str | None) -> OAuth2 | None:
+def _parse_login(check: Checker, relay: dict[str, Any], tls: str | None, path: str) -> OAuth2 | None:
     """authType Password (authSecretRef, or no login) or OAuth2 (oauth2), never both."""
     auth_type = relay.get("authType", "Password")
     if auth_type not in AUTH_TYPES:
-        check.fail("spec.relay.authType", f"must be one of {', '.join(AUTH_TYPES)}, got {auth_type!r}")
+        check.fail(f"{path}.authType", f"must be one of {', '.join(AUTH_TYPES)}, got {auth_type!r}")
         return None
     if auth_type == "Password":
         if relay.get("oauth2") is not None:
-            check.fail("spec.relay.oauth2", "needs authType: OAuth2")
+            check.fail(f"{path}.oauth2", "needs authType: OAuth2")
         return None
     if relay.get("authSecretRef") is not None:
-        check.fail("spec.relay.authSecretRef", "is for authType Password; OAuth2 takes its Secret in oauth2.secretRef")
+        check.fail(f"{path}.authSecretRef", "is for authType Password; OAuth2 takes its Secret in oauth2.secretRef")
     if tls not in (None, "Encrypt", "Wrapper"):
         check.fail(
-            "spec.relay.tls",
+            f"{path}.tls",
             f"must be Encrypt or Wrapper with OAuth2 (a bearer token never goes in clear text), got {tls}",
         )
     if relay.get("oauth2") is None:
-        check.fail("spec.relay.oauth2", "is required with authType OAuth2")
+        check.fail(f"{path}.oauth2", "is required with authType OAuth2")
         return None
-    return parse_oauth2(check, relay["oauth2"])
+    return parse_oauth2(check, relay["oauth2"], f"{path}.oauth2")
 
 
-def _parse_relay_host(check: Checker, value: Any) -> str | None:
+def _parse_relay_host(check: Checker, path: str, value: Any) -> str | None:
     """A host name, an IPv4 address or an IPv6 address without a %zone (a zone is free text)."""
     if isinstance(value, str) and ":" in value:
         address = grammar.ip_literal(value)
         if address is None:
-            check.fail("spec.relay.host", f"{quote(value)} is not an IPv6 address (no %zone, no brackets)")
+            check.fail(path, f"{quote(value)} is not an IPv6 address (no %zone, no brackets)")
         return address
     if isinstance(value, str) and grammar.full(r"[0-9.]+", value):
         address = grammar.ip_literal(value)
         if address is None:
-            check.fail("spec.relay.host", f"{quote(value)} is not an IPv4 address")
+            check.fail(path, f"{quote(value)} is not an IPv4 address")
         return address
-    return check.hostname("spec.relay.host", value, need_dot=False)
+    return check.hostname(path, value, need_dot=False)
 
 
 def _parse_networks(check: Checker, raw: Any) -> tuple[str, ...] | None:

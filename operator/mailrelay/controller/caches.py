@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from mailrelay.api.names import CHILD_KINDS, CHILD_LABELS, KIND, MODE_CHILD_KINDS
+from mailrelay.api.names import CHILD_KINDS, CHILD_LABELS, KIND, MODE_CHILD_KINDS, SMARTHOST_KIND
 from mailrelay.controller.client import OperatorApi
 from mailrelay.kube.informer import Handler, Informer
 
@@ -61,9 +61,21 @@ def _owner_only(obj: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _labels_only(obj: dict[str, Any]) -> dict[str, Any]:
+    """A Namespace is read only for its labels (what a ClusterSmarthost's selectors match)."""
+    meta = obj.get("metadata") or {}
+    return {
+        "apiVersion": obj["apiVersion"],
+        "kind": obj["kind"],
+        "metadata": {k: meta[k] for k in ("name", "uid", "labels", "resourceVersion") if k in meta},
+    }
+
+
 class Caches:
     def __init__(self, api: OperatorApi, namespaces: tuple[str, ...] = ()) -> None:
         self.api = api
+        # Platform smarthosts are served by an operator of every namespace (a ClusterRole reads them).
+        self.smarthosts_served = not namespaces
 
         def informer(
             kind: str, labels: dict[str, str] | None, project: Callable[[dict[str, Any]], dict[str, Any]] | None = None
@@ -75,13 +87,26 @@ class Caches:
             self.by_kind[kind] = informer(kind, CHILD_LABELS)
         self.by_kind["Pod"] = informer("Pod", CHILD_LABELS, _pod)
         self.by_kind["ReplicaSet"] = informer("ReplicaSet", CHILD_LABELS, _owner_only)
+        if self.smarthosts_served:
+            self.by_kind[SMARTHOST_KIND] = informer(SMARTHOST_KIND, None)
+            self.by_kind["Namespace"] = informer("Namespace", None, _labels_only)
 
-    def subscribe(self, on_relay: Handler, on_child: Handler, on_pod: Handler) -> None:
+    def subscribe(
+        self,
+        on_relay: Handler,
+        on_child: Handler,
+        on_pod: Handler,
+        on_smarthost: Handler | None = None,
+        on_namespace: Handler | None = None,
+    ) -> None:
         """Who hears of changes: before `start`, so the first list is heard too."""
         self.by_kind[KIND].handlers.append(on_relay)
         for kind in WATCHED_CHILDREN:
             self.by_kind[kind].handlers.append(on_child)
         self.by_kind["Pod"].handlers.append(on_pod)
+        for kind, handler in ((SMARTHOST_KIND, on_smarthost), ("Namespace", on_namespace)):
+            if handler is not None and kind in self.by_kind:
+                self.by_kind[kind].handlers.append(handler)
 
     @property
     def relays(self) -> Informer:
@@ -100,10 +125,12 @@ class Caches:
 
     # -- the Reader of a pass ------------------------------------------------------------------------
     def cached(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.by_kind[kind].get(namespace, name)
+        found = self.by_kind.get(kind)
+        return found.get(namespace, name) if found is not None else None
 
     def cached_list(self, kind: str, namespace: str | None, labels: dict[str, str]) -> list[dict[str, Any]]:
-        return self.by_kind[kind].list(namespace, labels)
+        found = self.by_kind.get(kind)
+        return found.list(namespace, labels) if found is not None else []
 
     def read(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         return self.api.get(kind, namespace, name)

@@ -16,16 +16,17 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from mailrelay.api import conditions as cond
-from mailrelay.api.names import KIND
-from mailrelay.controller import drainreport, metrics
+from mailrelay.api.names import KIND, SMARTHOST_KIND
+from mailrelay.controller import drainreport, metrics, smarthosts
 from mailrelay.controller.execute import Writer
-from mailrelay.controller.observe import Key, Memory, Reader
+from mailrelay.controller.observe import Key, Memory, Platform, Reader
 from mailrelay.controller.queue import WorkQueue
 from mailrelay.controller.reconcile import Pass, Renders, now, run
 from mailrelay.controller.rollouts import RolloutGate
 from mailrelay.controller.settings import Settings
 from mailrelay.kube.client import ApiError, NotLeader
 from mailrelay.kube.leader import Leadership
+from mailrelay.render import egress
 from mailrelay.render.relay import workload_kind
 
 log = logging.getLogger("mailrelay")
@@ -38,11 +39,14 @@ class Store(Reader, Writer, Protocol):
 
 
 def relay_key(obj: dict[str, Any]) -> Key | None:
-    """The relay a child belongs to: its controller owner reference, if that is a MailRelay."""
+    """The relay a child belongs to: its controller owner reference, if that is a MailRelay (or a
+    ClusterSmarthost, whose egress tier it is part of)."""
     meta = obj.get("metadata") or {}
     for ref in meta.get("ownerReferences") or []:
         if ref.get("controller") and ref.get("kind") == KIND and meta.get("namespace"):
             return meta["namespace"], str(ref.get("name"))
+        if ref.get("controller") and ref.get("kind") == SMARTHOST_KIND:
+            return smarthosts.key(str(ref.get("name")))
     return None
 
 
@@ -58,14 +62,18 @@ class Context:
     renders: Renders = field(default_factory=Renders)
     queue: WorkQueue[Key] = field(default_factory=WorkQueue)
     health: Callable[[Key], Any] = lambda key: None  # the delivery scrape's last report of a relay
+    platform: Platform = field(default_factory=Platform)  # ClusterSmarthosts: served? their egress tiers' namespace
     rollouts: RolloutGate = field(default_factory=lambda: RolloutGate(5))  # replaced from the settings in run
     on_stop: list[Callable[[], None]] = field(default_factory=list)
     _threads: list[threading.Thread] = field(default_factory=list)
+    _generations: dict[str, int] = field(default_factory=dict)  # each ClusterSmarthost's last generation seen
 
     # -- one pass --------------------------------------------------------------------------------
-    def process(self, key: Key, why: str = "") -> Pass | None:
-        """One pass over relay `key` as the cache holds it now; None when it is gone."""
+    def process(self, key: Key, why: str = "") -> Pass | smarthosts.SmarthostPass | None:
+        """One pass over relay (or ClusterSmarthost) `key` as the cache holds it now; None when it is gone."""
         self.leadership.check()
+        if smarthosts.is_key(key):
+            return self._process_smarthost(key, why)
         body = self.store.cached(KIND, *key)
         if body is None:
             self.memory.forget(key)
@@ -82,6 +90,7 @@ class Context:
                 default_image=self.settings.postfix_image,
                 instance=self.leadership.identity,
                 health=self.health(key),
+                platform=self.platform,
                 admit=lambda: self.rollouts.admit(key),
                 require_grant=self.settings.require_secret_grant,
             )
@@ -99,6 +108,27 @@ class Context:
         turn = self.rollouts.done(key)
         if turn is not None:
             self.queue.add(turn, "turn")
+
+    def _process_smarthost(self, key: Key, why: str) -> smarthosts.SmarthostPass | None:
+        body = self.store.cached(SMARTHOST_KIND, "", key[1])
+        if body is None:
+            self.memory.forget(key)
+            return None
+        with metrics.timed_pass(why or "resync"):
+            done = smarthosts.run(
+                self.store,
+                self.store,
+                self.memory,
+                body,
+                platform=self.platform,
+                default_image=self.settings.postfix_image,
+                clock=self.clock(),
+                instance=self.leadership.identity,
+                health=self.health(key),
+            )
+        for relay in done.relays:  # they derive their logins from the keys just made
+            self.queue.add(relay, "smarthost")
+        return done
 
     def work(self) -> None:
         """A worker: take a key, run its pass, retry it with backoff when the pass fails."""
@@ -127,6 +157,33 @@ class Context:
     def relay_event(self, event: str, obj: dict[str, Any]) -> None:
         key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
         self.queue.add(key, {"LISTED": "resume", "ADDED": "create", "MODIFIED": "update"}.get(event, "delete"))
+        name = smarthosts.referenced(obj)
+        if name is not None and self.platform.served:  # its tenant list may change
+            self.queue.add(smarthosts.key(name), "tenant")
+
+    def smarthost_event(self, event: str, obj: dict[str, Any]) -> None:
+        """A ClusterSmarthost: its own pass; and its relays', unless only its status changed."""
+        name = obj["metadata"]["name"]
+        self.queue.add(
+            smarthosts.key(name), {"LISTED": "resume", "ADDED": "create", "MODIFIED": "update"}.get(event, "delete")
+        )
+        generation = int(obj["metadata"].get("generation") or 0)
+        if event == "DELETED":
+            self._generations.pop(name, None)
+        elif self._generations.get(name) == generation:
+            return
+        else:
+            self._generations[name] = generation
+        for relay in smarthosts.relays_of(self.store, name):
+            self.queue.add((relay["metadata"]["namespace"], relay["metadata"]["name"]), "smarthost")
+
+    def namespace_event(self, event: str, obj: dict[str, Any]) -> None:
+        """A namespace's labels decide what its relays may do with a ClusterSmarthost."""
+        for relay in self.store.cached_list(KIND, obj["metadata"]["name"], {}):
+            name = smarthosts.referenced(relay)
+            if name is not None:
+                self.queue.add((relay["metadata"]["namespace"], relay["metadata"]["name"]), "namespace")
+                self.queue.add(smarthosts.key(name), "namespace")
 
     def child_event(self, event: str, obj: dict[str, Any]) -> None:
         key = relay_key(obj)
@@ -138,8 +195,24 @@ class Context:
         relays = self.store.cached_list(KIND, None, {})
         for relay in relays:
             self.queue.add((relay["metadata"]["namespace"], relay["metadata"]["name"]), "resync")
+        for smarthost in self.store.cached_list(SMARTHOST_KIND, None, {}) if self.platform.served else []:
+            self.queue.add(smarthosts.key(smarthost["metadata"]["name"]), "resync")
         metrics.count_relays(relay.get("status") for relay in relays)
         metrics.track_tokens((relay, relay.get("status")) for relay in relays)
+
+    def egress_subjects(self) -> list[tuple[Key, dict[str, Any]]]:
+        """What the delivery scrape asks for each ClusterSmarthost: its egress tier's pods."""
+        found = []
+        for smarthost in self.store.cached_list(SMARTHOST_KIND, None, {}) if self.platform.served else []:
+            meta = smarthost["metadata"]
+            where = {
+                "namespace": self.platform.namespace,
+                "name": egress.relay_name(meta["name"]),
+                "uid": meta.get("uid"),
+            }
+            subject = {"metadata": where}
+            found.append((smarthosts.key(meta["name"]), subject))
+        return found
 
     # -- while leading -----------------------------------------------------------------------------
     def spawn(self, target: Callable[[], None], name: str) -> None:

@@ -30,6 +30,11 @@ BLOCKING = (
     cond.SECRET_NOT_GRANTED,
     cond.SECRET_INCOMPLETE,
     cond.SECRET_INVALID,
+    cond.SMARTHOST_NOT_FOUND,
+    cond.SMARTHOST_NOT_ALLOWED,
+    cond.SENDER_DOMAIN_NOT_ALLOWED,
+    cond.SMARTHOST_NOT_READY,
+    cond.LOGIN_SECRET_CONFLICT,
 )
 ROLLOUT_REASONS = (cond.ROLLING_OUT, cond.AVAILABLE, cond.SCALED_TO_ZERO)
 
@@ -41,6 +46,7 @@ class Write:
     name: str
     obj: dict[str, Any] | None = None  # create/apply: the desired object, stamped with its applied hash
     uid: str = ""  # delete: exactly this object
+    namespace: str = ""  # delete: where it is (create/apply: the object says)
 
 
 @dataclass
@@ -51,6 +57,7 @@ class Plan:
     status: dict[str, Any] | None = None  # None: the status shown is right already
     events: list[Event] = field(default_factory=list)  # for the transition, once the status is written
     tokens: Tokens | None = None  # the OAuth2 token step's state (its next look at the token)
+    login: dkim_keys.KeyWrite | None = None  # spec.smarthostRef: the tenant login Secret (written first)
     gated: bool = False  # it rolls pods another operator version rendered: it needs a slot first
 
 
@@ -60,6 +67,11 @@ class Inputs:
     keys: dkim_keys.KeyState
     rendered: Rendered | None  # None while the spec is invalid or a Secret unusable
     tokens: Tokens = field(default_factory=Tokens)  # the OAuth2 login's state (controller.oauth)
+    # Found before deciding: why spec.smarthostRef cannot be used (controller.tenancy), or what keeps a
+    # ClusterSmarthost's egress tier from rendering (controller.smarthosts). Blocks the children.
+    blocked: cond.Assessment | None = None
+    login: dkim_keys.KeyWrite | None = None  # spec.smarthostRef: the tenant login Secret to write, if it differs
+    extra_status: dict[str, Any] = field(default_factory=dict)  # more fields for the status (a ClusterSmarthost's)
     waiting: bool = False  # an operator-caused rollout refused a slot (controller.rollouts): write nothing
     require_grant: bool = True  # a Secret the relay names must name the relay back (Settings.require_secret_grant)
 
@@ -68,6 +80,10 @@ def _invalid_spec(i: Inputs) -> cond.Assessment | None:
     if i.seen.relay is None:
         return cond.Assessment(False, cond.INVALID_SPEC, "; ".join(i.seen.problems), stalled=True)
     return None
+
+
+def _blocked(i: Inputs) -> cond.Assessment | None:
+    return i.blocked
 
 
 def _secret(i: Inputs) -> cond.Assessment | None:
@@ -153,9 +169,10 @@ def _switching(i: Inputs) -> cond.Assessment | None:
     return None
 
 
-# The verdict is the first of these with something to say; past the first three, the relay renders.
+# The verdict is the first of these with something to say; past the first four, the relay renders.
 CHECKS: tuple[Callable[[Inputs], cond.Assessment | None], ...] = (
     _invalid_spec,
+    _blocked,
     _secret,
     _tokens,
     _dkim,
@@ -209,7 +226,7 @@ def _prunes(i: Inputs, writes: list[Write]) -> list[Write]:
     if _rollout(i).ready:
         kinds.append("Deployment" if workload_kind(i.seen.relay) == "StatefulSet" else "StatefulSet")
     return [
-        Write("delete", kind, o["metadata"]["name"], uid=o["metadata"]["uid"])
+        Write("delete", kind, o["metadata"]["name"], uid=o["metadata"]["uid"], namespace=o["metadata"]["namespace"])
         for kind in kinds
         for o in i.seen.owned.get(kind, [])
         if (kind, o["metadata"]["name"]) not in rendered
@@ -225,6 +242,7 @@ def decide(i: Inputs, now: str) -> Plan:
         and verdict.reason not in BLOCKING
         and not i.keys.problem
         and not i.tokens.problem
+        and not i.blocked
     )
     writes = child_writes(i, verdict) if renders else []
     gated = relay is not None and any(
@@ -249,7 +267,9 @@ def decide(i: Inputs, now: str) -> Plan:
             f"waiting for the {workload_kind(relay)} controller to see the new spec",
             reconciling=True,
         )
-    plan = Plan(verdict, writes, i.keys, tokens=i.tokens, gated=gated and not i.waiting)
+    plan = Plan(
+        verdict, writes, i.keys, tokens=i.tokens, login=i.login if renders else None, gated=gated and not i.waiting
+    )
     previous = seen.status
     stuck = verdict.reason in (cond.CONFLICT, cond.CHILD_CONFLICT, cond.CHILD_REFUSED)
     new = st.build(
@@ -267,6 +287,7 @@ def decide(i: Inputs, now: str) -> Plan:
     )
     new["dkim"] = dkim_keys.status(i.keys, relay, verdict) if relay is not None else previous.get("dkim")
     new["oauth2"] = i.tokens.status if relay is not None else previous.get("oauth2")
+    new.update(i.extra_status)
     if st.differs(new, previous):
         plan.status = new
         plan.events = transition_events(verdict, previous)

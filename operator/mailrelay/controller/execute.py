@@ -20,6 +20,7 @@ from mailrelay.api.names import KIND
 from mailrelay.controller import metrics
 from mailrelay.controller.apply import REFUSED_STATUS, list_fields, refusal_key
 from mailrelay.controller.decide import Plan, Write
+from mailrelay.controller.dkim_keys import KeyWrite
 from mailrelay.controller.observe import Memory, Observed
 from mailrelay.kube.client import ApiError
 
@@ -54,10 +55,15 @@ class Outcome:
     gone: bool = False  # the relay no longer exists
 
 
-def execute(api: Writer, memory: Memory, seen: Observed, plan: Plan, instance: str) -> Outcome:
+def execute(
+    api: Writer, memory: Memory, seen: Observed, plan: Plan, instance: str, target: tuple[str, str, str] | None = None
+) -> Outcome:
+    """`target`: the kind, namespace and name whose status the plan shows (default: the relay's)."""
     outcome = Outcome()
     key = seen.key
     if plan.keys.write is not None and not _write_keys(api, memory, seen, plan, outcome, instance):
+        return outcome
+    if plan.login is not None and not _write_secret(api, plan.login, outcome):
         return outcome
     for write in plan.writes:
         if not _write_child(api, memory, key, write, outcome):
@@ -68,8 +74,9 @@ def execute(api: Writer, memory: Memory, seen: Observed, plan: Plan, instance: s
     if outcome.again or plan.status is None:
         return outcome
     meta = seen.body["metadata"]
+    kind, namespace, name = target or (KIND, *key)
     try:
-        written = api.patch_status(KIND, key[0], key[1], plan.status, meta.get("resourceVersion"))
+        written = api.patch_status(kind, namespace, name, plan.status, meta.get("resourceVersion"))
     except ApiError as exc:
         if exc.status == 409:  # the body was stale: the watch brings the newer one
             outcome.again = True
@@ -88,25 +95,32 @@ def execute(api: Writer, memory: Memory, seen: Observed, plan: Plan, instance: s
 
 def _write_keys(api: Writer, memory: Memory, seen: Observed, plan: Plan, outcome: Outcome, instance: str) -> bool:
     assert plan.keys.write is not None
-    secret = plan.keys.write.obj
-    try:
-        if plan.keys.write.action == "create":
-            api.create(secret)
-        else:
-            api.apply(secret)
-    except ApiError as exc:
-        if exc.status == 409:  # taken meanwhile, or changed since it was read: decide again
-            outcome.again = True
-            return False
-        raise
+    if not _write_secret(api, plan.keys.write, outcome):
+        return False
     for kind, reason, message in plan.keys.events:
         api.post_event(seen.body, kind, reason, message, instance)
     return True
 
 
+def _write_secret(api: Writer, write: KeyWrite, outcome: Outcome) -> bool:
+    """A Secret of the operator's own (a generated key, a tenant login): POSTed new, applied with the
+    uid and resourceVersion it was checked at; False (decide again) when someone got there first."""
+    try:
+        if write.action == "create":
+            api.create(write.obj)
+        else:
+            api.apply(write.obj)
+    except ApiError as exc:
+        if exc.status == 409:  # taken meanwhile, or changed since it was read: decide again
+            outcome.again = True
+            return False
+        raise
+    return True
+
+
 def _write_child(api: Writer, memory: Memory, key: tuple[str, str], write: Write, outcome: Outcome) -> bool:
     """One child; False when the answer changes the picture (the pass runs again)."""
-    namespace = key[0]
+    namespace = write.namespace or key[0]
     if write.action == "delete":
         api.delete(write.kind, namespace, write.name, write.uid)
         outcome.done.append(f"deleted {write.kind} {write.name}")

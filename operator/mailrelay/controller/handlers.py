@@ -48,6 +48,8 @@ async def start_leading(memo: kopf.Memo, **_: Any) -> None:
         context.relay_event,
         context.child_event,
         lambda event, pod: report_drain(context, pod, lambda p: scrape.drained_pod_subject(caches, p)),
+        context.smarthost_event,
+        context.namespace_event,
     )
     context.on_stop.append(caches.stop)
     caches.start()
@@ -65,7 +67,11 @@ async def start_leading(memo: kopf.Memo, **_: Any) -> None:
     log.info("caches listed (%d relays); %d workers started", len(caches.relays), context.settings.workers)
     if context.settings.delivery_probe:
         scraper = scrape.Scraper(
-            caches, caches.api, lambda key: context.queue.add(key, "delivery"), interval=context.settings.resync_seconds
+            caches,
+            caches.api,
+            lambda key: context.queue.add(key, "delivery"),
+            interval=context.settings.resync_seconds,
+            extra=context.egress_subjects,
         )
         context.health = scraper.health
         context.on_stop.append(scraper.stop)

@@ -80,14 +80,22 @@ class TokenKeeper:
     fetch: Fetch = client.fetch
     clock: Callable[[], float] = time.time
 
-    def keep(self, api: SecretApi, relay: MailRelay, previous: dict[str, Any], require_grant: bool = True) -> Tokens:
+    def keep(
+        self,
+        api: SecretApi,
+        relay: MailRelay,
+        previous: dict[str, Any],
+        require_grant: bool = True,
+        owner: dict[str, Any] | None = None,
+    ) -> Tokens:
+        """`owner`: the token Secret's owner reference when not the relay (a ClusterSmarthost's egress tier)."""
         oauth2 = relay.spec.relay.oauth2 if relay.spec.relay else None
         name = f"mailrelay-{relay.name}-oauth2-token"
         if oauth2 is None:
             if previous.get("oauth2"):  # switched back to a password: the last token goes (the empty Secret
                 live = api.read("Secret", relay.namespace, name)  # goes with the relay; no delete grant needed)
                 if live is not None and owned_by(live, relay.uid or "") and live.get("data"):
-                    self._write(api, relay, live, None, {}, clear=True)
+                    self._write(api, relay, live, None, {}, owner, clear=True)
             return Tokens()
         assert token_secret_name(relay) == name
         source = api.read("Secret", relay.namespace, oauth2.secret)
@@ -115,7 +123,9 @@ class TokenKeeper:
         decision = keeper.decide(state, version, now)
         events: list[tuple[str, str, str]] = []
         if decision.refresh:
-            live, events, version = self._refresh(api, relay, oauth2, source, credentials, live, state, version, now)
+            live, events, version = self._refresh(
+                api, relay, oauth2, source, credentials, live, state, version, now, owner
+            )
             state = keeper.State.of(live)
             decision = keeper.decide(state, version, now)
         return self._report(relay, oauth2, state, now, events, decision.next_check)
@@ -131,6 +141,7 @@ class TokenKeeper:
         state: keeper.State,
         version: str,
         now: float,
+        owner: dict[str, Any] | None,
     ) -> tuple[dict[str, Any], list[tuple[str, str, str]], str]:
         """The token Secret as written, events, and the user's Secret's version (new after a rotation)."""
         events: list[tuple[str, str, str]] = []
@@ -142,7 +153,7 @@ class TokenKeeper:
             if failure.attempts == 1:  # once per cause, not once per retry
                 events.append(("Warning", cond.TOKEN_REFRESH_FAILED, f"{oauth2.token_url}: {exc}"))
             log.warning("relay %s/%s: access token not refreshed: %s", relay.namespace, relay.name, exc)
-            return self._write(api, relay, live, None, {keeper.FAILURE: failure.encode()}), events, version
+            return self._write(api, relay, live, None, {keeper.FAILURE: failure.encode()}, owner), events, version
         metrics.OAUTH2_REFRESHES.labels("ok").inc()
         if response.refresh_token and response.refresh_token != credentials.refresh_token:
             try:
@@ -159,7 +170,7 @@ class TokenKeeper:
                 events.append(("Warning", "RefreshTokenNotSaved", f"Secret {oauth2.secret}: {exc}"))
         notes = keeper.annotations_after_success(response, version, now, state)
         document = keeper.token_document(response, now)
-        return self._write(api, relay, live, document, notes), events, version
+        return self._write(api, relay, live, document, notes, owner), events, version
 
     def _write(
         self,
@@ -168,6 +179,7 @@ class TokenKeeper:
         live: dict[str, Any] | None,
         document: str | None,
         notes: dict[str, str | None],
+        owner: dict[str, Any] | None,
         clear: bool = False,
     ) -> dict[str, Any]:
         name = f"mailrelay-{relay.name}-oauth2-token"
@@ -180,7 +192,7 @@ class TokenKeeper:
             "namespace": relay.namespace,
             "labels": labels(relay),
             "annotations": {k: v for k, v in annotations.items() if v is not None},
-            "ownerReferences": [owner_reference(relay)],
+            "ownerReferences": [owner or owner_reference(relay)],
         }
         secret = {"apiVersion": "v1", "kind": "Secret", "metadata": meta, "type": "Opaque", "data": data}
         if live is None:

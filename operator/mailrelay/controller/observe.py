@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from mailrelay.api.conditions import REFUSED_FIELD
-from mailrelay.api.names import KIND, RESOURCES
+from mailrelay.api.names import KIND, RESOURCES, SMARTHOST_KIND
 from mailrelay.api.spec import MailRelay, SpecError, parse
+from mailrelay.controller import tenancy
 from mailrelay.controller.apply import describe_owner, owned_by
 from mailrelay.controller.delivery import Health
 from mailrelay.controller.status import ready_condition
+from mailrelay.render import egress
 from mailrelay.render.relay import child_names, dkim_secret_name, selector_labels
 
 Key = tuple[str, str]  # namespace, name
@@ -76,6 +78,7 @@ class Observed:
     health: Health | None = None
     refused: str = ""  # refusal_key() of the child the API server refused last, if it still stands
     refused_message: str = ""
+    smarthost: tenancy.Seen | None = None  # spec.smarthostRef: what the pass read for it
 
     def child(self, kind: str) -> dict[str, Any] | None:
         """The live child of this kind under the name the spec gives it, if it is ours."""
@@ -92,8 +95,21 @@ class Observed:
         return dict(self.body.get("status") or {})
 
 
+@dataclass(frozen=True)
+class Platform:
+    """Where ClusterSmarthosts' egress tiers run (the operator's namespace), and whether they are served."""
+
+    namespace: str = "mailrelay-system"
+    served: bool = True
+
+
 def observe(
-    reader: Reader, memory: Memory, body: dict[str, Any], default_image: str, health: Health | None = None
+    reader: Reader,
+    memory: Memory,
+    body: dict[str, Any],
+    default_image: str,
+    health: Health | None = None,
+    platform: Platform | None = None,
 ) -> Observed:
     meta = body["metadata"]
     key = (meta["namespace"], meta["name"])
@@ -112,10 +128,19 @@ def observe(
     dkim_name = dkim_secret_name(relay)
     if dkim_name:
         found.dkim_secret = reader.read("Secret", relay.namespace, dkim_name)
+    if relay.spec.smarthost is not None:
+        found.smarthost = _smarthost(reader, relay, relay.spec.smarthost, platform or Platform(), default_image)
+    children(reader, memory, found, relay)
+    return found
+
+
+def children(reader: Reader, memory: Memory, found: Observed, relay: MailRelay) -> None:
+    """The children `relay` renders (ours, or someone else's under their names) and everything of ours
+    by its selector labels; `found.uid` owns them (a ClusterSmarthost's for its egress tier)."""
     labels = selector_labels(relay)
     for kind in OWNED_KINDS:
         found.owned[kind] = [o for o in reader.cached_list(kind, relay.namespace, labels) if owned_by(o, found.uid)]
-    known_foreign = memory.foreign.get(key, set())
+    known_foreign = memory.foreign.get(found.key, set())
     for kind, name in child_names(relay).items():
         live = reader.cached(kind, relay.namespace, name)
         if live is not None and owned_by(live, found.uid):
@@ -125,5 +150,19 @@ def observe(
             live = reader.read(kind, relay.namespace, name)  # still there? (a stalled relay's one GET per pass)
         if live is not None and not owned_by(live, found.uid):
             found.foreign[(kind, name)] = describe_owner(live)
-    memory.foreign[key] = set(found.foreign)
-    return found
+    memory.foreign[found.key] = set(found.foreign)
+
+
+def _smarthost(reader: Reader, relay: MailRelay, name: str, platform: Platform, image: str) -> tenancy.Seen:
+    """spec.smarthostRef: the ClusterSmarthost and the Namespace from the caches, the egress tier's keys
+    (the operator's own namespace) and the relay's login Secret by name."""
+    seen = tenancy.Seen(name, platform.served, operator_namespace=platform.namespace, default_image=image)
+    if not platform.served:
+        return seen
+    seen.body = reader.cached(SMARTHOST_KIND, "", name)
+    seen.namespace = reader.cached("Namespace", "", relay.namespace)
+    if seen.body is not None:
+        keys = egress.keys_secret_name(name)
+        seen.keys = reader.read("Secret", platform.namespace, keys)
+        seen.login = reader.read("Secret", relay.namespace, tenancy.login_secret_name(relay))
+    return seen

@@ -20,6 +20,7 @@ from mailrelay.controller import handlers, metrics
 from mailrelay.controller.caches import Caches
 from mailrelay.controller.client import OperatorApi
 from mailrelay.controller.context import Context
+from mailrelay.controller.observe import Platform
 from mailrelay.controller.rollouts import RolloutGate
 from mailrelay.controller.settings import Settings, SettingsError
 from mailrelay.kube.client import Api
@@ -89,6 +90,7 @@ def run(*, namespaces: list[str], liveness_port: int, verbose: bool, metrics_por
     api.write_guard = leadership.check
     elector = LeaderElector(lease_api, settings.leader, leadership)
     caches = Caches(api, tuple(namespaces))
+    platform = Platform(namespace=settings.leader.namespace, served=caches.smarthosts_served)
     context = Context(
         caches,
         settings,
@@ -96,6 +98,7 @@ def run(*, namespaces: list[str], liveness_port: int, verbose: bool, metrics_por
         namespaces=tuple(namespaces),
         release=elector.release,
         rollouts=RolloutGate(settings.max_rolling_relays),
+        platform=platform,
     )
     metrics.follow_leadership(leadership)
     if metrics_port:  # leader and standby alike, so a standby shows up with leader 0

@@ -16,12 +16,12 @@ from typing import Any
 
 from mailrelay.api import dkim
 from mailrelay.api.spec import MailRelay, SpecError
-from mailrelay.controller import dkim_keys
+from mailrelay.controller import dkim_keys, tenancy
 from mailrelay.controller.decide import Inputs, Plan, decide
 from mailrelay.controller.delivery import Health
 from mailrelay.controller.execute import Outcome, Writer, execute
 from mailrelay.controller.oauth import TokenKeeper, Tokens
-from mailrelay.controller.observe import Key, Memory, Observed, Reader, observe
+from mailrelay.controller.observe import Key, Memory, Observed, Platform, Reader, observe
 from mailrelay.render.relay import Rendered, render_relay
 
 log = logging.getLogger(__name__)
@@ -100,21 +100,35 @@ def plan(
     admit: Callable[[], bool] | None = None,
     require_grant: bool = True,
 ) -> Plan:
-    """Prepare the DKIM keys (the one step that may make new material), render once, decide; a plan
-    that rolls pods another operator version rendered asks `admit` for a slot, and waits without one."""
+    """Resolve a platform smarthost, prepare the DKIM keys (the one step that may make new material),
+    render once, decide; a plan that rolls pods another operator version rendered asks `admit` for a
+    slot, and waits without one."""
     keys = dkim_keys.KeyState()
     rendered = None
-    if seen.relay is not None:
+    problem, login, login_version = None, None, ""
+    if seen.relay is not None and seen.smarthost is not None:  # spec.smarthostRef (controller.tenancy)
+        verdict = tenancy.assess(seen.relay, seen.smarthost)
+        problem, login, login_version = verdict.problem, verdict.write, verdict.version
+        if verdict.relay is not None:
+            seen.relay, seen.secret = verdict.relay, verdict.secret
+    if seen.relay is not None and problem is None:
         annotations = seen.body["metadata"].get("annotations") or {}
         keys = dkim_keys.prepare(seen.relay, seen.dkim_secret, annotations, generate or dkim.generate, require_grant)
         if keys.problem is None:
             version = secret_version(seen) + (f"/dkim:{keys.version}" if keys.version else "")
+            version += f"/login:{login_version}" if login_version else ""
             try:
                 rendered = renders.render(seen.relay, version)
             except SpecError as exc:  # UnsafeValue: never render what validation missed
                 seen.relay, seen.problems, keys = None, list(exc.problems), dkim_keys.KeyState()
     inputs = Inputs(
-        seen, keys, rendered, tokens or Tokens(status=seen.status.get("oauth2")), require_grant=require_grant
+        seen,
+        keys,
+        rendered,
+        tokens or Tokens(status=seen.status.get("oauth2")),
+        blocked=problem,
+        login=login,
+        require_grant=require_grant,
     )
     decided = decide(inputs, clock)
     if decided.gated and admit is not None and not admit():
@@ -134,11 +148,12 @@ def run(
     clock: str | None = None,
     health: Health | None = None,
     keeper: TokenKeeper | None = None,
+    platform: Platform | None = None,
     admit: Callable[[], bool] | None = None,
     require_grant: bool = True,
 ) -> Pass:
     """One pass over the relay `body` (as the cache holds it); ApiError propagates for the queue's backoff."""
-    seen = observe(reader, memory, body, default_image, health)
+    seen = observe(reader, memory, body, default_image, health, platform)
     tokens = None
     if seen.relay is not None:  # the OAuth2 token step makes its own requests (controller.oauth)
         tokens = (keeper or TokenKeeper()).keep(TokenStore(reader, writer), seen.relay, seen.status, require_grant)

@@ -124,6 +124,9 @@ class Scraper:
     port: int = sidecar.PORT
     fetch: Callable[[str, int, str], str] = fetch
     read_log: Callable[[str, str], str] | None = None  # (namespace, pod) → the relay container's log tail
+    # More to ask than the relays: (key, an object whose namespace, name and uid own the pods' workload),
+    # a ClusterSmarthost's egress tier (controller.context.egress_subjects).
+    extra: Callable[[], list[tuple[Key, dict[str, Any]]]] = lambda: []
     results: dict[Key, delivery.Health] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -169,10 +172,12 @@ class Scraper:
     def round(self, pool: ThreadPoolExecutor) -> int:
         """Ask every relay's pods once; returns how many relays' Health changed (each gets a pass)."""
         asked = {}
-        for relay in self.caches.cached_list(KIND, None, {}):
+        subjects = [
+            ((r["metadata"]["namespace"], r["metadata"]["name"]), r) for r in self.caches.cached_list(KIND, None, {})
+        ]
+        for key, relay in [*subjects, *self.extra()]:
             if relay["metadata"].get("deletionTimestamp"):
                 continue
-            key = (relay["metadata"]["namespace"], relay["metadata"]["name"])
             pods = [p for p in relay_pods(self.caches, relay) if _ready(p)]
             asked[key] = [pool.submit(self._ask, pod) for pod in pods]
         futures = [f for found in asked.values() for f in found]

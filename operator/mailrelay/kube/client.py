@@ -224,7 +224,8 @@ class Api:
         posting that name again changes nothing, however many operator replicas or watch events try.
         """
         meta = obj["metadata"]
-        namespace, note = meta["namespace"], message[:1024]
+        # Events about a cluster-scoped object live in `default`, as client-go's recorder puts them.
+        namespace, note = meta.get("namespace") or "default", message[:1024]
         key = (namespace, str(meta.get("uid") or meta["name"]), kind, reason, note)
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         with self._series_lock:
@@ -241,7 +242,7 @@ class Api:
                         "apiVersion": obj.get("apiVersion"),
                         "kind": obj.get("kind"),
                         "name": meta["name"],
-                        "namespace": namespace,
+                        **({"namespace": meta["namespace"]} if meta.get("namespace") else {}),
                         "uid": meta.get("uid"),
                     },
                     "type": kind,

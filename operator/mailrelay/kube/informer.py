@@ -59,7 +59,8 @@ def _compact(obj: dict[str, Any], api_version: str, kind: str) -> dict[str, Any]
 
 
 class Informer:
-    """One kind, in `namespaces` (empty: all), optionally only objects with `labels`."""
+    """One kind, in `namespaces` (empty: all), optionally only objects with `labels`. A cluster-scoped
+    kind is listed whole and keyed by ("", name)."""
 
     def __init__(
         self,
@@ -129,7 +130,7 @@ class Informer:
         stored = self._store(obj)
         meta = obj["metadata"]
         with self._lock:
-            key = (meta["namespace"], meta["name"])
+            key = (meta.get("namespace", ""), meta["name"])
             if stored.newer_than(self._objects.get(key)):
                 self._objects[key] = stored
 
@@ -153,7 +154,7 @@ class Informer:
     def _replace(self, scope: str | None, items: builtins.list[dict[str, Any]]) -> None:
         """Make the store equal the list, and report each difference as the event it stands for; the
         first list reports everything as LISTED (what was there before this informer started)."""
-        fresh = {(i["metadata"]["namespace"], i["metadata"]["name"]): self._store(i) for i in items}
+        fresh = {(i["metadata"].get("namespace", ""), i["metadata"]["name"]): self._store(i) for i in items}
         with self._lock:
             first = scope not in self._synced
             old = {k: v for k, v in self._objects.items() if scope is None or k[0] == scope}
@@ -191,7 +192,7 @@ class Informer:
             if event not in ("ADDED", "MODIFIED", "DELETED"):
                 continue  # BOOKMARK
             meta = obj["metadata"]
-            key, stored = (meta["namespace"], meta["name"]), self._store(obj)
+            key, stored = (meta.get("namespace", ""), meta["name"]), self._store(obj)
             with self._lock:
                 if event == "DELETED":
                     self._objects.pop(key, None)

@@ -49,6 +49,7 @@ BUILTIN: Mapping[str, Resource] = {
     "PodDisruptionBudget": Resource("policy", "v1", "poddisruptionbudgets"),
     "NetworkPolicy": Resource("networking.k8s.io", "v1", "networkpolicies"),
     "Lease": Resource("coordination.k8s.io", "v1", "leases"),
+    "Namespace": Resource("", "v1", "namespaces", namespaced=False),
 }
 
 

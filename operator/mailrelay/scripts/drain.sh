@@ -18,6 +18,10 @@ SESSION_SECONDS=${MAILRELAY_SESSION_WAIT_SECONDS:-5}
 DRAIN_SECONDS=${MAILRELAY_DRAIN_SECONDS:-20}
 HANDOFF_SECONDS=${MAILRELAY_HANDOFF_SECONDS:-30}
 HANDOFF_TARGET=${MAILRELAY_HANDOFF_TARGET:-}
+# A relay's replicas take the hand-off in clear text without a login; a ClusterSmarthost's egress
+# replicas want TLS and their own hand-off login (its line is in the password map already).
+HANDOFF_TLS=${MAILRELAY_HANDOFF_TLS:-none}
+HANDOFF_SASL=${MAILRELAY_HANDOFF_SASL:-no}
 FLUSH_EVERY=${MAILRELAY_DRAIN_FLUSH_EVERY:-5}
 PERSISTENT=${MAILRELAY_QUEUE_PERSISTENT:-}
 TERMINATION_LOG=${MAILRELAY_TERMINATION_LOG:-/dev/termination-log}
@@ -103,10 +107,10 @@ if [ -n "$HANDOFF_TARGET" ] && [ -n "$PERSISTENT" ] \
 elif [ -n "$HANDOFF_TARGET" ]; then
     say "$left message(s) still queued: handing them to the other replicas at $HANDOFF_TARGET"
     # The next hop for every queued message becomes the Service. No smarthost login or TLS policy
-    # towards a peer; getaddrinfo resolves the Service name with the pod's search path; and a 5xx
+    # towards a peer (but an egress tier's own); getaddrinfo resolves the Service name with the pod's search path; and a 5xx
     # from a peer (e.g. this pod's address outside its allowedNetworks) defers instead of bouncing.
-    postconf -c "$CONFIG_DIR" -e "relayhost=[$host]:$port" "smtp_tls_security_level=none" \
-        "smtp_tls_wrappermode=no" "smtp_sasl_auth_enable=no" "smtp_host_lookup=native" \
+    postconf -c "$CONFIG_DIR" -e "relayhost=[$host]:$port" "smtp_tls_security_level=$HANDOFF_TLS" \
+        "smtp_tls_wrappermode=no" "smtp_sasl_auth_enable=$HANDOFF_SASL" "smtp_host_lookup=native" \
         "smtp_connect_timeout=5s" "soft_bounce=yes"
     postfix -c "$CONFIG_DIR" reload >/dev/null 2>&1 || true
     if flush_for "$HANDOFF_SECONDS"; then

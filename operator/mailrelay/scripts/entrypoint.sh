@@ -15,6 +15,8 @@ LOG_ECHO=${MAILRELAY_MAILLOG_ECHO:-}  # with MAILLOG: this command copies the fi
 DKIM_KEY_DIR=${MAILRELAY_DKIM_KEY_DIR:-/etc/mailrelay/dkim-key}
 OPENDKIM_DIR=${MAILRELAY_OPENDKIM_DIR:-/run/mailrelay/opendkim}
 XOAUTH2_LISTEN=${MAILRELAY_XOAUTH2_LISTEN:-}  # host:port of the XOAUTH2 relay when not the rendered one (local mode)
+GATE=${MAILRELAY_GATE:-/usr/local/bin/mailrelay-gate}  # a ClusterSmarthost's egress tier: logins and sender gate
+GATE_LISTEN=${MAILRELAY_GATE_LISTEN:-}  # host:port of the sender gate when not the rendered one (tests)
 
 die() {
     echo "mailrelay: $*" >&2
@@ -31,7 +33,7 @@ mkdir -p "$CONFIG_DIR" "$QUEUE_DIR" "$DATA_DIR"
 chmod 0755 "$QUEUE_DIR" "$DATA_DIR"
 chown root "$QUEUE_DIR"
 chown "$(postconf -c "$CONFIG_SOURCE" -h mail_owner)" "$DATA_DIR"
-rm -f "$CONFIG_DIR"/*
+rm -rf "${CONFIG_DIR:?}"/*
 for file in "$CONFIG_SOURCE"/*; do
     [ -f "$file" ] && cp "$file" "$CONFIG_DIR/"
 done
@@ -40,17 +42,21 @@ postconf -c "$CONFIG_DIR" -e "queue_directory=$QUEUE_DIR" "data_directory=$DATA_
 if [ -n "$MAILLOG" ]; then
     postconf -c "$CONFIG_DIR" -e "maillog_file=$MAILLOG" "maillog_file_prefixes=$(dirname "$MAILLOG")"
 fi
-if [ -n "$LISTEN" ]; then
+if [ -n "$LISTEN" ]; then  # the same service on another address, with its -o options
+    service=$(postconf -c "$CONFIG_DIR" -M smtp/inet)
     postconf -c "$CONFIG_DIR" -MX smtp/inet
-    postconf -c "$CONFIG_DIR" -M "$LISTEN/inet=$LISTEN inet n - n - - smtpd"
+    postconf -c "$CONFIG_DIR" -M "$LISTEN/inet=$LISTEN ${service#smtp }"
 fi
 if [ -n "$XOAUTH2_LISTEN" ] && [ -f "$CONFIG_DIR/xoauth2.json" ]; then
     postconf -c "$CONFIG_DIR" -e "relayhost=[${XOAUTH2_LISTEN%:*}]:${XOAUTH2_LISTEN##*:}"
 fi
+if [ -n "$GATE_LISTEN" ] && [ -f "$CONFIG_DIR/tenants.json" ]; then
+    postconf -c "$CONFIG_DIR" -e "smtpd_milters=inet:$GATE_LISTEN"
+fi
 
 # The smarthost password map is built here, from the mounted Secret, readable by root only.
 # printf is a shell builtin: the password shows up in no argument list, variable export or log.
-if [ -n "$(postconf -c "$CONFIG_DIR" -h smtp_sasl_password_maps)" ]; then
+if [ "$(postconf -c "$CONFIG_DIR" -h smtp_sasl_auth_enable)" = yes ]; then
     [ -r "$SECRET_DIR/username" ] && [ -r "$SECRET_DIR/password" ] \
         || die "the relay Secret must have the keys username and password (looked in $SECRET_DIR)"
     username=$(cat "$SECRET_DIR/username")
@@ -64,6 +70,12 @@ if [ -n "$(postconf -c "$CONFIG_DIR" -h smtp_sasl_password_maps)" ]; then
         >"$CONFIG_DIR/sasl_passwd"
     unset username password
     umask 022
+fi
+
+# A ClusterSmarthost's egress tier: the tenants' logins (Cyrus sasldb), its TLS key and the hand-off
+# login, from the ConfigMap's tenant list and the operator's Secret; kept current by `logins watch`.
+if [ -f "$CONFIG_DIR/tenants.json" ]; then
+    $GATE logins build || die "the egress tier's tenant logins could not be built"
 fi
 
 # DKIM: one OpenDKIM milter per key algorithm. Its files get this run's paths; each key is copied
@@ -110,7 +122,7 @@ problems=$(
         postfix -c "$CONFIG_DIR" check 2>&1 || echo "postfix check failed"
         # The maps, and the recipient allow-list among the restrictions (the words with a ':').
         for map in $(postconf -c "$CONFIG_DIR" -xh sender_canonical_maps canonical_maps header_checks \
-            smtp_header_checks smtpd_recipient_restrictions | tr ',' ' '); do
+            smtp_header_checks smtpd_recipient_restrictions smtpd_sender_login_maps | tr ',' ' '); do
             case $map in
             *:*) postmap -c "$CONFIG_DIR" -q probe@mailrelay.invalid "$map" 2>&1 >/dev/null || true ;;
             esac
@@ -124,6 +136,10 @@ if [ -n "$MAILLOG" ] && [ -n "$LOG_ECHO" ]; then
     mkdir -p "$(dirname "$MAILLOG")"
     touch "$MAILLOG"
     "$LOG_ECHO" "$MAILLOG" &  # outlives this shell: it becomes a child of Postfix's master
+fi
+
+if [ -f "$CONFIG_DIR/tenants.json" ]; then
+    $GATE logins watch &  # outlives this shell: it becomes a child of Postfix's master
 fi
 
 echo "mailrelay: starting Postfix $(postconf -c "$CONFIG_DIR" -dh mail_version) for $(postconf -c "$CONFIG_DIR" -h myorigin)"

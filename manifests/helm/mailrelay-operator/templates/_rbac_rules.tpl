@@ -46,6 +46,18 @@
 
 {{/* only when serving every namespace */}}
 {{- define "mailrelay.rules.allNamespaces" -}}
+- apiGroups: [mailrelay.dev]
+  resources: [clustersmarthosts]
+  verbs: [list, watch]  # the platform's smarthosts: one list, then a watch
+- apiGroups: [mailrelay.dev]
+  resources: [clustersmarthosts/status]
+  verbs: [patch]
+- apiGroups: [mailrelay.dev]
+  resources: [clustersmarthosts/finalizers]
+  verbs: [update]  # lets the egress tier carry blockOwnerDeletion
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [list, watch]  # the labels a ClusterSmarthost's namespaceSelector matches
 {{- end -}}
 
 {{/* in the release namespace only */}}
@@ -53,4 +65,11 @@
 - apiGroups: [coordination.k8s.io]
   resources: [leases]
   verbs: [get, create, update]  # leader election
+{{- end -}}
+
+{{/* in the release namespace only, when serving every namespace */}}
+{{- define "mailrelay.rules.platform" -}}
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, create, patch]  # a ClusterSmarthost's login, the egress tier's TLS and login keys, its OAuth2 token
 {{- end -}}

@@ -1,4 +1,4 @@
-"""Everything the project knows about Postfix: each parameter, the service table and the maps.
+"""Everything the project knows about Postfix: each parameter, the service table and (in `maps`) the maps.
 
 Files are rendered from a validated spec only, so every value here is already known to be safe for
 a single `name = value` or map line; rendering still refuses any line break or control character
@@ -10,11 +10,25 @@ local mode.
 from __future__ import annotations
 
 import ipaddress
-import re
 
-from mailrelay.api.spec import MailRelaySpec, Relay, SpecError
+from mailrelay.api.spec import MailRelaySpec, Relay
 from mailrelay.render import opendkim, xoauth2
-from mailrelay.render.headers import KEPT_HEADERS, KEPT_PREFIX
+from mailrelay.render.postfix.maps import (
+    KEPT_HEADERS,
+    KEPT_PREFIX,
+    NOT_NULL_SENDER,
+    RECIPIENT_REFUSAL,
+    UNPLAIN_RECIPIENT,
+    UNPLAIN_REFUSAL,
+    UnsafeValue,
+    header_checks,
+    recipient_access,
+    safe,
+    sender_canonical,
+    sender_domains,
+    sender_logins,
+    smtp_header_checks,
+)
 
 MAIN_CF = "main.cf"
 MASTER_CF = "master.cf"
@@ -26,37 +40,28 @@ RECIPIENT_ACCESS = "recipient_access"  # only with spec.recipients.allowDomains
 COMMAND_FILTER = "command_filter"  # only with spec.recipients.allowDomains
 SASL_PASSWORDS = "sasl_passwd"  # written at start-up by the entrypoint from the Secret, never rendered
 CONFIG_FILES = (MAIN_CF, MASTER_CF, SENDER_CANONICAL, SENDER_DOMAINS, HEADER_CHECKS, SMTP_HEADER_CHECKS)
-NOT_NULL_SENDER = 'if !/^""$/'  # regexp_table(5) block: the null sender (bounces) is never rewritten
-# The user's rules see addresses of at most this many characters (RFC 5321's limit for a path is 256
-# octets with the brackets): their cost grows with the address, which a header can make 100 kB long.
-# Longer addresses skip them and get the default rewrite.
-MAX_RULE_ADDRESS = 254
-_UNSAFE = re.compile(r"[^\x20-\x7e]")
-
-
-class UnsafeValue(SpecError):
-    """A rendered line would carry a control character or line break: refused, never written."""
-
-
-def _safe(line: str) -> str:
-    if _UNSAFE.search(line):
-        raise UnsafeValue([f"refusing to render a Postfix line with a control character: {line[:80]!r}"])
-    return line
-
+_safe = safe
+__all__ = [
+    "KEPT_HEADERS",
+    "KEPT_PREFIX",
+    "NOT_NULL_SENDER",
+    "RECIPIENT_REFUSAL",
+    "UNPLAIN_RECIPIENT",
+    "UNPLAIN_REFUSAL",
+    "UnsafeValue",
+    "header_checks",
+    "recipient_access",
+    "sender_canonical",
+    "sender_domains",
+    "sender_logins",
+    "smtp_header_checks",
+]
 
 SMTP_PORT = 25
-RECIPIENT_REFUSAL = "550 5.7.1 this relay only sends to the domains its MailRelay allows (spec.recipients.allowDomains)"
-# What smtpd_command_filter makes of a RCPT TO whose address is not a plain local@domain, and its answer.
-UNPLAIN_RECIPIENT = "recipient-syntax@mailrelay.invalid"
-UNPLAIN_REFUSAL = (
-    "550 5.1.3 with spec.recipients.allowDomains this relay takes only plain local@domain recipients: "
-    "no bare postmaster or other name without a domain, no quoted, routed or commented address"
-)
 # A plain address as regexp_table(5) (POSIX, inside brackets a backslash is literal): a dot-atom or
 # quoted local part, '@', a domain or an address literal; nothing the parser could turn into a bare name.
 _PLAIN_LOCAL = r'([^][<>()@,;:\"[:space:]]+|"([^"\]|\\.)*")'
 _PLAIN_DOMAIN = r"([^][<>()@,;:\"[:space:]]+|\[[^]]*\])"
-
 LOOPBACK_NETWORKS = ("127.0.0.1/32", "::1/128")
 
 _TLS_LEVEL = {"None": "none", "May": "may", "Encrypt": "encrypt", "Wrapper": "encrypt"}
@@ -112,14 +117,13 @@ def relayhost(relay: Relay) -> str:
     return f"[{host}]:{relay.port}"
 
 
-def main_cf(spec: MailRelaySpec) -> str:
-    networks = " ".join(postfix_network(n) for n in (*LOOPBACK_NETWORKS, *spec.allowed_networks))
-    params: list[tuple[str, str]] = [
+def identity(name: str) -> list[tuple[str, str]]:
+    """HELO and bare addresses use `name`; nothing is delivered here."""
+    return [
         ("compatibility_level", "3.6"),
-        # Identity: HELO and bare addresses use the sending domain; nothing is delivered here.
-        ("myhostname", spec.mail_from_fqdn),
-        ("mydomain", spec.mail_from_fqdn),
-        ("myorigin", spec.mail_from_fqdn),
+        ("myhostname", name),
+        ("mydomain", name),
+        ("myorigin", name),
         ("mydestination", ""),
         ("local_recipient_maps", ""),
         ("alias_maps", ""),
@@ -127,16 +131,13 @@ def main_cf(spec: MailRelaySpec) -> str:
         ("local_transport", "error:this relay delivers no mail locally"),
         ("append_dot_mydomain", "no"),
         ("biff", "no"),
-        # Closed relay: only the allowed networks (and loopback, for the probes) may send.
         ("inet_interfaces", "all"),
         ("inet_protocols", "all"),
-        ("mynetworks", networks),
-        # Decided at connect: a client outside mynetworks gets 554 and then 503 for every command,
-        # so not even RCPT TO:<postmaster> (which skips the recipient restrictions) is accepted.
-        ("smtpd_delay_reject", "no"),
-        ("smtpd_client_restrictions", "permit_mynetworks, reject"),
-        ("smtpd_relay_restrictions", "permit_mynetworks, reject_unauth_destination"),
-        ("smtpd_recipient_restrictions", ", ".join([*_recipient_checks(spec), "permit_mynetworks", "reject"])),
+    ]
+
+
+def smtpd_hardening(message_size_limit: int) -> list[tuple[str, str]]:
+    return [
         ("smtpd_banner", "$myhostname ESMTP"),
         ("disable_vrfy_command", "yes"),
         # SMTP smuggling: only <CR><LF>.<CR><LF> ends DATA, for every client (the default exempts
@@ -144,8 +145,37 @@ def main_cf(spec: MailRelaySpec) -> str:
         ("smtpd_forbid_bare_newline", "normalize"),
         ("smtpd_forbid_bare_newline_exclusions", ""),
         ("smtpd_forbid_unauth_pipelining", "yes"),
-        ("message_size_limit", str(spec.message_size_limit)),
+        ("message_size_limit", str(message_size_limit)),
         ("mailbox_size_limit", "0"),
+    ]
+
+
+def output() -> list[tuple[str, str]]:
+    """Logs go to the container's stdout; `postfix start-fg` keeps the master in the foreground."""
+    return [("maillog_file", "/dev/stdout"), ("smtp_tls_CApath", "/etc/ssl/certs"), ("smtp_tls_loglevel", "1")]
+
+
+def file(params: list[tuple[str, str]]) -> str:
+    """main.cf from (name, value) pairs; a later pair for the same name replaces the earlier one."""
+    merged = dict(params)
+    lines = ["# Rendered by mailrelay-operator; changes are overwritten."]
+    lines += [_safe(f"{name} = {value}".rstrip()) for name, value in merged.items()]
+    return "\n".join(lines) + "\n"
+
+
+def main_cf(spec: MailRelaySpec) -> str:
+    networks = " ".join(postfix_network(n) for n in (*LOOPBACK_NETWORKS, *spec.allowed_networks))
+    params: list[tuple[str, str]] = [
+        *identity(spec.mail_from_fqdn),
+        # Closed relay: only the allowed networks (and loopback, for the probes) may send.
+        ("mynetworks", networks),
+        # Decided at connect: a client outside mynetworks gets 554 and then 503 for every command,
+        # so not even RCPT TO:<postmaster> (which skips the recipient restrictions) is accepted.
+        ("smtpd_delay_reject", "no"),
+        ("smtpd_client_restrictions", "permit_mynetworks, reject"),
+        ("smtpd_relay_restrictions", "permit_mynetworks, reject_unauth_destination"),
+        ("smtpd_recipient_restrictions", ", ".join([*_recipient_checks(spec), "permit_mynetworks", "reject"])),
+        *smtpd_hardening(spec.message_size_limit),
         # Sender rewriting, envelope and header senders, for pod clients too: the user's rules first,
         # then canonical_maps (applied after sender_canonical_maps, each to its own fixed point)
         # sends whatever is not at a kept domain to @mailFromFQDN, whatever a rule returned.
@@ -158,21 +188,16 @@ def main_cf(spec: MailRelaySpec) -> str:
         # Headers of an attached message are its own: no copies in them (the default is $header_checks).
         ("nested_header_checks", ""),
         ("smtp_header_checks", f"regexp:${{config_directory}}/{SMTP_HEADER_CHECKS}"),
-        # Logs go to the container's stdout; `postfix start-fg` keeps the master in the foreground.
-        ("maillog_file", "/dev/stdout"),
-        ("smtp_tls_CApath", "/etc/ssl/certs"),
-        ("smtp_tls_loglevel", "1"),
+        *output(),
     ]
-    params += _relay_params(spec.relay)
+    params += relay_params(spec.relay)
     params += milter_params(spec)
     params += _guardrail_params(spec)
     params += _command_params(spec)
-    lines = ["# Rendered by mailrelay-operator; changes are overwritten."]
-    lines += [_safe(f"{name} = {value}".rstrip()) for name, value in params]
-    return "\n".join(lines) + "\n"
+    return file(params)
 
 
-def _relay_params(relay: Relay | None) -> list[tuple[str, str]]:
+def relay_params(relay: Relay | None) -> list[tuple[str, str]]:
     if relay is None:
         return [("relayhost", ""), ("smtp_tls_security_level", "may")]
     if relay.oauth2 is not None:
@@ -188,6 +213,17 @@ def _relay_params(relay: Relay | None) -> list[tuple[str, str]]:
         ("smtp_tls_security_level", _TLS_LEVEL[relay.tls]),
         ("smtp_tls_wrappermode", "yes" if relay.tls == "Wrapper" else "no"),
     ]
+    if relay.pin:
+        # A ClusterSmarthost's egress tier: its certificate is the operator's own, pinned by its
+        # SHA-256 fingerprint; its name is a Service name, resolved with the pod's search path.
+        params = [
+            ("relayhost", relayhost(relay)),
+            ("smtp_tls_security_level", "fingerprint"),
+            ("smtp_tls_fingerprint_digest", "sha256"),
+            ("smtp_tls_fingerprint_cert_match", relay.pin),
+            ("smtp_tls_wrappermode", "no"),
+            ("smtp_host_lookup", "native"),
+        ]
     if relay.auth_secret:
         params += [
             ("smtp_sasl_auth_enable", "yes"),
@@ -277,84 +313,8 @@ def _recipient_checks(spec: MailRelaySpec) -> list[str]:
     return [f"check_recipient_access regexp:${{config_directory}}/{RECIPIENT_ACCESS}"]
 
 
-def recipient_access(spec: MailRelaySpec) -> str:
-    """The regexp recipient map: allowed domains and their subdomains pass on (DUNNO), all else is refused.
-
-    DUNNO rather than OK: the allow-list only narrows; the client checks after it still apply.
-    Postfix looks up the recipient as it will route it, so `user%other@allowed` style tricks do not
-    reach another domain (the percent hack only applies to local domains, and there are none).
-    """
-    lines = [
-        "# Rendered by mailrelay-operator; changes are overwritten.",
-        "# regexp_table(5): case-insensitive, first match wins.",
-    ]
-    lines.append(f"/^{_domain_regex(UNPLAIN_RECIPIENT)}$/ {UNPLAIN_REFUSAL}")
-    lines += [f"/@([^@]+\\.)?{_domain_regex(domain)}$/ DUNNO" for domain in spec.guardrails.allow_domains]
-    lines.append(f"/./ {RECIPIENT_REFUSAL}")
-    return "\n".join(lines) + "\n"
-
-
 def master_cf() -> str:
     return _MASTER_CF
-
-
-def _domain_regex(domain: str) -> str:
-    return re.escape(domain).replace("\\-", "-")
-
-
-def sender_canonical(spec: MailRelaySpec) -> str:
-    """The user's rules, first match wins; each pattern's top-level branches anchored on their own."""
-    lines = [
-        "# Rendered by mailrelay-operator; changes are overwritten.",
-        "# regexp_table(5): case-insensitive, first match wins. Results go through sender_domains.",
-    ]
-    lines += [NOT_NULL_SENDER, f"if !/^.{{{MAX_RULE_ADDRESS + 1}}}/"]
-    lines += [_safe(f"/{rule.anchored}/ {rule.replacement}") for rule in spec.rules]
-    lines += ["endif", "endif"]
-    return "\n".join(lines) + "\n"
-
-
-def sender_domains(spec: MailRelaySpec) -> str:
-    """Kept domains stay, everything else goes to @mailFromFQDN.
-
-    Postfix re-applies a map to its own result until a lookup returns the address unchanged, and
-    stops there; this map is applied after the rules' map, so even a rule that maps an address to
-    itself (which ends the rules' map) cannot make mail leave from an unlisted domain.
-    """
-    fqdn = spec.mail_from_fqdn
-    lines = ["# Rendered by mailrelay-operator; changes are overwritten."]
-    for domain in (fqdn, *spec.keep_domains):
-        lines.append(_safe(f"/^(.*@(.+\\.)?{_domain_regex(domain)})$/ ${{1}}"))
-    lines.append(_safe(f"/^(.*)@[^@]*$/ ${{1}}@{fqdn}"))
-    # trivial-rewrite completes a bare `root` with @$myorigin before the maps, so an address without
-    # "@" here is a rule's result (completed here) or the null sender of bounces, looked up as `""`:
-    # rewriting that would turn a bounce into ordinary mail and let bounces loop.
-    lines += [NOT_NULL_SENDER, _safe(f"/^([^@]+)$/ ${{1}}@{fqdn}"), "endif"]
-    return "\n".join(lines) + "\n"
-
-
-def header_checks() -> str:
-    """Copy each reply header under a private name before the canonical maps rewrite it (headers.py).
-
-    A private name arriving from a client is dropped first, so nobody can smuggle a header that
-    would be renamed into a reply header on the way out.
-    """
-    names = "|".join(KEPT_HEADERS)
-    return (
-        "# Rendered by mailrelay-operator; changes are overwritten.\n"
-        f"/^{KEPT_PREFIX}/ IGNORE\n"
-        f"/^({names}):(.*)$/ PREPEND {KEPT_PREFIX}${{1}}:${{2}}\n"
-    )
-
-
-def smtp_header_checks() -> str:
-    """As the message leaves: drop the rewritten reply headers, give the copies their names back."""
-    names = "|".join(KEPT_HEADERS)
-    return (
-        "# Rendered by mailrelay-operator; changes are overwritten.\n"
-        f"/^({names}):/ IGNORE\n"
-        f"/^{KEPT_PREFIX}({names}):(.*)$/ REPLACE ${{1}}:${{2}}\n"
-    )
 
 
 def config_files(spec: MailRelaySpec) -> dict[str, str]:

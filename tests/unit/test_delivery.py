@@ -86,3 +86,38 @@ def test_the_same_health_twice_writes_nothing_and_a_change_writes() -> None:
     condition = st.condition(flowing, cond.DELIVERING)
     assert condition is not None and condition["lastTransitionTime"] == "2026-01-01T00:07:00Z"
     assert flowing["queue"]["oldestMessageAge"] == ""  # present and empty: a merge patch clears the old bound
+
+
+# What a pod's metrics port may answer (issue 23, class 1): anyone who can run a pod controls it.
+MALFORMED = [
+    'postfix_showq_message_age_seconds_bucket{queue="deferred"} 1\n',  # a bucket without le
+    'postfix_showq_message_age_seconds_bucket{queue="deferred",le="+Inf"} +Inf\n',
+    'postfix_showq_message_age_seconds_count{queue="deferred"} NaN\n',
+    'postfix_showq_message_size_bytes_count{queue="active"} -1e308\n',
+    'postfix_showq_message_size_bytes_count{queue="active"} 1e999\n',
+    "postfix_smtp_status_deferred 99999999999999999999999999\n",
+    'postfix_showq_message_age_seconds_bucket{queue="deferred",le="x"} 3\n',
+    "\x00\xff garbage {{{ \n" * 50,
+    '# TYPE x histogram\nx_bucket{le="1"} 2\nx_bucket{le="0.5"} 5\n',
+    "",
+]
+
+
+@pytest.mark.parametrize("text", MALFORMED, ids=range(len(MALFORMED)))
+def test_parsing_what_a_pod_answers_never_raises(text: str) -> None:
+    sample = delivery.parse(text)
+    if sample is not None:
+        assert all(0 <= n <= delivery.MAX_COUNT for n in sample.queues.values())
+    health = delivery.assess([sample] if sample else [], pods=1, reasons=[text])
+    assert len(health.message) <= 2 * delivery.MAX_REASON + 200
+
+
+def test_a_reason_from_a_pods_log_is_bounded_and_printable() -> None:
+    log = (
+        "x postfix/smtp[1]: A: to=<a@b>, status=deferred ("
+        + "\x1b[31mclick http://phish.example/\n" * 0
+        + "y" * 10_000
+        + "\x07)\n"
+    )
+    [reason] = delivery.deferral_reasons(log)
+    assert len(reason) <= delivery.MAX_REASON and all(" " <= c <= "~" for c in reason)

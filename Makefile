@@ -4,10 +4,18 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TOOLS := .tools/bin
 DEB_PACKAGES := postfix libsasl2-modules openssl ca-certificates procps iproute2 opendkim opendkim-tools \
-	debootstrap podman runc prometheus-postfix-exporter prometheus
+	debootstrap podman runc prometheus-postfix-exporter prometheus skopeo
+# Releases (hack/release.py; skopeo, which pushes the images, is in DEB_PACKAGES for the tests): qemu-user-static
+# runs the arm64 builds, debian-archive-keyring lets debootstrap check Debian's signatures on any runner.
+RELEASE_PACKAGES := qemu-user-static binfmt-support debian-archive-keyring
 EXAMPLE ?= examples/mailrelay.yaml
+REGISTRY ?= ghcr.io/mailrelay-dev
+PLATFORMS ?= linux/amd64,linux/arm64
+COSIGN_KEY ?= cosign.key
+COSIGN_PUBLIC_KEY ?= cosign.pub
 
-.PHONY: run test lint unit bench system-deps tools controlplane cluster docs generate schemas clean images
+.PHONY: run test lint unit bench system-deps release-deps tools release-tools controlplane cluster docs generate \
+	schemas clean images bump release registry-login release-notes
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -15,15 +23,22 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
-# Debian packages for the real-Postfix tests, installed when running as root.
-system-deps:
-	@missing=""; for p in $(DEB_PACKAGES); do \
+# Debian packages for the real-Postfix tests (and, for release-deps, for releases), installed when running as root.
+define install-debs
+	@missing=""; for p in $(1); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" != 0 ]; then echo "missing Debian packages:$$missing (run make as root to install them)"; exit 0; fi; \
 	echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing
+endef
+
+system-deps:
+	$(call install-debs,$(DEB_PACKAGES))
+
+release-deps: system-deps
+	$(call install-debs,$(RELEASE_PACKAGES))
 
 # Both images from image/*/Dockerfile: podman build (chroot isolation, vfs) on a debootstrapped Debian
 # base; rootfs and images cached in /var/cache/mailrelay-operator, rebuilt only when their inputs change.
@@ -32,6 +47,11 @@ images: $(VENV)/.installed system-deps
 
 tools: $(VENV)/.installed
 	$(PY) hack/fetch_kube_tools.py $(TOOLS)
+
+# The OCI registry, cosign, syft and actionlint, built from the pinned Go modules in tools/gotools (and the
+# registry's in tools/controlplane/registry) into /var/cache/mailrelay-operator, once per pin.
+release-tools: $(VENV)/.installed
+	$(PY) tools/gotools/build.py
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
@@ -54,7 +74,7 @@ test: $(VENV)/.installed system-deps tools controlplane lint $(if $(filter 0,$(s
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(PY) -m pytest
 
 unit: $(VENV)/.installed
-	$(PY) -m pytest -m "not postfix and not controlplane and not pod"
+	$(PY) -m pytest -m "not postfix and not controlplane and not pod and not release"
 
 # With a kubeconfig (KUBECONFIG or ~/.kube/config): run the operator. Without: run one relay locally.
 run: $(VENV)/.installed
@@ -77,6 +97,29 @@ generate: $(VENV)/.installed
 	$(PY) hack/monitoring.py write
 
 docs: generate
+
+# Releases (docs/releasing.md). `make bump VERSION=x.y.z` writes the version everywhere and opens its
+# CHANGELOG.md section; `make release VERSION=x.y.z` checks that everything agrees, then builds both images
+# for $(PLATFORMS), pushes them with their SBOMs and cosign signatures to $(REGISTRY), and the chart to
+# oci://$(REGISTRY)/charts, and verifies it all with $(COSIGN_PUBLIC_KEY). Needs root (image builds).
+bump: $(VENV)/.installed
+	@test -n "$(VERSION)" || { echo "usage: make bump VERSION=x.y.z" >&2; exit 2; }
+	$(PY) hack/release.py bump $(VERSION)
+
+release: $(VENV)/.installed release-deps tools release-tools
+	@test -n "$(VERSION)" || { echo "usage: make release VERSION=x.y.z [REGISTRY=...] [PLATFORMS=...] [COSIGN_KEY=...]" >&2; exit 2; }
+	$(PY) hack/release.py check $(VERSION)
+	PATH="$(abspath $(TOOLS)):$$PATH" $(PY) hack/release.py publish --registry $(REGISTRY) --platforms $(PLATFORMS) \
+		--key $(COSIGN_KEY) --public-key $(COSIGN_PUBLIC_KEY) $(if $(SUMMARY),--summary $(SUMMARY))
+
+# skopeo, helm and cosign logged in to $(REGISTRY)'s host as REGISTRY_USERNAME with REGISTRY_PASSWORD (both
+# from the environment; the password never reaches an argument list).
+registry-login: $(VENV)/.installed release-deps tools release-tools
+	PATH="$(abspath $(TOOLS)):$$PATH" $(PY) hack/release.py login $(REGISTRY)
+
+# The CHANGELOG.md section of a version: the text of its GitHub release.
+release-notes: $(VENV)/.installed
+	@$(PY) hack/release.py notes $(VERSION)
 
 # Upstream Kubernetes shapes (affinity, topology spread, ...) into the CRDs, the operator and the chart schema.
 schemas: $(VENV)/.installed

@@ -16,6 +16,8 @@ import yaml
 
 from mailrelay.api.spec import MailRelay, parse
 
+from released import previous, published  # noqa: F401  (the release tests' session fixtures)
+
 if TYPE_CHECKING:
     from controlplane import ControlPlane
 

@@ -37,8 +37,14 @@ endef
 system-deps:
 	$(call install-debs,$(DEB_PACKAGES))
 
+# In a container (the release workflow's) binfmt_misc is not mounted, so qemu-user-static's registration
+# has nowhere to go: mount it and register qemu's interpreters (root only; a no-op when already done).
 release-deps: system-deps
 	$(call install-debs,$(RELEASE_PACKAGES))
+	@if [ "$$(id -u)" = 0 ]; then \
+		[ -e /proc/sys/fs/binfmt_misc/status ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc; \
+		update-binfmts --enable; \
+	fi
 
 # Both images from image/*/Dockerfile: podman build (chroot isolation, vfs) on a debootstrapped Debian
 # base; rootfs and images cached in /var/cache/mailrelay-operator, rebuilt only when their inputs change.

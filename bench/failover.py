@@ -1,4 +1,4 @@
-"""Failover: two operator replicas as manifests/cluster-wide-ha runs them (the harness of tests/test_ha.py,
+"""Failover: two operator replicas as manifests/cluster-wide-ha runs them (the harness of tests/apiserver/test_ha.py,
 emulated API server); the leader is stopped, and the clock runs until a relay created at that moment has
 its children from the other replica."""
 
@@ -15,12 +15,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def bench_failover(rounds: int) -> dict[str, Any]:
-    from cluster import Cluster
     from fetch_kube_tools import fetch
-    from ha_backend import EmulatorBackend
-    from test_ha import VARIANTS, Fleet, relay
-    from test_packaging import objects
-    from test_packaging import run as tool
+    from support.emulator import Cluster
+    from support.ha import VARIANTS, EmulatorBackend, Fleet
+    from support.samples import relay
+    from support.tools import objects
+    from support.tools import run as tool
 
     tools = ROOT / ".tools" / "bin"
     fetch(tools)

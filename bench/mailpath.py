@@ -1,7 +1,7 @@
 """The mail path: CPU per message of the whole Postfix process tree, throughput, and memory per relay.
 
 Each configuration runs through the image's own entrypoint (the mail tests' harness,
-tests/postfix_harness.py, over mailrelay.local) with the files the operator renders, or with a stock
+tests/support/postfix_harness.py, over mailrelay.local) with the files the operator renders, or with a stock
 relay main.cf. The relay's processes are moved into their own cgroup, whose CPU counter is the
 figure: it is what the relay itself consumed, whatever else the machine was doing, where throughput
 also measures the load generator, the sink and the neighbours. Configurations alternate within a
@@ -31,8 +31,8 @@ from mailrelay.local.runner import postfix_problem
 from mailrelay.render.postfix import config_files
 
 from accounting import CpuGroup, cpu_by_command, own_cpu, pss_mb
-from postfix_harness import HarnessPostfix
 from stats import spread
+from support.postfix_harness import HarnessPostfix
 
 HERE = Path(__file__).resolve().parent
 FQDN = "bench.example.com"
@@ -194,7 +194,8 @@ def _dkim() -> Configuration | None:
             "spec": relay_spec(25, extra),
         }
     )
-    spec = relay.spec.dkim  # type: ignore[attr-defined]
+    spec = relay.spec.dkim
+    assert spec is not None
     keys = {file: dkim.generate(algorithm, spec.rsa_bits) for algorithm, file in dkim.needed(spec).items()}
     return Configuration(
         "ours_dkim",
@@ -207,17 +208,18 @@ def _dkim() -> Configuration | None:
 
 
 def _start_exporter(instance: HarnessPostfix, group: CpuGroup) -> None:
-    from smtp_sink import free_port
+    from support.smtp_sink import free_port
 
-    instance.start_exporter(free_port())  # type: ignore[attr-defined]
-    group.adopt_tree(instance.exporter.pid)  # type: ignore[attr-defined]
+    instance.start_exporter(free_port())
+    assert instance.exporter is not None
+    group.adopt_tree(instance.exporter.pid)
 
 
 class SinkProcess:
     """The aiosmtpd sink in its own process, so it shares no GIL with the load generator."""
 
     def __init__(self, workdir: Path):
-        from smtp_sink import free_port
+        from support.smtp_sink import free_port
 
         self.port = free_port()
         self.path = workdir / f"sink-{self.port}.tsv"
@@ -309,7 +311,7 @@ def mail_run(config: Configuration | None, count: int, connections: int, workdir
         target = sink.port
         result: dict[str, Any] = {"kind": kind, "messages": count}
         if config is not None:
-            from smtp_sink import free_port
+            from support.smtp_sink import free_port
 
             relay = parse(
                 {

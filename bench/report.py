@@ -72,7 +72,7 @@ def scale_tables(scale: dict[str, Any]) -> list[str]:
     idle = scale["idle"]
     out += [
         "",
-        f"Idle over {idle['seconds']:.0f} s ({idle['resync_passes_started']} resync passes started): "
+        f"Idle over {idle['seconds']:.0f} s ({idle['resync_rounds']} resync rounds): "
         f"operator writes {idle['operator_api']['writes']} (goal 0), Events "
         f"{idle['operator_api']['event_writes']}, Lease renewals {idle['operator_api'].get('lease_writes', 0)}, "
         f"requests {idle['operator_api']['requests']}",
@@ -93,7 +93,7 @@ def scale_tables(scale: dict[str, Any]) -> list[str]:
 
 def emulated_tables(ctl: dict[str, Any]) -> list[str]:
     out = [
-        f"Controller on the EMULATED API server (tests/kube_emulator.py): {ctl['relays']} MailRelays in "
+        f"Controller on the EMULATED API server (tests/support/kube_emulator.py): {ctl['relays']} MailRelays in "
         f"{ctl['namespaces']} namespaces",
         "",
         "| wave | all converged (s) | p50 (s) | p95 (s) | operator writes per relay |",

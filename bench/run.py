@@ -21,13 +21,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mailrelay.api.names import API_VERSION, KIND
+from mailrelay.api.spec import parse
+from mailrelay.render.relay import render_relay
+
+from report import report  # bench/ is on PYTHONPATH (make bench), with tests/, tools/ and hack/
+
 ROOT = Path(__file__).resolve().parents[1]
-
-from mailrelay.api.names import API_VERSION, KIND  # noqa: E402
-from mailrelay.api.spec import parse  # noqa: E402
-from mailrelay.render.relay import render_relay  # noqa: E402
-
-from report import report  # noqa: E402
 
 PARTS = ("render", "mail", "scale", "emulated", "failover")
 

@@ -3,7 +3,7 @@
 The MailRelay CRD (both copies), the operator's own validation (operator/mailrelay/api/pod_schema.json)
 and the chart's values.schema.json take these shapes from the upstream OpenAPI definitions that
 kubernetes-validate ships; `make schemas` (this script with `write`) rewrites all of them, and
-tests/test_packaging.py fails when one is out of date.
+tests/packaging/test_packaging.py fails when one is out of date.
 
 References are inlined and descriptions dropped (the upstream API reference has them); the result
 is a structural schema as CRDs need it. A few upstream rules that the OpenAPI definitions only state

@@ -83,7 +83,7 @@ def _fail(message: str) -> int:
 
 def cmd_render(args: argparse.Namespace) -> int:
     relays = _relays_or_exit(args.file)
-    sys.stdout.write(dump(obj for relay in relays for obj in render_relay(relay)))
+    sys.stdout.write(dump(obj for relay in relays for obj in render_relay(relay).objects))
     return 0
 
 
@@ -95,7 +95,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from mailrelay.controller.handlers import run
+    from mailrelay.controller.process import run
 
     return run(
         namespaces=args.namespace,

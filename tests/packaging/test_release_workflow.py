@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT
+from support.paths import ROOT
 
 pytestmark = pytest.mark.release
 
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
-# The targets tests/packaging/test_release.py runs as the workflow does.
+# The targets tests/pod/test_release.py runs as the workflow does.
 TESTED_TARGETS = {"registry-login", "release", "release-notes"}
 # What a step may run besides those targets, and why it cannot be a target of its own.
 ALLOWED = {
@@ -60,7 +60,7 @@ def _targets() -> set[str]:
 
 def test_every_step_is_a_tested_make_target_or_a_listed_exception() -> None:
     workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "release.yml").read_text())
-    assert workflow[True]["push"]["tags"] == ["v*"]  # YAML 1.1 reads the key `on` as True
+    assert workflow["on"]["push"]["tags"] == ["v*"]
     targets, used = _targets(), set()
     for job in workflow["jobs"].values():
         for step in job["steps"]:

@@ -16,9 +16,9 @@ import yaml
 
 import changelog
 import versions
-from conftest import ROOT
-from releasekit import commit, committed_copy, git, prepare_release
-from test_packaging import CHART, objects, run
+from support.paths import CHART, ROOT
+from support.releasekit import commit, committed_copy, git, prepare_release
+from support.tools import objects, run
 
 RELEASE = ROOT / "hack" / "release.py"
 NEXT = "9.8.7"

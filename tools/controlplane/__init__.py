@@ -4,7 +4,6 @@ from controlplane import ControlPlane
 with ControlPlane(folder) as plane:     # builds once (cached), starts, waits until Ready
     plane.kubeconfig                     # admin kubeconfig (client certificate, system:masters)
     plane.kubectl("get", "nodes")        # the real kubectl, admin unless kubeconfig= is given
-    plane.api_client()                   # an admin kubernetes.client.ApiClient
     plane.service_account_kubeconfig(ns, name, path)   # a TokenRequest token for a ServiceAccount
     plane.audit_log                      # JSON lines, one per request (Metadata level)
     plane.logs                           # <component>.log for etcd, kube-*, kwok

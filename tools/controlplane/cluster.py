@@ -186,12 +186,6 @@ class ControlPlane:
             raise RuntimeError(f"kubectl {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
         return done
 
-    def api_client(self) -> Any:
-        """An admin `kubernetes.client.ApiClient`."""
-        from kubernetes import config
-
-        return config.new_client_from_config(str(self.kubeconfig))
-
     def request(self, method: str, path: str, body: Any = None) -> Any:
         """One admin API call; returns the decoded JSON answer, raises urllib.error.HTTPError on failure."""
         return json.loads(self._call(method, path, body) or b"null")

@@ -24,6 +24,7 @@ SECRET_NOT_FOUND = "SecretNotFound"
 SECRET_INCOMPLETE = "SecretIncomplete"
 QUEUE_STORAGE_IMMUTABLE = "QueueStorageImmutable"
 SWITCHING_QUEUE = "SwitchingQueueMode"
+ROLLOUT_WAITING = "RolloutWaiting"  # an operator upgrade's new rendering, waiting for its turn to roll
 SECRET_INVALID = "SecretInvalid"
 CHILD_REFUSED = "ChildRefused"
 REFUSED_FIELD = "refusedChild"  # the refusal_key() of the object the API server refused last
@@ -51,3 +52,8 @@ TLS_FAILED = "SmarthostTLSFailed"
 DEFERRED = "DeliveriesDeferred"
 NO_METRICS = "MetricsUnavailable"
 STOPPED = "NoRelayPods"
+
+# OAuth2 smarthost logins (controller.oauth).
+TOKEN_REFRESH_FAILED = "TokenRefreshFailed"  # a Delivering reason: no valid access token, and the refresh failed
+REFRESH_TOKEN_EXPIRING = "RefreshTokenExpiring"  # a condition type; True when the refresh token is likely to lapse
+TOKEN_SECRET_CONFLICT = "OAuth2TokenSecretConflict"

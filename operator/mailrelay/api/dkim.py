@@ -19,10 +19,6 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
-
 from mailrelay.api import grammar
 from mailrelay.api.checker import Checker
 
@@ -137,6 +133,11 @@ def split(value: str) -> list[str]:
 
 def generate(algorithm: str, rsa_bits: int) -> bytes:
     """A new private key, PEM (PKCS#8) without a passphrase, as OpenDKIM reads it."""
+    # cryptography is imported where keys are made or read: most relays never sign, and the operator
+    # should not carry its ~9 MiB for them.
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
     key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
     key = rsa.generate_private_key(65537, rsa_bits) if algorithm == "rsa" else ed25519.Ed25519PrivateKey.generate()
     return key.private_bytes(
@@ -146,6 +147,10 @@ def generate(algorithm: str, rsa_bits: int) -> bytes:
 
 def public_key_data(algorithm: str, pem: bytes, where: str) -> str:
     """The `p=` value for a private key, or KeyProblem when it is not a usable key of that algorithm."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
     try:
         key = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm):

@@ -24,10 +24,8 @@ CHILD_LABELS = {MANAGED_BY_LABEL: MANAGED_BY}  # what the operator watches child
 
 CONFIG_HASH_ANNOTATION = f"{GROUP}/config-hash"
 APPLIED_HASH_ANNOTATION = f"{GROUP}/applied-hash"
-# kopf keeps its handler progress and diff base in annotations under our prefix, not kopf.zalando.org.
-KOPF_ANNOTATION_PREFIX = GROUP
-KOPF_DIFFBASE_KEY = "last-handled-configuration"
-KOPF_FINALIZER = f"{GROUP}/kopf-finalizer"
+# On a relay's workload: the operator version whose rendering it is (controller.rollouts).
+RENDERED_BY_ANNOTATION = f"{GROUP}/rendered-by"
 
 LEASE_NAME = "mailrelay-operator"  # the default leader-election Lease, in the operator's namespace
 
@@ -58,7 +56,7 @@ class Rule:
 # at a time, and written only for the DKIM key the operator generates; pods only read.
 # Granted cluster-wide (a ClusterRole) or in each served namespace (a Role).
 RELAY_RULES: tuple[Rule, ...] = (
-    Rule(GROUP, (PLURAL,), ("get", "list", "watch", "patch")),
+    Rule(GROUP, (PLURAL,), ("list", "watch"), "the relay cache: one list, then a watch"),
     Rule(GROUP, (f"{PLURAL}/status",), ("patch",)),
     Rule(GROUP, (f"{PLURAL}/finalizers",), ("update",), "lets children carry blockOwnerDeletion"),
     Rule("", ("configmaps",), ("get", "list", "watch", "create", "patch")),
@@ -80,7 +78,8 @@ RELAY_RULES: tuple[Rule, ...] = (
         ("get", "list", "watch", "create", "patch", "delete"),
         "delete: below two replicas",
     ),
-    Rule("", ("pods",), ("list", "watch"), "the preStop drain's message as an Event; the pods the resync scrapes"),
+    Rule("", ("pods",), ("list", "watch"), "the preStop drain's message as an Event; the pods the scrape asks"),
+    Rule("apps", ("replicasets",), ("list", "watch"), "which pods the relay's own Deployment controls"),
     Rule("", ("pods/log",), ("get",), "why mail is deferred: the last lines of a relay's Postfix log"),
     Rule(
         "networking.k8s.io",
@@ -92,7 +91,7 @@ RELAY_RULES: tuple[Rule, ...] = (
         "",
         ("secrets",),
         ("get", "create", "patch"),
-        "create/patch: the generated DKIM key Secret only (checked in code)",
+        "create/patch: DKIM keys, OAuth2 tokens, a rotated refresh token (checked in code)",
     ),
     Rule(
         "events.k8s.io",
@@ -101,16 +100,9 @@ RELAY_RULES: tuple[Rule, ...] = (
         "the operator's events; patch counts a repeat in the event's series",
     ),
 )
-# Only when serving every namespace (a ClusterRole): kopf's scanning follows the CRD. Serving named
-# namespaces, scanning is off and the operator reads neither CRDs nor namespaces.
-ALL_NAMESPACES_RULES: tuple[Rule, ...] = (
-    Rule(
-        "apiextensions.k8s.io",
-        ("customresourcedefinitions",),
-        ("list", "watch"),
-        "kopf follows the CRD, e.g. a version added later",
-    ),
-)
+# Only when serving every namespace (a ClusterRole): nothing more today (kopf's scanning of CRDs and
+# namespaces is off; the operator's own informers watch its kinds cluster-wide).
+ALL_NAMESPACES_RULES: tuple[Rule, ...] = ()
 # In the operator's own namespace only: leader election among replicas.
 LEADER_RULES: tuple[Rule, ...] = (
     Rule("coordination.k8s.io", ("leases",), ("get", "create", "update"), "leader election"),

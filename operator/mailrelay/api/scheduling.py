@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubernetes.utils.quantity import parse_quantity
-
 from mailrelay.api import grammar
 from mailrelay.api.checker import Checker, kind
 from mailrelay.api.pod import qualified_name_problem
+from mailrelay.kube.quantity import parse_quantity
 
 MAX_SELECTOR_ENTRIES = 20
 MAX_TOLERATIONS = 50

@@ -60,3 +60,31 @@ def credentials(secret: dict[str, Any]) -> Credentials:
     if _CONTROL.search(password):
         raise SecretProblem("password must not contain a line break or a control character")
     return Credentials(username, password)
+
+
+CLIENT_SECRET_KEY = "client-secret"
+REFRESH_TOKEN_KEY = "refresh-token"
+
+
+@dataclass(frozen=True)
+class OAuth2Credentials:
+    """What the token endpoint needs from the user's Secret: a client secret and/or a refresh token."""
+
+    client_secret: str
+    refresh_token: str
+
+    def __repr__(self) -> str:
+        return "OAuth2Credentials(<hidden>)"
+
+
+def oauth2_credentials(secret: dict[str, Any], grant: str) -> OAuth2Credentials:
+    """ClientCredentials needs client-secret; RefreshToken needs refresh-token (client-secret when
+    the client is confidential, as Google's are). Trailing line breaks are dropped, as for passwords."""
+    values = {key: value.strip() for key, value in _values(secret).items()}
+    needed = CLIENT_SECRET_KEY if grant == "ClientCredentials" else REFRESH_TOKEN_KEY
+    if not values.get(needed):
+        raise SecretProblem(f"lacks a non-empty {needed} (the {grant} grant needs it)", incomplete=True)
+    for key in (CLIENT_SECRET_KEY, REFRESH_TOKEN_KEY):
+        if _CONTROL.search(values.get(key, "")) or " " in values.get(key, ""):
+            raise SecretProblem(f"{key} must not contain a space, a line break or a control character")
+    return OAuth2Credentials(values.get(CLIENT_SECRET_KEY, ""), values.get(REFRESH_TOKEN_KEY, ""))

@@ -18,6 +18,7 @@ from mailrelay.api import grammar, guardrails
 from mailrelay.api.checker import Checker, kind
 from mailrelay.api.dkim import DkimSpec, parse_dkim
 from mailrelay.api.names import API_VERSION, KIND
+from mailrelay.api.oauth2 import AUTH_TYPES, OAuth2, parse_oauth2
 from mailrelay.api.pod import POD_FIELDS, PodSettings, parse_pod
 from mailrelay.api.queue import QueueStorage, parse_queue
 from mailrelay.api.rules import RewriteRule, parse_rule
@@ -73,7 +74,8 @@ class Relay:
     host: str
     port: int = 587
     tls: TlsLevel = "Encrypt"
-    auth_secret: str | None = None
+    auth_secret: str | None = None  # authType Password: the Secret with username and password
+    oauth2: OAuth2 | None = None  # authType OAuth2: api/oauth2.py
 
 
 @dataclass(frozen=True)
@@ -258,7 +260,7 @@ def _parse_rewrite(check: Checker, raw: Any) -> tuple[tuple[str, ...], tuple[Rew
 
 
 def _parse_relay(check: Checker, raw: Any) -> Relay | None:
-    relay = check.mapping("spec.relay", raw, {"host", "port", "tls", "authSecretRef"})
+    relay = check.mapping("spec.relay", raw, {"host", "port", "tls", "authSecretRef", "authType", "oauth2"})
     if relay is None:
         return None
     if "host" not in relay:
@@ -283,9 +285,33 @@ def _parse_relay(check: Checker, raw: Any) -> Relay | None:
                 check.fail("spec.relay.authSecretRef.name", f"{name!r} is not a valid Secret name")
             elif name is not None:
                 secret = name
-    if host is None or port is None or tls is None:
+    oauth2 = _parse_login(check, relay, tls)
+    if host is None or port is None or tls is None or (relay.get("authType") == "OAuth2" and oauth2 is None):
         return None
-    return Relay(host=host, port=port, tls=tls, auth_secret=secret)
+    return Relay(host=host, port=port, tls=tls, auth_secret=secret, oauth2=oauth2)
+
+
+def _parse_login(check: Checker, relay: dict[str, Any], tls: str | None) -> OAuth2 | None:
+    """authType Password (authSecretRef, or no login) or OAuth2 (oauth2), never both."""
+    auth_type = relay.get("authType", "Password")
+    if auth_type not in AUTH_TYPES:
+        check.fail("spec.relay.authType", f"must be one of {', '.join(AUTH_TYPES)}, got {auth_type!r}")
+        return None
+    if auth_type == "Password":
+        if relay.get("oauth2") is not None:
+            check.fail("spec.relay.oauth2", "needs authType: OAuth2")
+        return None
+    if relay.get("authSecretRef") is not None:
+        check.fail("spec.relay.authSecretRef", "is for authType Password; OAuth2 takes its Secret in oauth2.secretRef")
+    if tls not in (None, "Encrypt", "Wrapper"):
+        check.fail(
+            "spec.relay.tls",
+            f"must be Encrypt or Wrapper with OAuth2 (a bearer token never goes in clear text), got {tls}",
+        )
+    if relay.get("oauth2") is None:
+        check.fail("spec.relay.oauth2", "is required with authType OAuth2")
+        return None
+    return parse_oauth2(check, relay["oauth2"])
 
 
 def _parse_relay_host(check: Checker, value: Any) -> str | None:

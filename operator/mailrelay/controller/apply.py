@@ -1,4 +1,4 @@
-"""Bring a relay's children to the rendered state, writing only what differs and never what is not ours.
+"""Comparing a rendered child with the live one: is it ours, does it need a write, which lists to take back.
 
 Writes are server-side apply with force: the operator is the only rightful manager of the fields it
 renders, and force takes them back from a hand edit. An object is ours only when it carries our
@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
-
-from kubernetes.utils.quantity import parse_quantity
+from typing import Any
 
 from mailrelay.api.names import APPLIED_HASH_ANNOTATION
-from mailrelay.kube.client import ApiError
+from mailrelay.kube.quantity import parse_quantity
 
-Action = Literal["created", "updated", "unchanged", "conflict", "deleted", "refused"]
 WORKLOADS = ("Deployment", "StatefulSet")
 # HTTP codes with which the API server refuses an object for good (malformed or invalid): retrying
 # the same object cannot succeed, so it is not sent again until the rendered object changes.
@@ -29,47 +25,7 @@ CLAIMS_IMMUTABLE = (
 )
 
 
-class ObjectApi(Protocol):
-    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None: ...
-
-    def apply(self, obj: dict[str, Any]) -> dict[str, Any]: ...
-
-    def list(self, kind: str, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]: ...
-
-    def delete(self, kind: str, namespace: str, name: str, uid: str) -> None: ...
-
-
-@dataclass
-class ChildResult:
-    kind: str
-    name: str
-    action: Action
-    live: dict[str, Any] | None = None
-    owner: str = ""  # for a conflict: who owns the object instead; when refused by the server: refusal_key()
-    message: str = ""  # when refused: why (the API server's words, or why it was not sent at all)
-
-
-@dataclass
-class ApplyResult:
-    children: list[ChildResult] = field(default_factory=list)
-
-    @property
-    def conflicts(self) -> list[ChildResult]:
-        return [c for c in self.children if c.action == "conflict"]
-
-    @property
-    def refused(self) -> list[ChildResult]:
-        return [c for c in self.children if c.action == "refused"]
-
-    @property
-    def writes(self) -> list[ChildResult]:
-        return [c for c in self.children if c.action in ("created", "updated", "deleted")]
-
-    def live(self, kind: str) -> dict[str, Any] | None:
-        return next((c.live for c in self.children if c.kind == kind), None)
-
-
-def with_applied_hash(obj: dict[str, Any]) -> dict[str, Any]:
+def stamped(obj: dict[str, Any]) -> dict[str, Any]:
     """Stamp the object with a digest of itself, so a removed field is noticed as a change too."""
     digest = hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
     meta = {
@@ -126,67 +82,18 @@ def refusal_key(obj: dict[str, Any]) -> str:
     return f"{obj['kind']}/{meta['name']}@{meta['annotations'][APPLIED_HASH_ANNOTATION]}"
 
 
-def apply_children(api: ObjectApi, uid: str, desired: list[dict[str, Any]], refused: str = "") -> ApplyResult:
-    """Apply each child in order; conflicts are reported, not written, and do not stop the others.
+def list_fields(desired: dict[str, Any], path: str = "") -> list[tuple[str, Any]]:
+    """(JSON pointer, value) of every list under `spec` of a rendered object, outermost first.
 
-    A workload is not applied while the ConfigMap it mounts is someone else's: its pods would start
-    on a foreign configuration. A StatefulSet whose claim template would change is refused, not sent
-    to a server that would reject it on every pass. An object the API server refused for good (HTTP
-    400/422) is reported as refused; `refused` is the key of the last refusal, so the very same
-    object is not sent again (no write loop), while any change to it is.
+    Server-side apply merges lists item by item, so an item someone added or renamed by hand (a
+    second port named `smtp`) can make the merged object invalid: the API server then refuses every
+    apply. Replacing these lists whole with a JSON patch takes the object back, whatever was done.
     """
-    result = ApplyResult()
-    for obj in desired:
-        obj = with_applied_hash(obj)
-        kind, meta = obj["kind"], obj["metadata"]
-        if refused and refusal_key(obj) == refused:
-            result.children.append(ChildResult(kind, meta["name"], "refused", None, refused))
-            continue
-        live = api.get(kind, meta["namespace"], meta["name"])
-        if live is not None and not owned_by(live, uid):
-            result.children.append(ChildResult(kind, meta["name"], "conflict", live, describe_owner(live)))
-            continue
-        if kind in WORKLOADS and any(c.kind == "ConfigMap" for c in result.conflicts + result.refused):
-            result.children.append(ChildResult(kind, meta["name"], "unchanged", live))
-            continue
-        if (
-            kind == "StatefulSet"
-            and live is not None
-            and not contains(obj["spec"]["volumeClaimTemplates"], live.get("spec", {}).get("volumeClaimTemplates"))
-        ):
-            result.children.append(ChildResult(kind, meta["name"], "refused", live, message=CLAIMS_IMMUTABLE))
-            continue
-        if live is not None and not needs_apply(obj, live):
-            result.children.append(ChildResult(kind, meta["name"], "unchanged", live))
-            continue
-        try:
-            applied = api.apply(obj)
-        except ApiError as exc:
-            if exc.status not in REFUSED_STATUS:
-                raise
-            result.children.append(ChildResult(kind, meta["name"], "refused", live, refusal_key(obj), str(exc)))
-            continue
-        result.children.append(ChildResult(kind, meta["name"], "created" if live is None else "updated", applied))
-    return result
-
-
-def prune_services(api: ObjectApi, uid: str, service: dict[str, Any], labels: dict[str, str]) -> list[ChildResult]:
-    """Delete Services this relay owns under a name it no longer renders (after `service.name` changed).
-
-    Only the Service can be renamed by the spec; the other children are named after the relay.
-    """
-    meta = service["metadata"]
-    return prune(api, uid, "Service", meta["namespace"], {meta["name"]}, labels)
-
-
-def prune(
-    api: ObjectApi, uid: str, kind: str, namespace: str, keep: set[str], labels: dict[str, str]
-) -> list[ChildResult]:
-    """Delete objects of `kind` this relay owns (controller reference with its uid) not named in `keep`.
-
-    The delete is preconditioned on the uid, so nothing but the object we looked at can go.
-    """
-    stale = [o for o in api.list(kind, namespace, labels) if o["metadata"]["name"] not in keep and owned_by(o, uid)]
-    for old in stale:
-        api.delete(kind, namespace, old["metadata"]["name"], old["metadata"]["uid"])
-    return [ChildResult(kind, o["metadata"]["name"], "deleted", None) for o in stale]
+    found: list[tuple[str, Any]] = []
+    for key, value in desired.items():
+        pointer = f"{path}/{key.replace('~', '~0').replace('/', '~1')}"
+        if isinstance(value, list):
+            found.append((pointer, value))
+        elif isinstance(value, dict):
+            found += list_fields(value, pointer)
+    return found

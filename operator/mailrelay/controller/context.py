@@ -1,105 +1,184 @@
-"""The operator's state, in one object handed to every kopf handler through kopf's memo.
+"""The operator while it leads: caches, one work queue, its workers, the resync tick and the delivery scrape.
 
-The API client, the settings, the namespaces served, the leadership and the per-relay locks live
-here rather than in module globals, so a test builds a Context with a fake API and a second
-operator in the same process would not share anything by accident.
+Every trigger ends in `queue.add(key)`: a relay's watch event, a child's (through its controller
+owner reference), the resync tick (every relay in the cache), a changed delivery report. Workers
+take keys one at a time per key and run the same pass (mailrelay.controller.reconcile); a failed
+pass is retried with the key's backoff whatever triggered it. Nothing is kept in module globals,
+so a test builds a Context on an in-memory API and runs `process` by hand.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from mailrelay.controller import metrics
-from mailrelay.controller.client import OperatorApi
-from mailrelay.controller.coalesce import Coalescer, Queued
-from mailrelay.controller.reconcile import DeliveryProbe, Outcome, now, reconcile
+from mailrelay.api import conditions as cond
+from mailrelay.api.names import KIND
+from mailrelay.controller import drainreport, metrics
+from mailrelay.controller.execute import Writer
+from mailrelay.controller.observe import Key, Memory, Reader
+from mailrelay.controller.queue import WorkQueue
+from mailrelay.controller.reconcile import Pass, Renders, now, run
+from mailrelay.controller.rollouts import RolloutGate
 from mailrelay.controller.settings import Settings
-from mailrelay.kube.informer import ChildIndex, IndexedApi
+from mailrelay.kube.client import ApiError, NotLeader
 from mailrelay.kube.leader import Leadership
+from mailrelay.render.relay import workload_kind
 
 log = logging.getLogger("mailrelay")
+SYNC_TIMEOUT = 120.0
+AGAIN_SECONDS = 0.5  # a pass that learnt something (a name taken, a refusal, a stale body) runs again
 
 
-class KeyedLocks:
-    """One lock per key, kept only while a thread holds or waits for it, so the table stays as
-    small as the number of passes under way however many relays have come and gone."""
+class Store(Reader, Writer, Protocol):
+    """The caches with the API behind them (controller.caches.Caches), or an in-memory API in tests."""
 
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._locks: dict[str, tuple[threading.Lock, int]] = {}
 
-    @contextmanager
-    def hold(self, key: str) -> Iterator[None]:
-        with self._guard:
-            lock, users = self._locks.get(key) or (threading.Lock(), 0)
-            self._locks[key] = (lock, users + 1)
-        try:
-            with lock:
-                yield
-        finally:
-            with self._guard:
-                users = self._locks[key][1] - 1
-                if users:
-                    self._locks[key] = (lock, users)
-                else:
-                    del self._locks[key]
-
-    def __len__(self) -> int:
-        with self._guard:
-            return len(self._locks)
+def relay_key(obj: dict[str, Any]) -> Key | None:
+    """The relay a child belongs to: its controller owner reference, if that is a MailRelay."""
+    meta = obj.get("metadata") or {}
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("controller") and ref.get("kind") == KIND and meta.get("namespace"):
+            return meta["namespace"], str(ref.get("name"))
+    return None
 
 
 @dataclass
 class Context:
-    api: OperatorApi
+    store: Store
     settings: Settings
     leadership: Leadership
     namespaces: tuple[str, ...] = ()  # empty: every namespace
-    locks: KeyedLocks = field(default_factory=KeyedLocks)
-    child_passes: Coalescer = field(default_factory=Coalescer)  # a burst of child events: one waiting pass
-    index: ChildIndex | None = None  # the children in memory (mailrelay.kube.informer), while this replica leads
-    child_pool: ThreadPoolExecutor | None = None  # runs the passes after child events, while this replica leads
-    child_queue: Queued = field(default_factory=Queued)
     clock: Callable[[], str] = now  # the time written into conditions
     release: Callable[[], None] = lambda: None  # hands the leader Lease back (LeaderElector.release)
-    probe: DeliveryProbe | None = None  # asks each relay's metrics how delivery goes, on the resync only
+    memory: Memory = field(default_factory=Memory)
+    renders: Renders = field(default_factory=Renders)
+    queue: WorkQueue[Key] = field(default_factory=WorkQueue)
+    health: Callable[[Key], Any] = lambda key: None  # the delivery scrape's last report of a relay
+    rollouts: RolloutGate = field(default_factory=lambda: RolloutGate(5))  # replaced from the settings in run
+    on_stop: list[Callable[[], None]] = field(default_factory=list)
+    _threads: list[threading.Thread] = field(default_factory=list)
 
-    def run_pass(self, body: dict[str, Any], trigger: str) -> Outcome:
-        """Reconcile one relay, one pass at a time per relay, and post what a user should know.
-
-        A replica that cannot be sure it leads does not start a pass (and the API's write guard
-        stops one that is under way when the lease runs out). The resync's passes also read the
-        relay's delivery health (`probe`); the others keep the last one.
-        """
+    # -- one pass --------------------------------------------------------------------------------
+    def process(self, key: Key, why: str = "") -> Pass | None:
+        """One pass over relay `key` as the cache holds it now; None when it is gone."""
         self.leadership.check()
-        with self.locks.hold(body["metadata"]["uid"]):
-            return self.run_held(body, trigger)
-
-    def run_held(self, body: dict[str, Any], trigger: str) -> Outcome:
-        """The pass of `run_pass`, with the relay's lock already held by the caller."""
-        api = IndexedApi(self.api, self.index) if self.index is not None else self.api
-        probe = self.probe if trigger == "resync" else None
-        with metrics.timed_pass(trigger):
-            outcome = reconcile(api, body, clock=self.clock(), default_image=self.settings.postfix_image, probe=probe)
-        for kind, reason, message in outcome.events:
-            # Posted directly rather than with kopf.event(): the resync loop runs outside kopf's
-            # handler context, where kopf's event queue is not reachable.
-            self.api.post_event(body, kind, reason, message, self.leadership.identity)
-        if (outcome.children and outcome.children.writes) or outcome.status_written:
-            log.info(
-                "reconciled %s/%s (%s): %s; %s",
-                body["metadata"]["namespace"],
-                body["metadata"]["name"],
-                trigger,
-                outcome.assessment.reason,
-                ", ".join(f"{c.action} {c.kind}/{c.name}" for c in outcome.children.children)
-                if outcome.children
-                else "no children",
+        body = self.store.cached(KIND, *key)
+        if body is None:
+            self.memory.forget(key)
+            self._rolled(key)
+            return None
+        with metrics.timed_pass(why or "resync"):
+            done = run(
+                self.store,
+                self.store,
+                self.memory,
+                self.renders,
+                body,
+                clock=self.clock(),
+                default_image=self.settings.postfix_image,
+                instance=self.leadership.identity,
+                health=self.health(key),
+                admit=lambda: self.rollouts.admit(key),
             )
-        return outcome
+        kind = done.seen.relay and workload_kind(done.seen.relay)
+        if any(w.kind == kind and w.action != "delete" for w in done.plan.writes) and done.outcome.done:
+            self.rollouts.rolling(key)  # a new pod template: this relay holds a slot until it is rolled out
+        elif done.plan.assessment.reason in (cond.AVAILABLE, cond.SCALED_TO_ZERO):
+            self._rolled(key)
+        metrics.ROLLOUTS.labels("rolling").set(self.rollouts.counts()[0])
+        metrics.ROLLOUTS.labels("waiting").set(self.rollouts.counts()[1])
+        return done
+
+    def _rolled(self, key: Key) -> None:
+        """`key` holds no slot any more: the next relay waiting for one gets its turn."""
+        turn = self.rollouts.done(key)
+        if turn is not None:
+            self.queue.add(turn, "turn")
+
+    def work(self) -> None:
+        """A worker: take a key, run its pass, retry it with backoff when the pass fails."""
+        while (item := self.queue.get()) is not None:
+            key, why = item
+            try:
+                done = self.process(key, why)
+                self.queue.forget(key)
+                if done is not None and done.outcome.again:  # learnt something: decide again with it
+                    self.queue.add_after(key, AGAIN_SECONDS, "again")
+                if done is not None and done.again_in is not None:  # an access token to refresh in time
+                    self.queue.add_after(key, done.again_in, "token")
+            except NotLeader as exc:
+                log.warning("no pass for %s/%s: %s", *key, exc)
+            except ApiError as exc:
+                metrics.RETRIES.inc()
+                delay = self.queue.add_rate_limited(key)
+                log.warning("reconcile of %s/%s failed, again in %.0fs: %s", *key, delay, exc)
+            except Exception:  # a worker must outlive any one bad pass
+                delay = self.queue.add_rate_limited(key)
+                log.exception("reconcile of %s/%s failed, again in %.0fs", *key, delay)
+            finally:
+                self.queue.done(key)
+
+    # -- triggers --------------------------------------------------------------------------------
+    def relay_event(self, event: str, obj: dict[str, Any]) -> None:
+        key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+        self.queue.add(key, {"LISTED": "resume", "ADDED": "create", "MODIFIED": "update"}.get(event, "delete"))
+
+    def child_event(self, event: str, obj: dict[str, Any]) -> None:
+        key = relay_key(obj)
+        if key is not None:
+            self.queue.add(key, "child")
+
+    def resync(self) -> None:
+        """Every relay once more: Secrets created or rotated, foreign objects gone, whatever failed."""
+        relays = self.store.cached_list(KIND, None, {})
+        for relay in relays:
+            self.queue.add((relay["metadata"]["namespace"], relay["metadata"]["name"]), "resync")
+        metrics.count_relays(relay.get("status") for relay in relays)
+        metrics.track_tokens((relay, relay.get("status")) for relay in relays)
+
+    # -- while leading -----------------------------------------------------------------------------
+    def spawn(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def start_workers(self, stopping: threading.Event) -> None:
+        for number in range(self.settings.workers):
+            self.spawn(self.work, f"worker-{number}")
+
+        def tick() -> None:
+            while not stopping.wait(self.settings.resync_seconds):
+                self.resync()
+
+        self.spawn(tick, "resync")
+
+    def busy(self) -> bool:
+        return not self.queue.idle()
+
+    def stop(self) -> None:
+        self.queue.shutdown()
+        for stop in self.on_stop:
+            stop()
+
+
+def report_drain(context: Context, pod: dict[str, Any], subject: Callable[[dict[str, Any]], Any]) -> None:
+    """A relay pod whose preStop drain left mail behind: an Event (see drainreport) on what `subject`
+    says the pod belongs to; nothing for a pod that only looks like a relay's."""
+    if not drainreport.left_behind(pod):
+        return
+    about = subject(pod)
+    if about is None:
+        log.warning(
+            "pod %s/%s looks like a relay's but no relay's workload controls it: no drain report",
+            pod["metadata"]["namespace"],
+            pod["metadata"]["name"],
+        )
+        return
+    try:
+        drainreport.report(context.store, pod, about, context.leadership.identity)
+    except ApiError as exc:
+        log.warning("drain report of pod %s failed: %s", pod["metadata"].get("name"), exc)

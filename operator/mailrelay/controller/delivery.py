@@ -30,6 +30,9 @@ DEFERRED_ATTEMPTS_METRIC = "postfix_smtp_status_deferred"
 # of every delivery attempt in this histogram, each with the same empty `stage` label.
 ATTEMPTS_METRIC = "postfix_smtp_delivery_delay_seconds"
 STAGES_PER_ATTEMPT = 4
+MAX_COUNT = 10**12
+MAX_REASON = 300
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 
 _DEFERRED_LINE = re.compile(r"\bstatus=deferred \((?P<reason>.*)\)\s*$")
 _AUTH = re.compile(r"SASL authentication failed|authentication (?:failed|required)|\b535\b", re.IGNORECASE)
@@ -56,24 +59,37 @@ class Health:
     queue: dict[str, Any] = field(default_factory=dict)
 
 
-def parse(text: str) -> Sample:
-    """Read the exporter's /metrics text (any Prometheus text exposition)."""
+def _count(value: float) -> int:
+    """A counter's value as a count; what no exporter would send (NaN, ±Inf, negative, absurd) is 0."""
+    return int(value) if value == value and 0 <= value < MAX_COUNT else 0
+
+
+def parse(text: str) -> Sample | None:
+    """Read an exporter's /metrics text; None when it is not Prometheus text. Never raises: the text
+    comes from a pod, and a pod must not be able to fail the operator's work."""
     queues = dict.fromkeys(QUEUES, 0)
     buckets: list[tuple[float, float]] = []  # (le, cumulative count), every queue together
-    attempts = deferred = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == f"{AGE_METRIC}_count" and sample.labels.get("queue") in queues:
-                queues[sample.labels["queue"]] += int(sample.value)
-            elif sample.name == f"{AGE_METRIC}_bucket":
-                buckets.append((float(sample.labels["le"]), sample.value))
-            elif sample.name == f"{ATTEMPTS_METRIC}_count":
-                attempts += sample.value
-            elif sample.name in (DEFERRED_ATTEMPTS_METRIC, f"{DEFERRED_ATTEMPTS_METRIC}_total"):
-                deferred += sample.value
-    return Sample(
-        queues, _oldest_bound(buckets, sum(queues.values())), int(attempts) // STAGES_PER_ATTEMPT, int(deferred)
-    )
+    attempts = deferred = 0
+    try:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == f"{AGE_METRIC}_count" and sample.labels.get("queue") in queues:
+                    queues[sample.labels["queue"]] += _count(sample.value)
+                elif sample.name == f"{AGE_METRIC}_bucket" and "le" in sample.labels:
+                    buckets.append((float(sample.labels["le"]), float(_count(sample.value))))
+                elif sample.name == f"{ATTEMPTS_METRIC}_count":
+                    attempts += _count(sample.value)
+                elif sample.name in (DEFERRED_ATTEMPTS_METRIC, f"{DEFERRED_ATTEMPTS_METRIC}_total"):
+                    deferred += _count(sample.value)
+    except Exception:  # the parser's many ways to say "not metrics" (ValueError, KeyError, IndexError...)
+        return None
+    return Sample(queues, _oldest_bound(buckets, sum(queues.values())), attempts // STAGES_PER_ATTEMPT, deferred)
+
+
+def clean(text: str, limit: int = MAX_REASON) -> str:
+    """What may reach a status or an Event from a pod: printable ASCII, at most `limit` characters."""
+    printable = _UNPRINTABLE.sub("?", text)
+    return printable if len(printable) <= limit else printable[: limit - 3] + "..."
 
 
 def _oldest_bound(buckets: list[tuple[float, float]], total: int) -> float | None:
@@ -87,8 +103,9 @@ def _oldest_bound(buckets: list[tuple[float, float]], total: int) -> float | Non
 
 
 def deferral_reasons(log: str) -> list[str]:
-    """Postfix's reasons for deferred deliveries, oldest first, from its log lines."""
-    return [m.group("reason") for line in log.splitlines() if (m := _DEFERRED_LINE.search(line))]
+    """Postfix's reasons for deferred deliveries, oldest first, from its log lines (cleaned: they quote the
+    smarthost, which may say anything)."""
+    return [clean(m.group("reason")) for line in log.splitlines() if (m := _DEFERRED_LINE.search(line))]
 
 
 def classify(reason: str) -> str:

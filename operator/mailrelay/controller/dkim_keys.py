@@ -1,6 +1,7 @@
 """The DKIM key Secret: checked when the user brings it, generated and kept when the operator owns it.
 
-The operator creates its Secret with a POST, which fails when the name is taken, and changes it only
+`prepare` looks at the live Secret and says what to write (the pass writes it before the children):
+the operator creates its Secret with a POST, which fails when the name is taken, and changes it only
 after checking its controller owner reference, with the uid and resourceVersion it checked as
 preconditions: a Secret that is not the relay's is never written, even if it appears meanwhile.
 A key is generated once and kept; a new one is made only when the relay's ROTATE_ANNOTATION gets a
@@ -10,8 +11,9 @@ value the Secret was not made for. Keys go nowhere but the Secret: not to logs, 
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal
 
 from mailrelay.api import conditions as cond
 from mailrelay.api import dkim
@@ -30,32 +32,38 @@ SECRET_CONFLICT = "DkimSecretConflict"
 ACTIVE, PENDING, STOPPED, BLOCKED = "Active", "Pending", "Stopped", "Blocked"
 
 
-class SecretApi(Protocol):
-    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None: ...
+Generate = Callable[[str, int], bytes]  # (algorithm, RSA bits) → PEM private key
 
-    def create(self, obj: dict[str, Any]) -> dict[str, Any]: ...
 
-    def apply(self, obj: dict[str, Any]) -> dict[str, Any]: ...
+@dataclass(frozen=True)
+class KeyWrite:
+    """The relay's own key Secret to create (POST: fails if the name is taken) or apply (with preconditions)."""
+
+    action: Literal["create", "apply"]
+    obj: dict[str, Any]
 
 
 @dataclass
 class KeyState:
-    """What the relay signs with: a version for the config hash, the records to publish, or a problem."""
+    """What the relay signs with: a version for the config hash, the records to publish, or a problem;
+    and the Secret write that makes it so, with the Event to post once it is written."""
 
     secret: str | None = None
     version: str = ""
     records: list[dkim.Record] = field(default_factory=list)
     problem: cond.Assessment | None = None
     events: list[tuple[str, str, str]] = field(default_factory=list)
+    write: KeyWrite | None = None
 
 
-def ensure(api: SecretApi, relay: MailRelay, annotations: dict[str, str]) -> KeyState:
-    """Make sure the relay's DKIM keys exist and are usable; write only the relay's own Secret."""
+def prepare(
+    relay: MailRelay, live: dict[str, Any] | None, annotations: dict[str, str], generate: Generate = dkim.generate
+) -> KeyState:
+    """What the relay's DKIM keys are, given its key Secret as read (`live`); new keys only from `generate`."""
     spec = relay.spec.dkim
     name = dkim_secret_name(relay)
     if spec is None or name is None:
         return KeyState()
-    live = api.get("Secret", relay.namespace, name)
     if spec.key_secret:
         if live is None:
             files = " and ".join(dkim.needed(spec).values())
@@ -83,20 +91,23 @@ def ensure(api: SecretApi, relay: MailRelay, annotations: dict[str, str]) -> Key
         )
     wanted = annotations.get(ROTATE_ANNOTATION, "")
     if live is None:
-        data = {file: dkim.generate(alg, spec.rsa_bits) for alg, file in dkim.needed(spec).items()}
-        api.create(_secret(relay, name, data, wanted))
-        return _checked(relay, name, data, [("Normal", "DkimKeyCreated", _news("generated", name))])
+        data = {file: generate(alg, spec.rsa_bits) for alg, file in dkim.needed(spec).items()}
+        state = _checked(relay, name, data, [("Normal", "DkimKeyCreated", _news("generated", name))])
+        state.write = KeyWrite("create", _secret(relay, name, data, wanted))
+        return state
     data = dkim.decode_secret(live)
     recorded = ((live.get("metadata") or {}).get("annotations") or {}).get(ROTATION_ANNOTATION, "")
     if wanted and wanted != recorded:
-        fresh = {file: dkim.generate(alg, spec.rsa_bits) for alg, file in dkim.needed(spec).items()}
-        api.apply(_secret(relay, name, {**data, **fresh}, wanted, live))
-        return _checked(relay, name, fresh, [("Normal", "DkimKeyRotated", _news("rotated", name))])
-    missing = {file: dkim.generate(alg, spec.rsa_bits) for alg, file in dkim.needed(spec).items() if not data.get(file)}
+        fresh = {file: generate(alg, spec.rsa_bits) for alg, file in dkim.needed(spec).items()}
+        state = _checked(relay, name, fresh, [("Normal", "DkimKeyRotated", _news("rotated", name))])
+        state.write = KeyWrite("apply", _secret(relay, name, {**data, **fresh}, wanted, live))
+        return state
+    missing = {file: generate(alg, spec.rsa_bits) for alg, file in dkim.needed(spec).items() if not data.get(file)}
     if missing:  # keyType became Ed25519: add that key, keep the RSA key already published
-        api.apply(_secret(relay, name, {**data, **missing}, recorded, live))
         data = {**data, **missing}
-        return _checked(relay, name, data, [("Normal", "DkimKeyCreated", _news("generated", name))])
+        state = _checked(relay, name, data, [("Normal", "DkimKeyCreated", _news("generated", name))])
+        state.write = KeyWrite("apply", _secret(relay, name, data, recorded, live))
+        return state
     return _checked(
         relay,
         name,

@@ -13,23 +13,26 @@ from __future__ import annotations
 import re
 from typing import Any, Protocol
 
+from mailrelay.controller.delivery import clean
 from mailrelay.render.relay import CONTAINER
 
 REASON = "QueueLeftBehind"
-_REPORT = re.compile(r"^mailrelay-drain: (\d+) message\(s\) left in the queue")
+_REPORT = re.compile(r"^mailrelay-drain: (\d+) message\(s\) left in the queue(?: \(([^()\n]{0,200})\))?")
 PERSISTENT_HINT = "persistent volume"
 
 
 class EventApi(Protocol):
-    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None: ...
-
     def post_event(
         self, obj: dict[str, Any], kind: str, reason: str, message: str, instance: str, name: str | None = None
     ) -> None: ...
 
 
-def left_behind(pod: dict[str, Any]) -> tuple[int, str] | None:
-    """(messages left, the drain's words) for a pod being deleted whose drain left mail, else None."""
+def left_behind(pod: dict[str, Any]) -> tuple[int, str, bool] | None:
+    """(messages left, why, kept on a persistent volume) for a pod being deleted whose drain left mail.
+
+    Only the number, the drain's short reason (cleaned) and the one hint are taken from the pod's
+    words; the Event says the rest in ours.
+    """
     if not (pod.get("metadata") or {}).get("deletionTimestamp"):
         return None  # a container restart keeps the pod's volumes, and with them the queue
     for container in (pod.get("status") or {}).get("containerStatuses") or []:
@@ -37,29 +40,30 @@ def left_behind(pod: dict[str, Any]) -> tuple[int, str] | None:
             continue
         message = str(((container.get("state") or {}).get("terminated") or {}).get("message") or "").strip()
         match = _REPORT.match(message)
-        if match and int(match.group(1)) > 0:
-            return int(match.group(1)), message
+        if match and 0 < int(match.group(1)) < 10**9:
+            return int(match.group(1)), clean(match.group(2) or "", 200), PERSISTENT_HINT in message
     return None
 
 
-def report(api: EventApi, pod: dict[str, Any], instance: str) -> bool:
-    """Post the Event for `pod` if its drain left mail behind; True when there was one to post."""
+def report(api: EventApi, pod: dict[str, Any], subject: dict[str, Any], instance: str) -> bool:
+    """Post the Event for `pod` on `subject` (its relay, checked by the caller to control the pod, or the
+    pod itself once the relay is gone) if its drain left mail behind. True when there was one to post."""
     found = left_behind(pod)
     if found is None:
         return False
     meta = pod["metadata"]
-    relay_name = (meta.get("labels") or {}).get("app.kubernetes.io/instance", "")
-    relay = api.get("MailRelay", meta["namespace"], relay_name) if relay_name else None
-    if relay is not None and relay["metadata"].get("deletionTimestamp"):
-        relay = None
-    subject = relay if relay is not None else {"apiVersion": "v1", "kind": "Pod", **pod}
-    words = found[1]
-    kind = "Normal" if PERSISTENT_HINT in words else "Warning"
+    count, why, persistent = found
+    where = (
+        "they stay on its persistent volume and are delivered when a pod mounts it again"
+        if persistent
+        else "they could not be handed to another replica and are lost with the pod's emptyDir"
+    )
     api.post_event(
         subject,
-        kind,
+        "Normal" if persistent else "Warning",
         REASON,
-        f"pod {meta['name']}: {words}",
+        f"pod {meta['name']}: {count} message(s) left in the queue when it stopped"
+        f"{f' ({why})' if why else ''}; {where}",
         instance,
         name=f"{meta['name']}.drain-{str(meta.get('uid', ''))[:8]}",
     )

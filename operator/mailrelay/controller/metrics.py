@@ -10,6 +10,7 @@ import time
 from collections import Counter as Tally
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -50,6 +51,13 @@ RELAYS = Gauge(
     ["condition", "status", "reason"],
     registry=REGISTRY,
 )
+ROLLOUTS = Gauge(
+    f"{PREFIX}_rollouts",
+    "Relays rolling out now, and waiting for their turn after an operator upgrade (at most "
+    "MAILRELAY_MAX_ROLLING_RELAYS roll at once).",
+    ["state"],
+    registry=REGISTRY,
+)
 LEADER = Gauge(
     f"{PREFIX}_leader",
     "1 while this replica holds the leader Lease and reconciles, 0 while it stands by.",
@@ -58,7 +66,19 @@ LEADER = Gauge(
 PROBE_FAILURES = Counter(
     f"{PREFIX}_relay_scrape_failures", "Relay pods whose metrics could not be read.", registry=REGISTRY
 )
-COUNTED_CONDITIONS = ("Ready", "Stalled", "Delivering")
+OAUTH2_REFRESHES = Counter(
+    f"{PREFIX}_oauth2_token_refreshes",
+    "OAuth2 access token requests to the providers' token endpoints, by result (ok, refused, failed).",
+    ["result"],
+    registry=REGISTRY,
+)
+OAUTH2_EXPIRY = Gauge(
+    f"{PREFIX}_oauth2_token_expiry_timestamp_seconds",
+    "When each OAuth2 relay's current access token expires (Unix time), as of the last resync.",
+    ["namespace", "relay"],
+    registry=REGISTRY,
+)
+COUNTED_CONDITIONS = ("Ready", "Stalled", "Delivering", "RefreshTokenExpiring")
 
 
 def trigger_label(trigger: str) -> str:
@@ -90,6 +110,16 @@ def count_relays(statuses: Iterable[dict[str, Any] | None]) -> None:
     RELAYS.clear()
     for labels, count in tally.items():
         RELAYS.labels(*labels).set(count)
+
+
+def track_tokens(relays: Iterable[tuple[dict[str, Any], dict[str, Any] | None]]) -> None:
+    """Replace the access token expiries with these (relay, status) pairs' status.oauth2."""
+    OAUTH2_EXPIRY.clear()
+    for relay, status in relays:
+        expires = ((status or {}).get("oauth2") or {}).get("tokenExpiresAt")
+        if expires:
+            moment = datetime.strptime(expires, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+            OAUTH2_EXPIRY.labels(relay["metadata"]["namespace"], relay["metadata"]["name"]).set(moment.timestamp())
 
 
 def follow_leadership(leadership: Leadership) -> None:

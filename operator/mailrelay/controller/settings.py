@@ -33,6 +33,7 @@ class Settings:
     watch_timeout: int = 300
     log_format: str = "json"
     delivery_probe: bool = True  # the resync reads each relay's metrics sidecars (status.queue, Delivering)
+    max_rolling_relays: int = 5  # relays rolled at once when an operator upgrade renders their pods anew
     leader: LeaderElection = field(default_factory=lambda: LeaderElection(lease_name=LEASE_NAME))
 
     def retry_delay(self, retry: int) -> float:
@@ -84,6 +85,7 @@ class Settings:
             watch_timeout=int(number("MAILRELAY_WATCH_TIMEOUT", 300, 0.5)),
             log_format=log_format,
             delivery_probe=flag("MAILRELAY_DELIVERY_PROBE", True),
+            max_rolling_relays=int(number("MAILRELAY_MAX_ROLLING_RELAYS", 5, 0.5)),
             leader=leader,
         )
 

@@ -101,8 +101,11 @@ def build(
     selector: str | None = None,
     refused: str = "",
     delivery: Health | None = None,
+    extra: tuple[tuple[str, bool, str, str], ...] = (),
 ) -> dict[str, Any]:
     """The whole status object; `previous` is the current status, to keep transition times.
+
+    `extra` conditions (type, status, reason, message) follow the others, e.g. RefreshTokenExpiring.
 
     `delivery` is what the relay's metrics said (the resync asks); without it the last known
     Delivering condition and queue are kept as they are.
@@ -144,6 +147,8 @@ def build(
             status["conditions"].append(before[DELIVERING])
         if "queue" in (previous or {}):
             status["queue"] = (previous or {})["queue"]
+    for kind, value, reason, message in extra:
+        status["conditions"].append(_condition(kind, value, reason, message, generation, before, now))
     if generation is not None:
         status["observedGeneration"] = generation
     dep_status = (deployment or {}).get("status") or {}

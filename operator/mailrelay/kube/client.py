@@ -1,27 +1,28 @@
 """The few Kubernetes API calls the operator makes, as plain JSON; one attempt each.
 
-The official client's ApiClient is used for transport and auth only (raw JSON in and out): the
-operator compares live objects with rendered dicts, and typed models would only get in the way.
+Raw JSON in and out over kube.http: the operator compares live objects with rendered dicts, and
+typed models would only get in the way (the official client's models alone cost ~35 MiB).
 Nothing here retries or sleeps: a failed call raises ApiError, and the caller's one retry policy
-(kopf's backoff for relay events, the next resync otherwise) decides when to try again.
+(the work queue's per-key backoff) decides when to try again.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import threading
 import time
+import urllib.parse
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Self
 
-import kubernetes
-import urllib3
-from kubernetes.client.exceptions import ApiException
-
+from mailrelay.kube import config
+from mailrelay.kube.http import Transport
 from mailrelay.kube.resources import BUILTIN, Resource, label_selector
 
 log = logging.getLogger(__name__)
@@ -41,19 +42,12 @@ class NotLeader(RuntimeError):
     """A write refused because this replica cannot be sure it still holds the leader Lease."""
 
 
-def load_config() -> None:
-    """In-cluster credentials when running in a pod, else the current kubeconfig context."""
+def _reason(body: bytes, fallback: str) -> str:
+    """The API server's own words from a Status object, else the HTTP reason."""
     try:
-        kubernetes.config.load_incluster_config()
-    except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config()
-
-
-def _reason(exc: ApiException) -> str:
-    try:
-        return str(json.loads(exc.body or "").get("message") or exc.reason)
+        return str(json.loads(body).get("message") or fallback)
     except (TypeError, ValueError, AttributeError):
-        return str(exc.reason)
+        return fallback
 
 
 def _allow_writes() -> None:
@@ -70,14 +64,14 @@ class _Series:
 
 @dataclass
 class Api:
-    """JSON access to the API server through one shared ApiClient.
+    """JSON access to the API server through one shared keep-alive pool.
 
     `write_guard` runs before every write and raises NotLeader when this replica may not write:
     the last line of defence of leader election, for a pass that was already under way when the
     process froze or lost the API server and its Lease ran out meanwhile.
     """
 
-    client: kubernetes.client.ApiClient
+    client: Transport
     resources: Mapping[str, Resource] = field(default_factory=lambda: dict(BUILTIN))  # kind → where it lives
     field_manager: str = "kube-client"  # the name server-side apply and Events record as the writer
     timeout: float = 20.0
@@ -92,12 +86,12 @@ class Api:
 
     @classmethod
     def from_environment(cls, **fields: Any) -> Self:
-        load_config()
-        configuration = kubernetes.client.Configuration.get_default_copy()
-        # The client's default pool (5 per CPU) is smaller than the threads sharing it: every request
-        # over the limit opened a connection, with a TLS handshake on both sides, and then dropped it.
-        configuration.connection_pool_maxsize = CONNECTIONS
-        return cls(kubernetes.client.ApiClient(configuration), **fields)
+        """In a pod, its service account; elsewhere the current kubeconfig context (config.ConfigError if none)."""
+        return cls(Transport(config.from_environment(), CONNECTIONS), **fields)
+
+    @classmethod
+    def from_kubeconfig(cls, path: Path | str, **fields: Any) -> Self:
+        return cls(Transport(config.from_kubeconfig(path), CONNECTIONS), **fields)
 
     def call(
         self,
@@ -117,27 +111,30 @@ class Api:
         """
         if method != "GET" and guarded:
             self.write_guard()
-        method, full_url, headers, body, _ = self.client.param_serialize(
-            method=method,
-            resource_path=url,
-            query_params=query or [],
-            body=body,
-            header_params={"Accept": "application/json", "Content-Type": content_type},
-            auth_settings=["BearerToken"],
-        )
+        if query:
+            url = f"{url}?{urllib.parse.urlencode(query)}"
+        data = json.dumps(body).encode() if body is not None else None
         try:
-            response = self.client.call_api(
-                method, full_url, header_params=headers, body=body, _request_timeout=timeout or self.timeout
-            )
-            raw = response.read()
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            response = self.client.request(method, url, data, content_type, timeout or self.timeout)
+        except (OSError, http.client.HTTPException) as exc:
             raise ApiError(0, f"{what}: {type(exc).__name__}: {exc}") from None
         if response.status == 404 and missing_ok:
             return None
         if not 200 <= response.status <= 299:
-            failure = ApiException(http_resp=response)
-            raise ApiError(response.status, f"{what}: HTTP {response.status} {_reason(failure)}")
-        return json.loads(raw) if raw else {}
+            raise ApiError(response.status, f"{what}: HTTP {response.status} {_reason(response.body, 'failed')}")
+        return json.loads(response.body) if response.body else {}
+
+    def text(self, what: str, url: str, query: list[tuple[str, str]], timeout: float) -> str:
+        """A GET whose answer is text (a pod's log); ApiError on failure."""
+        try:
+            response = self.client.request(
+                "GET", f"{url}?{urllib.parse.urlencode(query)}", timeout=timeout, accept="*/*"
+            )
+        except (OSError, http.client.HTTPException) as exc:
+            raise ApiError(0, f"{what}: {type(exc).__name__}: {exc}") from None
+        if not 200 <= response.status <= 299:
+            raise ApiError(response.status, f"{what}: HTTP {response.status} {_reason(response.body, 'failed')}")
+        return response.body.decode("utf-8", "replace")
 
     def _must(self, what: str, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
         result = self.call(what, method, url, **kwargs)
@@ -151,7 +148,8 @@ class Api:
     def list_all(self, kind: str, namespace: str | None, labels: dict[str, str]) -> tuple[list[dict[str, Any]], str]:
         """The objects of a kind with these labels (in all namespaces for None), and the list's resourceVersion."""
         url = self.path(kind, namespace)
-        listing = self._must(f"list {url}", "GET", url, query=[("labelSelector", label_selector(labels))])
+        query = [("labelSelector", label_selector(labels))] if labels else []
+        listing = self._must(f"list {url}", "GET", url, query=query)
         return listing["items"], listing["metadata"]["resourceVersion"]
 
     def watch(
@@ -160,40 +158,22 @@ class Api:
         """The watch events (type, object) after `resource_version`, for at most `seconds`."""
         url = self.path(kind, namespace)
         query = [
-            ("labelSelector", label_selector(labels)),
+            *([("labelSelector", label_selector(labels))] if labels else []),
             ("watch", "true"),
             ("allowWatchBookmarks", "true"),
             ("resourceVersion", resource_version),
             ("timeoutSeconds", str(seconds)),
         ]
-        method, full_url, headers, _, _ = self.client.param_serialize(
-            method="GET",
-            resource_path=url,
-            query_params=query,
-            header_params={"Accept": "application/json"},
-            auth_settings=["BearerToken"],
-        )
         try:
-            response = self.client.call_api(method, full_url, header_params=headers, _request_timeout=seconds + 30)
-            if response.status != 200:
-                raise ApiError(response.status, f"watch {url}: HTTP {response.status}")
-            for line in response.response:
-                if line.strip():
-                    event = json.loads(line)
-                    yield event["type"], event["object"]
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            with self.client.stream(f"{url}?{urllib.parse.urlencode(query)}", timeout=seconds + 30) as (status, lines):
+                if status != 200:
+                    raise ApiError(status, f"watch {url}: HTTP {status}")
+                for line in lines:
+                    if line.strip():
+                        event = json.loads(line)
+                        yield event["type"], event["object"]
+        except (OSError, http.client.HTTPException, ValueError) as exc:
             raise ApiError(0, f"watch {url}: {type(exc).__name__}: {exc}") from None
-
-    def list(self, kind: str, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
-        """Objects of a kind in a namespace whose labels include all of `labels`."""
-        return list(
-            self._must(
-                f"list {kind} in {namespace}",
-                "GET",
-                self.path(kind, namespace),
-                query=[("labelSelector", label_selector(labels))],
-            )["items"]
-        )
 
     def delete(self, kind: str, namespace: str, name: str, uid: str) -> None:
         """Delete exactly this object (a uid precondition); already gone is fine."""
@@ -299,12 +279,33 @@ class Api:
             series.count += 1
         return bumped is not None
 
-    def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
-        """Merge-patch the status subresource (conditions are replaced whole, as they are rendered whole)."""
-        return self._must(
+    def patch_status(
+        self, kind: str, namespace: str, name: str, status: dict[str, Any], resource_version: str | None = None
+    ) -> dict[str, Any] | None:
+        """Merge-patch the status subresource (conditions are replaced whole, as they are rendered whole).
+
+        With `resource_version` the patch applies only to that version of the object (else HTTP 409),
+        so a status decided from a stale read never lands. None when the object is gone.
+        """
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
+        return self.call(
             f"patch status of {kind} {namespace}/{name}",
             "PATCH",
             self.path(kind, namespace, name, "status"),
-            body={"status": status},
+            body=body,
             content_type="application/merge-patch+json",
+            missing_ok=True,
+        )
+
+    def patch_json(self, kind: str, namespace: str, name: str, operations: list[dict[str, Any]]) -> dict[str, Any]:
+        """A JSON patch (RFC 6902) as our field manager: lists replaced whole, which apply cannot do."""
+        return self._must(
+            f"patch {kind} {namespace}/{name}",
+            "PATCH",
+            self.path(kind, namespace, name),
+            body=operations,
+            content_type="application/json-patch+json",
+            query=[("fieldManager", self.field_manager)],
         )

@@ -1,15 +1,14 @@
-"""Reads of the operator's own children served from memory: one list+watch per child kind.
+"""A kind's objects in memory, kept current by list+watch, and told to whoever listens: client-go's informer.
 
-A pass used to GET every child and LIST three kinds to find what to prune, about eight requests per
-relay per pass, also when nothing had changed; at a thousand relays that was most of the API
-server's work and all of an idle resync's. Now each child kind is listed once and then watched
-(filtered by the label every child carries), and a pass reads the objects from that index.
+Each informer lists its kind (in each served namespace, or all), then watches from the list's
+resourceVersion; when the server says that version is too old, or the watch fails, it lists again
+and reconciles its store with the list, reporting what appeared, changed *and disappeared* during
+the gap. That last part is why the operator keeps its own informers rather than kopf's watches: a
+cache that never hears of a relay deleted while its watch was down would reconcile a ghost.
 
-What stays a request: a child the index does not hold (not created yet, or someone else's object
-under that name, which has no label of ours: the conflict check must see it), every read before
-the first list has arrived, Secrets (the operator may read Secrets only one at a time, by name),
-and every write. An object the operator has just written is put into the index at once, so the
-next pass does not take the watch's short delay for drift and write it again.
+Objects are stored as compact JSON, optionally reduced by `project` to the fields a reader needs (a
+Pod's whole spec is ten times the few fields the operator reads), and decoded on each read, which is
+also the copy a caller may change freely.
 """
 
 from __future__ import annotations
@@ -23,23 +22,19 @@ from typing import Any
 
 from mailrelay.kube.client import Api, ApiError
 
-log = logging.getLogger("mailrelay")
+log = logging.getLogger(__name__)
 WATCH_SECONDS = 240
 RETRY_SECONDS = 2.0
-Key = tuple[str, str, str]  # kind, namespace, name
+Handler = Callable[[str, dict[str, Any]], None]  # (LISTED | ADDED | MODIFIED | DELETED, object)
+Projection = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 class _Stored:
-    """One object as compact JSON (a decoded Deployment takes ten times its JSON in Python objects, and
-    decoding is faster than the deep copy a reader would need anyway), with what a lookup needs decoded."""
-
     __slots__ = ("labels", "raw", "version")
 
-    def __init__(self, obj: dict[str, Any], kind: str, api_version: str) -> None:
-        meta = {k: v for k, v in obj.get("metadata", {}).items() if k != "managedFields"}
-        # Items of a list carry no apiVersion and kind; a pass compares them with the rendered object.
-        whole = {**obj, "apiVersion": api_version, "kind": kind, "metadata": meta}
-        self.raw = json.dumps(whole, separators=(",", ":")).encode()
+    def __init__(self, obj: dict[str, Any]) -> None:
+        self.raw = json.dumps(obj, separators=(",", ":")).encode()
+        meta = obj.get("metadata") or {}
         self.labels: dict[str, str] = meta.get("labels") or {}
         self.version = str(meta.get("resourceVersion", ""))
 
@@ -57,35 +52,39 @@ class _Stored:
         return found
 
 
-class ChildIndex:
-    """Objects with `labels`, kept current by one watch per kind
-    and served namespace by namespace. A scope is (kind, namespace or None for all)."""
+def _compact(obj: dict[str, Any], api_version: str, kind: str) -> dict[str, Any]:
+    """List items carry no apiVersion and kind; managedFields are never read and large."""
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
+    return {**obj, "apiVersion": api_version, "kind": kind, "metadata": meta}
+
+
+class Informer:
+    """One kind, in `namespaces` (empty: all), optionally only objects with `labels`."""
 
     def __init__(
         self,
         api: Api,
-        labels: dict[str, str],
-        kinds: tuple[str, ...],
+        kind: str,
         namespaces: tuple[str, ...] = (),
-        on_change: Callable[[dict[str, Any]], None] | None = None,
-        passed: dict[str, Callable[[dict[str, Any]], None]] | None = None,
+        labels: dict[str, str] | None = None,
+        project: Projection | None = None,
+        handlers: list[Handler] | None = None,
     ) -> None:
-        """`on_change` is called with each object a watch reports added, changed or deleted (not
-        with the initial list), after the index has taken it in. `passed` kinds are watched the same
-        way (our label, server-side) but not kept: each listed, added or changed object is handed
-        to its function and dropped (a deleted one too: it may carry the last state)."""
-        self.api, self.labels, self.kinds = api, labels, kinds
-        self.on_change, self.passed = on_change, dict(passed or {})
-        self.scopes = [(kind, ns) for kind in (*kinds, *self.passed) for ns in (namespaces or (None,))]
-        self._objects: dict[Key, _Stored] = {}
+        self.api, self.kind, self.labels = api, kind, dict(labels or {})
+        self.api_version = api.resources[kind].api_version
+        self.project = project
+        self.handlers = list(handlers or [])
+        self.scopes: list[str | None] = list(namespaces) or [None]
+        self._objects: dict[tuple[str, str], _Stored] = {}
         self._lock = threading.Lock()
-        self._synced: set[tuple[str, str | None]] = set()
+        self._synced: set[str | None] = set()
         self._stop = threading.Event()
         self._threads = [
-            threading.Thread(target=self._run, args=scope, daemon=True, name=f"watch-{scope[0]}-{scope[1] or 'all'}")
+            threading.Thread(target=self._run, args=(scope,), daemon=True, name=f"watch-{kind}-{scope or 'all'}")
             for scope in self.scopes
         ]
 
+    # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
         for thread in self._threads:
             thread.start()
@@ -93,133 +92,110 @@ class ChildIndex:
     def stop(self) -> None:
         self._stop.set()
 
-    def serves(self, kind: str, namespace: str) -> bool:
-        """Has the index listed this kind in this namespace, so that its answers are complete?"""
+    def synced(self, namespace: str | None = None) -> bool:
+        """Has the first list of this namespace (or of every scope) arrived, so answers are complete?"""
         with self._lock:
-            return (kind, None) in self._synced or (kind, namespace) in self._synced
+            if namespace is None:
+                return len(self._synced) == len(self.scopes)
+            return None in self._synced or namespace in self._synced
 
-    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    # -- reads -----------------------------------------------------------------------------------
+    def get(self, namespace: str, name: str) -> dict[str, Any] | None:
         with self._lock:
-            stored = self._objects.get((kind, namespace, name))
+            stored = self._objects.get((namespace, name))
         return stored.decode() if stored is not None else None
 
-    def list(self, kind: str, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+    def list(self, namespace: str | None = None, labels: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        wanted = (labels or {}).items()
         with self._lock:
             found = [
                 o
-                for (k, ns, _), o in self._objects.items()
-                if k == kind and ns == namespace and labels.items() <= o.labels.items()
+                for (ns, _), o in self._objects.items()
+                if (namespace is None or ns == namespace) and wanted <= o.labels.items()
             ]
         return [o.decode() for o in found]
 
-    def observe(self, obj: dict[str, Any], kind: str | None = None) -> None:
-        """Take in an object as the API server returned it (a write's answer or a watch event)."""
-        kind = kind or obj["kind"]
-        if kind not in self.kinds:
-            return
-        meta = obj["metadata"]
-        key = (kind, meta["namespace"], meta["name"])
-        stored = _Stored(obj, kind, self.api.resources[kind].api_version)
+    def known(self) -> builtins.list[tuple[str, str]]:
         with self._lock:
-            if stored.newer_than(self._objects.get(key)):
-                self._objects[key] = stored
-
-    def forget(self, kind: str, namespace: str, name: str) -> None:
-        with self._lock:
-            self._objects.pop((kind, namespace, name), None)
+            return list(self._objects)
 
     def __len__(self) -> int:
         with self._lock:
             return len(self._objects)
 
-    def _replace(self, kind: str, namespace: str | None, items: builtins.list[dict[str, Any]]) -> None:
+    # -- writes of our own -----------------------------------------------------------------------
+    def observe(self, obj: dict[str, Any]) -> None:
+        """Take in an object as the API server returned it to a write of ours, before its watch event."""
+        stored = self._store(obj)
+        meta = obj["metadata"]
         with self._lock:
-            for key in [k for k in self._objects if k[0] == kind and (namespace is None or k[1] == namespace)]:
-                del self._objects[key]
-            for item in items:
-                self._objects[(kind, item["metadata"]["namespace"], item["metadata"]["name"])] = _Stored(
-                    item, kind, self.api.resources[kind].api_version
-                )
-            self._synced.add((kind, namespace))
+            key = (meta["namespace"], meta["name"])
+            if stored.newer_than(self._objects.get(key)):
+                self._objects[key] = stored
 
-    def _pass_on(self, kind: str, items: builtins.list[dict[str, Any]]) -> None:
-        for item in items:
+    def forget(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self._objects.pop((namespace, name), None)
+
+    # -- the watch ---------------------------------------------------------------------------------
+    def _store(self, obj: dict[str, Any]) -> _Stored:
+        whole = _compact(obj, self.api_version, self.kind)
+        return _Stored(self.project(whole) if self.project else whole)
+
+    def _tell(self, event: str, stored: _Stored) -> None:
+        obj = stored.decode()
+        for handler in self.handlers:
             try:
-                self.passed[kind]({**item, "kind": kind})
+                handler(event, obj)
             except Exception:  # the watch must go on
-                log.exception("handling a %s event failed", kind)
+                log.exception("handling a %s event of %s failed", event, self.kind)
 
-    def _run(self, kind: str, namespace: str | None) -> None:
+    def _replace(self, scope: str | None, items: builtins.list[dict[str, Any]]) -> None:
+        """Make the store equal the list, and report each difference as the event it stands for; the
+        first list reports everything as LISTED (what was there before this informer started)."""
+        fresh = {(i["metadata"]["namespace"], i["metadata"]["name"]): self._store(i) for i in items}
+        with self._lock:
+            first = scope not in self._synced
+            old = {k: v for k, v in self._objects.items() if scope is None or k[0] == scope}
+            for key in old:
+                del self._objects[key]
+            self._objects.update(fresh)
+            self._synced.add(scope)
+        for key, stored in fresh.items():
+            before = old.get(key)
+            if before is None or before.raw != stored.raw:
+                self._tell("LISTED" if first else "ADDED" if before is None else "MODIFIED", stored)
+        for key, stored in old.items():
+            if key not in fresh:
+                self._tell("DELETED", stored)
+
+    def _run(self, scope: str | None) -> None:
         while not self._stop.is_set():
             try:
-                items, version = self.api.list_all(kind, namespace, self.labels)
-                if kind in self.passed:
-                    self._pass_on(kind, items)
-                else:
-                    self._replace(kind, namespace, items)
+                items, version = self.api.list_all(self.kind, scope, self.labels)
+                self._replace(scope, items)
                 del items
                 while not self._stop.is_set():  # until the server says the version is too old
-                    expired = True
-                    for event, obj in self.api.watch(kind, namespace, self.labels, version, WATCH_SECONDS):
-                        if event == "ERROR" or self._stop.is_set():
-                            break
-                        version = obj["metadata"].get("resourceVersion", version)
-                        if kind in self.passed:
-                            if event in ("ADDED", "MODIFIED", "DELETED"):
-                                self._pass_on(kind, [obj])
-                            continue
-                        if event == "DELETED":
-                            self.forget(kind, obj["metadata"]["namespace"], obj["metadata"]["name"])
-                        elif event in ("ADDED", "MODIFIED"):
-                            self.observe(obj, kind)
-                        else:
-                            continue  # BOOKMARK
-                        if self.on_change is not None:
-                            try:
-                                self.on_change({**obj, "kind": kind})
-                            except Exception:  # the watch must go on
-                                log.exception("handling a %s event failed", kind)
-                    else:
-                        expired = False
+                    version, expired = self._watch(scope, version)
                     if expired:
                         break  # list again
             except ApiError as exc:
-                log.warning("watch of %s in %s failed, listing again: %s", kind, namespace or "all namespaces", exc)
-                with self._lock:
-                    self._synced.discard((kind, namespace))
+                log.warning("watch of %s in %s failed, listing again: %s", self.kind, scope or "all namespaces", exc)
                 self._stop.wait(RETRY_SECONDS)
 
-
-class IndexedApi:
-    """The API a pass uses: child reads from the index where it can answer them, the rest passed on."""
-
-    def __init__(self, api: Api, index: ChildIndex) -> None:
-        self.api, self.index = api, index
-
-    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        if self.index.serves(kind, namespace):
-            found = self.index.get(kind, namespace, name)
-            if found is not None:
-                return found
-        return self.api.get(kind, namespace, name)  # not ours, not there yet, or not served from memory
-
-    def list(self, kind: str, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
-        """Only what carries our label: a pass lists to prune, and prunes only its own objects."""
-        if self.index.serves(kind, namespace):
-            return self.index.list(kind, namespace, labels)
-        return self.api.list(kind, namespace, labels)
-
-    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
-        applied = self.api.apply(obj)
-        self.index.observe(applied, obj["kind"])
-        return applied
-
-    def delete(self, kind: str, namespace: str, name: str, uid: str) -> None:
-        self.api.delete(kind, namespace, name, uid)
-        self.index.forget(kind, namespace, name)
-
-    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
-        return self.api.create(obj)
-
-    def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
-        return self.api.patch_status(kind, namespace, name, status)
+    def _watch(self, scope: str | None, version: str) -> tuple[str, bool]:
+        for event, obj in self.api.watch(self.kind, scope, self.labels, version, WATCH_SECONDS):
+            if event == "ERROR" or self._stop.is_set():
+                return version, True
+            version = obj["metadata"].get("resourceVersion", version)
+            if event not in ("ADDED", "MODIFIED", "DELETED"):
+                continue  # BOOKMARK
+            meta = obj["metadata"]
+            key, stored = (meta["namespace"], meta["name"]), self._store(obj)
+            with self._lock:
+                if event == "DELETED":
+                    self._objects.pop(key, None)
+                elif stored.newer_than(self._objects.get(key)):
+                    self._objects[key] = stored
+            self._tell(event, stored)
+        return version, False

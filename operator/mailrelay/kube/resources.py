@@ -45,6 +45,7 @@ BUILTIN: Mapping[str, Resource] = {
     "Pod": Resource("", "v1", "pods"),
     "Deployment": Resource("apps", "v1", "deployments"),
     "StatefulSet": Resource("apps", "v1", "statefulsets"),
+    "ReplicaSet": Resource("apps", "v1", "replicasets"),
     "PodDisruptionBudget": Resource("policy", "v1", "poddisruptionbudgets"),
     "NetworkPolicy": Resource("networking.k8s.io", "v1", "networkpolicies"),
     "Lease": Resource("coordination.k8s.io", "v1", "leases"),

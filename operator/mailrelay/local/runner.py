@@ -109,6 +109,7 @@ class LocalPostfix:
         self.maillog = self.state / "log" / "maillog"
         self.process: subprocess.Popen[bytes] | None = None
         self.extra_env: dict[str, str] = {}  # more of the pod's environment, e.g. the log copy to stdout
+        self.wrapper: list[str] = []  # a command the entrypoint runs under (a test's exec tracer)
         self.output = workdir / "entrypoint.out"
         self.termination_log = workdir / "termination-log"  # the pod's /dev/termination-log
         self._write(secret, extra_files or {})
@@ -171,7 +172,7 @@ class LocalPostfix:
         """Run the entrypoint in the background and wait until SMTP answers."""
         with self.output.open("wb") as out:
             self.process = subprocess.Popen(
-                scripts.command("entrypoint.sh"),
+                [*self.wrapper, *scripts.command("entrypoint.sh")],
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -304,11 +305,43 @@ def run_local(
         instance = LocalPostfix(
             relay, base, listen=listen, port=port, secret=secret, state=state, dkim_keys=keys or None
         )
-        return _serve(instance, relay, listen, port, dkim_note)
+        xoauth2 = _xoauth2(relay, base, secrets or {}, instance)
+        if isinstance(xoauth2, str):
+            print(f"mailrelay-operator local: {xoauth2}", file=sys.stderr)
+            return 2
+        try:
+            return _serve(instance, relay, listen, port, dkim_note)
+        finally:
+            if xoauth2 is not None:
+                xoauth2.stop()
     finally:
         os.close(lock)
         if workdir is None:  # ours, not the user's: leave nothing behind
             shutil.rmtree(base, ignore_errors=True)
+
+
+def _xoauth2(relay: MailRelay, base: Path, secrets: dict[str, dict[str, Any]], instance: LocalPostfix) -> Any:
+    """For an OAuth2 relay: its XOAUTH2 relay and token keeper, started; a message when it cannot start."""
+    from mailrelay.api.secret import SecretProblem
+    from mailrelay.local.oauth import LocalXOAuth2
+
+    oauth2 = relay.spec.relay.oauth2 if relay.spec.relay else None
+    if oauth2 is None:
+        return None
+    if oauth2.secret not in secrets:
+        return f"spec.relay.oauth2.secretRef names Secret {oauth2.secret}, which is not in the file: add it"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    try:
+        keeper = LocalXOAuth2(relay, base, secrets[oauth2.secret], port=port)
+        keeper.start()
+    except SecretProblem as exc:
+        return f"Secret {oauth2.secret}: {exc}"
+    except RuntimeError as exc:
+        return str(exc)
+    instance.extra_env["MAILRELAY_XOAUTH2_LISTEN"] = f"127.0.0.1:{port}"
+    return keeper
 
 
 def _serve(instance: LocalPostfix, relay: MailRelay, listen: str, port: int, dkim_note: str = "") -> int:

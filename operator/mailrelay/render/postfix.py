@@ -13,7 +13,7 @@ import ipaddress
 import re
 
 from mailrelay.api.spec import MailRelaySpec, Relay, SpecError
-from mailrelay.render import opendkim
+from mailrelay.render import opendkim, xoauth2
 
 MAIN_CF = "main.cf"
 MASTER_CF = "master.cf"
@@ -159,6 +159,14 @@ def main_cf(spec: MailRelaySpec) -> str:
 def _relay_params(relay: Relay | None) -> list[tuple[str, str]]:
     if relay is None:
         return [("relayhost", ""), ("smtp_tls_security_level", "may")]
+    if relay.oauth2 is not None:
+        # The XOAUTH2 relay in the same pod logs in and does the TLS; Postfix only sees its loopback
+        # port, with nothing to encrypt and no password. Its replies are the smarthost's own.
+        return [
+            ("relayhost", f"[{xoauth2.LISTEN_HOST}]:{xoauth2.LISTEN_PORT}"),
+            ("smtp_tls_security_level", "none"),
+            ("smtp_tls_wrappermode", "no"),
+        ]
     params = [
         ("relayhost", relayhost(relay)),
         ("smtp_tls_security_level", _TLS_LEVEL[relay.tls]),

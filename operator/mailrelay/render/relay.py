@@ -11,11 +11,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any
 
-from mailrelay.api.names import API_VERSION, CONFIG_HASH_ANNOTATION, KIND, MANAGED_BY, MANAGED_BY_LABEL
+from mailrelay.api.names import (
+    API_VERSION,
+    CONFIG_HASH_ANNOTATION,
+    KIND,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    RENDERED_BY_ANNOTATION,
+)
 from mailrelay.api.spec import MailRelay, MailRelaySpec
-from mailrelay.render import opendkim, postfix, sidecar
+from mailrelay.render import opendkim, postfix, sidecar, xoauth2
+from mailrelay.version import __version__
 
 CONTAINER = "postfix"
 DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
@@ -77,8 +86,9 @@ def dkim_secret_name(relay: MailRelay) -> str | None:
 
 
 def config_files(spec: MailRelaySpec) -> dict[str, str]:
-    """Every file of the ConfigMap: Postfix's and, when signing, OpenDKIM's."""
-    return {**postfix.config_files(spec), **opendkim.config_files(spec)}
+    """Every file of the ConfigMap: Postfix's and, when signing, OpenDKIM's; with OAuth2, the XOAUTH2 relay's."""
+    linger = ENDPOINT_WAIT_SECONDS + SESSION_WAIT_SECONDS + DRAIN_SECONDS
+    return {**postfix.config_files(spec), **opendkim.config_files(spec), **xoauth2.config_files(spec, linger)}
 
 
 def selector_labels(relay: MailRelay) -> dict[str, str]:
@@ -107,23 +117,24 @@ def _metadata(relay: MailRelay, name: str) -> dict[str, Any]:
     return meta
 
 
-def config_map(relay: MailRelay) -> dict[str, Any]:
+def config_map(relay: MailRelay, files: dict[str, str] | None = None) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _metadata(relay, child_names(relay)["ConfigMap"]),
-        "data": config_files(relay.spec),
+        "data": config_files(relay.spec) if files is None else files,
     }
 
 
-def config_hash(relay: MailRelay, secret_version: str = "") -> str:
+def config_hash(relay: MailRelay, secret_version: str = "", files: dict[str, str] | None = None) -> str:
     """Digest of everything that needs a Postfix restart: the files and the relay Secret.
 
-    `secret_version` is a digest of the Secret's data (the caller reads it), so rotating the
+    `secret_version` names the Secrets' versions (the caller reads them), so rotating the
     password rolls the pods. Replicas, resources and scheduling are left out on purpose.
     """
     secret = relay.spec.relay.auth_secret if relay.spec.relay else None
-    payload = {"files": config_files(relay.spec), "secret": secret, "secretVersion": secret_version}
+    files = config_files(relay.spec) if files is None else files
+    payload = {"files": files, "secret": secret, "secretVersion": secret_version}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -149,7 +160,7 @@ def _drain_env(relay: MailRelay) -> list[dict[str, str]]:
     return env
 
 
-def pod_template(relay: MailRelay, secret_version: str = "") -> dict[str, Any]:
+def pod_template(relay: MailRelay, secret_version: str = "", *, digest: str | None = None) -> dict[str, Any]:
     spec = relay.spec
     volumes: list[dict[str, Any]] = [
         {"name": "config", "configMap": {"name": child_names(relay)["ConfigMap"]}},
@@ -195,12 +206,16 @@ def pod_template(relay: MailRelay, secret_version: str = "") -> dict[str, Any]:
             "capabilities": {"drop": ["ALL"], "add": CAPABILITIES},
         },
     }
+    volumes += xoauth2.volumes(relay, child_names(relay)["ConfigMap"])
+    containers = [container, sidecar.container(spec.image, "queue", QUEUE_DIR)]
+    if xoauth2.enabled(spec):
+        containers.append(xoauth2.container(spec.image))
     pod_spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
-        "containers": [container, sidecar.container(spec.image, "queue", QUEUE_DIR)],
+        "containers": containers,
         "volumes": volumes,
     }
     if spec.node_selector:
@@ -214,7 +229,7 @@ def pod_template(relay: MailRelay, secret_version: str = "") -> dict[str, Any]:
             "labels": {**spec.pod.labels, **labels(relay)},
             "annotations": {
                 **spec.pod.annotations,
-                CONFIG_HASH_ANNOTATION: config_hash(relay, secret_version),
+                CONFIG_HASH_ANNOTATION: digest or config_hash(relay, secret_version),
                 # `kubectl logs` without -c shows Postfix's log.
                 DEFAULT_CONTAINER_ANNOTATION: CONTAINER,
             },
@@ -223,23 +238,31 @@ def pod_template(relay: MailRelay, secret_version: str = "") -> dict[str, Any]:
     }
 
 
-def deployment(relay: MailRelay, secret_version: str = "") -> dict[str, Any]:
+def _workload_metadata(relay: MailRelay, kind: str) -> dict[str, Any]:
+    """The workload says which operator version rendered it: a new version's pod template is rolled
+    a few relays at a time (controller.rollouts); an owner's edit is not held back."""
+    meta = _metadata(relay, child_names(relay)[kind])
+    meta["annotations"] = {RENDERED_BY_ANNOTATION: __version__}
+    return meta
+
+
+def deployment(relay: MailRelay, secret_version: str = "", *, digest: str | None = None) -> dict[str, Any]:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _metadata(relay, child_names(relay)["Deployment"]),
+        "metadata": _workload_metadata(relay, "Deployment"),
         "spec": {
             "replicas": relay.spec.replicas,
             "selector": {"matchLabels": selector_labels(relay)},
             # Never fewer ready relays than wanted during a rollout: new pod first, then drain the old
             # one, which hands what it could not deliver to the new one.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-            "template": pod_template(relay, secret_version),
+            "template": pod_template(relay, secret_version, digest=digest),
         },
     }
 
 
-def stateful_set(relay: MailRelay, secret_version: str = "") -> dict[str, Any]:
+def stateful_set(relay: MailRelay, secret_version: str = "", *, digest: str | None = None) -> dict[str, Any]:
     """A claim per pod, kept when a pod or the set goes away (the StatefulSet default), so a pod that
     comes back with the same ordinal delivers what its predecessor left on the volume."""
     storage = relay.spec.queue_storage
@@ -250,21 +273,22 @@ def stateful_set(relay: MailRelay, secret_version: str = "") -> dict[str, Any]:
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
-        "metadata": _metadata(relay, child_names(relay)["StatefulSet"]),
+        "metadata": _workload_metadata(relay, "StatefulSet"),
         "spec": {
             "replicas": relay.spec.replicas,
             "serviceName": child_names(relay)["StatefulSet"],  # immutable, so not the renamable Service
             "podManagementPolicy": "Parallel",
             "selector": {"matchLabels": selector_labels(relay)},
             "updateStrategy": {"type": "RollingUpdate"},
-            "template": pod_template(relay, secret_version),
+            "template": pod_template(relay, secret_version, digest=digest),
             "volumeClaimTemplates": [{"metadata": {"name": "queue", "labels": selector_labels(relay)}, "spec": claim}],
         },
     }
 
 
-def workload(relay: MailRelay, secret_version: str = "") -> dict[str, Any]:
-    return stateful_set(relay, secret_version) if relay.spec.queue_storage else deployment(relay, secret_version)
+def workload(relay: MailRelay, secret_version: str = "", *, digest: str | None = None) -> dict[str, Any]:
+    build = stateful_set if relay.spec.queue_storage else deployment
+    return build(relay, secret_version, digest=digest)
 
 
 def pod_disruption_budget(relay: MailRelay) -> dict[str, Any] | None:
@@ -356,12 +380,30 @@ def network_policy(relay: MailRelay) -> dict[str, Any]:
     }
 
 
-def render_relay(relay: MailRelay, secret_version: str = "") -> list[dict[str, Any]]:
-    """The children, in the order they should be applied: the policy before the pods it guards,
-    the config before its users, Service last."""
+@dataclass(frozen=True)
+class Rendered:
+    """One relay rendered once: the ConfigMap's files, the restart hash over them, every child."""
+
+    files: dict[str, str]
+    config_hash: str
+    objects: list[dict[str, Any]]
+
+
+def render_relay(relay: MailRelay, secret_version: str = "") -> Rendered:
+    """The children in the order they should be applied: the policy before the pods it guards, the
+    config before its users, Service last. Raises UnsafeValue (a SpecError) for an unsafe file line."""
+    files = config_files(relay.spec)
+    digest = config_hash(relay, secret_version, files)
     policy = [network_policy(relay)] if relay.spec.guardrails.network_policy else []
     budget = pod_disruption_budget(relay)
-    return [*policy, config_map(relay), workload(relay, secret_version), *([budget] if budget else []), service(relay)]
+    objects = [
+        *policy,
+        config_map(relay, files),
+        workload(relay, secret_version, digest=digest),
+        *([budget] if budget else []),
+        service(relay),
+    ]
+    return Rendered(files, digest, objects)
 
 
 def endpoint(relay: MailRelay) -> str:

@@ -14,6 +14,7 @@ MAILLOG=${MAILRELAY_MAILLOG:-}  # a log file instead of stdout
 LOG_ECHO=${MAILRELAY_MAILLOG_ECHO:-}  # with MAILLOG: this command copies the file to stdout and bounds it
 DKIM_KEY_DIR=${MAILRELAY_DKIM_KEY_DIR:-/etc/mailrelay/dkim-key}
 OPENDKIM_DIR=${MAILRELAY_OPENDKIM_DIR:-/run/mailrelay/opendkim}
+XOAUTH2_LISTEN=${MAILRELAY_XOAUTH2_LISTEN:-}  # host:port of the XOAUTH2 relay when not the rendered one (local mode)
 
 die() {
     echo "mailrelay: $*" >&2
@@ -42,6 +43,9 @@ fi
 if [ -n "$LISTEN" ]; then
     postconf -c "$CONFIG_DIR" -MX smtp/inet
     postconf -c "$CONFIG_DIR" -M "$LISTEN/inet=$LISTEN inet n - n - - smtpd"
+fi
+if [ -n "$XOAUTH2_LISTEN" ] && [ -f "$CONFIG_DIR/xoauth2.json" ]; then
+    postconf -c "$CONFIG_DIR" -e "relayhost=[${XOAUTH2_LISTEN%:*}]:${XOAUTH2_LISTEN##*:}"
 fi
 
 # The smarthost password map is built here, from the mounted Secret, readable by root only.
@@ -72,10 +76,14 @@ if ls "$CONFIG_DIR"/opendkim-*.conf >/dev/null 2>&1; then
     for file in "$CONFIG_DIR"/opendkim-*; do
         sed "s|@OPENDKIM_DIR@|$OPENDKIM_DIR|g" "$file" >"$OPENDKIM_DIR/${file##*/}"
     done
-    for key in $(awk '!/^#/ { n = split($2, part, ":"); print part[n] }' "$OPENDKIM_DIR"/opendkim-*.keytable); do
+    # A here-document, not a pipe: the loop stays in this shell, so `die` ends the start.
+    while read -r key; do
+        [ -n "$key" ] || continue
         [ -s "$DKIM_KEY_DIR/${key##*/}" ] || die "the DKIM key Secret has no ${key##*/} (looked in $DKIM_KEY_DIR)"
         install -m 0400 -o opendkim -g opendkim "$DKIM_KEY_DIR/${key##*/}" "$key"
-    done
+    done <<KEYS
+$(awk '!/^#/ { n = split($2, part, ":"); print part[n] }' "$OPENDKIM_DIR"/opendkim-*.keytable)
+KEYS
     chown opendkim:opendkim "$OPENDKIM_DIR/keys"
     chmod 0700 "$OPENDKIM_DIR/keys"
     chown "opendkim:$(id -gn "$(postconf -c "$CONFIG_DIR" -h mail_owner)")" "$OPENDKIM_DIR"
@@ -102,8 +110,10 @@ problems=$(
         postfix -c "$CONFIG_DIR" check 2>&1 || echo "postfix check failed"
         # The maps, and the recipient allow-list among the restrictions (the words with a ':').
         for map in $(postconf -c "$CONFIG_DIR" -xh sender_canonical_maps canonical_maps header_checks \
-            smtp_header_checks smtpd_recipient_restrictions | tr ', ' '\n\n' | grep ':'); do
-            postmap -c "$CONFIG_DIR" -q probe@mailrelay.invalid "$map" 2>&1 >/dev/null || true
+            smtp_header_checks smtpd_recipient_restrictions | tr ',' ' '); do
+            case $map in
+            *:*) postmap -c "$CONFIG_DIR" -q probe@mailrelay.invalid "$map" 2>&1 >/dev/null || true ;;
+            esac
         done
     } | grep -E 'warning|fatal|error|failed' || true
 )

@@ -5,7 +5,7 @@
 {{- define "mailrelay.rules.relay" -}}
 - apiGroups: [mailrelay.dev]
   resources: [mailrelays]
-  verbs: [get, list, watch, patch]
+  verbs: [list, watch]  # the relay cache: one list, then a watch
 - apiGroups: [mailrelay.dev]
   resources: [mailrelays/status]
   verbs: [patch]
@@ -26,7 +26,10 @@
   verbs: [get, list, watch, create, patch, delete]  # delete: below two replicas
 - apiGroups: [""]
   resources: [pods]
-  verbs: [list, watch]  # the preStop drain's message as an Event; the pods the resync scrapes
+  verbs: [list, watch]  # the preStop drain's message as an Event; the pods the scrape asks
+- apiGroups: [apps]
+  resources: [replicasets]
+  verbs: [list, watch]  # which pods the relay's own Deployment controls
 - apiGroups: [""]
   resources: [pods/log]
   verbs: [get]  # why mail is deferred: the last lines of a relay's Postfix log
@@ -35,7 +38,7 @@
   verbs: [get, list, watch, create, patch, delete]  # delete: the policy after networkPolicy.enabled: false
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get, create, patch]  # create/patch: the generated DKIM key Secret only (checked in code)
+  verbs: [get, create, patch]  # create/patch: DKIM keys, OAuth2 tokens, a rotated refresh token (checked in code)
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]  # the operator's events; patch counts a repeat in the event's series
@@ -43,9 +46,6 @@
 
 {{/* only when serving every namespace */}}
 {{- define "mailrelay.rules.allNamespaces" -}}
-- apiGroups: [apiextensions.k8s.io]
-  resources: [customresourcedefinitions]
-  verbs: [list, watch]  # kopf follows the CRD, e.g. a version added later
 {{- end -}}
 
 {{/* in the release namespace only */}}

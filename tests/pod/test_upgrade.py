@@ -1,0 +1,280 @@
+"""An operator upgrade as a platform team does it, on the real control plane (kwok's nodes): the previous
+release (the newest in RELEASES, built from its commit) installed with `helm install oci://` from the
+local registry, its operator image pulled from there and run as the chart's Deployment says; relays made;
+then the README's upgrade (the new chart's CRD applied server-side, `helm upgrade`) to the current tree,
+released as the next version. Then `helm uninstall` and a reinstall, and the documented downgrade.
+
+Not here yet: the rolling limit (issue 28, item 4) and mail on a real node.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.error
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from support.wait import eventually
+from support.kstatus import kstatus
+from support.podrunner import PodNetwork, images
+from support.podrunner.operator import OperatorPod
+from support.releasekit import offline
+from support.shipped_operator import established
+
+pytestmark = pytest.mark.release
+
+RELEASE = "mailrelay"  # as the README names it
+SYSTEM = "mailrelay-upgrade"  # the release's namespace
+# Each relay in a namespace of its own (a relay's Service is `mail`), the only ones the operator serves
+# (watchNamespaces): other tests' relays stay theirs. `pinned` names its Postfix image in its spec.
+NAMESPACES = {"relay": "upgrade-apps", "pinned": "upgrade-pinned"}
+CRD = "customresourcedefinitions/mailrelays.mailrelay.dev"
+
+
+class Installed:
+    """The chart from the local registry on the control plane, and the operator pod its Deployment runs."""
+
+    def __init__(self, plane: Any, published: Any, tools: Path, folder: Path) -> None:
+        self.plane, self.published, self.folder = plane, published, folder
+        self.helm_binary = str(tools / "helm")
+        self.env = {**offline(published.env), "KUBECONFIG": str(plane.kubeconfig)}
+        self.chart = published.summary["chart"]["reference"]
+        self.operator: OperatorPod | None = None
+        self.networks: list[PodNetwork] = []
+
+    def helm(self, *args: str) -> str:
+        done = subprocess.run(
+            [self.helm_binary, *args], env=self.env, capture_output=True, text=True, check=False, timeout=300
+        )
+        assert done.returncode == 0, f"helm {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
+        return done.stdout
+
+    def values(self, version: str) -> Path:
+        """The README's values for images from a mirror (this registry), and the test's settings."""
+        path = self.folder / f"values-{version}.yaml"
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "image": {"repository": f"{self.published.prefix}/mailrelay-operator"},
+                    "postfixImage": f"{self.published.prefix}/postfix:{version}",
+                    "watchNamespaces": list(NAMESPACES.values()),
+                    "resyncSeconds": 5,
+                    # kwok's pod addresses are not this machine's: no delivery probe of relay pods.
+                    "extraEnv": [{"name": "MAILRELAY_DELIVERY_PROBE", "value": "false"}],
+                }
+            )
+        )
+        return path
+
+    def install(self, version: str, verb: str = "install") -> None:
+        self.helm(
+            verb,
+            RELEASE,
+            self.chart,
+            "--version",
+            version,
+            "-n",
+            SYSTEM,
+            "-f",
+            str(self.values(version)),
+            "--plain-http",
+        )
+
+    def upgrade_crd(self, version: str) -> None:
+        """The README's step before `helm upgrade`: the new chart's CRD, applied server-side."""
+        crds = self.helm("show", "crds", self.chart, "--version", version, "--plain-http")
+        self.plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=crds)
+
+    def deployment(self) -> dict[str, Any]:
+        selector = f"app.kubernetes.io/instance={RELEASE}"
+        listed = self.plane.request("GET", f"/apis/apps/v1/namespaces/{SYSTEM}/deployments?labelSelector={selector}")
+        [deployment] = listed["items"]
+        return dict(deployment)
+
+    def run_operator(self) -> dict[str, Any]:
+        """What the kubelet does for the Deployment's new pod: pull its image, start it (Recreate: the
+        old one is gone first)."""
+        self.stop_operator()
+        deployment = self.deployment()
+        account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+        established(self.plane, f"system:serviceaccount:{SYSTEM}:{account}", NAMESPACES["relay"])
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        images.pull(container["image"], Path(self.env["REGISTRY_AUTH_FILE"]))
+        self.networks.append(PodNetwork().create())
+        self.operator = OperatorPod(self.plane, deployment, self.networks[-1])
+        self.operator.start()
+        return deployment
+
+    def stop_operator(self) -> None:
+        if self.operator is not None:
+            self.operator.stop()
+            self.operator = None
+
+    def close(self) -> None:
+        self.stop_operator()
+        for network in self.networks:
+            network.delete()
+
+
+@pytest.fixture
+def installed(control_plane: Any, published: Any, previous: Any, tools: Path, tmp_path: Path) -> Iterator[Installed]:
+    for namespace in (SYSTEM, *NAMESPACES.values()):
+        control_plane.kubectl("create", "namespace", namespace)
+    control_plane.kubectl("label", "namespace", SYSTEM, "pod-security.kubernetes.io/enforce=restricted")
+    cluster = Installed(control_plane, published, tools, tmp_path)
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+        subprocess.run(
+            [cluster.helm_binary, "uninstall", RELEASE, "-n", SYSTEM, "--ignore-not-found"],
+            env=cluster.env,
+            capture_output=True,
+            check=False,
+        )
+        for namespace in (*NAMESPACES.values(), SYSTEM):
+            control_plane.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        for summary in (published.summary, previous):
+            images.forget(f"{published.prefix}/mailrelay-operator:{summary['version']}")
+        # Leave the CRD as the other tests expect it: this checkout's, applied server-side by kubectl.
+        root = Path(__file__).resolve().parents[2]
+        control_plane.kubectl(
+            "apply", "--server-side", "--force-conflicts", "-f", str(root / "crds" / "mailrelay.dev_mailrelays.yaml")
+        )
+
+
+def _get(plane: Any, path: str) -> Any:
+    try:
+        return plane.request("GET", path)
+    except urllib.error.HTTPError as error:
+        if error.code == 404:
+            return None
+        raise
+
+
+def relay_manifest(name: str, image: str | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"mailFromFQDN": f"{name}.example.com"}
+    if image:
+        spec["image"] = image
+    return {
+        "apiVersion": "mailrelay.dev/v1alpha1",
+        "kind": "MailRelay",
+        "metadata": {"name": name, "namespace": NAMESPACES[name]},
+        "spec": spec,
+    }
+
+
+def relay_path(name: str) -> str:
+    return f"/apis/mailrelay.dev/v1alpha1/namespaces/{NAMESPACES[name]}/mailrelays/{name}"
+
+
+def workload(plane: Any, name: str) -> dict[str, Any]:
+    path = f"/apis/apps/v1/namespaces/{NAMESPACES[name]}/deployments/mailrelay-{name}"
+    found: dict[str, Any] = plane.request("GET", path)
+    return found
+
+
+def pod_images(deployment: dict[str, Any]) -> set[str]:
+    return {c["image"] for c in deployment["spec"]["template"]["spec"]["containers"]}
+
+
+def converged(plane: Any, names: list[str], postfix: dict[str, str], log: Callable[[], str]) -> dict[str, Any]:
+    """Wait until every relay is Current (kstatus) and Ready, its workload on the Postfix image expected."""
+
+    def check() -> dict[str, Any] | None:
+        relays = {n: plane.request("GET", relay_path(n)) for n in names}
+        for name, relay in relays.items():
+            ready = {c["type"]: c["status"] for c in relay.get("status", {}).get("conditions", [])}.get("Ready")
+            if kstatus(relay) != "Current" or ready != "True" or pod_images(workload(plane, name)) != {postfix[name]}:
+                return None
+        return relays
+
+    try:
+        found: dict[str, Any] = eventually(check, timeout=240, what=f"relays {names} converged")
+    except AssertionError as error:
+        raise AssertionError(f"{error}\noperator log:\n{log()[-4000:]}") from None
+    return found
+
+
+def test_upgrade_from_the_previous_release_to_this_tree(installed: Installed, published: Any, previous: Any) -> None:
+    plane, prefix = installed.plane, published.prefix
+    old, new = previous["version"], published.version
+    old_postfix, new_postfix = f"{prefix}/postfix:{old}", f"{prefix}/postfix:{new}"
+    names = ["relay", "pinned"]
+
+    def log() -> str:
+        return installed.operator.log() if installed.operator else ""
+
+    # The previous release, from the registry, as a user installs it.
+    installed.install(old)
+    deployment = installed.run_operator()
+    assert deployment["metadata"]["labels"]["app.kubernetes.io/version"] == old
+    plane.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=yaml.safe_dump_all([relay_manifest("relay"), relay_manifest("pinned", image=old_postfix)]),
+    )
+    before = converged(plane, names, {"relay": old_postfix, "pinned": old_postfix}, log)
+    workloads = {n: workload(plane, n) for n in names}
+    crd = plane.request("GET", f"/apis/apiextensions.k8s.io/v1/{CRD}")
+
+    # The README's upgrade: the new CRD in place, then helm upgrade; the new operator's pod replaces the old.
+    installed.upgrade_crd(new)
+    upgraded_crd = plane.request("GET", f"/apis/apiextensions.k8s.io/v1/{CRD}")
+    shipped_crd = yaml.safe_load(installed.helm("show", "crds", installed.chart, "--version", new, "--plain-http"))
+    assert upgraded_crd["metadata"]["uid"] == crd["metadata"]["uid"]  # in place: relays were never at risk
+    assert upgraded_crd["spec"]["versions"] == shipped_crd["spec"]["versions"]
+    assert "kubectl" in {f["manager"] for f in upgraded_crd["metadata"]["managedFields"]}
+    installed.install(new, verb="upgrade")
+    deployment = installed.run_operator()
+    assert deployment["metadata"]["labels"]["app.kubernetes.io/version"] == new
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == f"{prefix}/mailrelay-operator:{new}"
+    after = converged(plane, names, {"relay": new_postfix, "pinned": old_postfix}, log)
+    for name in names:  # the same relays, taken over, not recreated
+        assert after[name]["metadata"]["uid"] == before[name]["metadata"]["uid"]
+    rolled = workload(plane, "relay")
+    assert rolled["metadata"]["uid"] == workloads["relay"]["metadata"]["uid"]
+    assert rolled["metadata"]["generation"] > workloads["relay"]["metadata"]["generation"]
+    managers = {f["manager"] for f in rolled["metadata"]["managedFields"]}
+    assert "mailrelay-operator" in managers
+    # The pinned relay renders the same pod under both versions: not touched at all.
+    assert workload(plane, "pinned")["metadata"]["generation"] == workloads["pinned"]["metadata"]["generation"]
+    assert "Traceback" not in log()
+
+    # helm uninstall keeps the CRD (Helm never deletes it) and with it every relay and its children.
+    settled = {n: workload(plane, n) for n in names}
+    installed.helm("uninstall", RELEASE, "-n", SYSTEM, "--wait")
+    installed.stop_operator()  # the kubelet stops the deleted Deployment's pod
+    assert _get(plane, f"/apis/apiextensions.k8s.io/v1/{CRD}")["metadata"]["uid"] == crd["metadata"]["uid"]
+    for name in names:
+        assert workload(plane, name)["metadata"]["uid"] == settled[name]["metadata"]["uid"]
+        kept = plane.request("GET", relay_path(name))
+        assert kept["metadata"]["uid"] == before[name]["metadata"]["uid"]
+
+    # A reinstall takes the relays over without rolling them; a deleted child shows it is at work.
+    installed.install(new)
+    installed.run_operator()
+    plane.kubectl("delete", "service", "mail", "-n", NAMESPACES["relay"])
+    eventually(
+        lambda: _get(plane, f"/api/v1/namespaces/{NAMESPACES['relay']}/services/mail"),
+        timeout=120,
+        what=f"the reinstalled operator restoring Service mail\n{log()[-3000:]}",
+    )
+    converged(plane, names, {"relay": new_postfix, "pinned": old_postfix}, log)
+    for name in names:
+        assert workload(plane, name)["metadata"]["generation"] == settled[name]["metadata"]["generation"], name
+
+    # The documented downgrade: not refused; the older operator renders its own Postfix image again.
+    installed.install(old, verb="upgrade")
+    deployment = installed.run_operator()
+    assert deployment["metadata"]["labels"]["app.kubernetes.io/version"] == old
+    converged(plane, names, {"relay": old_postfix, "pinned": old_postfix}, log)
+    assert workload(plane, "pinned")["metadata"]["generation"] == workloads["pinned"]["metadata"]["generation"]
+    history = json.loads(installed.helm("history", RELEASE, "-n", SYSTEM, "-o", "json"))
+    assert [h["app_version"] for h in history] == [new, old]

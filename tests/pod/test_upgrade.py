@@ -2,13 +2,15 @@
 release (the newest in RELEASES, built from its commit) installed with `helm install oci://` from the
 local registry, its operator image pulled from there and run as the chart's Deployment says; relays made;
 then the README's upgrade (the new chart's CRD applied server-side, `helm upgrade`) to the current tree,
-released as the next version. Then `helm uninstall` and a reinstall, and the documented downgrade.
+released as the next version, with `maxRollingRelays: 1`: the two relays whose pods the new version
+renders anew roll one after the other. Then `helm uninstall` and a reinstall, and the documented downgrade.
 
-Not here yet: the rolling limit (issue 28, item 4) and mail on a real node.
+Not here yet: mail on a real node.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import urllib.error
@@ -19,12 +21,12 @@ from typing import Any
 import pytest
 import yaml
 
-from support.wait import eventually
 from support.kstatus import kstatus
 from support.podrunner import PodNetwork, images
 from support.podrunner.operator import OperatorPod
 from support.releasekit import offline
 from support.shipped_operator import established
+from support.wait import eventually
 
 pytestmark = pytest.mark.release
 
@@ -32,7 +34,9 @@ RELEASE = "mailrelay"  # as the README names it
 SYSTEM = "mailrelay-upgrade"  # the release's namespace
 # Each relay in a namespace of its own (a relay's Service is `mail`), the only ones the operator serves
 # (watchNamespaces): other tests' relays stay theirs. `pinned` names its Postfix image in its spec.
-NAMESPACES = {"relay": "upgrade-apps", "pinned": "upgrade-pinned"}
+NAMESPACES = {"relay": "upgrade-apps", "second": "upgrade-second", "pinned": "upgrade-pinned"}
+ROLLING = ["relay", "second"]  # the relays the upgrade rolls: more than the limit the upgrade sets
+LIMIT = 1
 CRD = "customresourcedefinitions/mailrelays.mailrelay.dev"
 
 
@@ -54,7 +58,7 @@ class Installed:
         assert done.returncode == 0, f"helm {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
         return done.stdout
 
-    def values(self, version: str) -> Path:
+    def values(self, version: str, **more: Any) -> Path:
         """The README's values for images from a mirror (this registry), and the test's settings."""
         path = self.folder / f"values-{version}.yaml"
         path.write_text(
@@ -66,12 +70,13 @@ class Installed:
                     "resyncSeconds": 5,
                     # kwok's pod addresses are not this machine's: no delivery probe of relay pods.
                     "extraEnv": [{"name": "MAILRELAY_DELIVERY_PROBE", "value": "false"}],
+                    **more,  # only values the version's chart has: its schema refuses any other
                 }
             )
         )
         return path
 
-    def install(self, version: str, verb: str = "install") -> None:
+    def install(self, version: str, verb: str = "install", **more: Any) -> None:
         self.helm(
             verb,
             RELEASE,
@@ -81,7 +86,7 @@ class Installed:
             "-n",
             SYSTEM,
             "-f",
-            str(self.values(version)),
+            str(self.values(version, **more)),
             "--plain-http",
         )
 
@@ -183,10 +188,18 @@ def pod_images(deployment: dict[str, Any]) -> set[str]:
     return {c["image"] for c in deployment["spec"]["template"]["spec"]["containers"]}
 
 
-def converged(plane: Any, names: list[str], postfix: dict[str, str], log: Callable[[], str]) -> dict[str, Any]:
-    """Wait until every relay is Current (kstatus) and Ready, its workload on the Postfix image expected."""
+def converged(
+    plane: Any,
+    names: list[str],
+    postfix: dict[str, str],
+    log: Callable[[], str],
+    sample: Callable[[], None] = lambda: None,
+) -> dict[str, Any]:
+    """Wait until every relay is Current (kstatus) and Ready, its workload on the Postfix image expected;
+    `sample` looks at the cluster on each poll."""
 
     def check() -> dict[str, Any] | None:
+        sample()
         relays = {n: plane.request("GET", relay_path(n)) for n in names}
         for name, relay in relays.items():
             ready = {c["type"]: c["status"] for c in relay.get("status", {}).get("conditions", [])}.get("Ready")
@@ -201,11 +214,52 @@ def converged(plane: Any, names: list[str], postfix: dict[str, str], log: Callab
     return found
 
 
+class Rollouts:
+    """What an upgrade's rollouts did, sampled while the relays converge: which relays were rolling at
+    once (their workload changed and not yet all updated and available), and which showed RolloutWaiting."""
+
+    def __init__(self, plane: Any, generations: dict[str, int]) -> None:
+        self.plane, self.generations = plane, generations
+        self.most: set[str] = set()
+        self.waited: set[str] = set()
+
+    def sample(self) -> None:
+        rolling = set()
+        for name, generation in self.generations.items():
+            found = workload(self.plane, name)
+            meta, status, replicas = found["metadata"], found.get("status") or {}, found["spec"].get("replicas", 1)
+            done = status.get("observedGeneration") == meta["generation"] and all(
+                status.get(k) == replicas for k in ("replicas", "updatedReplicas", "availableReplicas")
+            )
+            if meta["generation"] != generation and not done:
+                rolling.add(name)
+            relay = self.plane.request("GET", relay_path(name))
+            if any(c.get("reason") == "RolloutWaiting" for c in relay.get("status", {}).get("conditions", [])):
+                self.waited.add(name)
+        if len(rolling) > len(self.most):
+            self.most = rolling
+
+
+def rollout_window(plane: Any, name: str) -> tuple[str, str]:
+    """When the relay's rollout began (its workload's newest ReplicaSet made) and ended (the Deployment
+    controller's Progressing condition turned NewReplicaSetAvailable), as the API server's timestamps."""
+    found = workload(plane, name)
+    sets = plane.request("GET", f"/apis/apps/v1/namespaces/{NAMESPACES[name]}/replicasets")["items"]
+    owned = [
+        r["metadata"]["creationTimestamp"]
+        for r in sets
+        if any(o.get("uid") == found["metadata"]["uid"] for o in r["metadata"].get("ownerReferences", []))
+    ]
+    [progressing] = [c for c in found["status"]["conditions"] if c["type"] == "Progressing"]
+    assert progressing["reason"] == "NewReplicaSetAvailable", progressing
+    return max(owned), progressing["lastUpdateTime"]
+
+
 def test_upgrade_from_the_previous_release_to_this_tree(installed: Installed, published: Any, previous: Any) -> None:
     plane, prefix = installed.plane, published.prefix
     old, new = previous["version"], published.version
     old_postfix, new_postfix = f"{prefix}/postfix:{old}", f"{prefix}/postfix:{new}"
-    names = ["relay", "pinned"]
+    names = ["relay", "second", "pinned"]
 
     def log() -> str:
         return installed.operator.log() if installed.operator else ""
@@ -218,9 +272,11 @@ def test_upgrade_from_the_previous_release_to_this_tree(installed: Installed, pu
         "apply",
         "-f",
         "-",
-        input=yaml.safe_dump_all([relay_manifest("relay"), relay_manifest("pinned", image=old_postfix)]),
+        input=yaml.safe_dump_all(
+            [relay_manifest("relay"), relay_manifest("second"), relay_manifest("pinned", image=old_postfix)]
+        ),
     )
-    before = converged(plane, names, {"relay": old_postfix, "pinned": old_postfix}, log)
+    before = converged(plane, names, dict.fromkeys(names, old_postfix), log)
     workloads = {n: workload(plane, n) for n in names}
     crd = plane.request("GET", f"/apis/apiextensions.k8s.io/v1/{CRD}")
 
@@ -231,18 +287,30 @@ def test_upgrade_from_the_previous_release_to_this_tree(installed: Installed, pu
     assert upgraded_crd["metadata"]["uid"] == crd["metadata"]["uid"]  # in place: relays were never at risk
     assert upgraded_crd["spec"]["versions"] == shipped_crd["spec"]["versions"]
     assert "kubectl" in {f["manager"] for f in upgraded_crd["metadata"]["managedFields"]}
-    installed.install(new, verb="upgrade")
+    installed.install(new, verb="upgrade", maxRollingRelays=LIMIT)
+    rollouts = Rollouts(plane, {n: workloads[n]["metadata"]["generation"] for n in ROLLING})
     deployment = installed.run_operator()
     assert deployment["metadata"]["labels"]["app.kubernetes.io/version"] == new
-    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == f"{prefix}/mailrelay-operator:{new}"
-    after = converged(plane, names, {"relay": new_postfix, "pinned": old_postfix}, log)
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == f"{prefix}/mailrelay-operator:{new}"
+    # The chart's value reaches the operator the pod runs, as the setting it reads.
+    assert {"name": "MAILRELAY_MAX_ROLLING_RELAYS", "value": str(LIMIT)} in container["env"]
+    expected = {"relay": new_postfix, "second": new_postfix, "pinned": old_postfix}
+    after = converged(plane, names, expected, log, rollouts.sample)
     for name in names:  # the same relays, taken over, not recreated
         assert after[name]["metadata"]["uid"] == before[name]["metadata"]["uid"]
-    rolled = workload(plane, "relay")
-    assert rolled["metadata"]["uid"] == workloads["relay"]["metadata"]["uid"]
-    assert rolled["metadata"]["generation"] > workloads["relay"]["metadata"]["generation"]
-    managers = {f["manager"] for f in rolled["metadata"]["managedFields"]}
-    assert "mailrelay-operator" in managers
+    for name in ROLLING:
+        rolled = workload(plane, name)
+        assert rolled["metadata"]["uid"] == workloads[name]["metadata"]["uid"]
+        assert rolled["metadata"]["generation"] > workloads[name]["metadata"]["generation"]
+        assert "mailrelay-operator" in {f["manager"] for f in rolled["metadata"]["managedFields"]}
+    # The rolling limit held: never more than LIMIT rolling in any sample, and each rollout began only
+    # once the one before it had ended (the API server's timestamps, to the second).
+    assert len(rollouts.most) <= LIMIT, f"rolling at once: {sorted(rollouts.most)}"
+    windows = sorted(rollout_window(plane, name) for name in ROLLING)
+    for (_, ended), (began, _) in itertools.pairwise(windows):
+        assert began >= ended, f"a rollout began at {began}, before the previous ended at {ended}: {windows}"
+    print(f"\nupgrade rollouts (limit {LIMIT}): {windows}; seen waiting: {sorted(rollouts.waited)}")
     # The pinned relay renders the same pod under both versions: not touched at all.
     assert workload(plane, "pinned")["metadata"]["generation"] == workloads["pinned"]["metadata"]["generation"]
     assert "Traceback" not in log()
@@ -266,7 +334,7 @@ def test_upgrade_from_the_previous_release_to_this_tree(installed: Installed, pu
         timeout=120,
         what=f"the reinstalled operator restoring Service mail\n{log()[-3000:]}",
     )
-    converged(plane, names, {"relay": new_postfix, "pinned": old_postfix}, log)
+    converged(plane, names, expected, log)
     for name in names:
         assert workload(plane, name)["metadata"]["generation"] == settled[name]["metadata"]["generation"], name
 
@@ -274,7 +342,7 @@ def test_upgrade_from_the_previous_release_to_this_tree(installed: Installed, pu
     installed.install(old, verb="upgrade")
     deployment = installed.run_operator()
     assert deployment["metadata"]["labels"]["app.kubernetes.io/version"] == old
-    converged(plane, names, {"relay": old_postfix, "pinned": old_postfix}, log)
+    converged(plane, names, dict.fromkeys(names, old_postfix), log)
     assert workload(plane, "pinned")["metadata"]["generation"] == workloads["pinned"]["metadata"]["generation"]
     history = json.loads(installed.helm("history", RELEASE, "-n", SYSTEM, "-o", "json"))
     assert [h["app_version"] for h in history] == [new, old]

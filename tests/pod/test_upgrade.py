@@ -10,6 +10,7 @@ Not here yet: mail on a real node.
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import json
 import subprocess
@@ -214,24 +215,49 @@ def converged(
     return found
 
 
+def replica_sets(plane: Any, name: str) -> dict[str, str]:
+    """The relay's workload's ReplicaSets: uid -> when it was made (a new one is a rollout)."""
+    uid = workload(plane, name)["metadata"]["uid"]
+    sets = plane.request("GET", f"/apis/apps/v1/namespaces/{NAMESPACES[name]}/replicasets")["items"]
+    return {
+        r["metadata"]["uid"]: r["metadata"]["creationTimestamp"]
+        for r in sets
+        if any(o.get("uid") == uid for o in r["metadata"].get("ownerReferences", []))
+    }
+
+
+def not_rolled(plane: Any, name: str, before: dict[str, Any], sets: dict[str, str]) -> None:
+    """The workload's spec is as it was and it has no new ReplicaSet: its pods were not rolled. (Its
+    generation may move: a Deployment's annotations count, and each version stamps `rendered-by`.)"""
+    now = workload(plane, name)
+    lines = difflib.unified_diff(
+        json.dumps(before["spec"], indent=1, sort_keys=True).splitlines(),
+        json.dumps(now["spec"], indent=1, sort_keys=True).splitlines(),
+        lineterm="",
+    )
+    assert now["spec"] == before["spec"], f"{name}'s workload was changed:\n" + "\n".join(lines)
+    assert replica_sets(plane, name) == sets, f"{name} was rolled"
+
+
 class Rollouts:
     """What an upgrade's rollouts did, sampled while the relays converge: which relays were rolling at
-    once (their workload changed and not yet all updated and available), and which showed RolloutWaiting."""
+    once (their pod template changed and not yet all updated and available), and which showed
+    RolloutWaiting."""
 
-    def __init__(self, plane: Any, generations: dict[str, int]) -> None:
-        self.plane, self.generations = plane, generations
+    def __init__(self, plane: Any, templates: dict[str, Any]) -> None:
+        self.plane, self.templates = plane, templates
         self.most: set[str] = set()
         self.waited: set[str] = set()
 
     def sample(self) -> None:
         rolling = set()
-        for name, generation in self.generations.items():
+        for name, template in self.templates.items():
             found = workload(self.plane, name)
             meta, status, replicas = found["metadata"], found.get("status") or {}, found["spec"].get("replicas", 1)
             done = status.get("observedGeneration") == meta["generation"] and all(
                 status.get(k) == replicas for k in ("replicas", "updatedReplicas", "availableReplicas")
             )
-            if meta["generation"] != generation and not done:
+            if found["spec"]["template"] != template and not done:
                 rolling.add(name)
             relay = self.plane.request("GET", relay_path(name))
             if any(c.get("reason") == "RolloutWaiting" for c in relay.get("status", {}).get("conditions", [])):
@@ -244,15 +270,9 @@ def rollout_window(plane: Any, name: str) -> tuple[str, str]:
     """When the relay's rollout began (its workload's newest ReplicaSet made) and ended (the Deployment
     controller's Progressing condition turned NewReplicaSetAvailable), as the API server's timestamps."""
     found = workload(plane, name)
-    sets = plane.request("GET", f"/apis/apps/v1/namespaces/{NAMESPACES[name]}/replicasets")["items"]
-    owned = [
-        r["metadata"]["creationTimestamp"]
-        for r in sets
-        if any(o.get("uid") == found["metadata"]["uid"] for o in r["metadata"].get("ownerReferences", []))
-    ]
     [progressing] = [c for c in found["status"]["conditions"] if c["type"] == "Progressing"]
     assert progressing["reason"] == "NewReplicaSetAvailable", progressing
-    return max(owned), progressing["lastUpdateTime"]
+    return max(replica_sets(plane, name).values()), progressing["lastUpdateTime"]
 
 
 def test_upgrade_from_the_previous_release_to_this_tree(installed: Installed, published: Any, previous: Any) -> None:
@@ -278,6 +298,7 @@ def test_upgrade_from_the_previous_release_to_this_tree(installed: Installed, pu
     )
     before = converged(plane, names, dict.fromkeys(names, old_postfix), log)
     workloads = {n: workload(plane, n) for n in names}
+    pinned_sets = replica_sets(plane, "pinned")
     crd = plane.request("GET", f"/apis/apiextensions.k8s.io/v1/{CRD}")
 
     # The README's upgrade: the new CRD in place, then helm upgrade; the new operator's pod replaces the old.
@@ -288,7 +309,7 @@ def test_upgrade_from_the_previous_release_to_this_tree(installed: Installed, pu
     assert upgraded_crd["spec"]["versions"] == shipped_crd["spec"]["versions"]
     assert "kubectl" in {f["manager"] for f in upgraded_crd["metadata"]["managedFields"]}
     installed.install(new, verb="upgrade", maxRollingRelays=LIMIT)
-    rollouts = Rollouts(plane, {n: workloads[n]["metadata"]["generation"] for n in ROLLING})
+    rollouts = Rollouts(plane, {n: workloads[n]["spec"]["template"] for n in ROLLING})
     deployment = installed.run_operator()
     assert deployment["metadata"]["labels"]["app.kubernetes.io/version"] == new
     [container] = deployment["spec"]["template"]["spec"]["containers"]
@@ -310,9 +331,11 @@ def test_upgrade_from_the_previous_release_to_this_tree(installed: Installed, pu
     windows = sorted(rollout_window(plane, name) for name in ROLLING)
     for (_, ended), (began, _) in itertools.pairwise(windows):
         assert began >= ended, f"a rollout began at {began}, before the previous ended at {ended}: {windows}"
+    # One of the two had to wait for its turn, and its status said so (for as long as the other's rollout).
+    assert rollouts.waited, f"no relay showed RolloutWaiting: {windows}\n{log()[-3000:]}"
     print(f"\nupgrade rollouts (limit {LIMIT}): {windows}; seen waiting: {sorted(rollouts.waited)}")
-    # The pinned relay renders the same pod under both versions: not touched at all.
-    assert workload(plane, "pinned")["metadata"]["generation"] == workloads["pinned"]["metadata"]["generation"]
+    # The pinned relay renders the same pod under both versions: not rolled.
+    not_rolled(plane, "pinned", workloads["pinned"], pinned_sets)
     assert "Traceback" not in log()
 
     # helm uninstall keeps the CRD (Helm never deletes it) and with it every relay and its children.
@@ -343,6 +366,6 @@ def test_upgrade_from_the_previous_release_to_this_tree(installed: Installed, pu
     deployment = installed.run_operator()
     assert deployment["metadata"]["labels"]["app.kubernetes.io/version"] == old
     converged(plane, names, dict.fromkeys(names, old_postfix), log)
-    assert workload(plane, "pinned")["metadata"]["generation"] == workloads["pinned"]["metadata"]["generation"]
+    not_rolled(plane, "pinned", workloads["pinned"], pinned_sets)
     history = json.loads(installed.helm("history", RELEASE, "-n", SYSTEM, "-o", "json"))
     assert [h["app_version"] for h in history] == [new, old]

@@ -270,7 +270,7 @@ def test_missing_secret_then_recovery_and_rotation_rolls_the_pods(deployed: Depl
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": "smarthost", "namespace": space},
+            "metadata": {"name": "smarthost", "namespace": space, "annotations": {"mailrelay.dev/relays": "*"}},
             "data": {"username": encode("relay-user"), "password": encode("first-password")},
         },
     )

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any
 
 from mailrelay.api import grammar
+
+QUOTE_LIMIT = 80
+# reprlib stops at these sizes however large (or, from YAML aliases, however shared) a value is, so
+# quoting a user value in a message costs the same for a 4 MiB string or a billion-element list.
+_REPR = reprlib.Repr()
+_REPR.maxstring = QUOTE_LIMIT
+_REPR.maxother = QUOTE_LIMIT
+_REPR.maxlevel = 2
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 4
 
 
 def kind(value: Any) -> str:
@@ -55,8 +65,7 @@ class Checker:
         elif not grammar.full(grammar.PRINTABLE, text):
             self.fail(
                 path,
-                f"{_printable(text)} is not {what}: only printable ASCII without spaces, "
-                "line breaks or control characters",
+                f"{quote(text)} is not {what}: only printable ASCII without spaces, line breaks or control characters",
             )
         else:
             return text
@@ -81,11 +90,11 @@ class Checker:
         elif len(host) > 253:
             self.fail(path, f"must be at most 253 characters, got {len(host)}")
         elif not grammar.full(grammar.HOSTNAME, host):
-            self.fail(path, f"{_printable(text)} is not a valid host name (RFC 1123: letters, digits, '-' and '.')")
+            self.fail(path, f"{quote(text)} is not a valid host name (RFC 1123: letters, digits, '-' and '.')")
         elif not grammar.is_hostname(host):
-            self.fail(path, f"{_printable(text)} is an address, not a host name: its last label has no letter")
+            self.fail(path, f"{quote(text)} is an address, not a host name: its last label has no letter")
         elif need_dot and "." not in host:
-            self.fail(path, f"{_printable(text)} must be a fully qualified domain name with at least one dot")
+            self.fail(path, f"{quote(text)} must be a fully qualified domain name with at least one dot")
         else:
             return host
         return None
@@ -104,10 +113,14 @@ def field_name(key: Any) -> str:
     """A key for a path: as is when it is a short printable token, else quoted."""
     if isinstance(key, str) and len(key) <= 63 and grammar.full(grammar.PRINTABLE, key):
         return key
-    return _printable(key)
+    return quote(key)
 
 
-def _printable(value: Any, limit: int = 80) -> str:
-    """A value for an error message: repr (so a line break shows as \\n), cut to one short line."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "...'"
+def quote(value: Any, limit: int = QUOTE_LIMIT) -> str:
+    """A user value for a message: repr (a line break shows as \\n), at most about `limit` characters.
+
+    Never the whole value: a message goes to a terminal, a log, a condition and an Event, and the
+    value may be megabytes long or, from a YAML alias bomb, expand to a billion elements.
+    """
+    text = _REPR.repr(value)
+    return text if len(text) <= limit + 8 else text[:limit] + "..."

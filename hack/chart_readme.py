@@ -93,6 +93,8 @@ def render() -> str:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--check"]:
+        sys.exit(0 if README.read_text() == render() else f"{README.relative_to(ROOT)} is stale: run `make generate`")
     if sys.argv[1:] != ["write"]:
-        sys.exit("usage: chart_readme.py write")
+        sys.exit("usage: chart_readme.py write|--check")
     README.write_text(render())

@@ -6,6 +6,8 @@
 From operator/mailrelay/api/names.py: the RBAC of the cluster-wide and namespaced kustomize
 variants, and the rule partial the Helm chart's RBAC includes. From the MailRelay CRD: the
 ClusterSmarthost CRD (hack/smarthost_crd.py), the chart's copies of both and docs/api-reference.md.
+From pyproject.toml's version: every file that repeats it (hack/versions.py: the operator's
+`__version__`, the chart, the default image tags, the README).
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ import yaml
 from mailrelay.api.names import ALL_NAMESPACES_RULES, LEADER_RULES, PLATFORM_RULES, RELAY_RULES, Rule
 
 import apidoc
+import versions
 
 ROOT = Path(__file__).resolve().parents[1]
 CRD = "crds/mailrelay.dev_mailrelays.yaml"
 SMARTHOST_CRD = "crds/mailrelay.dev_clustersmarthosts.yaml"
+SOURCES = (CRD, "pyproject.toml")  # what the generated files are made from
 CHART = "manifests/helm/mailrelay-operator"
 NAME = "mailrelay-operator"
 NAMESPACE = "mailrelay-system"  # the kustomize base's; `namespace:` in a kustomization moves it
@@ -110,6 +114,7 @@ def expected(root: Path = ROOT) -> dict[str, str]:
         "docs/api-reference.md": apidoc.render(yaml.safe_load(crd), CRD)
         + "\n"
         + apidoc.render(smarthost, SMARTHOST_CRD),
+        **versions.stamped(root),
     }
 
 
@@ -122,6 +127,14 @@ def stale(root: Path = ROOT) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
+    try:
+        return _main(argv)
+    except versions.VersionError as error:  # a version site reworded: say which, no traceback
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+def _main(argv: list[str]) -> int:
     if "--check" in argv:
         names = stale()
         for name in names:

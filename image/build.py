@@ -7,13 +7,21 @@ point release, and imported under that exact name; then `podman build --isolatio
 storage builds each Dockerfile. A built image is tagged with a hash of its inputs (base image, the
 Dockerfile and every file it copies), so a rerun skips images whose inputs did not change.
 
-Usage: build.py [postfix|operator ...]   (stdlib only; runs as root)
+MAILRELAY_IMAGE_ARCH=arm64 builds for another Debian architecture than the machine's: debootstrap and
+every RUN step execute that architecture's binaries through qemu-user (binfmt_misc, Debian's
+qemu-user-static), in a podman store of its own where the FROM name is that architecture's base.
+MAILRELAY_IMAGE_SOURCE=DIR builds another checkout's Dockerfiles and files (a previous release, for
+hack/release.py); such images are not tagged with the names the manifests use. `--oci DIR` exports each
+built image as an OCI layout, DIR/<name>, for hack/release.py to scan, sign and push.
+
+Usage: build.py [--oci DIR] [postfix|operator ...]   (stdlib only; runs as root)
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import platform
 import re
 import shlex
 import shutil
@@ -28,10 +36,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CACHE = Path("/var/cache/mailrelay-operator")
 CACHE = Path(os.environ.get("MAILRELAY_CACHE_DIR", DEFAULT_CACHE))
-STORE = CACHE / "containers"
+HOST_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+ARCH = os.environ.get("MAILRELAY_IMAGE_ARCH") or HOST_ARCH  # a Debian architecture name
+_FOREIGN = "" if ARCH == HOST_ARCH else f"-{ARCH}"
 # podman records the runroot in its store: one per store (a second cache, e.g. for a cold build, gets its own).
-_OTHER = "" if CACHE == DEFAULT_CACHE else f"-{hashlib.sha256(bytes(STORE)).hexdigest()[:8]}"
-RUN_ROOT = Path(f"/run/mailrelay-operator/containers{_OTHER}")
+_OTHER = "" if CACHE == DEFAULT_CACHE else f"-{hashlib.sha256(bytes(CACHE / 'containers')).hexdigest()[:8]}"
+STORE = CACHE / f"containers{_FOREIGN}"
+RUN_ROOT = Path(f"/run/mailrelay-operator/containers{_OTHER}{_FOREIGN}")
+SOURCE = Path(os.environ.get("MAILRELAY_IMAGE_SOURCE") or ROOT).resolve()
+QEMU = {"arm64": "qemu-aarch64", "armhf": "qemu-arm", "ppc64el": "qemu-ppc64le", "s390x": "qemu-s390x"}
 MIRROR = os.environ.get("MAILRELAY_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 SUITE = "bookworm"
 BUILD_TAG = "localhost/mailrelay-build"  # <image>:<inputs hash>, the record that an input set was built
@@ -82,9 +95,10 @@ class Image:
 def images() -> dict[str, Image]:
     from mailrelay.version import OPERATOR_IMAGE, RELEASED_POSTFIX_IMAGE
 
+    postfix, operator = SOURCE / "image/postfix/Dockerfile", SOURCE / "image/operator/Dockerfile"
     return {
-        "postfix": Image("postfix", RELEASED_POSTFIX_IMAGE, ROOT / "image/postfix/Dockerfile", ROOT),
-        "operator": Image("operator", OPERATOR_IMAGE, ROOT / "image/operator/Dockerfile", ROOT),
+        "postfix": Image("postfix", RELEASED_POSTFIX_IMAGE, postfix, context_of(postfix)),
+        "operator": Image("operator", OPERATOR_IMAGE, operator, context_of(operator)),
     }
 
 
@@ -189,9 +203,16 @@ def slim(target: Path) -> None:
 
 def base_rootfs() -> Path:
     """A debootstrapped, slimmed Debian rootfs as a tarball, made once per point release."""
-    tarball = CACHE / f"debian-{SUITE}-{point_release()}-minbase-slim.tar"
+    tarball = CACHE / f"debian-{SUITE}-{point_release()}{_FOREIGN}-minbase-slim.tar"
     if tarball.exists():
         return tarball
+    if _FOREIGN:
+        emulator = Path("/proc/sys/fs/binfmt_misc") / QEMU.get(ARCH, f"qemu-{ARCH}")
+        if not emulator.is_file() or "enabled" not in emulator.read_text():
+            raise SystemExit(
+                f"build: {ARCH} binaries cannot run here: {emulator} is not registered "
+                "(install Debian's qemu-user-static and binfmt-support; binfmt_misc must be mounted)"
+            )
     CACHE.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(dir=CACHE, prefix="rootfs-") as work:
@@ -199,7 +220,9 @@ def base_rootfs() -> Path:
         (target / "etc/dpkg/dpkg.cfg.d").mkdir(parents=True)
         (target / "etc/dpkg/dpkg.cfg.d/docker").write_text(SLIM_DPKG)  # dpkg honours it during debootstrap
         subprocess.run(
-            ["debootstrap", "--variant=minbase", SUITE, str(target), MIRROR], check=True, stdout=subprocess.DEVNULL
+            ["debootstrap", "--variant=minbase", f"--arch={ARCH}", SUITE, str(target), MIRROR],
+            check=True,
+            stdout=subprocess.DEVNULL,
         )
         (target / "etc/apt/apt.conf.d/docker-clean").write_text(APT_CLEAN)
         (target / "etc/apt/sources.list").unlink(missing_ok=True)
@@ -226,6 +249,7 @@ def import_base() -> None:
             continue
         podman(
             "import",
+            f"--arch={ARCH}",
             "--change",
             f"LABEL {ROOTFS_LABEL}={tarball.name}",
             "--change",
@@ -236,18 +260,31 @@ def import_base() -> None:
         print(f"build: imported {tarball.name} as {reference}", flush=True)
 
 
-def copied_paths(image: Image) -> list[Path]:
-    """The context files a Dockerfile's COPY/ADD lines take (not those from other stages)."""
-    paths: list[Path] = []
-    for line in image.dockerfile.read_text().splitlines():
+def copied_sources(dockerfile: Path) -> list[str]:
+    """The context paths a Dockerfile's COPY/ADD lines take (not those from other stages)."""
+    sources: list[str] = []
+    for line in dockerfile.read_text().splitlines():
         words = line.split()
         if not words or words[0].upper() not in ("COPY", "ADD"):
             continue
         args = [w for w in words[1:] if not w.startswith("--")]
         if any(w.startswith("--from") for w in words[1:]):
             continue
-        paths += [image.context / source for source in args[:-1]]
-    return paths
+        sources += args[:-1]
+    return sources
+
+
+def copied_paths(image: Image) -> list[Path]:
+    return [image.context / source for source in copied_sources(image.dockerfile)]
+
+
+def context_of(dockerfile: Path) -> Path:
+    """The repository root, or the Dockerfile's own folder (how 0.1.0 built the relay image): whichever
+    holds every file the Dockerfile copies, so an older checkout builds as it did."""
+    for context in (SOURCE, dockerfile.parent):
+        if all((context / source).exists() for source in copied_sources(dockerfile)):
+            return context
+    raise SystemExit(f"build: neither {SOURCE} nor {dockerfile.parent} holds all that {dockerfile} copies")
 
 
 IGNORED = {"__pycache__", ".mypy_cache", ".ruff_cache"}
@@ -302,6 +339,7 @@ def build(image: Image) -> str:
             "--pull=never",
             "--layers=false",
             "--network=host",
+            f"--platform=linux/{ARCH}",
             *host_trust(),
             "-f",
             str(image.dockerfile),
@@ -315,7 +353,8 @@ def build(image: Image) -> str:
         assert existing, key
     else:
         print(f"build: {image.name} unchanged ({key})", flush=True)
-    podman("tag", existing, image.tag)
+    if SOURCE == ROOT and not _FOREIGN:
+        podman("tag", existing, image.tag)
     prune(image, keep=key)
     return existing
 
@@ -353,7 +392,17 @@ def prune(image: Image, keep: str, count: int = 3) -> None:
             )  # in use elsewhere: kept
 
 
+def export_oci(image_id: str, folder: Path) -> None:
+    """The image as an OCI layout (gzip layers), replacing what the folder held."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    podman("push", "--quiet", "--format=oci", image_id, f"oci:{folder}:latest")
+
+
 def main(argv: list[str]) -> int:
+    oci = None
+    if argv[:1] == ["--oci"] and len(argv) > 1:
+        oci, argv = Path(argv[1]), argv[2:]
     wanted = argv or list(images())
     unknown = set(wanted) - set(images())
     if unknown:
@@ -368,7 +417,9 @@ def main(argv: list[str]) -> int:
             return 1
     import_base()
     for name in wanted:
-        build(images()[name])
+        built = build(images()[name])
+        if oci:
+            export_oci(built, oci / name)
     return 0
 
 

@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from mailrelay.api.names import RESOURCES
+from mailrelay.controller.settings import Settings
 from mailrelay.version import OPERATOR_IMAGE, RELEASED_POSTFIX_IMAGE
 
 import chart_readme
@@ -120,6 +121,7 @@ def test_every_value_set_renders_valid_objects_for_every_supported_version(tools
     )
     assert {"--namespace=apps", "--namespace=billing", "--metrics-port=9191"} <= set(container["args"])
     assert env["MAILRELAY_LEASE_NAME"] == "platform-mailrelay"
+    assert env["MAILRELAY_MAX_ROLLING_RELAYS"] == "2"
     relay_monitor = next(d for d in docs if d["kind"] == "PodMonitor" and d["metadata"]["name"].endswith("-relays"))
     assert relay_monitor["spec"]["namespaceSelector"] == {"matchNames": ["apps", "billing"]}
     assert relay_monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
@@ -334,3 +336,20 @@ def test_packaged_chart_has_what_users_read(tools: Path, tmp_path: Path) -> None
         *(f"crds/{p.name}" for p in CRDS),
         ".helmignore",
     } <= names
+
+
+def test_the_rolling_limit_defaults_agree_and_reach_the_operator(tools: Path) -> None:
+    """The chart's `maxRollingRelays` and the kustomize base's env give the operator's own default, as the
+    setting it reads; a value set on the chart arrives as that setting."""
+
+    def limit(docs: list[dict[str, Any]]) -> int:
+        [container] = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+        return Settings.from_environment(env).max_rolling_relays
+
+    default = Settings().max_rolling_relays
+    assert VALUES["maxRollingRelays"] == default
+    assert limit(template(tools)) == default
+    assert limit(template(tools, "--set", "maxRollingRelays=7")) == 7
+    assert limit(objects(run(tools, "kubectl", "kustomize", "manifests/base"))) == default
+    assert "maxRollingRelays" in helm_fails(tools, "--set", "maxRollingRelays=0")

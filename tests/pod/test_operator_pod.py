@@ -13,8 +13,7 @@ import yaml
 
 from support.paths import ROOT
 from support.podrunner import Pod, PodNetwork, wait_until
-from support.podrunner.network import Forwarder
-from support.podrunner.pod import SERVICE_HOST
+from support.podrunner.operator import OperatorPod
 from support.shipped_operator import established
 
 OPERATOR_NS = "mailrelay-system"
@@ -72,31 +71,13 @@ def test_operator_pod_reconciles_against_the_real_api_server(
     control_plane.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(ROOT / "manifests/cluster-wide"))
     established(control_plane, f"system:serviceaccount:{OPERATOR_NS}:mailrelay-operator", OPERATOR_NS)
     deployment = control_plane.request("GET", f"/apis/apps/v1/namespaces/{OPERATOR_NS}/deployments/mailrelay-operator")
-    token = control_plane.request(
-        "POST",
-        f"/api/v1/namespaces/{OPERATOR_NS}/serviceaccounts/mailrelay-operator/token",
-        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 3600}},
-    )["status"]["token"]
     # The resync's delivery probe would scrape the kwok pods' made-up addresses, which are not this machine's.
-    [container] = deployment["spec"]["template"]["spec"]["containers"]
-    container["env"].append({"name": "MAILRELAY_DELIVERY_PROBE", "value": "false"})
     network = networks()
-    network.add_address(SERVICE_HOST)
-    host, port = control_plane.server.removeprefix("https://").rsplit(":", 1)
-    forwarder = Forwarder((SERVICE_HOST, 443), (host, int(port)))
-    operator = Pod(
-        deployment,
-        config_maps={},
-        network=network,
-        service_account={
-            "token": token,
-            "ca.crt": (control_plane.pki / "ca.crt").read_text(),
-            "namespace": OPERATOR_NS,
-        },
-    )
+    shipped = OperatorPod(control_plane, deployment, network, MAILRELAY_DELIVERY_PROBE="false")
+    container = shipped.container
     relay_pod: Pod | None = None
     try:
-        operator.start()
+        operator = shipped.start()
         control_plane.kubectl("create", "namespace", "pod-apps")
         control_plane.kubectl(
             "apply",
@@ -138,8 +119,7 @@ def test_operator_pod_reconciles_against_the_real_api_server(
     finally:
         if relay_pod is not None:
             relay_pod.stop()
-        operator.stop()
-        forwarder.close()
+        shipped.stop()
 
 
 def _get(control_plane: Any, path: str) -> Any:

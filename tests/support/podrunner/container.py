@@ -33,7 +33,7 @@ class Container:
         self.spec = spec
         self.name: str = spec["name"]
         self.index = index
-        self.image_id = images.built_images()[spec["image"]]
+        self.image_id = images.image_of(spec["image"])
         self.log_path = pod.dir / f"{self.name}.log"
         self.id = ""
         self.ready = False

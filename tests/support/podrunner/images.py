@@ -33,6 +33,28 @@ def built_images() -> dict[str, str]:
     return {image.tag: build.build(image) for image in build.images().values()}
 
 
+# Images pulled from a registry (a release's) by reference, beside those built from this checkout.
+_PULLED: dict[str, str] = {}
+
+
+def image_of(reference: str) -> str:
+    """The id of the image a pod spec names: pulled for a test, or built from this checkout."""
+    return _PULLED.get(reference) or built_images()[reference]
+
+
+def pull(reference: str, authfile: Path | None = None) -> str:
+    """Pull an image from a registry on loopback into the build store (the host's platform of an index)."""
+    login = ["--authfile", str(authfile)] if authfile else []
+    _PULLED[reference] = _podman("pull", "--quiet", "--tls-verify=false", *login, reference)
+    return _PULLED[reference]
+
+
+def forget(reference: str) -> None:
+    """Drop a pulled image's name (and the image, unless a build of this checkout still names it)."""
+    if _PULLED.pop(reference, None):
+        _podman("rmi", reference)
+
+
 def _podman(*args: str) -> str:
     build = build_module()
     command = ["podman", "--root", str(build.STORE), "--runroot", str(build.RUN_ROOT), "--storage-driver", "vfs", *args]

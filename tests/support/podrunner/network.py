@@ -118,4 +118,7 @@ class Forwarder:
                     sock.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
+        # close() alone leaves the address bound while the accept thread still waits in accept(): wake it.
+        with contextlib.suppress(OSError):
+            self.server.shutdown(socket.SHUT_RDWR)
         self.server.close()

@@ -1,0 +1,135 @@
+"""Build the release tools from pinned Go modules, once per pin, into the cache folder outside the repo.
+
+    python tools/gotools/build.py [registry|cosign|syft|actionlint ...]   # prints each binary's path
+
+Each tool's folder (cosign/, syft/, actionlint/ beside this file; the OCI registry in
+tools/controlplane/registry, the pin the real node pulls from) pins every version through its go.mod
+and go.sum. A tool is cached in `<MAILRELAY_CACHE_DIR>/<tool>-<hash>`, the hash taken over those files,
+the Go version and the recipe, so a changed pin rebuilds that tool only and an unchanged one builds
+nothing. The recipe is tools/controlplane/build.py's (CGO off, -trimpath, stripped, GOTOOLCHAIN=local,
+the module proxy's error explained), whose helpers this uses; each binary reports its pinned version.
+`go build` fetches only the modules its packages need (cosign's and syft's full graphs are twice that).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+if __package__ in (None, ""):  # run as a script: the tools folder holds controlplane
+    sys.path.insert(0, str(HERE.parent))
+
+from controlplane.build import BuildError, _go_version, _run, cache_root, find_go  # noqa: E402
+
+RECIPE = ("-trimpath", "-ldflags=-s -w", "CGO_ENABLED=0", "version stamped")
+
+
+@dataclass(frozen=True)
+class Tool:
+    """One command built from one pinned module folder."""
+
+    folder: Path
+    module: str  # the module whose pinned version the binary reports
+    package: str
+    version_flag: str  # the -X variable the upstream release stamps ("" when it reads its build info)
+
+
+TOOLS: dict[str, Tool] = {
+    "registry": Tool(
+        HERE.parent / "controlplane" / "registry",
+        "github.com/distribution/distribution/v3",
+        "github.com/distribution/distribution/v3/cmd/registry",
+        "github.com/distribution/distribution/v3/version.version",
+    ),
+    "cosign": Tool(
+        HERE / "cosign",
+        "github.com/sigstore/cosign/v3",
+        "github.com/sigstore/cosign/v3/cmd/cosign",
+        "sigs.k8s.io/release-utils/version.gitVersion",
+    ),
+    "syft": Tool(HERE / "syft", "github.com/anchore/syft", "github.com/anchore/syft/cmd/syft", "main.version"),
+    "actionlint": Tool(
+        HERE / "actionlint",
+        "github.com/rhysd/actionlint",
+        "github.com/rhysd/actionlint/cmd/actionlint",
+        "github.com/rhysd/actionlint.version",
+    ),
+}
+
+
+def pinned_version(tool: Tool) -> str:
+    """The version go.mod requires (no Go needed)."""
+    for line in (tool.folder / "go.mod").read_text().splitlines():
+        words = line.replace("require", "").split()
+        if len(words) == 2 and words[0] == tool.module:
+            return words[1]
+    raise BuildError(f"{tool.folder}/go.mod does not require {tool.module}")
+
+
+def cache_key(name: str, go_version: str) -> str:
+    tool = TOOLS[name]
+    digest = hashlib.sha256(go_version.encode())
+    for path in (tool.folder / "go.mod", tool.folder / "go.sum", *sorted(tool.folder.glob("*.go"))):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    digest.update(repr((tool.module, tool.package, tool.version_flag, RECIPE)).encode())
+    return digest.hexdigest()[:16]
+
+
+def ensure(name: str, log: bool = True) -> Path:
+    """The path of the tool's binary, built first if this pin has not been built on this machine."""
+    if name not in TOOLS:
+        raise BuildError(f"unknown tool {name}; known: {', '.join(TOOLS)}")
+    go = find_go()
+    folder = cache_root() / f"{name}-{cache_key(name, _go_version(go))}"
+    binary = folder / "bin" / name
+    if not binary.is_file():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with open(folder.parent / f".{folder.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # another run may be building the same pin right now
+            if not binary.is_file():
+                _build(go, name, folder, log)
+    return binary
+
+
+def _build(go: str, name: str, folder: Path, log: bool) -> None:
+    tool = TOOLS[name]
+    version = pinned_version(tool)
+    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=readonly", GOTOOLCHAIN="local")
+    started = time.monotonic()
+    if log:
+        print(f"build: {name} {version} (first time only, minutes)", file=sys.stderr, flush=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{folder.name}.", dir=folder.parent))
+    try:
+        ldflags = f"-s -w -X {tool.version_flag}={version}"
+        output = str(staging / "bin" / name)
+        _run(go, ["build", "-trimpath", f"-ldflags={ldflags}", "-o", output, tool.package], tool.folder, env)
+        (staging / "VERSIONS").write_text(f"{tool.module} {version}\ngo {_go_version(go)}\n")
+        staging.chmod(0o755)
+        shutil.rmtree(folder, ignore_errors=True)
+        staging.rename(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if log:
+        print(f"build: {name} built in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str]) -> int:
+    try:
+        for name in argv or list(TOOLS):
+            print(ensure(name))
+    except BuildError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -40,16 +40,19 @@ def _signed(folder: Path, stem: str, subject: str, extensions: list[str]) -> Non
              "-days", "30", "-subj", subject, "-CA", str(ca), "-CAkey", str(ca_key), *ext)
 
 
-def make_pki(folder: Path) -> Path:
-    """Write ca, apiserver, the client certificates in CLIENTS and the sa.key/sa.pub pair into `folder`."""
+def make_pki(folder: Path, extra_ips: tuple[str, ...] = (), clients: dict[str, tuple[str, str]] | None = None) -> Path:
+    """Write ca, apiserver, the client certificates in CLIENTS (and `clients`) and the sa.key/sa.pub pair.
+
+    `extra_ips` are more addresses the apiserver serves on (a node reaches it over a veth).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     _openssl("req", "-x509", *EC_KEY, "-keyout", str(folder / "ca.key"), "-out", str(folder / "ca.crt"),
              "-days", "30", "-subj", "/CN=mailrelay-controlplane-ca",
              "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
     _signed(folder, "apiserver", "/CN=kube-apiserver",
             ["keyUsage=critical,digitalSignature", "extendedKeyUsage=serverAuth",
-             "subjectAltName=" + ",".join(SERVER_NAMES)])
-    for stem, (common_name, organisation) in CLIENTS.items():
+             "subjectAltName=" + ",".join((*SERVER_NAMES, *(f"IP:{ip}" for ip in extra_ips)))])
+    for stem, (common_name, organisation) in {**CLIENTS, **(clients or {})}.items():
         _signed(folder, stem, _subject(common_name, organisation),
                 ["keyUsage=critical,digitalSignature", "extendedKeyUsage=clientAuth"])
     _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(folder / "sa.key"))

@@ -3,11 +3,15 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TOOLS := .tools/bin
+# The real node (tools/node): Debian's container runtime, CNI plugins, and what kube-proxy and kube-router's
+# firewall program (iptables, ipset, conntrack).
+NODE_PACKAGES := containerd runc containernetworking-plugins iptables ipset conntrack
 DEB_PACKAGES := postfix libsasl2-modules openssl ca-certificates procps iproute2 opendkim opendkim-tools \
-	debootstrap podman runc prometheus-postfix-exporter prometheus
+	debootstrap podman runc prometheus-postfix-exporter prometheus $(NODE_PACKAGES)
 EXAMPLE ?= examples/mailrelay.yaml
 
-.PHONY: run test lint unit bench system-deps tools controlplane cluster docs generate schemas clean images
+.PHONY: run test lint unit bench system-deps tools controlplane node cluster cluster-kwok node-test docs generate \
+	schemas clean images
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -25,10 +29,11 @@ system-deps:
 	echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing
 
-# Both images from image/*/Dockerfile: podman build (chroot isolation, vfs) on a debootstrapped Debian
-# base; rootfs and images cached in /var/cache/mailrelay-operator, rebuilt only when their inputs change.
+# Every image (image/*/Dockerfile and the node's image/testing/*): podman build (chroot isolation, vfs) on a
+# debootstrapped Debian base; rootfs and images cached in /var/cache/mailrelay-operator, rebuilt only when
+# their inputs change; then pushed to the local registry there, which the node pulls from.
 images: $(VENV)/.installed system-deps
-	$(PY) image/build.py
+	PYTHONPATH=tools $(PY) -m node.images
 
 tools: $(VENV)/.installed
 	$(PY) tests/tools/fetch_kube_tools.py $(TOOLS)
@@ -43,9 +48,23 @@ lint: $(VENV)/.installed
 controlplane: $(VENV)/.installed
 	$(PY) tools/controlplane/build.py
 
-# That control plane in the foreground: kubeconfig in .cluster/kubeconfig, Ctrl-C stops it.
-cluster: controlplane tools
+# The node's binaries (kubelet and kube-proxy from the same pin, CoreDNS, the registry, kube-router), cached
+# the same way, one cache folder per module.
+node: $(VENV)/.installed
+	$(PY) tools/controlplane/build.py node
+
+# The control plane and a real node (tools/node, root) in the foreground: kubeconfig in .cluster/kubeconfig,
+# Ctrl-C stops it and removes everything the node made.
+cluster: controlplane node tools system-deps
+	PATH="$(CURDIR)/$(TOOLS):$$PATH" PYTHONPATH=tools $(PY) -m node
+
+# The control plane with kwok's fake nodes only (what the scale bench uses).
+cluster-kwok: controlplane tools
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" PYTHONPATH=tools $(PY) -m controlplane
+
+# The real node's smoke tests and the first journey step (tests/node).
+node-test: $(VENV)/.installed system-deps tools controlplane node
+	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(PY) -m pytest tests/node
 
 # The images need root (debootstrap, podman); without it the pod tests skip (they fail in CI).
 test: $(VENV)/.installed system-deps tools controlplane lint $(if $(filter 0,$(shell id -u)),images)

@@ -7,7 +7,16 @@ point release, and imported under that exact name; then `podman build --isolatio
 storage builds each Dockerfile. A built image is tagged with a hash of its inputs (base image, the
 Dockerfile and every file it copies), so a rerun skips images whose inputs did not change.
 
-Usage: build.py [postfix|operator ...]   (stdlib only; runs as root)
+The node's test images (image/testing/: pause, client, sink, coredns) are built the same way under
+`registry.mailrelay.test/testing/<name>:dev`; tools/node pushes all of them to the local registry.
+
+A RUN step can fail for no fault of its own: podman re-executes itself from a sealed in-memory copy of its
+binary (containers/storage pkg/unshare), and the kernel refuses the seal with EBUSY ("Close_Fd sealing memfd
+copy: Device or resource busy") when another agent still holds a reference to one of the copy's pages after
+its short wait (mm/memfd.c, memfd_wait_for_pins); on a busy machine that is a race. Such failures, and
+network failures of apt, are retried (twice, said in the log); anything else fails at once.
+
+Usage: build.py [postfix|operator|pause|client|sink|coredns ...]   (runs as root)
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +44,11 @@ _OTHER = "" if CACHE == DEFAULT_CACHE else f"-{hashlib.sha256(bytes(STORE)).hexd
 RUN_ROOT = Path(f"/run/mailrelay-operator/containers{_OTHER}")
 MIRROR = os.environ.get("MAILRELAY_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 SUITE = "bookworm"
+TESTING_TAG = "registry.mailrelay.test/testing/{name}:dev"
+# Output of a failed podman run that says nothing about the Dockerfile: worth another try.
+TRANSIENT = ("sealing memfd copy", "Error during reexec", "Device or resource busy",
+             "Temporary failure resolving", "Failed to fetch", "Connection timed out", "Connection reset by peer")
+RETRIES = 2
 BUILD_TAG = "localhost/mailrelay-build"  # <image>:<inputs hash>, the record that an input set was built
 ROOTFS_LABEL = "dev.mailrelay.rootfs"
 # What Debian's slim images leave out (debuerreotype's slimify) and how their apt is set up.
@@ -76,7 +91,11 @@ class Image:
     name: str  # the short name used on the command line and in the build tag
     tag: str  # the name the product's manifests use
     dockerfile: Path
-    context: Path
+    where: Path | Callable[[], Path]  # the build context, or how to find it (a build output)
+
+    @property
+    def context(self) -> Path:
+        return self.where if isinstance(self.where, Path) else self.where()
 
 
 def images() -> dict[str, Image]:
@@ -88,15 +107,58 @@ def images() -> dict[str, Image]:
             "operator": Image("operator", OPERATOR_IMAGE, ROOT / "image/operator/Dockerfile", ROOT)}
 
 
+def testing_images() -> dict[str, Image]:
+    """The node's images (tools/node); coredns is built from the binary in the Go build cache."""
+    found = {name: Image(name, TESTING_TAG.format(name=name), ROOT / "image/testing" / name / "Dockerfile",
+                         ROOT / "image/testing" / name) for name in ("pause", "client", "sink")}
+    found["coredns"] = Image("coredns", TESTING_TAG.format(name="coredns"), ROOT / "image/testing/coredns/Dockerfile",
+                             _coredns_context)
+    return found
+
+
+def _coredns_context() -> Path:
+    sys.path.insert(0, str(ROOT / "tools"))
+    from controlplane.build import ensure_binaries
+
+    binary = Path(ensure_binaries(group="coredns").path("coredns"))
+    return binary.parent
+
+
+def all_images() -> dict[str, Image]:
+    return {**images(), **testing_images()}
+
+
 def podman(*args: str, capture: bool = True) -> str:
     """podman on the project's own vfs store, so it never meets another storage driver's state."""
     command = ["podman", "--root", str(STORE), "--runroot", str(RUN_ROOT), "--storage-driver", "vfs",
                "--cgroup-manager", "cgroupfs", "--events-backend", "file", *args]
-    result = subprocess.run(command, capture_output=capture, text=True, check=False)
-    if result.returncode != 0:
-        detail = (result.stderr or "")[-4000:] if capture else ""
-        raise SystemExit(f"{shlex.join(command)} failed ({result.returncode})\n{detail}")
-    return result.stdout if capture else ""
+    for attempt in range(RETRIES + 1):
+        code, out, err = _run(command, capture)
+        if code == 0:
+            return out
+        if attempt < RETRIES and any(marker in err for marker in TRANSIENT):
+            cause = next(line for line in err.splitlines()[::-1] if any(m in line for m in TRANSIENT))
+            print(f"build: podman {args[0]} failed on a transient error, retrying ({attempt + 1}/{RETRIES}): "
+                  f"{cause.strip()[:300]}", flush=True)
+            time.sleep(3)
+            continue
+        raise SystemExit(f"{shlex.join(command)} failed ({code})\n{err[-4000:] if capture else ''}")
+    raise AssertionError("unreachable")
+
+
+def _run(command: list[str], capture: bool) -> tuple[int, str, str]:
+    """Run podman; unless capturing, its output streams through while the last of it is kept for the verdict."""
+    if capture:
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        return result.returncode, result.stdout, result.stderr
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+    assert process.stdout
+    tail: list[str] = []
+    for line in process.stdout:
+        sys.stdout.write(line)
+        tail = [*tail[-199:], line]
+    sys.stdout.flush()
+    return process.wait(), "", "".join(tail)
 
 
 def image_id(reference: str) -> str | None:
@@ -109,7 +171,7 @@ def image_id(reference: str) -> str | None:
 def from_names() -> set[str]:
     """Every external `FROM` of the Dockerfiles (stage names excluded)."""
     names: set[str] = set()
-    for image in images().values():
+    for image in all_images().values():
         stages: set[str] = set()
         for line in image.dockerfile.read_text().splitlines():
             match = re.match(r"\s*FROM\s+(?:--\S+\s+)*(\S+)(?:\s+AS\s+(\S+))?", line, re.IGNORECASE)
@@ -258,7 +320,7 @@ def build(image: Image) -> str:
     if existing is None:
         started = time.monotonic()
         # chroot isolation runs RUN steps in the host's network namespace, so apt reaches the mirror.
-        podman("build", "--isolation=chroot", "--pull=never", "--layers=false", "--network=host",
+        podman("build", "--isolation=chroot", "--pull=never", "--layers=false", "--network=host", "--force-rm",
                *host_trust(),
                "-f", str(image.dockerfile), "-t", key, str(image.context), capture=False)
         print(f"build: {image.name} built in {time.monotonic() - started:.0f}s", flush=True)
@@ -284,10 +346,11 @@ def prune(image: Image, keep: str, count: int = 3) -> None:
 
 
 def main(argv: list[str]) -> int:
-    wanted = argv or list(images())
-    unknown = set(wanted) - set(images())
+    known = all_images()
+    wanted = argv or list(known)
+    unknown = set(wanted) - set(known)
     if unknown:
-        print(f"unknown image(s): {', '.join(sorted(unknown))}; known: {', '.join(images())}", file=sys.stderr)
+        print(f"unknown image(s): {', '.join(sorted(unknown))}; known: {', '.join(known)}", file=sys.stderr)
         return 2
     if os.geteuid() != 0:
         print("build: building the images needs root (debootstrap, and podman's store in "
@@ -299,7 +362,7 @@ def main(argv: list[str]) -> int:
             return 1
     import_base()
     for name in wanted:
-        build(images()[name])
+        build(known[name])
     return 0
 
 

@@ -120,7 +120,7 @@ def _coredns_context() -> Path:
     sys.path.insert(0, str(ROOT / "tools"))
     from controlplane.build import ensure_binaries
 
-    binary = Path(ensure_binaries(group="coredns").path("coredns"))
+    binary = Path(ensure_binaries(log=False, group="coredns").path("coredns"))
     return binary.parent
 
 

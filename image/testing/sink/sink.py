@@ -64,8 +64,8 @@ class Recorder:
         message = message_from_bytes(data, policy=compat32)
         record = {
             "time": time.time(), "port": self.port, "peer": session.peer[0],
-            "tls": session.ssl is not None, "login": (session.auth_data.login.decode()
-                                                       if isinstance(session.auth_data, LoginPassword) else None),
+            "tls": session.ssl is not None, "authenticated": bool(session.authenticated),
+            "login": (session.auth_data.login.decode() if isinstance(session.auth_data, LoginPassword) else None),
             "mail_from": envelope.mail_from, "rcpt_tos": envelope.rcpt_tos,
             "headers": [[name, str(value)] for name, value in message.items()],
             "dkim": dkim_verdict(data), "size": len(data),
@@ -82,7 +82,7 @@ def authenticator(server, session, envelope, mechanism, auth_data) -> AuthResult
         return AuthResult(success=False, handled=False)
     if USER and (auth_data.login.decode(), auth_data.password.decode()) != (USER, PASSWORD):
         return AuthResult(success=False, handled=False)
-    return AuthResult(success=True)
+    return AuthResult(success=True, auth_data=auth_data)
 
 
 def main() -> int:

@@ -1,0 +1,86 @@
+"""The `node` fixture: the real control plane with one real node (tools/node), once per session.
+
+Pods come from the images `make images` built (the node pulls them from the local registry) and from the
+project's shipped manifests; tests create them with kubectl as a person would (`kubectl run`, `create
+deployment`, `expose`, `apply -k`), never with pod specs of their own.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from nodekit import ready
+
+if TYPE_CHECKING:
+    from node import NodeCluster
+
+
+def _problem() -> str | None:
+    if os.geteuid() != 0:
+        return "the node needs root (network namespaces, containerd, cgroups)"
+    missing = [tool for tool in ("containerd", "runc", "iptables", "ipset", "podman", "nsenter")
+               if not shutil.which(tool)]
+    if missing or not Path("/usr/lib/cni/bridge").exists():
+        return f"the node needs Debian's containerd, runc, CNI plugins, iptables, ipset: missing {missing or 'cni'}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def node(tools: Path) -> Iterator[NodeCluster]:
+    """A control plane and a real node; images built and pushed first. Fails (never skips) in CI."""
+    problem = _problem()
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(problem)
+        pytest.skip(problem)
+    from controlplane import BuildError
+    from node import NodeCluster
+
+    folder = Path(tempfile.mkdtemp(prefix="mailrelay-node-"))
+    cluster = NodeCluster(folder)
+    try:
+        cluster.start()
+    except BuildError as error:
+        pytest.fail(f"the real node is needed: {error}", pytrace=False)
+    print(f"node: cluster ready in {cluster.startup_seconds:.0f} s ({folder})")
+    yield cluster
+    cluster.stop()
+    if not os.environ.get("MAILRELAY_KEEP_TEST_DIRS"):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def test_images() -> dict[str, str]:
+    """Short name -> the name the node pulls (registry.mailrelay.test/testing/<name>:dev)."""
+    from node.images import build_module
+
+    return {name: image.tag for name, image in build_module().testing_images().items()}
+
+
+@pytest.fixture
+def namespace(node: NodeCluster) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    node.kubectl("create", "namespace", name)
+    yield name
+    node.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def run_pod(node: NodeCluster, test_images: dict[str, str]) -> Callable[..., str]:
+    """`kubectl run NAME --image=<test image>` in a namespace, waited for until Ready; returns the name."""
+
+    def run(namespace: str, name: str, image: str, *args: str, wait: bool = True) -> str:
+        node.kubectl("run", name, "-n", namespace, f"--image={test_images[image]}", *args)
+        if wait:
+            ready(node, namespace, f"pod/{name}")
+        return name
+
+    return run

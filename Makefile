@@ -66,12 +66,13 @@ cluster-kwok: controlplane tools
 node-test: $(VENV)/.installed system-deps tools controlplane node
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(PY) -m pytest tests/node
 
-# The images need root (debootstrap, podman); without it the pod tests skip (they fail in CI).
-test: $(VENV)/.installed system-deps tools controlplane lint $(if $(filter 0,$(shell id -u)),images)
+# The images and the real node need root (debootstrap, podman, namespaces); without it the pod and node
+# tests skip (they fail in CI).
+test: $(VENV)/.installed system-deps tools controlplane lint $(if $(filter 0,$(shell id -u)),node images)
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(PY) -m pytest
 
 unit: $(VENV)/.installed
-	$(PY) -m pytest -m "not postfix and not controlplane and not pod"
+	$(PY) -m pytest -m "not postfix and not controlplane and not pod and not node"
 
 # With a kubeconfig (KUBECONFIG or ~/.kube/config): run the operator. Without: run one relay locally.
 run: $(VENV)/.installed

@@ -58,7 +58,7 @@ def _pids_in_cgroups(slot: Slot) -> set[int]:
     return pids
 
 
-def kill_processes(slot: Slot, grace: float = 5) -> None:
+def kill_processes(slot: Slot, grace: float = 2) -> None:
     """SIGTERM, then SIGKILL, every process in the slot's namespace or cgroups."""
     inode = _netns_inode(slot)
     for sig in (signal.SIGTERM, signal.SIGKILL):

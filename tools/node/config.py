@@ -125,10 +125,13 @@ def kubelet_config(slot: Slot, data: Path, ca: Path) -> str:
         "cgroupDriver": "cgroupfs",
         # The machine mounts cgroup v1 controllers (hybrid); 1.31+ refuse v1 unless told otherwise.
         "failCgroupV1": False,
-        # Per-QoS cgroups (kubepods/burstable/...) and node-allocatable enforcement need the kubelet to own a
-        # cgroup subtree at the root of every hierarchy and to set limits on it; this node shares the machine,
-        # so its pods go under its own cgroup (cgroupRoot) with their own limits, and nothing is reserved.
-        "cgroupsPerQOS": False, "enforceNodeAllocatable": [], "cgroupRoot": f"/{slot.cgroup}",
+        # Pods get the kubelet's QoS hierarchy (kubepods/{burstable,besteffort}/pod<uid>) under this node's
+        # own cgroup in each hierarchy, so runs sharing the machine never meet and a crashed run's containers
+        # are found and killed by the next owner of the slot. Without cgroupsPerQOS, containerd would put
+        # every container under /k8s.io, shared by all nodes on the machine.
+        "cgroupsPerQOS": True, "cgroupRoot": f"/{slot.cgroup}",
+        # Nothing is reserved or enforced for the node itself: it shares the machine with whatever else runs.
+        "enforceNodeAllocatable": [],
         # The machine's swap is not the node's to manage.
         "failSwapOn": False,
         # The native snapshotter reports no image filesystem usage, so ephemeral-storage accounting cannot work.

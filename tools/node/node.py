@@ -101,6 +101,9 @@ class Node:
     # -- internals -----------------------------------------------------------------------------------
     def _write_files(self) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
+        for hierarchy in Path("/sys/fs/cgroup").iterdir():  # the kubelet's cgroupRoot must exist in each
+            if (hierarchy / "cgroup.procs").exists():
+                (hierarchy / self.slot.cgroup).mkdir(exist_ok=True)
         for folder in (self.slot.run_dir, self.data / "cni" / "net.d", self.data / "certs.d"):
             folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "containerd.toml").write_text(config.containerd_toml(self.slot, self.data, self.sandbox_image))

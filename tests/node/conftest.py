@@ -73,7 +73,7 @@ def namespace(node: NodeCluster) -> Iterator[str]:
     node.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def run_pod(node: NodeCluster, test_images: dict[str, str]) -> Callable[..., str]:
     """`kubectl run NAME --image=<test image>` in a namespace, waited for until Ready; returns the name."""
 

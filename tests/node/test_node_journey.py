@@ -1,12 +1,15 @@
 """The user's journey on the real node, from shipped artifacts only: the operator installed with
 `kubectl apply` of `kubectl kustomize manifests/cluster-wide` (its image pulled by its release name from the
-local registry), the example smarthost relay of examples/smarthost.yaml pointed at a sink pod that speaks
-STARTTLS and SASL, a client pod sending with busybox `sendmail -S mail:25`, and the mail at the sink with
-its envelope sender and From rewritten, sent over TLS with the relay's login."""
+local registry); the relay of examples/smarthost.yaml, with DKIM and a namespace admitted in spec.clients,
+pointed at a sink pod that speaks STARTTLS and SASL; client pods sending with busybox `sendmail -S mail:25`
+and msmtp; the mail at the sink with its envelope sender and From rewritten, over TLS with the relay's
+login, DKIM-verified against the record the MailRelay reports; and the relay's NetworkPolicy enforced."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +24,19 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.node
 ROOT = Path(__file__).resolve().parents[2]
 LOGIN = ("relay@apps.test", "s3cret-login")
+ADMITTED = {"mailrelay.dev/test-client": "admitted"}
+
+
+@dataclass
+class Journey:
+    namespace: str  # the relay's, the sink's and the first client's
+    relay: dict[str, Any]
+    admitted: str  # a namespace spec.clients admits
+    other: str  # a namespace it does not
+
+    @property
+    def fqdn(self) -> str:
+        return str(self.relay["spec"]["mailFromFQDN"])
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +54,9 @@ def operator(node: NodeCluster) -> str:
     return str(namespace)
 
 
-def smarthost_relay(namespace: str) -> list[dict[str, Any]]:
-    """examples/smarthost.yaml in `namespace`, its smarthost the sink's Service and its login the sink's."""
+def smarthost_relay(namespace: str, admitted: dict[str, str]) -> list[dict[str, Any]]:
+    """examples/smarthost.yaml in `namespace`: its smarthost the sink's Service, its login the sink's, DKIM
+    signing (as examples/dkim.yaml, for mailFromFQDN), and the namespaces labelled `admitted` as clients."""
     documents = [d for d in yaml.safe_load_all((ROOT / "examples" / "smarthost.yaml").read_text()) if d]
     for document in documents:
         document["metadata"]["namespace"] = namespace
@@ -47,14 +64,21 @@ def smarthost_relay(namespace: str) -> list[dict[str, Any]]:
             document["stringData"] = {"username": LOGIN[0], "password": LOGIN[1]}
         else:
             document["spec"]["relay"]["host"] = f"sink.{namespace}.svc.cluster.local"
+            document["spec"]["dkim"] = {"selector": "node"}
+            document["spec"]["clients"] = [{"namespaceSelector": {"matchLabels": admitted}}]
     return documents
 
 
-def test_a_relay_without_an_image_runs_on_the_node_and_delivers_rewritten_mail(
-        node: NodeCluster, operator: str, namespace: str, run_pod: Callable[..., str]) -> None:
+@pytest.fixture(scope="module")
+def journey(node: NodeCluster, operator: str, run_pod: Callable[..., str]) -> Iterator[Journey]:
+    tag = uuid.uuid4().hex[:6]
+    namespace, admitted, other = f"journey-{tag}", f"admitted-{tag}", f"other-{tag}"
+    for name in (namespace, admitted, other):
+        node.kubectl("create", "namespace", name)
+    node.kubectl("label", "namespace", admitted, *(f"{k}={v}" for k, v in ADMITTED.items()))
     run_pod(namespace, "sink", "sink", f"--env=SINK_USER={LOGIN[0]}", f"--env=SINK_PASSWORD={LOGIN[1]}")
     node.kubectl("expose", "pod", "sink", "-n", namespace, "--name=sink", "--port=587")
-    documents = smarthost_relay(namespace)
+    documents = smarthost_relay(namespace, ADMITTED)
     [relay] = [d for d in documents if d["kind"] == "MailRelay"]
     assert "image" not in relay["spec"]  # the operator's default: the release's Postfix image
     node.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(documents))
@@ -64,27 +88,75 @@ def test_a_relay_without_an_image_runs_on_the_node_and_delivers_rewritten_mail(
         status = node.kubectl("get", "mailrelay", "relay", "-n", namespace, "-o", "yaml", check=False).stdout
         pods = node.kubectl("describe", "pods", "-n", namespace, check=False).stdout[-4000:]
         raise AssertionError(f"the relay is not Ready: {done.stderr}\n{status}\n{pods}")
-    relay_pods = node.get("pods", "-n", namespace, "-l", "app.kubernetes.io/instance=relay")["items"]
-    pod_images = {c["image"] for p in relay_pods for c in p["spec"]["containers"]}
-    assert pod_images == {"ghcr.io/mailrelay-dev/postfix:0.1.0"}
+    # The DKIM record the MailRelay reports, published where the sink looks keys up (it has no DNS).
+    for record in node.get("mailrelay", "relay", "-n", namespace)["status"]["dkim"]["records"]:
+        path = f"/etc/sink/dkim/{record['name']}"
+        exec_in(node, namespace, "sink", "sh", "-c", f"mkdir -p /etc/sink/dkim && cat > {path}", input=record["value"])
+    for name in (namespace, admitted, other):
+        run_pod(name, "client", "client")
+    yield Journey(namespace, relay, admitted, other)
+    for name in (namespace, admitted, other):
+        node.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
-    run_pod(namespace, "client", "client")
-    message = ("From: root@6ba2d5764050\r\nTo: you@example.org\r\nSubject: from the node\r\n\r\n"
-               "sent with busybox sendmail through mail:25\r\n")
-    sent = exec_in(node, namespace, "client", "sendmail", "-S", "mail:25", "-f", "root@6ba2d5764050",
-                   "you@example.org", input=message, check=False)
+
+def message(subject: str) -> str:
+    """A message as an application writes it to sendmail: Unix line ends (busybox sendmail turns each LF into
+    CRLF on the wire, so CRLF input would reach the smarthost with stray CRs, and DKIM would fail)."""
+    return f"From: root@6ba2d5764050\nTo: you@example.org\nSubject: {subject}\n\nsent from a pod\n"
+
+
+def delivered(node: NodeCluster, journey: Journey, subject: str) -> dict[str, Any]:
+    def find() -> list[dict[str, Any]]:
+        return [m for m in sink_messages(node, journey.namespace)
+                if dict((k.lower(), v) for k, v in m["headers"]).get("subject") == subject]
+
+    [found] = eventually(find, timeout=120, what=f"the mail {subject!r} at the sink")
+    return found
+
+
+def test_a_relay_without_an_image_runs_the_release_image_on_the_node(node: NodeCluster, journey: Journey) -> None:
+    relay_pods = node.get("pods", "-n", journey.namespace, "-l", "app.kubernetes.io/instance=relay")["items"]
+    assert relay_pods and {c["image"] for p in relay_pods for c in p["spec"]["containers"]} == {
+        "ghcr.io/mailrelay-dev/postfix:0.1.0"}
+
+
+def test_busybox_sendmail_through_mail_25_arrives_rewritten_signed_over_tls_with_the_login(
+        node: NodeCluster, journey: Journey) -> None:
+    sent = exec_in(node, journey.namespace, "client", "sendmail", "-S", "mail:25", "-f", "root@6ba2d5764050",
+                   "you@example.org", input=message("busybox"), check=False)
     assert sent.returncode == 0, sent.stderr
-
-    [delivered] = eventually(lambda: sink_messages(node, namespace), timeout=120, what="the mail at the sink")
-    headers = {name.lower(): value for name, value in delivered["headers"]}
-    fqdn = relay["spec"]["mailFromFQDN"]
-    assert delivered["mail_from"] == f"root@{fqdn}"
-    assert headers["from"] == f"root@{fqdn}"
-    assert delivered["rcpt_tos"] == ["you@example.org"]
-    assert delivered["tls"] is True and delivered["login"] == LOGIN[0] and delivered["port"] == 587
-    relay_ips = {p["status"]["podIP"] for p in node.get("pods", "-n", namespace)["items"]
+    mail = delivered(node, journey, "busybox")
+    headers = {name.lower(): value for name, value in mail["headers"]}
+    assert mail["mail_from"] == f"root@{journey.fqdn}"
+    assert headers["from"] == f"root@{journey.fqdn}"
+    assert mail["rcpt_tos"] == ["you@example.org"]
+    assert (mail["tls"], mail["authenticated"], mail["login"], mail["port"]) == (True, True, LOGIN[0], 587)
+    assert mail["dkim"] == "pass"
+    relay_ips = {p["status"]["podIP"] for p in node.get("pods", "-n", journey.namespace)["items"]
                  if p["metadata"]["name"].startswith("mailrelay-relay")}
-    assert delivered["peer"] in relay_ips
+    assert mail["peer"] in relay_ips
+
+
+def test_msmtp_with_host_mail_arrives_rewritten(node: NodeCluster, journey: Journey) -> None:
+    sent = exec_in(node, journey.namespace, "client", "msmtp", "--host=mail", "--port=25",
+                   "--from=root@6ba2d5764050", "you@example.org", input=message("msmtp"), check=False)
+    assert sent.returncode == 0, sent.stderr
+    mail = delivered(node, journey, "msmtp")
+    assert mail["mail_from"] == f"root@{journey.fqdn}" and mail["dkim"] == "pass"
+
+
+def test_the_relays_network_policy_refuses_other_namespaces_and_admits_its_clients(
+        node: NodeCluster, journey: Journey) -> None:
+    host = f"mail.{journey.namespace}.svc.cluster.local:25"
+    refused = exec_in(node, journey.other, "client", "busybox", "timeout", "20", "sendmail", "-S", host,
+                      "-f", "root@other", "you@example.org", input=message("other namespace"), check=False)
+    assert refused.returncode != 0
+    admitted = exec_in(node, journey.admitted, "client", "sendmail", "-S", host, "-f", "root@admitted",
+                       "you@example.org", input=message("admitted namespace"), check=False)
+    assert admitted.returncode == 0, admitted.stderr
+    assert delivered(node, journey, "admitted namespace")["mail_from"] == f"root@{journey.fqdn}"
+    assert not [m for m in sink_messages(node, journey.namespace)
+                if ["Subject", "other namespace"] in m["headers"]]
 
 
 def test_the_operator_pod_runs_its_released_image_pulled_from_the_registry(node: NodeCluster, operator: str) -> None:

@@ -76,7 +76,8 @@ def test_a_network_policy_denying_ingress_is_enforced(node: NodeCluster, namespa
     run_pod(namespace, "sink", "sink", "--labels=app=sink")
     run_pod(namespace, "client", "client")
     sink_ip = node.get("pod", "sink", "-n", namespace)["status"]["podIP"]
-    assert smtp_banner(node, namespace, "client", sink_ip).startswith("220")
+    eventually(lambda: smtp_banner(node, namespace, "client", sink_ip).startswith("220"),
+               what="the sink's banner before any policy")  # the sink listens a moment after it runs
     node.kubectl("apply", "-n", namespace, "-f", "-", input=DENY_INGRESS)
     eventually(lambda: smtp_banner(node, namespace, "client", sink_ip) == "", timeout=60,
                what="the connection refused once the policy is in place")

@@ -4,7 +4,11 @@ anything else fails at once. Also: each pinned module is its own cache target.""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import sys
+import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +16,7 @@ import pytest
 from controlplane import build as go_build
 from node.images import build_module
 
+ROOT = Path(__file__).resolve().parents[2]
 MEMFD = ("Error: building at STEP \"RUN apt-get update\": while running runtime: exit status 1\n"
          "Close_Fd sealing memfd copy: Device or resource busy\n")
 
@@ -86,3 +91,37 @@ def test_every_node_target_has_its_own_cache_key_and_the_kubelet_shares_the_cont
     assert go_build.TARGETS["kubelet"].folder == go_build.TARGETS["kubernetes"].folder
     assert go_build.pinned_version(go_build.TARGETS["kubelet"]) == "v1.36.3"
     assert set(go_build.GROUPS["node"]) == {"kubelet", "coredns", "registry", "kube-router"}
+
+
+@pytest.mark.parametrize("name", ["pause", "client", "sink", "coredns"])
+def test_the_node_images_dockerfiles_pass_hadolint(name: str) -> None:
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    dockerfile = ROOT / "image" / "testing" / name / "Dockerfile"
+    result = subprocess.run([hadolint, "--config", str(ROOT / ".hadolint.yaml"), str(dockerfile)], cwd=ROOT,
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.node
+def test_helm_pushes_the_chart_to_the_local_registry_as_an_oci_artifact(tools: Path, tmp_path: Path) -> None:
+    """The registry the node pulls from also takes OCI artifacts: the chart, pushed and pulled back by helm."""
+    from node.registry import Registry, free_port
+
+    registry = Registry(go_build.ensure_binaries(group="registry").path("registry"), "127.0.0.1", free_port(),
+                        tmp_path / "registry", data=tmp_path / "storage").start()
+    try:
+        helm = str(tools / "helm")
+        packaged = subprocess.run([helm, "package", str(ROOT / "manifests/helm/mailrelay-operator"), "-d",
+                                   str(tmp_path)], capture_output=True, text=True, check=True).stdout
+        chart = packaged.strip().rsplit(": ", 1)[-1]
+        target = f"oci://{registry.address}/charts-{uuid.uuid4().hex[:8]}"
+        (tmp_path / "pulled").mkdir()
+        pushed = subprocess.run([helm, "push", chart, target, "--plain-http"], capture_output=True, text=True,
+                                check=False)
+        assert pushed.returncode == 0, pushed.stderr
+        assert "Digest: sha256:" in pushed.stdout + pushed.stderr
+        pulled = subprocess.run([helm, "pull", f"{target}/mailrelay-operator", "--version", "0.1.0", "--plain-http",
+                                 "-d", str(tmp_path / "pulled")], capture_output=True, text=True, check=False)
+        assert pulled.returncode == 0, pulled.stderr
+    finally:
+        registry.stop()

@@ -54,15 +54,16 @@ def repository(name: str) -> str:
 class Registry:
     """One registry process on `host:port`, serving the shared storage."""
 
-    def __init__(self, binary: str, host: str, port: int, folder: Path) -> None:
+    def __init__(self, binary: str, host: str, port: int, folder: Path, data: Path | None = None) -> None:
         self.binary, self.address, self.folder = binary, f"{host}:{port}", folder
+        self.data = data or storage()  # the shared storage unless told otherwise
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30) -> Registry:
         self.folder.mkdir(parents=True, exist_ok=True)
-        storage().mkdir(parents=True, exist_ok=True)
+        self.data.mkdir(parents=True, exist_ok=True)
         config = self.folder / "registry.yaml"
-        config.write_text(CONFIG.format(storage=storage(), address=self.address))
+        config.write_text(CONFIG.format(storage=self.data, address=self.address))
         with (self.folder / "registry.log").open("ab") as log:
             self.process = subprocess.Popen([self.binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, env={**os.environ, **QUIET},

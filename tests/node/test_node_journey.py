@@ -165,5 +165,5 @@ def test_the_operator_pod_runs_its_released_image_pulled_from_the_registry(node:
     assert {c["image"] for p in pods for c in p["spec"]["containers"]} == {
         "ghcr.io/mailrelay-dev/mailrelay-operator:0.1.0"}
     assert node.node
-    listed = node.node.crictl("images", "list", "-q").stdout
+    listed = node.node.ctr("images", "list", "-q").stdout
     assert "ghcr.io/mailrelay-dev/mailrelay-operator:0.1.0" in listed

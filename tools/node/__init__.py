@@ -5,7 +5,7 @@
         cluster.kubeconfig                  # admin kubeconfig
         cluster.kubectl("get", "nodes")     # the real kubectl
         cluster.plane                       # the ControlPlane (api_client(), request(), logs, ...)
-        cluster.node                        # the Node: name, slot (addresses), logs, crictl(...)
+        cluster.node                        # the Node: name, slot (addresses), logs, ctr(...) on its containerd
 
 kubelet and kube-proxy from the control plane's k8s.io/kubernetes pin, Debian's containerd, runc and CNI
 plugins, CoreDNS, kube-router's NetworkPolicy firewall and the local registry, in a network namespace of

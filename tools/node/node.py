@@ -13,6 +13,7 @@ import fcntl
 import signal
 import subprocess
 import time
+import urllib.error
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +28,7 @@ PR_SET_PDEATHSIG = 1
 # as soon as the kubelet has written them (nothing in the kubelet reads them again).
 KERNEL_TUNABLES = ("vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
                    "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes")
+KUBELET_TUNABLES = {"vm/overcommit_memory": "1", "kernel/panic": "10", "kernel/panic_on_oops": "1"}
 TUNABLES_LOCK = Path("/run/mailrelay-operator/node/kernel-tunables.lock")
 ORDER = ("containerd", "kubelet", "kube-proxy", "kube-router")
 
@@ -54,9 +56,11 @@ class Node:
         self._write_files()
         self._start("containerd", ["containerd", "--config", str(self.folder / "containerd.toml")])
         socket = self.slot.run_dir / "containerd.sock"
-        self._wait(lambda: socket.exists() and self._crictl_ok(), deadline, "containerd")
+        self._wait(lambda: socket.exists() and self._containerd_ok(), deadline, "containerd")
         with _kernel_tunables_kept():
             self._start_kubelet(deadline)
+        # kube-router reads its Node at start and exits without it; kube-proxy takes its addresses from it.
+        self._wait(self._registered, deadline, "the kubelet registering the Node")
         self._start("kube-proxy", [self.binaries.path("kube-proxy"), f"--config={self.folder / 'kube-proxy.yaml'}",
                                    "--v=1"])
         self._start("kube-router", [
@@ -72,9 +76,11 @@ class Node:
                                 f"--hostname-override={self.name}",
                                 f"--node-ip={self.slot.node_ip}", f"--root-dir={self.data / 'kubelet'}",
                                 f"--cert-dir={self.data / 'kubelet' / 'pki'}", "--v=1"])
-        # The kubelet sets kernel.panic to 10 among the others: once it has, they can be put back.
-        self._wait(lambda: _read_tunable("kernel/panic") == "10", min(deadline, time.monotonic() + 60),
-                   "the kubelet's container manager")
+        # Once the kubelet has written its values (or given up), the machine's can be put back.
+        settle = min(deadline, time.monotonic() + 30)
+        while time.monotonic() < settle and not all(_read_tunable(k) == v for k, v in KUBELET_TUNABLES.items()):
+            self.check_running()
+            time.sleep(0.2)
 
     def stop(self) -> None:
         """SIGTERM in reverse order (the kubelet leaves pods to containerd; cleanup removes them)."""
@@ -93,7 +99,7 @@ class Node:
             if process.poll() is not None:
                 raise RuntimeError(f"{name} exited with {process.returncode}; see {self.logs / (name + '.log')}")
 
-    def crictl(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def ctr(self, *args: str) -> subprocess.CompletedProcess[str]:
         """containerd's own client on this node's socket (ctr; the CRI namespace is k8s.io)."""
         return subprocess.run(["ctr", "--address", str(self.slot.run_dir / "containerd.sock"), "-n", "k8s.io", *args],
                               capture_output=True, text=True, check=False, timeout=60)
@@ -124,8 +130,17 @@ class Node:
                                        preexec_fn=_die_with_parent)
         self.processes.append((name, process))
 
-    def _crictl_ok(self) -> bool:
-        return self.crictl("version").returncode == 0
+    def _containerd_ok(self) -> bool:
+        return self.ctr("version").returncode == 0
+
+    def _registered(self) -> bool:
+        try:
+            self.plane.request("GET", f"/api/v1/nodes/{self.name}")
+            return True
+        except urllib.error.HTTPError as error:
+            if error.code == 404:
+                return False
+            raise
 
     def _wait(self, check: object, deadline: float, what: str) -> None:
         assert callable(check)

@@ -67,7 +67,14 @@ class NodeCluster:
         return self
 
     def stop(self) -> None:
-        for part in (self.node, self.registry, self.plane):
+        """The node, then its pods (their watches would hold the API server's shutdown open), the registry and
+        the control plane while the veth they listen on still exists (the API server calls itself on that
+        address as it stops), then the rest: mounts, cgroups, the namespace and veth."""
+        if self.node is not None:
+            self.node.stop()
+        if self.slot is not None:
+            cleanup.kill_processes(self.slot)
+        for part in (self.registry, self.plane):
             if part is not None:
                 part.stop()
         if self.slot is not None:

@@ -18,8 +18,10 @@ def ready(node: NodeCluster, namespace: str, what: str, timeout: int = 180) -> N
 
 
 def exec_in(node: NodeCluster, namespace: str, pod: str, *command: str, check: bool = True,
-            input: str | None = None) -> Any:
-    return node.kubectl("exec", "-i" if input is not None else "-q", "-n", namespace, pod, "--", *command,
+            input: str | None = None, container: str | None = None) -> Any:
+    """`kubectl exec` (with -i when there is input), in the pod's first container or the one named."""
+    chosen = ["-c", container] if container else []
+    return node.kubectl("exec", "-i" if input is not None else "-q", "-n", namespace, pod, *chosen, "--", *command,
                         input=input, check=check)
 
 

@@ -7,6 +7,7 @@ login, DKIM-verified against the record the MailRelay reports; and the relay's N
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -159,6 +160,29 @@ def test_the_relays_network_policy_refuses_other_namespaces_and_admits_its_clien
                 if ["Subject", "other namespace"] in m["headers"]]
 
 
+def relay_pod(node: NodeCluster, journey: Journey) -> dict[str, Any]:
+    [pod] = node.get("pods", "-n", journey.namespace, "-l", "app.kubernetes.io/instance=relay")["items"]
+    return dict(pod)
+
+
+def test_the_relays_memory_limits_are_real_cgroup_limits(node: NodeCluster, journey: Journey) -> None:
+    pod = relay_pod(node, journey)
+    for container in pod["spec"]["containers"]:
+        limit = exec_in(node, journey.namespace, pod["metadata"]["name"], "cat",
+                        "/sys/fs/cgroup/memory/memory.limit_in_bytes", container=container["name"]).stdout
+        expected = container["resources"]["limits"]["memory"]
+        assert expected.endswith("Mi") and int(limit) == int(expected[:-2]) * 1024 * 1024, (container["name"], limit)
+
+
+def test_mail_sent_inside_the_relay_pod_with_kubectl_exec_arrives_rewritten(node: NodeCluster,
+                                                                            journey: Journey) -> None:
+    pod = relay_pod(node, journey)["metadata"]["name"]
+    sent = exec_in(node, journey.namespace, pod, "mail", "-s", "kubectl exec", "you@example.org",
+                   input="sent with mail inside the relay pod\n", check=False, container="postfix")
+    assert sent.returncode == 0, sent.stderr
+    assert delivered(node, journey, "kubectl exec")["mail_from"] == f"root@{journey.fqdn}"
+
+
 def test_the_operator_pod_runs_its_released_image_pulled_from_the_registry(node: NodeCluster, operator: str) -> None:
     pods = node.get("pods", "-n", operator)["items"]
     assert pods and all(p["status"]["phase"] == "Running" for p in pods)
@@ -167,3 +191,27 @@ def test_the_operator_pod_runs_its_released_image_pulled_from_the_registry(node:
     assert node.node
     listed = node.node.ctr("images", "list", "-q").stdout
     assert "ghcr.io/mailrelay-dev/mailrelay-operator:0.1.0" in listed
+
+
+def test_the_liveness_probe_restarts_a_hung_postfix_through_the_kubelet(node: NodeCluster, journey: Journey) -> None:
+    """Every process of the postfix container stopped (SIGSTOP from the node, as a hang would): its liveness
+    probe times out, and the kubelet kills and restarts the container, which becomes Ready again."""
+    pod = relay_pod(node, journey)
+    [status] = [s for s in pod["status"]["containerStatuses"] if s["name"] == "postfix"]
+    container_id = status["containerID"].split("://", 1)[1]
+    assert node.node
+    [procs] = list(Path("/sys/fs/cgroup/pids", node.node.slot.cgroup).rglob(f"{container_id}/cgroup.procs"))
+    stopped = procs.read_text().split()
+    assert stopped
+    for pid in stopped:
+        subprocess.run(["kill", "-STOP", pid], check=False)
+
+    def restarted() -> bool:
+        now = relay_pod(node, journey)
+        [current] = [s for s in now["status"]["containerStatuses"] if s["name"] == "postfix"]
+        return bool(current["restartCount"] > status["restartCount"] and current["ready"])
+
+    eventually(restarted, timeout=300, what="the postfix container restarted by its liveness probe and Ready")
+    events = node.kubectl("get", "events", "-n", journey.namespace, "--field-selector",
+                          f"involvedObject.name={pod['metadata']['name']}").stdout
+    assert "Liveness probe failed" in events

@@ -2,8 +2,8 @@
 
 Order: take a slot (cleaning what a crashed run left in it), make the node's namespace and veth, start the
 control plane listening on the host's end of the veth, the local registry beside it (after pushing any
-image that changed), then the node's processes, then the add-ons (CoreDNS, kube-router's grants); ready
-once the node is Ready and CoreDNS answers.
+image that changed), the add-ons (CoreDNS, kube-router's grants), then the node's processes; ready once
+the node is Ready and CoreDNS is.
 """
 
 from __future__ import annotations
@@ -53,10 +53,10 @@ class NodeCluster:
                                      self.folder / "registry").start()
             if self.images:
                 self.built = publish(self.registry)
+            for addon in sorted(ADDONS.glob("*.yaml")):  # first, so kube-router finds its grants at start
+                self.plane.kubectl("apply", "-f", str(addon))
             self.node = Node(slot, self.folder / "node", binaries, self.plane, SANDBOX_IMAGE,
                              f"{slot.host_ip}:{REGISTRY_PORT}").start()
-            for addon in sorted(ADDONS.glob("*.yaml")):
-                self.plane.kubectl("apply", "-f", str(addon))
             deadline = time.monotonic() + timeout
             self._wait(self._node_ready, deadline, "the node Ready")
             self._wait(self._dns_ready, deadline, "CoreDNS Ready")

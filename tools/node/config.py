@@ -163,8 +163,10 @@ def kube_proxy_config(slot: Slot, kubeconfig: Path, node_name: str) -> str:
         # module parameter) or need privileges this sandbox lacks.
         "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s", "tcpCloseWaitTimeout": "0s",
                       "udpTimeout": "0s", "udpStreamTimeout": "0s"},
-        # NodePorts on 127.0.0.1 would set route_localnet; nothing here uses them.
+        # NodePorts on 127.0.0.1 would set route_localnet; nothing here uses them. NodePorts on the node's
+        # InternalIP only, as kube-proxy recommends.
         "iptables": {"localhostNodePorts": False, "syncPeriod": "30s", "minSyncPeriod": "0s"},
+        "nodePortAddresses": ["primary"],
         "oomScoreAdj": 0,  # as the kubelet: no CAP_SYS_RESOURCE to lower it
     }
     return yaml.safe_dump(config, sort_keys=False)

@@ -31,7 +31,8 @@ system-deps:
 
 # Every image (image/*/Dockerfile and the node's image/testing/*): podman build (chroot isolation, vfs) on a
 # debootstrapped Debian base; rootfs and images cached in /var/cache/mailrelay-operator, rebuilt only when
-# their inputs change; then pushed to the local registry there, which the node pulls from.
+# their inputs change; then pushed to the local registry there (Distribution, built once from its pinned Go
+# module like the control plane), which the node pulls from.
 images: $(VENV)/.installed system-deps
 	PYTHONPATH=tools $(PY) -m node.images
 

@@ -16,11 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+import yaml
 
 from nodekit import ready
 
 if TYPE_CHECKING:
     from node import NodeCluster
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _problem() -> str | None:
@@ -84,3 +87,18 @@ def run_pod(node: NodeCluster, test_images: dict[str, str]) -> Callable[..., str
         return name
 
     return run
+
+
+@pytest.fixture(scope="session")
+def operator(node: NodeCluster) -> str:
+    """The cluster-wide variant, rendered by kubectl and applied as is; returns the operator's namespace."""
+    rendered = node.kubectl("kustomize", str(ROOT / "manifests" / "cluster-wide")).stdout
+    node.kubectl("apply", "--server-side", "-f", "-", input=rendered)
+    [deployment] = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "Deployment"]
+    namespace = deployment["metadata"]["namespace"]
+    done = node.kubectl("rollout", "status", "-n", namespace, f"deployment/{deployment['metadata']['name']}",
+                        "--timeout=300s", check=False)
+    if done.returncode:
+        pods = node.kubectl("describe", "pods", "-n", namespace, check=False).stdout[-4000:]
+        raise AssertionError(f"the operator did not roll out: {done.stderr}\n{pods}")
+    return str(namespace)

@@ -40,21 +40,6 @@ class Journey:
         return str(self.relay["spec"]["mailFromFQDN"])
 
 
-@pytest.fixture(scope="module")
-def operator(node: NodeCluster) -> str:
-    """The cluster-wide variant, rendered by kubectl and applied as is; returns the operator's namespace."""
-    rendered = node.kubectl("kustomize", str(ROOT / "manifests" / "cluster-wide")).stdout
-    node.kubectl("apply", "--server-side", "-f", "-", input=rendered)
-    [deployment] = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "Deployment"]
-    namespace = deployment["metadata"]["namespace"]
-    done = node.kubectl("rollout", "status", "-n", namespace, f"deployment/{deployment['metadata']['name']}",
-                        "--timeout=300s", check=False)
-    if done.returncode:
-        pods = node.kubectl("describe", "pods", "-n", namespace, check=False).stdout[-4000:]
-        raise AssertionError(f"the operator did not roll out: {done.stderr}\n{pods}")
-    return str(namespace)
-
-
 def smarthost_relay(namespace: str, admitted: dict[str, str]) -> list[dict[str, Any]]:
     """examples/smarthost.yaml in `namespace`: its smarthost the sink's Service, its login the sink's, DKIM
     signing (as examples/dkim.yaml, for mailFromFQDN), and the namespaces labelled `admitted` as clients."""

@@ -105,9 +105,19 @@ elif [ -n "$HANDOFF_TARGET" ]; then
     # The next hop for every queued message becomes the Service. No smarthost login or TLS policy
     # towards a peer; getaddrinfo resolves the Service name with the pod's search path; and a 5xx
     # from a peer (e.g. this pod's address outside its allowedNetworks) defers instead of bouncing.
+    # Every replica has the same myhostname (mailFromFQDN), and to port 25 Postfix's SMTP client takes
+    # a server that answers EHLO with its own myhostname for a mail loop ("loops back to myself"), so
+    # the hand-off would only be deferred until the pod and its queue are gone. This pod hands off
+    # under its own name (the pod's, which the kubelet makes the hostname); its listener is closed,
+    # so a hand-off cannot come back to it under that name either.
+    own=$(postconf -c "$CONFIG_DIR" -h myhostname | tr '[:upper:]' '[:lower:]')
+    name=$(uname -n | tr '[:upper:]' '[:lower:]')
+    if [ -z "$name" ] || [ "$name" = "$own" ]; then
+        name="drain.$own"
+    fi
     postconf -c "$CONFIG_DIR" -e "relayhost=[$host]:$port" "smtp_tls_security_level=none" \
         "smtp_tls_wrappermode=no" "smtp_sasl_auth_enable=no" "smtp_host_lookup=native" \
-        "smtp_connect_timeout=5s" "soft_bounce=yes"
+        "smtp_connect_timeout=5s" "soft_bounce=yes" "myhostname=$name"
     postfix -c "$CONFIG_DIR" reload >/dev/null 2>&1 || true
     if flush_for "$HANDOFF_SECONDS"; then
         report "$left message(s) handed to the other replicas at $HANDOFF_TARGET; nothing left"

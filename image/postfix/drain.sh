@@ -83,6 +83,10 @@ done
 for name in $listeners; do
     postconf -c "$CONFIG_DIR" -MX "$name/inet"
 done
+# A smarthost that drops packets holds a delivery in connect() for smtp_connect_timeout (30 s by
+# default), one that stalls in its greeting for smtp_helo_timeout (300 s): longer than the phases
+# below, so a message caught in such an attempt would still be in flight when the hand-off ends.
+postconf -c "$CONFIG_DIR" -e "smtp_connect_timeout=5s" "smtp_helo_timeout=10s"
 postfix -c "$CONFIG_DIR" reload >/dev/null 2>&1 || true
 say "SMTP listener closed; delivering the queue for up to ${DRAIN_SECONDS}s"
 
@@ -117,7 +121,7 @@ elif [ -n "$HANDOFF_TARGET" ]; then
     fi
     postconf -c "$CONFIG_DIR" -e "relayhost=[$host]:$port" "smtp_tls_security_level=none" \
         "smtp_tls_wrappermode=no" "smtp_sasl_auth_enable=no" "smtp_host_lookup=native" \
-        "smtp_connect_timeout=5s" "soft_bounce=yes" "myhostname=$name"
+        "soft_bounce=yes" "myhostname=$name"
     postfix -c "$CONFIG_DIR" reload >/dev/null 2>&1 || true
     if flush_for "$HANDOFF_SECONDS"; then
         report "$left message(s) handed to the other replicas at $HANDOFF_TARGET; nothing left"

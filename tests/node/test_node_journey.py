@@ -3,11 +3,13 @@
 local registry); the relay of examples/smarthost.yaml, with DKIM and a namespace admitted in spec.clients,
 pointed at a sink pod that speaks STARTTLS and SASL; client pods sending with busybox `sendmail -S mail:25`
 and msmtp; the mail at the sink with its envelope sender and From rewritten, over TLS with the relay's
-login, DKIM-verified against the record the MailRelay reports; and the relay's NetworkPolicy enforced."""
+login, DKIM-verified against the record the MailRelay reports; the relay's NetworkPolicy enforced; and as many
+concurrent sessions as bench/README.md says its memory limit allows, under that limit as a real cgroup limit."""
 
 from __future__ import annotations
 
 import subprocess
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -178,22 +180,84 @@ def test_the_operator_pod_runs_its_released_image_pulled_from_the_registry(node:
     assert "ghcr.io/mailrelay-dev/mailrelay-operator:0.1.0" in listed
 
 
+def postfix_status(pod: dict[str, Any]) -> dict[str, Any]:
+    [status] = [s for s in pod["status"]["containerStatuses"] if s["name"] == "postfix"]
+    return dict(status)
+
+
+def container_cgroup(node: NodeCluster, status: dict[str, Any], hierarchy: str) -> Path:
+    """The container's cgroup in a v1 hierarchy, as the kubelet and runc made it under the node's cgroup."""
+    assert node.node
+    container_id = status["containerID"].split("://", 1)[1]
+    [folder] = [p for p in Path("/sys/fs/cgroup", hierarchy, node.node.slot.cgroup).rglob(container_id) if p.is_dir()]
+    return folder
+
+
+SESSIONS = 25  # bench/README.md: the relay's memory limit (256 MiB) "leaves room for about 25 concurrent sessions"
+
+
+def test_the_relay_holds_the_concurrent_sessions_its_memory_limit_allows_without_an_oom_kill(
+        node: NodeCluster, journey: Journey) -> None:
+    """SESSIONS clients hold their SMTP sessions open at once (each in the middle of its message), under the relay's
+    real cgroup memory limit: every session is established together, every message arrives once, signed, and the
+    kernel killed nothing in the container (its OOM counter, the container's restarts and last state)."""
+    pod = relay_pod(node, journey)
+    name, before = pod["metadata"]["name"], postfix_status(pod)
+    memory = container_cgroup(node, before, "memory")
+    limit = int((memory / "memory.limit_in_bytes").read_text())
+    assert limit == 256 * 1024 * 1024  # the rendered default, as the kubelet applied it
+    (memory / "memory.max_usage_in_bytes").write_text("0")  # the peak from here on
+    subjects = [f"concurrent-{n}" for n in range(SESSIONS)]
+    # Each sendmail connects, gives its envelope, then waits 30 s for the rest of its message on stdin.
+    script = ("pids=''; for n in $(seq 0 $((N - 1))); do "
+              "(printf 'Subject: concurrent-%s\\n' $n; sleep 30; printf '\\nheld open\\n') "
+              "| sendmail -S mail:25 -f app@pod you@example.org & pids=\"$pids $!\"; done; "
+              "failed=0; for p in $pids; do wait $p || failed=$((failed + 1)); done; echo failed=$failed")
+    done: list[Any] = []
+    clients = threading.Thread(target=lambda: done.append(
+        exec_in(node, journey.namespace, "client", "env", f"N={SESSIONS}", "sh", "-c", script, check=False)))
+    clients.start()
+
+    def established() -> int:
+        """SMTP sessions the relay has open from other addresses (the probes come from loopback)."""
+        tables = exec_in(node, journey.namespace, name, "cat", "/proc/net/tcp", container="postfix").stdout
+        rows = [line.split() for line in tables.splitlines()[1:]]
+        return sum(1 for r in rows if r[3] == "01" and r[1].endswith(":0019") and not r[2].startswith("0100007F"))
+
+    try:
+        held = eventually(lambda: (n := established()) >= SESSIONS and n, timeout=25, what=f"{SESSIONS} sessions")
+    finally:
+        clients.join(timeout=120)
+    assert done and done[0].stdout.strip() == "failed=0", done and (done[0].stdout, done[0].stderr)
+    peak = int((memory / "memory.max_usage_in_bytes").read_text())
+    print(f"{held} concurrent sessions: peak {peak / 2**20:.0f} MiB of the {limit / 2**20:.0f} MiB limit")
+
+    def arrived() -> list[dict[str, Any]]:
+        found = [m for m in sink_messages(node, journey.namespace)
+                 if dict((k.lower(), v) for k, v in m["headers"]).get("subject") in subjects]
+        return found if len(found) >= SESSIONS else []
+
+    found = eventually(arrived, timeout=120, what=f"the {SESSIONS} messages at the sink")
+    assert sorted(dict((k.lower(), v) for k, v in m["headers"])["subject"] for m in found) == sorted(subjects)
+    assert {m["dkim"] for m in found} == {"pass"}
+    oom = dict(line.split() for line in (memory / "memory.oom_control").read_text().splitlines())
+    assert oom.get("oom_kill", "0") == "0", oom
+    after = postfix_status(relay_pod(node, journey))
+    assert (after["restartCount"], after.get("lastState")) == (before["restartCount"], before.get("lastState")), after
+
+
 def test_the_liveness_probe_restarts_a_hung_postfix_through_the_kubelet(node: NodeCluster, journey: Journey) -> None:
     """Every process of the postfix container stopped (SIGSTOP from the node, as a hang would): its liveness
     probe times out, and the kubelet kills and restarts the container, which becomes Ready again."""
     pod = relay_pod(node, journey)
-    [status] = [s for s in pod["status"]["containerStatuses"] if s["name"] == "postfix"]
-    container_id = status["containerID"].split("://", 1)[1]
-    assert node.node
-    [procs] = list(Path("/sys/fs/cgroup/pids", node.node.slot.cgroup).rglob(f"{container_id}/cgroup.procs"))
-    stopped = procs.read_text().split()
+    status = postfix_status(pod)
+    stopped = (container_cgroup(node, status, "pids") / "cgroup.procs").read_text().split()
     assert stopped
     for pid in stopped:
         subprocess.run(["kill", "-STOP", pid], check=False)
 
     def restarted() -> bool:
-        now = relay_pod(node, journey)
-        [current] = [s for s in now["status"]["containerStatuses"] if s["name"] == "postfix"]
+        current = postfix_status(relay_pod(node, journey))
         return bool(current["restartCount"] > status["restartCount"] and current["ready"])
 
     eventually(restarted, timeout=300, what="the postfix container restarted by its liveness probe and Ready")

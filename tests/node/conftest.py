@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 import yaml
+from journey import ADMITTED, LOGIN, Journey, smarthost_relay
 
-from nodekit import ready
+from nodekit import exec_in, ready
 
 if TYPE_CHECKING:
     from node import NodeCluster
@@ -102,3 +103,34 @@ def operator(node: NodeCluster) -> str:
         pods = node.kubectl("describe", "pods", "-n", namespace, check=False).stdout[-4000:]
         raise AssertionError(f"the operator did not roll out: {done.stderr}\n{pods}")
     return str(namespace)
+
+
+@pytest.fixture(scope="session")
+def journey(node: NodeCluster, operator: str, run_pod: Callable[..., str]) -> Iterator[Journey]:
+    """The journey's relay Ready by its own probes, its DKIM record published to the sink, the client pods."""
+    tag = uuid.uuid4().hex[:6]
+    namespace, admitted, other = f"journey-{tag}", f"admitted-{tag}", f"other-{tag}"
+    for name in (namespace, admitted, other):
+        node.kubectl("create", "namespace", name)
+    node.kubectl("label", "namespace", admitted, *(f"{k}={v}" for k, v in ADMITTED.items()))
+    run_pod(namespace, "sink", "sink", f"--env=SINK_USER={LOGIN[0]}", f"--env=SINK_PASSWORD={LOGIN[1]}")
+    node.kubectl("expose", "pod", "sink", "-n", namespace, "--name=sink", "--port=587")
+    documents = smarthost_relay(namespace, ADMITTED)
+    [relay] = [d for d in documents if d["kind"] == "MailRelay"]
+    assert "image" not in relay["spec"]  # the operator's default: the release's Postfix image
+    node.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(documents))
+    done = node.kubectl("wait", "-n", namespace, "--for=condition=Ready", "mailrelay/relay", "--timeout=300s",
+                        check=False)
+    if done.returncode:
+        status = node.kubectl("get", "mailrelay", "relay", "-n", namespace, "-o", "yaml", check=False).stdout
+        pods = node.kubectl("describe", "pods", "-n", namespace, check=False).stdout[-4000:]
+        raise AssertionError(f"the relay is not Ready: {done.stderr}\n{status}\n{pods}")
+    # The DKIM record the MailRelay reports, published where the sink looks keys up (it has no DNS).
+    for record in node.get("mailrelay", "relay", "-n", namespace)["status"]["dkim"]["records"]:
+        path = f"/etc/sink/dkim/{record['name']}"
+        exec_in(node, namespace, "sink", "sh", "-c", f"mkdir -p /etc/sink/dkim && cat > {path}", input=record["value"])
+    for name in (namespace, admitted, other):
+        run_pod(name, "client", "client")
+    yield Journey(namespace, relay, admitted, other)
+    for name in (namespace, admitted, other):
+        node.kubectl("delete", "namespace", name, "--wait=false", check=False)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
-from test_node_journey import LOGIN, smarthost_relay
+from journey import LOGIN, smarthost_relay
 
 from nodekit import eventually, exec_in, sink_messages
 

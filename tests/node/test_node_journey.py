@@ -10,14 +10,10 @@ from __future__ import annotations
 
 import subprocess
 import threading
-import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-import yaml
+from journey import LOGIN, Journey, container_cgroup, delivered, message, postfix_status, relay_pod
 
 from nodekit import eventually, exec_in, sink_messages
 
@@ -25,81 +21,6 @@ if TYPE_CHECKING:
     from node import NodeCluster
 
 pytestmark = pytest.mark.node
-ROOT = Path(__file__).resolve().parents[2]
-LOGIN = ("relay@apps.test", "s3cret-login")
-ADMITTED = {"mailrelay.dev/test-client": "admitted"}
-
-
-@dataclass
-class Journey:
-    namespace: str  # the relay's, the sink's and the first client's
-    relay: dict[str, Any]
-    admitted: str  # a namespace spec.clients admits
-    other: str  # a namespace it does not
-
-    @property
-    def fqdn(self) -> str:
-        return str(self.relay["spec"]["mailFromFQDN"])
-
-
-def smarthost_relay(namespace: str, admitted: dict[str, str]) -> list[dict[str, Any]]:
-    """examples/smarthost.yaml in `namespace`: its smarthost the sink's Service, its login the sink's, DKIM
-    signing (as examples/dkim.yaml, for mailFromFQDN), and the namespaces labelled `admitted` as clients."""
-    documents = [d for d in yaml.safe_load_all((ROOT / "examples" / "smarthost.yaml").read_text()) if d]
-    for document in documents:
-        document["metadata"]["namespace"] = namespace
-        if document["kind"] == "Secret":
-            document["stringData"] = {"username": LOGIN[0], "password": LOGIN[1]}
-        else:
-            document["spec"]["relay"]["host"] = f"sink.{namespace}.svc.cluster.local"
-            document["spec"]["dkim"] = {"selector": "node"}
-            document["spec"]["clients"] = [{"namespaceSelector": {"matchLabels": admitted}}]
-    return documents
-
-
-@pytest.fixture(scope="module")
-def journey(node: NodeCluster, operator: str, run_pod: Callable[..., str]) -> Iterator[Journey]:
-    tag = uuid.uuid4().hex[:6]
-    namespace, admitted, other = f"journey-{tag}", f"admitted-{tag}", f"other-{tag}"
-    for name in (namespace, admitted, other):
-        node.kubectl("create", "namespace", name)
-    node.kubectl("label", "namespace", admitted, *(f"{k}={v}" for k, v in ADMITTED.items()))
-    run_pod(namespace, "sink", "sink", f"--env=SINK_USER={LOGIN[0]}", f"--env=SINK_PASSWORD={LOGIN[1]}")
-    node.kubectl("expose", "pod", "sink", "-n", namespace, "--name=sink", "--port=587")
-    documents = smarthost_relay(namespace, ADMITTED)
-    [relay] = [d for d in documents if d["kind"] == "MailRelay"]
-    assert "image" not in relay["spec"]  # the operator's default: the release's Postfix image
-    node.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(documents))
-    done = node.kubectl("wait", "-n", namespace, "--for=condition=Ready", "mailrelay/relay", "--timeout=300s",
-                        check=False)
-    if done.returncode:
-        status = node.kubectl("get", "mailrelay", "relay", "-n", namespace, "-o", "yaml", check=False).stdout
-        pods = node.kubectl("describe", "pods", "-n", namespace, check=False).stdout[-4000:]
-        raise AssertionError(f"the relay is not Ready: {done.stderr}\n{status}\n{pods}")
-    # The DKIM record the MailRelay reports, published where the sink looks keys up (it has no DNS).
-    for record in node.get("mailrelay", "relay", "-n", namespace)["status"]["dkim"]["records"]:
-        path = f"/etc/sink/dkim/{record['name']}"
-        exec_in(node, namespace, "sink", "sh", "-c", f"mkdir -p /etc/sink/dkim && cat > {path}", input=record["value"])
-    for name in (namespace, admitted, other):
-        run_pod(name, "client", "client")
-    yield Journey(namespace, relay, admitted, other)
-    for name in (namespace, admitted, other):
-        node.kubectl("delete", "namespace", name, "--wait=false", check=False)
-
-
-def message(subject: str) -> str:
-    """A message as an application writes it to sendmail: Unix line ends (busybox sendmail turns each LF into
-    CRLF on the wire, so CRLF input would reach the smarthost with stray CRs, and DKIM would fail)."""
-    return f"From: root@6ba2d5764050\nTo: you@example.org\nSubject: {subject}\n\nsent from a pod\n"
-
-
-def delivered(node: NodeCluster, journey: Journey, subject: str) -> dict[str, Any]:
-    def find() -> list[dict[str, Any]]:
-        return [m for m in sink_messages(node, journey.namespace)
-                if dict((k.lower(), v) for k, v in m["headers"]).get("subject") == subject]
-
-    [found] = eventually(find, timeout=120, what=f"the mail {subject!r} at the sink")
-    return found
 
 
 def test_a_relay_without_an_image_runs_the_release_image_on_the_node(node: NodeCluster, journey: Journey) -> None:
@@ -147,11 +68,6 @@ def test_the_relays_network_policy_refuses_other_namespaces_and_admits_its_clien
                 if ["Subject", "other namespace"] in m["headers"]]
 
 
-def relay_pod(node: NodeCluster, journey: Journey) -> dict[str, Any]:
-    [pod] = node.get("pods", "-n", journey.namespace, "-l", "app.kubernetes.io/instance=relay")["items"]
-    return dict(pod)
-
-
 def test_the_relays_memory_limits_are_real_cgroup_limits(node: NodeCluster, journey: Journey) -> None:
     pod = relay_pod(node, journey)
     for container in pod["spec"]["containers"]:
@@ -178,19 +94,6 @@ def test_the_operator_pod_runs_its_released_image_pulled_from_the_registry(node:
     assert node.node
     listed = node.node.ctr("images", "list", "-q").stdout
     assert "ghcr.io/mailrelay-dev/mailrelay-operator:0.1.0" in listed
-
-
-def postfix_status(pod: dict[str, Any]) -> dict[str, Any]:
-    [status] = [s for s in pod["status"]["containerStatuses"] if s["name"] == "postfix"]
-    return dict(status)
-
-
-def container_cgroup(node: NodeCluster, status: dict[str, Any], hierarchy: str) -> Path:
-    """The container's cgroup in a v1 hierarchy, as the kubelet and runc made it under the node's cgroup."""
-    assert node.node
-    container_id = status["containerID"].split("://", 1)[1]
-    [folder] = [p for p in Path("/sys/fs/cgroup", hierarchy, node.node.slot.cgroup).rglob(container_id) if p.is_dir()]
-    return folder
 
 
 SESSIONS = 25  # bench/README.md: the relay's memory limit (256 MiB) "leaves room for about 25 concurrent sessions"

@@ -151,9 +151,19 @@ def test_the_relay_holds_the_concurrent_sessions_its_memory_limit_allows_without
 
 def test_the_liveness_probe_restarts_a_hung_postfix_through_the_kubelet(node: NodeCluster, journey: Journey) -> None:
     """Every process of the postfix container stopped (SIGSTOP from the node, as a hang would): its liveness
-    probe times out, and the kubelet kills and restarts the container, which becomes Ready again."""
+    probe times out, and the kubelet kills and restarts the container, which becomes Ready again; a message it
+    had queued is still in the queue volume (an emptyDir outlives its container) and is delivered afterwards."""
     pod = relay_pod(node, journey)
-    status = postfix_status(pod)
+    name, status = pod["metadata"]["name"], postfix_status(pod)
+    # Hold outgoing mail in this container only: the restarted one starts again from the ConfigMap.
+    config = "/run/mailrelay/postfix"
+    exec_in(node, journey.namespace, name, "sh", "-c", f"postconf -c {config} -e defer_transports=smtp && "
+            f"postfix -c {config} reload", container="postfix")
+    sent = exec_in(node, journey.namespace, "client", "sendmail", "-S", "mail:25", "-f", "root@pod", "you@example.org",
+                   input=message("queued across the restart"), check=False)
+    assert sent.returncode == 0, sent.stderr
+    queue = exec_in(node, journey.namespace, name, "postqueue", "-p", container="postfix").stdout
+    assert "you@example.org" in queue, queue
     stopped = (container_cgroup(node, status, "pids") / "cgroup.procs").read_text().split()
     assert stopped
     for pid in stopped:
@@ -167,3 +177,5 @@ def test_the_liveness_probe_restarts_a_hung_postfix_through_the_kubelet(node: No
     events = node.kubectl("get", "events", "-n", journey.namespace, "--field-selector",
                           f"involvedObject.name={pod['metadata']['name']}").stdout
     assert "Liveness probe failed" in events
+    exec_in(node, journey.namespace, name, "postqueue", "-f", container="postfix")
+    assert delivered(node, journey, "queued across the restart")["mail_from"] == f"root@{journey.fqdn}"

@@ -26,10 +26,9 @@ REGISTRY_PORT = 5000
 
 
 class NodeCluster:
-    def __init__(self, folder: Path, *, kwok_nodes: int = 0, images: bool = True) -> None:
+    def __init__(self, folder: Path, *, kwok_nodes: int = 0) -> None:
         self.folder = folder.resolve()
         self.kwok_nodes = kwok_nodes
-        self.images = images  # build and push the images first (False: use what the registry has)
         self.slot: network.Slot | None = None
         self.plane: ControlPlane | None = None
         self.registry: Registry | None = None
@@ -51,12 +50,11 @@ class NodeCluster:
             self.plane.start()
             self.registry = Registry(binaries.path("registry"), slot.host_ip, REGISTRY_PORT,
                                      self.folder / "registry").start()
-            if self.images:
-                self.built = publish(self.registry)
+            self.built, prefix = publish(self.registry)  # what changed is built, what is not there pushed
+            mirror = f"{slot.host_ip}:{REGISTRY_PORT}/{prefix}"
             for addon in sorted(ADDONS.glob("*.yaml")):  # first, so kube-router finds its grants at start
                 self.plane.kubectl("apply", "-f", str(addon))
-            self.node = Node(slot, self.folder / "node", binaries, self.plane, SANDBOX_IMAGE,
-                             f"{slot.host_ip}:{REGISTRY_PORT}").start()
+            self.node = Node(slot, self.folder / "node", binaries, self.plane, SANDBOX_IMAGE, mirror).start()
             deadline = time.monotonic() + timeout
             self._wait(self._node_ready, deadline, "the node Ready")
             self._wait(self._dns_ready, deadline, "CoreDNS Ready")

@@ -84,11 +84,17 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 
 def hosts_toml(upstream: str, mirror: str) -> str:
     """containerd's mirror for one upstream registry: pulls go to the local registry (plain HTTP, on the
-    host's end of the node's veth), and never to the upstream itself (no fallback server is listed)."""
-    return f"""server = "http://{mirror}"
+    host's end of the node's veth), and never to the upstream itself (no fallback server is listed).
+    `mirror` is `address/namespace`, the registry path this run's images were pushed under
+    (node/images.py): with override_path, containerd asks `/v2/<namespace>/<repository>/...`."""
+    address, namespace = mirror.split("/", 1)
+    url = f"http://{address}/v2/{namespace}"
+    return f"""server = "{url}"
+override_path = true
 
-[host."http://{mirror}"]
+[host."{url}"]
   capabilities = ["pull", "resolve"]
+  override_path = true
 """
 
 

@@ -7,7 +7,9 @@ id changed since the last push to this cache's registry (a marker per name recor
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import re
 import subprocess
 import sys
@@ -40,33 +42,46 @@ def build_all() -> dict[str, str]:
     return {image.tag: build.build(image) for image in build.all_images().values()}
 
 
-def push(built: dict[str, str], registry: Registry) -> None:
+def namespace(built: dict[str, str]) -> str:
+    """The registry path a node pulls this set of images from. The registry's storage is shared by every
+    run on the machine, and the images keep their release names (`ghcr.io/mailrelay-dev/postfix:0.1.0`), so
+    under one path a run of another checkout would push over this one's images, and its node pull them."""
+    digest = hashlib.sha256(json.dumps(sorted(built.items())).encode()).hexdigest()[:12]
+    return f"build-{digest}"
+
+
+def push(built: dict[str, str], registry: Registry) -> str:
+    """Push the images under their set's namespace (what is there already is skipped); return it."""
     build = build_module()
+    prefix = namespace(built)
     markers = storage().parent / "registry-pushed"
     markers.mkdir(parents=True, exist_ok=True)
     for name, image_id in built.items():
-        marker = markers / re.sub(r"[^A-Za-z0-9._-]", "_", name)
-        if marker.is_file() and marker.read_text() == image_id and registry.has(name):
+        target = f"{prefix}/{repository(name)}"
+        marker = markers / re.sub(r"[^A-Za-z0-9._-]", "_", target)
+        if marker.is_file() and marker.read_text() == image_id and registry.has(target):
             continue
-        build.podman("push", "--tls-verify=false", "--quiet", image_id, f"docker://{registry.address}/{repository(name)}")
+        build.podman("push", "--tls-verify=false", "--quiet", image_id, f"docker://{registry.address}/{target}")
         marker.write_text(image_id)
-        print(f"images: pushed {name} ({image_id[:12]}) to the local registry", file=sys.stderr, flush=True)
+        print(f"images: pushed {name} ({image_id[:12]}) to the local registry as {target}", file=sys.stderr,
+              flush=True)
+    return prefix
 
 
-def publish(registry: Registry | None = None) -> dict[str, str]:
-    """Build what changed and push it; with no registry given, through one on loopback for the purpose."""
+def publish(registry: Registry | None = None) -> tuple[dict[str, str], str]:
+    """Build what changed and push it; with no registry given, through one on loopback for the purpose.
+    Returns the images (name -> id) and the registry namespace they are under."""
     built = build_all()
     if registry is not None:
-        push(built, registry)
-        return built
+        return built, push(built, registry)
     binary = ensure_binaries(group="registry").path("registry")
     with tempfile.TemporaryDirectory(prefix="mailrelay-registry-") as folder:
         own = Registry(binary, "127.0.0.1", free_port(), Path(folder)).start()
         try:
-            push(built, own)
+            prefix = push(built, own)
         finally:
             own.stop()
-    return built
+    return built, prefix
 
 
 def main() -> int:

@@ -87,8 +87,9 @@ class Registry:
                 self.process.kill()
                 self.process.wait()
 
-    def has(self, name: str) -> bool:
-        repo, tag = repository(name).rsplit(":", 1)
+    def has(self, reference: str) -> bool:
+        """Whether the registry has `repository:tag` (a path in this registry, not an image's release name)."""
+        repo, tag = reference.rsplit(":", 1)
         accept = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
         request = urllib.request.Request(f"http://{self.address}/v2/{repo}/manifests/{tag}", method="HEAD",
                                          headers={"Accept": accept})

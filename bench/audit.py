@@ -19,8 +19,9 @@ WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollectio
 
 
 def _seconds(start: str, end: str) -> float:
-    return (datetime.fromisoformat(end.replace("Z", "+00:00"))
-            - datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds()
+    return (
+        datetime.fromisoformat(end.replace("Z", "+00:00")) - datetime.fromisoformat(start.replace("Z", "+00:00"))
+    ).total_seconds()
 
 
 def resource_of(event: dict[str, Any]) -> str:
@@ -57,21 +58,31 @@ def summarize(events: Iterable[dict[str, Any]], user: str) -> dict[str, Any]:
                 writes[f"{verb} {resource}"] += 1
         if event.get("requestReceivedTimestamp") and event.get("stageTimestamp"):
             latencies.append(_seconds(event["requestReceivedTimestamp"], event["stageTimestamp"]))
-    result: dict[str, Any] = {"requests": requests, "watches": watches, "writes": sum(writes.values()),
-                              "event_writes": event_writes, "lease_writes": lease_writes,
-                              "writes_by_kind": dict(writes.most_common()),
-                              "requests_by_kind": dict(by_kind.most_common()),
-                              "response_codes": {str(k): v for k, v in sorted(codes.items())}}
+    result: dict[str, Any] = {
+        "requests": requests,
+        "watches": watches,
+        "writes": sum(writes.values()),
+        "event_writes": event_writes,
+        "lease_writes": lease_writes,
+        "writes_by_kind": dict(writes.most_common()),
+        "requests_by_kind": dict(by_kind.most_common()),
+        "response_codes": {str(k): v for k, v in sorted(codes.items())},
+    }
     if latencies:
-        result["latency_seconds"] = {"p50": percentile(latencies, 0.5), "p95": percentile(latencies, 0.95),
-                                     "p99": percentile(latencies, 0.99), "max": max(latencies)}
+        result["latency_seconds"] = {
+            "p50": percentile(latencies, 0.5),
+            "p95": percentile(latencies, 0.95),
+            "p99": percentile(latencies, 0.99),
+            "max": max(latencies),
+        }
     return result
 
 
 def requests_by_user(events: Iterable[dict[str, Any]]) -> dict[str, int]:
     """All users' request counts: what else kept the API server busy in the same window."""
-    counts: Counter[str] = Counter((e.get("user") or {}).get("username", "?") for e in events
-                                   if e.get("stage") == "ResponseComplete")
+    counts: Counter[str] = Counter(
+        (e.get("user") or {}).get("username", "?") for e in events if e.get("stage") == "ResponseComplete"
+    )
     return dict(counts.most_common())
 
 

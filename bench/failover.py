@@ -1,4 +1,4 @@
-"""Failover: two operator replicas as manifests/cluster-wide-ha runs them (the harness of tests/test_ha.py,
+"""Failover: two operator replicas as manifests/cluster-wide-ha runs them (the harness of tests/apiserver/test_ha.py,
 emulated API server); the leader is stopped, and the clock runs until a relay created at that moment has
 its children from the other replica."""
 
@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import signal
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -16,14 +15,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def bench_failover(rounds: int) -> dict[str, Any]:
-    from cluster import Cluster
-    from ha_backend import EmulatorBackend
-    from test_ha import VARIANTS, Fleet, relay
-    from test_packaging import objects
-    from test_packaging import run as tool
-
-    sys.path.insert(0, str(ROOT / "tests" / "tools"))
     from fetch_kube_tools import fetch
+    from support.emulator import Cluster
+    from support.ha import VARIANTS, EmulatorBackend, Fleet
+    from support.samples import relay
+    from support.tools import objects
+    from support.tools import run as tool
 
     tools = ROOT / ".tools" / "bin"
     fetch(tools)
@@ -51,5 +48,7 @@ def bench_failover(rounds: int) -> dict[str, Any]:
         for replica in fleet.replicas:
             replica.stop()
         cluster.close()
-    return {"rounds": rounds, **{how: {"runs": runs, "median": statistics.median(runs), "max": max(runs)}
-                                 for how, runs in results.items()}}
+    return {
+        "rounds": rounds,
+        **{how: {"runs": runs, "median": statistics.median(runs), "max": max(runs)} for how, runs in results.items()},
+    }

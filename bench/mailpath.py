@@ -1,10 +1,11 @@
 """The mail path: CPU per message of the whole Postfix process tree, throughput, and memory per relay.
 
-Each configuration runs through the image's own entrypoint (mailrelay.local.LocalPostfix) with the
-files the operator renders, or with a stock relay main.cf. The relay's processes are moved into
-their own cgroup, whose CPU counter is the figure: it is what the relay itself consumed, whatever
-else the machine was doing, where throughput also measures the load generator, the sink and the
-neighbours. Configurations alternate within a round, in a rotated order each round.
+Each configuration runs through the image's own entrypoint (the mail tests' harness,
+tests/support/postfix_harness.py, over mailrelay.local) with the files the operator renders, or with a stock
+relay main.cf. The relay's processes are moved into their own cgroup, whose CPU counter is the
+figure: it is what the relay itself consumed, whatever else the machine was doing, where throughput
+also measures the load generator, the sink and the neighbours. Configurations alternate within a
+round, in a rotated order each round.
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+from mailrelay.api.names import API_VERSION, KIND
+from mailrelay.api.spec import SpecError, parse
+from mailrelay.local.runner import postfix_problem
+from mailrelay.render.postfix import config_files
+
 from accounting import CpuGroup, cpu_by_command, own_cpu, pss_mb
 from stats import spread
-
-from mailrelay.identity import API_VERSION, KIND
-from mailrelay.local import LocalPostfix, postfix_problem
-from mailrelay.postfix import config_files
-from mailrelay.spec import SpecError, parse
+from support.postfix_harness import HarnessPostfix
 
 HERE = Path(__file__).resolve().parent
 FQDN = "bench.example.com"
@@ -59,13 +61,13 @@ class Configuration:
     label: str
     spec: dict[str, Any] = field(default_factory=dict)
     stock: bool = False
-    # extra keyword arguments for LocalPostfix (a DKIM key, say), made per run
+    # extra keyword arguments for HarnessPostfix (a DKIM key, say), made per run
     instance_args: Callable[[], dict[str, Any]] = dict
     # what this configuration's cost is measured against: (with, without) the feature
     compare: tuple[str, str] | None = None
     signs: bool = False  # every message must arrive with a DKIM-Signature
     # run after Postfix started, with its cgroup: a sidecar of the pod joins the relay's account
-    after_start: Callable[[LocalPostfix, CpuGroup], None] | None = None
+    after_start: Callable[[HarnessPostfix, CpuGroup], None] | None = None
     # parameters replaced in the rendered main.cf: one feature switched off
     main_cf_extra: str = ""
     rewrites: bool | None = True  # every message must leave with the rewritten sender (None: not checked)
@@ -74,20 +76,35 @@ class Configuration:
 # The rendered config with one part switched off, to see what each part of the default costs
 # (`--features` with these keys; only DEFAULT_ABLATIONS in the default run).
 ABLATIONS = {
-    "ours_no_header_checks": ("rendered without header_checks and smtp_header_checks (Reply-To & co. kept)",
-                              "header_checks =\nsmtp_header_checks =\n", True),
-    "ours_no_canonical": ("rendered without sender rewriting (canonical maps)",
-                          "sender_canonical_maps =\ncanonical_maps =\n", None),
-    "ours_no_header_rewrite": ("rendered, headers of remote clients not rewritten (envelope only)",
-                               "local_header_rewrite_clients = permit_inet_interfaces\n", None),
-    "ours_without_features": ("rendered without sender rewriting (envelope and headers) and without limits",
-                              "sender_canonical_maps =\ncanonical_maps =\n"
-                              "local_header_rewrite_clients = permit_inet_interfaces\n"
-                              "smtpd_client_connection_count_limit = 0\nsmtpd_client_message_rate_limit = 0\n"
-                              "smtpd_client_recipient_rate_limit = 0\n", False),
-    "ours_stock_smtpd": ("rendered with stock smtpd restrictions and pipelining checks",
-                         "smtpd_client_restrictions =\nsmtpd_recipient_restrictions =\nsmtpd_delay_reject = yes\n"
-                         "smtpd_forbid_unauth_pipelining = no\nsmtpd_forbid_bare_newline = no\n", True),
+    "ours_no_header_checks": (
+        "rendered without header_checks and smtp_header_checks (Reply-To & co. kept)",
+        "header_checks =\nsmtp_header_checks =\n",
+        True,
+    ),
+    "ours_no_canonical": (
+        "rendered without sender rewriting (canonical maps)",
+        "sender_canonical_maps =\ncanonical_maps =\n",
+        None,
+    ),
+    "ours_no_header_rewrite": (
+        "rendered, headers of remote clients not rewritten (envelope only)",
+        "local_header_rewrite_clients = permit_inet_interfaces\n",
+        None,
+    ),
+    "ours_without_features": (
+        "rendered without sender rewriting (envelope and headers) and without limits",
+        "sender_canonical_maps =\ncanonical_maps =\n"
+        "local_header_rewrite_clients = permit_inet_interfaces\n"
+        "smtpd_client_connection_count_limit = 0\nsmtpd_client_message_rate_limit = 0\n"
+        "smtpd_client_recipient_rate_limit = 0\n",
+        False,
+    ),
+    "ours_stock_smtpd": (
+        "rendered with stock smtpd restrictions and pipelining checks",
+        "smtpd_client_restrictions =\nsmtpd_recipient_restrictions =\nsmtpd_delay_reject = yes\n"
+        "smtpd_forbid_unauth_pipelining = no\nsmtpd_forbid_bare_newline = no\n",
+        True,
+    ),
 }
 DEFAULT_ABLATIONS = ("ours_without_features",)
 
@@ -101,15 +118,25 @@ def override(main_cf: str, lines: str) -> str:
 
 
 def relay_spec(sink_port: int, extra: dict[str, Any]) -> dict[str, Any]:
-    return {"mailFromFQDN": FQDN, "allowedNetworks": [CLIENT_NETWORK],
-            "relay": {"host": "127.0.0.1", "port": sink_port, "tls": "None"}, **extra}
+    return {
+        "mailFromFQDN": FQDN,
+        "allowedNetworks": [CLIENT_NETWORK],
+        "relay": {"host": "127.0.0.1", "port": sink_port, "tls": "None"},
+        **extra,
+    }
 
 
 def supported(extra: dict[str, Any]) -> bool:
     """Does this build of the operator know these spec fields? (Features land at different times.)"""
     try:
-        parse({"apiVersion": API_VERSION, "kind": KIND,
-               "metadata": {"name": "bench", "namespace": "bench"}, "spec": relay_spec(25, extra)})
+        parse(
+            {
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "metadata": {"name": "bench", "namespace": "bench"},
+                "spec": relay_spec(25, extra),
+            }
+        )
     except SpecError:
         return False
     return True
@@ -117,58 +144,89 @@ def supported(extra: dict[str, Any]) -> bool:
 
 def configurations() -> list[Configuration]:
     """Stock, ours as rendered by default, and ours with each optional feature this build has."""
-    found = [Configuration("stock", "Postfix, stock relay main.cf (no rewriting, no limits)", stock=True),
-             Configuration("ours", "Postfix, rendered MailRelay config (defaults: rewriting, per-client limits)",
-                           compare=("ours", "stock"))]
+    found = [
+        Configuration("stock", "Postfix, stock relay main.cf (no rewriting, no limits)", stock=True),
+        Configuration(
+            "ours",
+            "Postfix, rendered MailRelay config (defaults: rewriting, per-client limits)",
+            compare=("ours", "stock"),
+        ),
+    ]
     no_limits = {"limits": {"messagesPerMinute": 0, "recipientsPerMinute": 0, "concurrentConnections": 0}}
     if supported(no_limits):
-        found.append(Configuration("ours_no_limits", "rendered, spec.limits all 0 (no anvil)", no_limits,
-                                   compare=("ours", "ours_no_limits")))
+        found.append(
+            Configuration(
+                "ours_no_limits",
+                "rendered, spec.limits all 0 (no anvil)",
+                no_limits,
+                compare=("ours", "ours_no_limits"),
+            )
+        )
     dkim = _dkim()
     if dkim:
         found.append(dkim)
     for key, (label, extra_lines, rewrites) in ABLATIONS.items():
-        found.append(Configuration(key, label, main_cf_extra=extra_lines, rewrites=rewrites,
-                                   compare=("ours", key)))
-    if hasattr(LocalPostfix, "start_exporter"):
-        found.append(Configuration("ours_metrics", "rendered + metrics sidecar (prometheus-postfix-exporter)",
-                                   after_start=_start_exporter, compare=("ours_metrics", "ours")))
+        found.append(Configuration(key, label, main_cf_extra=extra_lines, rewrites=rewrites, compare=("ours", key)))
+    if hasattr(HarnessPostfix, "start_exporter"):
+        found.append(
+            Configuration(
+                "ours_metrics",
+                "rendered + metrics sidecar (prometheus-postfix-exporter)",
+                after_start=_start_exporter,
+                compare=("ours_metrics", "ours"),
+            )
+        )
     return found
 
 
 def _dkim() -> Configuration | None:
     """Rendered + DKIM signing with OpenDKIM, when this build has spec.dkim."""
     extra = {"dkim": {"domain": FQDN}}
-    if not supported(extra) or "dkim_keys" not in inspect.signature(LocalPostfix).parameters:
+    if not supported(extra) or "dkim_keys" not in inspect.signature(HarnessPostfix).parameters:
         return None
-    from mailrelay import dkim
+    from mailrelay.api import dkim
 
-    relay = parse({"apiVersion": API_VERSION, "kind": KIND,
-                   "metadata": {"name": "bench", "namespace": "bench"}, "spec": relay_spec(25, extra)})
-    spec = relay.spec.dkim  # type: ignore[attr-defined]
+    relay = parse(
+        {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "metadata": {"name": "bench", "namespace": "bench"},
+            "spec": relay_spec(25, extra),
+        }
+    )
+    spec = relay.spec.dkim
+    assert spec is not None
     keys = {file: dkim.generate(algorithm, spec.rsa_bits) for algorithm, file in dkim.needed(spec).items()}
-    return Configuration("ours_dkim", f"rendered + DKIM signing (OpenDKIM, {spec.key_type} {spec.rsa_bits})",
-                         extra, instance_args=lambda: {"dkim_keys": keys}, compare=("ours_dkim", "ours"), signs=True)
+    return Configuration(
+        "ours_dkim",
+        f"rendered + DKIM signing (OpenDKIM, {spec.key_type} {spec.rsa_bits})",
+        extra,
+        instance_args=lambda: {"dkim_keys": keys},
+        compare=("ours_dkim", "ours"),
+        signs=True,
+    )
 
 
-def _start_exporter(instance: LocalPostfix, group: CpuGroup) -> None:
-    from smtp_sink import free_port
+def _start_exporter(instance: HarnessPostfix, group: CpuGroup) -> None:
+    from support.smtp_sink import free_port
 
-    instance.start_exporter(free_port())  # type: ignore[attr-defined]
-    group.adopt_tree(instance.exporter.pid)  # type: ignore[attr-defined]
+    instance.start_exporter(free_port())
+    assert instance.exporter is not None
+    group.adopt_tree(instance.exporter.pid)
 
 
 class SinkProcess:
     """The aiosmtpd sink in its own process, so it shares no GIL with the load generator."""
 
     def __init__(self, workdir: Path):
-        from smtp_sink import free_port
+        from support.smtp_sink import free_port
 
         self.port = free_port()
         self.path = workdir / f"sink-{self.port}.tsv"
         self.path.touch()
-        self.process = subprocess.Popen([sys.executable, str(HERE / "sink.py"), str(self.port), str(self.path)],
-                                        stdout=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(
+            [sys.executable, str(HERE / "sink.py"), str(self.port), str(self.path)], stdout=subprocess.PIPE, text=True
+        )
         assert self.process.stdout is not None and self.process.stdout.readline().strip() == "ready"
 
     def count(self) -> int:
@@ -183,8 +241,9 @@ class SinkProcess:
         self.process.wait(10)
 
 
-def _send(port: int, source: str, messages: list[EmailMessage], senders: list[str],
-          errors: list[BaseException]) -> None:
+def _send(
+    port: int, source: str, messages: list[EmailMessage], senders: list[str], errors: list[BaseException]
+) -> None:
     try:
         with smtplib.SMTP("127.0.0.1", port, timeout=60, source_address=(source, 0)) as smtp:
             for sender, msg in zip(senders, messages, strict=True):
@@ -229,8 +288,9 @@ def _check(kind: str, lines: list[list[str]], ids: list[str], rewrites: bool | N
     and signed if `signs`."""
     got_ids = [line[1] for line in lines]
     if len(lines) != len(ids) or sorted(got_ids) != sorted(ids):
-        raise RuntimeError(f"{kind}: {len(lines)} messages arrived, {len(set(got_ids))} distinct, "
-                           f"expected {len(ids)} exactly once")
+        raise RuntimeError(
+            f"{kind}: {len(lines)} messages arrived, {len(set(got_ids))} distinct, expected {len(ids)} exactly once"
+        )
     rewritten = [line[0].endswith(f"@{FQDN}") and line[2].endswith(f"@{FQDN}") for line in lines]
     if rewrites and not all(rewritten):
         raise RuntimeError(f"{kind}: a message left without the rewritten sender")
@@ -244,23 +304,33 @@ def mail_run(config: Configuration | None, count: int, connections: int, workdir
     """One run: `count` messages over `connections` sessions until all reached the sink.
     `config` None sends straight to the sink (the load generator's own limit)."""
     sink = SinkProcess(workdir)
-    instance: LocalPostfix | None = None
+    instance: HarnessPostfix | None = None
     group: CpuGroup | None = None
     kind = config.key if config else "sink"
     try:
         target = sink.port
         result: dict[str, Any] = {"kind": kind, "messages": count}
         if config is not None:
-            from smtp_sink import free_port
+            from support.smtp_sink import free_port
 
-            relay = parse({"apiVersion": API_VERSION, "kind": KIND,
-                           "metadata": {"name": "bench", "namespace": "bench"},
-                           "spec": relay_spec(sink.port, config.spec)})
+            relay = parse(
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": KIND,
+                    "metadata": {"name": "bench", "namespace": "bench"},
+                    "spec": relay_spec(sink.port, config.spec),
+                }
+            )
             extra = {"main.cf": STOCK_MAIN_CF.format(port=sink.port)} if config.stock else None
             if config.main_cf_extra:
                 extra = {"main.cf": override(config_files(relay.spec)["main.cf"], config.main_cf_extra)}
-            instance = LocalPostfix(relay, workdir / f"{kind}-{uuid.uuid4().hex[:6]}", port=free_port(),
-                                    extra_files=extra, **config.instance_args())
+            instance = HarnessPostfix(
+                relay,
+                workdir / f"{kind}-{uuid.uuid4().hex[:6]}",
+                port=free_port(),
+                extra_files=extra,
+                **config.instance_args(),
+            )
             instance.start()
             assert instance.process is not None
             group = CpuGroup(f"mailrelay-bench-{os.getpid()}-{uuid.uuid4().hex[:6]}")
@@ -274,9 +344,19 @@ def mail_run(config: Configuration | None, count: int, connections: int, workdir
         messages, senders, ids = _batch(count)
         errors: list[BaseException] = []
         network = CLIENT_NETWORK.split("/")[0].rsplit(".", 1)
-        threads = [threading.Thread(target=_send, args=(target, f"{network[0]}.{int(network[1]) + i}",
-                                                        messages[i::connections], senders[i::connections], errors))
-                   for i in range(connections)]
+        threads = [
+            threading.Thread(
+                target=_send,
+                args=(
+                    target,
+                    f"{network[0]}.{int(network[1]) + i}",
+                    messages[i::connections],
+                    senders[i::connections],
+                    errors,
+                ),
+            )
+            for i in range(connections)
+        ]
         sampler = _PssSampler(group) if group else None
         before = group.usage() if group else None
         processes_before = own_cpu(group.pids()) if group else {}
@@ -297,13 +377,23 @@ def mail_run(config: Configuration | None, count: int, connections: int, workdir
             sampler.join()
             used = group.usage() - before
             result["cpu_seconds_by_command"] = cpu_by_command(processes_before, own_cpu(group.pids()), used.total)
-            result.update(cpu_seconds=used.total, cpu_user_seconds=used.user, cpu_system_seconds=used.system,
-                          cpu_ms_per_message=1000 * used.total / count, load_pss_mb=sampler.peak,
-                          load_processes=sampler.processes)
+            result.update(
+                cpu_seconds=used.total,
+                cpu_user_seconds=used.user,
+                cpu_system_seconds=used.system,
+                cpu_ms_per_message=1000 * used.total / count,
+                load_pss_mb=sampler.peak,
+                load_processes=sampler.processes,
+            )
         if errors:
             raise RuntimeError(f"{kind}: sending failed: {errors[0]!r}")
-        _check(kind, sink.lines(), ids, None if config is None else (False if config.stock else config.rewrites),
-               config is not None and config.signs)
+        _check(
+            kind,
+            sink.lines(),
+            ids,
+            None if config is None else (False if config.stock else config.rewrites),
+            config is not None and config.signs,
+        )
         result.update(seconds=elapsed, msg_per_s=count / elapsed)
         return result
     finally:
@@ -320,8 +410,12 @@ def bench_mail(count: int, connections: int, rounds: int, only: list[str] | None
         raise SystemExit(f"mail benchmark needs Postfix: {problem}")
     if connections > MAX_CONNECTIONS:
         raise SystemExit(f"at most {MAX_CONNECTIONS} connections (one client address each)")
-    configs = [c for c in configurations() if c.key in ("stock", "ours")
-               or (c.key in only if only else c.key not in ABLATIONS or c.key in DEFAULT_ABLATIONS)]
+    configs = [
+        c
+        for c in configurations()
+        if c.key in ("stock", "ours")
+        or (c.key in only if only else c.key not in ABLATIONS or c.key in DEFAULT_ABLATIONS)
+    ]
     workdir = Path(tempfile.mkdtemp(prefix="mailrelay-bench-"))
     workdir.chmod(0o755)
     for config in configs:  # warm-up: page cache, Postfix binaries, each feature's daemons
@@ -333,9 +427,14 @@ def bench_mail(count: int, connections: int, rounds: int, only: list[str] | None
         shift = round_number % len(configs)
         for config in configs[shift:] + configs[:shift]:
             runs[config.key].append(mail_run(config, count, connections, workdir))
-    return {"messages": count, "connections": connections, "rounds": rounds,
-            "labels": {c.key: c.label for c in configs}, "runs": runs,
-            "summary": summarize(runs, [c.compare for c in configs if c.compare])}
+    return {
+        "messages": count,
+        "connections": connections,
+        "rounds": rounds,
+        "labels": {c.key: c.label for c in configs},
+        "runs": runs,
+        "summary": summarize(runs, [c.compare for c in configs if c.compare]),
+    }
 
 
 def summarize(runs: dict[str, list[dict[str, Any]]], compare: list[tuple[str, str]]) -> dict[str, Any]:
@@ -351,13 +450,15 @@ def summarize(runs: dict[str, list[dict[str, Any]]], compare: list[tuple[str, st
             commands = sorted({c for r in results for c in r["cpu_seconds_by_command"]})
             entry["cpu_ms_per_message_by_command"] = {
                 c: spread([1000 * r["cpu_seconds_by_command"].get(c, 0.0) / r["messages"] for r in results])["median"]
-                for c in commands}
+                for c in commands
+            }
         summary[kind] = entry
     ratios: dict[str, Any] = {}
     for kind, base in compare:
         pairs = list(zip(runs[kind], runs[base], strict=True))
         ratios[f"{kind}/{base}"] = {
             "cpu": spread([a["cpu_ms_per_message"] / b["cpu_ms_per_message"] for a, b in pairs]),
-            "throughput": spread([a["msg_per_s"] / b["msg_per_s"] for a, b in pairs])}
+            "throughput": spread([a["msg_per_s"] / b["msg_per_s"] for a, b in pairs]),
+        }
     summary["ratios"] = ratios
     return summary

@@ -21,48 +21,80 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mailrelay.api.names import API_VERSION, KIND
+from mailrelay.api.spec import parse
+from mailrelay.render.relay import render_relay
+
+from report import report  # bench/ is on PYTHONPATH (make bench), with tests/, tools/ and hack/
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[1:1] = [str(ROOT / "tests"), str(ROOT / "tools")]
-
-from report import report  # noqa: E402
-
-from mailrelay.identity import API_VERSION, KIND  # noqa: E402
-from mailrelay.render import render  # noqa: E402
-from mailrelay.spec import parse  # noqa: E402
 
 PARTS = ("render", "mail", "scale", "emulated", "failover")
 
 
 def bench_render(iterations: int) -> dict[str, Any]:
-    relays = [parse({"apiVersion": API_VERSION, "kind": KIND,
-                     "metadata": {"name": f"r{i}", "namespace": "ns", "uid": str(uuid.uuid4())},
-                     "spec": {"mailFromFQDN": f"r{i}.example.com",
-                              "rewrite": {"keepDomains": ["corp.example.org"],
-                                          "rules": [{"pattern": "(.*)@db-[0-9]+", "replacement": "$1@x.example"}]},
-                              "relay": {"host": "smtp.example.net", "authSecretRef": {"name": "s"}}}})
-              for i in range(50)]
+    relays = [
+        parse(
+            {
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "metadata": {"name": f"r{i}", "namespace": "ns", "uid": str(uuid.uuid4())},
+                "spec": {
+                    "mailFromFQDN": f"r{i}.example.com",
+                    "rewrite": {
+                        "keepDomains": ["corp.example.org"],
+                        "rules": [{"pattern": "(.*)@db-[0-9]+", "replacement": "$1@x.example"}],
+                    },
+                    "relay": {"host": "smtp.example.net", "authSecretRef": {"name": "s"}},
+                },
+            }
+        )
+        for i in range(50)
+    ]
     start = time.perf_counter()
     for i in range(iterations):
-        render(relays[i % len(relays)], secret_version="v1")
+        render_relay(relays[i % len(relays)], secret_version="v1")
     elapsed = time.perf_counter() - start
     start = time.perf_counter()
     for i in range(iterations // 5):
-        parse({"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": "r", "namespace": "n"},
-               "spec": {"mailFromFQDN": f"r{i}.example.com", "rewrite": {"rules": [
-                   {"pattern": "(.*)@db-[0-9]+", "replacement": "$1@x.example"}]}}})
+        parse(
+            {
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "metadata": {"name": "r", "namespace": "n"},
+                "spec": {
+                    "mailFromFQDN": f"r{i}.example.com",
+                    "rewrite": {"rules": [{"pattern": "(.*)@db-[0-9]+", "replacement": "$1@x.example"}]},
+                },
+            }
+        )
     parse_elapsed = time.perf_counter() - start
-    return {"iterations": iterations, "renders_per_s": iterations / elapsed,
-            "parses_per_s": (iterations // 5) / parse_elapsed}
+    return {
+        "iterations": iterations,
+        "renders_per_s": iterations / elapsed,
+        "parses_per_s": (iterations // 5) / parse_elapsed,
+    }
 
 
 def machine() -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.machine())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.machine(),
+    )
     load = Path("/proc/loadavg").read_text().split()[:3]
-    return {"host": platform.node(), "cpu": cpu, "cores": len(os.sched_getaffinity(0)),
-            "memory_gib": round(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30, 1),
-            "python": platform.python_version(), "load_average_at_start": load,
-            "started": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    return {
+        "host": platform.node(),
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0)),
+        "memory_gib": round(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30, 1),
+        "python": platform.python_version(),
+        "load_average_at_start": load,
+        "started": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
 
 
 def main() -> int:
@@ -75,8 +107,13 @@ def main() -> int:
     parser.add_argument("--namespaces", type=int, default=20)
     parser.add_argument("--nodes", type=int, default=10, help="kwok nodes")
     parser.add_argument("--resync", type=int, default=30, help="operator resync interval for the idle check")
-    parser.add_argument("--operator-env", nargs="*", default=[], metavar="NAME=VALUE",
-                        help="extra environment of the operator process in the scale run")
+    parser.add_argument(
+        "--operator-env",
+        nargs="*",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment of the operator process in the scale run",
+    )
     parser.add_argument("--emulated-relays", type=int, default=300, help="MailRelays on the emulated API server")
     parser.add_argument("--renders", type=int, default=20000)
     parser.add_argument("--failovers", type=int, default=2, help="rounds of stopping the leader (each kind)")
@@ -102,8 +139,13 @@ def main() -> int:
     if "scale" in parts:
         from scale import bench_scale
 
-        results["scale"] = bench_scale(args.relays, args.namespaces, args.resync, args.nodes,
-                                       operator_env=dict(item.split("=", 1) for item in args.operator_env))
+        results["scale"] = bench_scale(
+            args.relays,
+            args.namespaces,
+            args.resync,
+            args.nodes,
+            operator_env=dict(item.split("=", 1) for item in args.operator_env),
+        )
         save()
     if "emulated" in parts:
         from emulated import bench_controller

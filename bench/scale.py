@@ -2,7 +2,7 @@
 and kwok built from the pinned Go modules (tools/controlplane), the operator as its shipped ServiceAccount.
 
 Phases: idle operator; a create wave (N MailRelays over M namespaces, sent by a few client threads);
-until every relay is Ready (kwok runs the pods); idle over two resync passes; an update wave (every
+until every relay is Ready (kwok runs the pods); idle over two resync rounds; an update wave (every
 spec changed once). For each phase: latencies from the bench's own watches, the operator's requests
 and writes from the API server's audit log, and the CPU each process used (they share the cores).
 """
@@ -15,22 +15,25 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import requests
 import yaml
+
+from mailrelay.api.names import API_VERSION, CHILD_LABELS, KIND, PLURAL, RESOURCES
+
 from accounting import process_cpu_seconds, rss_mb
 from audit import AuditLog, requests_by_user, summarize
 from stats import latency_summary
 from watch import Key, Progress, Watch
 
-from mailrelay.identity import API_VERSION, CHILD_LABELS, KIND, PLURAL, RESOURCES
-
 ROOT = Path(__file__).resolve().parents[1]
-CHILDREN = {kind: f"{RESOURCES[kind].prefix}/{RESOURCES[kind].plural}"
-            for kind in ("ConfigMap", "Deployment", "Service")}
+CHILDREN = {
+    kind: f"{RESOURCES[kind].prefix}/{RESOURCES[kind].plural}" for kind in ("ConfigMap", "Deployment", "Service")
+}
 RELAYS = RESOURCES[KIND].prefix
 MANAGED = ",".join(f"{k}={v}" for k, v in CHILD_LABELS.items())
 UPDATE_MARKER = "message_size_limit = 20000000"
@@ -63,8 +66,13 @@ class Phases:
         events = self.audit.since(first[2], last[2])
         wall = last[1] - first[1]
         cpu = {k: last[3][k] - first[3][k] for k in first[3]}
-        return {"seconds": wall, "cpu_seconds": cpu, "cpu_cores_busy": sum(cpu.values()) / wall if wall else 0.0,
-                "operator_api": summarize(events, user), "requests_by_user": requests_by_user(events)}
+        return {
+            "seconds": wall,
+            "cpu_seconds": cpu,
+            "cpu_cores_busy": sum(cpu.values()) / wall if wall else 0.0,
+            "operator_api": summarize(events, user),
+            "requests_by_user": requests_by_user(events),
+        }
 
 
 def _session(plane: Any) -> requests.Session:
@@ -107,30 +115,34 @@ def _wait(keys: list[Key], done_at: Any, timeout: float, what: str) -> dict[Key,
     raise RuntimeError(f"{what}: only {len(finished)} of {len(keys)} relays within {timeout:.0f} s")
 
 
-def _two_resync_passes(audit: AuditLog, start: int, user: str, limit: float) -> int:
-    """Wait until the operator started two resync passes (each lists the relays) and finished the second
-    (its requests stop for 3 s; passes run back to back, and the next starts only after the interval)."""
-    offset, passes, last_request = start, 0, time.monotonic()
-    deadline = time.monotonic() + limit
+def _resync_passes(metrics_url: str) -> float:
+    """The operator's own count of passes the resync tick queued (it walks its cache, so the audit log
+    shows no list of relays to count by)."""
+    with urllib.request.urlopen(metrics_url, timeout=10) as answer:
+        for line in answer.read().decode().splitlines():
+            if line.startswith('mailrelay_operator_reconcile_passes_total{trigger="resync"}'):
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def _two_resync_rounds(metrics_url: str, relays: int, limit: float) -> int:
+    """Wait until the resync has queued every relay twice more and those passes ran; returns the rounds."""
+    first, deadline = _resync_passes(metrics_url), time.monotonic() + limit
     while time.monotonic() < deadline:
         time.sleep(1)
-        end = audit.mark()
-        mine = [e for e in audit.since(offset, end) if (e.get("user") or {}).get("username") == user
-                and e.get("verb") != "watch"]
-        offset = end
-        if mine:
-            last_request = time.monotonic()
-        passes += sum(1 for e in mine if e.get("verb") == "list"
-                      and (e.get("objectRef") or {}).get("resource") == PLURAL)
-        if passes >= 3 or (passes >= 2 and time.monotonic() - last_request > 3):
-            return passes
-    say(f"idle: only {passes} resync passes started within {limit:.0f} s")
-    return passes
+        rounds = int((_resync_passes(metrics_url) - first) // max(relays, 1))
+        if rounds >= 2:
+            time.sleep(1)
+            return rounds
+    say(f"idle: fewer than two resync rounds within {limit:.0f} s")
+    return int((_resync_passes(metrics_url) - first) // max(relays, 1))
 
 
 def _wave_figures(keys: list[Key], started: dict[Key, float], finished: dict[Key, float]) -> dict[str, Any]:
-    return {"all_seconds": max(finished.values()) - min(started.values()),
-            "latency_seconds": latency_summary([finished[k] - started[k] for k in keys])}
+    return {
+        "all_seconds": max(finished.values()) - min(started.values()),
+        "latency_seconds": latency_summary([finished[k] - started[k] for k in keys]),
+    }
 
 
 def _send_all(session_for: Any, keys: list[Key], request: Any, started: dict[Key, float], clients: int) -> None:
@@ -142,33 +154,51 @@ def _send_all(session_for: Any, keys: list[Key], request: Any, started: dict[Key
         list(pool.map(one, keys))
 
 
-def bench_scale(relays: int, namespaces: int, resync: int, nodes: int, clients: int = 4,
-                timeout: float = 600, operator_env: dict[str, str] | None = None) -> dict[str, Any]:
-    from cluster import Operator
+def bench_scale(
+    relays: int,
+    namespaces: int,
+    resync: int,
+    nodes: int,
+    clients: int = 4,
+    timeout: float = 600,
+    operator_env: dict[str, str] | None = None,
+) -> dict[str, Any]:
     from controlplane import ControlPlane
+    from support.operator import OperatorProcess
+    from support.smtp_sink import free_port
 
     workdir = Path(tempfile.mkdtemp(prefix="mailrelay-bench-scale-"))
-    plane = ControlPlane(workdir / "cluster", nodes=nodes, extra_args={
-        "kube-controller-manager": [f"--kube-api-qps={CONTROLLER_MANAGER_QPS}",
-                                    f"--kube-api-burst={2 * CONTROLLER_MANAGER_QPS}"],
-        # 0 means the log library's default, 100 MB, and 1,000 relays write more: rotation would lose events
-        "kube-apiserver": ["--audit-log-maxsize=100000"]})
-    operator: Operator | None = None
+    plane = ControlPlane(
+        workdir / "cluster",
+        nodes=nodes,
+        extra_args={
+            "kube-controller-manager": [
+                f"--kube-api-qps={CONTROLLER_MANAGER_QPS}",
+                f"--kube-api-burst={2 * CONTROLLER_MANAGER_QPS}",
+            ],
+            # 0 means the log library's default, 100 MB, and 1,000 relays write more: rotation would lose events
+            "kube-apiserver": ["--audit-log-maxsize=100000"],
+        },
+    )
+    operator: OperatorProcess | None = None
     watches: list[Watch] = []
     try:
         plane.start()
         kubeconfig, user = _install(plane, workdir)
         names = [f"bench-{i}" for i in range(namespaces)]
         for name in names:
-            plane.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
-                                                          "metadata": {"name": name}})
+            plane.request(
+                "POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+            )
         keys: list[Key] = [(names[i % namespaces], f"relay-{i}") for i in range(relays)]
         progress = Progress(tuple(CHILDREN))
         progress.wanted_markers.append(UPDATE_MARKER)
         session = _session(plane)
         watches = [Watch(session, plane.server + RELAYS + f"/{PLURAL}", {}, progress.on_relay)]
-        watches += [Watch(_session(plane), plane.server + url, {"labelSelector": MANAGED}, progress.on_child(kind))
-                    for kind, url in CHILDREN.items()]
+        watches += [
+            Watch(_session(plane), plane.server + url, {"labelSelector": MANAGED}, progress.on_child(kind))
+            for kind, url in CHILDREN.items()
+        ]
         for watch in watches:
             watch.start()
         local = threading.local()
@@ -178,10 +208,24 @@ def bench_scale(relays: int, namespaces: int, resync: int, nodes: int, clients: 
                 local.session = _session(plane)
             return local.session
 
-        operator = Operator(kubeconfig, workdir / "operator.log", MAILRELAY_RESYNC_SECONDS=str(resync),
-                            MAILRELAY_LOG_FORMAT="plain", MAILRELAY_RETRY_SECONDS="1",
-                            # the leader Lease lives in the ServiceAccount's namespace, as in the pod
-                            POD_NAMESPACE=user.split(":")[2], POD_NAME="bench-operator", **(operator_env or {}))
+        metrics_port = free_port()
+        operator = OperatorProcess.run(
+            kubeconfig,
+            workdir / "operator.log",
+            "--liveness-port",
+            "0",
+            "--metrics-port",
+            str(metrics_port),
+            MAILRELAY_RESYNC_SECONDS=str(resync),
+            # kwok's pods have made-up addresses that are not this machine's: nothing may be sent there.
+            MAILRELAY_DELIVERY_PROBE="false",
+            MAILRELAY_LOG_FORMAT="plain",
+            MAILRELAY_RETRY_SECONDS="1",
+            # the leader Lease lives in the ServiceAccount's namespace, as in the pod
+            POD_NAMESPACE=user.split(":")[2],
+            POD_NAME="bench-operator",
+            **(operator_env or {}),
+        )
         operator.start()
         assert operator.process is not None
         processes = {**plane.pids(), "operator": operator.process.pid}
@@ -191,13 +235,22 @@ def bench_scale(relays: int, namespaces: int, resync: int, nodes: int, clients: 
         phases.mark("start")
 
         started: dict[Key, float] = {}
-        _send_all(session_for, keys, lambda s, k: s.post(
-            f"{plane.server}{RELAYS}/namespaces/{k[0]}/{PLURAL}",
-            json={"apiVersion": API_VERSION, "kind": KIND,
-                  "metadata": {"name": k[1], "namespace": k[0]},
-                  # several relays share a namespace, so each needs its own Service name
-                  "spec": {"mailFromFQDN": f"{k[1]}.bench.example.com", "service": {"name": f"mail-{k[1]}"}}}),
-            started, clients)
+        _send_all(
+            session_for,
+            keys,
+            lambda s, k: s.post(
+                f"{plane.server}{RELAYS}/namespaces/{k[0]}/{PLURAL}",
+                json={
+                    "apiVersion": API_VERSION,
+                    "kind": KIND,
+                    "metadata": {"name": k[1], "namespace": k[0]},
+                    # several relays share a namespace, so each needs its own Service name
+                    "spec": {"mailFromFQDN": f"{k[1]}.bench.example.com", "service": {"name": f"mail-{k[1]}"}},
+                },
+            ),
+            started,
+            clients,
+        )
         phases.mark("sent")
         create = _wave_figures(keys, started, _wait(keys, progress.created, timeout, "children and status"))
         phases.mark("created")
@@ -207,30 +260,43 @@ def bench_scale(relays: int, namespaces: int, resync: int, nodes: int, clients: 
         rss["ready"] = rss_mb(operator.process.pid)
 
         time.sleep(3)  # the last status writes of the Ready wave settle
-        say(f"idle until two resync passes (every {resync} s) have run")
+        say(f"idle until two resync rounds (every {resync} s) have run")
         phases.mark("idle-start")
-        passes = _two_resync_passes(phases.audit, phases.marks[-1][2], user, limit=max(timeout, 4 * resync))
+        passes = _two_resync_rounds(f"http://127.0.0.1:{metrics_port}/metrics", relays, limit=max(timeout, 4 * resync))
         phases.mark("idle-end")
         rss["after_resyncs"] = rss_mb(operator.process.pid)
 
         updated_started: dict[Key, float] = {}
-        _send_all(session_for, keys, lambda s, k: s.patch(
-            f"{plane.server}{RELAYS}/namespaces/{k[0]}/{PLURAL}/{k[1]}",
-            json={"spec": {"messageSizeLimitBytes": 20_000_000}},
-            headers={"Content-Type": "application/merge-patch+json"}), updated_started, clients)
-        update = _wave_figures(keys, updated_started, _wait(
-            keys, lambda k: progress.updated(k, 2, UPDATE_MARKER), timeout, "update wave"))
+        _send_all(
+            session_for,
+            keys,
+            lambda s, k: s.patch(
+                f"{plane.server}{RELAYS}/namespaces/{k[0]}/{PLURAL}/{k[1]}",
+                json={"spec": {"messageSizeLimitBytes": 20_000_000}},
+                headers={"Content-Type": "application/merge-patch+json"},
+            ),
+            updated_started,
+            clients,
+        )
+        update = _wave_figures(
+            keys, updated_started, _wait(keys, lambda k: progress.updated(k, 2, UPDATE_MARKER), timeout, "update wave")
+        )
         phases.mark("updated")
         rss["updated"] = rss_mb(operator.process.pid)
 
         idle = phases.between("idle-start", "idle-end", user)
         return {
-            "relays": relays, "namespaces": namespaces, "nodes": nodes, "resync_seconds": resync,
-            "controller_manager_qps": CONTROLLER_MANAGER_QPS, "operator_env": operator_env or {},
-            "binaries": plane.binaries.versions if plane.binaries else {}, "operator_user": user,
+            "relays": relays,
+            "namespaces": namespaces,
+            "nodes": nodes,
+            "resync_seconds": resync,
+            "controller_manager_qps": CONTROLLER_MANAGER_QPS,
+            "operator_env": operator_env or {},
+            "binaries": plane.binaries.versions if plane.binaries else {},
+            "operator_user": user,
             "create": {**create, **phases.between("start", "created", user)},
             "ready": {**ready, **phases.between("start", "ready", user)},
-            "idle": {**idle, "resync_passes_started": passes},
+            "idle": {**idle, "resync_rounds": passes},
             "update": {**update, **phases.between("idle-end", "updated", user)},
             "operator_rss_mb": rss,
             "watch_errors": [repr(w.error) for w in watches if w.error],

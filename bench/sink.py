@@ -30,8 +30,9 @@ class Recorder:
         headers = {k.decode().lower(): v.decode(errors="replace") for k, v in _HEADER.findall(head)}
         with self.lock:
             signed = "signed" if "dkim-signature" in headers else "-"
-            self.out.write(f"{envelope.mail_from}\t{headers.get('message-id', '')}\t{headers.get('from', '')}\t"
-                           f"{signed}\n")
+            self.out.write(
+                f"{envelope.mail_from}\t{headers.get('message-id', '')}\t{headers.get('from', '')}\t{signed}\n"
+            )
         return "250 OK"
 
 

@@ -22,8 +22,15 @@ def percentile(values: Sequence[float], q: float) -> float:
 def spread(values: Sequence[float]) -> dict[str, float]:
     """Median, quartiles, IQR, min and max: what a reader needs to judge whether two figures differ."""
     q1, q3 = percentile(values, 0.25), percentile(values, 0.75)
-    return {"n": len(values), "median": statistics.median(values), "q1": q1, "q3": q3, "iqr": q3 - q1,
-            "min": min(values), "max": max(values)}
+    return {
+        "n": len(values),
+        "median": statistics.median(values),
+        "q1": q1,
+        "q3": q3,
+        "iqr": q3 - q1,
+        "min": min(values),
+        "max": max(values),
+    }
 
 
 def latency_summary(values: Sequence[float]) -> dict[str, float]:

@@ -21,8 +21,13 @@ Key = tuple[str, str]  # (namespace, relay name)
 class Watch(threading.Thread):
     """One watch over all namespaces, re-opened where it left off if the server ends it."""
 
-    def __init__(self, session: requests.Session, url: str, params: dict[str, str],
-                 handle: Callable[[str, dict[str, Any], float], None]) -> None:
+    def __init__(
+        self,
+        session: requests.Session,
+        url: str,
+        params: dict[str, str],
+        handle: Callable[[str, dict[str, Any], float], None],
+    ) -> None:
         super().__init__(daemon=True)
         self.session, self.url, self.params, self.handle = session, url, params, handle
         self.stopped = threading.Event()
@@ -109,6 +114,7 @@ class Progress:
                     for marker in self.wanted_markers:
                         if marker in text:
                             self.markers.setdefault(marker, {}).setdefault(key, now)
+
         return handle
 
     def created(self, key: Key) -> float | None:

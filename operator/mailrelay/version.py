@@ -1,7 +1,7 @@
 """The one place that names released images; the manifests and the chart are tested against it.
 
 A platform team points every relay at a mirrored image with MAILRELAY_POSTFIX_IMAGE (read once, by
-mailrelay.settings); the chart and the kustomize base set it to the release's own image.
+mailrelay.controller.settings); the chart and the kustomize base set it to the release's own image.
 """
 
 __version__ = "0.1.0"

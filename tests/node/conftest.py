@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 import yaml
-from journey import ADMITTED, LOGIN, Journey, smarthost_relay
 
-from nodekit import exec_in, ready
+from support.journey import ADMITTED, LOGIN, Journey, smarthost_relay
+from support.nodekit import exec_in, ready
 
 if TYPE_CHECKING:
     from node import NodeCluster
@@ -30,8 +30,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def _problem() -> str | None:
     if os.geteuid() != 0:
         return "the node needs root (network namespaces, containerd, cgroups)"
-    missing = [tool for tool in ("containerd", "runc", "iptables", "ipset", "podman", "nsenter")
-               if not shutil.which(tool)]
+    missing = [
+        tool for tool in ("containerd", "runc", "iptables", "ipset", "podman", "nsenter") if not shutil.which(tool)
+    ]
     if missing or not Path("/usr/lib/cni/bridge").exists():
         return f"the node needs Debian's containerd, runc, CNI plugins, iptables, ipset: missing {missing or 'cni'}"
     return None
@@ -97,8 +98,15 @@ def operator(node: NodeCluster) -> str:
     node.kubectl("apply", "--server-side", "-f", "-", input=rendered)
     [deployment] = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "Deployment"]
     namespace = deployment["metadata"]["namespace"]
-    done = node.kubectl("rollout", "status", "-n", namespace, f"deployment/{deployment['metadata']['name']}",
-                        "--timeout=300s", check=False)
+    done = node.kubectl(
+        "rollout",
+        "status",
+        "-n",
+        namespace,
+        f"deployment/{deployment['metadata']['name']}",
+        "--timeout=300s",
+        check=False,
+    )
     if done.returncode:
         pods = node.kubectl("describe", "pods", "-n", namespace, check=False).stdout[-4000:]
         raise AssertionError(f"the operator did not roll out: {done.stderr}\n{pods}")
@@ -119,8 +127,9 @@ def journey(node: NodeCluster, operator: str, run_pod: Callable[..., str]) -> It
     [relay] = [d for d in documents if d["kind"] == "MailRelay"]
     assert "image" not in relay["spec"]  # the operator's default: the release's Postfix image
     node.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(documents))
-    done = node.kubectl("wait", "-n", namespace, "--for=condition=Ready", "mailrelay/relay", "--timeout=300s",
-                        check=False)
+    done = node.kubectl(
+        "wait", "-n", namespace, "--for=condition=Ready", "mailrelay/relay", "--timeout=300s", check=False
+    )
     if done.returncode:
         status = node.kubectl("get", "mailrelay", "relay", "-n", namespace, "-o", "yaml", check=False).stdout
         pods = node.kubectl("describe", "pods", "-n", namespace, check=False).stdout[-4000:]

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
-from journey import LOGIN, smarthost_relay
 
-from nodekit import eventually, exec_in, sink_messages
+from support.journey import LOGIN, smarthost_relay
+from support.nodekit import eventually, exec_in, sink_messages
 
 if TYPE_CHECKING:
     from node import NodeCluster
@@ -31,8 +31,11 @@ def rolled_out(node: NodeCluster, namespace: str, replicas: int) -> bool:
     relay = node.get("mailrelay", "relay", "-n", namespace)
     ready = any(c["type"] == "Ready" and c["status"] == "True" for c in relay.get("status", {}).get("conditions", []))
     pods = node.get("pods", "-n", namespace, "-l", "app.kubernetes.io/instance=relay")["items"]
-    return ready and len(pods) == replicas and all(
-        s["ready"] for p in pods for s in p["status"].get("containerStatuses", []))
+    return (
+        ready
+        and len(pods) == replicas
+        and all(s["ready"] for p in pods for s in p["status"].get("containerStatuses", []))
+    )
 
 
 def diagnose(node: NodeCluster, namespace: str) -> str:
@@ -44,26 +47,40 @@ def diagnose(node: NodeCluster, namespace: str) -> str:
         queue = exec_in(node, namespace, name, "postqueue", "-p", container="postfix", check=False).stdout
         log = node.kubectl("logs", "-n", namespace, name, "-c", "postfix", check=False).stdout[-3000:]
         parts.append(f"--- {name} queue:\n{queue}\n--- log:\n{log}")
-    parts.append(node.kubectl("get", "events", "-n", namespace, "--field-selector", "reason=QueueLeftBehind",
-                              check=False).stdout)
+    parts.append(
+        node.kubectl("get", "events", "-n", namespace, "--field-selector", "reason=QueueLeftBehind", check=False).stdout
+    )
     parts.append(node.kubectl("get", "events", "-n", namespace, check=False).stdout[-3000:])
     return "\n".join(parts)
 
 
 def queued(node: NodeCluster, namespace: str, pod: str) -> int:
     """Messages in the relay pod's queue (every queue directory Postfix moves mail through)."""
-    found = exec_in(node, namespace, pod, "find", "/var/spool/postfix/maildrop", "/var/spool/postfix/incoming",
-                    "/var/spool/postfix/active", "/var/spool/postfix/deferred", "-type", "f", container="postfix")
+    found = exec_in(
+        node,
+        namespace,
+        pod,
+        "find",
+        "/var/spool/postfix/maildrop",
+        "/var/spool/postfix/incoming",
+        "/var/spool/postfix/active",
+        "/var/spool/postfix/deferred",
+        "-type",
+        "f",
+        container="postfix",
+    )
     return len(found.stdout.split())
 
 
 def start_sink(node: NodeCluster, namespace: str, run_pod: Callable[..., str]) -> None:
-    run_pod(namespace, "sink", "sink", "--labels=app=sink", f"--env=SINK_USER={LOGIN[0]}",
-            f"--env=SINK_PASSWORD={LOGIN[1]}")
+    run_pod(
+        namespace, "sink", "sink", "--labels=app=sink", f"--env=SINK_USER={LOGIN[0]}", f"--env=SINK_PASSWORD={LOGIN[1]}"
+    )
 
 
 def test_queued_mail_is_handed_over_on_rollout_and_scale_down_and_arrives_once(
-        node: NodeCluster, operator: str, run_pod: Callable[..., str]) -> None:
+    node: NodeCluster, operator: str, run_pod: Callable[..., str]
+) -> None:
     namespace = f"handover-{uuid.uuid4().hex[:6]}"
     node.kubectl("create", "namespace", namespace)
     start_sink(node, namespace, run_pod)
@@ -73,8 +90,12 @@ def test_queued_mail_is_handed_over_on_rollout_and_scale_down_and_arrives_once(
     [relay] = [d for d in documents if d["kind"] == "MailRelay"]
     # The strictest policy the spec allows: only the client pod admitted (not the namespace) and egress
     # restricted to DNS and the smarthost's port, so the replicas reach each other only as the policy lets them.
-    relay["spec"].update(replicas=2, networkPolicy={"sameNamespace": False}, egress={"restricted": True},
-                         clients=[{"podSelector": {"matchLabels": {"run": "client"}}}])
+    relay["spec"].update(
+        replicas=2,
+        networkPolicy={"sameNamespace": False},
+        egress={"restricted": True},
+        clients=[{"podSelector": {"matchLabels": {"run": "client"}}}],
+    )
     node.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(documents))
     eventually(lambda: rolled_out(node, namespace, 2), timeout=300, what="two relay replicas Ready")
     run_pod(namespace, "client", "client")
@@ -83,8 +104,19 @@ def test_queued_mail_is_handed_over_on_rollout_and_scale_down_and_arrives_once(
     node.kubectl("delete", "pod", "sink", "-n", namespace, "--grace-period=1")
     subjects = [f"handover-{n}" for n in range(MESSAGES)]
     for subject in subjects:
-        sent = exec_in(node, namespace, "client", "sendmail", "-S", "mail:25", "-f", "app@pod", "you@example.org",
-                       input=f"Subject: {subject}\n\nqueued while the smarthost is down\n", check=False)
+        sent = exec_in(
+            node,
+            namespace,
+            "client",
+            "sendmail",
+            "-S",
+            "mail:25",
+            "-f",
+            "app@pod",
+            "you@example.org",
+            input=f"Subject: {subject}\n\nqueued while the smarthost is down\n",
+            check=False,
+        )
         assert sent.returncode == 0, sent.stderr
     held = {p["metadata"]["name"]: queued(node, namespace, p["metadata"]["name"]) for p in relay_pods(node, namespace)}
     assert sum(held.values()) == MESSAGES, held  # accepted and queued, none delivered

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from nodekit import eventually, exec_in
+from support.nodekit import eventually, exec_in
 
 if TYPE_CHECKING:
     from node import NodeCluster
@@ -20,8 +20,9 @@ pytestmark = pytest.mark.node
 
 def smtp_banner(node: NodeCluster, namespace: str, client: str, host: str) -> str:
     """The first line a TCP connection to host:25 reads from inside the client pod (empty if refused)."""
-    done = exec_in(node, namespace, client, "busybox", "timeout", "5", "busybox", "nc", host, "25",
-                   input="QUIT\r\n", check=False)
+    done = exec_in(
+        node, namespace, client, "busybox", "timeout", "5", "busybox", "nc", host, "25", input="QUIT\r\n", check=False
+    )
     return str(done.stdout)
 
 
@@ -35,16 +36,20 @@ def test_the_node_registers_ready_with_the_pinned_kubelet_and_containerd(node: N
     assert addresses["InternalIP"] == node.node.slot.node_ip
 
 
-def test_a_pod_runs_and_kubectl_logs_and_exec_work(node: NodeCluster, namespace: str,
-                                                   run_pod: Callable[..., str]) -> None:
+def test_a_pod_runs_and_kubectl_logs_and_exec_work(
+    node: NodeCluster, namespace: str, run_pod: Callable[..., str]
+) -> None:
     run_pod(namespace, "sink", "sink")
-    assert eventually(lambda: "listening on 25 and 587" in node.kubectl("logs", "-n", namespace, "sink").stdout,
-                      what="the sink's log line via kubectl logs")
+    assert eventually(
+        lambda: "listening on 25 and 587" in node.kubectl("logs", "-n", namespace, "sink").stdout,
+        what="the sink's log line via kubectl logs",
+    )
     assert exec_in(node, namespace, "sink", "cat", "/etc/hostname").stdout.strip() == "sink"
 
 
-def test_dns_names_of_a_service_resolve_in_a_pod(node: NodeCluster, namespace: str,
-                                                 run_pod: Callable[..., str]) -> None:
+def test_dns_names_of_a_service_resolve_in_a_pod(
+    node: NodeCluster, namespace: str, run_pod: Callable[..., str]
+) -> None:
     run_pod(namespace, "sink", "sink")
     node.kubectl("expose", "pod", "sink", "-n", namespace, "--name=mail", "--port=25")
     run_pod(namespace, "client", "client")
@@ -54,36 +59,52 @@ def test_dns_names_of_a_service_resolve_in_a_pod(node: NodeCluster, namespace: s
         assert answer.split()[:1] == [cluster_ip], (name, answer)
 
 
-def test_a_service_cluster_ip_reaches_its_pod_through_kube_proxy(node: NodeCluster, namespace: str,
-                                                                 run_pod: Callable[..., str]) -> None:
+def test_a_service_cluster_ip_reaches_its_pod_through_kube_proxy(
+    node: NodeCluster, namespace: str, run_pod: Callable[..., str]
+) -> None:
     run_pod(namespace, "sink", "sink")
     node.kubectl("expose", "pod", "sink", "-n", namespace, "--name=mail", "--port=25")
     run_pod(namespace, "client", "client")
     cluster_ip = node.get("service", "mail", "-n", namespace)["spec"]["clusterIP"]
-    assert eventually(lambda: smtp_banner(node, namespace, "client", cluster_ip).startswith("220"),
-                      what="the sink's banner through the ClusterIP")
+    assert eventually(
+        lambda: smtp_banner(node, namespace, "client", cluster_ip).startswith("220"),
+        what="the sink's banner through the ClusterIP",
+    )
     # kube-proxy's rules live in the node's own network namespace, not in the machine's.
     assert node.node
-    inside = subprocess.run(["ip", "netns", "exec", node.node.slot.netns, "iptables-save", "-t", "nat"],
-                            capture_output=True, text=True, check=True).stdout
+    inside = subprocess.run(
+        ["ip", "netns", "exec", node.node.slot.netns, "iptables-save", "-t", "nat"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     outside = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True, check=True).stdout
     assert f"{cluster_ip}/32" in inside
     assert f"{cluster_ip}/32" not in outside
 
 
-def test_a_network_policy_denying_ingress_is_enforced(node: NodeCluster, namespace: str,
-                                                      run_pod: Callable[..., str]) -> None:
+def test_a_network_policy_denying_ingress_is_enforced(
+    node: NodeCluster, namespace: str, run_pod: Callable[..., str]
+) -> None:
     run_pod(namespace, "sink", "sink", "--labels=app=sink")
     run_pod(namespace, "client", "client")
     sink_ip = node.get("pod", "sink", "-n", namespace)["status"]["podIP"]
-    eventually(lambda: smtp_banner(node, namespace, "client", sink_ip).startswith("220"),
-               what="the sink's banner before any policy")  # the sink listens a moment after it runs
+    eventually(
+        lambda: smtp_banner(node, namespace, "client", sink_ip).startswith("220"),
+        what="the sink's banner before any policy",
+    )  # the sink listens a moment after it runs
     node.kubectl("apply", "-n", namespace, "-f", "-", input=DENY_INGRESS)
-    eventually(lambda: smtp_banner(node, namespace, "client", sink_ip) == "", timeout=60,
-               what="the connection refused once the policy is in place")
+    eventually(
+        lambda: smtp_banner(node, namespace, "client", sink_ip) == "",
+        timeout=60,
+        what="the connection refused once the policy is in place",
+    )
     node.kubectl("delete", "networkpolicy", "deny-ingress", "-n", namespace)
-    eventually(lambda: smtp_banner(node, namespace, "client", sink_ip).startswith("220"), timeout=60,
-               what="the connection allowed again once the policy is gone")
+    eventually(
+        lambda: smtp_banner(node, namespace, "client", sink_ip).startswith("220"),
+        timeout=60,
+        what="the connection allowed again once the policy is gone",
+    )
 
 
 # The policy of the Kubernetes documentation's "Default deny all ingress traffic", for the sink only.
@@ -98,8 +119,7 @@ spec:
 """
 
 
-def test_a_memory_limit_is_a_real_cgroup_limit(node: NodeCluster, namespace: str,
-                                               test_images: dict[str, str]) -> None:
+def test_a_memory_limit_is_a_real_cgroup_limit(node: NodeCluster, namespace: str, test_images: dict[str, str]) -> None:
     node.kubectl("create", "deployment", "limited", "-n", namespace, f"--image={test_images['client']}")
     node.kubectl("set", "resources", "deployment", "limited", "-n", namespace, "--limits=memory=64Mi,cpu=250m")
     node.kubectl("rollout", "status", "deployment/limited", "-n", namespace, "--timeout=180s")

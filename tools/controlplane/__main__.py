@@ -24,12 +24,15 @@ def main() -> int:
     try:
         plane.start()
         kubectl = kubectl_path()
-        print(f"control plane ready in {plane.startup_seconds:.1f} s at {plane.server}\n"
-              f"  kubeconfig: {plane.kubeconfig}\n"
-              f"  logs:       {plane.logs}\n"
-              f"  try:        {kubectl} --kubeconfig={plane.kubeconfig} get nodes\n"
-              f"  or:         export KUBECONFIG={plane.kubeconfig}\n"
-              "Ctrl-C stops it.", flush=True)
+        print(
+            f"control plane ready in {plane.startup_seconds:.1f} s at {plane.server}\n"
+            f"  kubeconfig: {plane.kubeconfig}\n"
+            f"  logs:       {plane.logs}\n"
+            f"  try:        {kubectl} --kubeconfig={plane.kubeconfig} get nodes\n"
+            f"  or:         export KUBECONFIG={plane.kubeconfig}\n"
+            "Ctrl-C stops it.",
+            flush=True,
+        )
         while True:
             plane.check_running()
             time.sleep(1)

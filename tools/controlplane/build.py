@@ -33,8 +33,20 @@ RECIPE = ("-trimpath", "-ldflags=-s -w", "CGO_ENABLED=0", "kube version stamped"
 # heartbeats, pods Running and Ready at once), which kwokctl uses by default.
 KWOK_STAGES = "kwok-stages.yaml"
 KWOK_STAGE_SET = "kustomize/stage/fast"
-NETWORK_ERRORS = ("dial tcp", "proxy", "no such host", "connection refused", "i/o timeout", "403 Forbidden",
-                  "404 Not Found", "GOPROXY", "lookup ", "connection reset", "unexpected EOF", "TLS handshake")
+NETWORK_ERRORS = (
+    "dial tcp",
+    "proxy",
+    "no such host",
+    "connection refused",
+    "i/o timeout",
+    "403 Forbidden",
+    "404 Not Found",
+    "GOPROXY",
+    "lookup ",
+    "connection reset",
+    "unexpected EOF",
+    "TLS handshake",
+)
 
 
 @dataclass(frozen=True)
@@ -48,23 +60,42 @@ class Target:
 
 
 TARGETS: dict[str, Target] = {
-    "kubernetes": Target("kubernetes", "k8s.io/kubernetes",
-                         ("k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kube-controller-manager",
-                          "k8s.io/kubernetes/cmd/kube-scheduler"),
-                         ("kube-apiserver", "kube-controller-manager", "kube-scheduler")),
+    "kubernetes": Target(
+        "kubernetes",
+        "k8s.io/kubernetes",
+        (
+            "k8s.io/kubernetes/cmd/kube-apiserver",
+            "k8s.io/kubernetes/cmd/kube-controller-manager",
+            "k8s.io/kubernetes/cmd/kube-scheduler",
+        ),
+        ("kube-apiserver", "kube-controller-manager", "kube-scheduler"),
+    ),
     # Built from go.etcd.io/etcd/server/v3, whose main package would otherwise be named `v3`.
     "etcd": Target("etcd", "go.etcd.io/etcd/server/v3", ("go.etcd.io/etcd/server/v3",), ("etcd",)),
     "kwok": Target("kwok", "sigs.k8s.io/kwok", ("sigs.k8s.io/kwok/cmd/kwok",), ("kwok",)),
     # The node: the same k8s.io/kubernetes pin as the control plane (one go.mod), a target of its own so the
     # control plane's cache stays valid and `make controlplane` does not build a kubelet.
-    "kubelet": Target("kubernetes", "k8s.io/kubernetes",
-                      ("k8s.io/kubernetes/cmd/kubelet", "k8s.io/kubernetes/cmd/kube-proxy"), ("kubelet", "kube-proxy")),
-    "coredns": Target("coredns", "github.com/coredns/coredns", ("mailrelay.dev/controlplane/coredns/cmd/coredns",),
-                      ("coredns",)),
-    "registry": Target("registry", "github.com/distribution/distribution/v3",
-                       ("github.com/distribution/distribution/v3/cmd/registry",), ("registry",)),
-    "kube-router": Target("kube-router", "github.com/cloudnativelabs/kube-router/v2",
-                          ("github.com/cloudnativelabs/kube-router/v2/cmd/kube-router",), ("kube-router",)),
+    "kubelet": Target(
+        "kubernetes",
+        "k8s.io/kubernetes",
+        ("k8s.io/kubernetes/cmd/kubelet", "k8s.io/kubernetes/cmd/kube-proxy"),
+        ("kubelet", "kube-proxy"),
+    ),
+    "coredns": Target(
+        "coredns", "github.com/coredns/coredns", ("mailrelay.dev/controlplane/coredns/cmd/coredns",), ("coredns",)
+    ),
+    "registry": Target(
+        "registry",
+        "github.com/distribution/distribution/v3",
+        ("github.com/distribution/distribution/v3/cmd/registry",),
+        ("registry",),
+    ),
+    "kube-router": Target(
+        "kube-router",
+        "github.com/cloudnativelabs/kube-router/v2",
+        ("github.com/cloudnativelabs/kube-router/v2/cmd/kube-router",),
+        ("kube-router",),
+    ),
 }
 GROUPS: dict[str, tuple[str, ...]] = {
     "controlplane": ("kubernetes", "etcd", "kwok"),
@@ -100,8 +131,10 @@ class Binaries:
 def find_go() -> str:
     go = shutil.which("go") or (str(GO_FALLBACK) if GO_FALLBACK.exists() else None)
     if not go:
-        raise BuildError("Go is not installed (no `go` on PATH, nor /usr/local/go/bin/go); the control plane "
-                         "for the tests and `make cluster` is built from Go modules: install Go 1.26 or newer")
+        raise BuildError(
+            "Go is not installed (no `go` on PATH, nor /usr/local/go/bin/go); the control plane "
+            "for the tests and `make cluster` is built from Go modules: install Go 1.26 or newer"
+        )
     return go
 
 
@@ -109,8 +142,12 @@ def _run(go: str, args: list[str], cwd: Path, env: dict[str, str], retry: bool =
     done = subprocess.run([go, *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
     if done.returncode and retry and any(s in done.stderr for s in NETWORK_ERRORS):
         # A proxy hiccup (reset, timeout) fails a cold build half-way; one more try, said out loud.
-        print(f"build: `go {' '.join(args)}` in {cwd.name}/ failed on the network, retrying once in 5 s:\n"
-              f"  {done.stderr.strip().splitlines()[-1][:300]}", file=sys.stderr, flush=True)
+        print(
+            f"build: `go {' '.join(args)}` in {cwd.name}/ failed on the network, retrying once in 5 s:\n"
+            f"  {done.stderr.strip().splitlines()[-1][:300]}",
+            file=sys.stderr,
+            flush=True,
+        )
         time.sleep(5)
         done = subprocess.run([go, *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
     if done.returncode:
@@ -118,8 +155,10 @@ def _run(go: str, args: list[str], cwd: Path, env: dict[str, str], retry: bool =
         hint = ""
         if any(s in text for s in NETWORK_ERRORS):
             proxy = env.get("GOPROXY") or _goenv(go, "GOPROXY")
-            hint = (f"\nthe Go module proxy could not be reached (GOPROXY={proxy}); "
-                    "the control plane and the node are built from the modules it serves")
+            hint = (
+                f"\nthe Go module proxy could not be reached (GOPROXY={proxy}); "
+                "the control plane and the node are built from the modules it serves"
+            )
         raise BuildError(f"`go {' '.join(args)}` failed in {cwd.name}/:\n{text}{hint}")
     return done.stdout
 
@@ -136,8 +175,12 @@ def _kube_version_flags(kube_version: str) -> list[str]:
     """What Kubernetes' own build stamps into component-base, so /version and kubectl report the release."""
     major, minor = kube_version.lstrip("v").split(".")[:2]
     pkg = "k8s.io/component-base/version"
-    return [f"-X {pkg}.gitVersion={kube_version}", f"-X {pkg}.gitMajor={major}", f"-X {pkg}.gitMinor={minor}",
-            f"-X {pkg}.gitTreeState=clean"]
+    return [
+        f"-X {pkg}.gitVersion={kube_version}",
+        f"-X {pkg}.gitMajor={major}",
+        f"-X {pkg}.gitMinor={minor}",
+        f"-X {pkg}.gitTreeState=clean",
+    ]
 
 
 def pinned_version(target: Target) -> str:
@@ -213,8 +256,13 @@ def _build(go: str, name: str, folder: Path, log: bool) -> None:
         (staging / "bin").mkdir()
         # One invocation per target: its packages compile once and link in parallel.
         output = str(staging / "bin" / target.names[0]) if len(target.packages) == 1 else f"{staging / 'bin'}/"
-        _run(go, ["build", "-trimpath", f"-ldflags={' '.join(ldflags)}", "-o", output, *target.packages], cwd, env,
-             retry=True)
+        _run(
+            go,
+            ["build", "-trimpath", f"-ldflags={' '.join(ldflags)}", "-o", output, *target.packages],
+            cwd,
+            env,
+            retry=True,
+        )
         (staging / "VERSIONS").write_text(f"{target.module} {version}\ngo {_go_version(go)}\n")
         staging.chmod(0o755)
         shutil.rmtree(folder, ignore_errors=True)
@@ -222,8 +270,11 @@ def _build(go: str, name: str, folder: Path, log: bool) -> None:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     if log:
-        print(f"build: {name} built in {time.monotonic() - started:.0f} s "
-              f"(modules {downloaded - started:.0f} s)", file=sys.stderr, flush=True)
+        print(
+            f"build: {name} built in {time.monotonic() - started:.0f} s (modules {downloaded - started:.0f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _write_kwok_stages(go: str, folder: Path) -> None:

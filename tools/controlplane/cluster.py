@@ -37,10 +37,17 @@ ISSUER = "https://kubernetes.default.svc.cluster.local"
 # deletion, and ServiceAccounts with their tokens and CA bundle. Node health is
 # kwok's alone: no node-lifecycle controller marks its pods NotReady when a heartbeat is late on a busy
 # machine, and so admission does not taint new nodes not-ready for that controller to lift.
-CONTROLLERS = ("garbage-collector-controller", "deployment-controller", "replicaset-controller",
-               "namespace-controller", "serviceaccount-controller", "serviceaccount-token-controller",
-               "root-ca-certificate-publisher-controller", "statefulset-controller",
-               "persistentvolume-binder-controller")
+CONTROLLERS = (
+    "garbage-collector-controller",
+    "deployment-controller",
+    "replicaset-controller",
+    "namespace-controller",
+    "serviceaccount-controller",
+    "serviceaccount-token-controller",
+    "root-ca-certificate-publisher-controller",
+    "statefulset-controller",
+    "persistentvolume-binder-controller",
+)
 # On top of the default plugins: NodeRestriction as kubeadm enables it, and the owner-reference check some
 # distributions enable, under which blockOwnerDeletion needs update on the owner's finalizers.
 # With real nodes (tools/node): Services get endpoints (kube-proxy programs nothing without EndpointSlices),
@@ -76,9 +83,17 @@ def kubectl_path() -> str:
 class ControlPlane:
     """One control plane in `folder`. `start()` returns once the API answers and the kwok nodes are Ready."""
 
-    def __init__(self, folder: Path, *, nodes: int = 2, binaries: Binaries | None = None,
-                 extra_args: dict[str, list[str]] | None = None, bind_address: str = "127.0.0.1",
-                 real_nodes: bool = False, clients: dict[str, tuple[str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        nodes: int = 2,
+        binaries: Binaries | None = None,
+        extra_args: dict[str, list[str]] | None = None,
+        bind_address: str = "127.0.0.1",
+        real_nodes: bool = False,
+        clients: dict[str, tuple[str, str]] | None = None,
+    ) -> None:
         """`nodes` kwok nodes. `real_nodes`: also serve kubelets (tools/node): the endpoint controllers, the
         apiserver's kubelet client, nodes reached by InternalIP; with `bind_address` the address they reach the
         apiserver on (a veth of the node's), and `clients` more client certificates (name -> CN, O)."""
@@ -117,15 +132,25 @@ class ControlPlane:
             for component in ("kube-controller-manager", "kube-scheduler"):
                 self._write_kubeconfig(self.folder / f"{component}.kubeconfig", component)
             self._start_controller_manager()
-            self._start("kube-scheduler", [self.binaries.path("kube-scheduler"),
-                                           f"--kubeconfig={self.folder / 'kube-scheduler.kubeconfig'}",
-                                           "--leader-elect=false", "--secure-port=0"])
+            self._start(
+                "kube-scheduler",
+                [
+                    self.binaries.path("kube-scheduler"),
+                    f"--kubeconfig={self.folder / 'kube-scheduler.kubeconfig'}",
+                    "--leader-elect=false",
+                    "--secure-port=0",
+                ],
+            )
             if self.nodes:
                 self._start_kwok()
                 self._create_nodes()
                 _wait_for(self._nodes_ready, deadline, "kwok nodes Ready", self.logs / "kwok.log")
-            _wait_for(lambda: self._exists("/api/v1/namespaces/default/serviceaccounts/default"), deadline,
-                      "the default ServiceAccount", self.logs / "kube-controller-manager.log")
+            _wait_for(
+                lambda: self._exists("/api/v1/namespaces/default/serviceaccounts/default"),
+                deadline,
+                "the default ServiceAccount",
+                self.logs / "kube-controller-manager.log",
+            )
         except BaseException:
             self.stop()
             raise
@@ -161,20 +186,21 @@ class ControlPlane:
                 raise RuntimeError(f"{name} exited with {process.returncode}; see {self.logs / (name + '.log')}")
 
     # -- for tests and people ------------------------------------------------------------------------
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
-                kubeconfig: Path | None = None) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, kubeconfig: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """Run the real kubectl against this control plane (admin unless another kubeconfig is given)."""
-        done = subprocess.run([kubectl_path(), f"--kubeconfig={kubeconfig or self.kubeconfig}", *args],
-                              input=input, capture_output=True, text=True, check=False, timeout=120)
+        done = subprocess.run(
+            [kubectl_path(), f"--kubeconfig={kubeconfig or self.kubeconfig}", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
         if check and done.returncode:
             raise RuntimeError(f"kubectl {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
         return done
-
-    def api_client(self) -> Any:
-        """An admin `kubernetes.client.ApiClient`."""
-        from kubernetes import config
-
-        return config.new_client_from_config(str(self.kubeconfig))
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
         """One admin API call; returns the decoded JSON answer, raises urllib.error.HTTPError on failure."""
@@ -182,17 +208,25 @@ class ControlPlane:
 
     def _call(self, method: str, path: str, body: Any = None) -> bytes:
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.server + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            self.server + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(request, context=self._ssl, timeout=30) as answer:
             return bytes(answer.read())
 
-    def service_account_kubeconfig(self, namespace: str, name: str, path: Path,
-                                   expiration_seconds: int = 86400) -> Path:
+    def service_account_kubeconfig(
+        self, namespace: str, name: str, path: Path, expiration_seconds: int = 86400
+    ) -> Path:
         """Mint a token for an existing ServiceAccount (TokenRequest API) and write a kubeconfig using it."""
-        answer = self.request("POST", f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
-                              {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-                               "spec": {"expirationSeconds": expiration_seconds}})
+        answer = self.request(
+            "POST",
+            f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
+            {
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenRequest",
+                "spec": {"expirationSeconds": expiration_seconds},
+            },
+        )
         user = {"token": answer["status"]["token"]}
         path.write_text(json.dumps(self._kubeconfig(f"system:serviceaccount:{namespace}:{name}", user, namespace)))
         path.chmod(0o600)
@@ -212,19 +246,36 @@ class ControlPlane:
 
     def _start(self, name: str, argv: list[str]) -> None:
         log = (self.logs / f"{name}.log").open("ab")
-        process = subprocess.Popen([*argv, *self.extra_args.get(name, [])], stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL,
-                                   start_new_session=True, cwd=self.folder, preexec_fn=_die_with_parent)
+        process = subprocess.Popen(
+            [*argv, *self.extra_args.get(name, [])],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=self.folder,
+            preexec_fn=_die_with_parent,
+        )
         log.close()
         self._processes.append((name, process))
 
     def _start_etcd(self) -> str:
         assert self.binaries
         client, peer = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
-        self._start("etcd", [self.binaries.path("etcd"), "--name=controlplane", f"--data-dir={self.folder / 'etcd'}",
-                             f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
-                             f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
-                             f"--initial-cluster=controlplane={peer}", "--unsafe-no-fsync", "--log-level=warn"])
+        self._start(
+            "etcd",
+            [
+                self.binaries.path("etcd"),
+                "--name=controlplane",
+                f"--data-dir={self.folder / 'etcd'}",
+                f"--listen-client-urls={client}",
+                f"--advertise-client-urls={client}",
+                f"--listen-peer-urls={peer}",
+                f"--initial-advertise-peer-urls={peer}",
+                f"--initial-cluster=controlplane={peer}",
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+            ],
+        )
         return client
 
     def _start_apiserver(self, etcd: str) -> None:
@@ -232,58 +283,101 @@ class ControlPlane:
         port = free_port()
         self.server = f"https://{self.bind_address}:{port}"
         loopback = self.bind_address.startswith("127.")
-        node_flags = [f"--kubelet-client-certificate={self.pki / 'kubelet-client.crt'}",
-                      f"--kubelet-client-key={self.pki / 'kubelet-client.key'}",
-                      "--kubelet-preferred-address-types=InternalIP"] if self.real_nodes else []
+        node_flags = (
+            [
+                f"--kubelet-client-certificate={self.pki / 'kubelet-client.crt'}",
+                f"--kubelet-client-key={self.pki / 'kubelet-client.key'}",
+                "--kubelet-preferred-address-types=InternalIP",
+            ]
+            if self.real_nodes
+            else []
+        )
         (self.folder / "audit-policy.yaml").write_text(AUDIT_POLICY)
         pki = self.pki
-        self._start("kube-apiserver", [
-            self.binaries.path("kube-apiserver"), f"--etcd-servers={etcd}",
-            f"--bind-address={self.bind_address}", f"--secure-port={port}",
-            f"--advertise-address={self.bind_address}",
-            # A loopback address is not a valid endpoint of `kubernetes`; a node's veth address is.
-            f"--endpoint-reconciler-type={'none' if loopback else 'lease'}", *node_flags,
-            f"--cert-dir={pki}", f"--tls-cert-file={pki / 'apiserver.crt'}",
-            f"--tls-private-key-file={pki / 'apiserver.key'}", f"--client-ca-file={pki / 'ca.crt'}",
-            f"--service-account-issuer={ISSUER}", f"--service-account-key-file={pki / 'sa.pub'}",
-            f"--service-account-signing-key-file={pki / 'sa.key'}",
-            "--authorization-mode=Node,RBAC", f"--enable-admission-plugins={','.join(ADMISSION)}",
-            f"--disable-admission-plugins={','.join(NO_ADMISSION)}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}", "--allow-privileged=true",
-            f"--audit-policy-file={self.folder / 'audit-policy.yaml'}", f"--audit-log-path={self.audit_log}",
-            "--audit-log-format=json", "--audit-log-mode=blocking", "--profiling=false",
-        ])
+        self._start(
+            "kube-apiserver",
+            [
+                self.binaries.path("kube-apiserver"),
+                f"--etcd-servers={etcd}",
+                f"--bind-address={self.bind_address}",
+                f"--secure-port={port}",
+                f"--advertise-address={self.bind_address}",
+                # A loopback address is not a valid endpoint of `kubernetes`; a node's veth address is.
+                f"--endpoint-reconciler-type={'none' if loopback else 'lease'}",
+                *node_flags,
+                f"--cert-dir={pki}",
+                f"--tls-cert-file={pki / 'apiserver.crt'}",
+                f"--tls-private-key-file={pki / 'apiserver.key'}",
+                f"--client-ca-file={pki / 'ca.crt'}",
+                f"--service-account-issuer={ISSUER}",
+                f"--service-account-key-file={pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={pki / 'sa.key'}",
+                "--authorization-mode=Node,RBAC",
+                f"--enable-admission-plugins={','.join(ADMISSION)}",
+                f"--disable-admission-plugins={','.join(NO_ADMISSION)}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--allow-privileged=true",
+                f"--audit-policy-file={self.folder / 'audit-policy.yaml'}",
+                f"--audit-log-path={self.audit_log}",
+                "--audit-log-format=json",
+                "--audit-log-mode=blocking",
+                "--profiling=false",
+            ],
+        )
 
     def _start_controller_manager(self) -> None:
         assert self.binaries
-        self._start("kube-controller-manager", [
-            self.binaries.path("kube-controller-manager"),
-            f"--kubeconfig={self.folder / 'kube-controller-manager.kubeconfig'}",
-            f"--controllers={','.join(CONTROLLERS + (NODE_CONTROLLERS if self.real_nodes else ()))}",
-            "--use-service-account-credentials=true",
-            f"--service-account-private-key-file={self.pki / 'sa.key'}", f"--root-ca-file={self.pki / 'ca.crt'}",
-            "--leader-elect=false", "--secure-port=0",
-        ])
+        self._start(
+            "kube-controller-manager",
+            [
+                self.binaries.path("kube-controller-manager"),
+                f"--kubeconfig={self.folder / 'kube-controller-manager.kubeconfig'}",
+                f"--controllers={','.join(CONTROLLERS + (NODE_CONTROLLERS if self.real_nodes else ()))}",
+                "--use-service-account-credentials=true",
+                f"--service-account-private-key-file={self.pki / 'sa.key'}",
+                f"--root-ca-file={self.pki / 'ca.crt'}",
+                "--leader-elect=false",
+                "--secure-port=0",
+            ],
+        )
 
     def _start_kwok(self) -> None:
         assert self.binaries
         self._write_kubeconfig(self.folder / "kwok.kubeconfig", "admin")
-        self._start("kwok", [
-            self.binaries.path("kwok"), f"--kubeconfig={self.folder / 'kwok.kubeconfig'}",
-            f"--config={self.binaries.data('kwok', KWOK_STAGES)}",
-            "--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-            "--node-ip=127.0.0.1", "--cidr=10.244.0.0/16",
-        ])
+        self._start(
+            "kwok",
+            [
+                self.binaries.path("kwok"),
+                f"--kubeconfig={self.folder / 'kwok.kubeconfig'}",
+                f"--config={self.binaries.data('kwok', KWOK_STAGES)}",
+                "--manage-all-nodes=false",
+                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                "--node-ip=127.0.0.1",
+                "--cidr=10.244.0.0/16",
+            ],
+        )
 
     def _create_nodes(self) -> None:
         for index in range(self.nodes):
             name = f"kwok-node-{index}"
-            self.request("POST", "/api/v1/nodes", {
-                "apiVersion": "v1", "kind": "Node",
-                "metadata": {"name": name, "annotations": {"kwok.x-k8s.io/node": "fake"},
-                             "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                                        "kubernetes.io/arch": "amd64", "type": "kwok"}},
-            })
+            self.request(
+                "POST",
+                "/api/v1/nodes",
+                {
+                    "apiVersion": "v1",
+                    "kind": "Node",
+                    "metadata": {
+                        "name": name,
+                        "annotations": {"kwok.x-k8s.io/node": "fake"},
+                        "labels": {
+                            "kubernetes.io/hostname": name,
+                            "kubernetes.io/os": "linux",
+                            "kubernetes.io/arch": "amd64",
+                            "type": "kwok",
+                        },
+                    },
+                },
+            )
 
     # -- readiness -----------------------------------------------------------------------------------
     def _ready(self, path: str) -> bool:
@@ -306,8 +400,12 @@ class ControlPlane:
     def _nodes_ready(self) -> bool:
         self.check_running()
         nodes = self.request("GET", "/api/v1/nodes?labelSelector=type%3Dkwok")["items"]
-        ready = [n for n in nodes for c in n.get("status", {}).get("conditions", [])
-                 if c["type"] == "Ready" and c["status"] == "True"]
+        ready = [
+            n
+            for n in nodes
+            for c in n.get("status", {}).get("conditions", [])
+            if c["type"] == "Ready" and c["status"] == "True"
+        ]
         return len(ready) == self.nodes
 
     def write_kubeconfig(self, path: Path, identity: str) -> Path:
@@ -316,20 +414,31 @@ class ControlPlane:
         return path
 
     def _write_kubeconfig(self, path: Path, identity: str) -> None:
-        user = {"client-certificate": str(self.pki / f"{identity}.crt"),
-                "client-key": str(self.pki / f"{identity}.key")}
+        user = {
+            "client-certificate": str(self.pki / f"{identity}.crt"),
+            "client-key": str(self.pki / f"{identity}.key"),
+        }
         path.write_text(json.dumps(self._kubeconfig(identity, user, "default")))
         path.chmod(0o600)
 
     def _kubeconfig(self, user_name: str, user: dict[str, str], namespace: str) -> dict[str, Any]:
         return {
-            "apiVersion": "v1", "kind": "Config", "current-context": "mailrelay-controlplane",
-            "clusters": [{"name": "mailrelay-controlplane",
-                          "cluster": {"server": self.server, "certificate-authority": str(self.pki / "ca.crt")}}],
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "mailrelay-controlplane",
+            "clusters": [
+                {
+                    "name": "mailrelay-controlplane",
+                    "cluster": {"server": self.server, "certificate-authority": str(self.pki / "ca.crt")},
+                }
+            ],
             "users": [{"name": user_name, "user": user}],
-            "contexts": [{"name": "mailrelay-controlplane",
-                          "context": {"cluster": "mailrelay-controlplane", "user": user_name,
-                                      "namespace": namespace}}],
+            "contexts": [
+                {
+                    "name": "mailrelay-controlplane",
+                    "context": {"cluster": "mailrelay-controlplane", "user": user_name, "namespace": namespace},
+                }
+            ],
         }
 
 
@@ -358,6 +467,7 @@ def _wait_for(check: Any, deadline: float, what: str, log: Path) -> None:
 
 def install_signal_handlers() -> None:
     """SIGINT (also when a non-interactive shell started us with it ignored), SIGTERM and SIGHUP stop it."""
+
     def handler(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 

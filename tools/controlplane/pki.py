@@ -11,8 +11,15 @@ import subprocess
 from pathlib import Path
 
 EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-SERVER_NAMES = ("IP:127.0.0.1", "DNS:localhost", "DNS:kubernetes", "DNS:kubernetes.default",
-                "DNS:kubernetes.default.svc", "DNS:kubernetes.default.svc.cluster.local", "IP:10.96.0.1")
+SERVER_NAMES = (
+    "IP:127.0.0.1",
+    "DNS:localhost",
+    "DNS:kubernetes",
+    "DNS:kubernetes.default",
+    "DNS:kubernetes.default.svc",
+    "DNS:kubernetes.default.svc.cluster.local",
+    "IP:10.96.0.1",
+)
 # file stem -> (common name, organisation)
 CLIENTS = {
     "admin": ("kubernetes-admin", "system:masters"),
@@ -36,8 +43,24 @@ def _signed(folder: Path, stem: str, subject: str, extensions: list[str]) -> Non
     ext = ["-addext", "basicConstraints=critical,CA:FALSE"]
     for extension in extensions:
         ext += ["-addext", extension]
-    _openssl("req", "-x509", *EC_KEY, "-keyout", str(folder / f"{stem}.key"), "-out", str(folder / f"{stem}.crt"),
-             "-days", "30", "-subj", subject, "-CA", str(ca), "-CAkey", str(ca_key), *ext)
+    _openssl(
+        "req",
+        "-x509",
+        *EC_KEY,
+        "-keyout",
+        str(folder / f"{stem}.key"),
+        "-out",
+        str(folder / f"{stem}.crt"),
+        "-days",
+        "30",
+        "-subj",
+        subject,
+        "-CA",
+        str(ca),
+        "-CAkey",
+        str(ca_key),
+        *ext,
+    )
 
 
 def make_pki(folder: Path, extra_ips: tuple[str, ...] = (), clients: dict[str, tuple[str, str]] | None = None) -> Path:
@@ -46,15 +69,40 @@ def make_pki(folder: Path, extra_ips: tuple[str, ...] = (), clients: dict[str, t
     `extra_ips` are more addresses the apiserver serves on (a node reaches it over a veth).
     """
     folder.mkdir(parents=True, exist_ok=True)
-    _openssl("req", "-x509", *EC_KEY, "-keyout", str(folder / "ca.key"), "-out", str(folder / "ca.crt"),
-             "-days", "30", "-subj", "/CN=mailrelay-controlplane-ca",
-             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    _signed(folder, "apiserver", "/CN=kube-apiserver",
-            ["keyUsage=critical,digitalSignature", "extendedKeyUsage=serverAuth",
-             "subjectAltName=" + ",".join((*SERVER_NAMES, *(f"IP:{ip}" for ip in extra_ips)))])
+    _openssl(
+        "req",
+        "-x509",
+        *EC_KEY,
+        "-keyout",
+        str(folder / "ca.key"),
+        "-out",
+        str(folder / "ca.crt"),
+        "-days",
+        "30",
+        "-subj",
+        "/CN=mailrelay-controlplane-ca",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    )
+    _signed(
+        folder,
+        "apiserver",
+        "/CN=kube-apiserver",
+        [
+            "keyUsage=critical,digitalSignature",
+            "extendedKeyUsage=serverAuth",
+            "subjectAltName=" + ",".join((*SERVER_NAMES, *(f"IP:{ip}" for ip in extra_ips))),
+        ],
+    )
     for stem, (common_name, organisation) in {**CLIENTS, **(clients or {})}.items():
-        _signed(folder, stem, _subject(common_name, organisation),
-                ["keyUsage=critical,digitalSignature", "extendedKeyUsage=clientAuth"])
+        _signed(
+            folder,
+            stem,
+            _subject(common_name, organisation),
+            ["keyUsage=critical,digitalSignature", "extendedKeyUsage=clientAuth"],
+        )
     _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(folder / "sa.key"))
     _openssl("ec", "-in", str(folder / "sa.key"), "-pubout", "-out", str(folder / "sa.pub"))
     for key in folder.glob("*.key"):

@@ -4,7 +4,7 @@
     with NodeCluster(folder) as cluster:   # builds once (cached), pushes images, starts, waits until Ready
         cluster.kubeconfig                  # admin kubeconfig
         cluster.kubectl("get", "nodes")     # the real kubectl
-        cluster.plane                       # the ControlPlane (api_client(), request(), logs, ...)
+        cluster.plane                       # the ControlPlane (request(), logs, ...)
         cluster.node                        # the Node: name, slot (addresses), logs, ctr(...) on its containerd
 
 kubelet and kube-proxy from the control plane's k8s.io/kubernetes pin, Debian's containerd, runc and CNI

@@ -26,11 +26,14 @@ def main() -> int:
         assert cluster.plane and cluster.node
         kubeconfig = args.dir / "kubeconfig"
         kubeconfig.write_text(cluster.kubeconfig.read_text())
-        print(f"cluster ready in {cluster.startup_seconds:.0f} s at {cluster.plane.server}: node {cluster.node.name}\n"
-              f"  kubeconfig: {kubeconfig}\n"
-              f"  logs:       {cluster.plane.logs} and {cluster.node.logs}\n"
-              f"  try:        {kubectl_path()} --kubeconfig={kubeconfig} get nodes,pods -A\n"
-              "Ctrl-C stops it.", flush=True)
+        print(
+            f"cluster ready in {cluster.startup_seconds:.0f} s at {cluster.plane.server}: node {cluster.node.name}\n"
+            f"  kubeconfig: {kubeconfig}\n"
+            f"  logs:       {cluster.plane.logs} and {cluster.node.logs}\n"
+            f"  try:        {kubectl_path()} --kubeconfig={kubeconfig} get nodes,pods -A\n"
+            "Ctrl-C stops it.",
+            flush=True,
+        )
         while True:
             cluster.check_running()
             time.sleep(1)

@@ -45,11 +45,18 @@ class NodeCluster:
             cleanup.clean(slot)  # leftovers of a crashed run in this slot
             network.create(slot)
             name = f"mailrelay-node-{slot.number}"
-            self.plane = ControlPlane(self.folder / "controlplane", nodes=self.kwok_nodes, binaries=binaries,
-                                      bind_address=slot.host_ip, real_nodes=True, clients=identities(name))
+            self.plane = ControlPlane(
+                self.folder / "controlplane",
+                nodes=self.kwok_nodes,
+                binaries=binaries,
+                bind_address=slot.host_ip,
+                real_nodes=True,
+                clients=identities(name),
+            )
             self.plane.start()
-            self.registry = Registry(binaries.path("registry"), slot.host_ip, REGISTRY_PORT,
-                                     self.folder / "registry").start()
+            self.registry = Registry(
+                binaries.path("registry"), slot.host_ip, REGISTRY_PORT, self.folder / "registry"
+            ).start()
             self.built, prefix = publish(self.registry)  # what changed is built, what is not there pushed
             mirror = f"{slot.host_ip}:{REGISTRY_PORT}/{prefix}"
             for addon in sorted(ADDONS.glob("*.yaml")):  # first, so kube-router finds its grants at start

@@ -106,25 +106,46 @@ def write_registry_mirrors(folder: Path, mirror: str) -> None:
 
 def cni_conflist(slot: Slot, data: Path) -> str:
     """bridge + host-local + portmap (containerd adds loopback itself); the bridge and range are the slot's."""
-    return json.dumps({
-        "cniVersion": "1.0.0", "name": "mailrelay-node",
-        "plugins": [
-            {"type": "bridge", "bridge": slot.bridge, "isGateway": True, "ipMasq": False, "hairpinMode": True,
-             "ipam": {"type": "host-local", "ranges": [[{"subnet": slot.pod_cidr}]],
-                      "routes": [{"dst": "0.0.0.0/0"}], "dataDir": str(data / "cni" / "ipam")}},
-            {"type": "portmap", "capabilities": {"portMappings": True}},
-        ],
-    }, indent=2)
+    return json.dumps(
+        {
+            "cniVersion": "1.0.0",
+            "name": "mailrelay-node",
+            "plugins": [
+                {
+                    "type": "bridge",
+                    "bridge": slot.bridge,
+                    "isGateway": True,
+                    "ipMasq": False,
+                    "hairpinMode": True,
+                    "ipam": {
+                        "type": "host-local",
+                        "ranges": [[{"subnet": slot.pod_cidr}]],
+                        "routes": [{"dst": "0.0.0.0/0"}],
+                        "dataDir": str(data / "cni" / "ipam"),
+                    },
+                },
+                {"type": "portmap", "capabilities": {"portMappings": True}},
+            ],
+        },
+        indent=2,
+    )
 
 
 def kubelet_config(slot: Slot, data: Path, ca: Path) -> str:
     config = {
-        "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "kind": "KubeletConfiguration",
         # Serve on the node's own address inside its namespace; the apiserver reaches it as InternalIP.
-        "address": slot.node_ip, "port": 10250, "readOnlyPort": 0,
-        "healthzBindAddress": "127.0.0.1", "healthzPort": 10248,
-        "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True},
-                           "x509": {"clientCAFile": str(ca)}},
+        "address": slot.node_ip,
+        "port": 10250,
+        "readOnlyPort": 0,
+        "healthzBindAddress": "127.0.0.1",
+        "healthzPort": 10248,
+        "authentication": {
+            "anonymous": {"enabled": False},
+            "webhook": {"enabled": True},
+            "x509": {"clientCAFile": str(ca)},
+        },
         "authorization": {"mode": "Webhook"},
         "containerRuntimeEndpoint": f"unix://{slot.run_dir}/containerd.sock",
         # No systemd as PID 1: cgroups are written directly, as containerd's runc does (SystemdCgroup false).
@@ -135,7 +156,8 @@ def kubelet_config(slot: Slot, data: Path, ca: Path) -> str:
         # own cgroup in each hierarchy, so runs sharing the machine never meet and a crashed run's containers
         # are found and killed by the next owner of the slot. Without cgroupsPerQOS, containerd would put
         # every container under /k8s.io, shared by all nodes on the machine.
-        "cgroupsPerQOS": True, "cgroupRoot": f"/{slot.cgroup}",
+        "cgroupsPerQOS": True,
+        "cgroupRoot": f"/{slot.cgroup}",
         # Nothing is reserved or enforced for the node itself: it shares the machine with whatever else runs.
         "enforceNodeAllocatable": [],
         # The machine's swap is not the node's to manage.
@@ -145,30 +167,46 @@ def kubelet_config(slot: Slot, data: Path, ca: Path) -> str:
         # Lowering its own oom_score_adj (-999 by default) needs CAP_SYS_RESOURCE, which this sandbox lacks.
         "oomScoreAdj": 0,
         # No systemd inhibitor locks (no D-Bus): graceful node shutdown stays off.
-        "shutdownGracePeriod": "0s", "shutdownGracePeriodCriticalPods": "0s",
-        "clusterDNS": [CLUSTER_DNS], "clusterDomain": CLUSTER_DOMAIN,
+        "shutdownGracePeriod": "0s",
+        "shutdownGracePeriodCriticalPods": "0s",
+        "clusterDNS": [CLUSTER_DNS],
+        "clusterDomain": CLUSTER_DOMAIN,
         # Pods must not inherit this machine's resolvers or search domains (no traffic leaves the node).
         "resolvConf": str(data / "resolv.conf"),
         # Everything the kubelet writes stays under this node's folders (defaults are machine-wide paths).
-        "podLogsDir": str(data / "pod-logs"), "volumePluginDir": str(data / "volume-plugins"),
-        "staticPodPath": "", "serializeImagePulls": False, "rotateCertificates": False,
+        "podLogsDir": str(data / "pod-logs"),
+        "volumePluginDir": str(data / "volume-plugins"),
+        "staticPodPath": "",
+        "serializeImagePulls": False,
+        "rotateCertificates": False,
         # Disk pressure on a shared machine is not the node's business; the eviction manager keeps running.
         "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
-        "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
+        "imageGCHighThresholdPercent": 100,
+        "imageGCLowThresholdPercent": 99,
     }
     return yaml.safe_dump(config, sort_keys=False)
 
 
 def kube_proxy_config(slot: Slot, kubeconfig: Path, node_name: str) -> str:
     config = {
-        "apiVersion": "kubeproxy.config.k8s.io/v1alpha1", "kind": "KubeProxyConfiguration",
-        "mode": "iptables", "hostnameOverride": node_name, "clusterCIDR": slot.pod_cidr,
+        "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+        "kind": "KubeProxyConfiguration",
+        "mode": "iptables",
+        "hostnameOverride": node_name,
+        "clusterCIDR": slot.pod_cidr,
         "clientConnection": {"kubeconfig": str(kubeconfig)},
-        "healthzBindAddress": "127.0.0.1:10256", "metricsBindAddress": "127.0.0.1:10249",
+        "healthzBindAddress": "127.0.0.1:10256",
+        "metricsBindAddress": "127.0.0.1:10249",
         # Leave the kernel's conntrack table size and timeouts alone: they are machine-wide (hashsize is a
         # module parameter) or need privileges this sandbox lacks.
-        "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s", "tcpCloseWaitTimeout": "0s",
-                      "udpTimeout": "0s", "udpStreamTimeout": "0s"},
+        "conntrack": {
+            "maxPerCore": 0,
+            "min": 0,
+            "tcpEstablishedTimeout": "0s",
+            "tcpCloseWaitTimeout": "0s",
+            "udpTimeout": "0s",
+            "udpStreamTimeout": "0s",
+        },
         # NodePorts on 127.0.0.1 would set route_localnet; nothing here uses them. NodePorts on the node's
         # InternalIP only, as kube-proxy recommends.
         "iptables": {"localhostNodePorts": False, "syncPeriod": "30s", "minSyncPeriod": "0s"},

@@ -63,8 +63,7 @@ def push(built: dict[str, str], registry: Registry) -> str:
             continue
         build.podman("push", "--tls-verify=false", "--quiet", image_id, f"docker://{registry.address}/{target}")
         marker.write_text(image_id)
-        print(f"images: pushed {name} ({image_id[:12]}) to the local registry as {target}", file=sys.stderr,
-              flush=True)
+        print(f"images: pushed {name} ({image_id[:12]}) to the local registry as {target}", file=sys.stderr, flush=True)
     return prefix
 
 

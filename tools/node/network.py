@@ -30,8 +30,12 @@ def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 def _host_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    return [ipaddress.ip_interface(word).network for line in ip("-4", "-o", "addr").stdout.splitlines()
-            for word in line.split() if "/" in word and word[0].isdigit()]
+    return [
+        ipaddress.ip_interface(word).network
+        for line in ip("-4", "-o", "addr").stdout.splitlines()
+        for word in line.split()
+        if "/" in word and word[0].isdigit()
+    ]
 
 
 @dataclass
@@ -120,10 +124,17 @@ def create(slot: Slot) -> None:
     ip(*inside, "route", "add", "default", "via", slot.host_ip)
     # The host reaches pod addresses through the node, as a cluster's nodes reach each other's pods.
     ip("route", "add", slot.pod_cidr, "via", slot.node_ip, "dev", slot.host_if)
-    for key, value in (("net.ipv4.ip_forward", "1"), ("net.bridge.bridge-nf-call-iptables", "1"),
-                       ("net.ipv4.conf.all.rp_filter", "0")):
-        subprocess.run(["ip", "netns", "exec", slot.netns, "sysctl", "-qw", f"{key}={value}"], check=True,
-                       capture_output=True, timeout=30)
+    for key, value in (
+        ("net.ipv4.ip_forward", "1"),
+        ("net.bridge.bridge-nf-call-iptables", "1"),
+        ("net.ipv4.conf.all.rp_filter", "0"),
+    ):
+        subprocess.run(
+            ["ip", "netns", "exec", slot.netns, "sysctl", "-qw", f"{key}={value}"],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
 
 
 def delete(slot: Slot) -> None:

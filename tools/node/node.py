@@ -26,8 +26,14 @@ PR_SET_PDEATHSIG = 1
 # Machine-wide sysctls the kubelet sets once at start (setupKernelTunables) unless protectKernelDefaults,
 # with which it refuses to start on a machine that differs. This machine is shared: the values are put back
 # as soon as the kubelet has written them (nothing in the kubelet reads them again).
-KERNEL_TUNABLES = ("vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
-                   "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes")
+KERNEL_TUNABLES = (
+    "vm/overcommit_memory",
+    "vm/panic_on_oom",
+    "kernel/panic",
+    "kernel/panic_on_oops",
+    "kernel/keys/root_maxkeys",
+    "kernel/keys/root_maxbytes",
+)
 KUBELET_TUNABLES = {"vm/overcommit_memory": "1", "kernel/panic": "10", "kernel/panic_on_oops": "1"}
 TUNABLES_LOCK = Path("/run/mailrelay-operator/node/kernel-tunables.lock")
 ORDER = ("containerd", "kubelet", "kube-proxy", "kube-router")
@@ -36,14 +42,17 @@ ORDER = ("containerd", "kubelet", "kube-proxy", "kube-router")
 def identities(node_name: str) -> dict[str, tuple[str, str]]:
     """Client certificates the control plane signs for the node: file stem -> (CN, O). The kubelet's is the
     Node authorizer's form; kube-proxy's is bound to system:node-proxier by the bootstrap policy."""
-    return {"kubelet": (f"system:node:{node_name}", "system:nodes"),
-            "kube-proxy": ("system:kube-proxy", ""),
-            "kube-router": ("system:kube-router", "")}
+    return {
+        "kubelet": (f"system:node:{node_name}", "system:nodes"),
+        "kube-proxy": ("system:kube-proxy", ""),
+        "kube-router": ("system:kube-router", ""),
+    }
 
 
 class Node:
-    def __init__(self, slot: Slot, folder: Path, binaries: Binaries, plane: ControlPlane, sandbox_image: str,
-                 mirror: str) -> None:
+    def __init__(
+        self, slot: Slot, folder: Path, binaries: Binaries, plane: ControlPlane, sandbox_image: str, mirror: str
+    ) -> None:
         self.slot, self.folder, self.binaries, self.plane = slot, folder, binaries, plane
         self.name = f"mailrelay-node-{slot.number}"
         self.sandbox_image, self.mirror = sandbox_image, mirror
@@ -61,21 +70,41 @@ class Node:
             self._start_kubelet(deadline)
         # kube-router reads its Node at start and exits without it; kube-proxy takes its addresses from it.
         self._wait(self._registered, deadline, "the kubelet registering the Node")
-        self._start("kube-proxy", [self.binaries.path("kube-proxy"), f"--config={self.folder / 'kube-proxy.yaml'}",
-                                   "--v=1"])
-        self._start("kube-router", [
-            self.binaries.path("kube-router"), f"--kubeconfig={self.folder / 'kube-router.kubeconfig'}",
-            "--run-firewall=true", "--run-router=false", "--run-service-proxy=false", "--run-loadbalancer=false",
-            "--enable-cni=false", f"--hostname-override={self.name}",
-            f"--service-cluster-ip-range={config.SERVICE_CIDR}", "--metrics-port=0", "--v=1"])
+        self._start(
+            "kube-proxy", [self.binaries.path("kube-proxy"), f"--config={self.folder / 'kube-proxy.yaml'}", "--v=1"]
+        )
+        self._start(
+            "kube-router",
+            [
+                self.binaries.path("kube-router"),
+                f"--kubeconfig={self.folder / 'kube-router.kubeconfig'}",
+                "--run-firewall=true",
+                "--run-router=false",
+                "--run-service-proxy=false",
+                "--run-loadbalancer=false",
+                "--enable-cni=false",
+                f"--hostname-override={self.name}",
+                f"--service-cluster-ip-range={config.SERVICE_CIDR}",
+                "--metrics-port=0",
+                "--v=1",
+            ],
+        )
         return self
 
     def _start_kubelet(self, deadline: float) -> None:
-        self._start("kubelet", [self.binaries.path("kubelet"), f"--config={self.folder / 'kubelet.yaml'}",
-                                f"--kubeconfig={self.folder / 'kubelet.kubeconfig'}",
-                                f"--hostname-override={self.name}",
-                                f"--node-ip={self.slot.node_ip}", f"--root-dir={self.data / 'kubelet'}",
-                                f"--cert-dir={self.data / 'kubelet' / 'pki'}", "--v=1"])
+        self._start(
+            "kubelet",
+            [
+                self.binaries.path("kubelet"),
+                f"--config={self.folder / 'kubelet.yaml'}",
+                f"--kubeconfig={self.folder / 'kubelet.kubeconfig'}",
+                f"--hostname-override={self.name}",
+                f"--node-ip={self.slot.node_ip}",
+                f"--root-dir={self.data / 'kubelet'}",
+                f"--cert-dir={self.data / 'kubelet' / 'pki'}",
+                "--v=1",
+            ],
+        )
         # Once the kubelet has written its values (or given up), the machine's can be put back.
         settle = min(deadline, time.monotonic() + 30)
         while time.monotonic() < settle and not all(_read_tunable(k) == v for k, v in KUBELET_TUNABLES.items()):
@@ -101,8 +130,13 @@ class Node:
 
     def ctr(self, *args: str) -> subprocess.CompletedProcess[str]:
         """containerd's own client on this node's socket (ctr; the CRI namespace is k8s.io)."""
-        return subprocess.run(["ctr", "--address", str(self.slot.run_dir / "containerd.sock"), "-n", "k8s.io", *args],
-                              capture_output=True, text=True, check=False, timeout=60)
+        return subprocess.run(
+            ["ctr", "--address", str(self.slot.run_dir / "containerd.sock"), "-n", "k8s.io", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
 
     # -- internals -----------------------------------------------------------------------------------
     def _write_files(self) -> None:
@@ -119,15 +153,22 @@ class Node:
         kubelet = config.kubelet_config(self.slot, self.data, self.plane.pki / "ca.crt")
         (self.folder / "kubelet.yaml").write_text(kubelet)
         (self.folder / "kube-proxy.yaml").write_text(
-            config.kube_proxy_config(self.slot, self.folder / "kube-proxy.kubeconfig", self.name))
+            config.kube_proxy_config(self.slot, self.folder / "kube-proxy.kubeconfig", self.name)
+        )
         for identity in identities(self.name):
             self.plane.write_kubeconfig(self.folder / f"{identity}.kubeconfig", identity)
 
     def _start(self, name: str, argv: list[str]) -> None:
         with (self.logs / f"{name}.log").open("ab") as log:
-            process = subprocess.Popen(in_netns(self.slot, argv), stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.folder,
-                                       preexec_fn=_die_with_parent)
+            process = subprocess.Popen(
+                in_netns(self.slot, argv),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=self.folder,
+                preexec_fn=_die_with_parent,
+            )
         self.processes.append((name, process))
 
     def _containerd_ok(self) -> bool:

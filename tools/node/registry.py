@@ -65,14 +65,20 @@ class Registry:
         config = self.folder / "registry.yaml"
         config.write_text(CONFIG.format(storage=self.data, address=self.address))
         with (self.folder / "registry.log").open("ab") as log:
-            self.process = subprocess.Popen([self.binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, env={**os.environ, **QUIET},
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                [self.binary, "serve", str(config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **QUIET},
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"the registry exited with {self.process.returncode}; "
-                                   f"see {self.folder}/registry.log")
+                raise RuntimeError(
+                    f"the registry exited with {self.process.returncode}; see {self.folder}/registry.log"
+                )
             with contextlib.suppress(OSError), urllib.request.urlopen(f"http://{self.address}/v2/", timeout=2):
                 return self
             time.sleep(0.1)
@@ -91,8 +97,9 @@ class Registry:
         """Whether the registry has `repository:tag` (a path in this registry, not an image's release name)."""
         repo, tag = reference.rsplit(":", 1)
         accept = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
-        request = urllib.request.Request(f"http://{self.address}/v2/{repo}/manifests/{tag}", method="HEAD",
-                                         headers={"Accept": accept})
+        request = urllib.request.Request(
+            f"http://{self.address}/v2/{repo}/manifests/{tag}", method="HEAD", headers={"Accept": accept}
+        )
         try:
             with urllib.request.urlopen(request, timeout=10):
                 return True

@@ -33,8 +33,26 @@ USER, PASSWORD = os.environ.get("SINK_USER", ""), os.environ.get("SINK_PASSWORD"
 def tls_context() -> ssl.SSLContext:
     folder = Path(tempfile.mkdtemp(prefix="sink-tls-"))
     key, cert = folder / "key.pem", folder / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "2", "-subj", "/CN=sink"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=sink",
+        ],
+        check=True,
+        capture_output=True,
+    )
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     return context
@@ -63,12 +81,17 @@ class Recorder:
         data = envelope.original_content or envelope.content
         message = message_from_bytes(data, policy=compat32)
         record = {
-            "time": time.time(), "port": self.port, "peer": session.peer[0],
-            "tls": session.ssl is not None, "authenticated": bool(session.authenticated),
+            "time": time.time(),
+            "port": self.port,
+            "peer": session.peer[0],
+            "tls": session.ssl is not None,
+            "authenticated": bool(session.authenticated),
             "login": (session.auth_data.login.decode() if isinstance(session.auth_data, LoginPassword) else None),
-            "mail_from": envelope.mail_from, "rcpt_tos": envelope.rcpt_tos,
+            "mail_from": envelope.mail_from,
+            "rcpt_tos": envelope.rcpt_tos,
             "headers": [[name, str(value)] for name, value in message.items()],
-            "dkim": dkim_verdict(data), "size": len(data),
+            "dkim": dkim_verdict(data),
+            "size": len(data),
         }
         line = json.dumps(record)
         with (SPOOL / "messages.jsonl").open("a") as spool:
@@ -90,10 +113,18 @@ def main() -> int:
     context = tls_context()
     controllers = []
     for port, require_auth in ((25, False), (587, True)):
-        controller = Controller(Recorder(port), hostname="0.0.0.0", port=port, tls_context=context,
-                                require_starttls=require_auth, auth_require_tls=True,
-                                auth_required=require_auth and bool(USER), authenticator=authenticator,
-                                server_hostname="sink", ready_timeout=30)
+        controller = Controller(
+            Recorder(port),
+            hostname="0.0.0.0",
+            port=port,
+            tls_context=context,
+            require_starttls=require_auth,
+            auth_require_tls=True,
+            auth_required=require_auth and bool(USER),
+            authenticator=authenticator,
+            server_hostname="sink",
+            ready_timeout=30,
+        )
         controller.start()
         controllers.append(controller)
     print("sink: listening on 25 and 587", flush=True)

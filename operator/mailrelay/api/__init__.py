@@ -1,0 +1,1 @@
+"""The MailRelay API: names and permissions, spec types and validation, conditions."""

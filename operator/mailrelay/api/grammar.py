@@ -1,0 +1,97 @@
+"""The grammar of every string that reaches a Postfix file or a pod spec, as regular expressions.
+
+The same expressions are in the CRD (as `pattern` or CEL `matches`), so the API server and the
+operator refuse exactly the same strings; tests compare the CRD's copies with these. They are
+written for RE2 (the API server's engine) and Python alike: no backreferences, no lookaround, and
+always used whole-string (`fullmatch` here, `^...$` in the CRD), never with a trailing-newline `$`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
+HOSTNAME = rf"{_LABEL}(\.{_LABEL})*"
+# The last label of a name is never all digits (RFC 3696 2): `10.0.0.1` is an address, not a name.
+ALPHA_TOP_LABEL = r"(^|\.)[-a-z0-9]*[a-z][-a-z0-9]*$"
+IPV4 = r"((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+# An IPv6 literal: hex digits, colons and an optional dotted tail; no %scope, no brackets.
+IPV6_CHARS = r"[0-9a-f:.]*:[0-9a-f:.]*"
+PRINTABLE = r"[!-~]+"  # printable ASCII without the space: no control character, no line break
+
+# A rewrite pattern is a POSIX ERE whose parentheses balance outside bracket expressions and
+# escapes, nested at most MAX_GROUP_DEPTH deep: then `^...$` around each top-level branch keeps the
+# whole pattern anchored and a `)` can never close a group the renderer opened.
+MAX_GROUP_DEPTH = 4
+_BRACKET = r"\[\^?\]?(\[:[a-z]+:\]|\[=[^=]=\]|\[\.[^.]\.\]|[^\]])*\]"
+_ATOM = rf"[^()\[\\]|\\.|{_BRACKET}"
+
+
+def _nested(depth: int) -> str:
+    body = f"({_ATOM})*"
+    for _ in range(depth):
+        body = rf"({_ATOM}|\({body}\))*"
+    return body
+
+
+RULE_PATTERN = _nested(MAX_GROUP_DEPTH)
+
+# Kubernetes resource quantities (apimachinery's resource.Quantity), without a sign: requests and
+# limits must not be negative.
+QUANTITY = r"(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE][+-]?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?"
+# Label values and qualified names (keys of nodeSelector and of tolerations).
+LABEL_VALUE = r"(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?"
+QUALIFIED_NAME = rf"({HOSTNAME}/)?[A-Za-z0-9]([-A-Za-z0-9_.]{{0,61}}[A-Za-z0-9])?"
+
+
+def full(expression: str, text: str, *, ignore_case: bool = False) -> bool:
+    """Whole-string match (RE2 semantics: `$` never matches before a trailing newline)."""
+    return re.fullmatch(expression, text, re.IGNORECASE if ignore_case else 0) is not None
+
+
+def is_hostname(text: str) -> bool:
+    """An RFC 1123 name whose last label has a letter, at most 253 characters, any case."""
+    return (
+        len(text) <= 253
+        and full(HOSTNAME, text, ignore_case=True)
+        and re.search(ALPHA_TOP_LABEL, text, re.IGNORECASE) is not None
+    )
+
+
+def ip_literal(text: str) -> str | None:
+    """The canonical form of an IPv4 or IPv6 address without zone, or None."""
+    if not (full(IPV4, text) or full(IPV6_CHARS, text, ignore_case=True)):
+        return None
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+def pattern_branches(pattern: str) -> list[str] | None:
+    """Split a grammatical rule pattern at its top-level `|`; None when it is not grammatical."""
+    if not full(RULE_PATTERN, pattern):
+        return None
+    branches, depth, start, index = [], 0, 0, 0
+    bracket = re.compile(_BRACKET)
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
+            index += 2
+            continue
+        if char == "[":
+            match = bracket.match(pattern, index)
+            assert match is not None  # the grammar guarantees a whole bracket expression here
+            index = match.end()
+            continue
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "|" and depth == 0:
+            branches.append(pattern[start:index])
+            start = index + 1
+        index += 1
+    branches.append(pattern[start:])
+    return branches

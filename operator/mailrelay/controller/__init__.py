@@ -1,0 +1,1 @@
+"""The operator: kopf handlers, reconcile passes, apply, status, delivery health."""

@@ -1,0 +1,1 @@
+"""A small Kubernetes API client, an informer and leader election; nothing about mail relays."""

@@ -1,0 +1,1 @@
+"""Local mode: a relay rendered as the operator would, run with this machine's Postfix."""

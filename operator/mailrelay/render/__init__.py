@@ -1,0 +1,1 @@
+"""Pure rendering: a validated MailRelay in, Postfix/OpenDKIM files and Kubernetes objects out."""

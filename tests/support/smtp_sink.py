@@ -1,0 +1,140 @@
+"""An aiosmtpd sink that records every message, optionally requiring AUTH or offering STARTTLS."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+    auth: tuple[str, str] | None
+
+    def header(self, name: str) -> str | None:
+        """A header exactly as it arrived (unfolded), without the email package's normalising."""
+        value = email.message_from_bytes(self.data)[name]
+        return None if value is None else str(value)
+
+    @property
+    def message(self) -> EmailMessage:
+        message = email.message_from_bytes(self.data, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)  # the default policy's class
+        return message
+
+
+@dataclass
+class Sink:
+    """Collects what Postfix delivers; `credentials` makes AUTH mandatory."""
+
+    port: int = field(default_factory=free_port)
+    host: str = "127.0.0.1"
+    credentials: tuple[str, str] | None = None
+    tls_context: ssl.SSLContext | None = None  # STARTTLS, required
+    implicit_tls: ssl.SSLContext | None = None  # SMTPS: TLS from the first byte
+    received: list[Received] = field(default_factory=list)
+    auth_attempts: list[tuple[str, str]] = field(default_factory=list)
+    _controller: Controller | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        if address.startswith("reject"):
+            return f"550 5.1.1 <{address}>: no such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        auth = session.auth_data
+        login = (auth.login.decode(), auth.password.decode()) if isinstance(auth, LoginPassword) else None
+        with self._lock:
+            content = envelope.content
+            assert isinstance(content, bytes)  # no decode_data: the bytes as they came
+            self.received.append(Received(envelope.mail_from or "", list(envelope.rcpt_tos), content, login))
+        return "250 OK"
+
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        if not isinstance(auth_data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        attempt = (auth_data.login.decode(), auth_data.password.decode())
+        self.auth_attempts.append(attempt)
+        return AuthResult(success=attempt == self.credentials, handled=False, auth_data=auth_data)
+
+    def start(self) -> Sink:
+        kwargs: dict[str, Any] = {}
+        if self.credentials:
+            kwargs.update(
+                authenticator=self._authenticate, auth_required=True, auth_require_tls=self.tls_context is not None
+            )
+        if self.tls_context:
+            kwargs.update(tls_context=self.tls_context, require_starttls=True)
+        if self.implicit_tls:
+            kwargs.update(ssl_context=self.implicit_tls)
+        self._controller = Controller(self, hostname=self.host, port=self.port, ready_timeout=10, **kwargs)
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def wait_for(self, count: int, timeout: float = 30.0) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.received) >= count:
+                    return list(self.received)
+            time.sleep(0.05)
+        raise AssertionError(f"expected {count} message(s) at the sink, got {len(self.received)}")
+
+
+def self_signed_server_context(folder: Path) -> ssl.SSLContext:
+    """A TLS server context with a fresh self-signed certificate, for a test smarthost."""
+    key, cert = folder / "key.pem", folder / "cert.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=smarthost.test",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context

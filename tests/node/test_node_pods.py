@@ -61,7 +61,12 @@ def test_the_relay_starts_clean_and_is_ready_by_its_own_probe(node: NodeCluster,
     [container] = [c for c in pod["spec"]["containers"] if c["name"] == "postfix"]
     assert container["readinessProbe"]["exec"]["command"] == ["/usr/local/bin/mailrelay-probe", "ready"]
     assert all(s["ready"] for s in pod["status"]["containerStatuses"])
-    log = node.kubectl("logs", "-n", journey.namespace, pod["metadata"]["name"], "-c", "postfix").stdout
+    # The first container's start: the journey's liveness test restarts this one, and a restarted container's
+    # log begins with the previous one's mail log again (log.sh follows the emptyDir's file from its start).
+    [status] = [s for s in pod["status"]["containerStatuses"] if s["name"] == "postfix"]
+    first = ["--previous"] if status["restartCount"] == 1 else []
+    assert status["restartCount"] <= 1, status
+    log = node.kubectl("logs", "-n", journey.namespace, pod["metadata"]["name"], "-c", "postfix", *first).stdout
     start_up = log.partition("daemon started")[0]
     assert "starting Postfix" in start_up and "warning" not in start_up, start_up
 
@@ -138,5 +143,6 @@ def test_the_operators_metrics_say_it_leads_and_reconciled(node: NodeCluster, op
     text = json.loads(exec_in(node, operator, pod["metadata"]["name"], "python3", "-c", read).stdout)
     assert re.search(r"^mailrelay_operator_leader 1\.0$", text, re.M), text
     passes = re.findall(r'^mailrelay_operator_reconcile_passes_total\{trigger="(\w+)"\} ([0-9.]+)$', text, re.M)
-    assert passes and {trigger for trigger, _ in passes} <= {"create", "resume", "update", "child", "resync"}
-    assert sum(float(count) for _, count in passes) >= 1, text
+    counts = {trigger: float(count) for trigger, count in passes}
+    # The journey's relay was created and its children written and watched (the work queue's `why`s are open-ended).
+    assert counts.get("create", 0) >= 1 and counts.get("child", 0) >= 1, text

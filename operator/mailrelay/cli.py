@@ -66,14 +66,24 @@ def _login(relay: MailRelay, secrets: list[dict[str, Any]], args: argparse.Names
             return credentials(found[0])
         except SecretProblem as exc:
             raise SystemExit(_fail(f"{args.file}: Secret {name}: {exc}")) from None
-    if args.workdir and all((Path(args.workdir) / "secret" / key).is_file() for key in ("username", "password")):
-        return None  # written there earlier; the entrypoint checks them
+    if args.workdir and _stored_login(args.workdir):
+        return None  # written there earlier by this user; the entrypoint checks them
     raise SystemExit(
         _fail(
             f"{args.file}: spec.relay.authSecretRef names Secret {name}, which is not in the file: add it as another "
             f"document (apiVersion: v1, kind: Secret, metadata.name: {name}, stringData: username and password)"
         )
     )
+
+
+def _stored_login(workdir: str) -> bool:
+    from mailrelay.local.files import UnsafePath
+    from mailrelay.local.runner import stored_login
+
+    try:
+        return stored_login(Path(workdir))
+    except (UnsafePath, FileNotFoundError) as exc:
+        raise SystemExit(_fail(f"mailrelay-operator local: {exc}")) from None
 
 
 def _fail(message: str) -> int:
@@ -164,8 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument(
         "--workdir",
         default=None,
-        help="keep the rendered files and the login here (its mode is left alone) and Postfix's "
-        f"queue under {STATE_ROOT}; one instance per workdir (default: a temp dir)",
+        help="keep the rendered files and the login here and Postfix's queue under "
+        f"{STATE_ROOT}; it must be yours and writable only by you, below directories only root or you can "
+        "change (made 0700 if missing); one instance per workdir (default: a temp dir)",
     )
     local.set_defaults(func=cmd_local)
     return parser

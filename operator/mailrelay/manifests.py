@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from mailrelay.api.checker import quote
 from mailrelay.api.spec import MailRelay, SpecError, parse
 from mailrelay.render import postfix
 from mailrelay.version import RELEASED_POSTFIX_IMAGE
@@ -16,8 +17,24 @@ from mailrelay.version import RELEASED_POSTFIX_IMAGE
 MAX_INPUT_BYTES = 4 * 1024 * 1024
 
 
+class AliasRefused(yaml.YAMLError):
+    """A `*name` alias in a MailRelay file: refused before anything expands it."""
+
+    def __init__(self, anchor: str, mark: yaml.Mark):
+        super().__init__(anchor)
+        self.anchor, self.mark = anchor, mark
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys: last-wins would silently drop what the user wrote."""
+    """SafeLoader that refuses duplicate keys (last-wins would silently drop what the user wrote) and
+    aliases: `*name` repeats a node without copying it, so 9 lines of nested aliases are a billion
+    elements to whatever walks or prints the result. A MailRelay never needs one."""
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise AliasRefused(event.anchor, event.start_mark)
+        return super().compose_node(parent, index)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
@@ -29,7 +46,10 @@ class _StrictLoader(yaml.SafeLoader):
                 continue
             if duplicate:
                 raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping", node.start_mark, f"found duplicate key {key!r}", key_node.start_mark
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"found duplicate key {quote(key)}",
+                    key_node.start_mark,
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
@@ -53,6 +73,14 @@ def load_documents(source: str) -> list[Any]:
     text = _read(source)
     try:
         return [doc for doc in yaml.load_all(text, Loader=_StrictLoader) if doc is not None]
+    except AliasRefused as exc:
+        where = f"line {exc.mark.line + 1}, column {exc.mark.column + 1}"
+        raise SpecError(
+            [
+                f"{source}: {where}: the alias {quote('*' + exc.anchor, 40)} is not accepted: "
+                "YAML aliases are refused in MailRelay files (write the value out)"
+            ]
+        ) from None
     except yaml.YAMLError as exc:
         raise SpecError([f"{source}: not valid YAML: {exc}".replace("\n", " ")]) from None
     except RecursionError:
@@ -82,7 +110,8 @@ def load_file(source: str, default_image: str = RELEASED_POSTFIX_IMAGE) -> tuple
     for index, doc in enumerate(documents):
         meta = doc.get("metadata") if isinstance(doc, dict) else None
         name = meta.get("name") if isinstance(meta, dict) else None
-        label = f"{source}: {name if isinstance(name, str) and name.isprintable() else f'document {index + 1}'}"
+        readable = isinstance(name, str) and len(name) <= 253 and name.isprintable()
+        label = f"{source}: {name if readable else f'document {index + 1}'}"
         try:
             relay = parse(doc, default_image)
             postfix.config_files(relay.spec)  # raises UnsafeValue (a SpecError) rather than render it
@@ -107,11 +136,12 @@ _Dumper.add_representer(str, _str)
 
 
 def _foreign(doc: Any) -> bool:
+    api_version = doc.get("apiVersion") if isinstance(doc, dict) else None
     return (
         isinstance(doc, dict)
         and isinstance(doc.get("kind"), str)
         and doc.get("kind") != "MailRelay"
-        and not str(doc.get("apiVersion", "")).startswith("mailrelay.dev/")
+        and not (isinstance(api_version, str) and api_version.startswith("mailrelay.dev/"))
     )
 
 

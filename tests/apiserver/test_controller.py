@@ -183,7 +183,7 @@ def test_a_secret_that_cannot_work_is_reported_before_any_pod(emulator: Cluster,
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": "smarthost", "namespace": "badsecret"},
+            "metadata": {"name": "smarthost", "namespace": "badsecret", "annotations": {"mailrelay.dev/relays": "*"}},
             "data": {"username": encode("team:relay"), "password": encode("pass\nword")},
         }
     )

@@ -148,7 +148,7 @@ def test_a_bad_own_key_stops_before_the_rollout(api: Api, emulator: Cluster) -> 
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": "byo", "namespace": "byo"},
+            "metadata": {"name": "byo", "namespace": "byo", "annotations": {"mailrelay.dev/relays": "relay"}},
             "data": {"rsa.private": base64.b64encode(good).decode()},
         }
     )

@@ -227,6 +227,15 @@ def test_deleted_and_edited_children_are_repaired(deployed: Deployed, space: str
         ),
         what="selector restored",
     )
+    # A JSON patch of the port: a forced apply alone would put our port 25 beside 2999 under the same
+    # name, which the server refuses (422); the operator takes the list back whole (issue 25).
+    patch = '[{"op": "replace", "path": "/spec/ports/0/port", "value": 2999}]'
+    plane.kubectl("patch", "service", "mail", "-n", space, "--type=json", "-p", patch)
+    eventually(
+        lambda: [p["port"] for p in present(get(plane, "services", space, "mail"))["spec"]["ports"]] == [25],
+        what="port 25 back, alone",
+    )
+    wait_reason(plane, space, "Available")
 
 
 def test_foreign_service_is_left_alone_with_service_conflict(deployed: Deployed, space: str) -> None:
@@ -270,7 +279,7 @@ def test_missing_secret_then_recovery_and_rotation_rolls_the_pods(deployed: Depl
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": "smarthost", "namespace": space},
+            "metadata": {"name": "smarthost", "namespace": space, "annotations": {"mailrelay.dev/relays": "*"}},
             "data": {"username": encode("relay-user"), "password": encode("first-password")},
         },
     )

@@ -124,8 +124,9 @@ def test_a_catch_all_rule_leaves_bounces_alone(start_postfix: Any, sink: Sink) -
     assert bounce.mail_from == "<>" and bounce.rcpt_tos == [f"root@{FQDN}"]
 
 
-def test_back_references_in_a_rule_work_as_written(start_postfix: Any, sink: Sink) -> None:
-    rule = {"pattern": r"([a-z])\1-(.*)@(.*)", "replacement": f"double-$1-$2@{FQDN}"}
+def test_groups_in_a_rule_work_as_written(start_postfix: Any, sink: Sink) -> None:
+    """No group is added around a pattern: $1 is the user's first group (back-references are refused)."""
+    rule = {"pattern": r"([a-z])[a-z]-(.*)@(.*)", "replacement": f"double-$1-$2@{FQDN}"}
     instance = start_postfix(make_relay(relay_spec(sink, rewrite={"rules": [rule]})))
     send(instance, "xx-job@pod", message("xx-job@pod"))
     [got] = sink.wait_for(1)

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from mailrelay.api import conditions as cond
+from mailrelay.api.names import SECRET_GRANT_ANNOTATION
 from mailrelay.controller import metrics
 from mailrelay.controller.delivery import Health
 from mailrelay.controller.oauth import TokenKeeper, Tokens
@@ -27,6 +28,7 @@ from support.samples import make_relay
 from support.wait import present
 
 NS = "apps"
+GRANT = {SECRET_GRANT_ANNOTATION: "relay"}  # the user's Secret names the relay that may use it
 START = 1_800_000_000.0
 
 
@@ -78,7 +80,14 @@ def relay(endpoint: TokenEndpoint, grant: str = "ClientCredentials", replicas: i
 
 def user_secret(api: FakeApi, **values: str) -> None:
     data = {key: base64.b64encode(value.encode()).decode() for key, value in values.items()}
-    api.put({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "oauth", "namespace": NS}, "data": data})
+    api.put(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "oauth", "namespace": NS, "annotations": GRANT},
+            "data": data,
+        }
+    )
 
 
 def token_of(api: FakeApi) -> dict[str, Any]:

@@ -24,6 +24,7 @@ import pytest
 
 from mailrelay import scripts
 from mailrelay.api import conditions as cond
+from mailrelay.api.names import SECRET_GRANT_ANNOTATION
 from mailrelay.controller import delivery
 from mailrelay.controller.oauth import TokenKeeper, Tokens
 from mailrelay.oauth import client
@@ -38,6 +39,7 @@ from support.smtp_sink import free_port
 
 USER = "relay@apps.example.com"
 NS = "apps"
+GRANT = {SECRET_GRANT_ANNOTATION: "relay"}  # the user's Secret names the relay that may use it
 
 
 @dataclass
@@ -70,7 +72,12 @@ class Rig:
     def user_secret(self, **values: str) -> None:
         data = {k: base64.b64encode(v.encode()).decode() for k, v in values.items()}
         self.api.put(
-            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "oauth", "namespace": NS}, "data": data}
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "oauth", "namespace": NS, "annotations": GRANT},
+                "data": data,
+            }
         )
 
 

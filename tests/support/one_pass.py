@@ -47,10 +47,19 @@ def one_pass(
     clock: str = CLOCK,
     memory: Memory | None = None,
     default_image: str = RELEASED_POSTFIX_IMAGE,
+    require_grant: bool = True,
 ) -> Pass:
     store = api if hasattr(api, "cached") else UncachedStore(api)
     return run(
-        store, store, memory or Memory(), Renders(), body, clock=clock, default_image=default_image, instance="test"
+        store,
+        store,
+        memory or Memory(),
+        Renders(),
+        body,
+        clock=clock,
+        default_image=default_image,
+        instance="test",
+        require_grant=require_grant,
     )
 
 

@@ -203,7 +203,7 @@ GOOD = [
             "mailFromFQDN": "a.example",
             "rewrite": {
                 "keepDomains": ["example.co.uk"],
-                "rules": [{"pattern": "(a)\\1|[(]x[)]|((((b))))|[[:alpha:]]+@c", "replacement": "$1@a.example"}],
+                "rules": [{"pattern": "(a)?|[(]x[)]{2}|((((b))))|[[:alpha:]]+@c", "replacement": "$1@a.example"}],
             },
         }
     ),

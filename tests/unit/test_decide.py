@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from mailrelay.api import conditions as cond
+from mailrelay.api.names import SECRET_GRANT_ANNOTATION as GRANT
 from mailrelay.controller import dkim_keys
 from mailrelay.controller.apply import APPLIED_HASH_ANNOTATION, contains
 from mailrelay.controller.decide import CHECKS, Inputs, assess
@@ -224,7 +225,9 @@ def test_the_first_check_with_something_to_say_decides(case: tuple[bool, ...], e
         relay_object(spec),
         relay=None if invalid else relay,
         problems=["spec: bad"],
-        secret=None if secret else {"stringData": {"username": "u", "password": "p"}},
+        secret=None
+        if secret
+        else {"metadata": {"annotations": {GRANT: "*"}}, "stringData": {"username": "u", "password": "p"}},
     )
     if foreign:
         seen.foreign[("Service", "mail")] = "Other/x"

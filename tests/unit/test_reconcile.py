@@ -69,7 +69,7 @@ def secret(api: FakeApi, **data: str) -> None:
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": "smarthost", "namespace": NS},
+            "metadata": {"name": "smarthost", "namespace": NS, "annotations": {"mailrelay.dev/relays": NAME}},
             "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
         }
     )

@@ -158,7 +158,7 @@ def test_tls_levels_map_to_postfix(tls: str, port: int, level: str, wrapper: str
 def test_sender_maps_rules_then_kept_domains_then_the_fqdn() -> None:
     spec = make_relay(FULL).spec
     rules = [ln for ln in postfix.sender_canonical(spec).splitlines() if not ln.startswith("#")]
-    assert rules == ['if !/^""$/', "/^([^@]+)@db-[0-9]+$/ db-$1@apps.example.com", "endif"]
+    assert rules == ['if !/^""$/', "if !/^.{255}/", "/^([^@]+)@db-[0-9]+$/ db-$1@apps.example.com", "endif", "endif"]
     domains = [ln for ln in postfix.sender_domains(spec).splitlines() if not ln.startswith("#")]
     assert domains == [
         r"/^(.*@(.+\.)?apps\.example\.com)$/ ${1}",
@@ -178,10 +178,10 @@ def test_each_top_level_branch_is_anchored_without_adding_a_group() -> None:
     spec = make_relay(
         {
             "mailFromFQDN": "a.example",
-            "rewrite": {"rules": [{"pattern": r"(a)\1@x|b@(y|z)", "replacement": "$1@a.example"}]},
+            "rewrite": {"rules": [{"pattern": r"(a)@x|b@(y|z)", "replacement": "$1@a.example"}]},
         }
     ).spec
-    assert postfix.sender_canonical(spec).splitlines()[-2] == r"/^(a)\1@x$|^b@(y|z)$/ $1@a.example"
+    assert postfix.sender_canonical(spec).splitlines()[-3] == r"/^(a)@x$|^b@(y|z)$/ $1@a.example"
 
 
 def _params(main: str) -> dict[str, str]:
@@ -216,12 +216,16 @@ def test_allow_list_comes_before_permit_mynetworks() -> None:
     )
     lines = [ln for ln in postfix.recipient_access(spec).splitlines() if not ln.startswith("#")]
     assert lines == [
+        f"/^recipient-syntax@mailrelay\\.invalid$/ {postfix.UNPLAIN_REFUSAL}",
         r"/@([^@]+\.)?example\.org$/ DUNNO",
         r"/@([^@]+\.)?x-y\.net$/ DUNNO",
         f"/./ {postfix.RECIPIENT_REFUSAL}",
     ]
     without = make_relay({"mailFromFQDN": "a.example"}).spec
     assert postfix.RECIPIENT_ACCESS not in postfix.config_files(without)
+    assert postfix.COMMAND_FILTER not in postfix.config_files(without)
+    assert params["smtpd_command_filter"] == "regexp:${config_directory}/command_filter"
+    assert "smtpd_command_filter" not in _params(postfix.main_cf(without))
     assert _params(postfix.main_cf(without))["smtpd_recipient_restrictions"] == "permit_mynetworks, reject"
 
 
@@ -236,9 +240,10 @@ def test_dkim_adds_one_opendkim_milter_per_key_and_fails_closed() -> None:
     sockets = "unix:${mailrelay_opendkim_dir}/ed25519.sock, unix:${mailrelay_opendkim_dir}/rsa.sock"
     assert main_cf["smtpd_milters"] == main_cf["non_smtpd_milters"] == sockets
     assert main_cf["milter_default_action"] == "tempfail"  # never unsigned, never lost: the client retries
-    assert sorted(f for f in data if f.startswith("opendkim")) == [
-        f"opendkim-{a}.{kind}" for a in ("ed25519", "rsa") for kind in ("conf", "keytable", "signingtable")
-    ]
+    assert sorted(f for f in data if f.startswith("opendkim")) == sorted(
+        ["opendkim-kept-headers.lua"]
+        + [f"opendkim-{a}.{kind}" for a in ("ed25519", "rsa") for kind in ("conf", "keytable", "signingtable")]
+    )
     assert "SignatureAlgorithm ed25519-sha256" in data["opendkim-ed25519.conf"]
     assert "SignatureAlgorithm rsa-sha256" in data["opendkim-rsa.conf"]
     assert data["opendkim-rsa.keytable"].splitlines()[1] == "rsa example.com:mail:@OPENDKIM_DIR@/keys/rsa.private"
@@ -468,3 +473,18 @@ def test_the_metrics_sidecar_shares_the_queue_read_only_and_the_log_file() -> No
     assert metrics["livenessProbe"]["httpGet"]["port"] == port["name"]
     assert metrics["securityContext"]["readOnlyRootFilesystem"] is True
     assert metrics["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["DAC_OVERRIDE"]}
+
+
+def test_the_relay_container_has_a_cpu_limit_unless_resources_say_otherwise() -> None:
+    """A backstop for whatever rules and clients make cleanup do (docs/security.md, CPU)."""
+
+    def resources(spec: dict[str, Any]) -> dict[str, Any]:
+        [container] = [c for c in pod_template(make_relay(spec))["spec"]["containers"] if c["name"] == "postfix"]
+        return dict(container["resources"])
+
+    assert resources({"mailFromFQDN": "a.example"}) == {
+        "requests": {"cpu": "10m", "memory": "32Mi"},
+        "limits": {"cpu": "1", "memory": "256Mi"},
+    }
+    chosen = {"requests": {"cpu": "2"}, "limits": {"cpu": "4", "memory": "1Gi"}}
+    assert resources({"mailFromFQDN": "a.example", "resources": chosen}) == chosen  # replaces all four

@@ -22,7 +22,13 @@ def _secret(uid: str = "u-1", version: str = "7", **values: str) -> dict[str, An
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": "smarthost", "namespace": "apps", "uid": uid, "resourceVersion": version},
+        "metadata": {
+            "name": "smarthost",
+            "namespace": "apps",
+            "uid": uid,
+            "resourceVersion": version,
+            "annotations": {"mailrelay.dev/relays": "relay"},
+        },
         "data": data,
     }
 

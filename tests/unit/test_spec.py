@@ -14,7 +14,7 @@ from mailrelay.version import RELEASED_POSTFIX_IMAGE
 
 from support.invalid_specs import BASE_SPEC as VALID
 from support.invalid_specs import INVALID, Invalid
-from support.samples import relay_object
+from support.samples import make_relay, relay_object
 
 
 def parse_spec(spec: Any) -> MailRelaySpec:
@@ -108,14 +108,14 @@ def test_there_are_at_least_25_invalid_cases() -> None:
     assert len([r for r in named if r.by_crd and r.crd]) >= 25  # what the CRD says is checked too (test_crd.py)
 
 
-def test_a_rule_may_use_back_references_and_literal_parentheses() -> None:
+def test_a_rule_may_use_literal_parentheses_and_bounded_repetition() -> None:
     spec = parse_spec(
         {
             **VALID,
-            "rewrite": {"rules": [{"pattern": "(a)\\1@x|[(]b[)]@y|\\(c\\)@z", "replacement": "$1@apps.example.com"}]},
+            "rewrite": {"rules": [{"pattern": "(a)?@x|[(]b[)]{2}@y|\\(c\\)@z", "replacement": "$1@apps.example.com"}]},
         }
     )
-    assert spec.rules[0].anchored == "^(a)\\1@x$|^[(]b[)]@y$|^\\(c\\)@z$"
+    assert spec.rules[0].anchored == "^(a)?@x$|^[(]b[)]{2}@y$|^\\(c\\)@z$"
 
 
 def test_every_problem_is_reported_at_once() -> None:
@@ -182,3 +182,12 @@ def test_invalid_object_metadata(obj_change: dict[str, Any], message: str) -> No
     with pytest.raises(SpecError) as error:
         parse(obj)
     assert any(message in p for p in error.value.problems), error.value.problems
+
+
+def test_an_integral_float_for_rsa_bits_is_the_integer() -> None:
+    """JSON has one number type and the API server stores 2048.0 for an integer field."""
+    relay = make_relay({"mailFromFQDN": "apps.example.com", "dkim": {"rsaBits": 2048.0}})
+    assert relay.spec.dkim is not None and relay.spec.dkim.rsa_bits == 2048
+    assert type(relay.spec.dkim.rsa_bits) is int
+    with pytest.raises(SpecError, match="rsaBits: must be one of"):
+        make_relay({"mailFromFQDN": "apps.example.com", "dkim": {"rsaBits": 2048.5}})

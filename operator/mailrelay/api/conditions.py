@@ -26,6 +26,7 @@ QUEUE_STORAGE_IMMUTABLE = "QueueStorageImmutable"
 SWITCHING_QUEUE = "SwitchingQueueMode"
 ROLLOUT_WAITING = "RolloutWaiting"  # an operator upgrade's new rendering, waiting for its turn to roll
 SECRET_INVALID = "SecretInvalid"
+SECRET_NOT_GRANTED = "SecretNotGranted"  # the Secret does not name the relay (api.secret.grant_problem)
 CHILD_REFUSED = "ChildRefused"
 REFUSED_FIELD = "refusedChild"  # the refusal_key() of the object the API server refused last
 API_ERROR = "ApiError"

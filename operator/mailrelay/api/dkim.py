@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from mailrelay.api import grammar
-from mailrelay.api.checker import Checker
+from mailrelay.api.checker import Checker, quote
 
 KeyType = Literal["RSA", "Ed25519"]
 KEY_TYPES: tuple[str, ...] = ("RSA", "Ed25519")
@@ -60,35 +60,37 @@ def parse_dkim(check: Checker, raw: Any, mail_from_fqdn: str | None) -> DkimSpec
         return None
     before = len(check.problems)
     selector = check.string("spec.dkim.selector", dkim.get("selector", DEFAULT_SELECTOR))
-    if selector is not None and not SELECTOR_RE.match(selector):
+    if selector is not None and not SELECTOR_RE.fullmatch(selector):
         check.fail(
             "spec.dkim.selector",
-            f"{selector!r} must be one DNS label of at most 52 lower-case letters, "
+            f"{quote(selector)} must be one DNS label of at most 52 lower-case letters, "
             "digits and '-' (it becomes <selector>._domainkey.<domain>)",
         )
     domain = mail_from_fqdn
     if dkim.get("domain") is not None:
         domain = check.hostname("spec.dkim.domain", dkim["domain"], need_dot=True)
         if domain is not None and domain != dkim["domain"]:
-            check.fail("spec.dkim.domain", f"{dkim['domain']!r} must be written in lower case")
+            check.fail("spec.dkim.domain", f"{quote(dkim['domain'])} must be written in lower case")
         elif domain is not None and mail_from_fqdn is not None and not in_domain(mail_from_fqdn, domain):
             check.fail(
                 "spec.dkim.domain",
-                f"{domain!r} must be mailFromFQDN ({mail_from_fqdn}) or a parent domain "
+                f"{quote(domain)} must be mailFromFQDN ({mail_from_fqdn}) or a parent domain "
                 "of it, so that every rewritten sender is signed",
             )
     key_type = dkim.get("keyType", DEFAULT_KEY_TYPE)
     if key_type not in KEY_TYPES:
-        check.fail("spec.dkim.keyType", f"must be one of {', '.join(KEY_TYPES)}, got {key_type!r}")
+        check.fail("spec.dkim.keyType", f"must be one of {', '.join(KEY_TYPES)}, got {quote(key_type)}")
     bits = dkim.get("rsaBits", DEFAULT_RSA_BITS)
+    if isinstance(bits, float) and bits.is_integer():
+        bits = int(bits)  # JSON has one number type: the API server takes 2048.0 for an integer field
     if isinstance(bits, bool) or bits not in RSA_SIZES:
-        check.fail("spec.dkim.rsaBits", f"must be one of {', '.join(map(str, RSA_SIZES))}, got {bits!r}")
+        check.fail("spec.dkim.rsaBits", f"must be one of {', '.join(map(str, RSA_SIZES))}, got {quote(bits)}")
     secret: str | None = None
     if dkim.get("keySecretRef") is not None:
         ref = check.mapping("spec.dkim.keySecretRef", dkim["keySecretRef"], {"name"})
         secret = check.string("spec.dkim.keySecretRef.name", ref.get("name")) if ref is not None else None
         if secret is not None and (not grammar.full(grammar.HOSTNAME, secret) or len(secret) > 253):
-            check.fail("spec.dkim.keySecretRef.name", f"{secret!r} is not a valid Secret name")
+            check.fail("spec.dkim.keySecretRef.name", f"{quote(secret)} is not a valid Secret name")
     if len(check.problems) > before or selector is None or domain is None:
         return None
     return DkimSpec(domain=domain, selector=selector, key_type=key_type, rsa_bits=bits, key_secret=secret)

@@ -11,8 +11,11 @@ from __future__ import annotations
 import ipaddress
 import re
 
-_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
-HOSTNAME = rf"{_LABEL}(\.{_LABEL})*"
+DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"  # RFC 1123 label: namespaces, the parts of a DNS name
+HOSTNAME = rf"{DNS_LABEL}(\.{DNS_LABEL})*"
+# A Kubernetes object name or key prefix (DNS-1123 subdomain as apimachinery checks it): labels
+# unbounded, the whole at most 253 characters (checked by the caller).
+DNS_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
 # The last label of a name is never all digits (RFC 3696 2): `10.0.0.1` is an address, not a name.
 ALPHA_TOP_LABEL = r"(^|\.)[-a-z0-9]*[a-z][-a-z0-9]*$"
 IPV4 = r"((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
@@ -23,15 +26,35 @@ PRINTABLE = r"[!-~]+"  # printable ASCII without the space: no control character
 # A rewrite pattern is a POSIX ERE whose parentheses balance outside bracket expressions and
 # escapes, nested at most MAX_GROUP_DEPTH deep: then `^...$` around each top-level branch keeps the
 # whole pattern anchored and a `)` can never close a group the renderer opened.
+#
+# It is also bounded in cost, as Postfix runs it with glibc's matcher on every sender address:
+# - no back-reference: `\1` to `\9` make POSIX matching exponential (`(.*)(.*)(.*)(.*)\4\3\2\1@x`
+#   took 3.4 s per address);
+# - `+`, `{m}` and `{m,}` (m from 0 to MAX_REPEAT) only right after one character, `.`, an escape
+#   or a bracket expression: glibc compiles them by copying what they follow, so after a group or
+#   another repetition they multiply (`(.{0,255}){0,255}` took 22 GB to compile);
+# - no interval with an upper bound (`{m,n}`) and at most MAX_OPTIONAL `?`: each optional copy
+#   makes the automaton build a new state per character (50 rules of `.{0,9}` chains cost 9 s per
+#   message);
+# - a group may be optional (`(x)?`) but not repeated (`(x)*`): glibc's submatch code loops forever
+#   on some repeated groups whose alternatives can match nothing (`(b*|a|c*)*` against "a"), so no
+#   loop of the automaton may pass a group's boundary. Characters repeat; groups do not.
+# Then the automaton grows a few states per pattern character, every loop is a one-character loop,
+# and matching is linear in the address. A literal brace is written `\{` or `\}`.
 MAX_GROUP_DEPTH = 4
-_BRACKET = r"\[\^?\]?(\[:[a-z]+:\]|\[=[^=]=\]|\[\.[^.]\.\]|[^\]])*\]"
-_ATOM = rf"[^()\[\\]|\\.|{_BRACKET}"
+MAX_REPEAT = 9
+MAX_OPTIONAL = 8
+OPTIONAL_LIMIT = rf"[^?]*(\?[^?]*){{0,{MAX_OPTIONAL}}}"  # at most MAX_OPTIONAL '?' in the whole pattern
+BRACKET = r"\[\^?\]?(\[:[a-z]+:\]|\[=[^=]=\]|\[\.[^.]\.\]|[^\]])*\]"
+_CHAR = rf"[^()\[\\{{}}*+?|]|\\[^1-9]|{BRACKET}"  # one character: literal, `.`, escape, bracket
+_REPEAT = r"\+|\{[0-9],?\}"
+_TOKEN = rf"({_CHAR})({_REPEAT})?[*?]*|\|"  # a character with its repetitions, or an alternation bar
 
 
 def _nested(depth: int) -> str:
-    body = f"({_ATOM})*"
+    body = f"({_TOKEN})*"
     for _ in range(depth):
-        body = rf"({_ATOM}|\({body}\))*"
+        body = rf"({_TOKEN}|\({body}\)\??)*"
     return body
 
 
@@ -74,7 +97,7 @@ def pattern_branches(pattern: str) -> list[str] | None:
     if not full(RULE_PATTERN, pattern):
         return None
     branches, depth, start, index = [], 0, 0, 0
-    bracket = re.compile(_BRACKET)
+    bracket = re.compile(BRACKET)
     while index < len(pattern):
         char = pattern[index]
         if char == "\\":

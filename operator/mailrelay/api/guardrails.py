@@ -8,12 +8,12 @@ the spec, with the same collecting checker, so every problem names its field.
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from dataclasses import dataclass
 from typing import Any
 
-from mailrelay.api.checker import Checker
+from mailrelay.api.checker import Checker, quote
+from mailrelay.api.labels import SELECTOR_OPERATORS as OPERATORS
+from mailrelay.api.labels import check_key, check_requirement, is_label_value, label_value_problem
 
 FIELDS = {"networkPolicy", "clients", "egress", "limits", "recipients"}
 
@@ -26,13 +26,6 @@ MAX_ALLOW_DOMAINS = 100
 MAX_CONNECTIONS = 100
 MAX_MESSAGES_PER_MINUTE = 1_000_000
 MAX_RECIPIENTS_PER_MINUTE = 10_000_000
-OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
-
-_LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
-# The prefix is a DNS-1123 subdomain as Kubernetes checks it: at most 253 characters, labels unbounded.
-_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-LABEL_KEY_RE = re.compile(rf"^({_DNS_LABEL}(\.{_DNS_LABEL})*/)?{_LABEL_NAME}$")
-LABEL_VALUE_RE = re.compile(rf"^({_LABEL_NAME})?$")
 
 
 @dataclass(frozen=True)
@@ -133,7 +126,7 @@ def parse(check: Checker, spec: dict[str, Any]) -> Guardrails | None:
 
 def _boolean(check: Checker, path: str, value: Any) -> bool | None:
     if not isinstance(value, bool):
-        check.fail(path, f"must be true or false, got {value!r}")
+        check.fail(path, f"must be true or false, got {quote(value)}")
         return None
     return value
 
@@ -213,44 +206,19 @@ def _parse_expression(check: Checker, path: str, raw: Any) -> tuple[str, str, tu
     expression = check.mapping(path, raw, {"key", "operator", "values"})
     if expression is None:
         return None
-    key_ok = _label_key(check, f"{path}.key", expression.get("key"))
-    operator = expression.get("operator")
-    if operator not in OPERATORS:
-        check.fail(f"{path}.operator", f"must be one of {', '.join(OPERATORS)}, got {operator!r}")
-        return None
     values = check.string_list(f"{path}.values", expression.get("values", []), MAX_SELECTOR_VALUES)
-    if values is None:
+    if values is None or not check_requirement(check, path, {**expression, "values": values}, OPERATORS):
         return None
-    if operator in ("In", "NotIn") and not values:
-        check.fail(f"{path}.values", f"must not be empty for operator {operator}")
-        return None
-    if operator in ("Exists", "DoesNotExist") and values:
-        check.fail(f"{path}.values", f"must be empty for operator {operator}")
-        return None
-    if not all(_label_value(check, f"{path}.values[{j}]", v) for j, v in enumerate(values)) or not key_ok:
-        return None
-    return str(expression["key"]), operator, tuple(values)
+    return str(expression["key"]), str(expression["operator"]), tuple(values)
 
 
 def _label_key(check: Checker, path: str, key: Any) -> bool:
-    prefix, _, name = key.rpartition("/") if isinstance(key, str) else ("", "", "")
-    if not isinstance(key, str) or not LABEL_KEY_RE.match(key) or len(prefix) > 253 or len(name) > 63:
-        check.fail(
-            path,
-            f"{key!r} is not a label key (an optional DNS prefix of at most 253 characters and '/', "
-            "then at most 63 letters, digits, '-', '_' or '.')",
-        )
-        return False
-    return True
+    return check_key(check, path, key)
 
 
 def _label_value(check: Checker, path: str, value: Any) -> bool:
-    if not isinstance(value, str) or len(value) > 63 or not LABEL_VALUE_RE.match(value):
-        check.fail(
-            path,
-            f"{value!r} is not a label value (at most 63 letters, digits, '-', '_' or '.', starting "
-            "and ending with a letter or digit)",
-        )
+    if not is_label_value(value):
+        check.fail(path, label_value_problem(value))
         return False
     return True
 
@@ -266,23 +234,10 @@ def _parse_egress(check: Checker, raw: Any) -> Egress | None:
     if items and not restricted:
         check.fail("spec.egress.smarthostNetworks", "only takes effect with spec.egress.restricted: true")
         return None
-    networks: list[str] = []
-    for i, item in enumerate(items):
-        path = f"spec.egress.smarthostNetworks[{i}]"
-        try:
-            if not isinstance(item, str) or "/" not in item:
-                raise ValueError("needs a prefix length")
-            network = ipaddress.ip_network(item, strict=True)
-        except ValueError as exc:
-            check.fail(path, f"{item!r} is not a CIDR network such as 203.0.113.10/32 ({exc})")
-            continue
-        if str(network) in networks:
-            check.fail(path, f"duplicate network {str(network)!r}")
-            continue
-        networks.append(str(network))
-    if len(networks) != len(items):
+    networks = check.networks("spec.egress.smarthostNetworks", items)
+    if networks is None:
         return None
-    return Egress(restricted=restricted, smarthost_networks=tuple(networks))
+    return Egress(restricted=restricted, smarthost_networks=networks)
 
 
 _LIMITS = (
@@ -322,7 +277,7 @@ def _parse_recipients(check: Checker, raw: Any) -> tuple[str, ...] | None:
         if host is None:
             continue
         if host in domains:
-            check.fail(f"spec.recipients.allowDomains[{i}]", f"duplicate entry {host!r}")
+            check.fail(f"spec.recipients.allowDomains[{i}]", f"duplicate entry {quote(host)}")
             continue
         domains.append(host)
     return tuple(domains) if len(domains) == len(items) else None

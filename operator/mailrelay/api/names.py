@@ -28,6 +28,8 @@ APPLIED_HASH_ANNOTATION = f"{GROUP}/applied-hash"
 RENDERED_BY_ANNOTATION = f"{GROUP}/rendered-by"
 
 LEASE_NAME = "mailrelay-operator"  # the default leader-election Lease, in the operator's namespace
+# On a Secret: the MailRelays of its namespace that may use it (comma-separated names, or *).
+SECRET_GRANT_ANNOTATION = f"{GROUP}/relays"
 
 
 # Kind → resource, for everything the operator reads or writes.

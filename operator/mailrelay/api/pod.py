@@ -10,11 +10,20 @@ refused, since a user value there would orphan the pods or hide a configuration 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from typing import Any, Protocol
+
+from mailrelay.api import grammar
+from mailrelay.api.checker import KIND_NAMES, kind, quote
+from mailrelay.api.labels import (
+    check_affinity,
+    check_spread,
+    is_label_value,
+    label_value_problem,
+    qualified_name_problem,
+)
 
 MAX_PULL_SECRETS = 16
 MAX_SPREAD_CONSTRAINTS = 8
@@ -39,11 +48,6 @@ RESERVED_LABELS = (
 )
 RESERVED_PREFIX = "mailrelay.dev/"
 
-_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-DNS1123_SUBDOMAIN = re.compile(rf"^{_DNS_LABEL}(\.{_DNS_LABEL})*$")
-_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-
 
 class Problems(Protocol):
     def fail(self, path: str, message: str) -> None: ...
@@ -65,89 +69,71 @@ def upstream_shapes() -> dict[str, Any]:
     return dict(json.loads(resources.files("mailrelay.api").joinpath("pod_schema.json").read_text()))
 
 
-_KIND_NAMES: dict[type, str] = {
-    bool: "a boolean",
-    int: "an integer",
-    float: "a number",
-    str: "a string",
-    list: "a list",
-    dict: "an object",
-    type(None): "null",
-}
 _PYTHON_TYPES: dict[str, type] = {"object": dict, "array": list, "string": str, "boolean": bool}
-
-
-def _kind(value: Any) -> str:
-    return _KIND_NAMES.get(type(value), type(value).__name__)
 
 
 def conform(check: Problems, path: str, schema: dict[str, Any], value: Any) -> bool:
     """Whether `value` fits a structural schema; each misfit is reported with its path."""
-    kind = schema.get("type")
-    if schema.get("x-kubernetes-int-or-string"):
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            check.fail(path, f"must be an integer or a string, got {_kind(value)}")
-            return False
-        return True
-    expected = _PYTHON_TYPES.get(str(kind))
-    if kind == "integer":
-        if isinstance(value, bool) or not isinstance(value, int):
-            check.fail(path, f"must be an integer, got {_kind(value)}")
-            return False
-        low, high = schema.get("minimum"), schema.get("maximum")
-        if (low is not None and value < low) or (high is not None and value > high):
-            check.fail(path, f"must be from {low} to {high if high is not None else 'any'}, got {value}")
-            return False
-        return True
-    if expected is not None and not isinstance(value, expected):
-        check.fail(path, f"must be {_KIND_NAMES[expected]}, got {_kind(value)}")
+    problem = _scalar_problem(schema, value)
+    if problem is not None:
+        check.fail(path, problem)
         return False
-    if "enum" in schema and value not in schema["enum"]:
-        check.fail(path, f"must be one of {', '.join(map(repr, schema['enum']))}, got {value!r}")
-        return False
-    ok = True
     if isinstance(value, dict):
-        known = schema.get("properties", {})
-        extra = schema.get("additionalProperties")
-        for key in schema.get("required", []):
-            if key not in value:
-                check.fail(f"{path}.{key}", "is required")
-                ok = False
-        for key, item in value.items():
-            if key in known:
-                ok = conform(check, f"{path}.{key}", known[key], item) and ok
-            elif isinstance(extra, dict):
-                ok = conform(check, f"{path}.{key}", extra, item) and ok
-            else:
-                check.fail(f"{path}.{key}", f"unknown field (known: {', '.join(sorted(known))})")
-                ok = False
-    elif isinstance(value, list):
+        return _conform_object(check, path, schema, value)
+    if isinstance(value, list):
         if "maxItems" in schema and len(value) > schema["maxItems"]:
             check.fail(path, f"must have at most {schema['maxItems']} entries, got {len(value)}")
             return False
-        for i, item in enumerate(value):
-            ok = conform(check, f"{path}[{i}]", schema.get("items", {}), item) and ok
-    return ok
+        items = schema.get("items", {})
+        return all([conform(check, f"{path}[{i}]", items, item) for i, item in enumerate(value)])
+    return True
 
 
-def qualified_name_problem(key: str) -> str | None:
-    """Kubernetes' rule for label and annotation keys: [DNS-subdomain prefix '/'] name (≤ 63)."""
-    prefix, slash, name = key.rpartition("/")
-    if slash and (not prefix or len(prefix) > 253 or not DNS1123_SUBDOMAIN.match(prefix)):
-        return f"{key!r}: the prefix before '/' must be a DNS subdomain of at most 253 characters"
-    if not name or len(name) > 63 or not _NAME.match(name):
-        return (
-            f"{key!r}: the name must be 1 to 63 letters, digits, '-', '_' or '.', "
-            "starting and ending with a letter or digit"
-        )
+def _scalar_problem(schema: dict[str, Any], value: Any) -> str | None:
+    """What is wrong with `value`'s type, range or enum, if anything."""
+    type_name = schema.get("type")
+    if schema.get("x-kubernetes-int-or-string"):
+        ok = not isinstance(value, bool) and isinstance(value, int | str)
+        return None if ok else f"must be an integer or a string, got {kind(value)}"
+    if type_name == "integer":
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"must be an integer, got {kind(value)}"
+        low, high = schema.get("minimum"), schema.get("maximum")
+        if (low is not None and value < low) or (high is not None and value > high):
+            return f"must be from {low} to {high if high is not None else 'any'}, got {value}"
+        return None
+    expected = _PYTHON_TYPES.get(str(type_name))
+    if expected is not None and not isinstance(value, expected):
+        return f"must be {KIND_NAMES[expected]}, got {kind(value)}"
+    if "enum" in schema and value not in schema["enum"]:
+        return f"must be one of {', '.join(map(repr, schema['enum']))}, got {quote(value)}"
     return None
+
+
+def _conform_object(check: Problems, path: str, schema: dict[str, Any], value: dict[str, Any]) -> bool:
+    known = schema.get("properties", {})
+    extra = schema.get("additionalProperties")
+    ok = True
+    for key in schema.get("required", []):
+        if key not in value:
+            check.fail(f"{path}.{key}", "is required")
+            ok = False
+    for key, item in value.items():
+        if key in known:
+            ok = conform(check, f"{path}.{key}", known[key], item) and ok
+        elif isinstance(extra, dict):
+            ok = conform(check, f"{path}.{key}", extra, item) and ok
+        else:
+            check.fail(f"{path}.{key}", f"unknown field (known: {', '.join(sorted(known))})")
+            ok = False
+    return ok
 
 
 def _string_map(
     check: Problems, path: str, raw: Any, limit: int, label_values: bool, reserved: tuple[str, ...]
 ) -> dict[str, str] | None:
     if not isinstance(raw, dict):
-        check.fail(path, f"must be an object of strings, got {_kind(raw)}")
+        check.fail(path, f"must be an object of strings, got {kind(raw)}")
         return None
     if len(raw) > limit:
         check.fail(path, f"must have at most {limit} entries, got {len(raw)}")
@@ -156,19 +142,15 @@ def _string_map(
     for key, value in raw.items():
         problem = qualified_name_problem(str(key))
         if problem is None and (key in reserved or str(key).startswith(RESERVED_PREFIX)):
-            problem = f"{key!r} is set by the operator (reserved: {', '.join(reserved)}, {RESERVED_PREFIX}*)"
+            problem = f"{quote(key)} is set by the operator (reserved: {', '.join(reserved)}, {RESERVED_PREFIX}*)"
         if problem is not None:
             check.fail(f"{path}.{key}", problem)
             ok = False
         elif not isinstance(value, str):
-            check.fail(f"{path}.{key}", f"must be a string, got {_kind(value)}")
+            check.fail(f"{path}.{key}", f"must be a string, got {kind(value)}")
             ok = False
-        elif label_values and (len(value) > 63 or not _LABEL_VALUE.match(value)):
-            check.fail(
-                f"{path}.{key}",
-                f"{value!r} is not a label value (at most 63 letters, digits, '-', '_' "
-                "or '.', starting and ending with a letter or digit)",
-            )
+        elif label_values and not is_label_value(value):
+            check.fail(f"{path}.{key}", label_value_problem(value))
             ok = False
         elif not label_values and len(value) > MAX_ANNOTATION_VALUE:
             check.fail(f"{path}.{key}", f"must be at most {MAX_ANNOTATION_VALUE} characters, got {len(value)}")
@@ -188,10 +170,10 @@ def _pull_secrets(check: Problems, raw: Any) -> tuple[str, ...] | None:
     names: list[str] = []
     for i, item in enumerate(raw):
         name = item["name"]
-        if len(name) > 253 or not DNS1123_SUBDOMAIN.match(name):
-            check.fail(f"{path}[{i}].name", f"{name!r} is not a valid Secret name")
+        if len(name) > 253 or not grammar.full(grammar.DNS_SUBDOMAIN, name):
+            check.fail(f"{path}[{i}].name", f"{quote(name)} is not a valid Secret name")
         elif name in names:
-            check.fail(f"{path}[{i}].name", f"duplicate Secret {name!r}")
+            check.fail(f"{path}[{i}].name", f"duplicate Secret {quote(name)}")
         else:
             names.append(name)
     return tuple(names) if len(names) == len(raw) else None
@@ -202,20 +184,20 @@ def parse_pod(check: Problems, spec: dict[str, Any]) -> PodSettings | None:
     shapes = upstream_shapes()
     secrets = _pull_secrets(check, spec.get("imagePullSecrets", []))
     affinity = spec.get("affinity", {})
-    affinity_ok = conform(check, "spec.affinity", shapes["affinity"], affinity)
+    affinity_ok = conform(check, "spec.affinity", shapes["affinity"], affinity) and check_affinity(check, affinity)
     spread = spec.get("topologySpreadConstraints", [])
     spread_ok = conform(
         check,
         "spec.topologySpreadConstraints",
         {"type": "array", "maxItems": MAX_SPREAD_CONSTRAINTS, "items": shapes["topologySpreadConstraint"]},
         spread,
-    )
+    ) and check_spread(check, spread)
     priority = spec.get("priorityClassName")
     priority_ok = priority is None or (
-        isinstance(priority, str) and len(priority) <= 253 and bool(DNS1123_SUBDOMAIN.match(priority))
+        isinstance(priority, str) and len(priority) <= 253 and grammar.full(grammar.DNS_SUBDOMAIN, priority)
     )
     if not priority_ok:
-        check.fail("spec.priorityClassName", f"{priority!r} is not a valid PriorityClass name (a DNS subdomain)")
+        check.fail("spec.priorityClassName", f"{quote(priority)} is not a valid PriorityClass name (a DNS subdomain)")
     labels = _string_map(check, "spec.podLabels", spec.get("podLabels", {}), MAX_POD_LABELS, True, RESERVED_LABELS)
     annotations = _string_map(
         check, "spec.podAnnotations", spec.get("podAnnotations", {}), MAX_POD_ANNOTATIONS, False, ()

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mailrelay.api import grammar
-from mailrelay.api.checker import Checker
+from mailrelay.api.checker import Checker, quote
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,8 @@ def parse_queue(check: Checker, raw: Any) -> QueueStorage | None:
     else:
         size = check.string("spec.queue.storage.size", storage["size"])
     if size is not None:
-        if len(size) > MAX_QUEUE_SIZE_LENGTH or not _QUEUE_SIZE_RE.match(size):
-            check.fail("spec.queue.storage.size", f"{size!r} is not a storage quantity such as 512Mi or 2Gi")
+        if len(size) > MAX_QUEUE_SIZE_LENGTH or not _QUEUE_SIZE_RE.fullmatch(size):
+            check.fail("spec.queue.storage.size", f"{quote(size)} is not a storage quantity such as 512Mi or 2Gi")
             size = None
         elif _quantity_bytes(size) == 0:
             check.fail("spec.queue.storage.size", "must be more than zero")
@@ -51,7 +51,9 @@ def parse_queue(check: Checker, raw: Any) -> QueueStorage | None:
         if storage_class is not None and (
             len(storage_class) > 253 or not grammar.full(grammar.HOSTNAME, storage_class)
         ):
-            check.fail("spec.queue.storage.storageClassName", f"{storage_class!r} is not a valid StorageClass name")
+            check.fail(
+                "spec.queue.storage.storageClassName", f"{quote(storage_class)} is not a valid StorageClass name"
+            )
             storage_class = None
     if size is None or (storage.get("storageClassName") is not None and storage_class is None):
         return None

@@ -1,9 +1,12 @@
-"""Sender-rewrite rules: a POSIX ERE pattern and a replacement, checked so the rendered map line is safe.
+"""Sender-rewrite rules: a POSIX ERE pattern and a replacement, checked so the rendered map line is safe
+and the pattern cheap to run.
 
 A rule's pattern goes into Postfix's regexp map as `/^branch$|^branch$/` (each top-level branch
-anchored on its own), which adds no group, so `$N` in the replacement and `\\N` back-references in
-the pattern mean what the user wrote. The grammar (balanced parentheses outside escapes and bracket
-expressions) keeps the pattern inside its anchors: `x)|(y` cannot close a group it did not open.
+anchored on its own), which adds no group, so `$N` in the replacement means what the user wrote. The
+grammar (balanced parentheses outside escapes and bracket expressions) keeps the pattern inside its
+anchors: `x)|(y` cannot close a group it did not open. It also refuses what makes glibc's matcher
+slow or loop (grammar.py says why): back-references, `+` or `{m,n}` after anything but one
+character, and a repeated group.
 """
 
 from __future__ import annotations
@@ -34,8 +37,89 @@ class RewriteRule:
         return "|".join(f"^{branch}$" for branch in branches)
 
 
+_INTERVAL = re.compile(r"\{([0-9]+)(,([0-9]*))?\}")
+
+
+_GROUP_REPEAT = (
+    "must not repeat a group (at position {index}): a group may only be optional, (x)?, as glibc's matcher can "
+    "loop forever on a repeated one; repeat characters instead, e.g. [a-z.]* for ([a-z]+\\.)*"
+)
+
+
+def _cost_problem(pattern: str) -> str | None:
+    """Name the first construct the grammar refuses for its cost, and how to write it instead."""
+    # previous: "char" (a character, its +/{m,n} allowed next), "repeated" (a character after *, ?, +
+    # or {m,n}: * and ? may follow), "group" (a closed group: only ? may follow), "optional" (after
+    # (x)?: nothing may), "" (start, '(' or '|': nothing to repeat)
+    index, previous = 0, ""
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
+            if pattern[index + 1 : index + 2] in tuple("123456789"):
+                return (
+                    f"must not use the back-reference {pattern[index : index + 2]} (at position {index}): "
+                    "back-references make matching exponential in the address length"
+                )
+            index, previous = index + 2, "char"
+            continue
+        if char == "[":
+            match = re.compile(grammar.BRACKET).match(pattern, index)
+            if match is None:
+                return None  # an unclosed bracket: the grammar's message says it
+            index, previous = match.end(), "char"
+            continue
+        if char == "}":
+            return f"has a '}}' that closes no interval (at position {index}); write a literal brace as \\}}"
+        if char in "+{*?" and previous in ("group", "optional") and not (char == "?" and previous == "group"):
+            return _GROUP_REPEAT.format(index=index)
+        if char in "+{*?" and not previous:
+            return f"has nothing to repeat before the {char!r} at position {index}; write a literal one as \\{char}"
+        if char in "+{":
+            interval = _INTERVAL.match(pattern, index) if char == "{" else None
+            if char == "{" and interval is None:
+                return (
+                    f"has a '{{' that starts no interval {{m}}, {{m,}} or {{m,n}} (at position {index}); "
+                    "write a literal brace as \\{"
+                )
+            if interval is not None and any(
+                n and int(n) > grammar.MAX_REPEAT for n in (interval.group(1), interval.group(3))
+            ):
+                return (
+                    f"repeats up to {grammar.MAX_REPEAT} times at most in an interval, got {interval.group(0)} "
+                    f"(at position {index})"
+                )
+            if interval is not None and interval.group(3):
+                return (
+                    f"must not give an interval an upper bound, got {interval.group(0)} (at position {index}): "
+                    "write {m} or {m,}; each optional copy costs glibc's matcher a state per character"
+                )
+            if previous != "char":
+                what = char if interval is None else interval.group(0)
+                return (
+                    f"must put {what} (at position {index}) right after one character, '.', an escape or [...], "
+                    "not after another repetition"
+                )
+            index, previous = (index + 1 if interval is None else interval.end()), "repeated"
+            continue
+        if char in "*?":
+            previous = "optional" if previous == "group" else "repeated"
+        else:
+            previous = {"(": "", "|": "", ")": "group"}.get(char, "char")
+        index += 1
+    return None
+
+
+def _optional_problem(pattern: str) -> str | None:
+    if grammar.full(grammar.OPTIONAL_LIMIT, pattern):
+        return None
+    return (
+        f"must have at most {grammar.MAX_OPTIONAL} '?' (optional parts, a literal '?' included), got "
+        f"{pattern.count('?')}: long runs of optional parts cost glibc's matcher a state per character"
+    )
+
+
 def _pattern_problem(pattern: str) -> str | None:
-    problem = posix_regex.delimiter_problem(pattern)
+    problem = posix_regex.delimiter_problem(pattern) or _cost_problem(pattern) or _optional_problem(pattern)
     if problem:
         return problem
     branches = grammar.pattern_branches(pattern)

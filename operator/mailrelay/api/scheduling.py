@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from mailrelay.api import grammar
-from mailrelay.api.checker import Checker, kind
-from mailrelay.api.pod import qualified_name_problem
+from mailrelay.api.checker import Checker, kind, quote
+from mailrelay.api.labels import qualified_name_problem
 from mailrelay.kube.quantity import parse_quantity
 
 MAX_SELECTOR_ENTRIES = 20
@@ -19,9 +19,9 @@ MAX_RESOURCE_ENTRIES = 10
 
 
 def _qualified_name(check: Checker, path: str, key: Any) -> bool:
-    problem = qualified_name_problem(key) if isinstance(key, str) else f"{key!r} is not a string"
+    problem = qualified_name_problem(key) if isinstance(key, str) else f"{quote(key)} is not a string"
     if problem:
-        check.fail(path, problem.replace(f"{key!r}:", f"{key!r} is not a qualified name:", 1))
+        check.fail(path, problem.replace(f"{quote(key)}:", f"{quote(key)} is not a qualified name:", 1))
     return problem is None
 
 
@@ -52,7 +52,7 @@ def parse_resources(check: Checker, raw: Any) -> dict[str, Any] | None:
                 or len(text) > 64
                 or not grammar.full(grammar.QUANTITY, text)
             ):
-                check.fail(path, f"{quantity!r} is not a non-negative Kubernetes quantity (e.g. 100m, 64Mi, 1.5)")
+                check.fail(path, f"{quote(quantity)} is not a non-negative Kubernetes quantity (e.g. 100m, 64Mi, 1.5)")
                 continue
             clean[part][key] = text
     for key, request in clean.get("requests", {}).items():
@@ -78,7 +78,7 @@ def parse_node_selector(check: Checker, raw: Any) -> dict[str, str] | None:
         elif len(value) > 63 or not grammar.full(grammar.LABEL_VALUE, value):
             check.fail(
                 f"spec.nodeSelector.{key}",
-                f"{value!r} is not a label value (at most 63 letters, "
+                f"{quote(value)} is not a label value (at most 63 letters, "
                 "digits, '-', '_' or '.', starting and ending with a letter or digit)",
             )
             ok = False
@@ -109,7 +109,7 @@ def parse_tolerations(check: Checker, raw: Any) -> tuple[dict[str, Any], ...] | 
         elif operator != "Exists":
             check.fail(f"{path}.operator", "must be Exists when the key is empty")
         if not isinstance(value, str) or len(value) > 63 or not grammar.full(grammar.LABEL_VALUE, value):
-            check.fail(f"{path}.value", f"{value!r} is not a label value")
+            check.fail(f"{path}.value", f"{quote(value)} is not a label value")
         elif operator == "Exists" and value:
             check.fail(f"{path}.value", "must be empty when the operator is Exists")
         seconds = toleration.get("tolerationSeconds")

@@ -1,4 +1,11 @@
-"""The smarthost login Secret: what makes one usable, decided in one place for the operator and local mode.
+"""The Secrets a relay refers to: who may use one, and what makes a smarthost login usable.
+
+A relay acts with the operator's rights, which include reading every Secret of the namespace; so
+`relay.authSecretRef` and `dkim.keySecretRef` would let anyone who may create a MailRelay (but not
+read Secrets) send with another team's smarthost login or sign with another relay's DKIM key. A
+referenced Secret must name the relays allowed to use it in its annotation SECRET_GRANT_ANNOTATION,
+as a Gateway API ReferenceGrant does across namespaces: whoever may write the Secret decides. The
+check runs before the content is looked at, so a relay learns nothing about a Secret not granted to it.
 
 The entrypoint writes `[host]:port username:password` as one line of Postfix's password map, so a
 username with ':' or any line break or control character would split or corrupt that line. Such a
@@ -13,6 +20,9 @@ import binascii
 import re
 from dataclasses import dataclass
 from typing import Any
+
+from mailrelay.api.checker import quote
+from mailrelay.api.names import SECRET_GRANT_ANNOTATION
 
 KEYS = ("username", "password")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -88,3 +98,30 @@ def oauth2_credentials(secret: dict[str, Any], grant: str) -> OAuth2Credentials:
         if _CONTROL.search(values.get(key, "")) or " " in values.get(key, ""):
             raise SecretProblem(f"{key} must not contain a space, a line break or a control character")
     return OAuth2Credentials(values.get(CLIENT_SECRET_KEY, ""), values.get(REFRESH_TOKEN_KEY, ""))
+
+
+def granted_relays(secret: dict[str, Any]) -> frozenset[str]:
+    """The relay names the Secret's annotation lists ("*" for every relay of its namespace)."""
+    annotations = (secret.get("metadata") or {}).get("annotations") or {}
+    value = annotations.get(SECRET_GRANT_ANNOTATION)
+    if not isinstance(value, str):
+        return frozenset()
+    return frozenset(name.strip() for name in value.split(",") if name.strip())
+
+
+def grant_problem(secret: dict[str, Any], relay: str, field: str) -> str | None:
+    """Why relay `relay` may not use `secret` through `field` (its spec path), or None when it may."""
+    granted = granted_relays(secret)
+    if "*" in granted or relay in granted:
+        return None
+    name = (secret.get("metadata") or {}).get("name", "")
+    names = ",".join(sorted(granted | {relay}))
+    command = f"kubectl annotate --overwrite secret {name} {SECRET_GRANT_ANNOTATION}={quote(names)[1:-1]}"
+    if not granted:
+        listed = f"has no annotation {SECRET_GRANT_ANNOTATION}"
+    else:
+        listed = f"lets only {quote(', '.join(sorted(granted)))} use it ({SECRET_GRANT_ANNOTATION})"
+    return (
+        f"Secret {name} ({field}) {listed}: whoever may edit the Secret decides which relays use it; "
+        f"to allow this one: {command} (a comma-separated list of names, or *)"
+    )

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from publicsuffixlist import PublicSuffixList
 
 from mailrelay.api import grammar, guardrails
-from mailrelay.api.checker import Checker, kind
+from mailrelay.api.checker import Checker, kind, quote
 from mailrelay.api.dkim import DkimSpec, parse_dkim
 from mailrelay.api.names import API_VERSION, KIND
 from mailrelay.api.oauth2 import AUTH_TYPES, OAuth2, parse_oauth2
@@ -125,7 +125,8 @@ def parse(obj: dict[str, Any], default_image: str = RELEASED_POSTFIX_IMAGE) -> M
         raise SpecError([f"document: must be a MailRelay object, got {kind(obj)}"])
     if obj.get("apiVersion") != API_VERSION or obj.get("kind") != KIND:
         check.fail(
-            "apiVersion/kind", f"must be {API_VERSION} {KIND}, got {obj.get('apiVersion')!r} {obj.get('kind')!r}"
+            "apiVersion/kind",
+            f"must be {API_VERSION} {KIND}, got {quote(obj.get('apiVersion'))} {quote(obj.get('kind'))}",
         )
     meta = obj.get("metadata")
     if not isinstance(meta, dict):
@@ -136,11 +137,11 @@ def parse(obj: dict[str, Any], default_image: str = RELEASED_POSTFIX_IMAGE) -> M
         check.fail(
             "metadata.name",
             f"must be a DNS-1035 label of at most {MAX_NAME_LENGTH} characters "
-            f"(lower-case letters, digits, '-', starting with a letter), got {name!r}",
+            f"(lower-case letters, digits, '-', starting with a letter), got {quote(name)}",
         )
     namespace = meta.get("namespace")
     if namespace is not None and (not isinstance(namespace, str) or not DNS1123_LABEL_RE.fullmatch(namespace)):
-        check.fail("metadata.namespace", f"must be a DNS-1123 label, got {namespace!r}")
+        check.fail("metadata.namespace", f"must be a DNS-1123 label, got {quote(namespace)}")
     spec = _parse_spec(check, obj.get("spec"), default_image)
     if check.problems or spec is None:
         raise SpecError(check.problems)
@@ -186,7 +187,8 @@ def _parse_spec(check: Checker, raw: Any, default_image: str) -> MailRelaySpec |
         fqdn = check.hostname("spec.mailFromFQDN", spec["mailFromFQDN"], need_dot=True)
         if fqdn is not None and _PUBLIC_SUFFIXES.is_public(fqdn):
             check.fail(
-                "spec.mailFromFQDN", f"{fqdn!r} is a public suffix (like com or co.uk), not a domain you can send from"
+                "spec.mailFromFQDN",
+                f"{quote(fqdn)} is a public suffix (like com or co.uk), not a domain you can send from",
             )
     keep, rules = _parse_rewrite(check, spec.get("rewrite", {}))
     relay = _parse_relay(check, spec["relay"]) if spec.get("relay") is not None else None
@@ -243,11 +245,12 @@ def _parse_rewrite(check: Checker, raw: Any) -> tuple[tuple[str, ...], tuple[Rew
         if host is None:
             continue
         if host in keep:
-            check.fail(f"spec.rewrite.keepDomains[{i}]", f"duplicate entry {host!r}")
+            check.fail(f"spec.rewrite.keepDomains[{i}]", f"duplicate entry {quote(host)}")
         elif _PUBLIC_SUFFIXES.is_public(host):
             check.fail(
                 f"spec.rewrite.keepDomains[{i}]",
-                f"{host!r} is a public suffix (like com or co.uk): keeping it would let a pod send as anyone under it",
+                f"{quote(host)} is a public suffix (like com or co.uk): "
+                "keeping it would let a pod send as anyone under it",
             )
         keep.append(host)
     rules: list[RewriteRule] = []
@@ -271,7 +274,7 @@ def _parse_relay(check: Checker, raw: Any) -> Relay | None:
     port = check.integer("spec.relay.port", relay.get("port", 587), 1, 65535)
     tls = relay.get("tls", "Encrypt")
     if tls not in TLS_LEVELS:
-        check.fail("spec.relay.tls", f"must be one of {', '.join(TLS_LEVELS)}, got {tls!r}")
+        check.fail("spec.relay.tls", f"must be one of {', '.join(TLS_LEVELS)}, got {quote(tls)}")
         tls = None
     elif tls == "Wrapper" and port is not None and port != SMTPS_PORT:
         check.fail("spec.relay.tls", f"Wrapper (SMTPS) needs port {SMTPS_PORT}, got port {port}")
@@ -282,7 +285,7 @@ def _parse_relay(check: Checker, raw: Any) -> Relay | None:
         if ref is not None:
             name = check.string("spec.relay.authSecretRef.name", ref.get("name"))
             if name is not None and (not grammar.full(grammar.HOSTNAME, name) or len(name) > 253):
-                check.fail("spec.relay.authSecretRef.name", f"{name!r} is not a valid Secret name")
+                check.fail("spec.relay.authSecretRef.name", f"{quote(name)} is not a valid Secret name")
             elif name is not None:
                 secret = name
     oauth2 = _parse_login(check, relay, tls)
@@ -319,12 +322,12 @@ def _parse_relay_host(check: Checker, value: Any) -> str | None:
     if isinstance(value, str) and ":" in value:
         address = grammar.ip_literal(value)
         if address is None:
-            check.fail("spec.relay.host", f"{value[:80]!r} is not an IPv6 address (no %zone, no brackets)")
+            check.fail("spec.relay.host", f"{quote(value)} is not an IPv6 address (no %zone, no brackets)")
         return address
     if isinstance(value, str) and grammar.full(r"[0-9.]+", value):
         address = grammar.ip_literal(value)
         if address is None:
-            check.fail("spec.relay.host", f"{value!r} is not an IPv4 address")
+            check.fail("spec.relay.host", f"{quote(value)} is not an IPv4 address")
         return address
     return check.hostname("spec.relay.host", value, need_dot=False)
 
@@ -336,32 +339,7 @@ def _parse_networks(check: Checker, raw: Any) -> tuple[str, ...] | None:
     if not items:
         check.fail("spec.allowedNetworks", "must list at least one network; an empty list would let no pod relay")
         return None
-    networks: list[str] = []
-    for i, item in enumerate(items):
-        path = f"spec.allowedNetworks[{i}]"
-        text = check.string(path, item)
-        if text is None:
-            continue
-        if "/" not in text and grammar.ip_literal(text):
-            check.fail(path, f"{text!r} needs a prefix length, e.g. 10.0.0.0/8 or {text}/32")
-            continue
-        if not grammar.full(r"[0-9a-f:.]+/[0-9]{1,3}", text, ignore_case=True):
-            check.fail(path, f"{text[:80]!r} is not a CIDR network (address/prefix, no %zone)")
-            continue
-        try:
-            network = ipaddress.ip_network(text, strict=True)
-        except ValueError as exc:
-            check.fail(path, f"{text!r} is not a CIDR network ({exc})")
-            continue
-        problem = _network_problem(network)
-        if problem:
-            check.fail(path, f"{text!r} {problem}")
-            continue
-        if str(network) in networks:
-            check.fail(path, f"duplicate network {str(network)!r}")
-            continue
-        networks.append(str(network))
-    return tuple(networks) if len(networks) == len(items) else None
+    return check.networks("spec.allowedNetworks", items, _network_problem)
 
 
 def _network_problem(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str | None:
@@ -394,7 +372,7 @@ def _parse_service(check: Checker, raw: Any) -> ServiceSpec | None:
     if name is not None and not DNS1035_RE.fullmatch(name):
         check.fail(
             "spec.service.name",
-            f"{name!r} is not a DNS-1035 label (lower-case letters, digits, '-', "
+            f"{quote(name)} is not a DNS-1035 label (lower-case letters, digits, '-', "
             "starting with a letter, at most 63 characters)",
         )
         name = None

@@ -83,6 +83,7 @@ class Context:
                 instance=self.leadership.identity,
                 health=self.health(key),
                 admit=lambda: self.rollouts.admit(key),
+                require_grant=self.settings.require_secret_grant,
             )
         kind = done.seen.relay and workload_kind(done.seen.relay)
         if any(w.kind == kind and w.action != "delete" for w in done.plan.writes) and done.outcome.done:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mailrelay.api import conditions as cond
-from mailrelay.api.secret import SecretProblem, credentials
+from mailrelay.api.secret import SecretProblem, credentials, grant_problem
 from mailrelay.controller import dkim_keys
 from mailrelay.controller import status as st
 from mailrelay.controller.apply import CLAIMS_IMMUTABLE, WORKLOADS, contains, needs_apply, refusal_key, stamped
@@ -24,7 +24,13 @@ from mailrelay.render.relay import Rendered, endpoint, selector_labels, workload
 
 Event = tuple[str, str, str]  # type, reason, message
 # Without these fixed, nothing is rendered and no child is touched: the running pods keep what they have.
-BLOCKING = (cond.INVALID_SPEC, cond.SECRET_NOT_FOUND, cond.SECRET_INCOMPLETE, cond.SECRET_INVALID)
+BLOCKING = (
+    cond.INVALID_SPEC,
+    cond.SECRET_NOT_FOUND,
+    cond.SECRET_NOT_GRANTED,
+    cond.SECRET_INCOMPLETE,
+    cond.SECRET_INVALID,
+)
 ROLLOUT_REASONS = (cond.ROLLING_OUT, cond.AVAILABLE, cond.SCALED_TO_ZERO)
 
 
@@ -55,6 +61,7 @@ class Inputs:
     rendered: Rendered | None  # None while the spec is invalid or a Secret unusable
     tokens: Tokens = field(default_factory=Tokens)  # the OAuth2 login's state (controller.oauth)
     waiting: bool = False  # an operator-caused rollout refused a slot (controller.rollouts): write nothing
+    require_grant: bool = True  # a Secret the relay names must name the relay back (Settings.require_secret_grant)
 
 
 def _invalid_spec(i: Inputs) -> cond.Assessment | None:
@@ -75,6 +82,9 @@ def _secret(i: Inputs) -> cond.Assessment | None:
             f"Secret {name} (spec.relay.authSecretRef) does not exist; create it with the keys username and password",
             stalled=True,
         )
+    refused = grant_problem(i.seen.secret, relay.name, "spec.relay.authSecretRef") if i.require_grant else None
+    if refused:  # before the content is looked at: nothing about it reaches the status
+        return cond.Assessment(False, cond.SECRET_NOT_GRANTED, refused, stalled=True)
     try:
         credentials(i.seen.secret)
     except SecretProblem as exc:

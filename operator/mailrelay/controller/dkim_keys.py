@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from mailrelay.api import conditions as cond
 from mailrelay.api import dkim
+from mailrelay.api.secret import grant_problem
 from mailrelay.api.spec import MailRelay
 from mailrelay.controller.apply import describe_owner, owned_by
 from mailrelay.render.relay import dkim_secret_name, labels, owner_reference
@@ -57,9 +58,14 @@ class KeyState:
 
 
 def prepare(
-    relay: MailRelay, live: dict[str, Any] | None, annotations: dict[str, str], generate: Generate = dkim.generate
+    relay: MailRelay,
+    live: dict[str, Any] | None,
+    annotations: dict[str, str],
+    generate: Generate = dkim.generate,
+    require_grant: bool = True,
 ) -> KeyState:
-    """What the relay's DKIM keys are, given its key Secret as read (`live`); new keys only from `generate`."""
+    """What the relay's DKIM keys are, given its key Secret as read (`live`); new keys only from `generate`.
+    A Secret named in keySecretRef must name the relay (api.secret.grant_problem) unless not required."""
     spec = relay.spec.dkim
     name = dkim_secret_name(relay)
     if spec is None or name is None:
@@ -76,6 +82,9 @@ def prepare(
                     stalled=True,
                 ),
             )
+        refused = grant_problem(live, relay.name, "spec.dkim.keySecretRef") if require_grant else None
+        if refused:  # before the keys are looked at: nothing of them reaches the status
+            return KeyState(name, problem=cond.Assessment(False, cond.SECRET_NOT_GRANTED, refused, stalled=True))
         return _checked(relay, name, dkim.decode_secret(live), [])
     if live is not None and not owned_by(live, relay.uid or ""):
         return KeyState(

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from mailrelay.api import conditions as cond
 from mailrelay.api.oauth2 import OAuth2
-from mailrelay.api.secret import REFRESH_TOKEN_KEY, SecretProblem, oauth2_credentials
+from mailrelay.api.secret import REFRESH_TOKEN_KEY, SecretProblem, grant_problem, oauth2_credentials
 from mailrelay.api.spec import MailRelay
 from mailrelay.controller import metrics
 from mailrelay.controller.apply import describe_owner, owned_by
@@ -80,7 +80,7 @@ class TokenKeeper:
     fetch: Fetch = client.fetch
     clock: Callable[[], float] = time.time
 
-    def keep(self, api: SecretApi, relay: MailRelay, previous: dict[str, Any]) -> Tokens:
+    def keep(self, api: SecretApi, relay: MailRelay, previous: dict[str, Any], require_grant: bool = True) -> Tokens:
         oauth2 = relay.spec.relay.oauth2 if relay.spec.relay else None
         name = f"mailrelay-{relay.name}-oauth2-token"
         if oauth2 is None:
@@ -95,6 +95,9 @@ class TokenKeeper:
         if source is None:
             key = "client-secret" if oauth2.grant == "ClientCredentials" else "refresh-token"
             return _stalled(cond.SECRET_NOT_FOUND, f"{what} does not exist; create it with the key {key}")
+        refused = grant_problem(source, relay.name, "spec.relay.oauth2.secretRef") if require_grant else None
+        if refused:  # before the content is looked at, as for a password's Secret
+            return _stalled(cond.SECRET_NOT_GRANTED, refused)
         try:
             credentials = oauth2_credentials(source, oauth2.grant)
         except SecretProblem as exc:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from mailrelay.api import dkim
 from mailrelay.api.spec import MailRelay, SpecError
 from mailrelay.controller import dkim_keys
 from mailrelay.controller.decide import Inputs, Plan, decide
@@ -97,6 +98,7 @@ def plan(
     generate: dkim_keys.Generate | None = None,
     tokens: Tokens | None = None,
     admit: Callable[[], bool] | None = None,
+    require_grant: bool = True,
 ) -> Plan:
     """Prepare the DKIM keys (the one step that may make new material), render once, decide; a plan
     that rolls pods another operator version rendered asks `admit` for a slot, and waits without one."""
@@ -104,14 +106,16 @@ def plan(
     rendered = None
     if seen.relay is not None:
         annotations = seen.body["metadata"].get("annotations") or {}
-        keys = dkim_keys.prepare(seen.relay, seen.dkim_secret, annotations, *([generate] if generate else []))
+        keys = dkim_keys.prepare(seen.relay, seen.dkim_secret, annotations, generate or dkim.generate, require_grant)
         if keys.problem is None:
             version = secret_version(seen) + (f"/dkim:{keys.version}" if keys.version else "")
             try:
                 rendered = renders.render(seen.relay, version)
             except SpecError as exc:  # UnsafeValue: never render what validation missed
                 seen.relay, seen.problems, keys = None, list(exc.problems), dkim_keys.KeyState()
-    inputs = Inputs(seen, keys, rendered, tokens or Tokens(status=seen.status.get("oauth2")))
+    inputs = Inputs(
+        seen, keys, rendered, tokens or Tokens(status=seen.status.get("oauth2")), require_grant=require_grant
+    )
     decided = decide(inputs, clock)
     if decided.gated and admit is not None and not admit():
         decided = decide(replace(inputs, waiting=True), clock)
@@ -131,13 +135,14 @@ def run(
     health: Health | None = None,
     keeper: TokenKeeper | None = None,
     admit: Callable[[], bool] | None = None,
+    require_grant: bool = True,
 ) -> Pass:
     """One pass over the relay `body` (as the cache holds it); ApiError propagates for the queue's backoff."""
     seen = observe(reader, memory, body, default_image, health)
     tokens = None
     if seen.relay is not None:  # the OAuth2 token step makes its own requests (controller.oauth)
-        tokens = (keeper or TokenKeeper()).keep(TokenStore(reader, writer), seen.relay, seen.status)
-    decided = plan(seen, renders, clock or now(), tokens=tokens, admit=admit)
+        tokens = (keeper or TokenKeeper()).keep(TokenStore(reader, writer), seen.relay, seen.status, require_grant)
+    decided = plan(seen, renders, clock or now(), tokens=tokens, admit=admit, require_grant=require_grant)
     for kind, reason, message in tokens.events if tokens else []:
         writer.post_event(seen.body, kind, reason, message, instance)
     outcome = execute(writer, memory, seen, decided, instance)

@@ -34,6 +34,9 @@ class Settings:
     log_format: str = "json"
     delivery_probe: bool = True  # the resync reads each relay's metrics sidecars (status.queue, Delivering)
     max_rolling_relays: int = 5  # relays rolled at once when an operator upgrade renders their pods anew
+    # A Secret a relay names must name the relay back (api.secret.grant_problem); false trusts anyone
+    # who may create a MailRelay with every Secret of the namespace, as 0.1.0 did.
+    require_secret_grant: bool = True
     leader: LeaderElection = field(default_factory=lambda: LeaderElection(lease_name=LEASE_NAME))
 
     def retry_delay(self, retry: int) -> float:
@@ -86,6 +89,7 @@ class Settings:
             log_format=log_format,
             delivery_probe=flag("MAILRELAY_DELIVERY_PROBE", True),
             max_rolling_relays=int(number("MAILRELAY_MAX_ROLLING_RELAYS", 5, 0.5)),
+            require_secret_grant=flag("MAILRELAY_REQUIRE_SECRET_GRANT", True),
             leader=leader,
         )
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from mailrelay.api import dkim
 from mailrelay.api.spec import MailRelay
+from mailrelay.local import files
 from mailrelay.render.relay import dkim_secret_name
 
 KEY_DIR = "dkim-key"  # the stand-in for the pod's Secret mount, under the workdir
@@ -41,7 +42,8 @@ def _secret_bytes(secret: dict[str, Any]) -> dict[str, bytes]:
 
 
 def prepare(relay: MailRelay, secrets: dict[str, dict[str, Any]], workdir: Path) -> tuple[dict[str, bytes], str]:
-    """The key files to sign with and a note for the user; LocalDkimError when no usable key exists."""
+    """The key files to sign with and a note for the user; LocalDkimError when no usable key exists,
+    files.UnsafePath when a key or record file in the workdir is not this user's own."""
     spec = relay.spec.dkim
     name = dkim_secret_name(relay)
     if spec is None or name is None:
@@ -58,15 +60,16 @@ def prepare(relay: MailRelay, secrets: dict[str, dict[str, Any]], workdir: Path)
     else:
         data, origin = {}, f"generated, kept in {stored}"
         for algorithm, file in dkim.needed(spec).items():
-            path = stored / file
-            data[file] = path.read_bytes() if path.is_file() else dkim.generate(algorithm, spec.rsa_bits)
+            # a key only if this user made it (files.read_own refuses one planted by someone else)
+            kept = files.read_own(stored / file) if files.has_dir(stored, private=True) else None
+            data[file] = kept if kept is not None else dkim.generate(algorithm, spec.rsa_bits)
     try:
         records = dkim.records(spec, data, name)
     except dkim.KeyProblem as exc:
         raise LocalDkimError(str(exc)) from None
     text = "".join(f"{r.as_status()['zone']}\n" for r in records)
     target = workdir / f"dkim-{spec.selector}.txt"
-    target.write_text(text)
+    files.write(target, text.encode())
     note = f"  DKIM: signing as {spec.domain} with the key {origin}\n  publish in DNS (also in {target}):\n" + "".join(
         f"    {line}\n" for line in text.splitlines()
     )

@@ -20,6 +20,7 @@ from typing import Any
 
 from mailrelay.api.secret import OAuth2Credentials, oauth2_credentials
 from mailrelay.api.spec import MailRelay
+from mailrelay.local import files
 from mailrelay.oauth import client, keeper
 from mailrelay.render.relay import config_files
 from mailrelay.render.xoauth2 import CONFIG_FILE
@@ -28,12 +29,8 @@ Fetch = Callable[[client.TokenRequest], client.TokenResponse]
 
 
 def _private(path: Path, text: str) -> None:
-    """Written whole under a new name, then renamed: the relay never reads half a token."""
-    new = path.with_name(path.name + ".new")
-    fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    os.replace(new, path)
+    """Written whole under a new name, then renamed (never through a link): the relay never reads half a token."""
+    files.write(path, text.encode(), 0o600)
 
 
 class LocalXOAuth2:
@@ -92,11 +89,11 @@ class LocalXOAuth2:
     def start(self) -> None:
         rendered = json.loads(config_files(self.relay.spec)[CONFIG_FILE])
         rendered.update(listen=f"127.0.0.1:{self.port}", tokenFile=str(self.token_file), lingerSeconds=0)
-        self.config_file.write_text(json.dumps(rendered, indent=2) + "\n")
+        files.write(self.config_file, (json.dumps(rendered, indent=2) + "\n").encode())
         self.refresh_once()
         self._thread = threading.Thread(target=self._loop, name="oauth2-keeper", daemon=True)
         self._thread.start()
-        with self.output.open("wb") as out:
+        with files.fresh(self.output) as out:
             self.process = subprocess.Popen(
                 [*self.wrapper, sys.executable, "-m", "mailrelay.relayd", str(self.config_file)],
                 env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **self.env},

@@ -24,6 +24,8 @@ from mailrelay import scripts
 from mailrelay.api.secret import Credentials
 from mailrelay.api.spec import MailRelay
 from mailrelay.local import dkim as local_dkim
+from mailrelay.local import files
+from mailrelay.local.files import UnsafePath
 from mailrelay.render.relay import config_files
 
 SEARCH_PATH = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"  # Postfix's commands live in sbin
@@ -51,9 +53,9 @@ def state_dir_for(workdir: Path) -> Path:
 
 
 def lock_workdir(workdir: Path) -> int:
-    """Hold an exclusive lock on the workdir for this process's life, or raise if another instance has it."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(workdir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    """Hold an exclusive lock on the workdir for this process's life, or raise if another instance has
+    it; UnsafePath for a workdir (or lock file) another user made or could change."""
+    fd = files.open_lock(files.checked_workdir(workdir) / LOCK_FILE)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -65,6 +67,17 @@ def lock_workdir(workdir: Path) -> int:
     os.ftruncate(fd, 0)
     os.write(fd, str(os.getpid()).encode())
     return fd
+
+
+def stored_login(workdir: Path) -> bool:
+    """Whether an earlier run left the smarthost login in `workdir`; UnsafePath when what is there is
+    not ours (a login file someone else made is never used, nor written into)."""
+    if not os.path.lexists(workdir):
+        return False
+    secret_dir = files.checked_workdir(workdir) / "secret"
+    return files.has_dir(secret_dir, private=True) and all(
+        files.read_own(secret_dir / key) is not None for key in ("username", "password")
+    )
 
 
 def postfix_problem() -> str | None:
@@ -117,35 +130,30 @@ class LocalPostfix:
             self.write_dkim_keys(dkim_keys)
 
     def _write(self, secret: dict[str, str] | None, extra: dict[str, str]) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        if self.state != self.workdir:
-            self.state.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-            self.state.mkdir(mode=0o755, exist_ok=True)
-            link = self.workdir / "postfix-state"
-            if not link.is_symlink():
-                link.symlink_to(self.state)
-        self.source.mkdir(parents=True, exist_ok=True)
-        self.maillog.parent.mkdir(parents=True, exist_ok=True)
+        """Everything goes through mailrelay.local.files: checked directories, no followed links."""
+        files.checked_workdir(self.workdir, mode=0o755 if self.state == self.workdir else 0o700)
+        if secret is not None:  # first: a login directory that is not ours stops everything
+            self.write_secret(secret)
+        files.subdir(self.source)
         for name, text in {**config_files(self.relay.spec), **extra}.items():
-            (self.source / name).write_text(text)
-        if secret is not None:
-            self.secret_dir.mkdir(mode=0o700, exist_ok=True)
-            self.secret_dir.chmod(0o700)
-            for key, value in secret.items():
-                path = self.secret_dir / key
-                path.touch(mode=0o600)
-                path.chmod(0o600)
-                path.write_text(value)
+            files.write(self.source / name, text.encode())
+        if self.state != self.workdir:
+            files.checked_workdir(self.state, mode=0o755, what="Postfix state directory")
+            files.link(self.workdir / "postfix-state", self.state)
+        files.subdir(self.maillog.parent)
+
+    def write_secret(self, secret: dict[str, str]) -> None:
+        """The login files, root-only like the pod's Secret mount."""
+        files.subdir(self.secret_dir, 0o700)
+        files.check_replaceable(*(self.secret_dir / key for key in secret))
+        for key, value in secret.items():
+            files.write(self.secret_dir / key, value.encode(), 0o600)
 
     def write_dkim_keys(self, keys: dict[str, bytes]) -> None:
         """The DKIM key Secret's files, root-only like the pod's Secret mount."""
-        self.dkim_key_dir.mkdir(mode=0o700, exist_ok=True)
+        files.subdir(self.dkim_key_dir, 0o700)
         for name, data in keys.items():
-            path = self.dkim_key_dir / name
-            path.touch(mode=0o400)
-            path.chmod(0o600)
-            path.write_bytes(data)
-            path.chmod(0o400)
+            files.write(self.dkim_key_dir / name, data, 0o400)
 
     @property
     def env(self) -> dict[str, str]:
@@ -170,7 +178,7 @@ class LocalPostfix:
 
     def start(self, timeout: float = 30.0) -> None:
         """Run the entrypoint in the background and wait until SMTP answers."""
-        with self.output.open("wb") as out:
+        with files.fresh(self.output) as out:
             self.process = subprocess.Popen(
                 [*self.wrapper, *scripts.command("entrypoint.sh")],
                 env=self.env,
@@ -224,8 +232,8 @@ class LocalPostfix:
     def restart(self, secret: dict[str, str] | None = None) -> None:
         """Start Postfix again on the same queue (with new Secret files), as a rolled pod would."""
         self.stop_postfix()
-        for key, value in (secret or {}).items():
-            (self.secret_dir / key).write_text(value)
+        if secret:
+            self.write_secret(secret)
         self.start()
 
     def stop_postfix(self) -> None:
@@ -290,6 +298,9 @@ def run_local(
         state = None
     try:
         lock = lock_workdir(base)
+    except UnsafePath as exc:
+        print(f"mailrelay-operator local: {exc}", file=sys.stderr)
+        return 2
     except LocalRelayError as exc:
         print(f"mailrelay-operator local: {exc}", file=sys.stderr)
         return 1
@@ -297,14 +308,14 @@ def run_local(
     try:
         try:
             keys, dkim_note = local_dkim.prepare(relay, secrets or {}, base)
-        except local_dkim.LocalDkimError as exc:
+            if keys and workdir is None:
+                dkim_note += "  (a temporary key: use --workdir to keep it, and its DNS record, across runs)\n"
+            instance = LocalPostfix(
+                relay, base, listen=listen, port=port, secret=secret, state=state, dkim_keys=keys or None
+            )
+        except (local_dkim.LocalDkimError, UnsafePath) as exc:
             print(f"mailrelay-operator local: {exc}", file=sys.stderr)
             return 2
-        if keys and workdir is None:
-            dkim_note += "  (a temporary key: use --workdir to keep it, and its DNS record, across runs)\n"
-        instance = LocalPostfix(
-            relay, base, listen=listen, port=port, secret=secret, state=state, dkim_keys=keys or None
-        )
         xoauth2 = _xoauth2(relay, base, secrets or {}, instance)
         if isinstance(xoauth2, str):
             print(f"mailrelay-operator local: {xoauth2}", file=sys.stderr)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from mailrelay.api.dkim import KEY_FILES, DkimSpec
 from mailrelay.api.spec import MailRelaySpec
+from mailrelay.render.headers import KEPT_HEADERS, KEPT_PREFIX
 
 RUNTIME_DIR_TOKEN = "@OPENDKIM_DIR@"
 DEFAULT_RUNTIME_DIR = "/run/mailrelay/opendkim"  # entrypoint.sh's default for MAILRELAY_OPENDKIM_DIR
@@ -26,10 +27,12 @@ def socket_name(algorithm: str) -> str:
     return f"{algorithm}.sock"
 
 
-# From is signed once more than present, so nobody can add a second From after signing (RFC 6376
-# 8.15). Only headers OpenDKIM signs anyway may be listed: it oversigns others as absent, and then
-# the signature breaks on any message that has them.
-OVERSIGNED = "From"
+KEPT_HEADERS_SCRIPT = "opendkim-kept-headers.lua"
+# The kept reply headers are signed with their values as they leave (kept_headers_script), so they
+# can be signed, and signed once more than present like From (RFC 6376 8.15): nobody can change or
+# add one after signing. Oversigning needs the name in SignHeaders too ("*" keeps the defaults).
+SIGNED = ",".join(["*", *(f"+{name}" for name in KEPT_HEADERS)])
+OVERSIGNED = ",".join(["From", *KEPT_HEADERS])
 
 
 def conf(dkim: DkimSpec, algorithm: str) -> str:
@@ -49,7 +52,9 @@ def conf(dkim: DkimSpec, algorithm: str) -> str:
         f"KeyTable file:{RUNTIME_DIR_TOKEN}/{key_table_file}",
         f"SigningTable refile:{RUNTIME_DIR_TOKEN}/{signing_table_file}",
         "Canonicalization relaxed/relaxed",
+        f"SignHeaders {SIGNED}",
         f"OversignHeaders {OVERSIGNED}",
+        f"SetupPolicyScript {RUNTIME_DIR_TOKEN}/{KEPT_HEADERS_SCRIPT}",
         # Postfix only admits clients from allowedNetworks; whatever reaches the milter is ours to sign.
         "InternalHosts 0.0.0.0/0, ::/0",
         # OpenDKIM refuses a key when any directory above it is world-writable, as a Kubernetes
@@ -59,6 +64,30 @@ def conf(dkim: DkimSpec, algorithm: str) -> str:
         "SoftwareHeader no",
     ]
     return "\n".join(lines) + "\n"
+
+
+def kept_headers_script() -> str:
+    """Lua run by OpenDKIM once the headers are in: sign each kept reply header with its copy's value.
+
+    At signing time Postfix's cleanup has already rewritten, say, Reply-To with the canonical maps,
+    and its copy X-Mailrelay-Kept-Reply-To holds what the sender wrote; smtp_header_checks drops the
+    first and renames the copy as the message leaves (headers.py). replace_header() changes only what
+    the signature is computed over, so the signature covers the Reply-To that leaves. Without a
+    sign request here OpenDKIM still signs by its SigningTable.
+    """
+    names = ", ".join(f'"{name}"' for name in KEPT_HEADERS)
+    return (
+        "-- Rendered by mailrelay-operator; changes are overwritten.\n"
+        f"for _, name in ipairs({{{names}}}) do\n"
+        "  local n = 0\n"
+        "  while true do\n"
+        f'    local kept = odkim.get_header(ctx, "{KEPT_PREFIX}" .. name, n)\n'
+        "    if kept == nil then break end\n"
+        "    odkim.replace_header(ctx, name, n, kept)\n"
+        "    n = n + 1\n"
+        "  end\n"
+        "end\n"
+    )
 
 
 def key_table(dkim: DkimSpec, algorithm: str) -> str:
@@ -77,7 +106,7 @@ def algorithms(spec: MailRelaySpec) -> list[str]:
 
 
 def config_files(spec: MailRelaySpec) -> dict[str, str]:
-    result: dict[str, str] = {}
+    result: dict[str, str] = {KEPT_HEADERS_SCRIPT: kept_headers_script()} if spec.dkim else {}
     for algorithm in algorithms(spec):
         assert spec.dkim is not None
         names = files(algorithm)

@@ -14,6 +14,7 @@ import re
 
 from mailrelay.api.spec import MailRelaySpec, Relay, SpecError
 from mailrelay.render import opendkim, xoauth2
+from mailrelay.render.headers import KEPT_HEADERS, KEPT_PREFIX
 
 MAIN_CF = "main.cf"
 MASTER_CF = "master.cf"
@@ -22,13 +23,14 @@ SENDER_DOMAINS = "sender_domains"  # the guarantee: anything not at a kept domai
 HEADER_CHECKS = "header_checks"
 SMTP_HEADER_CHECKS = "smtp_header_checks"
 RECIPIENT_ACCESS = "recipient_access"  # only with spec.recipients.allowDomains
+COMMAND_FILTER = "command_filter"  # only with spec.recipients.allowDomains
 SASL_PASSWORDS = "sasl_passwd"  # written at start-up by the entrypoint from the Secret, never rendered
 CONFIG_FILES = (MAIN_CF, MASTER_CF, SENDER_CANONICAL, SENDER_DOMAINS, HEADER_CHECKS, SMTP_HEADER_CHECKS)
-# Postfix treats these as sender headers, but they say where replies and reports go, not who sent:
-# they are hidden from the canonical maps under a private name and restored on the way out.
-KEPT_HEADERS = ("Reply-To", "Errors-To", "Disposition-Notification-To", "Mail-Followup-To", "Resent-Reply-To")
-KEPT_PREFIX = "X-Mailrelay-Kept-"
 NOT_NULL_SENDER = 'if !/^""$/'  # regexp_table(5) block: the null sender (bounces) is never rewritten
+# The user's rules see addresses of at most this many characters (RFC 5321's limit for a path is 256
+# octets with the brackets): their cost grows with the address, which a header can make 100 kB long.
+# Longer addresses skip them and get the default rewrite.
+MAX_RULE_ADDRESS = 254
 _UNSAFE = re.compile(r"[^\x20-\x7e]")
 
 
@@ -44,6 +46,17 @@ def _safe(line: str) -> str:
 
 SMTP_PORT = 25
 RECIPIENT_REFUSAL = "550 5.7.1 this relay only sends to the domains its MailRelay allows (spec.recipients.allowDomains)"
+# What smtpd_command_filter makes of a RCPT TO whose address is not a plain local@domain, and its answer.
+UNPLAIN_RECIPIENT = "recipient-syntax@mailrelay.invalid"
+UNPLAIN_REFUSAL = (
+    "550 5.1.3 with spec.recipients.allowDomains this relay takes only plain local@domain recipients: "
+    "no bare postmaster or other name without a domain, no quoted, routed or commented address"
+)
+# A plain address as regexp_table(5) (POSIX, inside brackets a backslash is literal): a dot-atom or
+# quoted local part, '@', a domain or an address literal; nothing the parser could turn into a bare name.
+_PLAIN_LOCAL = r'([^][<>()@,;:\"[:space:]]+|"([^"\]|\\.)*")'
+_PLAIN_DOMAIN = r"([^][<>()@,;:\"[:space:]]+|\[[^]]*\])"
+
 LOOPBACK_NETWORKS = ("127.0.0.1/32", "::1/128")
 
 _TLS_LEVEL = {"None": "none", "May": "may", "Encrypt": "encrypt", "Wrapper": "encrypt"}
@@ -142,6 +155,8 @@ def main_cf(spec: MailRelaySpec) -> str:
         ("canonical_classes", "envelope_sender, header_sender"),
         ("local_header_rewrite_clients", "permit_mynetworks"),
         ("header_checks", f"regexp:${{config_directory}}/{HEADER_CHECKS}"),
+        # Headers of an attached message are its own: no copies in them (the default is $header_checks).
+        ("nested_header_checks", ""),
         ("smtp_header_checks", f"regexp:${{config_directory}}/{SMTP_HEADER_CHECKS}"),
         # Logs go to the container's stdout; `postfix start-fg` keeps the master in the foreground.
         ("maillog_file", "/dev/stdout"),
@@ -151,6 +166,7 @@ def main_cf(spec: MailRelaySpec) -> str:
     params += _relay_params(spec.relay)
     params += milter_params(spec)
     params += _guardrail_params(spec)
+    params += _command_params(spec)
     lines = ["# Rendered by mailrelay-operator; changes are overwritten."]
     lines += [_safe(f"{name} = {value}".rstrip()) for name, value in params]
     return "\n".join(lines) + "\n"
@@ -228,6 +244,32 @@ def _guardrail_params(spec: MailRelaySpec) -> list[tuple[str, str]]:
     ]
 
 
+def _command_params(spec: MailRelaySpec) -> list[tuple[str, str]]:
+    """With an allow-list, RCPT TO takes plain addresses only (see command_filter())."""
+    if not spec.guardrails.allow_domains:
+        return []
+    return [("smtpd_command_filter", f"regexp:${{config_directory}}/{COMMAND_FILTER}")]
+
+
+def command_filter(spec: MailRelaySpec) -> str:
+    """Turn a RCPT TO that is not a plain local@domain into one the allow-list refuses.
+
+    smtpd accepts a recipient that parses to a bare `postmaster` before any restriction (RFC 5321
+    requires it, and no parameter turns that off): `<postmaster>`, `<"postmaster">`,
+    `<@host:postmaster>`, `<postmaster(x@y)>` all passed the allow-list and went to
+    postmaster@mailFromFQDN. The command filter runs on the raw line, before that parse, so every
+    such form, and any other name without a domain, meets the refusal instead.
+    """
+    plain = rf"^RCPT[[:space:]]+TO:[[:space:]]*<?{_PLAIN_LOCAL}@{_PLAIN_DOMAIN}>?([[:space:]]|$)"
+    return (
+        "# Rendered by mailrelay-operator; changes are overwritten.\n"
+        "# regexp_table(5), applied to each SMTP command line before smtpd parses it.\n"
+        "if /^RCPT[[:space:]]/\n"
+        f"!/{plain}/ RCPT TO:<{UNPLAIN_RECIPIENT}>\n"
+        "endif\n"
+    )
+
+
 def _recipient_checks(spec: MailRelaySpec) -> list[str]:
     """The allow-list comes first among the recipient restrictions, so permit_mynetworks cannot skip it."""
     if not spec.guardrails.allow_domains:
@@ -246,6 +288,7 @@ def recipient_access(spec: MailRelaySpec) -> str:
         "# Rendered by mailrelay-operator; changes are overwritten.",
         "# regexp_table(5): case-insensitive, first match wins.",
     ]
+    lines.append(f"/^{_domain_regex(UNPLAIN_RECIPIENT)}$/ {UNPLAIN_REFUSAL}")
     lines += [f"/@([^@]+\\.)?{_domain_regex(domain)}$/ DUNNO" for domain in spec.guardrails.allow_domains]
     lines.append(f"/./ {RECIPIENT_REFUSAL}")
     return "\n".join(lines) + "\n"
@@ -265,9 +308,9 @@ def sender_canonical(spec: MailRelaySpec) -> str:
         "# Rendered by mailrelay-operator; changes are overwritten.",
         "# regexp_table(5): case-insensitive, first match wins. Results go through sender_domains.",
     ]
-    lines.append(NOT_NULL_SENDER)
+    lines += [NOT_NULL_SENDER, f"if !/^.{{{MAX_RULE_ADDRESS + 1}}}/"]
     lines += [_safe(f"/{rule.anchored}/ {rule.replacement}") for rule in spec.rules]
-    lines.append("endif")
+    lines += ["endif", "endif"]
     return "\n".join(lines) + "\n"
 
 
@@ -291,19 +334,25 @@ def sender_domains(spec: MailRelaySpec) -> str:
 
 
 def header_checks() -> str:
-    """Hide the reply headers from the canonical maps (cleanup classifies a replaced header anew)."""
+    """Copy each reply header under a private name before the canonical maps rewrite it (headers.py).
+
+    A private name arriving from a client is dropped first, so nobody can smuggle a header that
+    would be renamed into a reply header on the way out.
+    """
     names = "|".join(KEPT_HEADERS)
     return (
         "# Rendered by mailrelay-operator; changes are overwritten.\n"
-        f"/^({names}):(.*)$/ REPLACE {KEPT_PREFIX}${{1}}:${{2}}\n"
+        f"/^{KEPT_PREFIX}/ IGNORE\n"
+        f"/^({names}):(.*)$/ PREPEND {KEPT_PREFIX}${{1}}:${{2}}\n"
     )
 
 
 def smtp_header_checks() -> str:
-    """Give the reply headers their names back as the message leaves."""
+    """As the message leaves: drop the rewritten reply headers, give the copies their names back."""
     names = "|".join(KEPT_HEADERS)
     return (
         "# Rendered by mailrelay-operator; changes are overwritten.\n"
+        f"/^({names}):/ IGNORE\n"
         f"/^{KEPT_PREFIX}({names}):(.*)$/ REPLACE ${{1}}:${{2}}\n"
     )
 
@@ -320,4 +369,5 @@ def config_files(spec: MailRelaySpec) -> dict[str, str]:
     }
     if spec.guardrails.allow_domains:
         files[RECIPIENT_ACCESS] = recipient_access(spec)
+        files[COMMAND_FILTER] = command_filter(spec)
     return files

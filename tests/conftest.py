@@ -27,9 +27,9 @@ TIERS = ("unit", "apiserver", "mail", "pod", "node", "packaging")
 
 # Tests that share one machine-wide thing run on one pytest-xdist worker (`make test`: --dist
 # loadgroup), in the order of this list: the pods (runc, the image store, which a release's builds use
-# too) and the real control plane (a session fixture: its namespaces, CRD and Leases are shared by every
-# test that uses it).
-SERIAL_GROUPS = (("images", "pods"), ("published", "pods"), ("control_plane", "controlplane"))
+# too), the real control plane (a session fixture: its namespaces, CRD and Leases are shared by every
+# test that uses it), and the real node (tests/node: one per session, so one per worker that runs its tests).
+SERIAL_GROUPS = (("images", "pods"), ("published", "pods"), ("control_plane", "controlplane"), ("node", "node"))
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's, which reads the xdist_group marks

@@ -7,6 +7,7 @@
   `real_api` and `shipped_operator` (the real control plane and what manifests/ ships), `ha` (the HA
   replicas and their backends), `tcp_proxy`, `crd_schema` (the CRD checked offline), `kstatus`
 - `postfix_harness`, `mail`, `smtp_sink`, `netns` (the host Postfix, clients, the smarthost sink),
-  `netpol` (NetworkPolicy semantics), `podrunner` and `relay_pod` (the images under runc)
+  `podrunner` and `relay_pod` (the images under runc)
+- `nodekit` and `journey` (the real node's tests: kubectl waits, exec, the sink; the journey's relay)
 - `tools` (helm, kubectl), `dashboard` (the chart's monitoring and PromQL)
 """

@@ -1,8 +1,14 @@
-"""Build the pinned control-plane binaries from Go modules, once, into a cache folder outside the repo.
+"""Build the pinned Kubernetes binaries from Go modules, once, into cache folders outside the repo.
 
-The three Go modules beside this file (kubernetes/, etcd/, kwok/) pin every version through their go.mod
-and go.sum. The cache folder is named after a hash of those files, the Go version and the build flags, so
-a changed pin builds anew and an unchanged one is reused (a second `make test` builds nothing).
+The Go modules beside this file (kubernetes/, etcd/, kwok/ for the control plane; the same kubernetes/ pin
+plus coredns/, registry/ and kube-router/ for the node) pin every version through their go.mod and go.sum.
+Each target (a module folder and the commands built from it) has its own cache folder, named after a hash
+of that folder's go.mod, go.sum and Go files, the Go version, the packages and the build flags: a changed pin
+rebuilds only its own target, and an unchanged one is reused (a second `make test` builds nothing). Compiled
+packages are shared between targets through Go's own build cache (kubelet after kube-apiserver compiles only
+what kube-apiserver does not link).
+
+    python tools/controlplane/build.py [controlplane|node ...]   # default: controlplane
 """
 
 from __future__ import annotations
@@ -19,33 +25,84 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-MODULES = ("kubernetes", "etcd", "kwok")
-# module folder -> (module whose version is reported, main packages built from it)
-PACKAGES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "kubernetes": (
+DEFAULT_CACHE = Path("/var/cache/mailrelay-operator")
+GO_FALLBACK = Path("/usr/local/go/bin/go")
+# How the binaries are built; part of the cache key, so changing it rebuilds.
+RECIPE = ("-trimpath", "-ldflags=-s -w", "CGO_ENABLED=0", "kube version stamped", "one go build per target")
+# kwok needs Stage objects to act as a kubelet; its module ships the "fast" set (nodes Ready with lease
+# heartbeats, pods Running and Ready at once), which kwokctl uses by default.
+KWOK_STAGES = "kwok-stages.yaml"
+KWOK_STAGE_SET = "kustomize/stage/fast"
+NETWORK_ERRORS = (
+    "dial tcp",
+    "proxy",
+    "no such host",
+    "connection refused",
+    "i/o timeout",
+    "403 Forbidden",
+    "404 Not Found",
+    "GOPROXY",
+    "lookup ",
+    "connection reset",
+    "unexpected EOF",
+    "TLS handshake",
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Commands built from one pinned module folder, cached together."""
+
+    folder: str  # module folder beside this file
+    module: str  # the module whose version is reported
+    packages: tuple[str, ...]  # main packages; the binary is named after the last path element
+    names: tuple[str, ...]  # the binaries, in the order of packages
+    version_flag: str = ""  # the -X variable the upstream release stamps with its version, if any
+
+
+TARGETS: dict[str, Target] = {
+    "kubernetes": Target(
+        "kubernetes",
         "k8s.io/kubernetes",
         (
             "k8s.io/kubernetes/cmd/kube-apiserver",
             "k8s.io/kubernetes/cmd/kube-controller-manager",
             "k8s.io/kubernetes/cmd/kube-scheduler",
         ),
+        ("kube-apiserver", "kube-controller-manager", "kube-scheduler"),
     ),
-    "etcd": ("go.etcd.io/etcd/server/v3", ("go.etcd.io/etcd/server/v3",)),
-    "kwok": ("sigs.k8s.io/kwok", ("sigs.k8s.io/kwok/cmd/kwok",)),
+    # Built from go.etcd.io/etcd/server/v3, whose main package would otherwise be named `v3`.
+    "etcd": Target("etcd", "go.etcd.io/etcd/server/v3", ("go.etcd.io/etcd/server/v3",), ("etcd",)),
+    "kwok": Target("kwok", "sigs.k8s.io/kwok", ("sigs.k8s.io/kwok/cmd/kwok",), ("kwok",)),
+    # The node: the same k8s.io/kubernetes pin as the control plane (one go.mod), a target of its own so the
+    # control plane's cache stays valid and `make controlplane` does not build a kubelet.
+    "kubelet": Target(
+        "kubernetes",
+        "k8s.io/kubernetes",
+        ("k8s.io/kubernetes/cmd/kubelet", "k8s.io/kubernetes/cmd/kube-proxy"),
+        ("kubelet", "kube-proxy"),
+    ),
+    "coredns": Target(
+        "coredns", "github.com/coredns/coredns", ("mailrelay.dev/controlplane/coredns/cmd/coredns",), ("coredns",)
+    ),
+    "registry": Target(
+        "registry",
+        "github.com/distribution/distribution/v3",
+        ("github.com/distribution/distribution/v3/cmd/registry",),
+        ("registry",),
+        "github.com/distribution/distribution/v3/version.version",  # `registry --version`, as released
+    ),
+    "kube-router": Target(
+        "kube-router",
+        "github.com/cloudnativelabs/kube-router/v2",
+        ("github.com/cloudnativelabs/kube-router/v2/cmd/kube-router",),
+        ("kube-router",),
+    ),
 }
-# Built from go.etcd.io/etcd/server/v3, whose main package would otherwise be named `v3`.
-OUTPUT_NAMES = {"go.etcd.io/etcd/server/v3": "etcd"}
-BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
-DEFAULT_CACHE = Path("/var/cache/mailrelay-operator")
-GO_FALLBACK = Path("/usr/local/go/bin/go")
-# How the binaries are built; part of the cache key, so changing it rebuilds.
-RECIPE = ("-trimpath", "-ldflags=-s -w", "CGO_ENABLED=0", "kube version stamped")
-
-
-# kwok needs Stage objects to act as a kubelet; its module ships the "fast" set (nodes Ready with lease
-# heartbeats, pods Running and Ready at once), which kwokctl uses by default.
-KWOK_STAGES = "kwok-stages.yaml"
-KWOK_STAGE_SET = "kustomize/stage/fast"
+GROUPS: dict[str, tuple[str, ...]] = {
+    "controlplane": ("kubernetes", "etcd", "kwok"),
+    "node": ("kubelet", "coredns", "registry", "kube-router"),
+}
 
 
 class BuildError(RuntimeError):
@@ -56,11 +113,21 @@ class BuildError(RuntimeError):
 class Binaries:
     """Paths of the built commands, and the module versions they were built from."""
 
-    folder: Path
+    folders: dict[str, Path]  # target name -> its cache folder
     versions: dict[str, str]
 
     def path(self, name: str) -> str:
-        return str(self.folder / "bin" / name)
+        for folder in self.folders.values():
+            if (folder / "bin" / name).is_file():
+                return str(folder / "bin" / name)
+        raise BuildError(f"no binary {name} in {', '.join(map(str, self.folders.values()))}")
+
+    def data(self, target: str, name: str) -> Path:
+        """A file a target's build wrote beside its binaries (kwok's stages)."""
+        return self.folders[target] / name
+
+    def merged(self, other: Binaries) -> Binaries:
+        return Binaries({**self.folders, **other.folders}, {**self.versions, **other.versions})
 
 
 def find_go() -> str:
@@ -73,29 +140,26 @@ def find_go() -> str:
     return go
 
 
-def _run(go: str, args: list[str], cwd: Path, env: dict[str, str]) -> str:
+def _run(go: str, args: list[str], cwd: Path, env: dict[str, str], retry: bool = False) -> str:
     done = subprocess.run([go, *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    if done.returncode and retry and any(s in done.stderr for s in NETWORK_ERRORS):
+        # A proxy hiccup (reset, timeout) fails a cold build half-way; one more try, said out loud.
+        print(
+            f"build: `go {' '.join(args)}` in {cwd.name}/ failed on the network, retrying once in 5 s:\n"
+            f"  {done.stderr.strip().splitlines()[-1][:300]}",
+            file=sys.stderr,
+            flush=True,
+        )
+        time.sleep(5)
+        done = subprocess.run([go, *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
     if done.returncode:
         text = done.stderr.strip()[-3000:]
         hint = ""
-        if any(
-            s in text
-            for s in (
-                "dial tcp",
-                "proxy",
-                "no such host",
-                "connection refused",
-                "i/o timeout",
-                "403 Forbidden",
-                "404 Not Found",
-                "GOPROXY",
-                "lookup ",
-            )
-        ):
+        if any(s in text for s in NETWORK_ERRORS):
             proxy = env.get("GOPROXY") or _goenv(go, "GOPROXY")
             hint = (
                 f"\nthe Go module proxy could not be reached (GOPROXY={proxy}); "
-                "the control plane is built from the modules it serves"
+                "the control plane and the node are built from the modules it serves"
             )
         raise BuildError(f"`go {' '.join(args)}` failed in {cwd.name}/:\n{text}{hint}")
     return done.stdout
@@ -121,23 +185,26 @@ def _kube_version_flags(kube_version: str) -> list[str]:
     ]
 
 
-def _pinned_versions() -> dict[str, str]:
-    """Each module's pinned version, read from its go.mod `require` line (no Go needed)."""
-    versions = {}
-    for folder, (module, _) in PACKAGES.items():
-        for line in (HERE / folder / "go.mod").read_text().splitlines():
-            words = line.replace("require", "").split()
-            if len(words) == 2 and words[0] == module:
-                versions[module] = words[1]
-    return versions
+def pinned_version(target: Target) -> str:
+    """The target's pinned version, read from its go.mod `require` line (no Go needed)."""
+    for line in (HERE / target.folder / "go.mod").read_text().splitlines():
+        words = line.replace("require", "").split()
+        if len(words) == 2 and words[0] == target.module:
+            return words[1]
+    raise BuildError(f"{target.folder}/go.mod does not require {target.module}")
 
 
-def cache_key(go_version: str) -> str:
+def _inputs(folder: str) -> list[Path]:
+    base = HERE / folder
+    return [base / "go.mod", base / "go.sum", *sorted(base.rglob("*.go"))]
+
+
+def cache_key(name: str, go_version: str) -> str:
+    target = TARGETS[name]
     digest = hashlib.sha256(go_version.encode())
-    for folder in MODULES:
-        for name in ("go.mod", "go.sum", "tools.go"):
-            digest.update((HERE / folder / name).read_bytes())
-    digest.update(repr((PACKAGES, RECIPE)).encode())
+    for path in _inputs(target.folder):
+        digest.update(str(path.relative_to(HERE)).encode() + b"\0" + path.read_bytes())
+    digest.update(repr((target, RECIPE)).encode())
     return digest.hexdigest()[:16]
 
 
@@ -145,67 +212,73 @@ def cache_root() -> Path:
     return Path(os.environ.get("MAILRELAY_CACHE_DIR", DEFAULT_CACHE))
 
 
-def ensure_binaries(log: bool = True) -> Binaries:
-    """Return the cached binaries, building them first if this pin has not been built on this machine."""
+def ensure_binaries(log: bool = True, group: str = "controlplane") -> Binaries:
+    """The cached binaries of a group (or of one target), building those not yet built for these pins."""
     go = find_go()
-    versions = _pinned_versions()
-    folder = cache_root() / f"controlplane-{cache_key(_go_version(go))}"
-    if not _complete(folder):
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        with open(folder.parent / f".{folder.name}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # another test run may be building the same pin right now
-            if not _complete(folder):
-                _build(go, folder, versions, log)
-    if not (folder / KWOK_STAGES).is_file():
-        _write_kwok_stages(go, folder)
+    go_version = _go_version(go)
+    folders, versions = {}, {}
+    for name in GROUPS.get(group, (group,)):  # a group, or one target
+        target = TARGETS[name]
+        folder = cache_root() / f"{name}-{cache_key(name, go_version)}"
+        if not _complete(folder, target):
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            with open(folder.parent / f".{folder.name}.lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # another test run may be building the same pin right now
+                if not _complete(folder, target):
+                    _build(go, name, folder, log)
+        if name == "kwok" and not (folder / KWOK_STAGES).is_file():
+            _write_kwok_stages(go, folder)
+        folders[name] = folder
+        versions[target.module] = pinned_version(target)
     if log:
-        print(f"control plane: {_describe(versions)} in {folder}", file=sys.stderr)
-    return Binaries(folder, versions)
+        described = ", ".join(f"{module} {version}" for module, version in versions.items())
+        print(f"{group}: {described} in {cache_root()}", file=sys.stderr)
+    return Binaries(folders, versions)
 
 
-def _describe(versions: dict[str, str]) -> str:
-    return ", ".join(f"{module} {version}" for module, version in versions.items())
+def _complete(folder: Path, target: Target) -> bool:
+    return all((folder / "bin" / name).is_file() for name in target.names) and (folder / "VERSIONS").is_file()
 
 
-def _complete(folder: Path) -> bool:
-    return all((folder / "bin" / name).is_file() for name in BINARIES) and (folder / "VERSIONS").is_file()
-
-
-def _build(go: str, folder: Path, versions: dict[str, str], log: bool) -> None:
+def _build(go: str, name: str, folder: Path, log: bool) -> None:
+    target = TARGETS[name]
+    version = pinned_version(target)
     env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=readonly", GOTOOLCHAIN="local")
     started = time.monotonic()
+    if log:
+        print(f"build: {name} ({target.module} {version}; first time only, minutes)", file=sys.stderr, flush=True)
     staging = Path(tempfile.mkdtemp(prefix=f"{folder.name}.", dir=folder.parent))
     try:
-        for module_folder, (module, packages) in PACKAGES.items():
-            if log:
-                print(
-                    f"control plane: building {module} {versions[module]} (first time only; minutes)",
-                    file=sys.stderr,
-                    flush=True,
-                )
-            cwd = HERE / module_folder
-            _run(go, ["mod", "download"], cwd, env)
-            ldflags = ["-s", "-w"]
-            if module == "k8s.io/kubernetes":
-                ldflags += _kube_version_flags(versions[module])
-            for package in packages:
-                name = OUTPUT_NAMES.get(package, package.rsplit("/", 1)[-1])
-                _run(
-                    go,
-                    ["build", "-trimpath", f"-ldflags={' '.join(ldflags)}", "-o", str(staging / "bin" / name), package],
-                    cwd,
-                    env,
-                )
-        lines = [f"{module} {version}" for module, version in versions.items()]
-        lines.append(f"go {_go_version(go)}")
-        (staging / "VERSIONS").write_text("\n".join(lines) + "\n")
+        cwd = HERE / target.folder
+        _run(go, ["mod", "download"], cwd, env, retry=True)
+        downloaded = time.monotonic()
+        ldflags = ["-s", "-w"]
+        if target.module == "k8s.io/kubernetes":
+            ldflags += _kube_version_flags(version)
+        if target.version_flag:
+            ldflags.append(f"-X {target.version_flag}={version}")
+        (staging / "bin").mkdir()
+        # One invocation per target: its packages compile once and link in parallel.
+        output = str(staging / "bin" / target.names[0]) if len(target.packages) == 1 else f"{staging / 'bin'}/"
+        _run(
+            go,
+            ["build", "-trimpath", f"-ldflags={' '.join(ldflags)}", "-o", output, *target.packages],
+            cwd,
+            env,
+            retry=True,
+        )
+        (staging / "VERSIONS").write_text(f"{target.module} {version}\ngo {_go_version(go)}\n")
         staging.chmod(0o755)
         shutil.rmtree(folder, ignore_errors=True)
         staging.rename(folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     if log:
-        print(f"control plane: built in {time.monotonic() - started:.0f} s", file=sys.stderr)
+        print(
+            f"build: {name} built in {time.monotonic() - started:.0f} s (modules {downloaded - started:.0f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _write_kwok_stages(go: str, folder: Path) -> None:
@@ -231,15 +304,22 @@ def _kustomize_files(directory: Path) -> list[Path]:
     return files
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
+    groups = argv or ["controlplane"]
+    unknown = set(groups) - set(GROUPS)
+    if unknown:
+        print(f"unknown group(s) {', '.join(sorted(unknown))}; known: {', '.join(GROUPS)}", file=sys.stderr)
+        return 2
     try:
-        binaries = ensure_binaries()
+        for group in groups:
+            binaries = ensure_binaries(group=group)
+            for folder in binaries.folders.values():
+                print(folder)
     except BuildError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(binaries.folder)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -50,6 +50,11 @@ CONTROLLERS = (
 )
 # On top of the default plugins: NodeRestriction as kubeadm enables it, and the owner-reference check some
 # distributions enable, under which blockOwnerDeletion needs update on the owner's finalizers.
+# With real nodes (tools/node): Services get endpoints (kube-proxy programs nothing without EndpointSlices),
+# Services without selectors get them mirrored, and PodDisruptionBudgets are evaluated.
+NODE_CONTROLLERS = ("endpointslice-controller", "endpointslice-mirroring-controller", "disruption-controller")
+# The apiserver's client certificate towards kubelets (logs, exec, port-forward).
+KUBELET_CLIENT = {"kubelet-client": ("kube-apiserver-kubelet-client", "system:masters")}
 ADMISSION = ("NodeRestriction", "OwnerReferencesPermissionEnforcement")
 NO_ADMISSION = ("TaintNodesByCondition",)
 AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
@@ -85,11 +90,20 @@ class ControlPlane:
         nodes: int = 2,
         binaries: Binaries | None = None,
         extra_args: dict[str, list[str]] | None = None,
+        bind_address: str = "127.0.0.1",
+        real_nodes: bool = False,
+        clients: dict[str, tuple[str, str]] | None = None,
     ) -> None:
+        """`nodes` kwok nodes. `real_nodes`: also serve kubelets (tools/node): the endpoint controllers, the
+        apiserver's kubelet client, nodes reached by InternalIP; with `bind_address` the address they reach the
+        apiserver on (a veth of the node's), and `clients` more client certificates (name -> CN, O)."""
         self.folder = folder.resolve()
         self.nodes = nodes
         self.binaries = binaries
         self.extra_args = extra_args or {}  # component name -> more flags (the bench raises client QPS)
+        self.bind_address = bind_address
+        self.real_nodes = real_nodes
+        self.clients = {**(clients or {}), **(KUBELET_CLIENT if real_nodes else {})}
         self.pki = self.folder / "pki"
         self.logs = self.folder / "logs"
         self.kubeconfig = self.folder / "kubeconfig"
@@ -105,7 +119,8 @@ class ControlPlane:
         self.binaries = self.binaries or ensure_binaries()
         atexit.register(self.stop)
         self.logs.mkdir(parents=True, exist_ok=True)
-        make_pki(self.pki)
+        loopback = self.bind_address.startswith("127.")
+        make_pki(self.pki, extra_ips=() if loopback else (self.bind_address,), clients=self.clients)
         self._ssl = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
         self._ssl.load_cert_chain(str(self.pki / "admin.crt"), str(self.pki / "admin.key"))
         deadline = started + timeout
@@ -126,9 +141,10 @@ class ControlPlane:
                     "--secure-port=0",
                 ],
             )
-            self._start_kwok()
-            self._create_nodes()
-            _wait_for(self._nodes_ready, deadline, "kwok nodes Ready", self.logs / "kwok.log")
+            if self.nodes:
+                self._start_kwok()
+                self._create_nodes()
+                _wait_for(self._nodes_ready, deadline, "kwok nodes Ready", self.logs / "kwok.log")
             _wait_for(
                 lambda: self._exists("/api/v1/namespaces/default/serviceaccounts/default"),
                 deadline,
@@ -265,7 +281,17 @@ class ControlPlane:
     def _start_apiserver(self, etcd: str) -> None:
         assert self.binaries
         port = free_port()
-        self.server = f"https://127.0.0.1:{port}"
+        self.server = f"https://{self.bind_address}:{port}"
+        loopback = self.bind_address.startswith("127.")
+        node_flags = (
+            [
+                f"--kubelet-client-certificate={self.pki / 'kubelet-client.crt'}",
+                f"--kubelet-client-key={self.pki / 'kubelet-client.key'}",
+                "--kubelet-preferred-address-types=InternalIP",
+            ]
+            if self.real_nodes
+            else []
+        )
         (self.folder / "audit-policy.yaml").write_text(AUDIT_POLICY)
         pki = self.pki
         self._start(
@@ -273,10 +299,12 @@ class ControlPlane:
             [
                 self.binaries.path("kube-apiserver"),
                 f"--etcd-servers={etcd}",
-                "--bind-address=127.0.0.1",
+                f"--bind-address={self.bind_address}",
                 f"--secure-port={port}",
-                "--advertise-address=127.0.0.1",
-                "--endpoint-reconciler-type=none",  # a loopback address is not a valid endpoint of `kubernetes`
+                f"--advertise-address={self.bind_address}",
+                # A loopback address is not a valid endpoint of `kubernetes`; a node's veth address is.
+                f"--endpoint-reconciler-type={'none' if loopback else 'lease'}",
+                *node_flags,
                 f"--cert-dir={pki}",
                 f"--tls-cert-file={pki / 'apiserver.crt'}",
                 f"--tls-private-key-file={pki / 'apiserver.key'}",
@@ -304,7 +332,7 @@ class ControlPlane:
             [
                 self.binaries.path("kube-controller-manager"),
                 f"--kubeconfig={self.folder / 'kube-controller-manager.kubeconfig'}",
-                f"--controllers={','.join(CONTROLLERS)}",
+                f"--controllers={','.join(CONTROLLERS + (NODE_CONTROLLERS if self.real_nodes else ()))}",
                 "--use-service-account-credentials=true",
                 f"--service-account-private-key-file={self.pki / 'sa.key'}",
                 f"--root-ca-file={self.pki / 'ca.crt'}",
@@ -321,7 +349,7 @@ class ControlPlane:
             [
                 self.binaries.path("kwok"),
                 f"--kubeconfig={self.folder / 'kwok.kubeconfig'}",
-                f"--config={self.binaries.folder / KWOK_STAGES}",
+                f"--config={self.binaries.data('kwok', KWOK_STAGES)}",
                 "--manage-all-nodes=false",
                 "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
                 "--node-ip=127.0.0.1",
@@ -379,6 +407,11 @@ class ControlPlane:
             if c["type"] == "Ready" and c["status"] == "True"
         ]
         return len(ready) == self.nodes
+
+    def write_kubeconfig(self, path: Path, identity: str) -> Path:
+        """A kubeconfig for one of the client certificates (admin, or a name given in `clients`)."""
+        self._write_kubeconfig(path, identity)
+        return path
 
     def _write_kubeconfig(self, path: Path, identity: str) -> None:
         user = {

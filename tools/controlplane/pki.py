@@ -63,8 +63,11 @@ def _signed(folder: Path, stem: str, subject: str, extensions: list[str]) -> Non
     )
 
 
-def make_pki(folder: Path) -> Path:
-    """Write ca, apiserver, the client certificates in CLIENTS and the sa.key/sa.pub pair into `folder`."""
+def make_pki(folder: Path, extra_ips: tuple[str, ...] = (), clients: dict[str, tuple[str, str]] | None = None) -> Path:
+    """Write ca, apiserver, the client certificates in CLIENTS (and `clients`) and the sa.key/sa.pub pair.
+
+    `extra_ips` are more addresses the apiserver serves on (a node reaches it over a veth).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     _openssl(
         "req",
@@ -90,10 +93,10 @@ def make_pki(folder: Path) -> Path:
         [
             "keyUsage=critical,digitalSignature",
             "extendedKeyUsage=serverAuth",
-            "subjectAltName=" + ",".join(SERVER_NAMES),
+            "subjectAltName=" + ",".join((*SERVER_NAMES, *(f"IP:{ip}" for ip in extra_ips))),
         ],
     )
-    for stem, (common_name, organisation) in CLIENTS.items():
+    for stem, (common_name, organisation) in {**CLIENTS, **(clients or {})}.items():
         _signed(
             folder,
             stem,

@@ -2,13 +2,14 @@
 
     python tools/gotools/build.py [registry|cosign|syft|actionlint ...]   # prints each binary's path
 
-Each tool's folder (cosign/, syft/, actionlint/ beside this file; the OCI registry in
-tools/controlplane/registry, the pin the real node pulls from) pins every version through its go.mod
+Each tool's folder (cosign/, syft/, actionlint/ beside this file) pins every version through its go.mod
 and go.sum. A tool is cached in `<MAILRELAY_CACHE_DIR>/<tool>-<hash>`, the hash taken over those files,
 the Go version and the recipe, so a changed pin rebuilds that tool only and an unchanged one builds
 nothing. The recipe is tools/controlplane/build.py's (CGO off, -trimpath, stripped, GOTOOLCHAIN=local,
 the module proxy's error explained), whose helpers this uses; each binary reports its pinned version.
 `go build` fetches only the modules its packages need (cosign's and syft's full graphs are twice that).
+The OCI registry is the real node's (tools/controlplane/registry): tools/controlplane/build.py builds
+and caches it, version-stamped, and `ensure("registry")` returns that binary.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 if __package__ in (None, ""):  # run as a script: the tools folder holds controlplane
     sys.path.insert(0, str(HERE.parent))
 
-from controlplane.build import BuildError, _go_version, _run, cache_root, find_go  # noqa: E402
+from controlplane.build import BuildError, _go_version, _run, cache_root, ensure_binaries, find_go  # noqa: E402
 
 RECIPE = ("-trimpath", "-ldflags=-s -w", "CGO_ENABLED=0", "version stamped")
 
@@ -42,13 +43,9 @@ class Tool:
     version_flag: str  # the -X variable the upstream release stamps ("" when it reads its build info)
 
 
+# The OCI registry is the node's too: tools/controlplane/build.py builds it (target "registry"), once.
+SHARED = ("registry",)
 TOOLS: dict[str, Tool] = {
-    "registry": Tool(
-        HERE.parent / "controlplane" / "registry",
-        "github.com/distribution/distribution/v3",
-        "github.com/distribution/distribution/v3/cmd/registry",
-        "github.com/distribution/distribution/v3/version.version",
-    ),
     "cosign": Tool(
         HERE / "cosign",
         "github.com/sigstore/cosign/v3",
@@ -85,8 +82,10 @@ def cache_key(name: str, go_version: str) -> str:
 
 def ensure(name: str, log: bool = True) -> Path:
     """The path of the tool's binary, built first if this pin has not been built on this machine."""
+    if name in SHARED:
+        return Path(ensure_binaries(log=log, group=name).path(name))
     if name not in TOOLS:
-        raise BuildError(f"unknown tool {name}; known: {', '.join(TOOLS)}")
+        raise BuildError(f"unknown tool {name}; known: {', '.join((*SHARED, *TOOLS))}")
     go = find_go()
     folder = cache_root() / f"{name}-{cache_key(name, _go_version(go))}"
     binary = folder / "bin" / name
@@ -123,7 +122,7 @@ def _build(go: str, name: str, folder: Path, log: bool) -> None:
 
 def main(argv: list[str]) -> int:
     try:
-        for name in argv or list(TOOLS):
+        for name in argv or [*SHARED, *TOOLS]:
             print(ensure(name))
     except BuildError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -355,9 +355,15 @@ def network_policy(relay: MailRelay) -> dict[str, Any]:
 
     Each `spec.clients` entry is one peer (its selectors ANDed); the peers are ORed. Egress stays
     open unless restricted to the smarthost's port (25 for direct delivery) and DNS.
+
+    The relay's own pods always reach each other on the SMTP port: a pod that goes away hands its queue
+    to the others through the Service (image/postfix/drain.sh), whatever sameNamespace and the egress
+    restriction say; without that the policy would drop every hand-off and the mail with the pod.
     """
     tenant = relay.spec.guardrails
-    own_namespace: list[dict[str, Any]] = [{"podSelector": {}}] if tenant.same_namespace else []
+    replicas = {"podSelector": {"matchLabels": selector_labels(relay)}}
+    # With sameNamespace, `podSelector: {}` admits the replicas already.
+    own_namespace: list[dict[str, Any]] = [{"podSelector": {}}] if tenant.same_namespace else [replicas]
     peers = [*own_namespace, *(client.to_k8s() for client in tenant.clients)]
     spec: dict[str, Any] = {
         "podSelector": {"matchLabels": selector_labels(relay)},
@@ -374,7 +380,8 @@ def network_policy(relay: MailRelay) -> dict[str, Any]:
             smarthost["to"] = [{"ipBlock": {"cidr": cidr}} for cidr in tenant.egress.smarthost_networks]
         dns = {"ports": [{"protocol": "UDP", "port": DNS_PORT}, {"protocol": "TCP", "port": DNS_PORT}]}
         spec["policyTypes"].append("Egress")
-        spec["egress"] = [dns, smarthost]
+        handoff = {"to": [replicas], "ports": [{"protocol": "TCP", "port": postfix.SMTP_PORT}]}
+        spec["egress"] = [dns, smarthost, handoff]
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",

@@ -87,6 +87,10 @@ done
 for name in $listeners; do
     postconf -c "$CONFIG_DIR" -MX "$name/inet"
 done
+# A smarthost that drops packets holds a delivery in connect() for smtp_connect_timeout (30 s by
+# default), one that stalls in its greeting for smtp_helo_timeout (300 s): longer than the phases
+# below, so a message caught in such an attempt would still be in flight when the hand-off ends.
+postconf -c "$CONFIG_DIR" -e "smtp_connect_timeout=5s" "smtp_helo_timeout=10s"
 postfix -c "$CONFIG_DIR" reload >/dev/null 2>&1 || true
 say "SMTP listener closed; delivering the queue for up to ${DRAIN_SECONDS}s"
 
@@ -109,9 +113,19 @@ elif [ -n "$HANDOFF_TARGET" ]; then
     # The next hop for every queued message becomes the Service. No smarthost login or TLS policy
     # towards a peer (but an egress tier's own); getaddrinfo resolves the Service name with the pod's search path; and a 5xx
     # from a peer (e.g. this pod's address outside its allowedNetworks) defers instead of bouncing.
+    # Every replica has the same myhostname (mailFromFQDN), and to port 25 Postfix's SMTP client takes
+    # a server that answers EHLO with its own myhostname for a mail loop ("loops back to myself"), so
+    # the hand-off would only be deferred until the pod and its queue are gone. This pod hands off
+    # under its own name (the pod's, which the kubelet makes the hostname); its listener is closed,
+    # so a hand-off cannot come back to it under that name either.
+    own=$(postconf -c "$CONFIG_DIR" -h myhostname | tr '[:upper:]' '[:lower:]')
+    name=$(uname -n | tr '[:upper:]' '[:lower:]')
+    if [ -z "$name" ] || [ "$name" = "$own" ]; then
+        name="drain.$own"
+    fi
     postconf -c "$CONFIG_DIR" -e "relayhost=[$host]:$port" "smtp_tls_security_level=$HANDOFF_TLS" \
         "smtp_tls_wrappermode=no" "smtp_sasl_auth_enable=$HANDOFF_SASL" "smtp_host_lookup=native" \
-        "smtp_connect_timeout=5s" "soft_bounce=yes"
+        "soft_bounce=yes" "myhostname=$name"
     postfix -c "$CONFIG_DIR" reload >/dev/null 2>&1 || true
     if flush_for "$HANDOFF_SECONDS"; then
         report "$left message(s) handed to the other replicas at $HANDOFF_TARGET; nothing left"

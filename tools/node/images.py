@@ -44,7 +44,7 @@ def build_all() -> dict[str, str]:
 
 def namespace(built: dict[str, str]) -> str:
     """The registry path a node pulls this set of images from. The registry's storage is shared by every
-    run on the machine, and the images keep their release names (`ghcr.io/mailrelay-dev/postfix:0.1.0`), so
+    run on the machine, and the images keep their release names (`ghcr.io/mailrelay-dev/postfix:<version>`), so
     under one path a run of another checkout would push over this one's images, and its node pull them."""
     digest = hashlib.sha256(json.dumps(sorted(built.items())).encode()).hexdigest()[:12]
     return f"build-{digest}"

@@ -47,7 +47,7 @@ def storage() -> Path:
 
 
 def repository(name: str) -> str:
-    """`ghcr.io/mailrelay-dev/postfix:0.1.0` -> `mailrelay-dev/postfix:0.1.0`: the path the mirror asks for."""
+    """`ghcr.io/mailrelay-dev/postfix:<version>` -> `mailrelay-dev/postfix:<version>`: the path the mirror asks for."""
     return name.split("/", 1)[1]
 
 

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from mailrelay.api import conditions as cond
 from mailrelay.api.names import KIND, SMARTHOST_KIND
-from mailrelay.controller import drainreport, metrics, smarthosts
+from mailrelay.controller import drainreport, heap, metrics, smarthosts
 from mailrelay.controller.execute import Writer
 from mailrelay.controller.observe import Key, Memory, Platform, Reader
 from mailrelay.controller.queue import WorkQueue
@@ -199,6 +199,8 @@ class Context:
             self.queue.add(smarthosts.key(smarthost["metadata"]["name"]), "resync")
         metrics.count_relays(relay.get("status") for relay in relays)
         metrics.track_tokens((relay, relay.get("status")) for relay in relays)
+        del relays
+        heap.trim()  # every relay was decoded from the caches' JSON just now
 
     def egress_subjects(self) -> list[tuple[Key, dict[str, Any]]]:
         """What the delivery scrape asks for each ClusterSmarthost: its egress tier's pods."""

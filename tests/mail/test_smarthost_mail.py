@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import shutil
 import smtplib
-import ssl
 import tempfile
 import time
 from collections import Counter
@@ -27,6 +26,7 @@ from mailrelay.api import smarthost as api
 from mailrelay.gate import tenants as gate
 from mailrelay.render import egress
 
+from support import mail
 from support.egress_harness import OPERATOR_NAMESPACE, EgressPostfix, login, tenant, tenant_relay
 from support.mail import POD, message, send, wait_for_log
 from support.postfix_harness import HarnessPostfix
@@ -151,22 +151,7 @@ def test_two_tenants_deliver_through_one_egress_tier_with_their_own_domains(plat
 
 def by_hand(platform: Platform, credentials: dict[str, str] | None, sender: str, header_from: str) -> tuple[int, str]:
     """Speak SMTP to the egress tier as a tenant who took its relay's login: (reply code, text)."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    with smtplib.SMTP(platform.egress.listen, platform.egress.port, timeout=30) as smtp:
-        smtp.starttls(context=context)
-        if credentials is not None:
-            smtp.login(credentials["username"], credentials["password"])
-        try:
-            smtp.sendmail(sender, ["someone@example.org"], message(header_from).as_bytes())
-        except smtplib.SMTPRecipientsRefused as exc:
-            code, text = exc.recipients["someone@example.org"]
-            return code, text.decode()
-        except smtplib.SMTPResponseException as exc:
-            error = exc.smtp_error
-            return exc.smtp_code, error.decode() if isinstance(error, bytes) else error
-    return 250, ""
+    return mail.by_hand((platform.egress.listen, platform.egress.port), credentials, sender, header_from)
 
 
 def test_a_tenants_login_used_by_hand_cannot_send_as_the_other_tenant(platform: Platform) -> None:

@@ -55,10 +55,13 @@ class Pod:
         network: PodNetwork | None = None,
         name: str | None = None,
         service_account: dict[str, str] | None = None,
+        hosts: dict[str, str] | None = None,
     ) -> None:
         """`service_account`: token, ca.crt and namespace for the kubelet's kube-api-access volume
         (mounted into every container unless automountServiceAccountToken is false), with the API
-        server at SERVICE_HOST."""
+        server at SERVICE_HOST. `hosts`: name → address lines added to /etc/hosts, where the cluster
+        DNS would answer for a Service name (the runner has no DNS server)."""
+        self.hosts = dict(hosts or {})
         template = deployment["spec"]["template"]
         self.spec = dict(template["spec"])
         specs = [dict(c) for c in template["spec"]["containers"]]
@@ -166,7 +169,7 @@ class Pod:
         name, ns = self.meta["name"], self.meta["namespace"]
         files = {
             "hosts": f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-            f"{self.network.pod_ip}\t{name}\n",
+            f"{self.network.pod_ip}\t{name}\n" + "".join(f"{ip}\t{host}\n" for host, ip in self.hosts.items()),
             "hostname": f"{name}\n",
             "resolv.conf": f"search {ns}.svc.cluster.local svc.cluster.local cluster.local\n"
             f"nameserver {self.network.gateway}\noptions ndots:5\n",

@@ -49,6 +49,17 @@ def test_relays_are_counted_by_condition_and_replaced_each_time() -> None:
     assert sample("mailrelay_operator_relays", {"condition": "Ready", "status": "True", "reason": "Available"}) is None
 
 
+def test_cluster_smarthosts_are_counted_apart_from_relays() -> None:
+    not_ready = {"conditions": [{"type": "Ready", "status": "False", "reason": "SmarthostNotReady"}]}
+    metrics.count_relays([not_ready], metrics.SMARTHOSTS)
+    sample = metrics.REGISTRY.get_sample_value
+    labels = {"condition": "Ready", "status": "False", "reason": "SmarthostNotReady"}
+    assert sample("mailrelay_operator_cluster_smarthosts", labels) == 1
+    assert sample("mailrelay_operator_relays", labels) is None
+    metrics.count_relays([], metrics.SMARTHOSTS)
+    assert sample("mailrelay_operator_cluster_smarthosts", labels) is None
+
+
 def test_the_leader_gauge_reads_the_lease_state_at_each_scrape() -> None:
     from mailrelay.kube.leader import Leadership
 

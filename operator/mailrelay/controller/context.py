@@ -195,8 +195,10 @@ class Context:
         relays = self.store.cached_list(KIND, None, {})
         for relay in relays:
             self.queue.add((relay["metadata"]["namespace"], relay["metadata"]["name"]), "resync")
-        for smarthost in self.store.cached_list(SMARTHOST_KIND, None, {}) if self.platform.served else []:
+        served = self.store.cached_list(SMARTHOST_KIND, None, {}) if self.platform.served else []
+        for smarthost in served:
             self.queue.add(smarthosts.key(smarthost["metadata"]["name"]), "resync")
+        metrics.count_relays((smarthost.get("status") for smarthost in served), metrics.SMARTHOSTS)
         metrics.count_relays(relay.get("status") for relay in relays)
         metrics.track_tokens((relay, relay.get("status")) for relay in relays)
         del relays

@@ -51,6 +51,12 @@ RELAYS = Gauge(
     ["condition", "status", "reason"],
     registry=REGISTRY,
 )
+SMARTHOSTS = Gauge(
+    f"{PREFIX}_cluster_smarthosts",
+    "ClusterSmarthosts by condition (Ready, Stalled, Delivering), status and reason, as of the last resync.",
+    ["condition", "status", "reason"],
+    registry=REGISTRY,
+)
 ROLLOUTS = Gauge(
     f"{PREFIX}_rollouts",
     "Relays rolling out now, and waiting for their turn after an operator upgrade (at most "
@@ -100,16 +106,16 @@ def timed_pass(trigger: str) -> Iterator[None]:
         DURATION.labels(label).observe(time.monotonic() - started)
 
 
-def count_relays(statuses: Iterable[dict[str, Any] | None]) -> None:
-    """Replace the per-condition relay counts with these relays' statuses."""
+def count_relays(statuses: Iterable[dict[str, Any] | None], gauge: Gauge = RELAYS) -> None:
+    """Replace the per-condition counts in `gauge` (relays, or ClusterSmarthosts) with these statuses."""
     tally: Tally[tuple[str, str, str]] = Tally()
     for status in statuses:
         for condition in (status or {}).get("conditions") or []:
             if condition.get("type") in COUNTED_CONDITIONS:
                 tally[(condition["type"], condition.get("status", ""), condition.get("reason", ""))] += 1
-    RELAYS.clear()
+    gauge.clear()
     for labels, count in tally.items():
-        RELAYS.labels(*labels).set(count)
+        gauge.labels(*labels).set(count)
 
 
 def track_tokens(relays: Iterable[tuple[dict[str, Any], dict[str, Any] | None]]) -> None:

@@ -31,6 +31,7 @@ from mailrelay.local.runner import postfix_problem
 from mailrelay.render.postfix import config_files
 
 from accounting import CpuGroup, cpu_by_command, own_cpu, pss_mb
+from oauth2_hop import Hop, oauth2_spec
 from stats import spread
 from support.postfix_harness import HarnessPostfix
 
@@ -71,6 +72,8 @@ class Configuration:
     # parameters replaced in the rendered main.cf: one feature switched off
     main_cf_extra: str = ""
     rewrites: bool | None = True  # every message must leave with the rewritten sender (None: not checked)
+    # the smarthost wants XOAUTH2: the image's XOAUTH2 relay runs in the relay's account (bench/oauth2_hop.py)
+    xoauth2: bool = False
 
 
 # The rendered config with one part switched off, to see what each part of the default costs
@@ -118,12 +121,9 @@ def override(main_cf: str, lines: str) -> str:
 
 
 def relay_spec(sink_port: int, extra: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "mailFromFQDN": FQDN,
-        "allowedNetworks": [CLIENT_NETWORK],
-        "relay": {"host": "127.0.0.1", "port": sink_port, "tls": "None"},
-        **extra,
-    }
+    """`extra["relay"]` adds to the smarthost (the sink), whose address and port stay."""
+    relay = {"host": "127.0.0.1", "port": sink_port, "tls": "None", **extra.get("relay", {})}
+    return {"mailFromFQDN": FQDN, "allowedNetworks": [CLIENT_NETWORK], **extra, "relay": relay}
 
 
 def supported(extra: dict[str, Any]) -> bool:
@@ -167,6 +167,17 @@ def configurations() -> list[Configuration]:
         found.append(dkim)
     for key, (label, extra_lines, rewrites) in ABLATIONS.items():
         found.append(Configuration(key, label, main_cf_extra=extra_lines, rewrites=rewrites, compare=("ours", key)))
+    oauth2 = {"relay": oauth2_spec()}
+    if supported(oauth2):
+        found.append(
+            Configuration(
+                "ours_oauth2",
+                "rendered, smarthost login OAuth2: Postfix → XOAUTH2 relay → STARTTLS + AUTH XOAUTH2",
+                oauth2,
+                compare=("ours_oauth2", "ours"),
+                xoauth2=True,
+            )
+        )
     if hasattr(HarnessPostfix, "start_exporter"):
         found.append(
             Configuration(
@@ -218,14 +229,16 @@ def _start_exporter(instance: HarnessPostfix, group: CpuGroup) -> None:
 class SinkProcess:
     """The aiosmtpd sink in its own process, so it shares no GIL with the load generator."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, args: list[str] | None = None):
         from support.smtp_sink import free_port
 
         self.port = free_port()
         self.path = workdir / f"sink-{self.port}.tsv"
         self.path.touch()
         self.process = subprocess.Popen(
-            [sys.executable, str(HERE / "sink.py"), str(self.port), str(self.path)], stdout=subprocess.PIPE, text=True
+            [sys.executable, str(HERE / "sink.py"), str(self.port), str(self.path), *(args or [])],
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert self.process.stdout is not None and self.process.stdout.readline().strip() == "ready"
 
@@ -303,7 +316,8 @@ def _check(kind: str, lines: list[list[str]], ids: list[str], rewrites: bool | N
 def mail_run(config: Configuration | None, count: int, connections: int, workdir: Path) -> dict[str, Any]:
     """One run: `count` messages over `connections` sessions until all reached the sink.
     `config` None sends straight to the sink (the load generator's own limit)."""
-    sink = SinkProcess(workdir)
+    hop = Hop(workdir) if config is not None and config.xoauth2 else None
+    sink = SinkProcess(workdir, hop.sink_args() if hop else None)
     instance: HarnessPostfix | None = None
     group: CpuGroup | None = None
     kind = config.key if config else "sink"
@@ -331,10 +345,13 @@ def mail_run(config: Configuration | None, count: int, connections: int, workdir
                 extra_files=extra,
                 **config.instance_args(),
             )
+            hop_pid = hop.start(instance) if hop else None
             instance.start()
             assert instance.process is not None
             group = CpuGroup(f"mailrelay-bench-{os.getpid()}-{uuid.uuid4().hex[:6]}")
             group.adopt_tree(instance.process.pid)
+            if hop_pid is not None:  # a container of the relay's pod: its CPU is the relay's
+                group.adopt_tree(hop_pid)
             if config.after_start:
                 config.after_start(instance, group)
             time.sleep(1.0)  # past start-up: the daemons an idle relay keeps (master, qmgr, pickup, ...)
@@ -399,6 +416,8 @@ def mail_run(config: Configuration | None, count: int, connections: int, workdir
     finally:
         if instance is not None:
             instance.stop()
+        if hop is not None:
+            hop.stop()
         if group is not None:
             group.close()
         sink.stop()

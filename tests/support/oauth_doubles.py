@@ -37,12 +37,14 @@ from support.smtp_sink import Sink, free_port
 
 @dataclass
 class LoopbackCA:
-    """A CA and a server certificate for 127.0.0.1 and localhost; `ca_file` is what clients trust."""
+    """A CA and a server certificate for 127.0.0.1, localhost and `addresses` (a pod network's host
+    end); `ca_file` is what clients trust."""
 
     folder: Path
     ca_file: Path = field(init=False)
     cert_file: Path = field(init=False)
     key_file: Path = field(init=False)
+    addresses: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         from cryptography import x509
@@ -65,7 +67,8 @@ class LoopbackCA:
             .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
             .sign(ca_key, hashes.SHA256())
         )
-        names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+        names: list[x509.GeneralName] = [x509.DNSName("localhost")]
+        names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", *self.addresses)]
         cert = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
@@ -216,12 +219,14 @@ class Login:
 class XOAuth2Smarthost(Sink):
     """A Sink that takes mail only after AUTH XOAUTH2 with a token `endpoint` issued to `user`."""
 
-    def __init__(self, endpoint: TokenEndpoint, ca: LoopbackCA, user: str, *, implicit: bool = False):
+    def __init__(
+        self, endpoint: TokenEndpoint, ca: LoopbackCA, user: str, *, implicit: bool = False, host: str = "127.0.0.1"
+    ):
         context = ca.server_context()
         if implicit:
-            super().__init__(implicit_tls=context)
+            super().__init__(host=host, port=free_port(host), implicit_tls=context)
         else:
-            super().__init__(tls_context=context)
+            super().__init__(host=host, port=free_port(host), tls_context=context)
         self.endpoint, self.user = endpoint, user
         self.logins: list[Login] = []
         self.malformed: list[bytes] = []

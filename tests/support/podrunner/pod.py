@@ -95,6 +95,8 @@ class Pod:
         self.main = self.containers[0]
         self.container = self.main.spec  # the main container's spec, as the kubelet was given it
         self.probe_log: list[tuple[str, int, str]] = []  # (probe, exit status, output); others' as name/probe
+        # Host files mounted read-only into every container beyond the kubelet's (a test's CA bundle), by path.
+        self.node_files: dict[str, Path] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -176,7 +178,7 @@ class Pod:
         }
         for file, text in files.items():
             (etc / file).write_text(text)
-        return {f"/etc/{file}": etc / file for file in files}
+        return {**{f"/etc/{file}": etc / file for file in files}, **self.node_files}
 
     def run_once(self, timeout: float = 120, **override: Any) -> subprocess.CompletedProcess[str]:
         """Run the main container to its end in the foreground (a Job's way), `override` replacing

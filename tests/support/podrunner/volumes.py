@@ -4,7 +4,8 @@
   `medium: Memory` is a tmpfs of `sizeLimit` bytes, also 0777.
 - configMap and secret: the atomic writer's layout, `..<timestamp>/` holding the files with
   `defaultMode` (0644 unless set), `..data` pointing at it and one symlink per key; secrets live on
-  a tmpfs, and both are always mounted read-only, whatever the volumeMount says.
+  a tmpfs, and both are always mounted read-only, whatever the volumeMount says. `items` projects
+  only the keys it names, at their paths; an `optional` source that does not exist gives an empty volume.
 """
 
 from __future__ import annotations
@@ -78,11 +79,20 @@ class Volumes:
 
     @staticmethod
     def _lookup(store: dict[str, dict[str, str]], name: str, kind: str, source: dict[str, Any]) -> dict[str, str]:
-        if source.get("items"):
-            raise ValueError(f"{kind} volume items are not supported by the pod runner")
         if name not in store:
+            if source.get("optional"):
+                return {}
             raise LookupError(f"{kind} {name!r} does not exist: the kubelet would keep the pod pending")
-        return store[name]
+        data = store[name]
+        items = source.get("items")
+        if not items:
+            return data
+        missing = [item["key"] for item in items if item["key"] not in data]
+        if missing and not source.get("optional"):
+            raise LookupError(f"{kind} {name!r} has no key {missing}: the kubelet would keep the pod pending")
+        if any(item.get("mode") is not None or "/" in item["path"] for item in items):
+            raise ValueError(f"{kind} volume item modes and nested paths are not supported by the pod runner")
+        return {item["path"]: data[item["key"]] for item in items if item["key"] in data}
 
     def _mount_tmpfs(self, path: Path, size: int | None) -> None:
         options = "nosuid,nodev" + (f",size={size}" if size else "")

@@ -173,7 +173,10 @@ def test_the_cgroup_counts_a_whole_tree_including_reaped_children() -> None:
         if os.environ.get("CI"):
             pytest.fail(str(exc))
         pytest.skip(str(exc))
-    busy = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n"
+    # The grandchild burns 1 s of CPU; the parent, asleep, almost none. Under load the group has been
+    # seen to show less than the grandchild measured of itself (0.19 of 0.3 s once in about ten runs,
+    # cause not found), so the bound only proves the reaped grandchild counts, with room for that.
+    busy = "import time\nt = time.process_time()\nwhile time.process_time() - t < 1.0: pass\n"
     parent = f"import subprocess, sys, time\ntime.sleep(1)\nsubprocess.run([sys.executable, '-c', {busy!r}])\n"
     process = subprocess.Popen([sys.executable, "-c", parent])
     try:
@@ -182,7 +185,7 @@ def test_the_cgroup_counts_a_whole_tree_including_reaped_children() -> None:
         assert group.pids() == [process.pid]
         process.wait(30)
         used = (group.usage() - before).total
-        assert used >= 0.25, used  # the grandchild's 0.3 s of CPU, counted after it was reaped
+        assert used >= 0.3, used  # the grandchild's CPU, counted after it was reaped
     finally:
         if process.poll() is None:
             process.kill()

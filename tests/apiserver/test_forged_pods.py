@@ -170,7 +170,7 @@ def test_a_pod_with_a_relays_labels_is_not_the_relay(
     scraper = scrape.Scraper(reader, operator_api, lambda key: None, port=trickle, fetch=fetch)
     with ThreadPoolExecutor(scrape.CONCURRENCY) as pool:
         scraper.round(pool)
-    assert FORGED_ADDRESS not in asked and len(asked) == 2
+    assert FORGED_ADDRESS not in asked and len(asked) >= 2  # a roll may hold a third pod for a moment
     assert sorted(asked) == sorted(p["status"]["podIP"] for p in scrape.relay_pods(reader, relay) if scrape._ready(p))
 
 

@@ -143,6 +143,7 @@ class TokenServer:
     def __init__(self, username: str, password: str) -> None:
         import base64
         import http.server
+        import socket
         import threading
 
         from gotools.registry import free_port
@@ -172,12 +173,30 @@ class TokenServer:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        class V6Server(http.server.ThreadingHTTPServer):
+            address_family = socket.AF_INET6
+
         # `localhost`, not an address: go-containerregistry (cosign) refuses a realm that is a loopback or
-        # private IP literal unless it is the registry's own host:port, against token-server SSRF.
-        self.realm = f"http://localhost:{self.server.server_address[1]}/token"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        # private IP literal unless it is the registry's own host:port, against token-server SSRF. A
+        # client may resolve `localhost` to ::1 or to 127.0.0.1, so the endpoint listens on both, on one
+        # port: with 127.0.0.1 alone, a client that tried ::1 first met whatever else had that port there.
+        for _ in range(20):
+            port = free_port()
+            first = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+            try:
+                second = V6Server(("::1", port), Handler)
+            except OSError:
+                first.server_close()
+                continue
+            break
+        else:
+            raise OSError("no port free on both 127.0.0.1 and ::1")
+        self.servers = (first, second)
+        self.realm = f"http://localhost:{port}/token"
+        for server_ in self.servers:
+            threading.Thread(target=server_.serve_forever, daemon=True).start()
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        for server_ in self.servers:
+            server_.shutdown()
+            server_.server_close()

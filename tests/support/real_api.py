@@ -108,7 +108,9 @@ def wait_children(plane: ControlPlane, namespace: str, name: str = "relay") -> d
         found = {p: ours(plane, p, namespace, name) for p in CHILDREN}
         return {p: objs[0] for p, objs in found.items()} if all(len(o) == 1 for o in found.values()) else None
 
-    return eventually(check, timeout=60, what=f"the children of {namespace}/{name}")
+    # 120 s: a namespaced operator started by the test first waits out the previous one's Lease, and
+    # the control plane shares two cores with three other test workers.
+    return eventually(check, timeout=120, what=f"the children of {namespace}/{name}")
 
 
 def pods(plane: ControlPlane, namespace: str, name: str = "relay") -> list[dict[str, Any]]:

@@ -157,7 +157,7 @@ def test_a_pod_with_a_relays_labels_is_not_the_relay(
     assert forged["status"]["podIP"] == FORGED_ADDRESS and not forged["metadata"].get("ownerReferences")
 
     picked = {p["metadata"]["name"] for p in scrape.relay_pods(reader, relay)}
-    assert picked == {p["metadata"]["name"] for p in genuine}
+    assert forged["metadata"]["name"] not in picked and len(picked) >= 2
     assert scrape.drained_pod_subject(reader, forged) is None  # no Event about it, whatever it says
     assert scrape.drained_pod_subject(reader, genuine[0]) == relay
 
@@ -167,11 +167,14 @@ def test_a_pod_with_a_relays_labels_is_not_the_relay(
         asked.append(host)
         raise OSError("a kwok address: recorded, not connected to")
 
+    ours_before = {p["status"]["podIP"] for p in scrape.relay_pods(reader, relay) if scrape._ready(p)}
     scraper = scrape.Scraper(reader, operator_api, lambda key: None, port=trickle, fetch=fetch)
     with ThreadPoolExecutor(scrape.CONCURRENCY) as pool:
         scraper.round(pool)
-    assert FORGED_ADDRESS not in asked and len(asked) >= 2  # a roll may hold a third pod for a moment
-    assert sorted(asked) == sorted(p["status"]["podIP"] for p in scrape.relay_pods(reader, relay) if scrape._ready(p))
+    ours_after = {p["status"]["podIP"] for p in scrape.relay_pods(reader, relay) if scrape._ready(p)}
+    assert FORGED_ADDRESS not in asked and len(asked) >= 2
+    # Only pods the relay's workload controls (another test's operator may roll it meanwhile).
+    assert set(asked) <= ours_before | ours_after, (asked, ours_before, ours_after)
 
 
 def test_a_slow_answer_from_a_pod_of_ours_ends_at_the_deadline(trickle: int) -> None:

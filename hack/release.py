@@ -188,7 +188,14 @@ def sbom(layout: Path, output: Path, name: str, version: str) -> Path:
 
 
 def publish(args: argparse.Namespace) -> dict[str, Any]:
-    work = Path(args.work or tempfile.mkdtemp(prefix="mailrelay-release-"))
+    """Build, push, sign and verify; a work folder of our own (hundreds of MB of layouts) is removed after."""
+    if args.work:
+        return _publish(args, Path(args.work))
+    with tempfile.TemporaryDirectory(prefix="mailrelay-release-") as work:
+        return _publish(args, Path(work))
+
+
+def _publish(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     tree = Path(args.source).resolve()
     version = versions.project_version(tree)
     registry = args.registry.rstrip("/")

@@ -112,6 +112,8 @@ def published(tools: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         )
         seconds = time.monotonic() - started
         assert done.returncode == 0, f"make release failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+        # Its work folder (hundreds of MB of image layouts per run) is gone: nothing piles up in TMPDIR.
+        assert not [p.name for p in (folder / "tmp").glob("mailrelay-release-*")]
         summary = json.loads((folder / "release.json").read_text())
         print(f"\nmake release {version} ({platforms()}): {seconds:.0f} s", file=sys.stderr)
         yield Published(

@@ -24,10 +24,12 @@ def release_env(folder: Path) -> dict[str, str]:
     """The environment of a release run: its own HOME, credential files and cosign password."""
     home = folder / "home"
     (home / ".docker").mkdir(parents=True, exist_ok=True)
+    (folder / "tmp").mkdir(exist_ok=True)
     (home / ".docker" / "config.json").write_text("{}")
     env = {
         **os.environ,
         "HOME": str(home),
+        "TMPDIR": str(folder / "tmp"),  # the release tests look here for what a run leaves behind
         "DOCKER_CONFIG": str(home / ".docker"),
         "REGISTRY_AUTH_FILE": str(home / "containers-auth.json"),
         "HELM_REGISTRY_CONFIG": str(home / "helm-registry.json"),

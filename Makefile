@@ -164,6 +164,7 @@ release-notes: $(VENV)/.installed ## VERSION=x.y.z: its CHANGELOG.md section
 # Upstream Kubernetes shapes (affinity, topology spread, ...) into the CRDs, the operator and the chart schema.
 schemas: $(VENV)/.installed ## upstream Kubernetes shapes into the CRDs, pod_schema.json and the chart schema
 	$(PY) hack/upstream_schemas.py write
+	$(PY) hack/generate.py
 
 clean: ## remove the virtualenv, the fetched tools and the caches in the tree
 	rm -rf $(VENV) .tools .pytest_cache .ruff_cache .mypy_cache .cluster

@@ -1,9 +1,10 @@
 """Upstream Kubernetes shapes (Affinity, TopologySpreadConstraint, ...) as self-contained schemas.
 
-The MailRelay CRD (both copies), the operator's own validation (operator/mailrelay/api/pod_schema.json)
-and the chart's values.schema.json take these shapes from the upstream OpenAPI definitions that
-kubernetes-validate ships; `make schemas` (this script with `write`) rewrites all of them, and
-tests/packaging/test_packaging.py fails when one is out of date.
+The operator's own validation (operator/mailrelay/api/pod_schema.json), and through it the MailRelay
+CRD (hack/crd/schema.py `upstream`), and the chart's values.schema.json take these shapes from the
+upstream OpenAPI definitions that kubernetes-validate ships; `make schemas` (this script with `write`,
+then `make generate`) rewrites all of them, and tests/packaging/test_packaging.py fails when one is
+out of date.
 
 References are inlined and descriptions dropped (the upstream API reference has them); the result
 is a structural schema as CRDs need it. A few upstream rules that the OpenAPI definitions only state
@@ -13,19 +14,13 @@ in prose (operator enums, weight ranges) are added, so a typo is refused before 
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-CRDS = [
-    ROOT / "crds" / "mailrelay.dev_mailrelays.yaml",
-    ROOT / "manifests" / "helm" / "mailrelay-operator" / "crds" / "mailrelay.dev_mailrelays.yaml",
-]
 POD_SCHEMA = ROOT / "operator" / "mailrelay" / "api" / "pod_schema.json"
 VALUES_SCHEMA = ROOT / "manifests" / "helm" / "mailrelay-operator" / "values.schema.json"
 
@@ -116,24 +111,6 @@ def dump_json(data: Any) -> str:
     return json.dumps(data, indent=1, sort_keys=True) + "\n"
 
 
-_BLOCK = re.compile(r"^( *)# BEGIN generated: (\w+) \(make schemas\)\n.*?^\1# END generated: \2\n", re.M | re.S)
-
-
-def update_crd(text: str, found: dict[str, Any]) -> str:
-    """The CRD text with each `# BEGIN generated: <shape>` block rewritten from the shapes."""
-
-    def block(match: re.Match[str]) -> str:
-        indent, key = match.group(1), match.group(2)
-        body = yaml.safe_dump(json.loads(json.dumps(found[key])), sort_keys=True, default_flow_style=False, width=120)
-        return (
-            f"{indent}# BEGIN generated: {key} (make schemas)\n"
-            + "".join(f"{indent}{line}\n" for line in body.splitlines())
-            + f"{indent}# END generated: {key}\n"
-        )
-
-    return _BLOCK.sub(block, text)
-
-
 def json_schema(node: Any) -> Any:
     """A structural schema as plain JSON Schema for Helm: quantities may be numbers, no unknown fields."""
     if not isinstance(node, dict):
@@ -160,8 +137,6 @@ def update_values_schema(text: str, found: dict[str, Any]) -> str:
 def write() -> None:
     found = shapes()
     POD_SCHEMA.write_text(dump_json(found))
-    for crd in CRDS:
-        crd.write_text(update_crd(crd.read_text(), found))
     VALUES_SCHEMA.write_text(update_values_schema(VALUES_SCHEMA.read_text(), found))
 
 

@@ -128,6 +128,7 @@ def example_relays() -> list[dict[str, Any]]:
 
 GOOD = [
     relay_object(FULL),
+    relay_object(GUARDED),
     relay_object({"mailFromFQDN": "a.example"}),
     relay_object({"mailFromFQDN": "a.example", "relay": {"host": "smtp.example.net", "port": 465, "tls": "Wrapper"}}),
     relay_object(

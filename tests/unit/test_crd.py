@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import re
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,7 +23,7 @@ from support.fake_api import FakeApi
 from support.invalid_specs import INVALID, Invalid, changed
 from support.kube_schemas import K8S_VERSIONS, validate
 from support.one_pass import one_pass
-from support.paths import CRD_PATH, ROOT
+from support.paths import CRD_PATH, ROOT, SMARTHOST_CRD_PATH
 from support.samples import GOOD, by_kind, example_relays, relay_object
 
 
@@ -249,3 +251,90 @@ def test_label_keys_and_values_the_crd_and_the_operator_agree(key: str, value: s
     except SpecError:
         operator_accepts = False
     assert (check(crd, obj) == []) == operator_accepts, (key, value, check(crd, obj))
+
+
+def _recorded_mappings(parse_fn: Any, objs: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """Every object path the operator's parser walked, with the fields it knows there ([i] → [])."""
+    from mailrelay.api import pod
+    from mailrelay.api.checker import Checker
+
+    seen: dict[str, set[str]] = {}
+    mapping, conform = Checker.mapping, pod.conform
+
+    def record(path: str, known: set[str]) -> None:
+        """A field is known where every check of that object knows it (ClusterSmarthost's dkim narrows
+        parse_dkim's fields first)."""
+        path = re.sub(r"\[[0-9]+\]", "[]", path)
+        seen[path] = seen[path] & known if path in seen else set(known)
+
+    def recording(self: Checker, path: str, value: Any, known: set[str]) -> dict[str, Any] | None:
+        record(path, known)
+        return mapping(self, path, value, known)
+
+    def conforming(check: Any, path: str, schema: dict[str, Any], value: Any) -> bool:
+        """The fields a structural check (api/pod.py, e.g. imagePullSecrets) knows are its schema's."""
+        if "properties" in schema:
+            record(path, set(schema["properties"]))
+        return conform(check, path, schema, value)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Checker, "mapping", recording)
+        patch.setattr(pod, "conform", conforming)
+        for obj in objs:
+            parse_fn(obj)
+    return seen
+
+
+def _object_nodes(node: dict[str, Any], path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(path, schema) of every object with declared properties, as the parser names paths."""
+    if node.get("type") == "array":
+        yield from _object_nodes(node["items"], f"{path}[]")
+        return
+    if "properties" not in node:
+        return
+    yield path, node
+    for key, sub in node["properties"].items():
+        yield from _object_nodes(sub, f"{path}.{key}")
+
+
+# Objects whose fields are checked against the upstream shape (api/pod_schema.json), not a field list.
+_UPSTREAM = ("spec.affinity", "spec.topologySpreadConstraints[]")
+
+
+@pytest.mark.parametrize("which", ["MailRelay", "ClusterSmarthost"])
+def test_the_parser_knows_exactly_the_fields_the_crd_declares(which: str) -> None:
+    """The field names are the one thing both keep by hand (hack/crd declares the CRD, api/ parses): every
+    object the CRD declares is walked by the parser with the same field list, so a field added to one
+    and not the other fails here. The samples set every optional object, or a path is reported unwalked."""
+    from mailrelay.api import smarthost
+
+    if which == "MailRelay":
+        schema = yaml.safe_load(CRD_PATH.read_text())["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        walked = _recorded_mappings(parse, [*GOOD, *example_relays()])
+    else:
+        schema = yaml.safe_load(SMARTHOST_CRD_PATH.read_text())["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        docs = [d for d in yaml.safe_load_all((ROOT / "examples/cluster-smarthost.yaml").read_text()) if d]
+        [example] = [d for d in docs if d.get("kind") == which]
+        oauth2 = copy.deepcopy(example)  # the example's login is a password: the OAuth2 one, and a matchExpressions
+        del oauth2["spec"]["authSecretRef"]
+        oauth2["spec"].update(
+            authType="OAuth2",
+            oauth2={
+                "provider": "Microsoft365",
+                "tenantID": "example.com",
+                "scope": "https://outlook.office365.com/.default",
+                "clientID": "c",
+                "grant": "ClientCredentials",
+                "secretRef": {"name": "entra"},
+                "username": "apps@example.com",
+            },
+        )
+        selector = {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["mail"]}]}
+        oauth2["spec"]["allowedNamespaces"][0]["namespaceSelector"] = selector
+        walked = _recorded_mappings(smarthost.parse, [example, oauth2])
+    declared = {
+        path: set(node["properties"])
+        for path, node in _object_nodes(schema["properties"]["spec"], "spec")
+        if not path.startswith(_UPSTREAM)
+    }
+    assert {p: walked.get(p) for p in declared} == declared

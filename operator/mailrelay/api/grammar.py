@@ -66,6 +66,9 @@ QUANTITY = r"(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE][+-]?
 # Label values and qualified names (keys of nodeSelector and of tolerations).
 LABEL_VALUE = r"(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?"
 QUALIFIED_NAME = rf"({HOSTNAME}/)?[A-Za-z0-9]([-A-Za-z0-9_.]{{0,61}}[A-Za-z0-9])?"
+# A label key as apimachinery checks it: an optional DNS-subdomain prefix and "/", then a name (the
+# prefix's 253-character bound is a separate check).
+LABEL_KEY = rf"({DNS_SUBDOMAIN}/)?[A-Za-z0-9]([-A-Za-z0-9_.]{{0,61}}[A-Za-z0-9])?"
 
 
 def full(expression: str, text: str, *, ignore_case: bool = False) -> bool:

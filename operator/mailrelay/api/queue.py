@@ -23,7 +23,8 @@ class QueueStorage:
 
 # spec.queue: where Postfix's queue lives. Bounds match the CRD.
 MAX_QUEUE_SIZE_LENGTH = 32
-_QUEUE_SIZE_RE = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?\Z")
+QUEUE_SIZE = r"[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?"  # a whole PVC size, also the CRD's pattern
+_QUEUE_SIZE_RE = re.compile(QUEUE_SIZE)
 
 
 def parse_queue(check: Checker, raw: Any) -> QueueStorage | None:

@@ -106,7 +106,8 @@ def _status(status: dict[str, Any]) -> dict[str, Any]:
 
 
 def crd(mailrelay: dict[str, Any]) -> dict[str, Any]:
-    """The ClusterSmarthost CRD from the MailRelay CRD (a parsed crds/mailrelay.dev_mailrelays.yaml)."""
+    """The ClusterSmarthost CRD from the MailRelay CRD (crd.mailrelay.crd()), which it does not change."""
+    mailrelay = copy.deepcopy(mailrelay)
     version = mailrelay["spec"]["versions"][0]
     schema = version["schema"]["openAPIV3Schema"]
     spec = schema["properties"]["spec"]["properties"]

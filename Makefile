@@ -129,9 +129,10 @@ run: $(VENV)/.installed ## the operator with a kubeconfig, else one relay on thi
 bench: $(VENV)/.installed system-deps tools controlplane ## the benchmarks (bench/README.md; ARGS="--only scale")
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" PYTHONPATH=tests:tools:hack:bench $(PY) bench/run.py $(ARGS)
 
-# Files copied from one source (RBAC from operator/mailrelay/api/names.py, the chart's CRD, the API
-# reference, the chart's README); tests/packaging/test_generated.py and test_chart.py fail when stale.
-generate: $(VENV)/.installed ## rewrite the generated files (RBAC, chart CRD and README, API reference, monitoring)
+# Files made from one source (the CRDs from hack/crd/, RBAC from operator/mailrelay/api/names.py, the
+# chart's copies, the API reference, the chart's README); tests/packaging/test_generated.py and
+# test_chart.py fail when stale.
+generate: $(VENV)/.installed ## rewrite the generated files (CRDs, RBAC, chart copies and README, API reference, monitoring)
 	$(PY) hack/generate.py
 	$(PY) hack/chart_readme.py write
 	$(PY) hack/monitoring.py write

@@ -64,9 +64,9 @@ TOLERATIONS: dict[str, Any] = array(
                 maxLength=316,
                 pattern=whole(f"({grammar.QUALIFIED_NAME})?"),
             ),
-            "operator": string(enum=["Equal", "Exists"]),
+            "operator": string(enum=list(scheduling.TOLERATION_OPERATORS)),
             "value": string(maxLength=63, pattern=whole(grammar.LABEL_VALUE)),
-            "effect": string(enum=["", "NoSchedule", "PreferNoSchedule", "NoExecute"]),
+            "effect": string(enum=list(scheduling.TOLERATION_EFFECTS)),
             "tolerationSeconds": integer(),
         },
         rules=[

@@ -52,6 +52,15 @@ class Checker:
             self.fail(f"{path}.{field_name(key)}", f"unknown field (known: {', '.join(sorted(known))})")
         return value
 
+    def secret_ref(self, path: str, value: Any) -> str | None:
+        """A `{name: ...}` reference to a Secret in the object's namespace: the name, or None."""
+        ref = self.mapping(path, value, {"name"})
+        name = self.string(f"{path}.name", ref.get("name")) if ref is not None else None
+        if name is not None and (not grammar.full(grammar.HOSTNAME, name) or len(name) > 253):
+            self.fail(f"{path}.name", f"{quote(name)} is not a valid Secret name")
+            return None
+        return name
+
     def string(self, path: str, value: Any) -> str | None:
         if not isinstance(value, str):
             self.fail(path, f"must be a string, got {kind(value)}")

@@ -19,7 +19,6 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from mailrelay.api import grammar
 from mailrelay.api.checker import Checker, quote
 
 KeyType = Literal["RSA", "Ed25519"]
@@ -66,17 +65,7 @@ def parse_dkim(check: Checker, raw: Any, mail_from_fqdn: str | None) -> DkimSpec
             f"{quote(selector)} must be one DNS label of at most 52 lower-case letters, "
             "digits and '-' (it becomes <selector>._domainkey.<domain>)",
         )
-    domain = mail_from_fqdn
-    if dkim.get("domain") is not None:
-        domain = check.hostname("spec.dkim.domain", dkim["domain"], need_dot=True)
-        if domain is not None and domain != dkim["domain"]:
-            check.fail("spec.dkim.domain", f"{quote(dkim['domain'])} must be written in lower case")
-        elif domain is not None and mail_from_fqdn is not None and not in_domain(mail_from_fqdn, domain):
-            check.fail(
-                "spec.dkim.domain",
-                f"{quote(domain)} must be mailFromFQDN ({mail_from_fqdn}) or a parent domain "
-                "of it, so that every rewritten sender is signed",
-            )
+    domain = _domain(check, dkim.get("domain"), mail_from_fqdn)
     key_type = dkim.get("keyType", DEFAULT_KEY_TYPE)
     if key_type not in KEY_TYPES:
         check.fail("spec.dkim.keyType", f"must be one of {', '.join(KEY_TYPES)}, got {quote(key_type)}")
@@ -85,15 +74,28 @@ def parse_dkim(check: Checker, raw: Any, mail_from_fqdn: str | None) -> DkimSpec
         bits = int(bits)  # JSON has one number type: the API server takes 2048.0 for an integer field
     if isinstance(bits, bool) or bits not in RSA_SIZES:
         check.fail("spec.dkim.rsaBits", f"must be one of {', '.join(map(str, RSA_SIZES))}, got {quote(bits)}")
-    secret: str | None = None
+    secret = None
     if dkim.get("keySecretRef") is not None:
-        ref = check.mapping("spec.dkim.keySecretRef", dkim["keySecretRef"], {"name"})
-        secret = check.string("spec.dkim.keySecretRef.name", ref.get("name")) if ref is not None else None
-        if secret is not None and (not grammar.full(grammar.HOSTNAME, secret) or len(secret) > 253):
-            check.fail("spec.dkim.keySecretRef.name", f"{quote(secret)} is not a valid Secret name")
+        secret = check.secret_ref("spec.dkim.keySecretRef", dkim["keySecretRef"])
     if len(check.problems) > before or selector is None or domain is None:
         return None
     return DkimSpec(domain=domain, selector=selector, key_type=key_type, rsa_bits=bits, key_secret=secret)
+
+
+def _domain(check: Checker, raw: Any, mail_from_fqdn: str | None) -> str | None:
+    """spec.dkim.domain (default: mailFromFQDN): in lower case, and mailFromFQDN or a parent of it."""
+    if raw is None:
+        return mail_from_fqdn
+    domain = check.hostname("spec.dkim.domain", raw, need_dot=True)
+    if domain is not None and domain != raw:
+        check.fail("spec.dkim.domain", f"{quote(raw)} must be written in lower case")
+    elif domain is not None and mail_from_fqdn is not None and not in_domain(mail_from_fqdn, domain):
+        check.fail(
+            "spec.dkim.domain",
+            f"{quote(domain)} must be mailFromFQDN ({mail_from_fqdn}) or a parent domain "
+            "of it, so that every rewritten sender is signed",
+        )
+    return domain
 
 
 # Secret keys, one PEM private key each; the same names as the key files OpenDKIM reads.

@@ -74,24 +74,10 @@ def parse_oauth2(check: Checker, raw: Any, path: str = "spec.relay.oauth2") -> O
         if port and not 1 <= int(port) <= 65535:
             check.fail(f"{path}.tokenURL", f"port {port} is not from 1 to 65535")
     scope = _matching(check, f"{path}.scope", spec.get("scope"), SCOPE, "a list of scopes", MAX_SCOPE)
-    if spec.get("tenantID") is not None and provider != "Microsoft365":
-        check.fail(f"{path}.tenantID", "is only for provider Microsoft365")
-    if provider == "Microsoft365" and spec.get("tenantID") is None:
-        check.fail(f"{path}.tenantID", "is required for provider Microsoft365 (the directory ID or domain)")
-    if spec.get("tokenURL") is not None and provider != "Custom":
-        check.fail(f"{path}.tokenURL", "is only for provider Custom (the presets know their endpoint)")
-    if provider == "Custom" and spec.get("tokenURL") is None:
-        check.fail(f"{path}.tokenURL", "is required for provider Custom")
-    if provider == "Google" and grant == "ClientCredentials":
-        check.fail(f"{path}.grant", "Google sends Gmail only with a user's refresh token: use RefreshToken")
+    _provider_fields(check, path, spec, provider, grant)
     client_id = check.token(f"{path}.clientID", spec.get("clientID"), "a client ID", MAX_CLIENT_ID)
     username = check.token(f"{path}.username", spec.get("username"), "an SMTP user name", MAX_USERNAME)
-    secret = None
-    ref = check.mapping(f"{path}.secretRef", spec.get("secretRef"), {"name"})
-    if ref is not None:
-        secret = check.string(f"{path}.secretRef.name", ref.get("name"))
-        if secret is not None and (not grammar.full(grammar.HOSTNAME, secret) or len(secret) > 253):
-            check.fail(f"{path}.secretRef.name", f"{secret!r} is not a valid Secret name")
+    secret = check.secret_ref(f"{path}.secretRef", spec.get("secretRef"))
     if len(check.problems) > before:
         return None
     endpoint = token_url(str(provider), tenant, url)
@@ -105,6 +91,20 @@ def parse_oauth2(check: Checker, raw: Any, path: str = "spec.relay.oauth2") -> O
         secret=secret,
         username=username,
     )
+
+
+def _provider_fields(check: Checker, path: str, spec: dict[str, Any], provider: Any, grant: Any) -> None:
+    """What each provider needs and refuses: a tenant for Microsoft 365, a token URL for Custom only."""
+    if spec.get("tenantID") is not None and provider != "Microsoft365":
+        check.fail(f"{path}.tenantID", "is only for provider Microsoft365")
+    if provider == "Microsoft365" and spec.get("tenantID") is None:
+        check.fail(f"{path}.tenantID", "is required for provider Microsoft365 (the directory ID or domain)")
+    if spec.get("tokenURL") is not None and provider != "Custom":
+        check.fail(f"{path}.tokenURL", "is only for provider Custom (the presets know their endpoint)")
+    if provider == "Custom" and spec.get("tokenURL") is None:
+        check.fail(f"{path}.tokenURL", "is required for provider Custom")
+    if provider == "Google" and grant == "ClientCredentials":
+        check.fail(f"{path}.grant", "Google sends Gmail only with a user's refresh token: use RefreshToken")
 
 
 def _matching(check: Checker, path: str, value: Any, expression: str, what: str, limit: int) -> str | None:

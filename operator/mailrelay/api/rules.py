@@ -46,6 +46,41 @@ _GROUP_REPEAT = (
 )
 
 
+def _misplaced_repeat(char: str, index: int, previous: str) -> str | None:
+    """A repetition (`+`, `{`, `*`, `?`) with nothing to repeat, or after a group (only `(x)?` is allowed)."""
+    if previous in ("group", "optional") and not (char == "?" and previous == "group"):
+        return _GROUP_REPEAT.format(index=index)
+    if not previous:
+        return f"has nothing to repeat before the {char!r} at position {index}; write a literal one as \\{char}"
+    return None
+
+
+def _repeat_problem(char: str, interval: re.Match[str] | None, index: int, previous: str) -> str | None:
+    """What is wrong with a `+` or an interval at `index`, after a `previous` token (see _cost_problem)."""
+    if char == "{" and interval is None:
+        return (
+            f"has a '{{' that starts no interval {{m}}, {{m,}} or {{m,n}} (at position {index}); "
+            "write a literal brace as \\{"
+        )
+    if interval is not None and any(n and int(n) > grammar.MAX_REPEAT for n in (interval.group(1), interval.group(3))):
+        return (
+            f"repeats up to {grammar.MAX_REPEAT} times at most in an interval, got {interval.group(0)} "
+            f"(at position {index})"
+        )
+    if interval is not None and interval.group(3):
+        return (
+            f"must not give an interval an upper bound, got {interval.group(0)} (at position {index}): "
+            "write {m} or {m,}; each optional copy costs glibc's matcher a state per character"
+        )
+    if previous != "char":
+        what = char if interval is None else interval.group(0)
+        return (
+            f"must put {what} (at position {index}) right after one character, '.', an escape or [...], "
+            "not after another repetition"
+        )
+    return None
+
+
 def _cost_problem(pattern: str) -> str | None:
     """Name the first construct the grammar refuses for its cost, and how to write it instead."""
     # previous: "char" (a character, its +/{m,n} allowed next), "repeated" (a character after *, ?, +
@@ -70,35 +105,13 @@ def _cost_problem(pattern: str) -> str | None:
             continue
         if char == "}":
             return f"has a '}}' that closes no interval (at position {index}); write a literal brace as \\}}"
-        if char in "+{*?" and previous in ("group", "optional") and not (char == "?" and previous == "group"):
-            return _GROUP_REPEAT.format(index=index)
-        if char in "+{*?" and not previous:
-            return f"has nothing to repeat before the {char!r} at position {index}; write a literal one as \\{char}"
+        if char in "+{*?" and (problem := _misplaced_repeat(char, index, previous)) is not None:
+            return problem
         if char in "+{":
             interval = _INTERVAL.match(pattern, index) if char == "{" else None
-            if char == "{" and interval is None:
-                return (
-                    f"has a '{{' that starts no interval {{m}}, {{m,}} or {{m,n}} (at position {index}); "
-                    "write a literal brace as \\{"
-                )
-            if interval is not None and any(
-                n and int(n) > grammar.MAX_REPEAT for n in (interval.group(1), interval.group(3))
-            ):
-                return (
-                    f"repeats up to {grammar.MAX_REPEAT} times at most in an interval, got {interval.group(0)} "
-                    f"(at position {index})"
-                )
-            if interval is not None and interval.group(3):
-                return (
-                    f"must not give an interval an upper bound, got {interval.group(0)} (at position {index}): "
-                    "write {m} or {m,}; each optional copy costs glibc's matcher a state per character"
-                )
-            if previous != "char":
-                what = char if interval is None else interval.group(0)
-                return (
-                    f"must put {what} (at position {index}) right after one character, '.', an escape or [...], "
-                    "not after another repetition"
-                )
+            problem = _repeat_problem(char, interval, index, previous)
+            if problem is not None:
+                return problem
             index, previous = (index + 1 if interval is None else interval.end()), "repeated"
             continue
         if char in "*?":

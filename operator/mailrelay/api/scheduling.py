@@ -86,6 +86,8 @@ def parse_node_selector(check: Checker, raw: Any) -> dict[str, str] | None:
 
 
 _TOLERATION_FIELDS = {"key", "operator", "value", "effect", "tolerationSeconds"}
+TOLERATION_OPERATORS = ("Equal", "Exists")
+TOLERATION_EFFECTS = ("", "NoSchedule", "PreferNoSchedule", "NoExecute")  # "" matches every effect
 
 
 def parse_tolerations(check: Checker, raw: Any) -> tuple[dict[str, Any], ...] | None:
@@ -94,28 +96,31 @@ def parse_tolerations(check: Checker, raw: Any) -> tuple[dict[str, Any], ...] | 
         return None
     result = []
     for i, item in enumerate(items):
-        path = f"spec.tolerations[{i}]"
-        toleration = check.mapping(path, item, _TOLERATION_FIELDS)
-        if toleration is None:
-            continue
-        operator = toleration.get("operator", "Equal")
-        key, value = toleration.get("key", ""), toleration.get("value", "")
-        if operator not in ("Equal", "Exists"):
-            check.fail(f"{path}.operator", "must be Equal or Exists")
-        if toleration.get("effect", "NoSchedule") not in ("NoSchedule", "PreferNoSchedule", "NoExecute", ""):
-            check.fail(f"{path}.effect", "must be NoSchedule, PreferNoSchedule or NoExecute")
-        if key != "":
-            _qualified_name(check, f"{path}.key", key)
-        elif operator != "Exists":
-            check.fail(f"{path}.operator", "must be Exists when the key is empty")
-        if not isinstance(value, str) or len(value) > 63 or not grammar.full(grammar.LABEL_VALUE, value):
-            check.fail(f"{path}.value", f"{quote(value)} is not a label value")
-        elif operator == "Exists" and value:
-            check.fail(f"{path}.value", "must be empty when the operator is Exists")
-        seconds = toleration.get("tolerationSeconds")
-        if seconds is not None:
-            check.integer(f"{path}.tolerationSeconds", seconds, -(2**63), 2**63 - 1)
-            if toleration.get("effect") != "NoExecute":
-                check.fail(f"{path}.tolerationSeconds", "is only allowed with the effect NoExecute")
-        result.append(dict(toleration))
+        toleration = check.mapping(f"spec.tolerations[{i}]", item, _TOLERATION_FIELDS)
+        if toleration is not None:
+            _check_toleration(check, f"spec.tolerations[{i}]", toleration)
+            result.append(dict(toleration))
     return tuple(result)
+
+
+def _check_toleration(check: Checker, path: str, toleration: dict[str, Any]) -> None:
+    """The rules core/v1 validation applies to one toleration (the pod would be refused otherwise)."""
+    operator = toleration.get("operator", "Equal")
+    key, value = toleration.get("key", ""), toleration.get("value", "")
+    if operator not in TOLERATION_OPERATORS:
+        check.fail(f"{path}.operator", "must be Equal or Exists")
+    if toleration.get("effect", "NoSchedule") not in TOLERATION_EFFECTS:
+        check.fail(f"{path}.effect", "must be NoSchedule, PreferNoSchedule or NoExecute")
+    if key != "":
+        _qualified_name(check, f"{path}.key", key)
+    elif operator != "Exists":
+        check.fail(f"{path}.operator", "must be Exists when the key is empty")
+    if not isinstance(value, str) or len(value) > 63 or not grammar.full(grammar.LABEL_VALUE, value):
+        check.fail(f"{path}.value", f"{quote(value)} is not a label value")
+    elif operator == "Exists" and value:
+        check.fail(f"{path}.value", "must be empty when the operator is Exists")
+    seconds = toleration.get("tolerationSeconds")
+    if seconds is not None:
+        check.integer(f"{path}.tolerationSeconds", seconds, -(2**63), 2**63 - 1)
+        if toleration.get("effect") != "NoExecute":
+            check.fail(f"{path}.tolerationSeconds", "is only allowed with the effect NoExecute")

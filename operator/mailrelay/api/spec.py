@@ -323,15 +323,9 @@ def parse_relay(check: Checker, relay: dict[str, Any], path: str, required: str 
     elif tls == "Wrapper" and port is not None and port != SMTPS_PORT:
         check.fail(f"{path}.tls", f"Wrapper (SMTPS) needs port {SMTPS_PORT}, got port {port}")
         tls = None
-    secret: str | None = None
+    secret = None
     if relay.get("authSecretRef") is not None:
-        ref = check.mapping(f"{path}.authSecretRef", relay["authSecretRef"], {"name"})
-        if ref is not None:
-            name = check.string(f"{path}.authSecretRef.name", ref.get("name"))
-            if name is not None and (not grammar.full(grammar.HOSTNAME, name) or len(name) > 253):
-                check.fail(f"{path}.authSecretRef.name", f"{quote(name)} is not a valid Secret name")
-            elif name is not None:
-                secret = name
+        secret = check.secret_ref(f"{path}.authSecretRef", relay["authSecretRef"])
     oauth2 = _parse_login(check, relay, tls, path)
     if host is None or port is None or tls is None or (relay.get("authType") == "OAuth2" and oauth2 is None):
         return None

@@ -92,19 +92,25 @@ class Session:
 
     def handle(self, command: bytes, data: bytes) -> bytes | None:
         """The answer to one packet (None: no answer is expected)."""
+        if command in (b"O", b"D", b"A", b"K", b"Q"):
+            return self._session_packet(command, data)
+        return self._message_packet(command, data)
+
+    def _session_packet(self, command: bytes, data: bytes) -> bytes | None:
+        """Options, macros, abort, reset and quit: about the session, never answered but O."""
         if command == b"O":
             return negotiate(data)
         if command == b"D":
             values = strings(data[1:])
             self.macros.update(zip(values[::2], values[1::2], strict=False))
-            return None
-        if command in (b"A", b"K"):  # the message was aborted, or the connection is reused
+        elif command in (b"A", b"K"):  # the message was aborted, or the connection is reused
             self.message = Message()
             if command == b"K":
                 self.macros = {}
-            return None
-        if command == b"Q":
-            return None
+        return None
+
+    def _message_packet(self, command: bytes, data: bytes) -> bytes:
+        """Sender, recipients, headers and the end of a message: continue, or the gate's refusal at the end."""
         if command == b"M":
             args = strings(data)
             self.message = Message(self.macros.get("{auth_authen}", ""), args[0].strip("<>") if args else "")

@@ -85,29 +85,35 @@ class Handler(socketserver.StreamRequestHandler):
             command = line.rstrip(b"\r\n")
             verb = command.split(b" ", 1)[0].upper()
             try:
-                if verb in (b"EHLO", b"HELO"):
-                    lines = [GREETING_NAME, *self.session.features()] if verb == b"EHLO" else [GREETING_NAME]
-                    self.say((250, "\n".join(lines).encode()))
-                elif verb in PASSED:
-                    reply = self.session.command(command)
-                    self.say(reply)
-                    if reply[0] == 421:
-                        return
-                elif verb == b"DATA":
-                    if not self.data():
-                        return
-                elif verb == b"NOOP":
-                    self.say((250, b"2.0.0 OK"))
-                elif verb == b"QUIT":
-                    self.say((221, b"2.0.0 bye"))
+                if not self.dispatch(verb, command):
                     return
-                else:
-                    self.say((502, b"5.5.1 command not implemented"))
             except Refusal as refusal:
                 log.warning("%s: %s", verb.decode(errors="replace"), refusal)
                 self.say(refusal.reply)
                 if refusal.closes:
                     return
+
+    def dispatch(self, verb: bytes, command: bytes) -> bool:
+        """Answer one command; False when the session ends."""
+        assert self.session is not None
+        if verb in (b"EHLO", b"HELO"):
+            lines = [GREETING_NAME, *self.session.features()] if verb == b"EHLO" else [GREETING_NAME]
+            self.say((250, "\n".join(lines).encode()))
+            return True
+        if verb in PASSED:
+            reply = self.session.command(command)
+            self.say(reply)
+            return reply[0] != 421
+        if verb == b"DATA":
+            return self.data()
+        if verb == b"NOOP":
+            self.say((250, b"2.0.0 OK"))
+            return True
+        if verb == b"QUIT":
+            self.say((221, b"2.0.0 bye"))
+            return False
+        self.say((502, b"5.5.1 command not implemented"))
+        return True
 
     def data(self) -> bool:
         """DATA through to the smarthost; False when the session must end."""

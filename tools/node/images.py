@@ -18,8 +18,7 @@ from functools import cache
 from pathlib import Path
 from types import ModuleType
 
-from .registry import Registry, free_port, repository, storage
-from controlplane import ensure_binaries
+from .registry import Registry, repository, storage
 
 ROOT = Path(__file__).resolve().parents[2]
 SANDBOX_IMAGE = "registry.mailrelay.test/testing/pause:dev"
@@ -73,9 +72,8 @@ def publish(registry: Registry | None = None) -> tuple[dict[str, str], str]:
     built = build_all()
     if registry is not None:
         return built, push(built, registry)
-    binary = ensure_binaries(group="registry").path("registry")
     with tempfile.TemporaryDirectory(prefix="mailrelay-registry-") as folder:
-        own = Registry(binary, "127.0.0.1", free_port(), Path(folder)).start()
+        own = Registry(Path(folder), data=storage()).start()
         try:
             prefix = push(built, own)
         finally:

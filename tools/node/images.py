@@ -14,9 +14,11 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from .registry import Registry, repository, storage
 
@@ -26,6 +28,7 @@ SANDBOX_IMAGE = "registry.mailrelay.test/testing/pause:dev"
 
 @cache
 def build_module() -> ModuleType:
+    """image/build.py, loaded once per process (it is a script, not a package): also the tests' (podrunner)."""
     spec = importlib.util.spec_from_file_location("mailrelay_image_build", ROOT / "image" / "build.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
@@ -34,11 +37,17 @@ def build_module() -> ModuleType:
     return module
 
 
-def build_all() -> dict[str, str]:
-    """Image name (as manifests and the node use it) -> id of the image built from this checkout."""
+def build_each(images: Iterable[Any]) -> dict[str, str]:
+    """Image name (as manifests and the node use it) -> id of the image built from this checkout, for each of
+    image/build.py's `Image`s (what did not change is not rebuilt)."""
     build = build_module()
     build.import_base()
-    return {image.tag: build.build(image) for image in build.all_images().values()}
+    return {image.tag: build.build(image) for image in images}
+
+
+def build_all() -> dict[str, str]:
+    """Every image: the product's and the node's."""
+    return build_each(build_module().all_images().values())
 
 
 def namespace(built: dict[str, str]) -> str:

@@ -115,15 +115,9 @@ def test_the_node_images_dockerfiles_pass_hadolint(name: str) -> None:
 @pytest.mark.node
 def test_helm_pushes_the_chart_to_the_local_registry_as_an_oci_artifact(tools: Path, tmp_path: Path) -> None:
     """The registry the node pulls from also takes OCI artifacts: the chart, pushed and pulled back by helm."""
-    from node.registry import Registry, free_port
+    from node.registry import Registry
 
-    registry = Registry(
-        go_build.ensure_binaries(group="registry").path("registry"),
-        "127.0.0.1",
-        free_port(),
-        tmp_path / "registry",
-        data=tmp_path / "storage",
-    ).start()
+    registry = Registry(tmp_path / "registry", data=tmp_path / "storage").start()
     try:
         helm = str(tools / "helm")
         packaged = subprocess.run(

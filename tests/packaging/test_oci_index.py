@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import oci
-from gotools.registry import Registry
+from node.registry import Registry
 
 pytestmark = pytest.mark.release
 

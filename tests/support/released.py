@@ -22,7 +22,7 @@ import pytest
 
 import changelog
 import versions
-from gotools.registry import Registry
+from node.registry import Registry
 from support.paths import ROOT
 from support.releasekit import TokenServer, committed_copy, key_pair, make, next_version, prepare_release, release_env
 

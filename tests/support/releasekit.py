@@ -148,7 +148,7 @@ class TokenServer:
         import socket
         import threading
 
-        from gotools.registry import free_port
+        from controlplane.processes import free_port
 
         expected = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
         self.admitted: list[str] = []

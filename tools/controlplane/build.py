@@ -13,7 +13,9 @@ what kube-apiserver does not link).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import functools
 import hashlib
 import os
 import shutil
@@ -21,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,6 +176,45 @@ def _go_version(go: str) -> str:
     return subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True, check=True).stdout.strip()
 
 
+def go_env() -> dict[str, str]:
+    """How every binary is built: no cgo, only what go.sum pins, this machine's Go (never a downloaded one)."""
+    return dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=readonly", GOTOOLCHAIN="local")
+
+
+def required_version(folder: Path, module: str, shown: str) -> str:
+    """The version of `module` that `folder`/go.mod requires (no Go needed); `shown` names the folder in errors."""
+    for line in (folder / "go.mod").read_text().splitlines():
+        words = line.replace("require", "").split()
+        if len(words) == 2 and words[0] == module:
+            return words[1]
+    raise BuildError(f"{shown}/go.mod does not require {module}")
+
+
+def build_once(folder: Path, complete: Callable[[], bool], build: Callable[[], None]) -> None:
+    """Run `build` unless `complete()`, under a lock beside `folder`: another run may be building the same pin."""
+    if not complete():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with open(folder.parent / f".{folder.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not complete():
+                build()
+
+
+@contextlib.contextmanager
+def staged(folder: Path, module: str, version: str, go: str) -> Iterator[Path]:
+    """A fresh folder beside `folder` to build into; once the build succeeds it gets a VERSIONS file and
+    replaces `folder` whole, so a reader never finds half a build and a failed one leaves nothing behind."""
+    staging = Path(tempfile.mkdtemp(prefix=f"{folder.name}.", dir=folder.parent))
+    try:
+        yield staging
+        (staging / "VERSIONS").write_text(f"{module} {version}\ngo {_go_version(go)}\n")
+        staging.chmod(0o755)
+        shutil.rmtree(folder, ignore_errors=True)
+        staging.rename(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def _kube_version_flags(kube_version: str) -> list[str]:
     """What Kubernetes' own build stamps into component-base, so /version and kubectl report the release."""
     major, minor = kube_version.lstrip("v").split(".")[:2]
@@ -187,11 +229,7 @@ def _kube_version_flags(kube_version: str) -> list[str]:
 
 def pinned_version(target: Target) -> str:
     """The target's pinned version, read from its go.mod `require` line (no Go needed)."""
-    for line in (HERE / target.folder / "go.mod").read_text().splitlines():
-        words = line.replace("require", "").split()
-        if len(words) == 2 and words[0] == target.module:
-            return words[1]
-    raise BuildError(f"{target.folder}/go.mod does not require {target.module}")
+    return required_version(HERE / target.folder, target.module, target.folder)
 
 
 def _inputs(folder: str) -> list[Path]:
@@ -220,12 +258,9 @@ def ensure_binaries(log: bool = True, group: str = "controlplane") -> Binaries:
     for name in GROUPS.get(group, (group,)):  # a group, or one target
         target = TARGETS[name]
         folder = cache_root() / f"{name}-{cache_key(name, go_version)}"
-        if not _complete(folder, target):
-            folder.parent.mkdir(parents=True, exist_ok=True)
-            with open(folder.parent / f".{folder.name}.lock", "w") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)  # another test run may be building the same pin right now
-                if not _complete(folder, target):
-                    _build(go, name, folder, log)
+        build_once(
+            folder, functools.partial(_complete, folder, target), functools.partial(_build, go, name, folder, log)
+        )
         if name == "kwok" and not (folder / KWOK_STAGES).is_file():
             _write_kwok_stages(go, folder)
         folders[name] = folder
@@ -243,12 +278,11 @@ def _complete(folder: Path, target: Target) -> bool:
 def _build(go: str, name: str, folder: Path, log: bool) -> None:
     target = TARGETS[name]
     version = pinned_version(target)
-    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=readonly", GOTOOLCHAIN="local")
+    env = go_env()
     started = time.monotonic()
     if log:
         print(f"build: {name} ({target.module} {version}; first time only, minutes)", file=sys.stderr, flush=True)
-    staging = Path(tempfile.mkdtemp(prefix=f"{folder.name}.", dir=folder.parent))
-    try:
+    with staged(folder, target.module, version, go) as staging:
         cwd = HERE / target.folder
         _run(go, ["mod", "download"], cwd, env, retry=True)
         downloaded = time.monotonic()
@@ -267,12 +301,6 @@ def _build(go: str, name: str, folder: Path, log: bool) -> None:
             env,
             retry=True,
         )
-        (staging / "VERSIONS").write_text(f"{target.module} {version}\ngo {_go_version(go)}\n")
-        staging.chmod(0o755)
-        shutil.rmtree(folder, ignore_errors=True)
-        staging.rename(folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     if log:
         print(
             f"build: {name} built in {time.monotonic() - started:.0f} s (modules {downloaded - started:.0f} s)",
@@ -310,11 +338,15 @@ def main(argv: list[str]) -> int:
     if unknown:
         print(f"unknown group(s) {', '.join(sorted(unknown))}; known: {', '.join(GROUPS)}", file=sys.stderr)
         return 2
+    return print_paths(folder for group in groups for folder in ensure_binaries(group=group).folders.values())
+
+
+def print_paths(built: Iterable[Path]) -> int:
+    """What a build script prints: each path as it is built, one a line; exit status 1 with the error when
+    something cannot be built (tools/gotools/build.py's too)."""
     try:
-        for group in groups:
-            binaries = ensure_binaries(group=group)
-            for folder in binaries.folders.values():
-                print(folder)
+        for path in built:
+            print(path)
     except BuildError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

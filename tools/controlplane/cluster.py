@@ -10,12 +10,8 @@ count writes and check which verbs a client used.
 from __future__ import annotations
 
 import atexit
-import contextlib
-import ctypes
 import json
 import os
-import signal
-import socket
 import ssl
 import subprocess
 import time
@@ -27,9 +23,9 @@ from typing import Any
 
 from .build import KWOK_STAGES, Binaries, ensure_binaries
 from .pki import make_pki
+from .processes import Processes, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-PR_SET_PDEATHSIG = 1
 SERVICE_CIDR = "10.96.0.0/16"
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 # The controllers a namespace-scoped operator relies on: owner-reference garbage collection, Deployments
@@ -63,13 +59,6 @@ omitStages: [RequestReceived]
 rules:
 - level: Metadata
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def kubectl_path() -> str:
@@ -109,7 +98,7 @@ class ControlPlane:
         self.kubeconfig = self.folder / "kubeconfig"
         self.audit_log = self.logs / "audit.log"
         self.server = ""
-        self._processes: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self._processes = Processes(self.logs, self.folder)
         self._ssl: ssl.SSLContext | None = None
         self.startup_seconds = 0.0
 
@@ -163,15 +152,7 @@ class ControlPlane:
 
     def stop(self) -> None:
         """Stop in reverse order: SIGTERM, then SIGKILL after 10 s."""
-        while self._processes:
-            _, process = self._processes.pop()
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+        self._processes.stop()
 
     def __enter__(self) -> ControlPlane:
         return self.start()
@@ -181,9 +162,7 @@ class ControlPlane:
 
     def check_running(self) -> None:
         """Raise if a component died: a test failure then names it instead of timing out."""
-        for name, process in self._processes:
-            if process.poll() is not None:
-                raise RuntimeError(f"{name} exited with {process.returncode}; see {self.logs / (name + '.log')}")
+        self._processes.check_running()
 
     # -- for tests and people ------------------------------------------------------------------------
     def kubectl(
@@ -242,21 +221,10 @@ class ControlPlane:
     # -- components ----------------------------------------------------------------------------------
     def pids(self) -> dict[str, int]:
         """Component name -> process id, for the components still running."""
-        return {name: process.pid for name, process in self._processes if process.poll() is None}
+        return self._processes.pids()
 
     def _start(self, name: str, argv: list[str]) -> None:
-        log = (self.logs / f"{name}.log").open("ab")
-        process = subprocess.Popen(
-            [*argv, *self.extra_args.get(name, [])],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            cwd=self.folder,
-            preexec_fn=_die_with_parent,
-        )
-        log.close()
-        self._processes.append((name, process))
+        self._processes.start(name, [*argv, *self.extra_args.get(name, [])])
 
     def _start_etcd(self) -> str:
         assert self.binaries
@@ -442,12 +410,6 @@ class ControlPlane:
         }
 
 
-def _die_with_parent() -> None:
-    """Linux: the component is killed when the process that started it dies without stopping it."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 def _http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as answer:
@@ -463,14 +425,3 @@ def _wait_for(check: Any, deadline: float, what: str, log: Path) -> None:
         time.sleep(0.2)
     tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"
     raise TimeoutError(f"{what} not ready in time; last lines of {log}:\n{tail}")
-
-
-def install_signal_handlers() -> None:
-    """SIGINT (also when a non-interactive shell started us with it ignored), SIGTERM and SIGHUP stop it."""
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGHUP, handler)

@@ -14,12 +14,8 @@ and caches it, version-stamped, and `ensure("registry")` returns that binary.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
-import os
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +24,19 @@ HERE = Path(__file__).resolve().parent
 if __package__ in (None, ""):  # run as a script: the tools folder holds controlplane
     sys.path.insert(0, str(HERE.parent))
 
-from controlplane.build import BuildError, _go_version, _run, cache_root, ensure_binaries, find_go  # noqa: E402
+from controlplane.build import (  # noqa: E402
+    BuildError,
+    _go_version,
+    _run,
+    build_once,
+    cache_root,
+    ensure_binaries,
+    find_go,
+    go_env,
+    print_paths,
+    required_version,
+    staged,
+)
 
 RECIPE = ("-trimpath", "-ldflags=-s -w", "CGO_ENABLED=0", "version stamped")
 
@@ -64,11 +72,7 @@ TOOLS: dict[str, Tool] = {
 
 def pinned_version(tool: Tool) -> str:
     """The version go.mod requires (no Go needed)."""
-    for line in (tool.folder / "go.mod").read_text().splitlines():
-        words = line.replace("require", "").split()
-        if len(words) == 2 and words[0] == tool.module:
-            return words[1]
-    raise BuildError(f"{tool.folder}/go.mod does not require {tool.module}")
+    return required_version(tool.folder, tool.module, str(tool.folder))
 
 
 def cache_key(name: str, go_version: str) -> str:
@@ -89,45 +93,26 @@ def ensure(name: str, log: bool = True) -> Path:
     go = find_go()
     folder = cache_root() / f"{name}-{cache_key(name, _go_version(go))}"
     binary = folder / "bin" / name
-    if not binary.is_file():
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        with open(folder.parent / f".{folder.name}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # another run may be building the same pin right now
-            if not binary.is_file():
-                _build(go, name, folder, log)
+    build_once(folder, binary.is_file, lambda: _build(go, name, folder, log))
     return binary
 
 
 def _build(go: str, name: str, folder: Path, log: bool) -> None:
     tool = TOOLS[name]
     version = pinned_version(tool)
-    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=readonly", GOTOOLCHAIN="local")
     started = time.monotonic()
     if log:
         print(f"build: {name} {version} (first time only, minutes)", file=sys.stderr, flush=True)
-    staging = Path(tempfile.mkdtemp(prefix=f"{folder.name}.", dir=folder.parent))
-    try:
+    with staged(folder, tool.module, version, go) as staging:
         ldflags = f"-s -w -X {tool.version_flag}={version}"
         output = str(staging / "bin" / name)
-        _run(go, ["build", "-trimpath", f"-ldflags={ldflags}", "-o", output, tool.package], tool.folder, env)
-        (staging / "VERSIONS").write_text(f"{tool.module} {version}\ngo {_go_version(go)}\n")
-        staging.chmod(0o755)
-        shutil.rmtree(folder, ignore_errors=True)
-        staging.rename(folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        _run(go, ["build", "-trimpath", f"-ldflags={ldflags}", "-o", output, tool.package], tool.folder, go_env())
     if log:
         print(f"build: {name} built in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str]) -> int:
-    try:
-        for name in argv or [*SHARED, *TOOLS]:
-            print(ensure(name))
-    except BuildError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    return print_paths(ensure(name) for name in argv or [*SHARED, *TOOLS])
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from typing import Any
 from . import cleanup, network
 from .images import SANDBOX_IMAGE, publish
 from .node import Node, identities
-from .registry import Registry
+from .registry import Registry, storage
 from controlplane import Binaries, ControlPlane, ensure_binaries
 
 ADDONS = Path(__file__).resolve().parent / "addons"
@@ -55,7 +55,11 @@ class NodeCluster:
             )
             self.plane.start()
             self.registry = Registry(
-                binaries.path("registry"), slot.host_ip, REGISTRY_PORT, self.folder / "registry"
+                self.folder / "registry",
+                REGISTRY_PORT,
+                host=slot.host_ip,
+                data=storage(),
+                binary=binaries.path("registry"),
             ).start()
             self.built, prefix = publish(self.registry)  # what changed is built, what is not there pushed
             mirror = f"{slot.host_ip}:{REGISTRY_PORT}/{prefix}"

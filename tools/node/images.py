@@ -14,12 +14,13 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
-from .registry import Registry, free_port, repository, storage
-from controlplane import ensure_binaries
+from .registry import Registry, repository, storage
 
 ROOT = Path(__file__).resolve().parents[2]
 SANDBOX_IMAGE = "registry.mailrelay.test/testing/pause:dev"
@@ -27,6 +28,7 @@ SANDBOX_IMAGE = "registry.mailrelay.test/testing/pause:dev"
 
 @cache
 def build_module() -> ModuleType:
+    """image/build.py, loaded once per process (it is a script, not a package): also the tests' (podrunner)."""
     spec = importlib.util.spec_from_file_location("mailrelay_image_build", ROOT / "image" / "build.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
@@ -35,11 +37,17 @@ def build_module() -> ModuleType:
     return module
 
 
-def build_all() -> dict[str, str]:
-    """Image name (as manifests and the node use it) -> id of the image built from this checkout."""
+def build_each(images: Iterable[Any]) -> dict[str, str]:
+    """Image name (as manifests and the node use it) -> id of the image built from this checkout, for each of
+    image/build.py's `Image`s (what did not change is not rebuilt)."""
     build = build_module()
     build.import_base()
-    return {image.tag: build.build(image) for image in build.all_images().values()}
+    return {image.tag: build.build(image) for image in images}
+
+
+def build_all() -> dict[str, str]:
+    """Every image: the product's and the node's."""
+    return build_each(build_module().all_images().values())
 
 
 def namespace(built: dict[str, str]) -> str:
@@ -73,9 +81,8 @@ def publish(registry: Registry | None = None) -> tuple[dict[str, str], str]:
     built = build_all()
     if registry is not None:
         return built, push(built, registry)
-    binary = ensure_binaries(group="registry").path("registry")
     with tempfile.TemporaryDirectory(prefix="mailrelay-registry-") as folder:
-        own = Registry(binary, "127.0.0.1", free_port(), Path(folder)).start()
+        own = Registry(Path(folder), data=storage()).start()
         try:
             prefix = push(built, own)
         finally:

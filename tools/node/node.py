@@ -8,9 +8,7 @@ certificate, its log in `<folder>/logs/<name>.log`, and is killed with the proce
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
-import signal
 import subprocess
 import time
 import urllib.error
@@ -21,8 +19,8 @@ from . import config
 from .cleanup import data_dir
 from .network import Slot, in_netns
 from controlplane import Binaries, ControlPlane
+from controlplane.processes import Processes
 
-PR_SET_PDEATHSIG = 1
 # Machine-wide sysctls the kubelet sets once at start (setupKernelTunables) unless protectKernelDefaults,
 # with which it refuses to start on a machine that differs. This machine is shared: the values are put back
 # as soon as the kubelet has written them (nothing in the kubelet reads them again).
@@ -58,7 +56,7 @@ class Node:
         self.sandbox_image, self.mirror = sandbox_image, mirror
         self.data = data_dir(slot)
         self.logs = folder / "logs"
-        self.processes: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.processes = Processes(self.logs, folder)
 
     def start(self, timeout: float = 120) -> Node:
         deadline = time.monotonic() + timeout
@@ -113,20 +111,10 @@ class Node:
 
     def stop(self) -> None:
         """SIGTERM in reverse order (the kubelet leaves pods to containerd; cleanup removes them)."""
-        while self.processes:
-            _, process = self.processes.pop()
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+        self.processes.stop()
 
     def check_running(self) -> None:
-        for name, process in self.processes:
-            if process.poll() is not None:
-                raise RuntimeError(f"{name} exited with {process.returncode}; see {self.logs / (name + '.log')}")
+        self.processes.check_running()
 
     def ctr(self, *args: str) -> subprocess.CompletedProcess[str]:
         """containerd's own client on this node's socket (ctr; the CRI namespace is k8s.io)."""
@@ -159,17 +147,7 @@ class Node:
             self.plane.write_kubeconfig(self.folder / f"{identity}.kubeconfig", identity)
 
     def _start(self, name: str, argv: list[str]) -> None:
-        with (self.logs / f"{name}.log").open("ab") as log:
-            process = subprocess.Popen(
-                in_netns(self.slot, argv),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                cwd=self.folder,
-                preexec_fn=_die_with_parent,
-            )
-        self.processes.append((name, process))
+        self.processes.start(name, in_netns(self.slot, argv))
 
     def _containerd_ok(self) -> bool:
         return self.ctr("version").returncode == 0
@@ -210,8 +188,3 @@ def _kernel_tunables_kept() -> Iterator[None]:
             for name, value in before.items():
                 with contextlib.suppress(OSError):
                     (Path("/proc/sys") / name).write_text(value)
-
-
-def _die_with_parent() -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)

@@ -2,35 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
-import sys
 from functools import cache
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-from support.paths import ROOT
-
-
-@cache
-def build_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("mailrelay_image_build", ROOT / "image" / "build.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+from node.images import build_each, build_module
 
 
 @cache
 def built_images() -> dict[str, str]:
     """Image name as the manifests use it → id of the image built from this checkout."""
-    build = build_module()
-    build.import_base()
-    return {image.tag: build.build(image) for image in build.images().values()}
+    return build_each(build_module().images().values())
 
 
 # Images pulled from a registry (a release's) by reference, beside those built from this checkout.

@@ -24,7 +24,7 @@ from mailrelay.oauth.keeper import token_document
 from mailrelay.render.relay import config_files
 from mailrelay.render.xoauth2 import CONFIG_FILE
 
-from support.oauth_doubles import LoopbackCA
+from support.loopback_ca import LoopbackCA
 from support.paths import ROOT
 from support.postfix_harness import HarnessPostfix
 from support.smtp_sink import free_port

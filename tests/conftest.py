@@ -15,6 +15,7 @@ import yaml
 
 from mailrelay.api.spec import MailRelay
 
+from support.clusters import started
 from support.paths import CRD_PATH, ROOT
 
 if TYPE_CHECKING:
@@ -184,15 +185,7 @@ def control_plane() -> Iterator[ControlPlane]:
     Gives `.kubeconfig` (admin), `.kubectl(...)`, `.request(...)`,
     `.service_account_kubeconfig(...)`, `.audit_log` and `.logs`; see tools/controlplane/__init__.py.
     """
-    from controlplane import BuildError, ControlPlane
+    from controlplane import ControlPlane
 
-    folder = Path(tempfile.mkdtemp(prefix="mailrelay-controlplane-"))
-    plane = ControlPlane(folder)
-    try:
-        plane.start()
-    except BuildError as error:
-        pytest.fail(f"the real control plane is needed: {error}", pytrace=False)
-    yield plane
-    plane.stop()
-    if not os.environ.get("MAILRELAY_KEEP_TEST_DIRS"):
-        shutil.rmtree(folder, ignore_errors=True)
+    with started(ControlPlane, "mailrelay-controlplane-", "control plane") as plane:
+        yield plane

@@ -17,10 +17,11 @@ from typing import Any
 
 import pytest
 
+from support.loopback_ca import LoopbackCA
 from support.mail import FQDN, OUTSIDER, POD, message, relay_spec, send, wait_for_log
 from support.postfix_harness import HarnessPostfix
 from support.samples import make_relay
-from support.smtp_sink import Sink, self_signed_server_context
+from support.smtp_sink import Sink
 
 
 def with_login(
@@ -162,8 +163,8 @@ def test_encrypt_never_sends_in_plain_text(start_postfix: Any, sink: Sink) -> No
 
 @pytest.fixture
 def server_tls(tmp_path: Path) -> ssl.SSLContext:
-    """A self-signed certificate for the test smarthost (Encrypt does not verify it, by design)."""
-    return self_signed_server_context(tmp_path)
+    """A certificate for the test smarthost (Encrypt does not verify it, by design)."""
+    return LoopbackCA(tmp_path).server_context()
 
 
 def test_encrypt_delivers_over_starttls_with_login(

@@ -23,7 +23,8 @@ from mailrelay.oauth import client
 from mailrelay.oauth.keeper import FAILURE, ROTATED
 
 from support.fake_api import FakeApi
-from support.oauth_doubles import LoopbackCA, SecretsApi, TokenEndpoint
+from support.loopback_ca import LoopbackCA
+from support.oauth_doubles import SecretsApi, TokenEndpoint
 from support.samples import make_relay
 from support.wait import present
 
@@ -65,14 +66,7 @@ def relay(endpoint: TokenEndpoint, grant: str = "ClientCredentials", replicas: i
             "relay": {
                 "host": "smtp.example.net",
                 "authType": "OAuth2",
-                "oauth2": {
-                    "provider": "Custom",
-                    "tokenURL": endpoint.url,
-                    "clientID": "client-1",
-                    "grant": grant,
-                    "secretRef": {"name": "oauth"},
-                    "username": "relay@example.com",
-                },
+                "oauth2": endpoint.relay_oauth2(grant, "relay@example.com"),
             },
         }
     )

@@ -31,8 +31,9 @@ from mailrelay.oauth import client
 from mailrelay.render.relay import config_files
 from mailrelay.render.xoauth2 import CONFIG_FILE
 
+from support.loopback_ca import LoopbackCA
 from support.mail import message, send, wait_for_log
-from support.oauth_doubles import LoopbackCA, SecretsApi, TokenEndpoint, XOAuth2Smarthost
+from support.oauth_doubles import SecretsApi, TokenEndpoint, XOAuth2Smarthost
 from support.paths import ROOT
 from support.samples import make_relay
 from support.smtp_sink import free_port
@@ -96,14 +97,7 @@ def oauth_spec(endpoint: TokenEndpoint, smarthost: XOAuth2Smarthost, grant: str)
             "port": smarthost.port,
             "tls": "Encrypt",
             "authType": "OAuth2",
-            "oauth2": {
-                "provider": "Custom",
-                "tokenURL": endpoint.url,
-                "clientID": "client-1",
-                "grant": grant,
-                "secretRef": {"name": "oauth"},
-                "username": USER,
-            },
+            "oauth2": endpoint.relay_oauth2(grant, USER),
         },
     }
 

@@ -21,7 +21,8 @@ from mailrelay.relayd import token as tokens
 from mailrelay.relayd.server import Server
 from mailrelay.relayd.upstream import Smarthost
 
-from support.oauth_doubles import LoopbackCA, TokenEndpoint, XOAuth2Smarthost
+from support.loopback_ca import LoopbackCA
+from support.oauth_doubles import TokenEndpoint, XOAuth2Smarthost
 from support.smtp_sink import free_port
 
 USER = "relay@example.com"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 import yaml
 
+from support.clusters import started
 from support.journey import ADMITTED, LOGIN, Journey, smarthost_relay
 from support.nodekit import exec_in, ready
 
@@ -46,20 +46,11 @@ def node(tools: Path) -> Iterator[NodeCluster]:
         if os.environ.get("CI"):
             pytest.fail(problem)
         pytest.skip(problem)
-    from controlplane import BuildError
     from node import NodeCluster
 
-    folder = Path(tempfile.mkdtemp(prefix="mailrelay-node-"))
-    cluster = NodeCluster(folder)
-    try:
-        cluster.start()
-    except BuildError as error:
-        pytest.fail(f"the real node is needed: {error}", pytrace=False)
-    print(f"node: cluster ready in {cluster.startup_seconds:.0f} s ({folder})")
-    yield cluster
-    cluster.stop()
-    if not os.environ.get("MAILRELAY_KEEP_TEST_DIRS"):
-        shutil.rmtree(folder, ignore_errors=True)
+    with started(NodeCluster, "mailrelay-node-", "node") as cluster:
+        print(f"node: cluster ready in {cluster.startup_seconds:.0f} s ({cluster.folder})")
+        yield cluster
 
 
 @pytest.fixture(scope="session")
@@ -89,6 +80,15 @@ def run_pod(node: NodeCluster, test_images: dict[str, str]) -> Callable[..., str
         return name
 
     return run
+
+
+@pytest.fixture
+def mail_service_ip(node: NodeCluster, namespace: str, run_pod: Callable[..., str]) -> str:
+    """In `namespace`: a sink pod behind a Service `mail` on port 25, and a client pod; returns the ClusterIP."""
+    run_pod(namespace, "sink", "sink")
+    node.kubectl("expose", "pod", "sink", "-n", namespace, "--name=mail", "--port=25")
+    run_pod(namespace, "client", "client")
+    return str(node.get("service", "mail", "-n", namespace)["spec"]["clusterIP"])
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,16 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from support.journey import LOGIN, Journey, container_cgroup, delivered, message, postfix_status, relay_pod
+from support.journey import (
+    LOGIN,
+    Journey,
+    container_cgroup,
+    delivered,
+    message,
+    postfix_status,
+    relay_pod,
+    sendmail,
+)
 from support.nodekit import eventually, exec_in, sink_messages
 
 if TYPE_CHECKING:
@@ -33,19 +42,7 @@ def test_a_relay_without_an_image_runs_the_release_image_on_the_node(node: NodeC
 def test_busybox_sendmail_through_mail_25_arrives_rewritten_signed_over_tls_with_the_login(
     node: NodeCluster, journey: Journey
 ) -> None:
-    sent = exec_in(
-        node,
-        journey.namespace,
-        "client",
-        "sendmail",
-        "-S",
-        "mail:25",
-        "-f",
-        "root@6ba2d5764050",
-        "you@example.org",
-        input=message("busybox"),
-        check=False,
-    )
+    sent = sendmail(node, journey.namespace, "busybox", sender="root@6ba2d5764050")
     assert sent.returncode == 0, sent.stderr
     mail = delivered(node, journey, "busybox")
     headers = {name.lower(): value for name, value in mail["headers"]}
@@ -84,36 +81,9 @@ def test_the_relays_network_policy_refuses_other_namespaces_and_admits_its_clien
     node: NodeCluster, journey: Journey
 ) -> None:
     host = f"mail.{journey.namespace}.svc.cluster.local:25"
-    refused = exec_in(
-        node,
-        journey.other,
-        "client",
-        "busybox",
-        "timeout",
-        "20",
-        "sendmail",
-        "-S",
-        host,
-        "-f",
-        "root@other",
-        "you@example.org",
-        input=message("other namespace"),
-        check=False,
-    )
+    refused = sendmail(node, journey.other, "other namespace", sender="root@other", host=host, timeout=20)
     assert refused.returncode != 0
-    admitted = exec_in(
-        node,
-        journey.admitted,
-        "client",
-        "sendmail",
-        "-S",
-        host,
-        "-f",
-        "root@admitted",
-        "you@example.org",
-        input=message("admitted namespace"),
-        check=False,
-    )
+    admitted = sendmail(node, journey.admitted, "admitted namespace", sender="root@admitted", host=host)
     assert admitted.returncode == 0, admitted.stderr
     assert delivered(node, journey, "admitted namespace")["mail_from"] == f"root@{journey.fqdn}"
     assert not [m for m in sink_messages(node, journey.namespace) if ["Subject", "other namespace"] in m["headers"]]
@@ -244,19 +214,7 @@ def test_the_liveness_probe_restarts_a_hung_postfix_through_the_kubelet(node: No
         f"postconf -c {config} -e defer_transports=smtp && postfix -c {config} reload",
         container="postfix",
     )
-    sent = exec_in(
-        node,
-        journey.namespace,
-        "client",
-        "sendmail",
-        "-S",
-        "mail:25",
-        "-f",
-        "root@pod",
-        "you@example.org",
-        input=message("queued across the restart"),
-        check=False,
-    )
+    sent = sendmail(node, journey.namespace, "queued across the restart")
     assert sent.returncode == 0, sent.stderr
     queue = exec_in(node, journey.namespace, name, "postqueue", "-p", container="postfix").stdout
     assert "you@example.org" in queue, queue

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from support.journey import LOGIN, Journey, delivered, message, relay_pod
+from support.journey import LOGIN, Journey, delivered, relay_pod, sendmail
 from support.nodekit import exec_in
 
 if TYPE_CHECKING:
@@ -74,19 +74,7 @@ def test_the_relay_starts_clean_and_is_ready_by_its_own_probe(node: NodeCluster,
 def test_the_smarthost_password_reaches_no_log_event_config_map_or_argument_list(
     node: NodeCluster, journey: Journey
 ) -> None:
-    sent = exec_in(
-        node,
-        journey.namespace,
-        "client",
-        "sendmail",
-        "-S",
-        "mail:25",
-        "-f",
-        "root@pod",
-        "you@example.org",
-        input=message("password check"),
-        check=False,
-    )
+    sent = sendmail(node, journey.namespace, "password check")
     assert sent.returncode == 0, sent.stderr
     assert delivered(node, journey, "password check")["login"] == LOGIN[0]  # the password was used
     pod = relay_pod(node, journey)

@@ -47,27 +47,17 @@ def test_a_pod_runs_and_kubectl_logs_and_exec_work(
     assert exec_in(node, namespace, "sink", "cat", "/etc/hostname").stdout.strip() == "sink"
 
 
-def test_dns_names_of_a_service_resolve_in_a_pod(
-    node: NodeCluster, namespace: str, run_pod: Callable[..., str]
-) -> None:
-    run_pod(namespace, "sink", "sink")
-    node.kubectl("expose", "pod", "sink", "-n", namespace, "--name=mail", "--port=25")
-    run_pod(namespace, "client", "client")
-    cluster_ip = node.get("service", "mail", "-n", namespace)["spec"]["clusterIP"]
+def test_dns_names_of_a_service_resolve_in_a_pod(node: NodeCluster, namespace: str, mail_service_ip: str) -> None:
     for name in ("mail", f"mail.{namespace}.svc.cluster.local"):
         answer = exec_in(node, namespace, "client", "getent", "hosts", name, check=False).stdout
-        assert answer.split()[:1] == [cluster_ip], (name, answer)
+        assert answer.split()[:1] == [mail_service_ip], (name, answer)
 
 
 def test_a_service_cluster_ip_reaches_its_pod_through_kube_proxy(
-    node: NodeCluster, namespace: str, run_pod: Callable[..., str]
+    node: NodeCluster, namespace: str, mail_service_ip: str
 ) -> None:
-    run_pod(namespace, "sink", "sink")
-    node.kubectl("expose", "pod", "sink", "-n", namespace, "--name=mail", "--port=25")
-    run_pod(namespace, "client", "client")
-    cluster_ip = node.get("service", "mail", "-n", namespace)["spec"]["clusterIP"]
     assert eventually(
-        lambda: smtp_banner(node, namespace, "client", cluster_ip).startswith("220"),
+        lambda: smtp_banner(node, namespace, "client", mail_service_ip).startswith("220"),
         what="the sink's banner through the ClusterIP",
     )
     # kube-proxy's rules live in the node's own network namespace, not in the machine's.
@@ -79,8 +69,8 @@ def test_a_service_cluster_ip_reaches_its_pod_through_kube_proxy(
         check=True,
     ).stdout
     outside = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True, check=True).stdout
-    assert f"{cluster_ip}/32" in inside
-    assert f"{cluster_ip}/32" not in outside
+    assert f"{mail_service_ip}/32" in inside
+    assert f"{mail_service_ip}/32" not in outside
 
 
 def test_a_network_policy_denying_ingress_is_enforced(

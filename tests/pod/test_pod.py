@@ -21,14 +21,15 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from support.loopback_ca import LoopbackCA
 from support.podrunner import Pod, PodNetwork, wait_until
 from support.relay_pod import CLIENT, OUTSIDER, relay_spec, rendered_pod, send
-from support.smtp_sink import Sink, free_port, self_signed_server_context
+from support.smtp_sink import Sink, free_port
 
 
 @pytest.fixture(scope="module")
 def server_tls(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
-    return self_signed_server_context(tmp_path_factory.mktemp("tls"))
+    return LoopbackCA(tmp_path_factory.mktemp("tls")).server_context()
 
 
 @pytest.fixture

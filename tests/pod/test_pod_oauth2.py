@@ -31,8 +31,9 @@ from mailrelay.oauth import client
 from mailrelay.render import relay as render
 from mailrelay.render.xoauth2 import TOKEN_DIR, TOKEN_KEY, token_secret_name
 
+from support.loopback_ca import LoopbackCA
 from support.mail import message
-from support.oauth_doubles import LoopbackCA, SecretsApi, TokenEndpoint, XOAuth2Smarthost
+from support.oauth_doubles import SecretsApi, TokenEndpoint, XOAuth2Smarthost
 from support.podrunner import Pod, PodNetwork, wait_until
 from support.podrunner.container import runc
 from support.relay_pod import CLIENT, FQDN, relay_spec, rendered_pod
@@ -96,14 +97,7 @@ def oauth_pod(images: dict[str, str], tmp_path_factory: pytest.TempPathFactory) 
     ca = LoopbackCA(tmp_path_factory.mktemp("oauth-ca"), addresses=(network.gateway,))
     endpoint = TokenEndpoint(ca)
     smarthost = XOAuth2Smarthost(endpoint, ca, USER, host=network.gateway).start()
-    oauth2 = {
-        "provider": "Custom",
-        "tokenURL": endpoint.url,
-        "clientID": endpoint.client_id,
-        "grant": "ClientCredentials",
-        "secretRef": {"name": "oauth"},
-        "username": USER,
-    }
+    oauth2 = endpoint.relay_oauth2("ClientCredentials", USER)
     spec = relay_spec(network, smarthost, tls="Encrypt", authType="OAuth2", oauth2=oauth2)
     name, data = token_secret(ca, endpoint, spec)
     pod = rendered_pod(spec, network, secrets={name: data})

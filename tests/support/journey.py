@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from support.nodekit import eventually, sink_messages
+from support.nodekit import eventually, exec_in, sink_messages
 
 if TYPE_CHECKING:
     from node import NodeCluster
@@ -51,6 +51,22 @@ def message(subject: str) -> str:
     """A message as an application writes it to sendmail: Unix line ends (busybox sendmail turns each LF into
     CRLF on the wire, so CRLF input would reach the smarthost with stray CRs, and DKIM would fail)."""
     return f"From: root@6ba2d5764050\nTo: you@example.org\nSubject: {subject}\n\nsent from a pod\n"
+
+
+def sendmail(
+    node: NodeCluster,
+    namespace: str,
+    subject: str,
+    *,
+    sender: str = "root@pod",
+    host: str = "mail:25",
+    timeout: int | None = None,
+) -> Any:
+    """busybox `sendmail -S host` in the namespace's client pod, message(subject) to you@example.org; not checked
+    (a refused one is what some tests want). `timeout`: killed after so many seconds (busybox timeout)."""
+    limit = ["busybox", "timeout", str(timeout)] if timeout else []
+    command = [*limit, "sendmail", "-S", host, "-f", sender, "you@example.org"]
+    return exec_in(node, namespace, "client", *command, input=message(subject), check=False)
 
 
 def delivered(node: NodeCluster, journey: Journey, subject: str) -> dict[str, Any]:

@@ -13,18 +13,14 @@ from __future__ import annotations
 
 import base64
 import copy
-import datetime
-import ipaddress
 import json
 import secrets
-import ssl
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 from aiosmtpd.smtp import AuthResult
@@ -32,71 +28,8 @@ from aiosmtpd.smtp import AuthResult
 from mailrelay.kube.client import ApiError
 
 from support.fake_api import FakeApi
+from support.loopback_ca import LoopbackCA
 from support.smtp_sink import Sink, free_port
-
-
-@dataclass
-class LoopbackCA:
-    """A CA and a server certificate for 127.0.0.1, localhost and `addresses` (a pod network's host
-    end); `ca_file` is what clients trust."""
-
-    folder: Path
-    ca_file: Path = field(init=False)
-    cert_file: Path = field(init=False)
-    key_file: Path = field(init=False)
-    addresses: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.x509.oid import NameOID
-
-        now = datetime.datetime.now(datetime.UTC)
-        ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mailrelay test CA")])
-        ca = (
-            x509.CertificateBuilder()
-            .subject_name(ca_name)
-            .issuer_name(ca_name)
-            .public_key(ca_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-            .sign(ca_key, hashes.SHA256())
-        )
-        names: list[x509.GeneralName] = [x509.DNSName("localhost")]
-        names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", *self.addresses)]
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-            .issuer_name(ca_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(names), critical=False)
-            .sign(ca_key, hashes.SHA256())
-        )
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.ca_file, self.cert_file, self.key_file = (self.folder / n for n in ("ca.pem", "cert.pem", "key.pem"))
-        self.ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-        self.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        self.key_file.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        )
-
-    def server_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(self.cert_file, self.key_file)
-        return context
-
-    def client_context(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=str(self.ca_file))
 
 
 @dataclass
@@ -201,6 +134,17 @@ class TokenEndpoint:
                 issued.revoked = True
             self.client_secrets, self.refresh_tokens = set(), set()
 
+    def relay_oauth2(self, grant: str, username: str) -> dict[str, Any]:
+        """spec.relay.oauth2 of a Custom provider at this endpoint, its client secret in the Secret `oauth`."""
+        return {
+            "provider": "Custom",
+            "tokenURL": self.url,
+            "clientID": self.client_id,
+            "grant": grant,
+            "secretRef": {"name": "oauth"},
+            "username": username,
+        }
+
     def grants(self, grant: str) -> int:
         return sum(1 for form in self.requests if form.get("grant_type") == grant)
 
@@ -255,17 +199,9 @@ class XOAuth2Smarthost(Sink):
         )
         return AuthResult(success=False, handled=False, message="535 5.7.8 Username and Password not accepted")
 
-    def start(self) -> XOAuth2Smarthost:
-        from aiosmtpd.controller import Controller
-
-        kwargs: dict[str, Any] = {"auth_required": True, "auth_require_tls": True}
-        if self.tls_context:
-            kwargs.update(tls_context=self.tls_context, require_starttls=True)
-        if self.implicit_tls:
-            kwargs.update(ssl_context=self.implicit_tls)
-        self._controller = Controller(self, hostname=self.host, port=self.port, ready_timeout=10, **kwargs)
-        self._controller.start()
-        return self
+    def _auth_options(self) -> dict[str, Any]:
+        """AUTH always required, over TLS (STARTTLS or implicit), by this class's own `auth_XOAUTH2`."""
+        return {"auth_required": True, "auth_require_tls": True}
 
 
 class SecretsApi(FakeApi):

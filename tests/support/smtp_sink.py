@@ -6,13 +6,11 @@ import email
 import email.policy
 import socket
 import ssl
-import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
@@ -83,12 +81,18 @@ class Sink:
         self.auth_attempts.append(attempt)
         return AuthResult(success=attempt == self.credentials, handled=False, auth_data=auth_data)
 
-    def start(self) -> Sink:
-        kwargs: dict[str, Any] = {}
-        if self.credentials:
-            kwargs.update(
-                authenticator=self._authenticate, auth_required=True, auth_require_tls=self.tls_context is not None
-            )
+    def _auth_options(self) -> dict[str, Any]:
+        """The Controller's AUTH options: with `credentials`, AUTH is required (over STARTTLS when it is offered)."""
+        if not self.credentials:
+            return {}
+        return {
+            "authenticator": self._authenticate,
+            "auth_required": True,
+            "auth_require_tls": self.tls_context is not None,
+        }
+
+    def start(self) -> Self:
+        kwargs = self._auth_options()
         if self.tls_context:
             kwargs.update(tls_context=self.tls_context, require_starttls=True)
         if self.implicit_tls:
@@ -110,31 +114,3 @@ class Sink:
                     return list(self.received)
             time.sleep(0.05)
         raise AssertionError(f"expected {count} message(s) at the sink, got {len(self.received)}")
-
-
-def self_signed_server_context(folder: Path) -> ssl.SSLContext:
-    """A TLS server context with a fresh self-signed certificate, for a test smarthost."""
-    key, cert = folder / "key.pem", folder / "cert.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-days",
-            "1",
-            "-subj",
-            "/CN=smarthost.test",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    return context

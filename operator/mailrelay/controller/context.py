@@ -67,6 +67,8 @@ class Context:
     on_stop: list[Callable[[], None]] = field(default_factory=list)
     _threads: list[threading.Thread] = field(default_factory=list)
     _generations: dict[str, int] = field(default_factory=dict)  # each ClusterSmarthost's last generation seen
+    _drains: set[str] = field(default_factory=set)  # uids of drained pods waiting for another look
+    _drain_lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- one pass --------------------------------------------------------------------------------
     def process(self, key: Key, why: str = "") -> Pass | smarthosts.SmarthostPass | None:
@@ -243,20 +245,66 @@ class Context:
             stop()
 
 
-def report_drain(context: Context, pod: dict[str, Any], subject: Callable[[dict[str, Any]], Any]) -> None:
+def report_drain(
+    context: Context,
+    pod: dict[str, Any],
+    subject: Callable[[dict[str, Any]], Any],
+    known: Callable[[dict[str, Any]], bool] = lambda pod: True,
+    attempt: int = 0,
+) -> None:
     """A relay pod whose preStop drain left mail behind: an Event (see drainreport) on what `subject`
-    says the pod belongs to; nothing for a pod that only looks like a relay's."""
+    says the pod belongs to; nothing for a pod that only looks like a relay's. A pod whose controller
+    the caches do not hold yet (`known`), or whose Event could not be posted, is looked at again
+    (DRAIN_RETRIES), so no report is lost to a watch that delivered the pod first or to one API error."""
     if not drainreport.left_behind(pod):
         return
     about = subject(pod)
+    name = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
+    if about is None and not known(pod) and _drain_again(context, pod, subject, known, attempt):
+        return
     if about is None:
-        log.warning(
-            "pod %s/%s looks like a relay's but no relay's workload controls it: no drain report",
-            pod["metadata"]["namespace"],
-            pod["metadata"]["name"],
-        )
+        log.warning("pod %s looks like a relay's but no relay's workload controls it: no drain report", name)
         return
     try:
         drainreport.report(context.store, pod, about, context.leadership.identity)
     except ApiError as exc:
-        log.warning("drain report of pod %s failed: %s", pod["metadata"].get("name"), exc)
+        if not _drain_again(context, pod, subject, known, attempt):
+            log.warning("drain report of pod %s failed: %s", name, exc)
+
+
+DRAIN_RETRIES = (1.0, 2.0, 4.0, 8.0, 16.0)  # seconds before each new look at a drained pod
+
+
+def _drain_again(
+    context: Context,
+    pod: dict[str, Any],
+    subject: Callable[[dict[str, Any]], Any],
+    known: Callable[[dict[str, Any]], bool],
+    attempt: int,
+) -> bool:
+    """Look at `pod` again later, as the caches then hold it (or as it was, once deleted); False when
+    its looks are used up. One look waits per pod, however many watch events it has meanwhile."""
+    uid = str(pod["metadata"].get("uid", ""))
+    if attempt >= len(DRAIN_RETRIES):
+        return False
+    with context._drain_lock:
+        if uid in context._drains:
+            return True
+        context._drains.add(uid)
+
+    def look() -> None:
+        with context._drain_lock:
+            context._drains.discard(uid)
+        try:
+            context.leadership.check()  # a replica that lost the Lease posts nothing
+        except NotLeader:
+            return
+        meta = pod["metadata"]
+        newer = context.store.cached("Pod", meta["namespace"], meta["name"])
+        same = newer is not None and newer["metadata"].get("uid") == meta.get("uid")
+        report_drain(context, newer if same and newer is not None else pod, subject, known, attempt + 1)
+
+    timer = threading.Timer(DRAIN_RETRIES[attempt], look)
+    timer.daemon = True
+    timer.start()
+    return True

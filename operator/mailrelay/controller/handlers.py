@@ -47,7 +47,12 @@ async def start_leading(memo: kopf.Memo, **_: Any) -> None:
     caches.subscribe(
         context.relay_event,
         context.child_event,
-        lambda event, pod: report_drain(context, pod, lambda p: scrape.drained_pod_subject(caches, p)),
+        lambda event, pod: report_drain(
+            context,
+            pod,
+            lambda p: scrape.drained_pod_subject(caches, p),
+            lambda p: scrape.drain_owner_known(caches, p),
+        ),
         context.smarthost_event,
         context.namespace_event,
     )

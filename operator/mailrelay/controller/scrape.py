@@ -115,6 +115,25 @@ def drained_pod_subject(caches: Reader, pod: dict[str, Any]) -> dict[str, Any] |
     return None
 
 
+def drain_owner_known(caches: Reader, pod: dict[str, Any]) -> bool:
+    """Whether the caches hold the pod's controller (and a ReplicaSet's Deployment), so that
+    drained_pod_subject can tell a relay's pod from a look-alike: each kind has its own watch, and one
+    may deliver a pod before another delivers the ReplicaSet that made it."""
+    ref = _controller(pod)
+    kind, uid, namespace = ref.get("kind"), ref.get("uid"), pod["metadata"]["namespace"]
+    if kind not in ("ReplicaSet", "StatefulSet") or not uid:
+        return True  # controlled by nothing a relay makes: nothing to wait for
+    owner = next((o for o in caches.cached_list(kind, namespace, {}) if o["metadata"].get("uid") == uid), None)
+    if owner is None:
+        return False
+    parent = _controller(owner)
+    return (
+        kind == "StatefulSet"
+        or parent.get("kind") != "Deployment"
+        or any(o["metadata"].get("uid") == parent.get("uid") for o in caches.cached_list("Deployment", namespace, {}))
+    )
+
+
 @dataclass
 class Scraper:
     caches: Reader  # the informers (or the tests' in-memory API)

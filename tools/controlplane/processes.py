@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import random
 import signal
 import socket
 import subprocess
@@ -18,10 +19,28 @@ PR_SET_PDEATHSIG = 1
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A port nobody listens on, below the kernel's ephemeral range. A port from bind(0) comes from that
+    range, and between its close and the caller's own bind any outgoing connection (an apiserver's to
+    etcd, a test's to a relay) may take it as its source port: "address already in use"."""
+    low = _ephemeral_low()
+    for _ in range(500):
+        port = random.randint(PORTS_FROM, low - 1)
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port from {PORTS_FROM} to {low - 1} on {host}")
+
+
+PORTS_FROM = 10000
+
+
+def _ephemeral_low() -> int:
+    with contextlib.suppress(OSError, ValueError):
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    return 32768
 
 
 def spawn(
